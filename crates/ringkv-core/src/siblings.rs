@@ -1,0 +1,366 @@
+//! Sibling sets: every version of a key that no other version supersedes.
+//!
+//! A key's stored state is a [`SiblingSet`]. Two rules keep it right:
+//! * a coordinator's write ([`SiblingSet::write`]) gets a fresh dot and drops
+//!   exactly the siblings the client's context has seen;
+//! * replicas combine states with [`SiblingSet::merge`]: the union of both,
+//!   minus every sibling whose dot another sibling's context covers.
+//!
+//! Replicas always exchange whole sibling sets (as Riak ships whole objects),
+//! so a set holding a dot `n:k` also holds the fate of every earlier dot of
+//! `n` for that key: a context that covers `n:k` has really seen them all.
+
+use crate::version::{Dot, VersionVector};
+use crate::{Millis, NodeId};
+use serde::{Deserialize, Serialize};
+
+/// One version of a key: a value (or a tombstone) with its causal history.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Sibling {
+    /// The write event that made this version.
+    pub dot: Dot,
+    /// What the writer had seen (the client's causal context).
+    pub context: VersionVector,
+    /// Coordinator wall-clock time of the write, for last-write-wins
+    /// resolution by clients and for display; never used for causality.
+    pub timestamp: Millis,
+    /// The value; `None` marks a deletion (tombstone), kept so the delete
+    /// supersedes older versions on replicas that have not seen it yet.
+    pub value: Option<Vec<u8>>,
+}
+
+impl Sibling {
+    /// This version's full clock: its context plus its own dot.
+    pub fn clock(&self) -> VersionVector {
+        let mut clock = self.context.clone();
+        clock.add(&self.dot, self.timestamp);
+        clock
+    }
+
+    pub fn is_tombstone(&self) -> bool {
+        self.value.is_none()
+    }
+
+    /// Bytes this version occupies, for size limits.
+    pub fn size(&self) -> usize {
+        self.value.as_ref().map_or(0, Vec::len)
+    }
+
+    /// A total order used only to store sets canonically (not causality).
+    fn canonical_cmp(&self, other: &Sibling) -> std::cmp::Ordering {
+        let entries = |s: &Sibling| {
+            s.context
+                .entries()
+                .map(|(n, e)| (n.clone(), e.counter, e.timestamp))
+                .collect::<Vec<_>>()
+        };
+        (&self.dot, self.timestamp, &self.value)
+            .cmp(&(&other.dot, other.timestamp, &other.value))
+            .then_with(|| entries(self).cmp(&entries(other)))
+    }
+}
+
+/// Why a coordinator refused a write.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum WriteError {
+    #[error(
+        "key has {siblings} concurrent versions (limit {limit}); read it and write back \
+         with its context to resolve them"
+    )]
+    TooManySiblings { siblings: usize, limit: usize },
+}
+
+/// The versions of one key, in a canonical order (sorted, no duplicates) so
+/// that equal states compare and hash equal on every replica.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct SiblingSet {
+    siblings: Vec<Sibling>,
+}
+
+/// Parameters of a coordinator write.
+#[derive(Clone, Copy, Debug)]
+pub struct WriteLimits {
+    pub max_siblings: usize,
+    pub max_clock_entries: usize,
+}
+
+impl SiblingSet {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.siblings.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.siblings.len()
+    }
+
+    /// All versions, tombstones included.
+    pub fn iter(&self) -> impl Iterator<Item = &Sibling> {
+        self.siblings.iter()
+    }
+
+    /// The versions a reader sees: tombstones hidden.
+    pub fn live(&self) -> impl Iterator<Item = &Sibling> {
+        self.siblings.iter().filter(|s| !s.is_tombstone())
+    }
+
+    /// The causal context to hand a client: everything these versions have
+    /// seen. Writing back with it supersedes every one of them.
+    pub fn context(&self) -> VersionVector {
+        let mut ctx = VersionVector::new();
+        for s in &self.siblings {
+            ctx.merge(&s.clock());
+        }
+        ctx
+    }
+
+    /// Coordinate a client write on `node`: a new version (`None` = delete)
+    /// written against `context`. Drops the siblings `context` has seen and
+    /// keeps the concurrent ones. Returns the new version's dot.
+    pub fn write(
+        &mut self,
+        node: &NodeId,
+        context: &VersionVector,
+        value: Option<Vec<u8>>,
+        now: Millis,
+        limits: WriteLimits,
+    ) -> Result<Dot, WriteError> {
+        let survivors = self
+            .siblings
+            .iter()
+            .filter(|s| !context.covers(&s.dot))
+            .count();
+        if survivors + 1 > limits.max_siblings {
+            return Err(WriteError::TooManySiblings {
+                siblings: survivors,
+                limit: limits.max_siblings,
+            });
+        }
+        // The next counter must exceed every event of `node` this key has
+        // seen, locally or in the client's context, so dots never repeat.
+        let counter = self.context().counter(node).max(context.counter(node)) + 1;
+        let dot = Dot {
+            node: node.clone(),
+            counter,
+        };
+        let mut written_against = context.clone();
+        written_against.prune(limits.max_clock_entries.saturating_sub(1), node);
+        self.siblings.retain(|s| !context.covers(&s.dot));
+        self.siblings.push(Sibling {
+            dot: dot.clone(),
+            context: written_against,
+            timestamp: now,
+            value,
+        });
+        self.normalize();
+        Ok(dot)
+    }
+
+    /// Combine another replica's state into this one. Returns true when this
+    /// set changed. Commutative, associative and idempotent, so replicas that
+    /// exchange states in any order converge.
+    pub fn merge(&mut self, other: &SiblingSet) -> bool {
+        let before = self.siblings.clone();
+        self.siblings.extend(other.siblings.iter().cloned());
+        self.normalize();
+        self.siblings != before
+    }
+
+    /// Sort, drop exact duplicates and every sibling another one supersedes.
+    fn normalize(&mut self) {
+        self.siblings.sort_by(Sibling::canonical_cmp);
+        self.siblings.dedup();
+        let superseded: Vec<bool> = self
+            .siblings
+            .iter()
+            .map(|s| self.siblings.iter().any(|t| t.context.covers(&s.dot)))
+            .collect();
+        let mut flags = superseded.into_iter();
+        self.siblings.retain(|_| !flags.next().unwrap_or(false));
+    }
+}
+
+impl FromIterator<Sibling> for SiblingSet {
+    fn from_iter<I: IntoIterator<Item = Sibling>>(iter: I) -> Self {
+        let mut set = SiblingSet {
+            siblings: iter.into_iter().collect(),
+        };
+        set.normalize();
+        set
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use proptest::prelude::*;
+
+    const LIMITS: WriteLimits = WriteLimits {
+        max_siblings: 8,
+        max_clock_entries: 10,
+    };
+
+    fn put(set: &mut SiblingSet, node: &str, ctx: &VersionVector, v: &str, t: Millis) -> Dot {
+        set.write(&node.into(), ctx, Some(v.into()), t, LIMITS)
+            .expect("write")
+    }
+
+    fn values(set: &SiblingSet) -> Vec<String> {
+        let mut v: Vec<String> = set
+            .live()
+            .map(|s| String::from_utf8(s.value.clone().unwrap()).unwrap())
+            .collect();
+        v.sort();
+        v
+    }
+
+    #[test]
+    fn blind_writes_through_one_coordinator_become_siblings() {
+        let mut set = SiblingSet::new();
+        put(&mut set, "n1", &VersionVector::new(), "a", 1);
+        put(&mut set, "n1", &VersionVector::new(), "b", 2);
+        assert_eq!(values(&set), ["a", "b"]);
+    }
+
+    #[test]
+    fn writing_back_with_the_context_resolves_siblings() {
+        let mut set = SiblingSet::new();
+        put(&mut set, "n1", &VersionVector::new(), "a", 1);
+        put(&mut set, "n1", &VersionVector::new(), "b", 2);
+        let ctx = set.context();
+        put(&mut set, "n1", &ctx, "ab", 3);
+        assert_eq!(values(&set), ["ab"]);
+        assert!(set.iter().next().unwrap().clock().descends(&ctx));
+    }
+
+    #[test]
+    fn the_seeds_story_yields_two_siblings_then_one() {
+        let mut s1 = SiblingSet::new();
+        put(&mut s1, "S1", &VersionVector::new(), "CAR", 1);
+        let ctx = s1.context();
+        put(&mut s1, "S1", &ctx, "CART", 2);
+        assert_eq!(s1.context().counter(&"S1".into()), 2);
+        let (mut s2, mut s3) = (s1.clone(), s1.clone());
+        let ctx = s1.context();
+        put(&mut s2, "S2", &ctx, "CARM", 3);
+        put(&mut s3, "S3", &ctx, "CARR", 4);
+        let mut read = s1.clone();
+        read.merge(&s2);
+        read.merge(&s3);
+        assert_eq!(values(&read), ["CARM", "CARR"]);
+        let ctx = read.context();
+        put(&mut read, "S1", &ctx, "CARR", 5);
+        assert_eq!(values(&read), ["CARR"]);
+        let clock = read.iter().next().unwrap().clock();
+        assert_eq!(clock.counter(&"S1".into()), 3);
+        assert_eq!(clock.counter(&"S2".into()), 1);
+        assert_eq!(clock.counter(&"S3".into()), 1);
+    }
+
+    #[test]
+    fn a_delete_supersedes_what_it_saw_even_on_a_stale_replica() {
+        let mut a = SiblingSet::new();
+        put(&mut a, "n1", &VersionVector::new(), "x", 1);
+        let stale = a.clone();
+        let ctx = a.context();
+        a.write(&"n1".into(), &ctx, None, 2, LIMITS).unwrap();
+        assert_eq!(a.live().count(), 0);
+        let mut b = stale;
+        b.merge(&a);
+        assert_eq!(b.live().count(), 0, "tombstone must win over the old value");
+        assert_eq!(b, a);
+    }
+
+    #[test]
+    fn too_many_siblings_is_refused_but_resolution_is_not() {
+        let limits = WriteLimits {
+            max_siblings: 2,
+            max_clock_entries: 10,
+        };
+        let mut set = SiblingSet::new();
+        let empty = VersionVector::new();
+        set.write(&"n1".into(), &empty, Some(vec![1]), 1, limits)
+            .unwrap();
+        set.write(&"n1".into(), &empty, Some(vec![2]), 2, limits)
+            .unwrap();
+        let err = set.write(&"n1".into(), &empty, Some(vec![3]), 3, limits);
+        assert_eq!(
+            err,
+            Err(WriteError::TooManySiblings {
+                siblings: 2,
+                limit: 2
+            })
+        );
+        let ctx = set.context();
+        set.write(&"n1".into(), &ctx, Some(vec![4]), 4, limits)
+            .unwrap();
+        assert_eq!(set.len(), 1);
+    }
+
+    #[test]
+    fn contexts_are_pruned_to_the_limit() {
+        let limits = WriteLimits {
+            max_siblings: 8,
+            max_clock_entries: 3,
+        };
+        let mut set = SiblingSet::new();
+        for (i, node) in ["a", "b", "c", "d", "e"].iter().enumerate() {
+            let ctx = set.context();
+            set.write(&(*node).into(), &ctx, Some(vec![i as u8]), i as u64, limits)
+                .unwrap();
+        }
+        let only = set.iter().next().unwrap();
+        assert!(only.clock().len() <= 3, "clock {:?}", only.clock());
+        assert_eq!(only.dot, Dot::new("e", 1));
+    }
+
+    /// A random history: writes by random coordinators against contexts read
+    /// from random replicas, with replicas merging in random order.
+    fn arb_replicas() -> impl Strategy<Value = Vec<SiblingSet>> {
+        proptest::collection::vec((0usize..3, 0usize..3, any::<bool>(), 0usize..3), 1..20)
+            .prop_map(|steps| {
+                let mut replicas = vec![SiblingSet::new(); 3];
+                for (t, (writer, read_from, blind, sync_to)) in steps.into_iter().enumerate() {
+                    let ctx = if blind {
+                        VersionVector::new()
+                    } else {
+                        replicas[read_from].context()
+                    };
+                    let node = NodeId::new(format!("n{writer}"));
+                    let value = Some(vec![t as u8]);
+                    replicas[writer]
+                        .write(&node, &ctx, value, t as u64, LIMITS)
+                        .ok();
+                    let state = replicas[writer].clone();
+                    replicas[sync_to].merge(&state);
+                }
+                replicas
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn merge_is_commutative_associative_idempotent(r in arb_replicas()) {
+            let join = |x: &SiblingSet, y: &SiblingSet| { let mut z = x.clone(); z.merge(y); z };
+            let (a, b, c) = (&r[0], &r[1], &r[2]);
+            prop_assert_eq!(join(a, b), join(b, a));
+            prop_assert_eq!(join(&join(a, b), c), join(a, &join(b, c)));
+            prop_assert_eq!(join(a, a), a.clone());
+        }
+
+        #[test]
+        fn merge_keeps_every_version_nobody_superseded(r in arb_replicas()) {
+            let mut all = r[0].clone();
+            all.merge(&r[1]);
+            all.merge(&r[2]);
+            for s in r.iter().flat_map(|set| set.iter()) {
+                let kept = all.iter().any(|t| t == s);
+                let superseded = all.iter().any(|t| t.context.covers(&s.dot));
+                prop_assert!(kept || superseded, "lost {:?}", s);
+            }
+        }
+    }
+}

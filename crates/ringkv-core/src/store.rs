@@ -1,0 +1,25 @@
+//! The storage seam: the protocol reads and writes whole sibling sets per key.
+//!
+//! Engines live in the `ringkv-store` crate (fjall on disk, memory for tests);
+//! the core only sees this trait, so the simulator can keep a store across a
+//! simulated crash while dropping the node's volatile state.
+
+use crate::siblings::SiblingSet;
+
+/// A storage failure, reported to the client as a server error; never a panic.
+#[derive(Debug, thiserror::Error)]
+#[error("storage error: {0}")]
+pub struct StoreError(pub String);
+
+pub trait Store {
+    /// The stored sibling set of `key` (tombstones included), if any.
+    fn get(&self, key: &[u8]) -> Result<Option<SiblingSet>, StoreError>;
+
+    /// Replace the sibling set of `key`. Durable only after [`Store::sync`].
+    fn put(&mut self, key: &[u8], siblings: &SiblingSet) -> Result<(), StoreError>;
+
+    /// Make every earlier `put` as durable as the engine's fsync policy says.
+    /// The server calls it once per batch of events before it releases any
+    /// acknowledgement (group commit).
+    fn sync(&mut self) -> Result<(), StoreError>;
+}
