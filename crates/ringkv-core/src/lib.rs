@@ -7,7 +7,6 @@
 
 pub mod context;
 pub mod coordinator;
-pub mod limits;
 pub mod message;
 pub mod node;
 pub mod ring;

@@ -1,0 +1,118 @@
+//! Every message that crosses the network between nodes, and the client
+//! operations a node accepts from its front ends.
+//!
+//! The wire form is postcard behind a handshake that carries the protocol
+//! version (see the server's transport), so this enum may only grow at the
+//! end: new variants are appended, existing ones never change shape within a
+//! protocol version.
+
+use crate::siblings::{SiblingSet, WriteError};
+use crate::version::VersionVector;
+use serde::{Deserialize, Serialize};
+
+/// Identifies one request a node started; unique per node.
+pub type RequestId = u64;
+
+/// Node-to-node protocol.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Message {
+    /// Merge this sibling set into your copy of `key`, then acknowledge.
+    Replicate {
+        req: RequestId,
+        key: Vec<u8>,
+        siblings: SiblingSet,
+    },
+    ReplicateAck {
+        req: RequestId,
+        result: Result<(), String>,
+    },
+    /// Send me your sibling set of `key` (empty when you have none).
+    Read { req: RequestId, key: Vec<u8> },
+    ReadReply {
+        req: RequestId,
+        result: Result<SiblingSet, String>,
+    },
+    /// Read repair: merge this newer state of `key`; no answer expected.
+    Repair { key: Vec<u8>, siblings: SiblingSet },
+    /// Coordinate this client operation for me (the one-hop forward of a
+    /// node that is not the key's coordinator).
+    Forward { req: RequestId, op: ClientOp },
+    ForwardReply { req: RequestId, result: ClientResult },
+}
+
+/// A client request, as every front end (HTTP, later RESP) hands it over.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientOp {
+    Get {
+        key: Vec<u8>,
+        r: Option<usize>,
+    },
+    Put {
+        key: Vec<u8>,
+        value: Vec<u8>,
+        /// The causal context from an earlier read; empty for a blind write.
+        context: VersionVector,
+        w: Option<usize>,
+    },
+    /// Write a tombstone. Without a context the coordinator first reads the
+    /// key (R replicas) and deletes what it found, as users of `DELETE`
+    /// expect; with one, it deletes exactly what that context saw.
+    Delete {
+        key: Vec<u8>,
+        context: Option<VersionVector>,
+        w: Option<usize>,
+    },
+}
+
+impl ClientOp {
+    pub fn key(&self) -> &[u8] {
+        match self {
+            ClientOp::Get { key, .. } | ClientOp::Put { key, .. } | ClientOp::Delete { key, .. } => {
+                key
+            }
+        }
+    }
+
+    pub fn name(&self) -> &'static str {
+        match self {
+            ClientOp::Get { .. } => "get",
+            ClientOp::Put { .. } => "put",
+            ClientOp::Delete { .. } => "delete",
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum ClientReply {
+    /// A read's reconciled state (tombstones included; front ends hide them).
+    Value(SiblingSet),
+    /// A write's outcome: the clock of the version it created, to use as the
+    /// context of a follow-up write.
+    Written(VersionVector),
+}
+
+/// Why a client operation failed — each is one sentence for the user.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
+pub enum ClientError {
+    #[error("{op} needed {needed} of {replicas} replicas but only {answered} answered in time")]
+    Unavailable {
+        op: String,
+        needed: usize,
+        answered: usize,
+        replicas: usize,
+    },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("{0}")]
+    Conflict(String),
+    #[error("storage error on {node}: {message}")]
+    Storage { node: String, message: String },
+}
+
+impl From<WriteError> for ClientError {
+    fn from(e: WriteError) -> Self {
+        ClientError::Conflict(e.to_string())
+    }
+}
+
+pub type ClientResult = Result<ClientReply, ClientError>;

@@ -1,0 +1,594 @@
+//! One ringkv node as a sans-IO state machine.
+//!
+//! Inputs: client operations, messages from peers, "peer unreachable"
+//! reports from the transport, and ticks — each with the current time.
+//! Outputs: [`Effect`]s, drained by the caller after each batch of inputs.
+//! The node owns its [`Store`] and reads/writes it synchronously; the caller
+//! must call [`Store::sync`] (group commit) before it releases the effects of
+//! a batch, so no write is acknowledged before it is durable.
+
+use crate::coordinator::{
+    ClientId, ForwardOp, GetOp, InFlight, OpState, Origin, PutOp, Quorum, ReadPurpose, Verdict,
+};
+use crate::message::{ClientError, ClientOp, ClientReply, ClientResult, Message, RequestId};
+use crate::ring::Ring;
+use crate::settings::Settings;
+use crate::siblings::{SiblingSet, WriteLimits};
+use crate::store::Store;
+use crate::version::VersionVector;
+use crate::{Millis, NodeId};
+use std::collections::BTreeMap;
+
+/// Something the caller must do on the node's behalf.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Effect {
+    Send { to: NodeId, msg: Message },
+    Reply { client: ClientId, result: ClientResult },
+}
+
+/// Counters for status pages and tests.
+#[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
+pub struct Stats {
+    /// Client requests this node sent on to a coordinator (one hop).
+    pub forwarded: u64,
+    /// Operations this node coordinated.
+    pub coordinated: u64,
+    /// Stale replicas sent a newer state after a read.
+    pub read_repairs: u64,
+    /// Operations answered with a quorum error.
+    pub unavailable: u64,
+}
+
+/// How long a peer reported unreachable is skipped when picking a
+/// coordinator to forward to; afterwards it is tried again.
+const UNREACHABLE_FOR_MS: Millis = 1_000;
+
+pub struct Node<S: Store> {
+    id: NodeId,
+    settings: Settings,
+    ring: Ring,
+    store: S,
+    next_req: RequestId,
+    ops: BTreeMap<RequestId, InFlight>,
+    /// Peers the transport could not reach, until when to skip them.
+    unreachable: BTreeMap<NodeId, Millis>,
+    effects: Vec<Effect>,
+    stats: Stats,
+}
+
+impl<S: Store> Node<S> {
+    pub fn new(id: NodeId, settings: Settings, ring: Ring, store: S) -> Self {
+        Node {
+            id,
+            settings,
+            ring,
+            store,
+            next_req: 1,
+            ops: BTreeMap::new(),
+            unreachable: BTreeMap::new(),
+            effects: Vec::new(),
+            stats: Stats::default(),
+        }
+    }
+
+    pub fn id(&self) -> &NodeId {
+        &self.id
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    pub fn ring(&self) -> &Ring {
+        &self.ring
+    }
+
+    /// Membership changes replace the ring; operations in flight keep the
+    /// replicas they started with.
+    pub fn set_ring(&mut self, ring: Ring) {
+        self.ring = ring;
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    pub fn store(&self) -> &S {
+        &self.store
+    }
+
+    pub fn store_mut(&mut self) -> &mut S {
+        &mut self.store
+    }
+
+    /// Crash: drop every volatile thing, keep what was stored.
+    pub fn into_store(self) -> S {
+        self.store
+    }
+
+    /// Operations still in flight (for tests and status).
+    pub fn in_flight(&self) -> usize {
+        self.ops.len()
+    }
+
+    /// Everything the caller must now do, in order.
+    pub fn drain_effects(&mut self) -> Vec<Effect> {
+        std::mem::take(&mut self.effects)
+    }
+
+    /// A front end's request. The node coordinates it if it is the first
+    /// reachable node of the key's preference list, otherwise it forwards it
+    /// there (one hop) and relays the answer.
+    pub fn on_client(&mut self, now: Millis, client: ClientId, op: ClientOp) {
+        if let Err(e) = self.validate(&op) {
+            return self.finish(Origin::Client(client), Err(e));
+        }
+        let mut candidates = self.coordinator_candidates(now, op.key()).into_iter();
+        match candidates.next() {
+            None => self.finish(Origin::Client(client), Err(no_coordinator(&op, 0))),
+            Some(target) if target == self.id => self.coordinate(now, Origin::Client(client), op),
+            Some(target) => {
+                let fallbacks = candidates.collect();
+                self.forward(now, client, op, target, fallbacks)
+            }
+        }
+    }
+
+    pub fn on_message(&mut self, now: Millis, from: NodeId, msg: Message) {
+        match msg {
+            Message::Replicate { req, key, siblings } => {
+                let result = self.merge_local(&key, &siblings).map_err(|e| e.to_string());
+                self.send(from, Message::ReplicateAck { req, result });
+            }
+            Message::Repair { key, siblings } => {
+                // A failed repair is retried by the next read; nothing to answer.
+                let _ = self.merge_local(&key, &siblings);
+            }
+            Message::Read { req, key } => {
+                let result = self.read_local(&key).map_err(|e| e.to_string());
+                self.send(from, Message::ReadReply { req, result });
+            }
+            Message::Forward { req, op } => {
+                let origin = Origin::Peer { node: from, req };
+                match self.validate(&op) {
+                    Ok(()) => self.coordinate(now, origin, op),
+                    Err(e) => self.finish(origin, Err(e)),
+                }
+            }
+            Message::ReplicateAck { req, result } => self.on_put_ack(now, req, &from, result.is_ok()),
+            Message::ReadReply { req, result } => self.on_read_reply(now, req, &from, result.ok()),
+            Message::ForwardReply { req, result } => self.on_forward_reply(req, &from, result),
+        }
+    }
+
+    /// The transport could not deliver to `peer`: count it as failed in
+    /// every operation waiting on it and skip it as a coordinator for a while.
+    pub fn on_unreachable(&mut self, now: Millis, peer: NodeId) {
+        self.unreachable.insert(peer.clone(), now + UNREACHABLE_FOR_MS);
+        let waiting: Vec<RequestId> = self
+            .ops
+            .iter()
+            .filter(|(_, op)| match &op.state {
+                OpState::Put(p) => p.quorum.awaits(&peer),
+                OpState::Get(g) => g.quorum.awaits(&peer),
+                OpState::Forward(f) => f.target == peer,
+            })
+            .map(|(req, _)| *req)
+            .collect();
+        for req in waiting {
+            match self.ops.get(&req).map(|op| &op.state) {
+                Some(OpState::Put(_)) => self.on_put_ack(now, req, &peer, false),
+                Some(OpState::Get(_)) => self.on_read_reply(now, req, &peer, None),
+                _ => self.retry_forward(now, req),
+            }
+        }
+    }
+
+    /// Time passed: expire operations whose deadline is over.
+    pub fn on_tick(&mut self, now: Millis) {
+        self.unreachable.retain(|_, until| *until > now);
+        let expired: Vec<RequestId> = self
+            .ops
+            .iter()
+            .filter(|(_, op)| op.deadline <= now)
+            .map(|(req, _)| *req)
+            .collect();
+        for req in expired {
+            self.expire(now, req);
+        }
+    }
+
+    fn validate(&self, op: &ClientOp) -> Result<(), ClientError> {
+        let s = &self.settings;
+        let key = op.key();
+        if key.is_empty() || key.len() > s.max_key_bytes {
+            return Err(ClientError::Invalid(format!(
+                "key must be 1 to {} bytes, got {}",
+                s.max_key_bytes,
+                key.len()
+            )));
+        }
+        let (name, quorum) = match op {
+            ClientOp::Get { r, .. } => ("r", *r),
+            ClientOp::Put { value, w, .. } => {
+                if value.len() > s.max_value_bytes {
+                    return Err(ClientError::Invalid(format!(
+                        "value must be at most {} bytes, got {}",
+                        s.max_value_bytes,
+                        value.len()
+                    )));
+                }
+                ("w", *w)
+            }
+            ClientOp::Delete { w, .. } => ("w", *w),
+        };
+        match quorum {
+            Some(q) if q == 0 || q > s.n => Err(ClientError::Invalid(format!(
+                "{name} must be within 1..={}, got {q}",
+                s.n
+            ))),
+            _ => Ok(()),
+        }
+    }
+
+    /// The preference list in the order to try as coordinator: reachable
+    /// nodes first, so a dead first choice costs no timeout.
+    fn coordinator_candidates(&self, now: Millis, key: &[u8]) -> Vec<NodeId> {
+        let pref = self.ring.preference_list(key, self.settings.n);
+        let (up, down): (Vec<NodeId>, Vec<NodeId>) = pref
+            .into_iter()
+            .partition(|n| *n == self.id || self.unreachable.get(n).is_none_or(|t| *t <= now));
+        up.into_iter().chain(down).collect()
+    }
+
+    fn forward(&mut self, now: Millis, client: ClientId, op: ClientOp, target: NodeId, fallbacks: Vec<NodeId>) {
+        let req = self.next_request();
+        self.stats.forwarded += 1;
+        self.send(target.clone(), Message::Forward { req, op: op.clone() });
+        let forward = ForwardOp {
+            client,
+            op,
+            target,
+            fallbacks,
+        };
+        self.track(now + self.settings.forward_timeout_ms(), req, OpState::Forward(forward));
+    }
+
+    /// The forward target did not answer: try the next preference-list
+    /// node, coordinating locally when that is us. (Riak does the same; a
+    /// write may then be applied twice, which at worst yields a duplicate
+    /// sibling — never a lost one.)
+    fn retry_forward(&mut self, now: Millis, req: RequestId) {
+        let Some(InFlight {
+            state: OpState::Forward(mut fwd),
+            ..
+        }) = self.ops.remove(&req)
+        else {
+            return;
+        };
+        if fwd.fallbacks.is_empty() {
+            let err = no_coordinator(&fwd.op, self.settings.n);
+            return self.finish(Origin::Client(fwd.client), Err(err));
+        }
+        let next = fwd.fallbacks.remove(0);
+        if next == self.id {
+            self.coordinate(now, Origin::Client(fwd.client), fwd.op);
+        } else {
+            self.forward(now, fwd.client, fwd.op, next, fwd.fallbacks);
+        }
+    }
+
+    fn on_forward_reply(&mut self, req: RequestId, from: &NodeId, result: ClientResult) {
+        if let Some(InFlight {
+            state: OpState::Forward(fwd),
+            ..
+        }) = self.ops.get(&req)
+        {
+            if fwd.target == *from {
+                let client = fwd.client;
+                self.ops.remove(&req);
+                self.finish(Origin::Client(client), result);
+            }
+        }
+    }
+
+    fn coordinate(&mut self, now: Millis, origin: Origin, op: ClientOp) {
+        self.stats.coordinated += 1;
+        match op {
+            ClientOp::Get { key, r } => self.start_read(now, origin, key, r, ReadPurpose::Get),
+            ClientOp::Put {
+                key,
+                value,
+                context,
+                w,
+            } => self.start_write(now, origin, key, Some(value), context, w),
+            ClientOp::Delete {
+                key,
+                context: Some(context),
+                w,
+            } => self.start_write(now, origin, key, None, context, w),
+            ClientOp::Delete {
+                key,
+                context: None,
+                w,
+            } => self.start_read(now, origin, key, None, ReadPurpose::DeleteAfterRead { w }),
+        }
+    }
+
+    /// PUT or DELETE as coordinator: make the new version here (fresh dot,
+    /// dropping what the context saw), store it, and ship the resulting
+    /// sibling set to the other replicas; answer after W acknowledgements.
+    fn start_write(
+        &mut self,
+        now: Millis,
+        origin: Origin,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        context: VersionVector,
+        w: Option<usize>,
+    ) {
+        let limits = WriteLimits {
+            max_siblings: self.settings.max_siblings,
+            max_clock_entries: self.settings.max_clock_entries,
+        };
+        let written = self.read_local(&key).and_then(|mut set| {
+            let dot = set
+                .write(&self.id, &context, value, now, limits)
+                .map_err(ClientError::from)?;
+            self.write_local(&key, &set)?;
+            let clock = set.iter().find(|s| s.dot == dot).map(|s| s.clock());
+            Ok((set, clock.unwrap_or_default()))
+        });
+        let (set, clock) = match written {
+            Ok(done) => done,
+            Err(e) => return self.finish(origin, Err(e)),
+        };
+        let replicas = self.ring.preference_list(&key, self.settings.n);
+        let mut quorum = Quorum::new(w.unwrap_or(self.settings.w), replicas.iter().cloned());
+        let req = self.next_request();
+        let msg = Message::Replicate {
+            req,
+            key,
+            siblings: set,
+        };
+        self.send_to_others(&replicas, msg);
+        let verdict = quorum.record(&self.id.clone(), true);
+        let op = PutOp {
+            origin,
+            quorum,
+            written: clock,
+        };
+        self.track(now + self.settings.request_timeout_ms, req, OpState::Put(op));
+        if let Some(v) = verdict {
+            self.conclude_put(req, v);
+        }
+    }
+
+    fn on_put_ack(&mut self, _now: Millis, req: RequestId, from: &NodeId, ok: bool) {
+        let verdict = match self.ops.get_mut(&req).map(|op| &mut op.state) {
+            Some(OpState::Put(put)) => put.quorum.record(from, ok),
+            _ => return,
+        };
+        if let Some(v) = verdict {
+            self.conclude_put(req, v);
+        }
+        self.retire_if_complete(req);
+    }
+
+    /// Answer a write's origin once its quorum verdict is known; the
+    /// operation stays tracked until every replica answered or it expires.
+    fn conclude_put(&mut self, req: RequestId, verdict: Verdict) {
+        let Some(InFlight {
+            state: OpState::Put(put),
+            ..
+        }) = self.ops.get(&req)
+        else {
+            return;
+        };
+        let origin = put.origin.clone();
+        let result = match verdict {
+            Verdict::Reached => Ok(ClientReply::Written(put.written.clone())),
+            Verdict::Lost { answered } => Err(unavailable("put", &put.quorum, answered)),
+        };
+        self.finish(origin, result);
+    }
+
+    /// GET as coordinator: read locally, ask the other replicas, answer after
+    /// R replies, and keep listening so stale replicas can be repaired.
+    fn start_read(&mut self, now: Millis, origin: Origin, key: Vec<u8>, r: Option<usize>, purpose: ReadPurpose) {
+        let replicas = self.ring.preference_list(&key, self.settings.n);
+        let req = self.next_request();
+        self.send_to_others(&replicas, Message::Read { req, key: key.clone() });
+        let get = GetOp {
+            origin,
+            key: key.clone(),
+            purpose,
+            quorum: Quorum::new(r.unwrap_or(self.settings.r), replicas.iter().cloned()),
+            replies: BTreeMap::new(),
+        };
+        self.track(now + self.settings.request_timeout_ms, req, OpState::Get(get));
+        if replicas.contains(&self.id) {
+            let local = self.read_local(&key).ok();
+            self.on_read_reply(now, req, &self.id.clone(), local);
+        }
+    }
+
+    fn on_read_reply(&mut self, now: Millis, req: RequestId, from: &NodeId, reply: Option<SiblingSet>) {
+        let verdict = match self.ops.get_mut(&req).map(|op| &mut op.state) {
+            Some(OpState::Get(get)) => {
+                if let (Some(set), true) = (&reply, get.quorum.awaits(from)) {
+                    get.replies.insert(from.clone(), set.clone());
+                }
+                get.quorum.record(from, reply.is_some())
+            }
+            _ => return,
+        };
+        if let Some(v) = verdict {
+            self.conclude_read(now, req, v);
+        }
+        self.retire_if_complete(req);
+    }
+
+    fn conclude_read(&mut self, now: Millis, req: RequestId, verdict: Verdict) {
+        let Some(InFlight {
+            state: OpState::Get(get),
+            ..
+        }) = self.ops.get(&req)
+        else {
+            return;
+        };
+        let origin = get.origin.clone();
+        match (verdict, get.purpose.clone()) {
+            (Verdict::Lost { answered }, _) => {
+                let op = match get.purpose {
+                    ReadPurpose::Get => "get",
+                    ReadPurpose::DeleteAfterRead { .. } => "delete",
+                };
+                let err = unavailable(op, &get.quorum, answered);
+                self.finish(origin, Err(err));
+            }
+            (Verdict::Reached, ReadPurpose::Get) => {
+                let merged = get.merged();
+                self.finish(origin, Ok(ClientReply::Value(merged)));
+            }
+            (Verdict::Reached, ReadPurpose::DeleteAfterRead { w }) => {
+                let (key, context) = (get.key.clone(), get.merged().context());
+                self.start_write(now, origin, key, None, context, w);
+            }
+        }
+    }
+
+    /// Once every replica answered, repair the stale ones and forget the op.
+    fn retire_if_complete(&mut self, req: RequestId) {
+        let complete = match self.ops.get(&req).map(|op| &op.state) {
+            Some(OpState::Put(p)) => p.quorum.complete(),
+            Some(OpState::Get(g)) => g.quorum.complete(),
+            _ => false,
+        };
+        if complete {
+            self.retire(req);
+        }
+    }
+
+    fn expire(&mut self, now: Millis, req: RequestId) {
+        let verdict = match self.ops.get_mut(&req).map(|op| &mut op.state) {
+            Some(OpState::Put(p)) => p.quorum.expire(),
+            Some(OpState::Get(g)) => g.quorum.expire(),
+            Some(OpState::Forward(_)) => return self.retry_forward(now, req),
+            None => return,
+        };
+        match (verdict, self.ops.get(&req).map(|op| &op.state)) {
+            (Some(v), Some(OpState::Put(_))) => self.conclude_put(req, v),
+            (Some(v), Some(OpState::Get(_))) => self.conclude_read(now, req, v),
+            _ => {}
+        }
+        self.retire(req);
+    }
+
+    fn retire(&mut self, req: RequestId) {
+        if let Some(InFlight {
+            state: OpState::Get(get),
+            ..
+        }) = self.ops.remove(&req)
+        {
+            self.read_repair(&get);
+        }
+    }
+
+    /// Send the reconciled state to every replica whose reply lacked it.
+    fn read_repair(&mut self, get: &GetOp) {
+        let merged = get.merged();
+        if merged.is_empty() {
+            return;
+        }
+        for node in get.stale_replicas(&merged) {
+            self.stats.read_repairs += 1;
+            if node == self.id {
+                let _ = self.merge_local(&get.key, &merged);
+            } else {
+                let msg = Message::Repair {
+                    key: get.key.clone(),
+                    siblings: merged.clone(),
+                };
+                self.send(node, msg);
+            }
+        }
+    }
+
+    fn read_local(&self, key: &[u8]) -> Result<SiblingSet, ClientError> {
+        let found = self.store.get(key).map_err(|e| self.storage_error(e))?;
+        Ok(found.unwrap_or_default())
+    }
+
+    fn write_local(&mut self, key: &[u8], set: &SiblingSet) -> Result<(), ClientError> {
+        self.store.put(key, set).map_err(|e| self.storage_error(e))
+    }
+
+    /// Merge a replica's state into ours; writes only when something changed.
+    fn merge_local(&mut self, key: &[u8], incoming: &SiblingSet) -> Result<(), ClientError> {
+        let mut set = self.read_local(key)?;
+        if set.merge(incoming) {
+            self.write_local(key, &set)?;
+        }
+        Ok(())
+    }
+
+    fn storage_error(&self, e: crate::store::StoreError) -> ClientError {
+        ClientError::Storage {
+            node: self.id.to_string(),
+            message: e.0,
+        }
+    }
+
+    fn finish(&mut self, origin: Origin, result: ClientResult) {
+        if matches!(result, Err(ClientError::Unavailable { .. })) {
+            self.stats.unavailable += 1;
+        }
+        match origin {
+            Origin::Client(client) => self.effects.push(Effect::Reply { client, result }),
+            Origin::Peer { node, req } => self.send(node, Message::ForwardReply { req, result }),
+        }
+    }
+
+    fn send(&mut self, to: NodeId, msg: Message) {
+        self.effects.push(Effect::Send { to, msg });
+    }
+
+    /// Send `msg` to every replica except this node.
+    fn send_to_others(&mut self, replicas: &[NodeId], msg: Message) {
+        for peer in replicas {
+            if *peer != self.id {
+                self.send(peer.clone(), msg.clone());
+            }
+        }
+    }
+
+    fn track(&mut self, deadline: Millis, req: RequestId, state: OpState) {
+        self.ops.insert(req, InFlight { deadline, state });
+    }
+
+    fn next_request(&mut self) -> RequestId {
+        let req = self.next_req;
+        self.next_req += 1;
+        req
+    }
+}
+
+fn unavailable(op: &str, quorum: &Quorum, answered: usize) -> ClientError {
+    ClientError::Unavailable {
+        op: op.to_string(),
+        needed: quorum.needed,
+        answered,
+        replicas: quorum.replicas().len(),
+    }
+}
+
+/// No node of the preference list could coordinate the operation.
+fn no_coordinator(op: &ClientOp, replicas: usize) -> ClientError {
+    ClientError::Unavailable {
+        op: op.name().to_string(),
+        needed: 1,
+        answered: 0,
+        replicas,
+    }
+}

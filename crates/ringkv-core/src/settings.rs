@@ -1,0 +1,79 @@
+//! Cluster-wide protocol settings: replication factor, quorums, timeouts and
+//! the limits every request is checked against.
+
+use serde::{Deserialize, Serialize};
+
+/// Replication and limit settings (the `[replication]` section of a node's
+/// config). Every node of a cluster should use the same values.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Settings {
+    /// Replicas per key (N).
+    pub n: usize,
+    /// Default read quorum (R).
+    pub r: usize,
+    /// Default write quorum (W).
+    pub w: usize,
+    /// Virtual nodes per physical node on the ring.
+    pub vnodes: u32,
+    /// How long a coordinator waits for its quorum before it answers 503.
+    pub request_timeout_ms: u64,
+    pub max_key_bytes: usize,
+    pub max_value_bytes: usize,
+    /// Concurrent versions a key may hold before blind writes are refused
+    /// (writes that resolve siblings with a context are always accepted).
+    pub max_siblings: usize,
+    /// Entries kept in a version's causal context before the oldest are pruned.
+    pub max_clock_entries: usize,
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings {
+            n: 3,
+            r: 2,
+            w: 2,
+            vnodes: 128,
+            request_timeout_ms: 2000,
+            max_key_bytes: 1024,
+            max_value_bytes: 1024 * 1024,
+            max_siblings: 64,
+            max_clock_entries: 32,
+        }
+    }
+}
+
+impl Settings {
+    /// Check the settings make sense together; the error is one sentence.
+    pub fn validate(&self) -> Result<(), String> {
+        if self.n == 0 {
+            return Err("replication n must be at least 1".into());
+        }
+        for (name, q) in [("r", self.r), ("w", self.w)] {
+            if q == 0 || q > self.n {
+                return Err(format!("replication {name} = {q} must be within 1..={}", self.n));
+            }
+        }
+        if self.vnodes == 0 {
+            return Err("replication vnodes must be at least 1".into());
+        }
+        if self.max_siblings == 0 || self.max_clock_entries == 0 {
+            return Err("max_siblings and max_clock_entries must be at least 1".into());
+        }
+        Ok(())
+    }
+
+    /// How long a node that forwarded a request waits for the coordinator
+    /// before trying the next node of the preference list: the coordinator's
+    /// own quorum wait plus a margin for the hop.
+    pub fn forward_timeout_ms(&self) -> u64 {
+        self.request_timeout_ms + 500
+    }
+
+    /// The largest inter-node frame: a full sibling set of maximal values
+    /// plus room for keys and clocks.
+    pub fn max_frame_bytes(&self) -> usize {
+        let per_sibling = self.max_value_bytes + self.max_clock_entries * 96 + 128;
+        self.max_siblings * per_sibling + self.max_key_bytes + 64 * 1024
+    }
+}
