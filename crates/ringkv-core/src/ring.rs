@@ -482,23 +482,31 @@ mod tests {
             RingMember::new("echo"),
         ];
         let ring = Ring::with_members(members, 64);
-        let golden: [(&str, [&str; 3]); 5] = [
-            ("user:1", ["", "", ""]),
-            ("user:2", ["", "", ""]),
-            ("cart/42", ["", "", ""]),
-            ("", ["", "", ""]),
-            ("\u{1f511}", ["", "", ""]),
+        // n = 4 with three zones (east, west, none): three zone-distinct
+        // replicas, then the first node skipped for its zone.
+        let golden: [(&str, [&str; 4]); 5] = [
+            ("user:1", ["charlie", "alpha", "echo", "bravo"]),
+            ("user:2", ["bravo", "echo", "charlie", "alpha"]),
+            ("cart/42", ["echo", "alpha", "charlie", "bravo"]),
+            ("", ["alpha", "echo", "charlie", "bravo"]),
+            ("\u{1f511}", ["charlie", "alpha", "echo", "delta"]),
         ];
         for (key, expected) in golden {
-            let list = ring.preference_list(key.as_bytes(), 3);
+            let list = ring.preference_list(key.as_bytes(), 4);
             let list: Vec<&str> = list.iter().map(NodeId::as_str).collect();
-            println!("{key:?} => {list:?}");
             assert_eq!(list, expected, "key {key:?}");
         }
     }
 
     #[test]
     fn adding_a_node_moves_about_one_over_k_plus_one_of_keys_all_to_it() {
+        // The newcomer's share with 128 vnodes has a relative spread of
+        // about 1/sqrt(128) ~ 9%. Measured (20,000 keys) moved fraction vs
+        // 1/(K+1), relative: K=3 -9.0%, 4 -5.9%, 5 -20.7%, 6 -1.6%,
+        // 7 -9.6%, 8 +1.7%. Tolerance +-35% (about 4 sigma): loose enough
+        // to survive a change of node names, tight enough to catch a ring
+        // that moves half the keys or none.
+        const TOLERANCE: f64 = 0.35;
         const KEYS: usize = 20_000;
         for k in 3..=8 {
             let before = Ring::with_members(plain(k), 128);
@@ -528,7 +536,7 @@ mod tests {
                 fraction / ideal - 1.0
             );
             assert!(
-                (fraction / ideal - 1.0).abs() < 0.35,
+                (fraction / ideal - 1.0).abs() < TOLERANCE,
                 "k={k}: moved {fraction}, ideal {ideal}"
             );
         }
@@ -536,6 +544,13 @@ mod tests {
 
     #[test]
     fn spread_is_even_with_128_vnodes() {
+        // Each node's share deviates from 1/K by about 1/sqrt(128) ~ 9%
+        // (relative), so the worst of K nodes grows with K. Measured worst
+        // relative deviation, ownership / share of 20,000 keys:
+        // K=2 1.3%/1.7%, 3 1.7%/2.5%, 4 9.2%/9.0%, 5 8.6%/8.3%,
+        // 6 20.2%/20.7%, 8 23.7%/22.3%, 12 15.8%/17.7%, 16 21.6%/18.3%.
+        // Tolerance +-30% for both (the key share adds ~3% sampling noise).
+        const TOLERANCE: f64 = 0.30;
         const KEYS: usize = 20_000;
         for k in [2, 3, 4, 5, 6, 8, 12, 16] {
             let ring = Ring::with_members(plain(k), 128);
@@ -556,8 +571,11 @@ mod tests {
             println!(
                 "k={k} worst ownership dev={worst_own:.3} worst key-share dev={worst_keys:.3}"
             );
-            assert!(worst_own < 1.0, "k={k}");
-            assert!(worst_keys < 1.0, "k={k}");
+            assert!(worst_own < TOLERANCE, "k={k}: ownership off by {worst_own}");
+            assert!(
+                worst_keys < TOLERANCE,
+                "k={k}: key share off by {worst_keys}"
+            );
         }
     }
 

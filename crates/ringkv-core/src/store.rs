@@ -23,3 +23,18 @@ pub trait Store {
     /// acknowledgement (group commit).
     fn sync(&mut self) -> Result<(), StoreError>;
 }
+
+/// Lets a node own an engine chosen at run time (`Box<dyn Store + Send>`).
+impl<T: Store + ?Sized> Store for Box<T> {
+    fn get(&self, key: &[u8]) -> Result<Option<SiblingSet>, StoreError> {
+        (**self).get(key)
+    }
+
+    fn put(&mut self, key: &[u8], siblings: &SiblingSet) -> Result<(), StoreError> {
+        (**self).put(key, siblings)
+    }
+
+    fn sync(&mut self) -> Result<(), StoreError> {
+        (**self).sync()
+    }
+}

@@ -1,1 +1,13 @@
+//! ringkv-server: the tokio shell around `ringkv-core`.
+//!
+//! Real sockets, disk and timers live here; every protocol decision is made
+//! by the core's [`ringkv_core::node::Node`], driven on its own thread.
 
+pub mod config;
+pub mod driver;
+pub mod http;
+pub mod server;
+pub mod transport;
+
+pub use config::NodeConfig;
+pub use server::{run, ServerError};

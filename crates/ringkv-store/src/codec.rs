@@ -35,7 +35,9 @@ pub fn encode(siblings: &SiblingSet) -> Result<Vec<u8>, StoreError> {
 /// Decode a stored value written by [`encode`].
 pub fn decode(bytes: &[u8]) -> Result<SiblingSet, StoreError> {
     match bytes.split_first() {
-        None => Err(StoreError("stored value is empty (no format version byte)".into())),
+        None => Err(StoreError(
+            "stored value is empty (no format version byte)".into(),
+        )),
         Some((&FORMAT_VERSION, body)) => {
             let (set, rest): (SiblingSet, &[u8]) = postcard::take_from_bytes(body)
                 .map_err(|e| StoreError(format!("corrupt stored value: {e}")))?;
@@ -53,8 +55,12 @@ pub fn decode(bytes: &[u8]) -> Result<SiblingSet, StoreError> {
     }
 }
 
-/// Refuse keys the disk engine cannot store faithfully.
+/// Refuse keys the disk engine cannot store: empty ones (fjall panics on
+/// them) and ones longer than [`MAX_KEY_LEN`] (fjall would truncate them).
 pub fn check_key(key: &[u8]) -> Result<(), StoreError> {
+    if key.is_empty() {
+        return Err(StoreError("empty keys cannot be stored".into()));
+    }
     if key.len() > MAX_KEY_LEN {
         return Err(StoreError(format!(
             "key is {} bytes, more than the {MAX_KEY_LEN} the store accepts",
@@ -62,6 +68,11 @@ pub fn check_key(key: &[u8]) -> Result<(), StoreError> {
         )));
     }
     Ok(())
+}
+
+/// Whether `key` passes [`check_key`], i.e. could have been stored.
+pub fn is_storable_key(key: &[u8]) -> bool {
+    !key.is_empty() && key.len() <= MAX_KEY_LEN
 }
 
 #[cfg(test)]
@@ -119,12 +130,17 @@ mod tests {
             }
         }
         let err = decode(&[9, 0]).unwrap_err();
-        assert!(err.to_string().contains("unknown format version 9"), "{err}");
+        assert!(
+            err.to_string().contains("unknown format version 9"),
+            "{err}"
+        );
     }
 
     #[test]
-    fn oversized_key_is_refused() {
+    fn empty_and_oversized_keys_are_refused() {
         assert!(check_key(&vec![0u8; MAX_KEY_LEN]).is_ok());
         assert!(check_key(&vec![0u8; MAX_KEY_LEN + 1]).is_err());
+        assert!(check_key(b"").is_err());
+        assert!(check_key(b"k").is_ok());
     }
 }

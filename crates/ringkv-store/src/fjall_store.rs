@@ -58,22 +58,22 @@ pub struct FjallStore {
     path: PathBuf,
     durability: Durability,
     /// Present with [`Durability::Interval`].
-    fsyncer: Option<Fsyncer>,
+    pub(crate) fsyncer: Option<Fsyncer>,
 }
 
 /// The periodic-fsync thread of [`Durability::Interval`].
-struct Fsyncer {
-    shared: Arc<Shared>,
+pub(crate) struct Fsyncer {
+    pub(crate) shared: Arc<Shared>,
     /// Dropping it stops the thread.
     stop: Option<mpsc::Sender<()>>,
     handle: Option<JoinHandle<()>>,
 }
 
-struct Shared {
+pub(crate) struct Shared {
     /// Set by `put`, cleared by the thread just before it fsyncs.
-    dirty: AtomicBool,
+    pub(crate) dirty: AtomicBool,
     /// The first fsync failure of the thread; sticky.
-    error: Mutex<Option<String>>,
+    pub(crate) error: Mutex<Option<String>>,
 }
 
 impl FjallStore {
@@ -131,6 +131,7 @@ impl FjallStore {
     /// Store raw bytes as a key's value, bypassing the encoder (tests only).
     #[cfg(test)]
     pub(crate) fn put_raw(&mut self, key: &[u8], bytes: Vec<u8>) -> Result<(), StoreError> {
+        codec::check_key(key)?;
         self.kv.insert(key, bytes).map_err(|e| self.error("put", e))
     }
 
@@ -165,6 +166,10 @@ fn open_error(path: &Path, e: fjall::Error) -> StoreError {
 
 impl Store for FjallStore {
     fn get(&self, key: &[u8]) -> Result<Option<SiblingSet>, StoreError> {
+        // fjall panics on an empty key; such keys are never stored.
+        if !codec::is_storable_key(key) {
+            return Ok(None);
+        }
         let bytes = self.kv.get(key).map_err(|e| self.error("get", e))?;
         bytes.map(|bytes| codec::decode(&bytes)).transpose()
     }
@@ -172,7 +177,9 @@ impl Store for FjallStore {
     fn put(&mut self, key: &[u8], siblings: &SiblingSet) -> Result<(), StoreError> {
         codec::check_key(key)?;
         let bytes = codec::encode(siblings)?;
-        self.kv.insert(key, bytes).map_err(|e| self.error("put", e))?;
+        self.kv
+            .insert(key, bytes)
+            .map_err(|e| self.error("put", e))?;
         if let Some(f) = &self.fsyncer {
             f.shared.dirty.store(true, Ordering::Release);
         }
@@ -185,7 +192,13 @@ impl Store for FjallStore {
             Durability::Interval => PersistMode::Buffer,
         };
         if let Some(f) = &self.fsyncer {
-            if let Some(e) = f.shared.error.lock().unwrap_or_else(|p| p.into_inner()).as_ref() {
+            if let Some(e) = f
+                .shared
+                .error
+                .lock()
+                .unwrap_or_else(|p| p.into_inner())
+                .as_ref()
+            {
                 return Err(StoreError(format!(
                     "background fsync of the database at {} failed: {e}; restart the node",
                     self.path.display()
@@ -231,8 +244,10 @@ impl Fsyncer {
                 }
                 if let Err(e) = db.persist(PersistMode::SyncAll) {
                     tracing::error!("periodic fsync failed: {e}");
-                    *thread_shared.error.lock().unwrap_or_else(|p| p.into_inner()) =
-                        Some(e.to_string());
+                    *thread_shared
+                        .error
+                        .lock()
+                        .unwrap_or_else(|p| p.into_inner()) = Some(e.to_string());
                     return;
                 }
             })

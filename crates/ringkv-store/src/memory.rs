@@ -39,7 +39,13 @@ impl MemoryStore {
 
 impl Store for MemoryStore {
     fn get(&self, key: &[u8]) -> Result<Option<SiblingSet>, StoreError> {
-        self.map.get(key).map(|bytes| codec::decode(bytes)).transpose()
+        if !codec::is_storable_key(key) {
+            return Ok(None);
+        }
+        self.map
+            .get(key)
+            .map(|bytes| codec::decode(bytes))
+            .transpose()
     }
 
     fn put(&mut self, key: &[u8], siblings: &SiblingSet) -> Result<(), StoreError> {

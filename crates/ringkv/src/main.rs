@@ -1,1 +1,133 @@
-fn main() {}
+//! `ringkv`: run a node, a local dev cluster, or talk to a cluster.
+
+mod client;
+mod dev;
+
+use clap::{Parser, Subcommand};
+use std::path::PathBuf;
+use std::process::ExitCode;
+
+#[derive(Parser)]
+#[command(name = "ringkv", version, about = "A Dynamo-style replicated key-value store")]
+struct Cli {
+    #[command(subcommand)]
+    command: Command,
+}
+
+#[derive(Subcommand)]
+enum Command {
+    /// Run one node from its TOML config.
+    Node {
+        #[arg(long)]
+        config: PathBuf,
+    },
+    /// Start a local cluster of node processes on loopback, check that it
+    /// works, and keep it running until Ctrl-C.
+    Dev(dev::DevArgs),
+    /// Write a value.
+    Put {
+        key: String,
+        value: String,
+        #[command(flatten)]
+        target: client::Target,
+        #[arg(long)]
+        w: Option<usize>,
+        /// Causal context from a previous `get` (omit for a blind write).
+        #[arg(long)]
+        context: Option<String>,
+    },
+    /// Read a key; prints every sibling when there are several.
+    Get {
+        key: String,
+        #[command(flatten)]
+        target: client::Target,
+        #[arg(long)]
+        r: Option<usize>,
+    },
+    /// Delete a key (what a fresh read sees, or what `--context` saw).
+    Delete {
+        key: String,
+        #[command(flatten)]
+        target: client::Target,
+        #[arg(long)]
+        w: Option<usize>,
+        #[arg(long)]
+        context: Option<String>,
+    },
+    /// Show a node's view of the cluster.
+    Status {
+        #[command(flatten)]
+        target: client::Target,
+    },
+}
+
+fn main() -> ExitCode {
+    init_logging();
+    let cli = Cli::parse();
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => return fail(format!("cannot start the runtime: {e}")),
+    };
+    let outcome = runtime.block_on(async {
+        match cli.command {
+            Command::Node { config } => run_node(config).await,
+            Command::Dev(args) => dev::run(args).await,
+            Command::Put {
+                key,
+                value,
+                target,
+                w,
+                context,
+            } => client::put(&target, &key, value, w, context).await,
+            Command::Get { key, target, r } => client::get(&target, &key, r).await,
+            Command::Delete {
+                key,
+                target,
+                w,
+                context,
+            } => client::delete(&target, &key, w, context).await,
+            Command::Status { target } => client::status(&target).await,
+        }
+    });
+    match outcome {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(message) => fail(message),
+    }
+}
+
+fn fail(message: String) -> ExitCode {
+    eprintln!("error: {message}");
+    ExitCode::FAILURE
+}
+
+fn init_logging() {
+    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
+        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
+    use std::io::IsTerminal;
+    tracing_subscriber::fmt()
+        .with_env_filter(filter)
+        .with_ansi(std::io::stderr().is_terminal())
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+async fn run_node(config: PathBuf) -> Result<(), String> {
+    let config = ringkv_server::NodeConfig::load(&config).map_err(|e| e.to_string())?;
+    ringkv_server::run(config, shutdown_signal())
+        .await
+        .map_err(|e| e.to_string())
+}
+
+/// Resolves on SIGINT or SIGTERM, so the node can stop cleanly.
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = match signal(SignalKind::terminate()) {
+        Ok(s) => s,
+        Err(_) => return std::future::pending().await,
+    };
+    tokio::select! {
+        _ = tokio::signal::ctrl_c() => {}
+        _ = term.recv() => {}
+    }
+    tracing::info!("shutdown requested");
+}

@@ -1,0 +1,174 @@
+//! A node's TOML configuration: who it is, where its data lives, and the
+//! (static, for now) member list of its cluster.
+//!
+//! ```toml
+//! cluster = "dev"
+//! node_id = "n1"
+//! data_dir = "data/n1"
+//!
+//! [storage]            # optional; see ringkv_store::StorageConfig
+//! engine = "fjall"     # or "memory"
+//! fsync = "interval"   # or "always"
+//!
+//! [replication]        # optional; see ringkv_core::settings::Settings
+//! n = 3
+//!
+//! [[nodes]]
+//! id = "n1"
+//! addr = "127.0.0.1:7101"   # inter-node TCP
+//! http = "127.0.0.1:8101"
+//! zone = "a"                # optional
+//! ```
+
+use ringkv_core::settings::Settings;
+use ringkv_store::StorageConfig;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct NodeConfig {
+    /// Nodes only talk to peers of the same cluster name.
+    #[serde(default = "default_cluster")]
+    pub cluster: String,
+    /// This node's id; must be one of `nodes`.
+    pub node_id: String,
+    pub data_dir: PathBuf,
+    #[serde(default)]
+    pub storage: StorageConfig,
+    #[serde(default)]
+    pub replication: Settings,
+    /// Enables `POST /admin/links/{peer}/{cut|heal}`, a switch that silently
+    /// drops traffic to and from a peer. For fault tests only.
+    #[serde(default)]
+    pub fault_injection: bool,
+    pub nodes: Vec<MemberConfig>,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct MemberConfig {
+    pub id: String,
+    /// Inter-node TCP address.
+    pub addr: SocketAddr,
+    /// HTTP API address.
+    pub http: SocketAddr,
+    #[serde(default)]
+    pub zone: Option<String>,
+}
+
+fn default_cluster() -> String {
+    "ringkv".to_string()
+}
+
+/// A config that cannot be used, said in one sentence that names the file.
+#[derive(Debug, thiserror::Error)]
+pub enum ConfigError {
+    #[error("cannot read config {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: std::io::Error,
+    },
+    #[error("invalid config {path}: {message}")]
+    Invalid { path: PathBuf, message: String },
+}
+
+impl NodeConfig {
+    pub fn load(path: &Path) -> Result<Self, ConfigError> {
+        let text = std::fs::read_to_string(path).map_err(|source| ConfigError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+        Self::parse(&text).map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })
+    }
+
+    /// Parse and validate; the error says what is wrong and where.
+    pub fn parse(text: &str) -> Result<Self, String> {
+        let config: NodeConfig = toml::from_str(text).map_err(|e| e.to_string())?;
+        config.validate()?;
+        Ok(config)
+    }
+
+    fn validate(&self) -> Result<(), String> {
+        self.replication.validate()?;
+        if self.storage.fsync_interval_ms == 0 {
+            return Err("storage fsync_interval_ms must be at least 1".into());
+        }
+        let mut ids = BTreeSet::new();
+        let mut addrs = BTreeSet::new();
+        for m in &self.nodes {
+            if m.id.is_empty() || m.id.len() > 64 {
+                return Err(format!("node id {:?} must be 1 to 64 bytes", m.id));
+            }
+            if !ids.insert(m.id.as_str()) {
+                return Err(format!("node id {} is listed twice", m.id));
+            }
+            for addr in [m.addr, m.http] {
+                if !addrs.insert(addr) {
+                    return Err(format!("address {addr} is used twice"));
+                }
+            }
+        }
+        if self.me().is_none() {
+            return Err(format!("node_id {} is not in [[nodes]]", self.node_id));
+        }
+        Ok(())
+    }
+
+    /// This node's own entry (present once validated).
+    pub fn me(&self) -> Option<&MemberConfig> {
+        self.nodes.iter().find(|m| m.id == self.node_id)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const GOOD: &str = r#"
+        node_id = "n1"
+        data_dir = "/tmp/x"
+        [[nodes]]
+        id = "n1"
+        addr = "127.0.0.1:7101"
+        http = "127.0.0.1:8101"
+        [[nodes]]
+        id = "n2"
+        addr = "127.0.0.1:7102"
+        http = "127.0.0.1:8102"
+        zone = "b"
+    "#;
+
+    #[test]
+    fn a_minimal_config_gets_the_defaults() {
+        let c = NodeConfig::parse(GOOD).unwrap();
+        assert_eq!(c.cluster, "ringkv");
+        assert_eq!(c.replication, Settings::default());
+        assert_eq!(c.storage, StorageConfig::default());
+        assert_eq!(c.me().unwrap().http.port(), 8101);
+        assert_eq!(c.nodes[1].zone.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn wrong_types_and_unknown_fields_are_clear_errors() {
+        let cases = [
+            (GOOD.replace("\"n1\"\n        data_dir", "1\n        data_dir"), "node_id"),
+            (GOOD.replace("data_dir", "dta_dir"), "unknown field `dta_dir`"),
+            (format!("{GOOD}\n[replication]\nn = \"three\""), "invalid type"),
+            (format!("{GOOD}\n[replication]\nw = 5"), "w = 5 must be within 1..=3"),
+            (format!("{GOOD}\n[storage]\nengine = \"rocks\""), "unknown variant `rocks`"),
+            (GOOD.replace("127.0.0.1:8102", "nowhere"), "invalid socket address"),
+            (GOOD.replace("node_id = \"n1\"", "node_id = \"n9\""), "n9 is not in"),
+            (GOOD.replace("id = \"n2\"", "id = \"n1\""), "listed twice"),
+        ];
+        for (text, expected) in cases {
+            let err = NodeConfig::parse(&text).unwrap_err();
+            assert!(err.contains(expected), "expected {expected:?} in {err:?}");
+        }
+    }
+}

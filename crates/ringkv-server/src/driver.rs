@@ -1,0 +1,279 @@
+//! Runs one [`Node`] on a dedicated thread, the way Redis or TigerBeetle run
+//! their state machine: no locks in the protocol, IO around it.
+//!
+//! The loop takes a batch of events (client requests, peer messages,
+//! transport reports), feeds them to the node, ticks it, then calls
+//! [`Store::sync`] once for the whole batch — group commit — and only then
+//! releases the batch's effects. No acknowledgement ever leaves before the
+//! write it acknowledges is as durable as the fsync policy promises.
+
+use crate::transport::{Inbound, Transport};
+use ringkv_core::coordinator::ClientId;
+use ringkv_core::message::{ClientError, ClientOp, ClientReply, ClientResult, Message};
+use ringkv_core::node::{Effect, Node, Stats};
+use ringkv_core::store::Store;
+use ringkv_core::{Millis, NodeId};
+use serde::Serialize;
+use std::collections::BTreeMap;
+use std::sync::mpsc;
+use std::thread::JoinHandle;
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::sync::oneshot;
+
+/// How often the node is ticked (the resolution of request timeouts).
+const TICK: Duration = Duration::from_millis(10);
+/// Upper bound on events handled between two syncs, to bound ack latency.
+const MAX_BATCH: usize = 1024;
+
+pub type BoxedStore = Box<dyn Store + Send>;
+
+/// What the rest of the server asks of the node thread.
+pub enum Event {
+    Client {
+        op: ClientOp,
+        reply: oneshot::Sender<ClientResult>,
+    },
+    Peer(Inbound<Message>),
+    Status(oneshot::Sender<NodeReport>),
+    Stop,
+}
+
+/// The node's own view for `/status`.
+#[derive(Clone, Debug, Serialize)]
+pub struct NodeReport {
+    pub node: String,
+    pub n: usize,
+    pub r: usize,
+    pub w: usize,
+    pub in_flight: usize,
+    pub stats: Stats,
+    /// Per member: virtual nodes and share of the ring it coordinates.
+    pub ring: BTreeMap<String, RingShare>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RingShare {
+    pub vnodes: usize,
+    pub ownership: f64,
+}
+
+/// A cheap, cloneable way to talk to the node thread from async code.
+#[derive(Clone)]
+pub struct NodeHandle {
+    tx: mpsc::Sender<Event>,
+}
+
+impl NodeHandle {
+    /// Run a client operation. `limit` is a safety net only: the node
+    /// answers every operation itself when its quorum timeout expires.
+    pub async fn request(&self, op: ClientOp, limit: Duration) -> ClientResult {
+        let name = op.name().to_string();
+        let (reply, answer) = oneshot::channel();
+        let gone = || ClientError::Storage {
+            node: "local".into(),
+            message: "the node is shutting down".into(),
+        };
+        self.tx.send(Event::Client { op, reply }).map_err(|_| gone())?;
+        match tokio::time::timeout(limit, answer).await {
+            Ok(Ok(result)) => result,
+            Ok(Err(_)) => Err(gone()),
+            Err(_) => Err(ClientError::Unavailable {
+                op: name,
+                needed: 1,
+                answered: 0,
+                replicas: 0,
+            }),
+        }
+    }
+
+    pub async fn report(&self) -> Option<NodeReport> {
+        let (tx, rx) = oneshot::channel();
+        self.tx.send(Event::Status(tx)).ok()?;
+        rx.await.ok()
+    }
+
+    /// Deliver a transport event to the node.
+    pub fn deliver(&self, inbound: Inbound<Message>) -> bool {
+        self.tx.send(Event::Peer(inbound)).is_ok()
+    }
+
+    pub fn stop(&self) {
+        let _ = self.tx.send(Event::Stop);
+    }
+}
+
+/// Start the node thread. It enters `runtime` so the transport can spawn
+/// its connection tasks from it.
+pub fn spawn(
+    node: Node<BoxedStore>,
+    transport: Transport<Message>,
+    runtime: tokio::runtime::Handle,
+) -> std::io::Result<(NodeHandle, JoinHandle<()>)> {
+    let (tx, rx) = mpsc::channel();
+    let name = format!("node-{}", node.id());
+    let thread = std::thread::Builder::new().name(name).spawn(move || {
+        let _guard = runtime.enter();
+        Driver {
+            node,
+            transport,
+            waiting: BTreeMap::new(),
+            next_client: 1,
+        }
+        .run(rx)
+    })?;
+    Ok((NodeHandle { tx }, thread))
+}
+
+struct Driver {
+    node: Node<BoxedStore>,
+    transport: Transport<Message>,
+    waiting: BTreeMap<ClientId, oneshot::Sender<ClientResult>>,
+    next_client: ClientId,
+}
+
+impl Driver {
+    fn run(mut self, rx: mpsc::Receiver<Event>) {
+        let mut last_tick = now_ms();
+        loop {
+            let first = match rx.recv_timeout(TICK) {
+                Ok(event) => Some(event),
+                Err(mpsc::RecvTimeoutError::Timeout) => None,
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            };
+            let batch = first
+                .into_iter()
+                .chain(std::iter::from_fn(|| rx.try_recv().ok()).take(MAX_BATCH));
+            let mut stop = false;
+            for event in batch {
+                stop |= self.handle(event);
+            }
+            let now = now_ms();
+            if now >= last_tick + TICK.as_millis() as Millis {
+                self.node.on_tick(now);
+                last_tick = now;
+            }
+            self.commit_and_release();
+            if stop {
+                tracing::info!("node {} stopped", self.node.id());
+                return;
+            }
+        }
+    }
+
+    /// Feed one event to the node; true when the node must stop.
+    fn handle(&mut self, event: Event) -> bool {
+        let now = now_ms();
+        match event {
+            Event::Client { op, reply } => {
+                let client = self.next_client;
+                self.next_client += 1;
+                self.waiting.insert(client, reply);
+                self.node.on_client(now, client, op);
+            }
+            Event::Peer(Inbound::Message { from, msg }) => self.node.on_message(now, from, msg),
+            Event::Peer(Inbound::Unreachable { peer }) => self.node.on_unreachable(now, peer),
+            Event::Status(tx) => {
+                let _ = tx.send(self.report());
+            }
+            Event::Stop => return true,
+        }
+        false
+    }
+
+    /// Group commit: one sync for the batch, then its effects. When the
+    /// sync fails, every acknowledgement in the batch becomes an error.
+    fn commit_and_release(&mut self) {
+        let mut effects = self.node.drain_effects();
+        if effects.is_empty() {
+            return;
+        }
+        if let Err(e) = self.node.store_mut().sync() {
+            tracing::error!("sync failed, withholding acknowledgements: {e}");
+            effects = effects.into_iter().map(|e| withhold_ack(e, self.node.id())).collect();
+        }
+        for effect in effects {
+            match effect {
+                Effect::Send { to, msg } => self.transport.send(&to, msg),
+                Effect::Reply { client, result } => {
+                    if let Some(reply) = self.waiting.remove(&client) {
+                        let _ = reply.send(result);
+                    }
+                }
+            }
+        }
+    }
+
+    fn report(&self) -> NodeReport {
+        let settings = self.node.settings();
+        let ring = self.node.ring();
+        let ownership = ring.ownership();
+        let shares = ring
+            .members()
+            .map(|m| {
+                let share = RingShare {
+                    vnodes: ring.vnode_count(&m.id),
+                    ownership: ownership.get(&m.id).copied().unwrap_or(0.0),
+                };
+                (m.id.to_string(), share)
+            })
+            .collect();
+        NodeReport {
+            node: self.node.id().to_string(),
+            n: settings.n,
+            r: settings.r,
+            w: settings.w,
+            in_flight: self.node.in_flight(),
+            stats: self.node.stats().clone(),
+            ring: shares,
+        }
+    }
+}
+
+/// Turn a write acknowledgement into a failure (the write is not durable).
+fn withhold_ack(effect: Effect, me: &NodeId) -> Effect {
+    let failed = || ClientError::Storage {
+        node: me.to_string(),
+        message: "sync to disk failed".into(),
+    };
+    match effect {
+        Effect::Reply {
+            client,
+            result: Ok(ClientReply::Written(_)),
+        } => Effect::Reply {
+            client,
+            result: Err(failed()),
+        },
+        Effect::Send {
+            to,
+            msg: Message::ReplicateAck { req, result: Ok(()) },
+        } => Effect::Send {
+            to,
+            msg: Message::ReplicateAck {
+                req,
+                result: Err(failed().to_string()),
+            },
+        },
+        Effect::Send {
+            to,
+            msg:
+                Message::ForwardReply {
+                    req,
+                    result: Ok(ClientReply::Written(_)),
+                },
+        } => Effect::Send {
+            to,
+            msg: Message::ForwardReply {
+                req,
+                result: Err(failed()),
+            },
+        },
+        other => other,
+    }
+}
+
+/// Wall-clock milliseconds: request deadlines and sibling timestamps.
+pub fn now_ms() -> Millis {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as Millis)
+}

@@ -1,0 +1,260 @@
+//! The HTTP API: `/kv/{key}` for data, `/status` for operators.
+//!
+//! Siblings are first-class: one live version is `200` with the raw bytes,
+//! several are `300 Multiple Choices` with every version in JSON, and the
+//! causal context travels in the `X-Ringkv-Context` header both ways.
+
+use crate::driver::{NodeHandle, NodeReport};
+use crate::transport::Transport;
+use axum::body::Bytes;
+use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::response::{IntoResponse, Response};
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use ringkv_core::context;
+use ringkv_core::message::{ClientError, ClientOp, ClientReply, Message};
+use ringkv_core::siblings::SiblingSet;
+use ringkv_core::version::VersionVector;
+use ringkv_core::NodeId;
+use serde::{Deserialize, Serialize};
+use std::time::Duration;
+
+pub const CONTEXT_HEADER: &str = "x-ringkv-context";
+
+/// Everything the handlers share.
+#[derive(Clone)]
+pub struct Api {
+    pub node: NodeHandle,
+    pub transport: Transport<Message>,
+    pub cluster: String,
+    pub members: Vec<crate::config::MemberConfig>,
+    /// Safety net on top of the node's own quorum timeouts.
+    pub request_limit: Duration,
+    pub max_value_bytes: usize,
+    pub fault_injection: bool,
+}
+
+pub fn router(api: Api) -> Router {
+    let body_limit = api.max_value_bytes + 1;
+    Router::new()
+        .route("/kv/{*key}", get(get_key).put(put_key).delete(delete_key))
+        .route("/status", get(status))
+        .route("/admin/links/{peer}/{action}", post(link_fault))
+        .layer(DefaultBodyLimit::max(body_limit))
+        .with_state(api)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct Quorums {
+    r: Option<usize>,
+    w: Option<usize>,
+}
+
+/// One version as JSON (the 300 body and the `Accept: application/json` form).
+#[derive(Serialize, Deserialize)]
+pub struct SiblingJson {
+    /// Base64 (standard alphabet) of the value bytes.
+    pub value: String,
+    /// Coordinator wall-clock milliseconds of the write.
+    pub timestamp: u64,
+    /// The write event, `node:counter`.
+    pub dot: String,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct SiblingsJson {
+    pub context: String,
+    pub siblings: Vec<SiblingJson>,
+}
+
+/// A user-facing error: a status and one sentence.
+struct ApiError(StatusCode, String);
+
+impl IntoResponse for ApiError {
+    fn into_response(self) -> Response {
+        (self.0, format!("{}\n", self.1)).into_response()
+    }
+}
+
+impl From<ClientError> for ApiError {
+    fn from(e: ClientError) -> Self {
+        let status = match e {
+            ClientError::Invalid(_) => StatusCode::BAD_REQUEST,
+            ClientError::Conflict(_) => StatusCode::CONFLICT,
+            ClientError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ClientError::Storage { .. } => StatusCode::INTERNAL_SERVER_ERROR,
+        };
+        ApiError(status, e.to_string())
+    }
+}
+
+fn bad_request(message: impl Into<String>) -> ApiError {
+    ApiError(StatusCode::BAD_REQUEST, message.into())
+}
+
+async fn get_key(
+    State(api): State<Api>,
+    Path(key): Path<String>,
+    quorum: Result<Query<Quorums>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
+    let op = ClientOp::Get {
+        key: key.into_bytes(),
+        r: q.r,
+    };
+    let siblings = match api.node.request(op, api.request_limit).await? {
+        ClientReply::Value(set) => set,
+        ClientReply::Written(_) => return Err(bad_request("unexpected reply")),
+    };
+    Ok(render(&siblings, wants_json(&headers)))
+}
+
+async fn put_key(
+    State(api): State<Api>,
+    Path(key): Path<String>,
+    quorum: Result<Query<Quorums>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
+    let op = ClientOp::Put {
+        key: key.into_bytes(),
+        value: body.to_vec(),
+        context: context_from(&headers)?.unwrap_or_default(),
+        w: q.w,
+    };
+    written(api.node.request(op, api.request_limit).await?)
+}
+
+async fn delete_key(
+    State(api): State<Api>,
+    Path(key): Path<String>,
+    quorum: Result<Query<Quorums>, axum::extract::rejection::QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
+    let op = ClientOp::Delete {
+        key: key.into_bytes(),
+        context: context_from(&headers)?,
+        w: q.w,
+    };
+    written(api.node.request(op, api.request_limit).await?)
+}
+
+/// `204 No Content` carrying the new version's clock as the next context.
+fn written(reply: ClientReply) -> Result<Response, ApiError> {
+    let ClientReply::Written(clock) = reply else {
+        return Err(bad_request("unexpected reply"));
+    };
+    Ok((StatusCode::NO_CONTENT, context_headers(&clock)).into_response())
+}
+
+fn context_from(headers: &HeaderMap) -> Result<Option<VersionVector>, ApiError> {
+    let Some(value) = headers.get(CONTEXT_HEADER) else {
+        return Ok(None);
+    };
+    let text = value
+        .to_str()
+        .map_err(|_| bad_request("invalid causal context: not ASCII"))?;
+    context::decode(text)
+        .map(Some)
+        .map_err(|e| bad_request(e.to_string()))
+}
+
+fn context_headers(clock: &VersionVector) -> [(header::HeaderName, HeaderValue); 1] {
+    let value = HeaderValue::from_str(&context::encode(clock))
+        .unwrap_or_else(|_| HeaderValue::from_static(""));
+    [(header::HeaderName::from_static(CONTEXT_HEADER), value)]
+}
+
+fn wants_json(headers: &HeaderMap) -> bool {
+    headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.contains("application/json"))
+}
+
+/// 404 when nothing live remains, 200 raw bytes for one version, 300 JSON
+/// for siblings (or 200/300 JSON whenever JSON is asked for). Every answer
+/// carries the context, so even a write over a tombstone can supersede it.
+fn render(siblings: &SiblingSet, json: bool) -> Response {
+    let ctx = siblings.context();
+    let live: Vec<_> = siblings.live().collect();
+    let headers = context_headers(&ctx);
+    match live.as_slice() {
+        [] => (StatusCode::NOT_FOUND, headers, "not found\n").into_response(),
+        [one] if !json => {
+            let body = one.value.clone().unwrap_or_default();
+            (StatusCode::OK, headers, body).into_response()
+        }
+        _ => {
+            let status = if live.len() > 1 {
+                StatusCode::MULTIPLE_CHOICES
+            } else {
+                StatusCode::OK
+            };
+            let body = SiblingsJson {
+                context: context::encode(&ctx),
+                siblings: live
+                    .iter()
+                    .map(|s| SiblingJson {
+                        value: BASE64.encode(s.value.as_deref().unwrap_or_default()),
+                        timestamp: s.timestamp,
+                        dot: format!("{}:{}", s.dot.node, s.dot.counter),
+                    })
+                    .collect(),
+            };
+            (status, headers, Json(body)).into_response()
+        }
+    }
+}
+
+#[derive(Serialize)]
+struct StatusJson {
+    cluster: String,
+    #[serde(flatten)]
+    node: NodeReport,
+    members: Vec<crate::config::MemberConfig>,
+    inter_node_connections_accepted: u64,
+}
+
+async fn status(State(api): State<Api>) -> Result<Json<StatusJson>, ApiError> {
+    let node = api.node.report().await.ok_or_else(|| {
+        ApiError(StatusCode::SERVICE_UNAVAILABLE, "node is shutting down".into())
+    })?;
+    Ok(Json(StatusJson {
+        cluster: api.cluster.clone(),
+        node,
+        members: api.members.clone(),
+        inter_node_connections_accepted: api.transport.accepted_connections(),
+    }))
+}
+
+/// Test fault switch: `cut` silently drops all traffic with `peer`, `heal`
+/// restores it. Refused unless the config enables fault injection.
+async fn link_fault(
+    State(api): State<Api>,
+    Path((peer, action)): Path<(String, String)>,
+) -> Result<StatusCode, ApiError> {
+    if !api.fault_injection {
+        return Err(ApiError(
+            StatusCode::FORBIDDEN,
+            "fault injection is disabled in this node's config".into(),
+        ));
+    }
+    if !api.members.iter().any(|m| m.id == peer) {
+        return Err(ApiError(StatusCode::NOT_FOUND, format!("unknown node {peer}")));
+    }
+    let blocked = match action.as_str() {
+        "cut" => true,
+        "heal" => false,
+        _ => return Err(bad_request("action must be cut or heal")),
+    };
+    api.transport.set_blocked(&NodeId::new(peer), blocked);
+    Ok(StatusCode::NO_CONTENT)
+}
