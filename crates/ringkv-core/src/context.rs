@@ -50,7 +50,10 @@ mod tests {
         v.add(&Dot::new("n1", 7), 1_700_000_000_000);
         v.add(&Dot::new("n2", 1), 1_700_000_000_001);
         assert_eq!(decode(&encode(&v)), Ok(v));
-        assert_eq!(decode(&encode(&VersionVector::new())), Ok(VersionVector::new()));
+        assert_eq!(
+            decode(&encode(&VersionVector::new())),
+            Ok(VersionVector::new())
+        );
     }
 
     #[test]

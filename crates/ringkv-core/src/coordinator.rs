@@ -28,7 +28,9 @@ pub enum Origin {
 pub enum Verdict {
     Reached,
     /// Too many replicas failed or the deadline passed; `answered` succeeded.
-    Lost { answered: usize },
+    Lost {
+        answered: usize,
+    },
 }
 
 /// Counts successes and failures among `replicas` until `needed` succeed or
@@ -75,7 +77,11 @@ impl Quorum {
     /// Record `node`'s answer; returns the verdict the first time it is known.
     pub fn record(&mut self, node: &NodeId, success: bool) -> Option<Verdict> {
         if self.awaits(node) {
-            let set = if success { &mut self.ok } else { &mut self.failed };
+            let set = if success {
+                &mut self.ok
+            } else {
+                &mut self.failed
+            };
             set.insert(node.clone());
         }
         self.verdict()
@@ -83,7 +89,11 @@ impl Quorum {
 
     /// The deadline passed: whatever has not been decided is lost.
     pub fn expire(&mut self) -> Option<Verdict> {
-        self.verdict().or_else(|| self.decide(Verdict::Lost { answered: self.ok.len() }))
+        self.verdict().or_else(|| {
+            self.decide(Verdict::Lost {
+                answered: self.ok.len(),
+            })
+        })
     }
 
     fn verdict(&mut self) -> Option<Verdict> {

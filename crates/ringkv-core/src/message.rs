@@ -37,7 +37,10 @@ pub enum Message {
     /// Coordinate this client operation for me (the one-hop forward of a
     /// node that is not the key's coordinator).
     Forward { req: RequestId, op: ClientOp },
-    ForwardReply { req: RequestId, result: ClientResult },
+    ForwardReply {
+        req: RequestId,
+        result: ClientResult,
+    },
 }
 
 /// A client request, as every front end (HTTP, later RESP) hands it over.
@@ -67,9 +70,9 @@ pub enum ClientOp {
 impl ClientOp {
     pub fn key(&self) -> &[u8] {
         match self {
-            ClientOp::Get { key, .. } | ClientOp::Put { key, .. } | ClientOp::Delete { key, .. } => {
-                key
-            }
+            ClientOp::Get { key, .. }
+            | ClientOp::Put { key, .. }
+            | ClientOp::Delete { key, .. } => key,
         }
     }
 

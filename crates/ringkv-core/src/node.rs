@@ -22,8 +22,14 @@ use std::collections::BTreeMap;
 /// Something the caller must do on the node's behalf.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
-    Send { to: NodeId, msg: Message },
-    Reply { client: ClientId, result: ClientResult },
+    Send {
+        to: NodeId,
+        msg: Message,
+    },
+    Reply {
+        client: ClientId,
+        result: ClientResult,
+    },
 }
 
 /// Counters for status pages and tests.
@@ -155,7 +161,9 @@ impl<S: Store> Node<S> {
                     Err(e) => self.finish(origin, Err(e)),
                 }
             }
-            Message::ReplicateAck { req, result } => self.on_put_ack(now, req, &from, result.is_ok()),
+            Message::ReplicateAck { req, result } => {
+                self.on_put_ack(now, req, &from, result.is_ok())
+            }
             Message::ReadReply { req, result } => self.on_read_reply(now, req, &from, result.ok()),
             Message::ForwardReply { req, result } => self.on_forward_reply(req, &from, result),
         }
@@ -164,7 +172,8 @@ impl<S: Store> Node<S> {
     /// The transport could not deliver to `peer`: count it as failed in
     /// every operation waiting on it and skip it as a coordinator for a while.
     pub fn on_unreachable(&mut self, now: Millis, peer: NodeId) {
-        self.unreachable.insert(peer.clone(), now + UNREACHABLE_FOR_MS);
+        self.unreachable
+            .insert(peer.clone(), now + UNREACHABLE_FOR_MS);
         let waiting: Vec<RequestId> = self
             .ops
             .iter()
@@ -241,17 +250,34 @@ impl<S: Store> Node<S> {
         up.into_iter().chain(down).collect()
     }
 
-    fn forward(&mut self, now: Millis, client: ClientId, op: ClientOp, target: NodeId, fallbacks: Vec<NodeId>) {
+    fn forward(
+        &mut self,
+        now: Millis,
+        client: ClientId,
+        op: ClientOp,
+        target: NodeId,
+        fallbacks: Vec<NodeId>,
+    ) {
         let req = self.next_request();
         self.stats.forwarded += 1;
-        self.send(target.clone(), Message::Forward { req, op: op.clone() });
+        self.send(
+            target.clone(),
+            Message::Forward {
+                req,
+                op: op.clone(),
+            },
+        );
         let forward = ForwardOp {
             client,
             op,
             target,
             fallbacks,
         };
-        self.track(now + self.settings.forward_timeout_ms(), req, OpState::Forward(forward));
+        self.track(
+            now + self.settings.forward_timeout_ms(),
+            req,
+            OpState::Forward(forward),
+        );
     }
 
     /// The forward target did not answer: try the next preference-list
@@ -358,7 +384,11 @@ impl<S: Store> Node<S> {
             quorum,
             written: clock,
         };
-        self.track(now + self.settings.request_timeout_ms, req, OpState::Put(op));
+        self.track(
+            now + self.settings.request_timeout_ms,
+            req,
+            OpState::Put(op),
+        );
         if let Some(v) = verdict {
             self.conclude_put(req, v);
         }
@@ -395,10 +425,23 @@ impl<S: Store> Node<S> {
 
     /// GET as coordinator: read locally, ask the other replicas, answer after
     /// R replies, and keep listening so stale replicas can be repaired.
-    fn start_read(&mut self, now: Millis, origin: Origin, key: Vec<u8>, r: Option<usize>, purpose: ReadPurpose) {
+    fn start_read(
+        &mut self,
+        now: Millis,
+        origin: Origin,
+        key: Vec<u8>,
+        r: Option<usize>,
+        purpose: ReadPurpose,
+    ) {
         let replicas = self.ring.preference_list(&key, self.settings.n);
         let req = self.next_request();
-        self.send_to_others(&replicas, Message::Read { req, key: key.clone() });
+        self.send_to_others(
+            &replicas,
+            Message::Read {
+                req,
+                key: key.clone(),
+            },
+        );
         let get = GetOp {
             origin,
             key: key.clone(),
@@ -406,14 +449,24 @@ impl<S: Store> Node<S> {
             quorum: Quorum::new(r.unwrap_or(self.settings.r), replicas.iter().cloned()),
             replies: BTreeMap::new(),
         };
-        self.track(now + self.settings.request_timeout_ms, req, OpState::Get(get));
+        self.track(
+            now + self.settings.request_timeout_ms,
+            req,
+            OpState::Get(get),
+        );
         if replicas.contains(&self.id) {
             let local = self.read_local(&key).ok();
             self.on_read_reply(now, req, &self.id.clone(), local);
         }
     }
 
-    fn on_read_reply(&mut self, now: Millis, req: RequestId, from: &NodeId, reply: Option<SiblingSet>) {
+    fn on_read_reply(
+        &mut self,
+        now: Millis,
+        req: RequestId,
+        from: &NodeId,
+        reply: Option<SiblingSet>,
+    ) {
         let verdict = match self.ops.get_mut(&req).map(|op| &mut op.state) {
             Some(OpState::Get(get)) => {
                 if let (Some(set), true) = (&reply, get.quorum.awaits(from)) {

@@ -51,7 +51,10 @@ impl Settings {
         }
         for (name, q) in [("r", self.r), ("w", self.w)] {
             if q == 0 || q > self.n {
-                return Err(format!("replication {name} = {q} must be within 1..={}", self.n));
+                return Err(format!(
+                    "replication {name} = {q} must be within 1..={}",
+                    self.n
+                ));
             }
         }
         if self.vnodes == 0 {

@@ -320,8 +320,8 @@ mod tests {
     /// A random history: writes by random coordinators against contexts read
     /// from random replicas, with replicas merging in random order.
     fn arb_replicas() -> impl Strategy<Value = Vec<SiblingSet>> {
-        proptest::collection::vec((0usize..3, 0usize..3, any::<bool>(), 0usize..3), 1..20)
-            .prop_map(|steps| {
+        proptest::collection::vec((0usize..3, 0usize..3, any::<bool>(), 0usize..3), 1..20).prop_map(
+            |steps| {
                 let mut replicas = vec![SiblingSet::new(); 3];
                 for (t, (writer, read_from, blind, sync_to)) in steps.into_iter().enumerate() {
                     let ctx = if blind {
@@ -338,7 +338,8 @@ mod tests {
                     replicas[sync_to].merge(&state);
                 }
                 replicas
-            })
+            },
+        )
     }
 
     proptest! {

@@ -84,7 +84,10 @@ impl Net {
             match effect {
                 Effect::Send { to, msg } => self.queue.push_back((from.clone(), to, msg)),
                 Effect::Reply { client, result } => {
-                    assert!(self.replies.insert(client, result).is_none(), "replied twice");
+                    assert!(
+                        self.replies.insert(client, result).is_none(),
+                        "replied twice"
+                    );
                 }
             }
         }
@@ -136,10 +139,19 @@ impl Net {
         if !self.replies.contains_key(&client) {
             self.advance(10_000);
         }
-        self.replies.remove(&client).expect("every request is answered")
+        self.replies
+            .remove(&client)
+            .expect("every request is answered")
     }
 
-    fn put(&mut self, via: &str, key: &str, value: &str, ctx: VersionVector, w: Option<usize>) -> ClientResult {
+    fn put(
+        &mut self,
+        via: &str,
+        key: &str,
+        value: &str,
+        ctx: VersionVector,
+        w: Option<usize>,
+    ) -> ClientResult {
         self.now += 1;
         let op = ClientOp::Put {
             key: key.into(),
@@ -203,8 +215,10 @@ fn context_of(result: ClientResult) -> VersionVector {
 #[test]
 fn blind_writes_through_one_node_become_siblings_and_a_context_write_resolves_them() {
     let mut net = Net::new(&["n1", "n2", "n3"]);
-    net.put("n2", "cart", "a", VersionVector::new(), None).unwrap();
-    net.put("n2", "cart", "b", VersionVector::new(), None).unwrap();
+    net.put("n2", "cart", "a", VersionVector::new(), None)
+        .unwrap();
+    net.put("n2", "cart", "b", VersionVector::new(), None)
+        .unwrap();
     let read = net.get("n3", "cart", None);
     assert_eq!(values(&read), ["a", "b"]);
     net.put("n1", "cart", "ab", read.context(), None).unwrap();
@@ -221,16 +235,24 @@ fn w3_fails_clearly_with_a_node_down_and_w2_r2_still_work() {
     let pref = net.coordinator_of("k");
     net.down.insert(id(&pref[2]));
     let via = pref[0].clone();
-    assert!(net.put(&via, "k", "v", VersionVector::new(), Some(2)).is_ok());
+    assert!(net
+        .put(&via, "k", "v", VersionVector::new(), Some(2))
+        .is_ok());
     assert_eq!(values(&net.get(&via, "k", Some(2))), ["v"]);
-    let err = net.put(&via, "k", "w", VersionVector::new(), Some(3)).unwrap_err();
+    let err = net
+        .put(&via, "k", "w", VersionVector::new(), Some(3))
+        .unwrap_err();
     // Lost as soon as the dead replica is reported, without waiting out the
     // timeout; the count is what had answered by then.
     assert!(
         matches!(&err, ClientError::Unavailable { needed: 3, replicas: 3, answered, .. } if *answered < 3),
         "{err:?}"
     );
-    assert!(err.to_string().starts_with("put needed 3 of 3 replicas but only"), "{err}");
+    assert!(
+        err.to_string()
+            .starts_with("put needed 3 of 3 replicas but only"),
+        "{err}"
+    );
 }
 
 #[test]
@@ -242,7 +264,9 @@ fn a_dead_coordinator_is_skipped_by_the_forwarder() {
         .find(|n| !pref.iter().any(|p| p == n))
         .unwrap();
     net.down.insert(id(&pref[0]));
-    assert!(net.put(outsider, "k", "v", VersionVector::new(), None).is_ok());
+    assert!(net
+        .put(outsider, "k", "v", VersionVector::new(), None)
+        .is_ok());
     assert_eq!(values(&net.get(outsider, "k", None)), ["v"]);
 }
 
@@ -253,10 +277,26 @@ fn a_silent_replica_makes_the_quorum_time_out_with_a_count() {
     net.cut_link(&pref[0], &pref[1]);
     net.cut_link(&pref[0], &pref[2]);
     let before = net.now;
-    let err = net.put(&pref[0], "k", "v", VersionVector::new(), None).unwrap_err();
+    let err = net
+        .put(&pref[0], "k", "v", VersionVector::new(), None)
+        .unwrap_err();
     assert!(net.now > before, "answered only after the deadline");
-    assert!(matches!(err, ClientError::Unavailable { needed: 2, answered: 1, .. }), "{err:?}");
-    assert_eq!(net.node(&pref[0]).in_flight(), 0, "expired ops are forgotten");
+    assert!(
+        matches!(
+            err,
+            ClientError::Unavailable {
+                needed: 2,
+                answered: 1,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert_eq!(
+        net.node(&pref[0]).in_flight(),
+        0,
+        "expired ops are forgotten"
+    );
 }
 
 #[test]
@@ -264,7 +304,8 @@ fn read_repair_brings_a_stale_replica_up_to_date() {
     let mut net = Net::new(&["n1", "n2", "n3"]);
     let pref = net.coordinator_of("k");
     net.cut_link(&pref[0], &pref[2]);
-    net.put(&pref[0], "k", "v", VersionVector::new(), None).unwrap();
+    net.put(&pref[0], "k", "v", VersionVector::new(), None)
+        .unwrap();
     assert!(net.local(&pref[2], "k").is_empty());
     net.cut.clear();
     assert_eq!(values(&net.get(&pref[0], "k", Some(2))), ["v"]);
@@ -307,7 +348,13 @@ fn the_seeds_versioning_story() {
     net.cut.clear();
     let read = net.get("S2", k, Some(2));
     assert_eq!(values(&read), ["CARM", "CARR"]);
-    let winner = read.live().max_by_key(|s| s.timestamp).unwrap().value.clone().unwrap();
+    let winner = read
+        .live()
+        .max_by_key(|s| s.timestamp)
+        .unwrap()
+        .value
+        .clone()
+        .unwrap();
     assert_eq!(winner, b"CARR");
     net.put("S2", k, "CARR", read.context(), None).unwrap();
     let read = net.get("S3", k, None);
@@ -322,11 +369,20 @@ fn the_seeds_versioning_story() {
 fn bad_requests_get_clear_errors() {
     let mut net = Net::new(&["n1", "n2", "n3"]);
     let long = "x".repeat(2000);
-    let err = net.put("n1", &long, "v", VersionVector::new(), None).unwrap_err();
-    assert!(err.to_string().contains("key must be 1 to 1024 bytes"), "{err}");
-    let err = net.put("n1", "k", "v", VersionVector::new(), Some(4)).unwrap_err();
+    let err = net
+        .put("n1", &long, "v", VersionVector::new(), None)
+        .unwrap_err();
+    assert!(
+        err.to_string().contains("key must be 1 to 1024 bytes"),
+        "{err}"
+    );
+    let err = net
+        .put("n1", "k", "v", VersionVector::new(), Some(4))
+        .unwrap_err();
     assert!(err.to_string().contains("w must be within 1..=3"), "{err}");
     let big = "v".repeat(1024 * 1024 + 1);
-    let err = net.put("n1", "k", &big, VersionVector::new(), None).unwrap_err();
+    let err = net
+        .put("n1", "k", &big, VersionVector::new(), None)
+        .unwrap_err();
     assert!(err.to_string().contains("value must be at most"), "{err}");
 }

@@ -157,13 +157,34 @@ mod tests {
     #[test]
     fn wrong_types_and_unknown_fields_are_clear_errors() {
         let cases = [
-            (GOOD.replace("\"n1\"\n        data_dir", "1\n        data_dir"), "node_id"),
-            (GOOD.replace("data_dir", "dta_dir"), "unknown field `dta_dir`"),
-            (format!("{GOOD}\n[replication]\nn = \"three\""), "invalid type"),
-            (format!("{GOOD}\n[replication]\nw = 5"), "w = 5 must be within 1..=3"),
-            (format!("{GOOD}\n[storage]\nengine = \"rocks\""), "unknown variant `rocks`"),
-            (GOOD.replace("127.0.0.1:8102", "nowhere"), "invalid socket address"),
-            (GOOD.replace("node_id = \"n1\"", "node_id = \"n9\""), "n9 is not in"),
+            (
+                GOOD.replace("\"n1\"\n        data_dir", "1\n        data_dir"),
+                "node_id",
+            ),
+            (
+                GOOD.replace("data_dir", "dta_dir"),
+                "unknown field `dta_dir`",
+            ),
+            (
+                format!("{GOOD}\n[replication]\nn = \"three\""),
+                "invalid type",
+            ),
+            (
+                format!("{GOOD}\n[replication]\nw = 5"),
+                "w = 5 must be within 1..=3",
+            ),
+            (
+                format!("{GOOD}\n[storage]\nengine = \"rocks\""),
+                "unknown variant `rocks`",
+            ),
+            (
+                GOOD.replace("127.0.0.1:8102", "nowhere"),
+                "invalid socket address",
+            ),
+            (
+                GOOD.replace("node_id = \"n1\"", "node_id = \"n9\""),
+                "n9 is not in",
+            ),
             (GOOD.replace("id = \"n2\"", "id = \"n1\""), "listed twice"),
         ];
         for (text, expected) in cases {

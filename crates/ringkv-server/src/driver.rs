@@ -73,7 +73,9 @@ impl NodeHandle {
             node: "local".into(),
             message: "the node is shutting down".into(),
         };
-        self.tx.send(Event::Client { op, reply }).map_err(|_| gone())?;
+        self.tx
+            .send(Event::Client { op, reply })
+            .map_err(|_| gone())?;
         match tokio::time::timeout(limit, answer).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(gone()),
@@ -189,7 +191,10 @@ impl Driver {
         }
         if let Err(e) = self.node.store_mut().sync() {
             tracing::error!("sync failed, withholding acknowledgements: {e}");
-            effects = effects.into_iter().map(|e| withhold_ack(e, self.node.id())).collect();
+            effects = effects
+                .into_iter()
+                .map(|e| withhold_ack(e, self.node.id()))
+                .collect();
         }
         for effect in effects {
             match effect {
@@ -245,7 +250,11 @@ fn withhold_ack(effect: Effect, me: &NodeId) -> Effect {
         },
         Effect::Send {
             to,
-            msg: Message::ReplicateAck { req, result: Ok(()) },
+            msg:
+                Message::ReplicateAck {
+                    req,
+                    result: Ok(()),
+                },
         } => Effect::Send {
             to,
             msg: Message::ReplicateAck {

@@ -225,7 +225,10 @@ struct StatusJson {
 
 async fn status(State(api): State<Api>) -> Result<Json<StatusJson>, ApiError> {
     let node = api.node.report().await.ok_or_else(|| {
-        ApiError(StatusCode::SERVICE_UNAVAILABLE, "node is shutting down".into())
+        ApiError(
+            StatusCode::SERVICE_UNAVAILABLE,
+            "node is shutting down".into(),
+        )
     })?;
     Ok(Json(StatusJson {
         cluster: api.cluster.clone(),
@@ -248,7 +251,10 @@ async fn link_fault(
         ));
     }
     if !api.members.iter().any(|m| m.id == peer) {
-        return Err(ApiError(StatusCode::NOT_FOUND, format!("unknown node {peer}")));
+        return Err(ApiError(
+            StatusCode::NOT_FOUND,
+            format!("unknown node {peer}"),
+        ));
     }
     let blocked = match action.as_str() {
         "cut" => true,

@@ -28,13 +28,16 @@ pub enum ServerError {
 
 /// Run the node until `shutdown` resolves, then stop cleanly: HTTP stops
 /// accepting, the node thread finishes its batch and the store is closed.
-pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send + 'static) -> Result<(), ServerError> {
+pub async fn run(
+    config: NodeConfig,
+    shutdown: impl Future<Output = ()> + Send + 'static,
+) -> Result<(), ServerError> {
     let me = config.me().cloned().ok_or_else(|| {
         std::io::Error::other(format!("node_id {} is not in [[nodes]]", config.node_id))
     })?;
     let settings = config.replication.clone();
     let (storage, dir) = (config.storage.clone(), config.data_dir.clone());
-    let store = tokio::task::spawn_blocking(move || ringkv_store::open(&storage, &dir))
+    let store = tokio::task::spawn_blocking(move || ringkv_store::open(&storage, &dir.join("kv")))
         .await
         .map_err(std::io::Error::other)??;
 
@@ -48,16 +51,24 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
         cluster: config.cluster.clone(),
         node_id: NodeId::new(&me.id),
         listen: me.addr,
-        peers: config.nodes.iter().map(|m| (NodeId::new(&m.id), m.addr)).collect(),
+        peers: config
+            .nodes
+            .iter()
+            .map(|m| (NodeId::new(&m.id), m.addr))
+            .collect(),
         max_frame_bytes: settings.max_frame_bytes(),
         connect_timeout: Duration::from_millis(500),
     };
     let transport = Transport::<Message>::bind(transport_config, inbound_tx)
         .await
-        .map_err(|source| ServerError::Bind { addr: me.addr, source })?;
+        .map_err(|source| ServerError::Bind {
+            addr: me.addr,
+            source,
+        })?;
 
     let node = Node::new(NodeId::new(&me.id), settings.clone(), ring, store);
-    let (handle, thread) = driver::spawn(node, transport.clone(), tokio::runtime::Handle::current())?;
+    let (handle, thread) =
+        driver::spawn(node, transport.clone(), tokio::runtime::Handle::current())?;
     let bridge = handle.clone();
     tokio::spawn(async move {
         while let Some(event) = inbound_rx.recv().await {
@@ -69,7 +80,10 @@ pub async fn run(config: NodeConfig, shutdown: impl Future<Output = ()> + Send +
 
     let listener = tokio::net::TcpListener::bind(me.http)
         .await
-        .map_err(|source| ServerError::Bind { addr: me.http, source })?;
+        .map_err(|source| ServerError::Bind {
+            addr: me.http,
+            source,
+        })?;
     let api = Api {
         node: handle.clone(),
         transport,
