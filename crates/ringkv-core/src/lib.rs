@@ -5,10 +5,13 @@
 //! data (see [`node::Effect`]). The tokio server and the deterministic
 //! simulator drive exactly the same code.
 
+pub mod anti_entropy;
 pub mod context;
 pub mod coordinator;
+pub mod merkle;
 pub mod message;
 pub mod node;
+pub mod range;
 pub mod ring;
 pub mod settings;
 pub mod siblings;

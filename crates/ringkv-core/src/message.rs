@@ -6,6 +6,8 @@
 //! end: new variants are appended, existing ones never change shape within a
 //! protocol version.
 
+use crate::anti_entropy::{AeStep, ExchangeId};
+use crate::range::TokenRange;
 use crate::siblings::{SiblingSet, WriteError};
 use crate::version::VersionVector;
 use serde::{Deserialize, Serialize};
@@ -40,6 +42,12 @@ pub enum Message {
     ForwardReply {
         req: RequestId,
         result: ClientResult,
+    },
+    /// One step of a Merkle-tree exchange over `range`.
+    AntiEntropy {
+        exchange: ExchangeId,
+        range: TokenRange,
+        step: AeStep,
     },
 }
 

@@ -7,6 +7,9 @@
 //! must call [`Store::sync`] (group commit) before it releases the effects of
 //! a batch, so no write is acknowledged before it is durable.
 
+mod exchange;
+
+use crate::anti_entropy::AntiEntropy;
 use crate::coordinator::{
     ClientId, ForwardOp, GetOp, InFlight, OpState, Origin, PutOp, Quorum, ReadPurpose, Verdict,
 };
@@ -60,11 +63,15 @@ pub struct Node<S: Store> {
     unreachable: BTreeMap<NodeId, Millis>,
     effects: Vec<Effect>,
     stats: Stats,
+    ae: AntiEntropy,
 }
 
 impl<S: Store> Node<S> {
+    /// A node over `store`, whose anti-entropy trees are built from a full
+    /// scan of it.
     pub fn new(id: NodeId, settings: Settings, ring: Ring, store: S) -> Self {
-        Node {
+        let ae = AntiEntropy::new(settings.anti_entropy.clone());
+        let mut node = Node {
             id,
             settings,
             ring,
@@ -74,7 +81,10 @@ impl<S: Store> Node<S> {
             unreachable: BTreeMap::new(),
             effects: Vec::new(),
             stats: Stats::default(),
-        }
+            ae,
+        };
+        node.rebuild_trees();
+        node
     }
 
     pub fn id(&self) -> &NodeId {
@@ -93,6 +103,7 @@ impl<S: Store> Node<S> {
     /// replicas they started with.
     pub fn set_ring(&mut self, ring: Ring) {
         self.ring = ring;
+        self.rebuild_trees();
     }
 
     pub fn stats(&self) -> &Stats {
@@ -143,7 +154,7 @@ impl<S: Store> Node<S> {
     pub fn on_message(&mut self, now: Millis, from: NodeId, msg: Message) {
         match msg {
             Message::Replicate { req, key, siblings } => {
-                let result = self.merge_local(&key, &siblings).map_err(|e| e.to_string());
+                let result = self.merge_local(&key, &siblings).map(drop).map_err(|e| e.to_string());
                 self.send(from, Message::ReplicateAck { req, result });
             }
             Message::Repair { key, siblings } => {
@@ -166,6 +177,11 @@ impl<S: Store> Node<S> {
             }
             Message::ReadReply { req, result } => self.on_read_reply(now, req, &from, result.ok()),
             Message::ForwardReply { req, result } => self.on_forward_reply(req, &from, result),
+            Message::AntiEntropy {
+                exchange,
+                range,
+                step,
+            } => self.on_exchange(now, from, exchange, range, step),
         }
     }
 
@@ -205,6 +221,7 @@ impl<S: Store> Node<S> {
         for req in expired {
             self.expire(now, req);
         }
+        self.tick_anti_entropy(now);
     }
 
     fn validate(&self, op: &ClientOp) -> Result<(), ClientError> {
@@ -357,11 +374,12 @@ impl<S: Store> Node<S> {
             max_siblings: self.settings.max_siblings,
             max_clock_entries: self.settings.max_clock_entries,
         };
-        let written = self.read_local(&key).and_then(|mut set| {
+        let written = self.read_local(&key).and_then(|old| {
+            let mut set = old.clone();
             let dot = set
                 .write(&self.id, &context, value, now, limits)
                 .map_err(ClientError::from)?;
-            self.write_local(&key, &set)?;
+            self.write_local(&key, &old, &set)?;
             let clock = set.iter().find(|s| s.dot == dot).map(|s| s.clock());
             Ok((set, clock.unwrap_or_default()))
         });
@@ -573,17 +591,24 @@ impl<S: Store> Node<S> {
         Ok(found.unwrap_or_default())
     }
 
-    fn write_local(&mut self, key: &[u8], set: &SiblingSet) -> Result<(), ClientError> {
-        self.store.put(key, set).map_err(|e| self.storage_error(e))
+    /// Store `key`'s new state (replacing `old`) and keep its Merkle tree
+    /// in step.
+    fn write_local(&mut self, key: &[u8], old: &SiblingSet, new: &SiblingSet) -> Result<(), ClientError> {
+        self.store.put(key, new).map_err(|e| self.storage_error(e))?;
+        self.track_write(key, old, new);
+        Ok(())
     }
 
-    /// Merge a replica's state into ours; writes only when something changed.
-    fn merge_local(&mut self, key: &[u8], incoming: &SiblingSet) -> Result<(), ClientError> {
-        let mut set = self.read_local(key)?;
-        if set.merge(incoming) {
-            self.write_local(key, &set)?;
+    /// Merge a replica's state into ours; writes only when something
+    /// changed, and says whether it did.
+    fn merge_local(&mut self, key: &[u8], incoming: &SiblingSet) -> Result<bool, ClientError> {
+        let old = self.read_local(key)?;
+        let mut set = old.clone();
+        let changed = set.merge(incoming);
+        if changed {
+            self.write_local(key, &old, &set)?;
         }
-        Ok(())
+        Ok(changed)
     }
 
     fn storage_error(&self, e: crate::store::StoreError) -> ClientError {

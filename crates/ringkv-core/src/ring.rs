@@ -15,6 +15,7 @@
 //! `DefaultHasher` is not), and token collisions are settled by node id, not
 //! by join order.
 
+use crate::range::TokenRange;
 use crate::NodeId;
 use serde::{Deserialize, Serialize};
 use std::collections::btree_map::Entry;
@@ -278,23 +279,48 @@ impl Ring {
     /// float rounding); an empty ring yields an empty map.
     pub fn ownership(&self) -> BTreeMap<NodeId, f64> {
         let mut widths: BTreeMap<&NodeId, u128> = self.members.keys().map(|id| (id, 0)).collect();
-        if let Some((&last, _)) = self.vnodes.last_key_value() {
-            let mut prev = last;
-            for (&token, id) in &self.vnodes {
-                // Wrapping difference also measures the arc that crosses
-                // zero; it is 0 only when a single vnode owns the circle.
-                let width = match token.wrapping_sub(prev) {
-                    0 => 1u128 << 64,
-                    w => u128::from(w),
-                };
-                *widths.get_mut(id).expect("vnode owners are members") += width;
-                prev = token;
-            }
+        for range in self.ranges() {
+            let owner = &self.vnodes[&range.end];
+            *widths.get_mut(owner).expect("vnode owners are members") += range.len();
         }
         widths
             .into_iter()
             .map(|(id, w)| (id.clone(), w as f64 / CIRCLE))
             .collect()
+    }
+
+    /// Every vnode's range `(previous token, token]`, in token order. Keys of
+    /// one range share a preference list (that of the range's end token).
+    pub fn ranges(&self) -> Vec<TokenRange> {
+        let Some((&last, _)) = self.vnodes.last_key_value() else {
+            return Vec::new();
+        };
+        let mut prev = last;
+        self.vnodes
+            .keys()
+            .map(|&token| {
+                let range = TokenRange::new(prev, token);
+                prev = token;
+                range
+            })
+            .collect()
+    }
+
+    /// The range holding `token`, or `None` on an empty ring.
+    pub fn range_of(&self, token: Token) -> Option<TokenRange> {
+        let end = *self
+            .vnodes
+            .range(token..)
+            .next()
+            .or_else(|| self.vnodes.iter().next())?
+            .0;
+        let start = *self
+            .vnodes
+            .range(..end)
+            .next_back()
+            .or_else(|| self.vnodes.iter().next_back())?
+            .0;
+        Some(TokenRange::new(start, end))
     }
 }
 
@@ -699,5 +725,25 @@ mod tests {
         ring.remove(&b.id);
         assert_eq!(ring.vnodes.get(&20), Some(&a.id));
         assert!(ring.shadowed.is_empty());
+    }
+
+    #[test]
+    fn ranges_tile_the_circle_and_range_of_agrees_with_the_coordinator() {
+        let ring = Ring::with_members((1..=4).map(|i| RingMember::new(format!("n{i}").as_str())), 16);
+        let ranges = ring.ranges();
+        assert_eq!(ranges.len(), 64);
+        assert_eq!(ranges.iter().map(|r| r.len()).sum::<u128>(), 1u128 << 64);
+        for i in 0..500u32 {
+            let key = format!("key{i}");
+            let token = Ring::key_token(key.as_bytes());
+            let range = ring.range_of(token).unwrap();
+            assert!(range.contains(token));
+            assert!(ranges.contains(&range));
+            let pref = ring.preference_list(key.as_bytes(), 3);
+            assert_eq!(pref, ring.preference_list_for_token(range.end, 3));
+        }
+        let single = Ring::with_members([RingMember::new("solo")], 1);
+        assert_eq!(single.ranges().len(), 1);
+        assert_eq!(single.range_of(0).unwrap().len(), 1u128 << 64);
     }
 }

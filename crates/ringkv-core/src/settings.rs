@@ -1,6 +1,7 @@
 //! Cluster-wide protocol settings: replication factor, quorums, timeouts and
 //! the limits every request is checked against.
 
+use crate::anti_entropy::AntiEntropySettings;
 use serde::{Deserialize, Serialize};
 
 /// Replication and limit settings (the `[replication]` section of a node's
@@ -25,6 +26,10 @@ pub struct Settings {
     pub max_siblings: usize,
     /// Entries kept in a version's causal context before the oldest are pruned.
     pub max_clock_entries: usize,
+    /// Background Merkle exchanges; configured in its own `[anti_entropy]`
+    /// section, which the server copies in here.
+    #[serde(skip)]
+    pub anti_entropy: AntiEntropySettings,
 }
 
 impl Default for Settings {
@@ -39,6 +44,7 @@ impl Default for Settings {
             max_value_bytes: 1024 * 1024,
             max_siblings: 64,
             max_clock_entries: 32,
+            anti_entropy: AntiEntropySettings::default(),
         }
     }
 }

@@ -4,6 +4,7 @@
 //! the core only sees this trait, so the simulator can keep a store across a
 //! simulated crash while dropping the node's volatile state.
 
+use crate::ring::Token;
 use crate::siblings::SiblingSet;
 
 /// A storage failure, reported to the client as a server error; never a panic.
@@ -22,6 +23,17 @@ pub trait Store {
     /// The server calls it once per batch of events before it releases any
     /// acknowledgement (group commit).
     fn sync(&mut self) -> Result<(), StoreError>;
+
+    /// Visit every stored key whose ring token (`Ring::key_token`) lies in
+    /// `from..=to`, in token order (keys of equal token in byte order), until
+    /// `visit` returns false. Anti-entropy compares replicas range by range,
+    /// so engines keep their data sorted by token.
+    fn scan(
+        &self,
+        from: Token,
+        to: Token,
+        visit: &mut dyn FnMut(&[u8], &SiblingSet) -> bool,
+    ) -> Result<(), StoreError>;
 }
 
 /// Lets a node own an engine chosen at run time (`Box<dyn Store + Send>`).
@@ -36,5 +48,14 @@ impl<T: Store + ?Sized> Store for Box<T> {
 
     fn sync(&mut self) -> Result<(), StoreError> {
         (**self).sync()
+    }
+
+    fn scan(
+        &self,
+        from: Token,
+        to: Token,
+        visit: &mut dyn FnMut(&[u8], &SiblingSet) -> bool,
+    ) -> Result<(), StoreError> {
+        (**self).scan(from, to, visit)
     }
 }

@@ -6,7 +6,7 @@
 use ringkv_core::coordinator::ClientId;
 use ringkv_core::message::{ClientError, ClientOp, ClientReply, ClientResult, Message};
 use ringkv_core::node::{Effect, Node};
-use ringkv_core::ring::{Ring, RingMember};
+use ringkv_core::ring::{Ring, RingMember, Token};
 use ringkv_core::settings::Settings;
 use ringkv_core::siblings::SiblingSet;
 use ringkv_core::store::{Store, StoreError};
@@ -14,18 +14,37 @@ use ringkv_core::version::VersionVector;
 use ringkv_core::{Millis, NodeId};
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
+/// Sibling sets by (ring token, key): the order `Store::scan` visits.
 #[derive(Default)]
-struct MapStore(BTreeMap<Vec<u8>, SiblingSet>);
+struct MapStore(BTreeMap<(Token, Vec<u8>), SiblingSet>);
 
 impl Store for MapStore {
     fn get(&self, key: &[u8]) -> Result<Option<SiblingSet>, StoreError> {
-        Ok(self.0.get(key).cloned())
+        Ok(self.0.get(&(Ring::key_token(key), key.to_vec())).cloned())
     }
     fn put(&mut self, key: &[u8], siblings: &SiblingSet) -> Result<(), StoreError> {
-        self.0.insert(key.to_vec(), siblings.clone());
+        self.0
+            .insert((Ring::key_token(key), key.to_vec()), siblings.clone());
         Ok(())
     }
     fn sync(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn scan(
+        &self,
+        from: Token,
+        to: Token,
+        visit: &mut dyn FnMut(&[u8], &SiblingSet) -> bool,
+    ) -> Result<(), StoreError> {
+        if from > to {
+            return Err(StoreError(format!("inverted scan range {from}..={to}")));
+        }
+        let in_range = self.0.range((from, Vec::new())..);
+        for ((_, key), set) in in_range.take_while(|((token, _), _)| *token <= to) {
+            if !visit(key, set) {
+                break;
+            }
+        }
         Ok(())
     }
 }

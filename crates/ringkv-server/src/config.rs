@@ -13,6 +13,9 @@
 //! [replication]        # optional; see ringkv_core::settings::Settings
 //! n = 3
 //!
+//! [anti_entropy]      # optional; see ringkv_core::anti_entropy
+//! interval_ms = 1000
+//!
 //! [[nodes]]
 //! id = "n1"
 //! addr = "127.0.0.1:7101"   # inter-node TCP
@@ -20,6 +23,7 @@
 //! zone = "a"                # optional
 //! ```
 
+use ringkv_core::anti_entropy::AntiEntropySettings;
 use ringkv_core::settings::Settings;
 use ringkv_store::StorageConfig;
 use serde::{Deserialize, Serialize};
@@ -40,6 +44,8 @@ pub struct NodeConfig {
     pub storage: StorageConfig,
     #[serde(default)]
     pub replication: Settings,
+    #[serde(default)]
+    pub anti_entropy: AntiEntropySettings,
     /// Enables `POST /admin/links/{peer}/{cut|heal}`, a switch that silently
     /// drops traffic to and from a peer. For fault tests only.
     #[serde(default)]
@@ -94,8 +100,23 @@ impl NodeConfig {
         Ok(config)
     }
 
+    /// The protocol settings, with the `[anti_entropy]` section folded in.
+    pub fn settings(&self) -> Settings {
+        Settings {
+            anti_entropy: self.anti_entropy.clone(),
+            ..self.replication.clone()
+        }
+    }
+
     fn validate(&self) -> Result<(), String> {
         self.replication.validate()?;
+        let ae = &self.anti_entropy;
+        if ae.interval_ms == 0 || ae.keys_per_second == 0 || ae.tree_depth > 16 {
+            return Err(
+                "anti_entropy needs interval_ms >= 1, keys_per_second >= 1 and tree_depth <= 16"
+                    .into(),
+            );
+        }
         if self.storage.fsync_interval_ms == 0 {
             return Err("storage fsync_interval_ms must be at least 1".into());
         }

@@ -8,6 +8,7 @@
 //! write it acknowledges is as durable as the fsync policy promises.
 
 use crate::transport::{Inbound, Transport};
+use ringkv_core::anti_entropy::{AeStats, RepairProgress};
 use ringkv_core::coordinator::ClientId;
 use ringkv_core::message::{ClientError, ClientOp, ClientReply, ClientResult, Message};
 use ringkv_core::node::{Effect, Node, Stats};
@@ -35,6 +36,12 @@ pub enum Event {
     },
     Peer(Inbound<Message>),
     Status(oneshot::Sender<NodeReport>),
+    /// Force anti-entropy exchanges of every range, or of the one holding
+    /// the token; answers how many exchanges were queued.
+    Repair {
+        token: Option<u64>,
+        reply: oneshot::Sender<usize>,
+    },
     Stop,
 }
 
@@ -49,6 +56,25 @@ pub struct NodeReport {
     pub stats: Stats,
     /// Per member: virtual nodes and share of the ring it coordinates.
     pub ring: BTreeMap<String, RingShare>,
+    pub anti_entropy: AntiEntropyReport,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct AntiEntropyReport {
+    #[serde(flatten)]
+    pub stats: AeStats,
+    /// A forced repair in progress: exchanges done of total.
+    pub repair: Option<RepairProgress>,
+    /// Every range this node replicates and how long ago it was last in
+    /// sync with a partner (`null`: not yet since start-up).
+    pub ranges: Vec<RangeSync>,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct RangeSync {
+    pub start: u64,
+    pub end: u64,
+    pub synced_ms_ago: Option<u64>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -86,6 +112,12 @@ impl NodeHandle {
                 replicas: 0,
             }),
         }
+    }
+
+    pub async fn repair(&self, token: Option<u64>) -> Option<usize> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Event::Repair { token, reply }).ok()?;
+        answer.await.ok()
     }
 
     pub async fn report(&self) -> Option<NodeReport> {
@@ -175,7 +207,10 @@ impl Driver {
             Event::Peer(Inbound::Message { from, msg }) => self.node.on_message(now, from, msg),
             Event::Peer(Inbound::Unreachable { peer }) => self.node.on_unreachable(now, peer),
             Event::Status(tx) => {
-                let _ = tx.send(self.report());
+                let _ = tx.send(self.report(now));
+            }
+            Event::Repair { token, reply } => {
+                let _ = reply.send(self.node.start_repair(token));
             }
             Event::Stop => return true,
         }
@@ -208,7 +243,7 @@ impl Driver {
         }
     }
 
-    fn report(&self) -> NodeReport {
+    fn report(&self, now: Millis) -> NodeReport {
         let settings = self.node.settings();
         let ring = self.node.ring();
         let ownership = ring.ownership();
@@ -230,6 +265,20 @@ impl Driver {
             in_flight: self.node.in_flight(),
             stats: self.node.stats().clone(),
             ring: shares,
+            anti_entropy: AntiEntropyReport {
+                stats: self.node.anti_entropy_stats().clone(),
+                repair: self.node.repair_progress().cloned(),
+                ranges: self
+                    .node
+                    .range_sync_times()
+                    .into_iter()
+                    .map(|(range, at)| RangeSync {
+                        start: range.start,
+                        end: range.end,
+                        synced_ms_ago: at.map(|t| now.saturating_sub(t)),
+                    })
+                    .collect(),
+            },
         }
     }
 }

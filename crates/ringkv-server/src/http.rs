@@ -43,6 +43,7 @@ pub fn router(api: Api) -> Router {
         .route("/kv/{*key}", get(get_key).put(put_key).delete(delete_key))
         .route("/status", get(status))
         .route("/admin/links/{peer}/{action}", post(link_fault))
+        .route("/admin/repair", post(repair))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(api)
 }
@@ -263,4 +264,29 @@ async fn link_fault(
     };
     api.transport.set_blocked(&NodeId::new(peer), blocked);
     Ok(StatusCode::NO_CONTENT)
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RepairQuery {
+    /// Repair only the range holding this token.
+    token: Option<u64>,
+}
+
+#[derive(Serialize, Deserialize)]
+pub struct RepairStarted {
+    pub exchanges: usize,
+}
+
+/// Start a full anti-entropy exchange of this node's ranges now; progress
+/// shows in `/status` under `anti_entropy.repair`.
+async fn repair(
+    State(api): State<Api>,
+    query: Result<Query<RepairQuery>, axum::extract::rejection::QueryRejection>,
+) -> Result<Json<RepairStarted>, ApiError> {
+    let Query(q) = query.map_err(|e| bad_request(e.body_text()))?;
+    let exchanges = api.node.repair(q.token).await.ok_or_else(|| {
+        ApiError(StatusCode::SERVICE_UNAVAILABLE, "node is shutting down".into())
+    })?;
+    Ok(Json(RepairStarted { exchanges }))
 }

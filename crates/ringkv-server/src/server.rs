@@ -35,7 +35,7 @@ pub async fn run(
     let me = config.me().cloned().ok_or_else(|| {
         std::io::Error::other(format!("node_id {} is not in [[nodes]]", config.node_id))
     })?;
-    let settings = config.replication.clone();
+    let settings = config.settings();
     let (storage, dir) = (config.storage.clone(), config.data_dir.clone());
     let store = tokio::task::spawn_blocking(move || ringkv_store::open(&storage, &dir.join("kv")))
         .await

@@ -1,0 +1,118 @@
+//! Inbound side: accept connections, check the handshake, forward messages.
+//! Accepted connections are only ever read.
+
+use std::net::SocketAddr;
+use std::sync::atomic::Ordering;
+use std::sync::Arc;
+
+use futures::StreamExt;
+use ringkv_core::NodeId;
+use serde::de::DeserializeOwned;
+use tokio::net::{TcpListener, TcpStream};
+use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
+use tracing::{debug, trace, warn};
+
+use super::handshake::{Hello, Rejection};
+use super::{codec, Inbound, Shared, ACCEPT_ERROR_PAUSE};
+
+type InboundFrames = FramedRead<TcpStream, LengthDelimitedCodec>;
+
+/// Accepts connections until shutdown; each gets its own task so a slow or
+/// misbehaving peer cannot hold up the others.
+pub(super) async fn accept_loop<M>(shared: Arc<Shared<M>>, listener: TcpListener)
+where
+    M: DeserializeOwned + Send + 'static,
+{
+    loop {
+        let accepted = tokio::select! {
+            _ = shared.shutdown.cancelled() => return,
+            accepted = listener.accept() => accepted,
+        };
+        match accepted {
+            Ok((stream, remote)) => {
+                shared.accepted.fetch_add(1, Ordering::Relaxed);
+                tokio::spawn(serve_inbound(Arc::clone(&shared), stream, remote));
+            }
+            Err(err) => {
+                warn!(node = %shared.node_id, %err, "accept failed");
+                tokio::time::sleep(ACCEPT_ERROR_PAUSE).await;
+            }
+        }
+    }
+}
+
+/// Runs one inbound connection: handshake, then forward frames until the
+/// peer disconnects, misbehaves, or the transport shuts down. Returning drops
+/// (closes) the connection.
+async fn serve_inbound<M>(shared: Arc<Shared<M>>, stream: TcpStream, remote: SocketAddr)
+where
+    M: DeserializeOwned + Send + 'static,
+{
+    let mut frames = FramedRead::new(stream, codec(shared.max_frame_bytes));
+    let shutdown = shared.shutdown.clone();
+    tokio::select! {
+        _ = shutdown.cancelled() => {}
+        _ = async {
+            match accept_handshake(&shared, &mut frames).await {
+                Ok(peer) => forward_messages(&shared, &mut frames, &peer, remote).await,
+                Err(reason) => warn!(%remote, %reason, "rejected inbound connection"),
+            }
+        } => {}
+    }
+}
+
+/// Reads and validates the first frame, returning the peer's identity.
+async fn accept_handshake<M>(
+    shared: &Shared<M>,
+    frames: &mut InboundFrames,
+) -> Result<NodeId, Rejection> {
+    let limit = shared.connect_timeout;
+    let frame = match tokio::time::timeout(limit, frames.next()).await {
+        Err(_) => return Err(Rejection::Timeout(limit)),
+        Ok(None) => return Err(Rejection::Closed),
+        Ok(Some(Err(err))) => return Err(Rejection::Frame(err)),
+        Ok(Some(Ok(frame))) => frame,
+    };
+    let hello: Hello = postcard::from_bytes(&frame).map_err(Rejection::Decode)?;
+    shared.check_hello(&hello)?;
+    Ok(hello.node)
+}
+
+/// Forwards decoded messages to the node. Any bad frame ends the connection:
+/// after a framing or decoding error the stream position can no longer be
+/// trusted, and the peer will reconnect on its next message.
+async fn forward_messages<M>(
+    shared: &Shared<M>,
+    frames: &mut InboundFrames,
+    from: &NodeId,
+    remote: SocketAddr,
+) where
+    M: DeserializeOwned,
+{
+    debug!(peer = %from, %remote, "inbound connection established");
+    while let Some(frame) = frames.next().await {
+        let frame = match frame {
+            Ok(frame) => frame,
+            Err(err) => {
+                warn!(peer = %from, %remote, %err, "closing inbound connection: bad frame");
+                return;
+            }
+        };
+        let msg = match postcard::from_bytes::<M>(&frame) {
+            Ok(msg) => msg,
+            Err(err) => {
+                warn!(peer = %from, %remote, %err, "closing inbound connection: undecodable message");
+                return;
+            }
+        };
+        if shared.is_blocked(from) {
+            trace!(peer = %from, "dropping message from blocked peer");
+            continue;
+        }
+        let from = from.clone();
+        if shared.inbound.send(Inbound::Message { from, msg }).is_err() {
+            return; // The node is gone; nobody to deliver to.
+        }
+    }
+    debug!(peer = %from, %remote, "inbound connection closed by peer");
+}

@@ -1,0 +1,361 @@
+//! Inter-node TCP transport.
+//!
+//! Every node keeps **one outbound TCP connection per peer** and only ever
+//! *writes* to it; connections accepted from peers are only ever *read*
+//! (Cassandra uses the same split). That keeps each connection a one-way
+//! stream of frames: no request/response pairing and no shared ownership of a
+//! socket between a reader and a writer, and "who talks to whom" is explicit.
+//!
+//! Framing is [`LengthDelimitedCodec`] (u32 big-endian length prefix), every
+//! payload is postcard. The first frame on a connection is a [`Hello`]
+//! handshake; every later frame is one message `M`. The transport is generic
+//! over `M`, so it knows nothing about the protocol's message enum.
+//!
+//! Delivery is best effort, deliberately: messages to a peer that cannot be
+//! reached are dropped and reported once per failure episode as
+//! [`Inbound::Unreachable`]. Timeouts and retries belong to the protocol layer
+//! (quorums, hinted handoff, read repair), which has to cope with lost
+//! messages anyway.
+
+mod handshake;
+mod inbound;
+mod outbound;
+#[cfg(test)]
+mod tests;
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+use std::fmt;
+use std::io;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
+use std::time::Duration;
+
+use bytes::Bytes;
+use ringkv_core::NodeId;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
+use tokio::net::TcpListener;
+use tokio::runtime::Handle;
+use tokio::sync::mpsc;
+use tokio_util::codec::LengthDelimitedCodec;
+use tokio_util::sync::CancellationToken;
+use tracing::{debug, trace, warn};
+
+use handshake::Hello;
+use inbound::accept_loop;
+use outbound::PeerWriter;
+
+/// Version of the handshake + framing. Bump on any incompatible wire change;
+/// nodes refuse peers that speak another version instead of misparsing them.
+pub const PROTOCOL_VERSION: u16 = 1;
+
+/// First field of every handshake ("RKV1"). Lets an acceptor tell a ringkv
+/// peer from a stray client (a port scanner, an HTTP request) immediately.
+pub const HANDSHAKE_MAGIC: u32 = 0x524B_5631;
+
+/// Minimum time between two connection attempts to the same peer, so a dead
+/// peer costs one failed connect per window instead of one per message.
+const RECONNECT_BACKOFF: Duration = Duration::from_millis(250);
+
+/// A batch write that makes no progress for this long means the peer stopped
+/// reading (stuck process, full socket buffers); the link is treated as broken
+/// rather than letting the queue grow without bound behind it.
+const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
+
+/// Upper bound on the frames written per flush, so one busy peer cannot make a
+/// single batch (and its memory) arbitrarily large.
+const MAX_BATCH: usize = 512;
+
+/// Pause after a failed `accept` (e.g. out of file descriptors), so the accept
+/// loop does not spin at 100% CPU while the condition lasts.
+const ACCEPT_ERROR_PAUSE: Duration = Duration::from_millis(100);
+
+/// Static configuration of one node's transport.
+#[derive(Clone, Debug)]
+pub struct TransportConfig {
+    /// Cluster name; peers that present another cluster name are rejected, so
+    /// two clusters sharing a network can never exchange messages by accident.
+    pub cluster: String,
+    /// This node's identity, presented to peers in the handshake.
+    pub node_id: NodeId,
+    /// Address to listen on (port 0 picks a free port; see
+    /// [`Transport::local_addr`]).
+    pub listen: SocketAddr,
+    /// Known nodes and where to reach them. May include this node; that entry
+    /// is ignored.
+    pub peers: BTreeMap<NodeId, SocketAddr>,
+    /// Largest frame (handshake or message payload) sent or accepted.
+    pub max_frame_bytes: usize,
+    /// Bound on establishing an outbound connection (TCP connect plus sending
+    /// the handshake), and on how long an inbound connection may take to send
+    /// its handshake.
+    pub connect_timeout: Duration,
+}
+
+/// What the transport hands to the node.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Inbound<M> {
+    /// A message from a peer (or from this node to itself).
+    Message { from: NodeId, msg: M },
+    /// Messages to `peer` were dropped because it could not be reached.
+    /// Reported once per failure episode, not once per message.
+    Unreachable { peer: NodeId },
+}
+
+/// The inter-node transport. Cheap to clone; all clones share the same
+/// listener and connections. Dropping the last clone shuts it down: the
+/// listener, inbound connections and outbound writers all stop.
+pub struct Transport<M> {
+    inner: Arc<Inner<M>>,
+}
+
+impl<M> Clone for Transport<M> {
+    fn clone(&self) -> Self {
+        Transport {
+            inner: Arc::clone(&self.inner),
+        }
+    }
+}
+
+impl<M> fmt::Debug for Transport<M> {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Transport")
+            .field("node_id", &self.inner.shared.node_id)
+            .field("local_addr", &self.inner.shared.local_addr)
+            .finish_non_exhaustive()
+    }
+}
+
+/// Owned only by [`Transport`] handles. Kept apart from [`Shared`] because the
+/// background tasks hold `Shared`: if they held the outbound senders too, the
+/// writers would keep themselves alive forever.
+struct Inner<M> {
+    shared: Arc<Shared<M>>,
+    /// One queue per peer, drained by that peer's writer task.
+    outbound: Mutex<HashMap<NodeId, mpsc::UnboundedSender<Bytes>>>,
+    /// Captured at bind time so the synchronous `send` can spawn writer tasks
+    /// even when called from outside the runtime (it must never panic).
+    runtime: Handle,
+}
+
+impl<M> Drop for Inner<M> {
+    fn drop(&mut self) {
+        self.shared.shutdown.cancel();
+    }
+}
+
+/// State shared with the background tasks.
+struct Shared<M> {
+    cluster: String,
+    node_id: NodeId,
+    local_addr: SocketAddr,
+    max_frame_bytes: usize,
+    connect_timeout: Duration,
+    /// Known peers, never including this node.
+    peers: Mutex<BTreeMap<NodeId, SocketAddr>>,
+    /// Peers whose traffic is silently dropped in both directions (test fault).
+    blocked: Mutex<HashSet<NodeId>>,
+    inbound: mpsc::UnboundedSender<Inbound<M>>,
+    accepted: AtomicU64,
+    shutdown: CancellationToken,
+}
+
+/// Locks a mutex, ignoring poisoning: every critical section here is a plain
+/// map operation that leaves the data consistent, and the transport must
+/// never panic because some other thread did.
+fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
+    mutex.lock().unwrap_or_else(PoisonError::into_inner)
+}
+
+/// The codec for both directions, so sender and receiver agree on the limit.
+fn codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
+    LengthDelimitedCodec::builder()
+        .length_field_type::<u32>()
+        .max_frame_length(max_frame_bytes)
+        .new_codec()
+}
+
+impl<M: Serialize + DeserializeOwned + Send + 'static> Transport<M> {
+    /// Binds the listener and starts accepting peers. Messages from peers (and
+    /// unreachability reports) are delivered to `inbound`.
+    pub async fn bind(
+        config: TransportConfig,
+        inbound: mpsc::UnboundedSender<Inbound<M>>,
+    ) -> io::Result<Self> {
+        // The u32 length prefix cannot describe anything larger.
+        let max_frame_bytes = config.max_frame_bytes.min(u32::MAX as usize);
+        let hello = Hello::new(&config.cluster, &config.node_id);
+        if hello.encode()?.len() > max_frame_bytes {
+            return Err(io::Error::new(
+                io::ErrorKind::InvalidInput,
+                format!("max_frame_bytes {max_frame_bytes} cannot even hold the handshake"),
+            ));
+        }
+
+        let listener = TcpListener::bind(config.listen).await?;
+        let local_addr = listener.local_addr()?;
+        let mut peers = config.peers;
+        peers.remove(&config.node_id);
+
+        let shared = Arc::new(Shared {
+            cluster: config.cluster,
+            node_id: config.node_id,
+            local_addr,
+            max_frame_bytes,
+            connect_timeout: config.connect_timeout,
+            peers: Mutex::new(peers),
+            blocked: Mutex::new(HashSet::new()),
+            inbound,
+            accepted: AtomicU64::new(0),
+            shutdown: CancellationToken::new(),
+        });
+        let runtime = Handle::current();
+        runtime.spawn(accept_loop(Arc::clone(&shared), listener));
+        debug!(node = %shared.node_id, %local_addr, "transport listening");
+
+        Ok(Transport {
+            inner: Arc::new(Inner {
+                shared,
+                outbound: Mutex::new(HashMap::new()),
+                runtime,
+            }),
+        })
+    }
+
+    /// The address actually bound (useful when `listen` had port 0).
+    pub fn local_addr(&self) -> SocketAddr {
+        self.inner.shared.local_addr
+    }
+
+    /// This node's identity.
+    pub fn node_id(&self) -> &NodeId {
+        &self.inner.shared.node_id
+    }
+
+    /// Number of TCP connections accepted by the listener so far, including
+    /// ones later rejected. Each live peer should account for one.
+    pub fn accepted_connections(&self) -> u64 {
+        self.inner.shared.accepted.load(Ordering::Relaxed)
+    }
+
+    /// Queues `msg` for `to` and returns immediately. Never blocks, never
+    /// panics. Delivery is best effort: if `to` is unknown or cannot be
+    /// reached the message is dropped and [`Inbound::Unreachable`] reported.
+    /// A message to this node itself is handed straight to `inbound`.
+    pub fn send(&self, to: &NodeId, msg: M) {
+        let shared = &self.inner.shared;
+        if *to == shared.node_id {
+            let from = to.clone();
+            let _ = shared.inbound.send(Inbound::Message { from, msg });
+            return;
+        }
+        if shared.is_blocked(to) {
+            trace!(peer = %to, "dropping message to blocked peer");
+            return;
+        }
+        if !shared.is_known_peer(to) {
+            warn!(peer = %to, "dropping message to unknown peer");
+            shared.report_unreachable(to);
+            return;
+        }
+        let Some(frame) = self.encode_message(to, &msg) else {
+            return;
+        };
+        self.queue_frame(to, frame);
+    }
+
+    /// Adds a peer or changes its address. When the address changes, the old
+    /// connection is retired (after writing what is already queued) and the
+    /// next message opens a connection to the new address. Ignores this node.
+    pub fn set_peer(&self, id: NodeId, addr: SocketAddr) {
+        let shared = &self.inner.shared;
+        if id == shared.node_id {
+            return;
+        }
+        let previous = lock(&shared.peers).insert(id.clone(), addr);
+        if previous.is_some_and(|old| old != addr) {
+            debug!(peer = %id, %addr, "peer address changed; reconnecting");
+            // Dropping the sender lets the writer drain its queue and exit.
+            lock(&self.inner.outbound).remove(&id);
+        }
+    }
+
+    /// Fault injection for tests: while `blocked`, every message to and from
+    /// `peer` is silently dropped, like a cut network link. The sender sees
+    /// no error (no [`Inbound::Unreachable`]), only silence.
+    pub fn set_blocked(&self, peer: &NodeId, blocked: bool) {
+        let mut set = lock(&self.inner.shared.blocked);
+        if blocked {
+            set.insert(peer.clone());
+        } else {
+            set.remove(peer);
+        }
+    }
+
+    /// Serializes `msg` into a frame payload, or logs why it cannot be sent.
+    /// Checked here rather than in the writer so that an oversized message is
+    /// dropped alone instead of failing the encoder and the whole connection.
+    fn encode_message(&self, to: &NodeId, msg: &M) -> Option<Bytes> {
+        let max = self.inner.shared.max_frame_bytes;
+        match postcard::to_stdvec(msg) {
+            Ok(bytes) if bytes.len() <= max => Some(Bytes::from(bytes)),
+            Ok(bytes) => {
+                warn!(peer = %to, size = bytes.len(), max, "dropping message larger than max_frame_bytes");
+                None
+            }
+            Err(err) => {
+                warn!(peer = %to, %err, "dropping message that failed to serialize");
+                None
+            }
+        }
+    }
+
+    /// Hands a frame to the peer's writer task, starting one if needed.
+    fn queue_frame(&self, to: &NodeId, frame: Bytes) {
+        let mut outbound = lock(&self.inner.outbound);
+        let frame = match outbound.get(to) {
+            None => frame,
+            Some(tx) => match tx.send(frame) {
+                Ok(()) => return,
+                // The writer is gone (it can only stop on shutdown); start afresh.
+                Err(mpsc::error::SendError(frame)) => frame,
+            },
+        };
+        self.spawn_writer(&mut outbound, to, frame);
+    }
+
+    fn spawn_writer(
+        &self,
+        outbound: &mut HashMap<NodeId, mpsc::UnboundedSender<Bytes>>,
+        to: &NodeId,
+        first: Bytes,
+    ) {
+        let (tx, rx) = mpsc::unbounded_channel();
+        // Cannot fail: `rx` is alive right here.
+        let _ = tx.send(first);
+        outbound.insert(to.clone(), tx);
+        let writer = PeerWriter::new(Arc::clone(&self.inner.shared), to.clone(), rx);
+        self.inner.runtime.spawn(writer.run());
+    }
+}
+
+impl<M> Shared<M> {
+    fn is_blocked(&self, peer: &NodeId) -> bool {
+        lock(&self.blocked).contains(peer)
+    }
+
+    fn is_known_peer(&self, peer: &NodeId) -> bool {
+        lock(&self.peers).contains_key(peer)
+    }
+
+    fn peer_addr(&self, peer: &NodeId) -> Option<SocketAddr> {
+        lock(&self.peers).get(peer).copied()
+    }
+
+    fn report_unreachable(&self, peer: &NodeId) {
+        let peer = peer.clone();
+        // The node may have stopped listening (shutting down); nothing to do.
+        let _ = self.inbound.send(Inbound::Unreachable { peer });
+    }
+}
