@@ -4,6 +4,10 @@
 use crate::anti_entropy::AntiEntropySettings;
 use serde::{Deserialize, Serialize};
 
+/// The longest key the storage engines can hold (fjall's 16-bit key length
+/// minus the 8-byte token prefix that orders keys by ring position).
+pub const MAX_STORABLE_KEY: usize = u16::MAX as usize - 8;
+
 /// Replication and limit settings (the `[replication]` section of a node's
 /// config). Every node of a cluster should use the same values.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -62,6 +66,9 @@ impl Settings {
                     self.n
                 ));
             }
+        }
+        if self.max_key_bytes == 0 || self.max_key_bytes > MAX_STORABLE_KEY {
+            return Err(format!("max_key_bytes must be within 1..={MAX_STORABLE_KEY}"));
         }
         if self.vnodes == 0 {
             return Err("replication vnodes must be at least 1".into());

@@ -1,6 +1,16 @@
 //! The disk engine: a [fjall](https://docs.rs/fjall/3) LSM-tree database with
 //! one keyspace, `kv`, mapping each key to its encoded sibling set.
 //!
+//! # Layout
+//!
+//! `kv` holds each key under its physical key `token ++ key` (see
+//! [`crate::codec`]), so [`Store::scan`] of a token range is one fjall range
+//! scan. A second keyspace, `meta`, records the key layout
+//! ([`codec::KEY_LAYOUT_VERSION`]) when the database is created; opening a
+//! database of another layout, or one whose `kv` holds data but which has no
+//! layout record (written by a build before layouts were recorded), fails
+//! with a [`StoreError`] instead of misreading it.
+//!
 //! # Durability
 //!
 //! The keyspace is opened with `manual_journal_persist`, so `put` only appends
@@ -38,6 +48,7 @@
 use crate::codec;
 use crate::Durability;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use ringkv_core::ring::Token;
 use ringkv_core::siblings::SiblingSet;
 use ringkv_core::store::{Store, StoreError};
 use std::path::{Path, PathBuf};
@@ -48,7 +59,12 @@ use std::thread::JoinHandle;
 use std::time::Duration;
 
 /// The keyspace holding the data.
-const KEYSPACE: &str = "kv";
+pub(crate) const KEYSPACE: &str = "kv";
+/// The keyspace holding the layout record.
+pub(crate) const META_KEYSPACE: &str = "meta";
+/// The key, in [`META_KEYSPACE`], of the layout record: one byte,
+/// [`codec::KEY_LAYOUT_VERSION`].
+pub(crate) const LAYOUT_KEY: &[u8] = b"key_layout";
 
 /// A [`Store`] on disk, in a fjall database. See the [module docs](self) for
 /// what [`Store::sync`] guarantees.
@@ -97,11 +113,13 @@ impl FjallStore {
         let db = Database::builder(&path)
             .open()
             .map_err(|e| open_error(&path, e))?;
+        let kv_existed = db.keyspace_exists(KEYSPACE);
         let kv = db
             .keyspace(KEYSPACE, || {
                 KeyspaceCreateOptions::default().manual_journal_persist(true)
             })
             .map_err(|e| open_error(&path, e))?;
+        check_layout(&db, &kv, kv_existed, &path)?;
         let fsyncer = match durability {
             Durability::Always => None,
             Durability::Interval => Some(Fsyncer::start(
@@ -132,7 +150,27 @@ impl FjallStore {
     #[cfg(test)]
     pub(crate) fn put_raw(&mut self, key: &[u8], bytes: Vec<u8>) -> Result<(), StoreError> {
         codec::check_key(key)?;
-        self.kv.insert(key, bytes).map_err(|e| self.error("put", e))
+        self.put_raw_physical(codec::physical_key(key), bytes)
+    }
+
+    /// Flush the memtable to a table on disk and wait for it (tests only:
+    /// fjall's `rotate_memtable_and_wait` is a hidden test helper).
+    #[cfg(test)]
+    pub(crate) fn flush_for_test(&self) {
+        self.kv.rotate_memtable_and_wait().unwrap();
+        assert!(self.kv.table_count() > 0, "nothing was flushed");
+    }
+
+    /// Store raw bytes under a raw physical key (tests only).
+    #[cfg(test)]
+    pub(crate) fn put_raw_physical(
+        &mut self,
+        physical: Vec<u8>,
+        bytes: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        self.kv
+            .insert(physical, bytes)
+            .map_err(|e| self.error("put", e))
     }
 
     fn error(&self, what: &str, e: fjall::Error) -> StoreError {
@@ -146,6 +184,46 @@ impl FjallStore {
                 "{what} failed on the database at {}: {e}",
                 self.path.display()
             )),
+        }
+    }
+}
+
+/// Check the database's layout record, writing (and fsyncing) it into a
+/// new database. `kv_existed`: whether the data keyspace existed before this
+/// open.
+fn check_layout(
+    db: &Database,
+    kv: &Keyspace,
+    kv_existed: bool,
+    path: &Path,
+) -> Result<(), StoreError> {
+    let meta = db
+        .keyspace(META_KEYSPACE, KeyspaceCreateOptions::default)
+        .map_err(|e| open_error(path, e))?;
+    let record = meta.get(LAYOUT_KEY).map_err(|e| open_error(path, e))?;
+    match record.as_deref() {
+        Some([codec::KEY_LAYOUT_VERSION]) => Ok(()),
+        Some(other) => Err(StoreError(format!(
+            "cannot open the database at {}: its key layout record is {other:?}, \
+             this build reads layout [{}] only",
+            path.display(),
+            codec::KEY_LAYOUT_VERSION
+        ))),
+        None => {
+            let has_data = kv_existed && !kv.is_empty().map_err(|e| open_error(path, e))?;
+            if has_data {
+                return Err(StoreError(format!(
+                    "cannot open the database at {}: it holds data but no key layout \
+                     record, so an older build (key layout 1, bare keys) wrote it; this \
+                     build reads layout {} only and cannot migrate it",
+                    path.display(),
+                    codec::KEY_LAYOUT_VERSION
+                )));
+            }
+            meta.insert(LAYOUT_KEY, [codec::KEY_LAYOUT_VERSION])
+                .map_err(|e| open_error(path, e))?;
+            db.persist(PersistMode::SyncAll)
+                .map_err(|e| open_error(path, e))
         }
     }
 }
@@ -170,7 +248,10 @@ impl Store for FjallStore {
         if !codec::is_storable_key(key) {
             return Ok(None);
         }
-        let bytes = self.kv.get(key).map_err(|e| self.error("get", e))?;
+        let bytes = self
+            .kv
+            .get(codec::physical_key(key))
+            .map_err(|e| self.error("get", e))?;
         bytes.map(|bytes| codec::decode(&bytes)).transpose()
     }
 
@@ -178,7 +259,7 @@ impl Store for FjallStore {
         codec::check_key(key)?;
         let bytes = codec::encode(siblings)?;
         self.kv
-            .insert(key, bytes)
+            .insert(codec::physical_key(key), bytes)
             .map_err(|e| self.error("put", e))?;
         if let Some(f) = &self.fsyncer {
             f.shared.dirty.store(true, Ordering::Release);
@@ -206,6 +287,25 @@ impl Store for FjallStore {
             }
         }
         self.db.persist(mode).map_err(|e| self.error("sync", e))
+    }
+
+    /// One fjall range scan over the physical keys of the token range.
+    fn scan(
+        &self,
+        from: Token,
+        to: Token,
+        visit: &mut dyn FnMut(&[u8], &SiblingSet) -> bool,
+    ) -> Result<(), StoreError> {
+        let range = codec::scan_bounds(from, to)?;
+        for item in self.kv.range(range) {
+            let (physical, bytes) = item.into_inner().map_err(|e| self.error("scan", e))?;
+            let (token, key) = codec::split_physical_key(&physical)?;
+            let set = codec::decode_scanned(token, &bytes)?;
+            if !visit(key, &set) {
+                break;
+            }
+        }
+        Ok(())
     }
 }
 

@@ -7,7 +7,10 @@
 //!   `engine = "memory"`; nothing survives the process.
 //!
 //! Both store each key's [`SiblingSet`](ringkv_core::siblings::SiblingSet)
-//! in the same [`codec`] format: a format-version byte, then postcard.
+//! in the same [`codec`] format: a format-version byte, then postcard; and
+//! both keep keys under `token ++ key` (the key's ring token, big-endian), so
+//! they are sorted by token and [`Store::scan`] of a token range is a range
+//! scan.
 //!
 //! The node picks an engine from the `[storage]` table of its TOML config
 //! ([`StorageConfig`]) and opens it with [`open`]:

@@ -1,16 +1,19 @@
 //! The in-memory engine: for tests, the simulator, and `engine = "memory"`.
 //!
-//! It keeps each value encoded exactly as the disk engine stores it (see
-//! [`crate::codec`]), so code tested against it goes through the same
-//! encoding, size checks and errors as production. Nothing survives the
+//! It keeps each key and value exactly as the disk engine stores them (see
+//! [`crate::codec`]: keys prefixed by their ring token, values encoded), so
+//! code tested against it goes through the same encoding, ordering, size
+//! checks and errors as production. Nothing survives the
 //! process; [`Store::sync`] does nothing.
 
 use crate::codec;
+use ringkv_core::ring::Token;
 use ringkv_core::siblings::SiblingSet;
 use ringkv_core::store::{Store, StoreError};
 use std::collections::BTreeMap;
 
-/// A [`Store`] in a `BTreeMap` of encoded values.
+/// A [`Store`] in a `BTreeMap` from physical keys (`token ++ key`) to
+/// encoded values.
 #[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
     map: BTreeMap<Vec<u8>, Vec<u8>>,
@@ -33,7 +36,13 @@ impl MemoryStore {
     /// Store raw bytes as a key's value, bypassing the encoder (tests only).
     #[cfg(test)]
     pub(crate) fn put_raw(&mut self, key: &[u8], bytes: Vec<u8>) {
-        self.map.insert(key.to_vec(), bytes);
+        self.map.insert(codec::physical_key(key), bytes);
+    }
+
+    /// Store raw bytes under a raw physical key (tests only).
+    #[cfg(test)]
+    pub(crate) fn put_raw_physical(&mut self, physical: Vec<u8>, bytes: Vec<u8>) {
+        self.map.insert(physical, bytes);
     }
 }
 
@@ -43,7 +52,7 @@ impl Store for MemoryStore {
             return Ok(None);
         }
         self.map
-            .get(key)
+            .get(&codec::physical_key(key))
             .map(|bytes| codec::decode(bytes))
             .transpose()
     }
@@ -51,11 +60,32 @@ impl Store for MemoryStore {
     fn put(&mut self, key: &[u8], siblings: &SiblingSet) -> Result<(), StoreError> {
         codec::check_key(key)?;
         let bytes = codec::encode(siblings)?;
-        self.map.insert(key.to_vec(), bytes);
+        self.map.insert(codec::physical_key(key), bytes);
         Ok(())
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn scan(
+        &self,
+        from: Token,
+        to: Token,
+        visit: &mut dyn FnMut(&[u8], &SiblingSet) -> bool,
+    ) -> Result<(), StoreError> {
+        let (start, end) = codec::scan_bounds(from, to)?;
+        let range = (
+            start.as_ref().map(|b| b.as_slice()),
+            end.as_ref().map(|b| b.as_slice()),
+        );
+        for (physical, bytes) in self.map.range::<[u8], _>(range) {
+            let (token, key) = codec::split_physical_key(physical)?;
+            let set = codec::decode_scanned(token, bytes)?;
+            if !visit(key, &set) {
+                break;
+            }
+        }
         Ok(())
     }
 }
