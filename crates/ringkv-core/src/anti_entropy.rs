@@ -63,7 +63,10 @@ pub struct ExchangeId {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum AeStep {
     /// Hashes of tree nodes at `level`, as (index, hash).
-    Hashes { level: Level, nodes: Vec<(u32, u64)> },
+    Hashes {
+        level: Level,
+        nodes: Vec<(u32, u64)>,
+    },
     /// The sender's key digests in the leaves that differ.
     Digests {
         leaves: Vec<u32>,

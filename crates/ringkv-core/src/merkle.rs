@@ -59,8 +59,7 @@ impl MerkleTree {
 
     /// The leaf whose slice holds `key`.
     pub fn leaf_of(&self, key: &[u8]) -> u32 {
-        self.range
-            .slice_of(Ring::key_token(key), 1 << self.depth) as u32
+        self.range.slice_of(Ring::key_token(key), 1 << self.depth) as u32
     }
 
     /// The token interval a leaf covers, as storage-scan spans.
@@ -149,8 +148,14 @@ mod tests {
             max_siblings: 4,
             max_clock_entries: 4,
         };
-        s.write(&"n1".into(), &VersionVector::new(), Some(value.into()), 1, limits)
-            .unwrap();
+        s.write(
+            &"n1".into(),
+            &VersionVector::new(),
+            Some(value.into()),
+            1,
+            limits,
+        )
+        .unwrap();
         s
     }
 
@@ -190,7 +195,11 @@ mod tests {
 
     #[test]
     fn leaf_spans_tile_the_range_and_hold_their_keys() {
-        for range in [WHOLE, TokenRange::new(100, 5_000), TokenRange::new(u64::MAX - 1_000, 3_000)] {
+        for range in [
+            WHOLE,
+            TokenRange::new(100, 5_000),
+            TokenRange::new(u64::MAX - 1_000, 3_000),
+        ] {
             let t = MerkleTree::new(range, 3);
             let total: u128 = (0..8)
                 .flat_map(|l| t.leaf_spans(l))

@@ -154,7 +154,10 @@ impl<S: Store> Node<S> {
     pub fn on_message(&mut self, now: Millis, from: NodeId, msg: Message) {
         match msg {
             Message::Replicate { req, key, siblings } => {
-                let result = self.merge_local(&key, &siblings).map(drop).map_err(|e| e.to_string());
+                let result = self
+                    .merge_local(&key, &siblings)
+                    .map(drop)
+                    .map_err(|e| e.to_string());
                 self.send(from, Message::ReplicateAck { req, result });
             }
             Message::Repair { key, siblings } => {
@@ -593,8 +596,15 @@ impl<S: Store> Node<S> {
 
     /// Store `key`'s new state (replacing `old`) and keep its Merkle tree
     /// in step.
-    fn write_local(&mut self, key: &[u8], old: &SiblingSet, new: &SiblingSet) -> Result<(), ClientError> {
-        self.store.put(key, new).map_err(|e| self.storage_error(e))?;
+    fn write_local(
+        &mut self,
+        key: &[u8],
+        old: &SiblingSet,
+        new: &SiblingSet,
+    ) -> Result<(), ClientError> {
+        self.store
+            .put(key, new)
+            .map_err(|e| self.storage_error(e))?;
         self.track_write(key, old, new);
         Ok(())
     }

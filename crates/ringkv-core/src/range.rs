@@ -95,7 +95,10 @@ mod tests {
         assert_eq!(r.len(), 1 << 64);
         assert!(r.contains(7) && r.contains(8) && r.contains(6));
         assert_eq!(r.spans(), vec![(8, u64::MAX), (0, 7)]);
-        assert_eq!(TokenRange::new(u64::MAX, u64::MAX).spans(), vec![(0, u64::MAX)]);
+        assert_eq!(
+            TokenRange::new(u64::MAX, u64::MAX).spans(),
+            vec![(0, u64::MAX)]
+        );
     }
 
     proptest! {

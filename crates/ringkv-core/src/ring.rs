@@ -729,7 +729,10 @@ mod tests {
 
     #[test]
     fn ranges_tile_the_circle_and_range_of_agrees_with_the_coordinator() {
-        let ring = Ring::with_members((1..=4).map(|i| RingMember::new(format!("n{i}").as_str())), 16);
+        let ring = Ring::with_members(
+            (1..=4).map(|i| RingMember::new(format!("n{i}").as_str())),
+            16,
+        );
         let ranges = ring.ranges();
         assert_eq!(ranges.len(), 64);
         assert_eq!(ranges.iter().map(|r| r.len()).sum::<u128>(), 1u128 << 64);

@@ -68,7 +68,9 @@ impl Settings {
             }
         }
         if self.max_key_bytes == 0 || self.max_key_bytes > MAX_STORABLE_KEY {
-            return Err(format!("max_key_bytes must be within 1..={MAX_STORABLE_KEY}"));
+            return Err(format!(
+                "max_key_bytes must be within 1..={MAX_STORABLE_KEY}"
+            ));
         }
         if self.vnodes == 0 {
             return Err("replication vnodes must be at least 1".into());

@@ -4,7 +4,8 @@
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
-use ringkv_server::http::{SiblingsJson, CONTEXT_HEADER};
+use ringkv_server::http::{RepairStarted, SiblingsJson, CONTEXT_HEADER};
+use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct Target {
@@ -123,8 +124,40 @@ pub async fn get(target: &Target, key: &str, r: Option<usize>) -> Result<(), Str
 }
 
 pub async fn status(target: &Target) -> Result<(), String> {
-    let response = check(send(target.request(Method::GET, "/status"), &target.node).await?).await?;
-    let json: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
+    let json = status_json(target).await?;
     println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
     Ok(())
+}
+
+async fn status_json(target: &Target) -> Result<serde_json::Value, String> {
+    let response = check(send(target.request(Method::GET, "/status"), &target.node).await?).await?;
+    response.json().await.map_err(|e| e.to_string())
+}
+
+/// Start a forced anti-entropy repair and follow its progress until done.
+pub async fn repair(target: &Target, range: Option<u64>) -> Result<(), String> {
+    let before = status_json(target).await?;
+    let path = match range {
+        Some(token) => format!("/admin/repair?token={token}"),
+        None => "/admin/repair".to_string(),
+    };
+    let response = check(send(target.request(Method::POST, &path), &target.node).await?).await?;
+    let started: RepairStarted = response.json().await.map_err(|e| e.to_string())?;
+    eprintln!("repair: {} exchanges queued on {}", started.exchanges, target.node);
+    loop {
+        let status = status_json(target).await?;
+        let ae = &status["anti_entropy"];
+        let (done, total) = match &ae["repair"] {
+            serde_json::Value::Null => (started.exchanges, started.exchanges),
+            p => (p["done"].as_u64().unwrap_or(0) as usize, p["total"].as_u64().unwrap_or(0) as usize),
+        };
+        let percent = if total == 0 { 100 } else { done * 100 / total };
+        let repaired = ae["keys_repaired"].as_u64().unwrap_or(0)
+            - before["anti_entropy"]["keys_repaired"].as_u64().unwrap_or(0);
+        eprintln!("repair: {done}/{total} exchanges ({percent}%), {repaired} keys repaired");
+        if done >= total {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
 }

@@ -34,7 +34,10 @@ impl Drop for Cluster {
     fn drop(&mut self) {
         for (_, child) in &self.children {
             // SIGTERM lets each node finish its batch and close its store.
-            let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+            let _ = Command::new("kill")
+                .arg("-TERM")
+                .arg(child.id().to_string())
+                .status();
         }
         for (name, child) in &mut self.children {
             for _ in 0..50 {
@@ -59,7 +62,14 @@ pub async fn run(args: DevArgs) -> Result<(), String> {
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;
-    let mut cluster = Cluster { children: Vec::new() };
+    // Listen for Ctrl-C and SIGTERM before starting any node: until a handler
+    // exists, either signal kills this process at once and leaves its nodes
+    // running, unowned, on their ports.
+    let stop = stop_signal()?;
+    tokio::pin!(stop);
+    let mut cluster = Cluster {
+        children: Vec::new(),
+    };
     for i in 1..=args.nodes {
         let name = format!("n{i}");
         let config = write_config(&args, i)?;
@@ -75,14 +85,41 @@ pub async fn run(args: DevArgs) -> Result<(), String> {
             .map_err(|e| format!("cannot start {name}: {e}"))?;
         cluster.children.push((name, child));
     }
-    wait_until_up(&args, &mut cluster).await?;
-    print_banner(&args);
-    self_check(&args).await?;
-    println!("\nCtrl-C stops the cluster.");
-    let _ = tokio::signal::ctrl_c().await;
+    let startup = async {
+        wait_until_up(&args, &mut cluster).await?;
+        print_banner(&args);
+        self_check(&args).await
+    };
+    let interrupted = tokio::select! {
+        started = startup => {
+            started?;
+            false
+        }
+        _ = &mut stop => true,
+    };
+    if !interrupted {
+        println!("\nCtrl-C stops the cluster.");
+        stop.await;
+    }
     println!("stopping...");
     drop(cluster);
     Ok(())
+}
+
+/// Resolves on the first SIGINT (Ctrl-C) or SIGTERM. The handlers are
+/// installed when this is called, not when the future is first polled.
+fn stop_signal() -> Result<impl std::future::Future<Output = ()>, String> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let listen =
+        |kind: SignalKind| signal(kind).map_err(|e| format!("cannot listen for signals: {e}"));
+    let mut interrupt = listen(SignalKind::interrupt())?;
+    let mut terminate = listen(SignalKind::terminate())?;
+    Ok(async move {
+        tokio::select! {
+            _ = interrupt.recv() => {}
+            _ = terminate.recv() => {}
+        }
+    })
 }
 
 fn http_addr(args: &DevArgs, i: u16) -> String {
@@ -105,7 +142,11 @@ fn write_config(args: &DevArgs, me: u16) -> Result<PathBuf, String> {
     }
     if args.nodes < 3 {
         let n = args.nodes;
-        text.push_str(&format!("[replication]\nn = {n}\nr = {}\nw = {}\n", n.min(2), n.min(2)));
+        text.push_str(&format!(
+            "[replication]\nn = {n}\nr = {}\nw = {}\n",
+            n.min(2),
+            n.min(2)
+        ));
     }
     let path = dir.join(format!("n{me}.toml"));
     std::fs::write(&path, text).map_err(|e| format!("cannot write {}: {e}", path.display()))?;
@@ -124,7 +165,12 @@ async fn wait_until_up(args: &DevArgs, cluster: &mut Cluster) -> Result<(), Stri
                 let log = tail(&args.data_dir.join(format!("{name}.log")));
                 return Err(format!("{name} exited ({status}):\n{log}"));
             }
-            if http.get(&url).send().await.is_ok_and(|r| r.status().is_success()) {
+            if http
+                .get(&url)
+                .send()
+                .await
+                .is_ok_and(|r| r.status().is_success())
+            {
                 up = true;
                 break;
             }
@@ -144,7 +190,10 @@ fn tail(path: &Path) -> String {
 }
 
 fn print_banner(args: &DevArgs) {
-    println!("ringkv dev cluster is up ({} nodes, engine {}):", args.nodes, args.engine);
+    println!(
+        "ringkv dev cluster is up ({} nodes, engine {}):",
+        args.nodes, args.engine
+    );
     for i in 1..=args.nodes {
         println!(
             "  n{i}  http://{}  (log {})",
@@ -155,7 +204,10 @@ fn print_banner(args: &DevArgs) {
     let first = http_addr(args, 1);
     println!("\nTry:");
     println!("  curl -i -X PUT --data-binary 'hello' http://{first}/kv/greeting");
-    println!("  curl -i http://{}/kv/greeting", http_addr(args, args.nodes));
+    println!(
+        "  curl -i http://{}/kv/greeting",
+        http_addr(args, args.nodes)
+    );
     println!("  curl -s http://{first}/status");
 }
 
@@ -168,7 +220,10 @@ async fn self_check(args: &DevArgs) -> Result<(), String> {
     let last = Target {
         node: http_addr(args, args.nodes),
     };
-    println!("\nSelf-check: put dev:check via n1, get it via n{}:", args.nodes);
+    println!(
+        "\nSelf-check: put dev:check via n1, get it via n{}:",
+        args.nodes
+    );
     crate::client::put(&first, "dev:check", "it works".into(), None, None).await?;
     crate::client::get(&last, "dev:check", None).await
 }

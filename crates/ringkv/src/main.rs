@@ -54,6 +54,14 @@ enum Command {
         #[arg(long)]
         context: Option<String>,
     },
+    /// Force anti-entropy now: exchange every range this node replicates
+    /// (or the one holding `--range TOKEN`) with every other replica.
+    Repair {
+        #[command(flatten)]
+        target: client::Target,
+        #[arg(long)]
+        range: Option<u64>,
+    },
     /// Show a node's view of the cluster.
     Status {
         #[command(flatten)]
@@ -86,6 +94,7 @@ fn main() -> ExitCode {
                 w,
                 context,
             } => client::delete(&target, &key, w, context).await,
+            Command::Repair { target, range } => client::repair(&target, range).await,
             Command::Status { target } => client::status(&target).await,
         }
     });

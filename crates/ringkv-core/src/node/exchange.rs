@@ -92,11 +92,15 @@ impl<S: Store> Node<S> {
         step: AeStep,
     ) {
         match step {
-            AeStep::Hashes { level, nodes } => self.on_hashes(now, from, exchange, range, level, nodes),
+            AeStep::Hashes { level, nodes } => {
+                self.on_hashes(now, from, exchange, range, level, nodes)
+            }
             AeStep::Digests { leaves, digests } => {
                 self.on_digests(now, from, exchange, range, leaves, digests)
             }
-            AeStep::Keys { entries, want } => self.on_keys(now, from, exchange, range, entries, want),
+            AeStep::Keys { entries, want } => {
+                self.on_keys(now, from, exchange, range, entries, want)
+            }
             AeStep::Done => {
                 if exchange.initiator == self.id {
                     self.ae.complete(&exchange, now);
@@ -199,7 +203,10 @@ impl<S: Store> Node<S> {
         entries: Vec<(Vec<u8>, SiblingSet)>,
         want: Vec<Vec<u8>>,
     ) {
-        for (key, set) in entries.iter().filter(|(k, _)| range.contains(Ring::key_token(k))) {
+        for (key, set) in entries
+            .iter()
+            .filter(|(k, _)| range.contains(Ring::key_token(k)))
+        {
             if let Ok(true) = self.merge_local(key, set) {
                 self.ae.stats.keys_repaired += 1;
             }
@@ -233,7 +240,11 @@ impl<S: Store> Node<S> {
     }
 
     /// Our (digest, sibling set) of every key in the given leaves.
-    fn leaf_entries(&self, range: &TokenRange, leaves: &[u32]) -> BTreeMap<Vec<u8>, (u64, SiblingSet)> {
+    fn leaf_entries(
+        &self,
+        range: &TokenRange,
+        leaves: &[u32],
+    ) -> BTreeMap<Vec<u8>, (u64, SiblingSet)> {
         let mut found = BTreeMap::new();
         let Some(tree) = self.ae.trees.get(&range.end).map(|t| &t.tree) else {
             return found;

@@ -1,0 +1,247 @@
+//! A tiny deterministic network for driving node state machines in tests:
+//! messages are delivered in order, down nodes bounce (the transport reports
+//! them unreachable), cut links drop silently, and time only moves when a
+//! test says so.
+
+#![allow(dead_code)] // each test file uses a different part
+
+use ringkv_core::coordinator::ClientId;
+use ringkv_core::message::{ClientOp, ClientReply, ClientResult, Message};
+use ringkv_core::node::{Effect, Node};
+use ringkv_core::ring::{Ring, RingMember, Token};
+use ringkv_core::settings::Settings;
+use ringkv_core::siblings::SiblingSet;
+use ringkv_core::store::{Store, StoreError};
+use ringkv_core::version::VersionVector;
+use ringkv_core::{Millis, NodeId};
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// Sibling sets by (ring token, key): the order `Store::scan` visits.
+#[derive(Default)]
+pub struct MapStore(pub BTreeMap<(Token, Vec<u8>), SiblingSet>);
+
+impl Store for MapStore {
+    fn get(&self, key: &[u8]) -> Result<Option<SiblingSet>, StoreError> {
+        Ok(self.0.get(&(Ring::key_token(key), key.to_vec())).cloned())
+    }
+    fn put(&mut self, key: &[u8], siblings: &SiblingSet) -> Result<(), StoreError> {
+        self.0
+            .insert((Ring::key_token(key), key.to_vec()), siblings.clone());
+        Ok(())
+    }
+    fn sync(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+    fn scan(
+        &self,
+        from: Token,
+        to: Token,
+        visit: &mut dyn FnMut(&[u8], &SiblingSet) -> bool,
+    ) -> Result<(), StoreError> {
+        if from > to {
+            return Err(StoreError(format!("inverted scan range {from}..={to}")));
+        }
+        let in_range = self.0.range((from, Vec::new())..);
+        for ((_, key), set) in in_range.take_while(|((token, _), _)| *token <= to) {
+            if !visit(key, set) {
+                break;
+            }
+        }
+        Ok(())
+    }
+}
+
+pub struct Net {
+    pub nodes: BTreeMap<NodeId, Node<MapStore>>,
+    pub queue: VecDeque<(NodeId, NodeId, Message)>,
+    pub replies: BTreeMap<ClientId, ClientResult>,
+    pub down: BTreeSet<NodeId>,
+    pub cut: BTreeSet<(NodeId, NodeId)>,
+    pub now: Millis,
+    pub next_client: ClientId,
+    /// Every delivered message, when `recording` is on.
+    pub recording: bool,
+    pub log: Vec<(NodeId, NodeId, Message)>,
+}
+
+pub fn id(s: &str) -> NodeId {
+    NodeId::from(s)
+}
+
+impl Net {
+    pub fn new(names: &[&str]) -> Net {
+        Net::build(names, Settings::default(), |_| MapStore::default())
+    }
+
+    /// A network of `names` with `settings`, each node starting on the
+    /// store `store_for(name)` gives.
+    pub fn build(
+        names: &[&str],
+        settings: Settings,
+        mut store_for: impl FnMut(&str) -> MapStore,
+    ) -> Net {
+        let members = names.iter().map(|n| RingMember {
+            id: id(n),
+            zone: None,
+        });
+        let ring = Ring::with_members(members, settings.vnodes);
+        let nodes = names
+            .iter()
+            .map(|n| {
+                let node = Node::new(id(n), settings.clone(), ring.clone(), store_for(n));
+                (id(n), node)
+            })
+            .collect();
+        Net {
+            nodes,
+            queue: VecDeque::new(),
+            replies: BTreeMap::new(),
+            down: BTreeSet::new(),
+            cut: BTreeSet::new(),
+            now: 1_000,
+            next_client: 1,
+            recording: false,
+            log: Vec::new(),
+        }
+    }
+
+    pub fn node(&mut self, n: &str) -> &mut Node<MapStore> {
+        self.nodes.get_mut(&id(n)).expect("node")
+    }
+
+    pub fn cut_link(&mut self, a: &str, b: &str) {
+        self.cut.insert((id(a), id(b)));
+        self.cut.insert((id(b), id(a)));
+    }
+
+    pub fn collect(&mut self, from: &NodeId) {
+        for effect in self.nodes.get_mut(from).expect("node").drain_effects() {
+            match effect {
+                Effect::Send { to, msg } => self.queue.push_back((from.clone(), to, msg)),
+                Effect::Reply { client, result } => {
+                    assert!(
+                        self.replies.insert(client, result).is_none(),
+                        "replied twice"
+                    );
+                }
+            }
+        }
+    }
+
+    /// Deliver messages until the network is quiet.
+    pub fn settle(&mut self) {
+        while let Some((from, to, msg)) = self.queue.pop_front() {
+            if self.cut.contains(&(from.clone(), to.clone())) {
+                continue;
+            }
+            if self.down.contains(&to) {
+                if !self.down.contains(&from) {
+                    let now = self.now;
+                    self.nodes.get_mut(&from).unwrap().on_unreachable(now, to);
+                    self.collect(&from);
+                }
+                continue;
+            }
+            if self.recording {
+                self.log.push((from.clone(), to.clone(), msg.clone()));
+            }
+            let now = self.now;
+            self.nodes.get_mut(&to).unwrap().on_message(now, from, msg);
+            self.collect(&to);
+        }
+    }
+
+    pub fn advance(&mut self, ms: Millis) {
+        self.now += ms;
+        let live: Vec<NodeId> = self
+            .nodes
+            .keys()
+            .filter(|n| !self.down.contains(*n))
+            .cloned()
+            .collect();
+        for n in &live {
+            let now = self.now;
+            self.nodes.get_mut(n).unwrap().on_tick(now);
+            self.collect(n);
+        }
+        self.settle();
+    }
+
+    /// Let `ms` of time pass in ticks of `step`, delivering everything.
+    pub fn run_for(&mut self, ms: Millis, step: Millis) {
+        for _ in 0..ms / step {
+            self.advance(step);
+        }
+    }
+
+    pub fn request(&mut self, via: &str, op: ClientOp) -> ClientResult {
+        let client = self.next_client;
+        self.next_client += 1;
+        let now = self.now;
+        self.node(via).on_client(now, client, op);
+        self.collect(&id(via));
+        self.settle();
+        if !self.replies.contains_key(&client) {
+            self.advance(10_000);
+        }
+        self.replies
+            .remove(&client)
+            .expect("every request is answered")
+    }
+
+    pub fn put(
+        &mut self,
+        via: &str,
+        key: &str,
+        value: &str,
+        ctx: VersionVector,
+        w: Option<usize>,
+    ) -> ClientResult {
+        self.now += 1;
+        let op = ClientOp::Put {
+            key: key.into(),
+            value: value.into(),
+            context: ctx,
+            w,
+        };
+        self.request(via, op)
+    }
+
+    pub fn get(&mut self, via: &str, key: &str, r: Option<usize>) -> SiblingSet {
+        let op = ClientOp::Get { key: key.into(), r };
+        match self.request(via, op) {
+            Ok(ClientReply::Value(set)) => set,
+            other => panic!("get failed: {other:?}"),
+        }
+    }
+
+    /// A replica's own stored state, bypassing the protocol.
+    pub fn local(&self, n: &str, key: &str) -> SiblingSet {
+        let store = self.nodes[&id(n)].store();
+        store.get(key.as_bytes()).unwrap().unwrap_or_default()
+    }
+
+    pub fn coordinator_of(&self, key: &str) -> Vec<String> {
+        let ring = self.nodes.values().next().unwrap().ring();
+        ring.preference_list(key.as_bytes(), 3)
+            .into_iter()
+            .map(|n| n.0)
+            .collect()
+    }
+}
+
+pub fn values(set: &SiblingSet) -> Vec<String> {
+    let mut v: Vec<String> = set
+        .live()
+        .map(|s| String::from_utf8(s.value.clone().unwrap_or_default()).unwrap())
+        .collect();
+    v.sort();
+    v
+}
+
+pub fn context_of(result: ClientResult) -> VersionVector {
+    match result {
+        Ok(ClientReply::Written(ctx)) => ctx,
+        other => panic!("write failed: {other:?}"),
+    }
+}
