@@ -12,6 +12,7 @@ use ringkv_core::anti_entropy::{AeStats, RepairProgress};
 use ringkv_core::coordinator::ClientId;
 use ringkv_core::message::{ClientError, ClientOp, ClientReply, ClientResult, Message};
 use ringkv_core::node::{Effect, Node, Stats};
+use ringkv_core::siblings::SiblingSet;
 use ringkv_core::store::Store;
 use ringkv_core::{Millis, NodeId};
 use serde::Serialize;
@@ -36,6 +37,11 @@ pub enum Event {
     },
     Peer(Inbound<Message>),
     Status(oneshot::Sender<NodeReport>),
+    /// This node's own stored state of a key, bypassing the quorum.
+    ReadReplica {
+        key: Vec<u8>,
+        reply: oneshot::Sender<Result<SiblingSet, String>>,
+    },
     /// Force anti-entropy exchanges of every range, or of the one holding
     /// the token; answers how many exchanges were queued.
     Repair {
@@ -112,6 +118,12 @@ impl NodeHandle {
                 replicas: 0,
             }),
         }
+    }
+
+    pub async fn read_replica(&self, key: Vec<u8>) -> Option<Result<SiblingSet, String>> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Event::ReadReplica { key, reply }).ok()?;
+        answer.await.ok()
     }
 
     pub async fn repair(&self, token: Option<u64>) -> Option<usize> {
@@ -208,6 +220,10 @@ impl Driver {
             Event::Peer(Inbound::Unreachable { peer }) => self.node.on_unreachable(now, peer),
             Event::Status(tx) => {
                 let _ = tx.send(self.report(now));
+            }
+            Event::ReadReplica { key, reply } => {
+                let found = self.node.store().get(&key).map_err(|e| e.to_string());
+                let _ = reply.send(found.map(Option::unwrap_or_default));
             }
             Event::Repair { token, reply } => {
                 let _ = reply.send(self.node.start_repair(token));

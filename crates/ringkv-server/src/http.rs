@@ -44,6 +44,7 @@ pub fn router(api: Api) -> Router {
         .route("/status", get(status))
         .route("/admin/links/{peer}/{action}", post(link_fault))
         .route("/admin/repair", post(repair))
+        .route("/admin/replica/{*key}", get(read_replica))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(api)
 }
@@ -91,6 +92,14 @@ impl From<ClientError> for ApiError {
         };
         ApiError(status, e.to_string())
     }
+}
+
+/// The node thread is gone (the process is stopping).
+fn shutting_down() -> ApiError {
+    ApiError(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "node is shutting down".into(),
+    )
 }
 
 fn bad_request(message: impl Into<String>) -> ApiError {
@@ -225,12 +234,7 @@ struct StatusJson {
 }
 
 async fn status(State(api): State<Api>) -> Result<Json<StatusJson>, ApiError> {
-    let node = api.node.report().await.ok_or_else(|| {
-        ApiError(
-            StatusCode::SERVICE_UNAVAILABLE,
-            "node is shutting down".into(),
-        )
-    })?;
+    let node = api.node.report().await.ok_or_else(|| shutting_down())?;
     Ok(Json(StatusJson {
         cluster: api.cluster.clone(),
         node,
@@ -285,8 +289,26 @@ async fn repair(
     query: Result<Query<RepairQuery>, axum::extract::rejection::QueryRejection>,
 ) -> Result<Json<RepairStarted>, ApiError> {
     let Query(q) = query.map_err(|e| bad_request(e.body_text()))?;
-    let exchanges = api.node.repair(q.token).await.ok_or_else(|| {
-        ApiError(StatusCode::SERVICE_UNAVAILABLE, "node is shutting down".into())
-    })?;
+    let exchanges = api
+        .node
+        .repair(q.token)
+        .await
+        .ok_or_else(|| shutting_down())?;
     Ok(Json(RepairStarted { exchanges }))
+}
+
+/// This node's own copy of a key, without asking any other replica — to
+/// inspect one replica (e.g. after anti-entropy). Answers like `GET /kv`
+/// with `Accept: application/json`.
+async fn read_replica(
+    State(api): State<Api>,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
+    let found = api
+        .node
+        .read_replica(key.into_bytes())
+        .await
+        .ok_or_else(|| shutting_down())?;
+    let siblings = found.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
+    Ok(render(&siblings, true))
 }
