@@ -46,6 +46,8 @@ pub enum Event {
     /// the token; answers how many exchanges were queued.
     Repair {
         token: Option<u64>,
+        /// Rebuild every tree from a full store scan first.
+        rebuild: bool,
         reply: oneshot::Sender<usize>,
     },
     Stop,
@@ -126,9 +128,14 @@ impl NodeHandle {
         answer.await.ok()
     }
 
-    pub async fn repair(&self, token: Option<u64>) -> Option<usize> {
+    pub async fn repair(&self, token: Option<u64>, rebuild: bool) -> Option<usize> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Event::Repair { token, reply }).ok()?;
+        let event = Event::Repair {
+            token,
+            rebuild,
+            reply,
+        };
+        self.tx.send(event).ok()?;
         answer.await.ok()
     }
 
@@ -225,7 +232,14 @@ impl Driver {
                 let found = self.node.store().get(&key).map_err(|e| e.to_string());
                 let _ = reply.send(found.map(Option::unwrap_or_default));
             }
-            Event::Repair { token, reply } => {
+            Event::Repair {
+                token,
+                rebuild,
+                reply,
+            } => {
+                if rebuild {
+                    self.node.rebuild_trees();
+                }
                 let _ = reply.send(self.node.start_repair(token));
             }
             Event::Stop => return true,

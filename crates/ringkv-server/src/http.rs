@@ -275,6 +275,9 @@ async fn link_fault(
 struct RepairQuery {
     /// Repair only the range holding this token.
     token: Option<u64>,
+    /// Rebuild the Merkle trees from disk first.
+    #[serde(default)]
+    rebuild: bool,
 }
 
 #[derive(Serialize, Deserialize)]

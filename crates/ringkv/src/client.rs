@@ -79,7 +79,8 @@ pub async fn put(
     context: Option<String>,
 ) -> Result<(), String> {
     let request = target.request(Method::PUT, &key_path(key, &[("w", w)]));
-    let response = check(send(with_context(request, context).body(value), &target.node).await?).await?;
+    let response =
+        check(send(with_context(request, context).body(value), &target.node).await?).await?;
     print_context(&response);
     Ok(())
 }
@@ -125,7 +126,10 @@ pub async fn get(target: &Target, key: &str, r: Option<usize>) -> Result<(), Str
 
 pub async fn status(target: &Target) -> Result<(), String> {
     let json = status_json(target).await?;
-    println!("{}", serde_json::to_string_pretty(&json).unwrap_or_default());
+    println!(
+        "{}",
+        serde_json::to_string_pretty(&json).unwrap_or_default()
+    );
     Ok(())
 }
 
@@ -135,25 +139,33 @@ async fn status_json(target: &Target) -> Result<serde_json::Value, String> {
 }
 
 /// Start a forced anti-entropy repair and follow its progress until done.
-pub async fn repair(target: &Target, range: Option<u64>) -> Result<(), String> {
+pub async fn repair(target: &Target, range: Option<u64>, rebuild: bool) -> Result<(), String> {
     let before = status_json(target).await?;
-    let path = match range {
-        Some(token) => format!("/admin/repair?token={token}"),
-        None => "/admin/repair".to_string(),
-    };
+    let mut path = format!("/admin/repair?rebuild={rebuild}");
+    if let Some(token) = range {
+        path.push_str(&format!("&token={token}"));
+    }
     let response = check(send(target.request(Method::POST, &path), &target.node).await?).await?;
     let started: RepairStarted = response.json().await.map_err(|e| e.to_string())?;
-    eprintln!("repair: {} exchanges queued on {}", started.exchanges, target.node);
+    eprintln!(
+        "repair: {} exchanges queued on {}",
+        started.exchanges, target.node
+    );
     loop {
         let status = status_json(target).await?;
         let ae = &status["anti_entropy"];
         let (done, total) = match &ae["repair"] {
             serde_json::Value::Null => (started.exchanges, started.exchanges),
-            p => (p["done"].as_u64().unwrap_or(0) as usize, p["total"].as_u64().unwrap_or(0) as usize),
+            p => (
+                p["done"].as_u64().unwrap_or(0) as usize,
+                p["total"].as_u64().unwrap_or(0) as usize,
+            ),
         };
         let percent = if total == 0 { 100 } else { done * 100 / total };
         let repaired = ae["keys_repaired"].as_u64().unwrap_or(0)
-            - before["anti_entropy"]["keys_repaired"].as_u64().unwrap_or(0);
+            - before["anti_entropy"]["keys_repaired"]
+                .as_u64()
+                .unwrap_or(0);
         eprintln!("repair: {done}/{total} exchanges ({percent}%), {repaired} keys repaired");
         if done >= total {
             return Ok(());

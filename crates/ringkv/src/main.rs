@@ -8,7 +8,11 @@ use std::path::PathBuf;
 use std::process::ExitCode;
 
 #[derive(Parser)]
-#[command(name = "ringkv", version, about = "A Dynamo-style replicated key-value store")]
+#[command(
+    name = "ringkv",
+    version,
+    about = "A Dynamo-style replicated key-value store"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -61,6 +65,9 @@ enum Command {
         target: client::Target,
         #[arg(long)]
         range: Option<u64>,
+        /// Rebuild the node's Merkle trees from disk before exchanging.
+        #[arg(long)]
+        rebuild: bool,
     },
     /// Show a node's view of the cluster.
     Status {
@@ -94,7 +101,11 @@ fn main() -> ExitCode {
                 w,
                 context,
             } => client::delete(&target, &key, w, context).await,
-            Command::Repair { target, range } => client::repair(&target, range).await,
+            Command::Repair {
+                target,
+                range,
+                rebuild,
+            } => client::repair(&target, range, rebuild).await,
             Command::Status { target } => client::status(&target).await,
         }
     });

@@ -14,9 +14,9 @@ use crate::{Millis, NodeId};
 use std::collections::BTreeMap;
 
 impl<S: Store> Node<S> {
-    /// Fresh trees for the current ring, filled from a full store scan
-    /// (on start-up and whenever the ring changes).
-    pub(super) fn rebuild_trees(&mut self) {
+    /// Fresh trees for the current ring, filled from a full store scan (on
+    /// start-up, whenever the ring changes, and when an operator asks).
+    pub fn rebuild_trees(&mut self) {
         self.ae.reset(&self.ring, &self.id, self.settings.n);
         let (ae, store, ring) = (&mut self.ae, &self.store, &self.ring);
         let empty = SiblingSet::new();
