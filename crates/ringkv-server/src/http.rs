@@ -294,7 +294,7 @@ async fn repair(
     let Query(q) = query.map_err(|e| bad_request(e.body_text()))?;
     let exchanges = api
         .node
-        .repair(q.token)
+        .repair(q.token, q.rebuild)
         .await
         .ok_or_else(|| shutting_down())?;
     Ok(Json(RepairStarted { exchanges }))
