@@ -1,0 +1,248 @@
+//! The consistency checker: what ringkv promises, checked against a history
+//! and the state the cluster settled in.
+//!
+//! 1. **No lost acknowledged write.** Every acknowledged PUT is in the final
+//!    quorum read (as the value or a sibling, identified by its dot) unless
+//!    some write — acknowledged or not, since a failed write may still have
+//!    been applied — was made with a context covering that dot. This also
+//!    checks that concurrent writes are never silently dropped: a concurrent
+//!    write's context does not cover the other's dot.
+//! 2. **No resurrection.** No version in the final state is covered by the
+//!    context of an acknowledged write (or delete): once a write that saw it
+//!    was acknowledged, it must stay gone.
+//! 3. **Convergence.** All replicas of a key hold identical sibling sets.
+
+use crate::history::{FinalState, History, WriteOutcome};
+use ringkv_core::siblings::SiblingSet;
+use std::fmt::Write as _;
+
+/// What the checker found.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct Verdict {
+    pub writes_checked: usize,
+    pub keys_checked: usize,
+    pub violations: Vec<String>,
+}
+
+impl Verdict {
+    pub fn ok(&self) -> bool {
+        self.violations.is_empty()
+    }
+}
+
+pub fn check(history: &History, state: &FinalState) -> Verdict {
+    let mut verdict = Verdict {
+        keys_checked: state.reads.len(),
+        ..Verdict::default()
+    };
+    no_lost_writes(history, state, &mut verdict);
+    no_resurrection(history, state, &mut verdict);
+    convergence(state, &mut verdict);
+    verdict
+}
+
+fn no_lost_writes(history: &History, state: &FinalState, verdict: &mut Verdict) {
+    for write in history.writes.iter().filter(|w| w.value.is_some()) {
+        let Some(dot) = write.dot() else { continue };
+        verdict.writes_checked += 1;
+        let present = state
+            .reads
+            .get(&write.key)
+            .is_some_and(|set| set.iter().any(|s| s.dot == dot));
+        let superseded = history
+            .writes
+            .iter()
+            .any(|w| w.key == write.key && w.context.covers(&dot));
+        if !present && !superseded {
+            verdict.violations.push(format!(
+                "lost write: key {} value {} (dot {}:{}), acknowledged, never superseded, \
+                 is not in the final read {}",
+                write.key,
+                show(write.value.as_deref()),
+                dot.node,
+                dot.counter,
+                describe(state.reads.get(&write.key)),
+            ));
+        }
+    }
+}
+
+fn no_resurrection(history: &History, state: &FinalState, verdict: &mut Verdict) {
+    for (key, set) in &state.reads {
+        for sibling in set.iter() {
+            let killer = history.writes.iter().find(|w| {
+                &w.key == key
+                    && matches!(w.outcome, WriteOutcome::Acked(_))
+                    && w.context.covers(&sibling.dot)
+            });
+            if let Some(w) = killer {
+                verdict.violations.push(format!(
+                    "resurrected: key {key} version {}:{} ({}) is back although an acknowledged \
+                     {} had seen it",
+                    sibling.dot.node,
+                    sibling.dot.counter,
+                    show(sibling.value.as_deref()),
+                    if w.value.is_some() { "write" } else { "delete" },
+                ));
+            }
+        }
+    }
+}
+
+fn convergence(state: &FinalState, verdict: &mut Verdict) {
+    for (key, replicas) in &state.replicas {
+        let mut sets = replicas.values();
+        if let Some(first) = sets.next() {
+            if sets.any(|s| s != first) {
+                let mut detail = String::new();
+                for (node, set) in replicas {
+                    let _ = write!(detail, " {node}={}", describe(Some(set)));
+                }
+                verdict
+                    .violations
+                    .push(format!("not converged: key {key}:{detail}"));
+            }
+        }
+    }
+}
+
+fn show(value: Option<&[u8]>) -> String {
+    match value {
+        Some(v) => format!("{:?}", String::from_utf8_lossy(v)),
+        None => "tombstone".into(),
+    }
+}
+
+fn describe(set: Option<&SiblingSet>) -> String {
+    let Some(set) = set else {
+        return "(missing)".into();
+    };
+    let parts: Vec<String> = set
+        .iter()
+        .map(|s| {
+            format!(
+                "{}:{}={}",
+                s.dot.node,
+                s.dot.counter,
+                show(s.value.as_deref())
+            )
+        })
+        .collect();
+    format!("[{}]", parts.join(", "))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::history::Write;
+    use ringkv_core::siblings::WriteLimits;
+    use ringkv_core::version::VersionVector;
+
+    const LIMITS: WriteLimits = WriteLimits {
+        max_siblings: 8,
+        max_clock_entries: 8,
+    };
+
+    /// Apply a write to `set` as a coordinator would; return its record.
+    fn write(set: &mut SiblingSet, node: &str, ctx: VersionVector, value: &str) -> Write {
+        let dot = set
+            .write(&node.into(), &ctx, Some(value.into()), 1, LIMITS)
+            .unwrap();
+        let clock = set.iter().find(|s| s.dot == dot).unwrap().clock();
+        Write {
+            key: "k".into(),
+            value: Some(value.into()),
+            context: ctx,
+            invoked_at: 0,
+            outcome: WriteOutcome::Acked(clock),
+        }
+    }
+
+    fn state(read: SiblingSet) -> FinalState {
+        let mut s = FinalState::default();
+        s.reads.insert("k".into(), read.clone());
+        s.replicas
+            .entry("k".into())
+            .or_default()
+            .insert("n1".into(), read);
+        s
+    }
+
+    #[test]
+    fn concurrent_writes_that_both_survive_pass() {
+        let mut set = SiblingSet::new();
+        let a = write(&mut set, "n1", VersionVector::new(), "a");
+        let b = write(&mut set, "n1", VersionVector::new(), "b");
+        let history = History {
+            writes: vec![a, b],
+            ..History::default()
+        };
+        let verdict = check(&history, &state(set));
+        assert!(verdict.ok(), "{:?}", verdict.violations);
+        assert_eq!(verdict.writes_checked, 2);
+    }
+
+    #[test]
+    fn a_silently_dropped_sibling_is_caught() {
+        let mut set = SiblingSet::new();
+        let a = write(&mut set, "n1", VersionVector::new(), "a");
+        let b = write(&mut set, "n1", VersionVector::new(), "b");
+        // What last-write-wins would leave: only b.
+        let survivor: SiblingSet = set
+            .iter()
+            .filter(|s| s.value.as_deref() == Some(b"b"))
+            .cloned()
+            .collect();
+        let history = History {
+            writes: vec![a, b],
+            ..History::default()
+        };
+        let verdict = check(&history, &state(survivor));
+        assert_eq!(verdict.violations.len(), 1, "{:?}", verdict.violations);
+        assert!(verdict.violations[0].starts_with("lost write: key k value \"a\""));
+    }
+
+    #[test]
+    fn a_superseded_write_may_go_but_may_not_come_back() {
+        let mut set = SiblingSet::new();
+        let a = write(&mut set, "n1", VersionVector::new(), "a");
+        let stale = set.clone();
+        let seen = set.context();
+        let b = write(&mut set, "n2", seen, "b");
+        let history = History {
+            writes: vec![a, b],
+            ..History::default()
+        };
+        assert!(check(&history, &state(set.clone())).ok());
+        // What a merge that ignored contexts would store: "a" back beside "b".
+        let verdict = check(&history, &state(unnormalized(&stale, &set)));
+        assert!(
+            verdict
+                .violations
+                .iter()
+                .any(|v| v.starts_with("resurrected: key k version n1:1")),
+            "{:?}",
+            verdict.violations
+        );
+    }
+
+    /// Both sets side by side, without the merge rules. A sibling set
+    /// encodes as its list of siblings, so decode one from such a list.
+    fn unnormalized(a: &SiblingSet, b: &SiblingSet) -> SiblingSet {
+        let all: Vec<_> = a.iter().chain(b.iter()).collect();
+        postcard::from_bytes(&postcard::to_stdvec(&all).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn diverged_replicas_are_reported() {
+        let mut set = SiblingSet::new();
+        write(&mut set, "n1", VersionVector::new(), "a");
+        let mut s = state(set);
+        s.replicas
+            .get_mut("k")
+            .unwrap()
+            .insert("n2".into(), SiblingSet::new());
+        let verdict = check(&History::default(), &s);
+        assert!(verdict.violations[0].starts_with("not converged: key k"));
+    }
+}

@@ -1,0 +1,110 @@
+//! The simulated network: every message gets a delivery time; faults drop,
+//! duplicate, delay (and so reorder) messages, and partitions cut links,
+//! one direction or both. All randomness comes from the simulation's RNG.
+
+use rand::rngs::ChaCha8Rng;
+use rand::RngExt;
+use ringkv_core::message::Message;
+use ringkv_core::{Millis, NodeId};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// How unreliable the network is (per message).
+#[derive(Clone, Copy, Debug)]
+pub struct Faults {
+    pub drop: f64,
+    pub duplicate: f64,
+    /// Usual one-way latency is 1..=`max_delay_ms`.
+    pub max_delay_ms: Millis,
+    /// Chance of a long delay (up to 20x), which reorders messages.
+    pub long_delay: f64,
+}
+
+impl Faults {
+    /// A healthy network: only ordinary latency.
+    pub const NONE: Faults = Faults {
+        drop: 0.0,
+        duplicate: 0.0,
+        max_delay_ms: 5,
+        long_delay: 0.0,
+    };
+}
+
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct NetStats {
+    pub sent: u64,
+    pub dropped: u64,
+    pub duplicated: u64,
+    pub cut: u64,
+}
+
+type Envelope = (NodeId, NodeId, Message);
+
+#[derive(Default)]
+pub struct Network {
+    /// By (delivery time, sequence number): a deterministic order.
+    queue: BTreeMap<(Millis, u64), Envelope>,
+    seq: u64,
+    /// Directed links that drop everything (partitions).
+    blocked: BTreeSet<(NodeId, NodeId)>,
+    pub stats: NetStats,
+}
+
+impl Network {
+    pub fn send(&mut self, rng: &mut ChaCha8Rng, now: Millis, faults: &Faults, envelope: Envelope) {
+        self.stats.sent += 1;
+        if self
+            .blocked
+            .contains(&(envelope.0.clone(), envelope.1.clone()))
+        {
+            self.stats.cut += 1;
+            return;
+        }
+        if rng.random_bool(faults.drop) {
+            self.stats.dropped += 1;
+            return;
+        }
+        if rng.random_bool(faults.duplicate) {
+            self.stats.duplicated += 1;
+            let at = now + delay(rng, faults);
+            self.enqueue(at, envelope.clone());
+        }
+        let at = now + delay(rng, faults);
+        self.enqueue(at, envelope);
+    }
+
+    /// The next message due by `now`, if any.
+    pub fn due(&mut self, now: Millis) -> Option<Envelope> {
+        let (&(at, _), _) = self.queue.first_key_value()?;
+        if at > now {
+            return None;
+        }
+        self.queue.pop_first().map(|(_, e)| e)
+    }
+
+    pub fn is_idle(&self) -> bool {
+        self.queue.is_empty()
+    }
+
+    /// Cut the link from `a` to `b` (one direction).
+    pub fn block(&mut self, a: &NodeId, b: &NodeId) {
+        self.blocked.insert((a.clone(), b.clone()));
+    }
+
+    pub fn heal(&mut self) {
+        self.blocked.clear();
+    }
+
+    fn enqueue(&mut self, at: Millis, envelope: Envelope) {
+        self.seq += 1;
+        self.queue.insert((at, self.seq), envelope);
+    }
+}
+
+fn delay(rng: &mut ChaCha8Rng, faults: &Faults) -> Millis {
+    let base = rng.random_range(1..=faults.max_delay_ms.max(1));
+    if rng.random_bool(faults.long_delay) {
+        base * rng.random_range(2..=20)
+    } else {
+        base
+    }
+}

@@ -1,0 +1,529 @@
+//! One seeded run: a cluster of real `Node` state machines on real
+//! `MemoryStore`s, a faulty network, crashes and clock skew, clients doing
+//! conflicting work, then heal, quiesce, converge and check.
+//!
+//! Phases, in virtual milliseconds: faults and workload for `fault_ms`;
+//! heal everything; let in-flight requests finish; run until every key's
+//! replicas agree (at most `settle_ms`); read every key with R = N; check.
+
+use crate::checker::{check, Verdict};
+use crate::history::{FinalState, History, WriteOutcome};
+use crate::network::{Faults, NetStats, Network};
+use crate::workload::{Client, Step};
+use rand::rngs::ChaCha8Rng;
+use rand::{RngExt, SeedableRng};
+use ringkv_core::coordinator::ClientId;
+use ringkv_core::message::{ClientOp, ClientReply};
+use ringkv_core::node::{Effect, Node};
+use ringkv_core::ring::{Ring, RingMember};
+use ringkv_core::settings::Settings;
+use ringkv_core::siblings::SiblingSet;
+use ringkv_core::store::Store;
+use ringkv_core::{Millis, NodeId};
+use ringkv_store::MemoryStore;
+use std::collections::BTreeMap;
+use xxhash_rust::xxh3::Xxh3;
+
+/// Node ticks, as in the server.
+const TICK_MS: Millis = 10;
+
+#[derive(Clone, Debug)]
+pub struct SimConfig {
+    pub seed: u64,
+    pub nodes: usize,
+    pub keys: usize,
+    pub clients: usize,
+    pub fault_ms: Millis,
+    pub settle_ms: Millis,
+    /// Per-message faults during the fault phase.
+    pub faults: Faults,
+    /// Chance per millisecond of starting a partition / crashing a node.
+    pub partition_rate: f64,
+    pub crash_rate: f64,
+    /// Each node's clock is off by up to this much.
+    pub max_clock_skew_ms: Millis,
+}
+
+impl SimConfig {
+    /// A run whose shape (cluster size, keys) also varies with the seed.
+    pub fn for_seed(seed: u64) -> Self {
+        let mut shape = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+        SimConfig {
+            seed,
+            nodes: shape.random_range(3..=5),
+            keys: shape.random_range(2..=5),
+            clients: shape.random_range(2..=5),
+            fault_ms: 10_000,
+            settle_ms: 60_000,
+            faults: Faults {
+                drop: 0.05,
+                duplicate: 0.02,
+                max_delay_ms: 10,
+                long_delay: 0.05,
+            },
+            partition_rate: 0.0005,
+            crash_rate: 0.0002,
+            max_clock_skew_ms: 2_000,
+        }
+    }
+}
+
+/// Faults injected during a run.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct FaultCounts {
+    pub partitions: u64,
+    pub crashes: u64,
+    pub net: NetStats,
+}
+
+#[derive(Clone, Debug)]
+pub struct SimReport {
+    pub seed: u64,
+    pub nodes: usize,
+    pub writes: usize,
+    pub acked: usize,
+    pub reads: usize,
+    pub faults: FaultCounts,
+    /// Simulated milliseconds from heal until all replicas agreed.
+    pub converged_after_ms: Option<Millis>,
+    pub verdict: Verdict,
+    /// Hash of every event in order: equal for equal seeds, step for step.
+    pub trace: u64,
+}
+
+struct SimNode {
+    /// `None` while crashed; the store then waits in `crashed`.
+    node: Option<Node<MemoryStore>>,
+    crashed: Option<(MemoryStore, Millis)>,
+    /// This node's clock offset.
+    skew: Millis,
+}
+
+/// A request in flight and who waits for it.
+struct Request {
+    via: NodeId,
+    waiter: Waiter,
+}
+
+enum Waiter {
+    /// A workload client at this step of its operation.
+    Client { client: usize, step: Step },
+    /// The checker's final read of a key.
+    FinalRead { key: String },
+}
+
+struct Sim {
+    cfg: SimConfig,
+    rng: ChaCha8Rng,
+    now: Millis,
+    settings: Settings,
+    ring: Ring,
+    nodes: BTreeMap<NodeId, SimNode>,
+    net: Network,
+    faults: Faults,
+    clients: Vec<Client>,
+    busy: Vec<bool>,
+    requests: BTreeMap<ClientId, Request>,
+    next_request: ClientId,
+    keys: Vec<String>,
+    history: History,
+    final_reads: BTreeMap<String, Option<SiblingSet>>,
+    counts: FaultCounts,
+    partition_until: Option<Millis>,
+    trace: Xxh3,
+}
+
+pub fn run(cfg: SimConfig) -> SimReport {
+    let mut sim = Sim::new(cfg);
+    sim.run_phase(sim.cfg.fault_ms, true);
+    sim.heal();
+    let healed_at = sim.now;
+    sim.run_until(10_000, |s| s.requests.is_empty());
+    let converged = sim.run_until(sim.cfg.settle_ms, Sim::converged);
+    let converged_after_ms = converged.then(|| sim.now - healed_at);
+    let state = sim.final_state();
+    let verdict = check(&sim.history, &state);
+    SimReport {
+        seed: sim.cfg.seed,
+        nodes: sim.cfg.nodes,
+        writes: sim.history.writes.len(),
+        acked: sim
+            .history
+            .writes
+            .iter()
+            .filter(|w| matches!(w.outcome, WriteOutcome::Acked(_)))
+            .count(),
+        reads: sim.history.reads.len(),
+        faults: FaultCounts {
+            net: sim.net.stats,
+            ..sim.counts
+        },
+        converged_after_ms,
+        verdict,
+        trace: sim.trace.digest(),
+    }
+}
+
+impl Sim {
+    fn new(cfg: SimConfig) -> Sim {
+        let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
+        let mut settings = Settings {
+            request_timeout_ms: 500,
+            ..Settings::default()
+        };
+        settings.anti_entropy.interval_ms = 20;
+        let ids: Vec<NodeId> = (1..=cfg.nodes)
+            .map(|i| NodeId::new(format!("n{i}")))
+            .collect();
+        let ring = Ring::with_members(ids.iter().cloned().map(RingMember::new), settings.vnodes);
+        let nodes = ids
+            .iter()
+            .map(|id| {
+                let skew = rng.random_range(0..=cfg.max_clock_skew_ms);
+                let node = Node::new(
+                    id.clone(),
+                    settings.clone(),
+                    ring.clone(),
+                    MemoryStore::new(),
+                );
+                let sim_node = SimNode {
+                    node: Some(node),
+                    crashed: None,
+                    skew,
+                };
+                (id.clone(), sim_node)
+            })
+            .collect();
+        Sim {
+            keys: (0..cfg.keys).map(|k| format!("key{k}")).collect(),
+            clients: (0..cfg.clients).map(Client::new).collect(),
+            busy: vec![false; cfg.clients],
+            faults: cfg.faults,
+            cfg,
+            rng,
+            now: 0,
+            settings,
+            ring,
+            nodes,
+            net: Network::default(),
+            requests: BTreeMap::new(),
+            next_request: 1,
+            history: History::default(),
+            final_reads: BTreeMap::new(),
+            counts: FaultCounts::default(),
+            partition_until: None,
+            trace: Xxh3::new(),
+        }
+    }
+
+    /// Advance `ms` milliseconds, with new client work and faults when
+    /// `active`.
+    fn run_phase(&mut self, ms: Millis, active: bool) {
+        for _ in 0..ms {
+            self.step(active);
+        }
+    }
+
+    /// Advance until `done` holds (checked every tick) or `limit` ms pass.
+    fn run_until(&mut self, limit: Millis, done: impl Fn(&Sim) -> bool) -> bool {
+        let end = self.now + limit;
+        while self.now < end {
+            if self.now.is_multiple_of(TICK_MS) && done(self) {
+                return true;
+            }
+            self.step(false);
+        }
+        done(self)
+    }
+
+    fn step(&mut self, active: bool) {
+        self.now += 1;
+        if active {
+            self.inject_faults();
+            self.start_client_work();
+        }
+        self.restart_due_nodes();
+        while let Some((from, to, msg)) = self.net.due(self.now) {
+            self.record(&(self.now, &from, &to, &msg));
+            if self.live(&to).is_none() {
+                // A crashed peer refuses connections: the sender hears so.
+                if self.live(&from).is_some() {
+                    let now = self.clock(&from);
+                    self.nodes
+                        .get_mut(&from)
+                        .and_then(|n| n.node.as_mut())
+                        .expect("live")
+                        .on_unreachable(now, to);
+                    self.collect(&from);
+                }
+                continue;
+            }
+            let now = self.clock(&to);
+            self.node_mut(&to).on_message(now, from, msg);
+            self.collect(&to);
+        }
+        if self.now.is_multiple_of(TICK_MS) {
+            let live: Vec<NodeId> = self
+                .nodes
+                .iter()
+                .filter(|(_, n)| n.node.is_some())
+                .map(|(id, _)| id.clone())
+                .collect();
+            for id in live {
+                let now = self.clock(&id);
+                self.node_mut(&id).on_tick(now);
+                self.collect(&id);
+            }
+        }
+    }
+
+    fn inject_faults(&mut self) {
+        if self.partition_until.is_some_and(|t| t <= self.now) {
+            self.net.heal();
+            self.partition_until = None;
+        }
+        if self.partition_until.is_none() && self.rng.random_bool(self.cfg.partition_rate) {
+            self.partition();
+        }
+        let crashed = self.nodes.values().filter(|n| n.node.is_none()).count();
+        if crashed == 0 && self.rng.random_bool(self.cfg.crash_rate) {
+            let ids: Vec<NodeId> = self.nodes.keys().cloned().collect();
+            let victim = ids[self.rng.random_range(0..ids.len())].clone();
+            self.crash(&victim);
+        }
+    }
+
+    /// Split the nodes in two; sometimes only one direction is cut.
+    fn partition(&mut self) {
+        self.counts.partitions += 1;
+        let ids: Vec<NodeId> = self.nodes.keys().cloned().collect();
+        let side: Vec<bool> = ids.iter().map(|_| self.rng.random_bool(0.5)).collect();
+        let one_way = self.rng.random_bool(0.3);
+        for (a, sa) in ids.iter().zip(&side) {
+            for (b, sb) in ids.iter().zip(&side) {
+                if sa != sb && (!one_way || *sa) {
+                    self.net.block(a, b);
+                }
+            }
+        }
+        self.partition_until = Some(self.now + self.rng.random_range(500..=5_000));
+    }
+
+    /// Lose the node's volatile state; its store survives for the restart.
+    /// Clients waiting on it never hear back: their writes stay indeterminate.
+    fn crash(&mut self, id: &NodeId) {
+        self.counts.crashes += 1;
+        let restart_at = self.now + self.rng.random_range(500..=4_000);
+        let sim_node = self.nodes.get_mut(id).expect("node");
+        if let Some(node) = sim_node.node.take() {
+            sim_node.crashed = Some((node.into_store(), restart_at));
+        }
+        let lost: Vec<ClientId> = self
+            .requests
+            .iter()
+            .filter(|(_, r)| &r.via == id)
+            .map(|(c, _)| *c)
+            .collect();
+        for c in lost {
+            if let Some(Waiter::Client { client, step }) =
+                self.requests.remove(&c).map(|r| r.waiter)
+            {
+                if let Step::Write(index) = step {
+                    self.history.writes[index].outcome =
+                        WriteOutcome::Indeterminate("coordinator crashed".into());
+                }
+                self.busy[client] = false;
+            }
+        }
+    }
+
+    fn restart_due_nodes(&mut self) {
+        let due: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.crashed.as_ref().is_some_and(|(_, at)| *at <= self.now))
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in due {
+            self.restart(&id);
+        }
+    }
+
+    fn restart(&mut self, id: &NodeId) {
+        let sim_node = self.nodes.get_mut(id).expect("node");
+        if let Some((store, _)) = sim_node.crashed.take() {
+            sim_node.node = Some(Node::new(
+                id.clone(),
+                self.settings.clone(),
+                self.ring.clone(),
+                store,
+            ));
+        }
+    }
+
+    /// End every fault: links heal, crashed nodes restart, messages flow.
+    fn heal(&mut self) {
+        self.net.heal();
+        self.partition_until = None;
+        self.faults = Faults::NONE;
+        let ids: Vec<NodeId> = self.nodes.keys().cloned().collect();
+        for id in &ids {
+            self.restart(id);
+        }
+    }
+
+    fn start_client_work(&mut self) {
+        for c in 0..self.clients.len() {
+            if self.busy[c] || !self.rng.random_bool(0.05) {
+                continue;
+            }
+            let (op, step) =
+                self.clients[c].start(&mut self.rng, self.now, &self.keys, &mut self.history);
+            self.busy[c] = true;
+            self.submit(op, Waiter::Client { client: c, step });
+        }
+    }
+
+    /// Send a request through a random live node.
+    fn submit(&mut self, op: ClientOp, waiter: Waiter) {
+        let live: Vec<NodeId> = self
+            .nodes
+            .iter()
+            .filter(|(_, n)| n.node.is_some())
+            .map(|(id, _)| id.clone())
+            .collect();
+        let via = live[self.rng.random_range(0..live.len())].clone();
+        let id = self.next_request;
+        self.next_request += 1;
+        self.record(&(self.now, id, &op));
+        self.requests.insert(
+            id,
+            Request {
+                via: via.clone(),
+                waiter,
+            },
+        );
+        let now = self.clock(&via);
+        self.node_mut(&via).on_client(now, id, op);
+        self.collect(&via);
+    }
+
+    fn collect(&mut self, id: &NodeId) {
+        let effects = self.node_mut(id).drain_effects();
+        for effect in effects {
+            match effect {
+                Effect::Send { to, msg } => {
+                    let faults = self.faults;
+                    self.net
+                        .send(&mut self.rng, self.now, &faults, (id.clone(), to, msg));
+                }
+                Effect::Reply { client: id, result } => {
+                    self.record(&(self.now, id, &result));
+                    match self.requests.remove(&id).map(|r| r.waiter) {
+                        Some(Waiter::Client { client, step }) => {
+                            self.busy[client] = false;
+                            let next = self.clients[client].on_reply(
+                                self.now,
+                                step,
+                                result,
+                                &mut self.history,
+                            );
+                            if let Some((op, step)) = next {
+                                self.busy[client] = true;
+                                self.submit(op, Waiter::Client { client, step });
+                            }
+                        }
+                        Some(Waiter::FinalRead { key }) => {
+                            let set = match result {
+                                Ok(ClientReply::Value(set)) => Some(set),
+                                _ => None,
+                            };
+                            self.final_reads.insert(key, set);
+                        }
+                        None => {}
+                    }
+                }
+            }
+        }
+    }
+
+    /// Every key's preference-list replicas hold the same sibling set.
+    fn converged(&self) -> bool {
+        self.keys.iter().all(|key| {
+            let sets: Vec<_> = self.replica_states(key).into_values().collect();
+            sets.windows(2).all(|w| w[0] == w[1])
+        })
+    }
+
+    fn replica_states(&self, key: &str) -> BTreeMap<String, SiblingSet> {
+        self.ring
+            .preference_list(key.as_bytes(), self.settings.n)
+            .into_iter()
+            .filter_map(|id| {
+                let node = self.nodes[&id].node.as_ref()?;
+                let set = node
+                    .store()
+                    .get(key.as_bytes())
+                    .ok()
+                    .flatten()
+                    .unwrap_or_default();
+                Some((id.to_string(), set))
+            })
+            .collect()
+    }
+
+    /// Read every key with R = N through the protocol, and every replica.
+    fn final_state(&mut self) -> FinalState {
+        let mut state = FinalState::default();
+        for key in self.keys.clone() {
+            state
+                .replicas
+                .insert(key.clone(), self.replica_states(&key));
+            if let Some(set) = self.quorum_read(&key) {
+                state.reads.insert(key, set);
+            }
+        }
+        state
+    }
+
+    /// Read `key` with R = N through a random node, retrying a few times.
+    fn quorum_read(&mut self, key: &str) -> Option<SiblingSet> {
+        for _ in 0..5 {
+            let op = ClientOp::Get {
+                key: key.as_bytes().to_vec(),
+                r: Some(self.settings.n),
+            };
+            self.submit(
+                op,
+                Waiter::FinalRead {
+                    key: key.to_string(),
+                },
+            );
+            self.run_until(10_000, |s| s.final_reads.contains_key(key));
+            if let Some(Some(set)) = self.final_reads.remove(key) {
+                return Some(set);
+            }
+        }
+        None
+    }
+
+    fn live(&self, id: &NodeId) -> Option<&Node<MemoryStore>> {
+        self.nodes.get(id).and_then(|n| n.node.as_ref())
+    }
+
+    fn node_mut(&mut self, id: &NodeId) -> &mut Node<MemoryStore> {
+        self.nodes
+            .get_mut(id)
+            .and_then(|n| n.node.as_mut())
+            .expect("a live node")
+    }
+
+    /// The node's own (skewed) clock.
+    fn clock(&self, id: &NodeId) -> Millis {
+        self.now + self.nodes[id].skew
+    }
+
+    fn record(&mut self, event: &impl std::fmt::Debug) {
+        self.trace.update(format!("{event:?}").as_bytes());
+    }
+}

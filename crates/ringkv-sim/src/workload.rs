@@ -1,0 +1,166 @@
+//! Simulated clients on a few keys, so conflicts happen: blind writes,
+//! shopping-cart read-modify-writes (read, union the siblings' items, add
+//! one, write back with the context), deletes of what was read, and reads.
+//!
+//! Every write's value starts with a unique id (`c<client>.<seq>`), so the
+//! checker can tell versions apart.
+
+use crate::history::{History, Write, WriteOutcome};
+use rand::rngs::ChaCha8Rng;
+use rand::RngExt;
+use ringkv_core::message::{ClientOp, ClientReply, ClientResult};
+use ringkv_core::siblings::SiblingSet;
+use ringkv_core::version::VersionVector;
+use ringkv_core::Millis;
+use std::collections::BTreeSet;
+
+/// What a client is waiting for.
+#[derive(Clone, Debug)]
+pub enum Step {
+    /// A read, and what to do with its answer.
+    Read { key: String, then: Then },
+    /// A write recorded at this index of `History::writes`.
+    Write(usize),
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Then {
+    Nothing,
+    /// Cart update: write back the union of the siblings plus a new item.
+    AddItem,
+    Delete,
+}
+
+pub struct Client {
+    pub id: usize,
+    seq: u64,
+}
+
+impl Client {
+    pub fn new(id: usize) -> Self {
+        Client { id, seq: 0 }
+    }
+
+    /// Start a new operation on one of `keys`.
+    pub fn start(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        now: Millis,
+        keys: &[String],
+        history: &mut History,
+    ) -> (ClientOp, Step) {
+        let key = keys[rng.random_range(0..keys.len())].clone();
+        let roll: f64 = rng.random();
+        let then = match roll {
+            r if r < 0.4 => {
+                let value = self.next_item().into_bytes();
+                return self.write(now, key, Some(value), VersionVector::new(), history);
+            }
+            r if r < 0.75 => Then::AddItem,
+            r if r < 0.85 => Then::Delete,
+            _ => Then::Nothing,
+        };
+        let op = ClientOp::Get {
+            key: key.clone().into_bytes(),
+            r: None,
+        };
+        (op, Step::Read { key, then })
+    }
+
+    /// The answer to `step`; a read-modify-write continues with its write.
+    pub fn on_reply(
+        &mut self,
+        now: Millis,
+        step: Step,
+        result: ClientResult,
+        history: &mut History,
+    ) -> Option<(ClientOp, Step)> {
+        match step {
+            Step::Write(index) => {
+                history.writes[index].outcome = match result {
+                    Ok(ClientReply::Written(clock)) => WriteOutcome::Acked(clock),
+                    Ok(other) => WriteOutcome::Indeterminate(format!("unexpected {other:?}")),
+                    Err(e) => WriteOutcome::Indeterminate(e.to_string()),
+                };
+                None
+            }
+            Step::Read { key, then } => {
+                let read = match result {
+                    Ok(ClientReply::Value(set)) => Ok(set),
+                    Ok(other) => Err(format!("unexpected {other:?}")),
+                    Err(e) => Err(e.to_string()),
+                };
+                history.reads.push((key.clone(), read.clone()));
+                let set = read.ok()?;
+                match then {
+                    Then::Nothing => None,
+                    Then::AddItem => {
+                        let value = self.cart_with_new_item(&set);
+                        Some(self.write(now, key, Some(value), set.context(), history))
+                    }
+                    Then::Delete => Some(self.write(now, key, None, set.context(), history)),
+                }
+            }
+        }
+    }
+
+    fn write(
+        &mut self,
+        now: Millis,
+        key: String,
+        value: Option<Vec<u8>>,
+        context: VersionVector,
+        history: &mut History,
+    ) -> (ClientOp, Step) {
+        history.writes.push(Write {
+            key: key.clone(),
+            value: value.clone(),
+            context: context.clone(),
+            invoked_at: now,
+            outcome: WriteOutcome::Pending,
+        });
+        let index = history.writes.len() - 1;
+        let key = key.into_bytes();
+        let op = match value {
+            Some(value) => ClientOp::Put {
+                key,
+                value,
+                context,
+                w: None,
+            },
+            None => ClientOp::Delete {
+                key,
+                context: Some(context),
+                w: None,
+            },
+        };
+        (op, Step::Write(index))
+    }
+
+    /// A cart value: `<new item>|<every item of every sibling>,<new item>`.
+    fn cart_with_new_item(&mut self, set: &SiblingSet) -> Vec<u8> {
+        let item = self.next_item();
+        let mut items: BTreeSet<String> = set
+            .live()
+            .filter_map(|s| s.value.as_deref())
+            .map(String::from_utf8_lossy)
+            .flat_map(|v| {
+                v.split('|')
+                    .next_back()
+                    .unwrap_or_default()
+                    .split(',')
+                    .map(str::to_string)
+                    .collect::<Vec<_>>()
+            })
+            .filter(|i| !i.is_empty())
+            .collect();
+        items.insert(item.clone());
+        let list: Vec<String> = items.into_iter().collect();
+        format!("{item}|{}", list.join(",")).into_bytes()
+    }
+
+    fn next_item(&mut self) -> String {
+        self.seq += 1;
+        format!("c{}.{}", self.id, self.seq)
+    }
+}
