@@ -7,6 +7,7 @@
 use crate::driver::{NodeHandle, NodeReport};
 use crate::transport::Transport;
 use axum::body::Bytes;
+use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
@@ -49,10 +50,17 @@ pub fn router(api: Api) -> Router {
         .with_state(api)
 }
 
+/// `?r=` on reads; anything else in the query is refused.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct Quorums {
+struct ReadQuorum {
     r: Option<usize>,
+}
+
+/// `?w=` on writes; anything else in the query is refused.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct WriteQuorum {
     w: Option<usize>,
 }
 
@@ -109,7 +117,7 @@ fn bad_request(message: impl Into<String>) -> ApiError {
 async fn get_key(
     State(api): State<Api>,
     Path(key): Path<String>,
-    quorum: Result<Query<Quorums>, axum::extract::rejection::QueryRejection>,
+    quorum: Result<Query<ReadQuorum>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
@@ -127,7 +135,7 @@ async fn get_key(
 async fn put_key(
     State(api): State<Api>,
     Path(key): Path<String>,
-    quorum: Result<Query<Quorums>, axum::extract::rejection::QueryRejection>,
+    quorum: Result<Query<WriteQuorum>, QueryRejection>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
@@ -144,7 +152,7 @@ async fn put_key(
 async fn delete_key(
     State(api): State<Api>,
     Path(key): Path<String>,
-    quorum: Result<Query<Quorums>, axum::extract::rejection::QueryRejection>,
+    quorum: Result<Query<WriteQuorum>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
@@ -234,7 +242,7 @@ struct StatusJson {
 }
 
 async fn status(State(api): State<Api>) -> Result<Json<StatusJson>, ApiError> {
-    let node = api.node.report().await.ok_or_else(|| shutting_down())?;
+    let node = api.node.report().await.ok_or_else(shutting_down)?;
     Ok(Json(StatusJson {
         cluster: api.cluster.clone(),
         node,
@@ -289,14 +297,14 @@ pub struct RepairStarted {
 /// shows in `/status` under `anti_entropy.repair`.
 async fn repair(
     State(api): State<Api>,
-    query: Result<Query<RepairQuery>, axum::extract::rejection::QueryRejection>,
+    query: Result<Query<RepairQuery>, QueryRejection>,
 ) -> Result<Json<RepairStarted>, ApiError> {
     let Query(q) = query.map_err(|e| bad_request(e.body_text()))?;
     let exchanges = api
         .node
         .repair(q.token, q.rebuild)
         .await
-        .ok_or_else(|| shutting_down())?;
+        .ok_or_else(shutting_down)?;
     Ok(Json(RepairStarted { exchanges }))
 }
 
@@ -311,7 +319,7 @@ async fn read_replica(
         .node
         .read_replica(key.into_bytes())
         .await
-        .ok_or_else(|| shutting_down())?;
+        .ok_or_else(shutting_down)?;
     let siblings = found.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
     Ok(render(&siblings, true))
 }

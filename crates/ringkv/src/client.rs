@@ -161,7 +161,7 @@ pub async fn repair(target: &Target, range: Option<u64>, rebuild: bool) -> Resul
                 p["total"].as_u64().unwrap_or(0) as usize,
             ),
         };
-        let percent = if total == 0 { 100 } else { done * 100 / total };
+        let percent = (done * 100).checked_div(total).unwrap_or(100);
         let repaired = ae["keys_repaired"].as_u64().unwrap_or(0)
             - before["anti_entropy"]["keys_repaired"]
                 .as_u64()

@@ -59,6 +59,19 @@ pub async fn run(args: DevArgs) -> Result<(), String> {
     if args.nodes == 0 {
         return Err("--nodes must be at least 1".into());
     }
+    for (flag, base) in [
+        ("--http-base-port", args.http_base_port),
+        ("--peer-base-port", args.peer_base_port),
+    ] {
+        // Node i listens on base + i - 1: every one must be a real port.
+        let last = u32::from(base) + u32::from(args.nodes) - 1;
+        if base == 0 || last > u32::from(u16::MAX) {
+            return Err(format!(
+                "{flag} {base} does not fit {} nodes: ports must be within 1..=65535",
+                args.nodes
+            ));
+        }
+    }
     std::fs::create_dir_all(&args.data_dir)
         .map_err(|e| format!("cannot create {}: {e}", args.data_dir.display()))?;
     let exe = std::env::current_exe().map_err(|e| e.to_string())?;

@@ -2,6 +2,7 @@
 
 mod client;
 mod dev;
+mod sim;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -69,6 +70,9 @@ enum Command {
         #[arg(long)]
         rebuild: bool,
     },
+    /// Run seeded simulations of a cluster under faults and check them;
+    /// `--seed S` replays one run exactly.
+    Sim(sim::SimArgs),
     /// Show a node's view of the cluster.
     Status {
         #[command(flatten)]
@@ -79,6 +83,12 @@ enum Command {
 fn main() -> ExitCode {
     init_logging();
     let cli = Cli::parse();
+    if let Command::Sim(args) = cli.command {
+        return match sim::run_sims(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => fail(message),
+        };
+    }
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
@@ -107,6 +117,7 @@ fn main() -> ExitCode {
                 rebuild,
             } => client::repair(&target, range, rebuild).await,
             Command::Status { target } => client::status(&target).await,
+            Command::Sim(_) => unreachable!("handled before the runtime starts"),
         }
     });
     match outcome {

@@ -32,8 +32,8 @@ pub(super) struct PeerWriter<M> {
     peer: NodeId,
     queue: mpsc::UnboundedReceiver<Bytes>,
     conn: Option<Connection>,
-    /// While set and in the future, the peer recently failed: drop messages
-    /// instead of trying to connect again.
+    /// While set and in the future, the peer recently failed: hold messages
+    /// in the queue until then instead of hammering it with connects.
     retry_at: Option<Instant>,
 }
 
@@ -89,14 +89,16 @@ impl<M> PeerWriter<M> {
         batch
     }
 
-    /// Writes a batch, connecting first if needed. On failure the batch is
-    /// dropped and reported; the protocol layer decides whether to retry.
+    /// Writes a batch, connecting first if needed (after the backoff of a
+    /// recent failure: the batch waits, it is not dropped). On failure the
+    /// batch is dropped and reported, so every message is either delivered
+    /// or reported and a quorum waiting on the peer never waits in silence;
+    /// the protocol layer decides whether to retry.
     async fn deliver(&mut self, batch: Vec<Bytes>) {
         if self.conn.is_none() {
-            if self.retry_at.is_some_and(|at| Instant::now() < at) {
-                // Already reported for this failure episode.
-                trace!(peer = %self.peer, dropped = batch.len(), "peer in reconnect backoff");
-                return;
+            if let Some(at) = self.retry_at.filter(|at| Instant::now() < *at) {
+                trace!(peer = %self.peer, waiting = batch.len(), "peer in reconnect backoff");
+                tokio::time::sleep_until(at).await;
             }
             match self.connect().await {
                 Ok(conn) => {

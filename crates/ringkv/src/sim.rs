@@ -1,0 +1,102 @@
+//! `ringkv sim`: run seeded simulations of a whole cluster under faults and
+//! check them (see the `ringkv-sim` crate). One seed replays exactly.
+
+use indicatif::{ProgressBar, ProgressStyle};
+use ringkv_sim::{run, SimConfig, SimReport};
+
+#[derive(clap::Args)]
+pub struct SimArgs {
+    /// Run (or replay) this one seed and print its report.
+    #[arg(long, conflicts_with = "seeds")]
+    pub seed: Option<u64>,
+    /// Run this many seeds, starting at `--first`.
+    #[arg(long, default_value_t = 100)]
+    pub seeds: u64,
+    #[arg(long, default_value_t = 1)]
+    pub first: u64,
+}
+
+pub fn run_sims(args: SimArgs) -> Result<(), String> {
+    match args.seed {
+        Some(seed) => {
+            let report = run(SimConfig::for_seed(seed));
+            print_report(&report);
+            report
+                .verdict
+                .ok()
+                .then_some(())
+                .ok_or_else(|| format!("seed {seed} failed"))
+        }
+        None => run_many(args.first, args.seeds),
+    }
+}
+
+fn run_many(first: u64, count: u64) -> Result<(), String> {
+    let bar = ProgressBar::new(count);
+    bar.set_style(
+        ProgressStyle::with_template("{bar:40} {pos}/{len} seeds  {msg}")
+            .unwrap_or_else(|_| ProgressStyle::default_bar()),
+    );
+    let (mut ops, mut writes_checked, mut faults) = (0, 0, 0u64);
+    let mut failed = Vec::new();
+    for seed in first..first + count {
+        let report = run(SimConfig::for_seed(seed));
+        ops += report.writes + report.reads;
+        writes_checked += report.verdict.writes_checked;
+        faults += fault_total(&report);
+        if !report.verdict.ok() || report.converged_after_ms.is_none() {
+            failed.push(seed);
+            bar.println(format!("seed {seed} FAILED: {}", first_problem(&report)));
+        }
+        bar.set_message(format!("{} failed", failed.len()));
+        bar.inc(1);
+    }
+    bar.finish();
+    println!(
+        "{count} seeds run, {ops} operations, {writes_checked} acknowledged writes checked, \
+         {faults} faults injected, {} failed",
+        failed.len()
+    );
+    if failed.is_empty() {
+        return Ok(());
+    }
+    let seeds: Vec<String> = failed.iter().map(u64::to_string).collect();
+    Err(format!(
+        "failing seeds: {} (replay one with `ringkv sim --seed S`)",
+        seeds.join(" ")
+    ))
+}
+
+fn fault_total(r: &SimReport) -> u64 {
+    r.faults.partitions + r.faults.crashes + r.faults.net.dropped + r.faults.net.duplicated
+}
+
+fn first_problem(r: &SimReport) -> String {
+    match r.verdict.violations.first() {
+        Some(v) => v.clone(),
+        None => "replicas did not converge".into(),
+    }
+}
+
+fn print_report(r: &SimReport) {
+    println!("seed {}: {} nodes, trace {:016x}", r.seed, r.nodes, r.trace);
+    println!(
+        "  {} writes ({} acknowledged), {} reads; {} acknowledged writes checked over {} keys",
+        r.writes, r.acked, r.reads, r.verdict.writes_checked, r.verdict.keys_checked
+    );
+    let n = &r.faults.net;
+    println!(
+        "  faults: {} partitions, {} crashes, {} of {} messages dropped, {} duplicated, {} cut",
+        r.faults.partitions, r.faults.crashes, n.dropped, n.sent, n.duplicated, n.cut
+    );
+    match r.converged_after_ms {
+        Some(ms) => println!("  replicas converged {ms} simulated ms after heal"),
+        None => println!("  replicas did NOT converge"),
+    }
+    if r.verdict.ok() {
+        println!("  checker: ok");
+    }
+    for v in &r.verdict.violations {
+        println!("  VIOLATION: {v}");
+    }
+}

@@ -1,0 +1,634 @@
+//! Shared harness for the end-to-end tests: real `ringkv node` processes on
+//! loopback, driven over HTTP.
+//!
+//! Nodes are numbered from 1 like their ids: node `i` is `n{i}`. Every node
+//! runs with `fault_injection = true` (so links can be cut). [`Cluster::start`]
+//! gives nodes a short quorum timeout, so failure tests finish in a second or
+//! two; [`Cluster::start_patient`] a long one, for tests that count exactly.
+//!
+//! Dropping a [`Cluster`] SIGKILLs every node; when the test is failing it
+//! then prints the end of every node's log. Set `RINGKV_E2E_KEEP=1` to keep
+//! the configs, data and logs of every cluster instead of deleting them.
+
+#![allow(dead_code)] // Each test binary uses a different part of the harness.
+
+use base64::engine::general_purpose::STANDARD as BASE64;
+use base64::Engine;
+use reqwest::header::HeaderMap;
+use reqwest::Method;
+use ringkv_core::ring::{Ring, RingMember};
+use ringkv_core::version::VersionVector;
+use ringkv_core::NodeId;
+use std::collections::HashSet;
+use std::net::{SocketAddr, TcpListener};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Stdio};
+use std::sync::Mutex;
+use std::time::{Duration, Instant};
+
+/// Quorum wait (`request_timeout_ms`) of [`Cluster::start`]: short, so
+/// tests that wait out a dead or cut-off replica finish quickly.
+pub const REQUEST_TIMEOUT_MS: u64 = 1000;
+/// Quorum wait of [`Cluster::start_patient`], for tests that count exactly:
+/// a node that forwarded a request and gets no answer within this (plus a
+/// margin) retries with the next replica, which on an overloaded machine can
+/// apply one write twice (a duplicate sibling, never a lost one).
+pub const PATIENT_TIMEOUT_MS: u64 = 4000;
+/// Bound on any single HTTP request a test makes.
+pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
+/// Bound on a node (or a dev cluster) coming up.
+pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
+/// How long to let a fresh node's links settle before a test uses them.
+///
+/// A node that comes up before its peers (anti-entropy talks to them at
+/// once) fails to connect, and its transport then drops every message to
+/// that peer for its reconnect backoff (250 ms) *without* reporting it
+/// unreachable again; a quorum operation started in that window waits out
+/// its whole timeout for a reply that was never asked for. The same holds
+/// for the peers of a node killed and restarted. Waiting once after
+/// (re)start keeps tests clear of that window.
+pub const SETTLE: Duration = Duration::from_millis(400);
+/// The HTTP header carrying the causal context.
+pub const CONTEXT_HEADER: &str = "x-ringkv-context";
+/// Replication factor of test clusters (capped by their size).
+pub const N: usize = 3;
+const VNODES: u32 = 128;
+
+/// The ringkv binary under test.
+pub fn ringkv_bin() -> &'static str {
+    env!("CARGO_BIN_EXE_ringkv")
+}
+
+/// A client that never goes through a proxy and never waits forever.
+pub fn http_client() -> reqwest::Client {
+    reqwest::Client::builder()
+        .timeout(HTTP_TIMEOUT)
+        .no_proxy()
+        .build()
+        .expect("http client")
+}
+
+/// Ports handed out in this test process, never handed out twice (tests of
+/// one binary run in parallel and each picks its own).
+static TAKEN: Mutex<Option<HashSet<u16>>> = Mutex::new(None);
+
+/// `count` distinct free loopback ports. They are free when picked; a node
+/// binds them a moment later (start retries with fresh ports if one was
+/// taken in between).
+pub fn free_ports(count: usize) -> Vec<u16> {
+    let mut taken = TAKEN.lock().unwrap_or_else(|p| p.into_inner());
+    let taken = taken.get_or_insert_with(HashSet::new);
+    let mut held = Vec::new();
+    let mut ports = Vec::new();
+    while ports.len() < count {
+        let listener = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let port = listener.local_addr().expect("local addr").port();
+        if taken.insert(port) {
+            ports.push(port);
+        }
+        held.push(listener); // Held until all are picked, so none repeats.
+    }
+    ports
+}
+
+/// `count` consecutive free loopback ports (for `ringkv dev`'s base ports).
+pub fn free_consecutive_ports(count: u16) -> u16 {
+    let mut taken = TAKEN.lock().unwrap_or_else(|p| p.into_inner());
+    let taken = taken.get_or_insert_with(HashSet::new);
+    for _ in 0..100 {
+        let first = TcpListener::bind("127.0.0.1:0").expect("bind 127.0.0.1:0");
+        let base = first.local_addr().expect("local addr").port();
+        if u32::from(base) + u32::from(count) > 65535 {
+            continue;
+        }
+        let ports: Vec<u16> = (base..base + count).collect();
+        if ports.iter().any(|p| taken.contains(p)) {
+            continue;
+        }
+        let rest: Vec<_> = ports[1..]
+            .iter()
+            .map(|p| TcpListener::bind(("127.0.0.1", *p)))
+            .collect();
+        if rest.iter().all(Result::is_ok) {
+            taken.extend(ports);
+            return base;
+        }
+    }
+    panic!("found no {count} consecutive free loopback ports");
+}
+
+/// An HTTP answer, fully read.
+#[derive(Debug)]
+pub struct Resp {
+    pub status: u16,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Resp {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.body).into_owned()
+    }
+
+    /// The raw causal context header.
+    pub fn context(&self) -> Option<String> {
+        self.headers
+            .get(CONTEXT_HEADER)
+            .map(|v| v.to_str().expect("context header is ASCII").to_string())
+    }
+
+    /// The causal context, decoded (panics when missing or invalid).
+    pub fn clock(&self) -> VersionVector {
+        let ctx = self
+            .context()
+            .unwrap_or_else(|| panic!("no context in {self:?}"));
+        ringkv_core::context::decode(&ctx).expect("context decodes")
+    }
+
+    pub fn json(&self) -> serde_json::Value {
+        serde_json::from_slice(&self.body)
+            .unwrap_or_else(|e| panic!("body is not JSON ({e}): {}", self.text()))
+    }
+
+    /// The siblings of a JSON answer (300, or 200 with Accept: JSON).
+    pub fn siblings(&self) -> Vec<Sibling> {
+        let json = self.json();
+        json["siblings"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no siblings in {json}"))
+            .iter()
+            .map(|s| Sibling {
+                value: BASE64
+                    .decode(s["value"].as_str().expect("value"))
+                    .expect("value is base64"),
+                timestamp: s["timestamp"].as_u64().expect("timestamp"),
+                dot: s["dot"].as_str().expect("dot").to_string(),
+            })
+            .collect()
+    }
+
+    /// Panics with the answer unless the status is `status`.
+    #[track_caller]
+    pub fn expect(self, status: u16) -> Resp {
+        assert_eq!(
+            self.status,
+            status,
+            "unexpected answer: {} {}",
+            self.status,
+            self.text()
+        );
+        self
+    }
+}
+
+/// One version in a JSON answer.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Sibling {
+    pub value: Vec<u8>,
+    pub timestamp: u64,
+    pub dot: String,
+}
+
+impl Sibling {
+    pub fn text(&self) -> String {
+        String::from_utf8_lossy(&self.value).into_owned()
+    }
+}
+
+/// Percent-encode a key as one path segment (as the CLI client does).
+pub fn key_path(key: &str) -> String {
+    let mut path = String::from("/kv/");
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            path.push(b as char);
+        } else {
+            path.push_str(&format!("%{b:02X}"));
+        }
+    }
+    path
+}
+
+/// The preference list of `key` in a cluster of `n_nodes` nodes, as node
+/// numbers, coordinator first — computed exactly as the nodes do.
+pub fn preference_list(n_nodes: usize, key: &str) -> Vec<usize> {
+    let members = (1..=n_nodes).map(|i| RingMember {
+        id: NodeId::new(format!("n{i}")),
+        zone: None,
+    });
+    Ring::with_members(members, VNODES)
+        .preference_list(key.as_bytes(), N.min(n_nodes))
+        .iter()
+        .map(|id| id.as_str()[1..].parse().expect("node ids are n<number>"))
+        .collect()
+}
+
+/// The first key `{prefix}{k}` whose preference list satisfies `want`.
+pub fn find_key(n_nodes: usize, prefix: &str, want: impl Fn(&[usize]) -> bool) -> String {
+    (0..100_000)
+        .map(|k| format!("{prefix}{k}"))
+        .find(|key| want(&preference_list(n_nodes, key)))
+        .expect("some key fits")
+}
+
+/// `count` distinct keys coordinated by node `i`.
+pub fn keys_coordinated_by(n_nodes: usize, i: usize, prefix: &str, count: usize) -> Vec<String> {
+    (0..100_000)
+        .map(|k| format!("{prefix}{k}"))
+        .filter(|key| preference_list(n_nodes, key)[0] == i)
+        .take(count)
+        .collect()
+}
+
+/// The tail of a log file.
+pub fn tail(path: &Path, lines: usize) -> String {
+    let text = std::fs::read_to_string(path).unwrap_or_default();
+    let all: Vec<&str> = text.lines().collect();
+    all[all.len().saturating_sub(lines)..].join("\n")
+}
+
+struct NodeProc {
+    http: u16,
+    peer: u16,
+    config: PathBuf,
+    log: PathBuf,
+    child: Option<Child>,
+}
+
+/// A cluster of real node processes on loopback.
+pub struct Cluster {
+    request_timeout_ms: u64,
+    /// Removed on drop unless `RINGKV_E2E_KEEP` is set.
+    dir: Option<tempfile::TempDir>,
+    nodes: Vec<NodeProc>,
+    http: reqwest::Client,
+}
+
+impl Cluster {
+    /// Start `n` nodes (ids n1..nN) with a short quorum timeout and wait
+    /// until every one answers.
+    pub async fn start(n: usize) -> Cluster {
+        Self::start_with_timeout(n, REQUEST_TIMEOUT_MS).await
+    }
+
+    /// Like [`Cluster::start`], with a quorum timeout that load cannot hit.
+    pub async fn start_patient(n: usize) -> Cluster {
+        Self::start_with_timeout(n, PATIENT_TIMEOUT_MS).await
+    }
+
+    pub async fn start_with_timeout(n: usize, request_timeout_ms: u64) -> Cluster {
+        let dir = tempfile::Builder::new()
+            .prefix("ringkv-e2e-")
+            .tempdir()
+            .expect("tempdir");
+        let mut cluster = Cluster {
+            request_timeout_ms,
+            dir: Some(dir),
+            nodes: Vec::new(),
+            http: http_client(),
+        };
+        for attempt in 1..=3 {
+            match cluster.try_start(n, attempt).await {
+                Ok(()) => return cluster,
+                // A picked port was grabbed before the node bound it: retry.
+                Err(e) if attempt < 3 && e.contains("cannot listen") => {
+                    eprintln!("cluster start attempt {attempt} failed, retrying: {e}");
+                    cluster.kill_all();
+                }
+                Err(e) => panic!("cluster did not start: {e}"),
+            }
+        }
+        unreachable!()
+    }
+
+    async fn try_start(&mut self, n: usize, attempt: usize) -> Result<(), String> {
+        let ports = free_ports(2 * n);
+        let root = self
+            .dir
+            .as_ref()
+            .expect("tempdir")
+            .path()
+            .join(format!("attempt{attempt}"));
+        std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
+        let (https, peers) = ports.split_at(n);
+        self.nodes = (1..=n)
+            .map(|i| NodeProc {
+                http: https[i - 1],
+                peer: peers[i - 1],
+                config: root.join(format!("n{i}.toml")),
+                log: root.join(format!("n{i}.log")),
+                child: None,
+            })
+            .collect();
+        for i in 1..=n {
+            let text = self.config_text(&root, i);
+            std::fs::write(&self.nodes[i - 1].config, text).map_err(|e| e.to_string())?;
+        }
+        for i in 1..=n {
+            self.spawn(i);
+        }
+        for i in 1..=n {
+            self.wait_up(i).await?;
+        }
+        tokio::time::sleep(SETTLE).await;
+        Ok(())
+    }
+
+    fn config_text(&self, root: &Path, me: usize) -> String {
+        let n = N.min(self.nodes.len());
+        let quorum = n.min(2);
+        let data_dir = root.join(format!("n{me}-data"));
+        let mut text = format!(
+            "cluster = \"e2e\"\nnode_id = \"n{me}\"\ndata_dir = {:?}\nfault_injection = true\n\n\
+             [storage]\nengine = \"fjall\"\n\n\
+             [replication]\nn = {n}\nr = {quorum}\nw = {quorum}\nvnodes = {VNODES}\n\
+             request_timeout_ms = {}\n\n",
+            data_dir.to_str().expect("utf-8 temp path"),
+            self.request_timeout_ms,
+        );
+        for (i, node) in (1..).zip(&self.nodes) {
+            text.push_str(&format!(
+                "[[nodes]]\nid = \"n{i}\"\naddr = \"127.0.0.1:{}\"\nhttp = \"127.0.0.1:{}\"\n\n",
+                node.peer, node.http
+            ));
+        }
+        text
+    }
+
+    fn node(&self, i: usize) -> &NodeProc {
+        assert!(i >= 1 && i <= self.nodes.len(), "no node n{i}");
+        &self.nodes[i - 1]
+    }
+
+    fn node_mut(&mut self, i: usize) -> &mut NodeProc {
+        assert!(i >= 1 && i <= self.nodes.len(), "no node n{i}");
+        &mut self.nodes[i - 1]
+    }
+
+    fn spawn(&mut self, i: usize) {
+        let node = self.node_mut(i);
+        assert!(node.child.is_none(), "n{i} is already running");
+        let log = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(&node.log)
+            .expect("open node log");
+        let child = Command::new(ringkv_bin())
+            .arg("node")
+            .arg("--config")
+            .arg(&node.config)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(log)
+            .spawn()
+            .unwrap_or_else(|e| panic!("cannot start n{i}: {e}"));
+        node.child = Some(child);
+    }
+
+    /// Poll `/status` until it answers; fail early if the process exited.
+    async fn wait_up(&mut self, i: usize) -> Result<(), String> {
+        let url = self.url(i, "/status");
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            let node = self.node_mut(i);
+            if let Some(child) = node.child.as_mut() {
+                if let Ok(Some(status)) = child.try_wait() {
+                    node.child = None;
+                    return Err(format!("n{i} exited ({status}):\n{}", tail(&node.log, 20)));
+                }
+            }
+            let probe = self
+                .http
+                .get(&url)
+                .timeout(Duration::from_secs(1))
+                .send()
+                .await;
+            if probe.is_ok_and(|r| r.status().is_success()) {
+                return Ok(());
+            }
+            if Instant::now() > deadline {
+                return Err(format!(
+                    "n{i} did not answer /status within {STARTUP_TIMEOUT:?}"
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+    }
+
+    pub fn len(&self) -> usize {
+        self.nodes.len()
+    }
+
+    pub fn http_addr(&self, i: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.node(i).http))
+    }
+
+    /// Inter-node (peer) address of node `i`.
+    pub fn peer_addr(&self, i: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.node(i).peer))
+    }
+
+    pub fn url(&self, i: usize, path: &str) -> String {
+        format!("http://{}{path}", self.http_addr(i))
+    }
+
+    pub fn log_path(&self, i: usize) -> &Path {
+        &self.node(i).log
+    }
+
+    /// Preference list of `key` in this cluster, coordinator first.
+    pub fn preference_list(&self, key: &str) -> Vec<usize> {
+        preference_list(self.len(), key)
+    }
+
+    pub fn coordinator_of(&self, key: &str) -> usize {
+        self.preference_list(key)[0]
+    }
+
+    /// SIGKILL node `i` and reap it.
+    pub fn kill(&mut self, i: usize) {
+        let node = self.node_mut(i);
+        let mut child = node
+            .child
+            .take()
+            .unwrap_or_else(|| panic!("n{i} is not running"));
+        let _ = child.kill();
+        let _ = child.wait();
+    }
+
+    /// Start node `i` again with the same config and data, and wait for it.
+    pub async fn restart(&mut self, i: usize) {
+        self.spawn(i);
+        if let Err(e) = self.wait_up(i).await {
+            panic!("n{i} did not come back: {e}");
+        }
+        tokio::time::sleep(SETTLE).await;
+    }
+
+    /// True while node `i`'s process runs.
+    pub fn is_alive(&mut self, i: usize) -> bool {
+        match self.node_mut(i).child.as_mut() {
+            Some(child) => matches!(child.try_wait(), Ok(None)),
+            None => false,
+        }
+    }
+
+    async fn link(&self, a: usize, b: usize, action: &str) {
+        for (from, to) in [(a, b), (b, a)] {
+            let path = format!("/admin/links/n{to}/{action}");
+            let resp = self.request(Method::POST, from, &path, &[], None).await;
+            assert_eq!(resp.status, 204, "{action} n{from}->n{to}: {}", resp.text());
+        }
+    }
+
+    /// Silently drop all traffic between nodes `a` and `b`, both ways.
+    pub async fn cut(&self, a: usize, b: usize) {
+        self.link(a, b, "cut").await;
+    }
+
+    pub async fn heal(&self, a: usize, b: usize) {
+        self.link(a, b, "heal").await;
+    }
+
+    /// Any request to node `i`; `path` includes the query.
+    pub async fn request(
+        &self,
+        method: Method,
+        i: usize,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Resp {
+        self.try_request(method.clone(), i, path, headers, body)
+            .await
+            .unwrap_or_else(|e| panic!("{method} {path} on n{i} failed: {e}"))
+    }
+
+    /// Like [`Cluster::request`], but a transport error is returned.
+    pub async fn try_request(
+        &self,
+        method: Method,
+        i: usize,
+        path: &str,
+        headers: &[(&str, &str)],
+        body: Option<Vec<u8>>,
+    ) -> Result<Resp, reqwest::Error> {
+        let mut builder = self.http.request(method, self.url(i, path));
+        for (name, value) in headers {
+            builder = builder.header(*name, *value);
+        }
+        if let Some(body) = body {
+            builder = builder.body(body);
+        }
+        let response = builder.send().await?;
+        let status = response.status().as_u16();
+        let headers = response.headers().clone();
+        let body = response.bytes().await?.to_vec();
+        Ok(Resp {
+            status,
+            headers,
+            body,
+        })
+    }
+
+    /// PUT with an optional context and `?w=`.
+    pub async fn put_with(
+        &self,
+        i: usize,
+        key: &str,
+        value: impl Into<Vec<u8>>,
+        context: Option<&str>,
+        w: Option<usize>,
+    ) -> Resp {
+        let mut path = key_path(key);
+        if let Some(w) = w {
+            path.push_str(&format!("?w={w}"));
+        }
+        let headers: Vec<(&str, &str)> = context.map(|c| (CONTEXT_HEADER, c)).into_iter().collect();
+        self.request(Method::PUT, i, &path, &headers, Some(value.into()))
+            .await
+    }
+
+    /// A blind PUT with the default W.
+    pub async fn put(&self, i: usize, key: &str, value: impl Into<Vec<u8>>) -> Resp {
+        self.put_with(i, key, value, None, None).await
+    }
+
+    /// GET with an optional `?r=`; `json` asks for the JSON form.
+    pub async fn get_with(&self, i: usize, key: &str, r: Option<usize>, json: bool) -> Resp {
+        let mut path = key_path(key);
+        if let Some(r) = r {
+            path.push_str(&format!("?r={r}"));
+        }
+        let headers: &[(&str, &str)] = if json {
+            &[("accept", "application/json")]
+        } else {
+            &[]
+        };
+        self.request(Method::GET, i, &path, headers, None).await
+    }
+
+    pub async fn get(&self, i: usize, key: &str) -> Resp {
+        self.get_with(i, key, None, false).await
+    }
+
+    pub async fn delete_with(
+        &self,
+        i: usize,
+        key: &str,
+        context: Option<&str>,
+        w: Option<usize>,
+    ) -> Resp {
+        let mut path = key_path(key);
+        if let Some(w) = w {
+            path.push_str(&format!("?w={w}"));
+        }
+        let headers: Vec<(&str, &str)> = context.map(|c| (CONTEXT_HEADER, c)).into_iter().collect();
+        self.request(Method::DELETE, i, &path, &headers, None).await
+    }
+
+    pub async fn delete(&self, i: usize, key: &str) -> Resp {
+        self.delete_with(i, key, None, None).await
+    }
+
+    /// Node `i`'s `/status` JSON.
+    pub async fn status(&self, i: usize) -> serde_json::Value {
+        self.request(Method::GET, i, "/status", &[], None)
+            .await
+            .expect(200)
+            .json()
+    }
+
+    /// One counter of `stats` in node `i`'s `/status`.
+    pub async fn stat(&self, i: usize, name: &str) -> u64 {
+        let status = self.status(i).await;
+        status["stats"][name]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no stats.{name} in {status}"))
+    }
+
+    fn kill_all(&mut self) {
+        for node in &mut self.nodes {
+            if let Some(mut child) = node.child.take() {
+                let _ = child.kill();
+                let _ = child.wait();
+            }
+        }
+    }
+}
+
+impl Drop for Cluster {
+    fn drop(&mut self) {
+        self.kill_all();
+        if std::thread::panicking() {
+            for (i, node) in (1..).zip(&self.nodes) {
+                eprintln!("----- n{i} log ({}) -----", node.log.display());
+                eprintln!("{}", tail(&node.log, 40));
+            }
+        }
+        if std::env::var_os("RINGKV_E2E_KEEP").is_some() {
+            if let Some(dir) = self.dir.take() {
+                eprintln!("kept test cluster files in {}", dir.keep().display());
+            }
+        }
+    }
+}
