@@ -309,17 +309,19 @@ async fn repair(
 }
 
 /// This node's own copy of a key, without asking any other replica — to
-/// inspect one replica (e.g. after anti-entropy). Answers like `GET /kv`
-/// with `Accept: application/json`.
+/// inspect one replica (e.g. after anti-entropy): its full stored state as
+/// JSON, every sibling with its dot, context, timestamp and value bytes,
+/// tombstones included (`{"siblings": []}` when it holds nothing).
 async fn read_replica(
     State(api): State<Api>,
     Path(key): Path<String>,
-) -> Result<Response, ApiError> {
+) -> Result<Json<SiblingSet>, ApiError> {
     let found = api
         .node
         .read_replica(key.into_bytes())
         .await
         .ok_or_else(shutting_down)?;
-    let siblings = found.map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))?;
-    Ok(render(&siblings, true))
+    found
+        .map(Json)
+        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))
 }
