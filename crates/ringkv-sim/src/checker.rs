@@ -11,6 +11,10 @@
 //!    context of an acknowledged write (or delete): once a write that saw it
 //!    was acknowledged, it must stay gone.
 //! 3. **Convergence.** All replicas of a key hold identical sibling sets.
+//! 4. **Reads see acknowledged writes.** With strict quorums and R + W > N,
+//!    a read invoked after a write was acknowledged returns that version or
+//!    one whose context covers it (the read and write quorums intersect).
+//!    Checked only when the caller says its quorums intersect.
 
 use crate::history::{FinalState, History, WriteOutcome};
 use ringkv_core::siblings::SiblingSet;
@@ -20,6 +24,8 @@ use std::fmt::Write as _;
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct Verdict {
     pub writes_checked: usize,
+    /// (read, earlier acknowledged write) pairs checked by rule 4.
+    pub reads_checked: usize,
     pub keys_checked: usize,
     pub violations: Vec<String>,
 }
@@ -39,6 +45,42 @@ pub fn check(history: &History, state: &FinalState) -> Verdict {
     no_resurrection(history, state, &mut verdict);
     convergence(state, &mut verdict);
     verdict
+}
+
+/// [`check`] plus rule 4, for runs whose read and write quorums intersect.
+pub fn check_with_intersecting_quorums(history: &History, state: &FinalState) -> Verdict {
+    let mut verdict = check(history, state);
+    reads_see_acknowledged_writes(history, &mut verdict);
+    verdict
+}
+
+fn reads_see_acknowledged_writes(history: &History, verdict: &mut Verdict) {
+    for write in &history.writes {
+        let (Some(dot), Some(acked_at)) = (write.dot(), write.completed_at) else {
+            continue;
+        };
+        let later_reads = history
+            .reads
+            .iter()
+            .filter(|r| r.key == write.key && r.invoked_at > acked_at);
+        for read in later_reads {
+            let Ok(set) = &read.result else { continue };
+            verdict.reads_checked += 1;
+            if !set.iter().any(|s| s.dot == dot || s.context.covers(&dot)) {
+                verdict.violations.push(format!(
+                    "stale read: key {} read at {} ms returned {} but missed {} (dot {}:{}), \
+                     acknowledged at {} ms",
+                    write.key,
+                    read.invoked_at,
+                    describe(Some(set)),
+                    show(write.value.as_deref()),
+                    dot.node,
+                    dot.counter,
+                    acked_at,
+                ));
+            }
+        }
+    }
 }
 
 fn no_lost_writes(history: &History, state: &FinalState, verdict: &mut Verdict) {
@@ -154,6 +196,7 @@ mod tests {
             value: Some(value.into()),
             context: ctx,
             invoked_at: 0,
+            completed_at: Some(1),
             outcome: WriteOutcome::Acked(clock),
         }
     }
@@ -231,6 +274,27 @@ mod tests {
     fn unnormalized(a: &SiblingSet, b: &SiblingSet) -> SiblingSet {
         let all: Vec<_> = a.iter().chain(b.iter()).collect();
         postcard::from_bytes(&postcard::to_stdvec(&all).unwrap()).unwrap()
+    }
+
+    #[test]
+    fn a_read_that_misses_an_earlier_acknowledged_write_is_stale() {
+        let mut set = SiblingSet::new();
+        let before = set.clone();
+        let a = write(&mut set, "n1", VersionVector::new(), "a");
+        let read = |at, result: &SiblingSet| crate::history::Read {
+            key: "k".into(),
+            invoked_at: at,
+            result: Ok(result.clone()),
+        };
+        let history = History {
+            writes: vec![a],
+            // Before the ack an empty read is fine; after it, it is stale.
+            reads: vec![read(0, &before), read(5, &set), read(6, &before)],
+        };
+        let verdict = check_with_intersecting_quorums(&history, &state(set));
+        assert_eq!(verdict.reads_checked, 2);
+        assert_eq!(verdict.violations.len(), 1, "{:?}", verdict.violations);
+        assert!(verdict.violations[0].starts_with("stale read: key k read at 6 ms"));
     }
 
     #[test]

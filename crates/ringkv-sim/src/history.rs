@@ -26,6 +26,8 @@ pub struct Write {
     /// The causal context the client sent (empty for a blind write).
     pub context: VersionVector,
     pub invoked_at: Millis,
+    /// When the client got its answer (acknowledged or not).
+    pub completed_at: Option<Millis>,
     pub outcome: WriteOutcome,
 }
 
@@ -46,13 +48,19 @@ impl Write {
     }
 }
 
+/// One GET.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Read {
+    pub key: String,
+    pub invoked_at: Millis,
+    pub result: Result<SiblingSet, String>,
+}
+
 /// Everything one run recorded.
 #[derive(Clone, Debug, Default)]
 pub struct History {
     pub writes: Vec<Write>,
-    /// Reads issued during the run: (key, result) — kept for counts and
-    /// debugging; the rules are checked against the final state.
-    pub reads: Vec<(String, Result<SiblingSet, String>)>,
+    pub reads: Vec<Read>,
 }
 
 /// The state after faults healed and the cluster quiesced.

@@ -13,6 +13,6 @@ pub mod network;
 pub mod sim;
 pub mod workload;
 
-pub use checker::{check, Verdict};
-pub use history::{FinalState, History, Write, WriteOutcome};
+pub use checker::{check, check_with_intersecting_quorums, Verdict};
+pub use history::{FinalState, History, Read, Write, WriteOutcome};
 pub use sim::{run, SimConfig, SimReport};

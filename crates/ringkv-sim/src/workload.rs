@@ -5,7 +5,7 @@
 //! Every write's value starts with a unique id (`c<client>.<seq>`), so the
 //! checker can tell versions apart.
 
-use crate::history::{History, Write, WriteOutcome};
+use crate::history::{History, Read, Write, WriteOutcome};
 use rand::rngs::ChaCha8Rng;
 use rand::RngExt;
 use ringkv_core::message::{ClientOp, ClientReply, ClientResult};
@@ -17,8 +17,8 @@ use std::collections::BTreeSet;
 /// What a client is waiting for.
 #[derive(Clone, Debug)]
 pub enum Step {
-    /// A read, and what to do with its answer.
-    Read { key: String, then: Then },
+    /// A read (invoked at `at`), and what to do with its answer.
+    Read { key: String, at: Millis, then: Then },
     /// A write recorded at this index of `History::writes`.
     Write(usize),
 }
@@ -64,7 +64,7 @@ impl Client {
             key: key.clone().into_bytes(),
             r: None,
         };
-        (op, Step::Read { key, then })
+        (op, Step::Read { key, at: now, then })
     }
 
     /// The answer to `step`; a read-modify-write continues with its write.
@@ -77,6 +77,7 @@ impl Client {
     ) -> Option<(ClientOp, Step)> {
         match step {
             Step::Write(index) => {
+                history.writes[index].completed_at = Some(now);
                 history.writes[index].outcome = match result {
                     Ok(ClientReply::Written(clock)) => WriteOutcome::Acked(clock),
                     Ok(other) => WriteOutcome::Indeterminate(format!("unexpected {other:?}")),
@@ -84,14 +85,18 @@ impl Client {
                 };
                 None
             }
-            Step::Read { key, then } => {
-                let read = match result {
+            Step::Read { key, at, then } => {
+                let result = match result {
                     Ok(ClientReply::Value(set)) => Ok(set),
                     Ok(other) => Err(format!("unexpected {other:?}")),
                     Err(e) => Err(e.to_string()),
                 };
-                history.reads.push((key.clone(), read.clone()));
-                let set = read.ok()?;
+                history.reads.push(Read {
+                    key: key.clone(),
+                    invoked_at: at,
+                    result: result.clone(),
+                });
+                let set = result.ok()?;
                 match then {
                     Then::Nothing => None,
                     Then::AddItem => {
@@ -117,6 +122,7 @@ impl Client {
             value: value.clone(),
             context: context.clone(),
             invoked_at: now,
+            completed_at: None,
             outcome: WriteOutcome::Pending,
         });
         let index = history.writes.len() - 1;
