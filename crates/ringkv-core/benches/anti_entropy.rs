@@ -6,7 +6,7 @@
 #[path = "../tests/common/mod.rs"]
 mod common;
 
-use common::{id, MapStore, Net};
+use common::{id, MemoryStore, Net};
 use ringkv_core::merkle::MerkleTree;
 use ringkv_core::range::TokenRange;
 use ringkv_core::settings::Settings;
@@ -50,7 +50,7 @@ fn tree_update_per_write() {
 fn full_exchange(keys: usize, differing: usize) {
     let value = [7u8; 100];
     let build = |node: &str| {
-        let mut store = MapStore::default();
+        let mut store = MemoryStore::default();
         for i in 0..keys {
             let changed = node == "n2" && i % (keys / differing) == 0;
             let set = version(if changed { b"changed" } else { &value }, 1);

@@ -2,7 +2,7 @@
 
 mod common;
 
-use common::{id, values, MapStore, Net};
+use common::{id, values, MemoryStore, Net};
 use proptest::prelude::*;
 use ringkv_core::anti_entropy::AeStep;
 use ringkv_core::message::Message;
@@ -43,8 +43,8 @@ fn version(node: &str, value: &str) -> SiblingSet {
     set
 }
 
-fn store_with(entries: impl IntoIterator<Item = (String, SiblingSet)>) -> MapStore {
-    let mut store = MapStore::default();
+fn store_with(entries: impl IntoIterator<Item = (String, SiblingSet)>) -> MemoryStore {
+    let mut store = MemoryStore::default();
     for (key, set) in entries {
         store.put(key.as_bytes(), &set).unwrap();
     }
@@ -52,7 +52,7 @@ fn store_with(entries: impl IntoIterator<Item = (String, SiblingSet)>) -> MapSto
 }
 
 fn same_data(net: &Net, a: &str, b: &str) -> bool {
-    net.nodes[&id(a)].store().0 == net.nodes[&id(b)].store().0
+    net.nodes[&id(a)].store() == net.nodes[&id(b)].store()
 }
 
 /// Run a forced repair from `node` until it is over (bounded).
@@ -70,7 +70,7 @@ fn repair(net: &mut Net, node: &str) {
 #[test]
 fn a_replica_that_missed_writes_converges_without_any_read() {
     let mut net = Net::build(&["n1", "n2", "n3"], settings(3, true), |_| {
-        MapStore::default()
+        MemoryStore::default()
     });
     net.cut_link("n1", "n3");
     net.cut_link("n2", "n3");
@@ -80,10 +80,7 @@ fn a_replica_that_missed_writes_converges_without_any_read() {
             .unwrap();
     }
     net.cut.clear();
-    assert!(
-        net.nodes[&id("n3")].store().0.len() < 200,
-        "n3 missed writes"
-    );
+    assert!(net.nodes[&id("n3")].store().len() < 200, "n3 missed writes");
     // 3 nodes x 3 * 128 ranges, one exchange per node every 50 ms: a full
     // cycle is ~20 simulated seconds; allow five.
     let mut waited = 0;
@@ -92,7 +89,7 @@ fn a_replica_that_missed_writes_converges_without_any_read() {
         net.run_for(1_000, 10);
         waited += 1_000;
     }
-    assert_eq!(net.nodes[&id("n3")].store().0.len(), 200);
+    assert_eq!(net.nodes[&id("n3")].store().len(), 200);
     let repaired: u64 = net
         .nodes
         .values()
@@ -136,12 +133,15 @@ fn exchange_traffic_is_proportional_to_the_difference() {
         }))
     };
     let mut net = Net::build(&["n1", "n2"], settings(2, false), stores);
-    let whole_range: usize = net.nodes[&id("n1")]
+    let mut whole_range = 0;
+    let sizes = &mut |key: &[u8], set: &SiblingSet| {
+        whole_range += postcard::to_stdvec(&(key, set)).unwrap().len();
+        true
+    };
+    net.nodes[&id("n1")]
         .store()
-        .0
-        .iter()
-        .map(|((_, k), set)| postcard::to_stdvec(&(k, set)).unwrap().len())
-        .sum();
+        .scan(0, u64::MAX, sizes)
+        .unwrap();
     repair(&mut net, "n1");
     assert!(same_data(&net, "n1", "n2"));
     let sent: u64 = net
@@ -184,9 +184,9 @@ proptest! {
             store_with(m.iter().map(|(k, v)| (format!("k{k}"), version("n1", &format!("v{v}")))))
         };
         let (sa, sb) = (side(&a), side(&b));
-        let differing: BTreeSet<Vec<u8>> = sa.0.keys().chain(sb.0.keys())
-            .filter(|k| sa.0.get(k) != sb.0.get(k))
-            .map(|(_, key)| key.clone())
+        let differing: BTreeSet<Vec<u8>> = a.keys().chain(b.keys())
+            .filter(|k| a.get(k) != b.get(k))
+            .map(|k| format!("k{k}").into_bytes())
             .collect();
         let mut stores = [Some(sa), Some(sb)].into_iter();
         let mut net = Net::build(&["n1", "n2"], settings(2, false), |_| stores.next().flatten().unwrap());

@@ -265,13 +265,7 @@ impl Sim {
             self.collect(&to);
         }
         if self.now.is_multiple_of(TICK_MS) {
-            let live: Vec<NodeId> = self
-                .nodes
-                .iter()
-                .filter(|(_, n)| n.node.is_some())
-                .map(|(id, _)| id.clone())
-                .collect();
-            for id in live {
+            for id in self.live_ids() {
                 let now = self.clock(&id);
                 self.node_mut(&id).on_tick(now);
                 self.collect(&id);
@@ -388,12 +382,7 @@ impl Sim {
 
     /// Send a request through a random live node.
     fn submit(&mut self, op: ClientOp, waiter: Waiter) {
-        let live: Vec<NodeId> = self
-            .nodes
-            .iter()
-            .filter(|(_, n)| n.node.is_some())
-            .map(|(id, _)| id.clone())
-            .collect();
+        let live = self.live_ids();
         let via = live[self.rng.random_range(0..live.len())].clone();
         let id = self.next_request;
         self.next_request += 1;
@@ -507,6 +496,15 @@ impl Sim {
             }
         }
         None
+    }
+
+    /// The nodes that are up, in id order.
+    fn live_ids(&self) -> Vec<NodeId> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.node.is_some())
+            .map(|(id, _)| id.clone())
+            .collect()
     }
 
     fn live(&self, id: &NodeId) -> Option<&Node<MemoryStore>> {

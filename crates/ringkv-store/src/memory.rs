@@ -13,8 +13,9 @@ use ringkv_core::store::{Store, StoreError};
 use std::collections::BTreeMap;
 
 /// A [`Store`] in a `BTreeMap` from physical keys (`token ++ key`) to
-/// encoded values.
-#[derive(Clone, Debug, Default)]
+/// encoded values. Encodings are canonical, so two stores are equal exactly
+/// when they hold the same sibling sets.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct MemoryStore {
     map: BTreeMap<Vec<u8>, Vec<u8>>,
 }

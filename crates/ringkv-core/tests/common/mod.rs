@@ -8,51 +8,17 @@
 use ringkv_core::coordinator::ClientId;
 use ringkv_core::message::{ClientOp, ClientReply, ClientResult, Message};
 use ringkv_core::node::{Effect, Node};
-use ringkv_core::ring::{Ring, RingMember, Token};
+use ringkv_core::ring::{Ring, RingMember};
 use ringkv_core::settings::Settings;
 use ringkv_core::siblings::SiblingSet;
-use ringkv_core::store::{Store, StoreError};
+use ringkv_core::store::Store;
 use ringkv_core::version::VersionVector;
 use ringkv_core::{Millis, NodeId};
+pub use ringkv_store::MemoryStore;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-/// Sibling sets by (ring token, key): the order `Store::scan` visits.
-#[derive(Default)]
-pub struct MapStore(pub BTreeMap<(Token, Vec<u8>), SiblingSet>);
-
-impl Store for MapStore {
-    fn get(&self, key: &[u8]) -> Result<Option<SiblingSet>, StoreError> {
-        Ok(self.0.get(&(Ring::key_token(key), key.to_vec())).cloned())
-    }
-    fn put(&mut self, key: &[u8], siblings: &SiblingSet) -> Result<(), StoreError> {
-        self.0
-            .insert((Ring::key_token(key), key.to_vec()), siblings.clone());
-        Ok(())
-    }
-    fn sync(&mut self) -> Result<(), StoreError> {
-        Ok(())
-    }
-    fn scan(
-        &self,
-        from: Token,
-        to: Token,
-        visit: &mut dyn FnMut(&[u8], &SiblingSet) -> bool,
-    ) -> Result<(), StoreError> {
-        if from > to {
-            return Err(StoreError(format!("inverted scan range {from}..={to}")));
-        }
-        let in_range = self.0.range((from, Vec::new())..);
-        for ((_, key), set) in in_range.take_while(|((token, _), _)| *token <= to) {
-            if !visit(key, set) {
-                break;
-            }
-        }
-        Ok(())
-    }
-}
-
 pub struct Net {
-    pub nodes: BTreeMap<NodeId, Node<MapStore>>,
+    pub nodes: BTreeMap<NodeId, Node<MemoryStore>>,
     pub queue: VecDeque<(NodeId, NodeId, Message)>,
     pub replies: BTreeMap<ClientId, ClientResult>,
     pub down: BTreeSet<NodeId>,
@@ -70,7 +36,7 @@ pub fn id(s: &str) -> NodeId {
 
 impl Net {
     pub fn new(names: &[&str]) -> Net {
-        Net::build(names, Settings::default(), |_| MapStore::default())
+        Net::build(names, Settings::default(), |_| MemoryStore::default())
     }
 
     /// A network of `names` with `settings`, each node starting on the
@@ -78,7 +44,7 @@ impl Net {
     pub fn build(
         names: &[&str],
         settings: Settings,
-        mut store_for: impl FnMut(&str) -> MapStore,
+        mut store_for: impl FnMut(&str) -> MemoryStore,
     ) -> Net {
         let members = names.iter().map(|n| RingMember {
             id: id(n),
@@ -105,7 +71,7 @@ impl Net {
         }
     }
 
-    pub fn node(&mut self, n: &str) -> &mut Node<MapStore> {
+    pub fn node(&mut self, n: &str) -> &mut Node<MemoryStore> {
         self.nodes.get_mut(&id(n)).expect("node")
     }
 
