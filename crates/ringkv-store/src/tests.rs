@@ -91,25 +91,14 @@ fn round_trip(store: &mut dyn Store) {
     }
 }
 
-#[test]
-fn round_trip_memory() {
-    round_trip(&mut MemoryStore::new());
-}
-
-#[test]
-fn round_trip_fjall_interval() {
-    let dir = tempfile::tempdir().unwrap();
-    round_trip(&mut FjallStore::open(dir.path(), Durability::Interval, 100).unwrap());
-}
-
-#[test]
-fn round_trip_fjall_always() {
-    let dir = tempfile::tempdir().unwrap();
-    round_trip(&mut FjallStore::open(dir.path(), Durability::Always, 100).unwrap());
-}
-
-#[test]
-fn round_trip_through_open() {
+/// Run a contract against every engine and configuration: memory, fjall
+/// with each fsync policy, and both engines as `open` builds them.
+fn on_every_engine(contract: fn(&mut dyn Store)) {
+    contract(&mut MemoryStore::new());
+    for durability in [Durability::Interval, Durability::Always] {
+        let dir = tempfile::tempdir().unwrap();
+        contract(&mut FjallStore::open(dir.path(), durability, 100).unwrap());
+    }
     let dir = tempfile::tempdir().unwrap();
     for engine in [Engine::Fjall, Engine::Memory] {
         let config = StorageConfig {
@@ -117,8 +106,13 @@ fn round_trip_through_open() {
             ..StorageConfig::default()
         };
         let mut store = open(&config, &dir.path().join("node")).unwrap();
-        round_trip(store.as_mut());
+        contract(store.as_mut());
     }
+}
+
+#[test]
+fn round_trip_on_every_engine() {
+    on_every_engine(round_trip);
 }
 
 #[test]
@@ -363,33 +357,8 @@ fn scan_contract(store: &mut dyn Store) {
 }
 
 #[test]
-fn scan_memory() {
-    scan_contract(&mut MemoryStore::new());
-}
-
-#[test]
-fn scan_fjall_interval() {
-    let dir = tempfile::tempdir().unwrap();
-    scan_contract(&mut FjallStore::open(dir.path(), Durability::Interval, 100).unwrap());
-}
-
-#[test]
-fn scan_fjall_always() {
-    let dir = tempfile::tempdir().unwrap();
-    scan_contract(&mut FjallStore::open(dir.path(), Durability::Always, 100).unwrap());
-}
-
-#[test]
-fn scan_through_open() {
-    let dir = tempfile::tempdir().unwrap();
-    for engine in [Engine::Fjall, Engine::Memory] {
-        let config = StorageConfig {
-            engine,
-            ..StorageConfig::default()
-        };
-        let mut store = open(&config, &dir.path().join("node")).unwrap();
-        scan_contract(store.as_mut());
-    }
+fn scan_on_every_engine() {
+    on_every_engine(scan_contract);
 }
 
 fn numbered_key(i: u32) -> Vec<u8> {
