@@ -8,17 +8,17 @@
 //! a batch, so no write is acknowledged before it is durable.
 
 mod exchange;
+mod forward;
+mod read;
+mod write;
 
 use crate::anti_entropy::AntiEntropy;
-use crate::coordinator::{
-    ClientId, ForwardOp, GetOp, InFlight, OpState, Origin, PutOp, Quorum, ReadPurpose, Verdict,
-};
-use crate::message::{ClientError, ClientOp, ClientReply, ClientResult, Message, RequestId};
+use crate::coordinator::{ClientId, InFlight, OpState, Origin, Quorum, ReadPurpose};
+use crate::message::{ClientError, ClientOp, ClientResult, Message, RequestId};
 use crate::ring::Ring;
 use crate::settings::Settings;
-use crate::siblings::{SiblingSet, WriteLimits};
+use crate::siblings::SiblingSet;
 use crate::store::Store;
-use crate::version::VersionVector;
 use crate::{Millis, NodeId};
 use std::collections::BTreeMap;
 
@@ -260,84 +260,6 @@ impl<S: Store> Node<S> {
         }
     }
 
-    /// The preference list in the order to try as coordinator: reachable
-    /// nodes first, so a dead first choice costs no timeout.
-    fn coordinator_candidates(&self, now: Millis, key: &[u8]) -> Vec<NodeId> {
-        let pref = self.ring.preference_list(key, self.settings.n);
-        let (up, down): (Vec<NodeId>, Vec<NodeId>) = pref
-            .into_iter()
-            .partition(|n| *n == self.id || self.unreachable.get(n).is_none_or(|t| *t <= now));
-        up.into_iter().chain(down).collect()
-    }
-
-    fn forward(
-        &mut self,
-        now: Millis,
-        client: ClientId,
-        op: ClientOp,
-        target: NodeId,
-        fallbacks: Vec<NodeId>,
-    ) {
-        let req = self.next_request();
-        self.stats.forwarded += 1;
-        self.send(
-            target.clone(),
-            Message::Forward {
-                req,
-                op: op.clone(),
-            },
-        );
-        let forward = ForwardOp {
-            client,
-            op,
-            target,
-            fallbacks,
-        };
-        self.track(
-            now + self.settings.forward_timeout_ms(),
-            req,
-            OpState::Forward(forward),
-        );
-    }
-
-    /// The forward target did not answer: try the next preference-list
-    /// node, coordinating locally when that is us. (Riak does the same; a
-    /// write may then be applied twice, which at worst yields a duplicate
-    /// sibling — never a lost one.)
-    fn retry_forward(&mut self, now: Millis, req: RequestId) {
-        let Some(InFlight {
-            state: OpState::Forward(mut fwd),
-            ..
-        }) = self.ops.remove(&req)
-        else {
-            return;
-        };
-        if fwd.fallbacks.is_empty() {
-            let err = no_coordinator(&fwd.op, self.settings.n);
-            return self.finish(Origin::Client(fwd.client), Err(err));
-        }
-        let next = fwd.fallbacks.remove(0);
-        if next == self.id {
-            self.coordinate(now, Origin::Client(fwd.client), fwd.op);
-        } else {
-            self.forward(now, fwd.client, fwd.op, next, fwd.fallbacks);
-        }
-    }
-
-    fn on_forward_reply(&mut self, req: RequestId, from: &NodeId, result: ClientResult) {
-        if let Some(InFlight {
-            state: OpState::Forward(fwd),
-            ..
-        }) = self.ops.get(&req)
-        {
-            if fwd.target == *from {
-                let client = fwd.client;
-                self.ops.remove(&req);
-                self.finish(Origin::Client(client), result);
-            }
-        }
-    }
-
     fn coordinate(&mut self, now: Millis, origin: Origin, op: ClientOp) {
         self.stats.coordinated += 1;
         match op {
@@ -358,177 +280,6 @@ impl<S: Store> Node<S> {
                 context: None,
                 w,
             } => self.start_read(now, origin, key, None, ReadPurpose::DeleteAfterRead { w }),
-        }
-    }
-
-    /// PUT or DELETE as coordinator: make the new version here (fresh dot,
-    /// dropping what the context saw), store it, and ship the resulting
-    /// sibling set to the other replicas; answer after W acknowledgements.
-    fn start_write(
-        &mut self,
-        now: Millis,
-        origin: Origin,
-        key: Vec<u8>,
-        value: Option<Vec<u8>>,
-        context: VersionVector,
-        w: Option<usize>,
-    ) {
-        let limits = WriteLimits {
-            max_siblings: self.settings.max_siblings,
-            max_clock_entries: self.settings.max_clock_entries,
-        };
-        let written = self.read_local(&key).and_then(|old| {
-            let mut set = old.clone();
-            let dot = set
-                .write(&self.id, &context, value, now, limits)
-                .map_err(ClientError::from)?;
-            self.write_local(&key, &old, &set)?;
-            let clock = set.iter().find(|s| s.dot == dot).map(|s| s.clock());
-            Ok((set, clock.unwrap_or_default()))
-        });
-        let (set, clock) = match written {
-            Ok(done) => done,
-            Err(e) => return self.finish(origin, Err(e)),
-        };
-        let replicas = self.ring.preference_list(&key, self.settings.n);
-        let mut quorum = Quorum::new(w.unwrap_or(self.settings.w), replicas.iter().cloned());
-        let req = self.next_request();
-        let msg = Message::Replicate {
-            req,
-            key,
-            siblings: set,
-        };
-        self.send_to_others(&replicas, msg);
-        let verdict = quorum.record(&self.id.clone(), true);
-        let op = PutOp {
-            origin,
-            quorum,
-            written: clock,
-        };
-        self.track(
-            now + self.settings.request_timeout_ms,
-            req,
-            OpState::Put(op),
-        );
-        if let Some(v) = verdict {
-            self.conclude_put(req, v);
-        }
-    }
-
-    fn on_put_ack(&mut self, _now: Millis, req: RequestId, from: &NodeId, ok: bool) {
-        let verdict = match self.ops.get_mut(&req).map(|op| &mut op.state) {
-            Some(OpState::Put(put)) => put.quorum.record(from, ok),
-            _ => return,
-        };
-        if let Some(v) = verdict {
-            self.conclude_put(req, v);
-        }
-        self.retire_if_complete(req);
-    }
-
-    /// Answer a write's origin once its quorum verdict is known; the
-    /// operation stays tracked until every replica answered or it expires.
-    fn conclude_put(&mut self, req: RequestId, verdict: Verdict) {
-        let Some(InFlight {
-            state: OpState::Put(put),
-            ..
-        }) = self.ops.get(&req)
-        else {
-            return;
-        };
-        let origin = put.origin.clone();
-        let result = match verdict {
-            Verdict::Reached => Ok(ClientReply::Written(put.written.clone())),
-            Verdict::Lost { answered } => Err(unavailable("put", &put.quorum, answered)),
-        };
-        self.finish(origin, result);
-    }
-
-    /// GET as coordinator: read locally, ask the other replicas, answer after
-    /// R replies, and keep listening so stale replicas can be repaired.
-    fn start_read(
-        &mut self,
-        now: Millis,
-        origin: Origin,
-        key: Vec<u8>,
-        r: Option<usize>,
-        purpose: ReadPurpose,
-    ) {
-        let replicas = self.ring.preference_list(&key, self.settings.n);
-        let req = self.next_request();
-        self.send_to_others(
-            &replicas,
-            Message::Read {
-                req,
-                key: key.clone(),
-            },
-        );
-        let get = GetOp {
-            origin,
-            key: key.clone(),
-            purpose,
-            quorum: Quorum::new(r.unwrap_or(self.settings.r), replicas.iter().cloned()),
-            replies: BTreeMap::new(),
-        };
-        self.track(
-            now + self.settings.request_timeout_ms,
-            req,
-            OpState::Get(get),
-        );
-        if replicas.contains(&self.id) {
-            let local = self.read_local(&key).ok();
-            self.on_read_reply(now, req, &self.id.clone(), local);
-        }
-    }
-
-    fn on_read_reply(
-        &mut self,
-        now: Millis,
-        req: RequestId,
-        from: &NodeId,
-        reply: Option<SiblingSet>,
-    ) {
-        let verdict = match self.ops.get_mut(&req).map(|op| &mut op.state) {
-            Some(OpState::Get(get)) => {
-                if let (Some(set), true) = (&reply, get.quorum.awaits(from)) {
-                    get.replies.insert(from.clone(), set.clone());
-                }
-                get.quorum.record(from, reply.is_some())
-            }
-            _ => return,
-        };
-        if let Some(v) = verdict {
-            self.conclude_read(now, req, v);
-        }
-        self.retire_if_complete(req);
-    }
-
-    fn conclude_read(&mut self, now: Millis, req: RequestId, verdict: Verdict) {
-        let Some(InFlight {
-            state: OpState::Get(get),
-            ..
-        }) = self.ops.get(&req)
-        else {
-            return;
-        };
-        let origin = get.origin.clone();
-        match (verdict, get.purpose.clone()) {
-            (Verdict::Lost { answered }, _) => {
-                let op = match get.purpose {
-                    ReadPurpose::Get => "get",
-                    ReadPurpose::DeleteAfterRead { .. } => "delete",
-                };
-                let err = unavailable(op, &get.quorum, answered);
-                self.finish(origin, Err(err));
-            }
-            (Verdict::Reached, ReadPurpose::Get) => {
-                let merged = get.merged();
-                self.finish(origin, Ok(ClientReply::Value(merged)));
-            }
-            (Verdict::Reached, ReadPurpose::DeleteAfterRead { w }) => {
-                let (key, context) = (get.key.clone(), get.merged().context());
-                self.start_write(now, origin, key, None, context, w);
-            }
         }
     }
 
@@ -566,26 +317,6 @@ impl<S: Store> Node<S> {
         }) = self.ops.remove(&req)
         {
             self.read_repair(&get);
-        }
-    }
-
-    /// Send the reconciled state to every replica whose reply lacked it.
-    fn read_repair(&mut self, get: &GetOp) {
-        let merged = get.merged();
-        if merged.is_empty() {
-            return;
-        }
-        for node in get.stale_replicas(&merged) {
-            self.stats.read_repairs += 1;
-            if node == self.id {
-                let _ = self.merge_local(&get.key, &merged);
-            } else {
-                let msg = Message::Repair {
-                    key: get.key.clone(),
-                    siblings: merged.clone(),
-                };
-                self.send(node, msg);
-            }
         }
     }
 

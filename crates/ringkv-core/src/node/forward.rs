@@ -1,0 +1,89 @@
+//! Forwarding: a node that is not the key's coordinator sends the request
+//! one hop to the first reachable node of the preference list and relays
+//! the answer, trying the next node when one does not answer.
+
+use super::{no_coordinator, Node};
+use crate::coordinator::{ClientId, ForwardOp, InFlight, OpState, Origin};
+use crate::message::{ClientOp, ClientResult, Message, RequestId};
+use crate::store::Store;
+use crate::{Millis, NodeId};
+
+impl<S: Store> Node<S> {
+    /// The preference list in the order to try as coordinator: reachable
+    /// nodes first, so a dead first choice costs no timeout.
+    pub(super) fn coordinator_candidates(&self, now: Millis, key: &[u8]) -> Vec<NodeId> {
+        let pref = self.ring.preference_list(key, self.settings.n);
+        let (up, down): (Vec<NodeId>, Vec<NodeId>) = pref
+            .into_iter()
+            .partition(|n| *n == self.id || self.unreachable.get(n).is_none_or(|t| *t <= now));
+        up.into_iter().chain(down).collect()
+    }
+
+    pub(super) fn forward(
+        &mut self,
+        now: Millis,
+        client: ClientId,
+        op: ClientOp,
+        target: NodeId,
+        fallbacks: Vec<NodeId>,
+    ) {
+        let req = self.next_request();
+        self.stats.forwarded += 1;
+        self.send(
+            target.clone(),
+            Message::Forward {
+                req,
+                op: op.clone(),
+            },
+        );
+        let forward = ForwardOp {
+            client,
+            op,
+            target,
+            fallbacks,
+        };
+        self.track(
+            now + self.settings.forward_timeout_ms(),
+            req,
+            OpState::Forward(forward),
+        );
+    }
+
+    /// The forward target did not answer: try the next preference-list
+    /// node, coordinating locally when that is us. (Riak does the same; a
+    /// write may then be applied twice, which at worst yields a duplicate
+    /// sibling — never a lost one.)
+    pub(super) fn retry_forward(&mut self, now: Millis, req: RequestId) {
+        let Some(InFlight {
+            state: OpState::Forward(mut fwd),
+            ..
+        }) = self.ops.remove(&req)
+        else {
+            return;
+        };
+        if fwd.fallbacks.is_empty() {
+            let err = no_coordinator(&fwd.op, self.settings.n);
+            return self.finish(Origin::Client(fwd.client), Err(err));
+        }
+        let next = fwd.fallbacks.remove(0);
+        if next == self.id {
+            self.coordinate(now, Origin::Client(fwd.client), fwd.op);
+        } else {
+            self.forward(now, fwd.client, fwd.op, next, fwd.fallbacks);
+        }
+    }
+
+    pub(super) fn on_forward_reply(&mut self, req: RequestId, from: &NodeId, result: ClientResult) {
+        if let Some(InFlight {
+            state: OpState::Forward(fwd),
+            ..
+        }) = self.ops.get(&req)
+        {
+            if fwd.target == *from {
+                let client = fwd.client;
+                self.ops.remove(&req);
+                self.finish(Origin::Client(client), result);
+            }
+        }
+    }
+}
