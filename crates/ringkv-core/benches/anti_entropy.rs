@@ -19,6 +19,7 @@ use std::time::Instant;
 const LIMITS: WriteLimits = WriteLimits {
     max_siblings: 8,
     max_clock_entries: 8,
+    min_counter: 0,
 };
 
 fn version(value: &[u8], at: u64) -> SiblingSet {

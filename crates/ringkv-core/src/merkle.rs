@@ -147,6 +147,7 @@ mod tests {
         let limits = WriteLimits {
             max_siblings: 4,
             max_clock_entries: 4,
+            min_counter: 0,
         };
         s.write(
             &"n1".into(),

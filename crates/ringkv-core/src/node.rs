@@ -18,7 +18,7 @@ use crate::message::{ClientError, ClientOp, ClientResult, Message, RequestId};
 use crate::ring::Ring;
 use crate::settings::Settings;
 use crate::siblings::SiblingSet;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::{Millis, NodeId};
 use std::collections::BTreeMap;
 
@@ -48,6 +48,19 @@ pub struct Stats {
     pub unavailable: u64,
 }
 
+/// Counters are leased in blocks this large: one fsync per block, and a
+/// restart skips at most one block.
+const LEASE_BLOCK: u64 = 10_000;
+
+/// The node's dot-counter lease (see [`Store::counter_lease`]).
+#[derive(Clone, Copy, Debug)]
+struct CounterLease {
+    /// Every counter issued before this node started is below it.
+    floor: u64,
+    /// Counters below this are covered by the durable lease.
+    until: u64,
+}
+
 /// How long a peer reported unreachable is skipped when picking a
 /// coordinator to forward to; afterwards it is tried again.
 const UNREACHABLE_FOR_MS: Millis = 1_000;
@@ -64,13 +77,20 @@ pub struct Node<S: Store> {
     effects: Vec<Effect>,
     stats: Stats,
     ae: AntiEntropy,
+    lease: CounterLease,
 }
 
 impl<S: Store> Node<S> {
     /// A node over `store`, whose anti-entropy trees are built from a full
-    /// scan of it.
-    pub fn new(id: NodeId, settings: Settings, ring: Ring, store: S) -> Self {
+    /// scan of it. Fails only when the store cannot tell the node's counter
+    /// lease: without it the node could reissue a dot.
+    pub fn new(id: NodeId, settings: Settings, ring: Ring, store: S) -> Result<Self, StoreError> {
         let ae = AntiEntropy::new(settings.anti_entropy.clone());
+        let leased = store.counter_lease()?;
+        let lease = CounterLease {
+            floor: leased,
+            until: leased,
+        };
         let mut node = Node {
             id,
             settings,
@@ -82,9 +102,10 @@ impl<S: Store> Node<S> {
             effects: Vec::new(),
             stats: Stats::default(),
             ae,
+            lease,
         };
         node.rebuild_trees();
-        node
+        Ok(node)
     }
 
     pub fn id(&self) -> &NodeId {
@@ -352,7 +373,20 @@ impl<S: Store> Node<S> {
         Ok(changed)
     }
 
-    fn storage_error(&self, e: crate::store::StoreError) -> ClientError {
+    /// Make sure the durable lease covers `counter` before it is used.
+    fn cover_counter(&mut self, counter: u64) -> Result<(), ClientError> {
+        if counter < self.lease.until {
+            return Ok(());
+        }
+        let until = counter + LEASE_BLOCK;
+        self.store
+            .set_counter_lease(until)
+            .map_err(|e| self.storage_error(e))?;
+        self.lease.until = until;
+        Ok(())
+    }
+
+    fn storage_error(&self, e: StoreError) -> ClientError {
         ClientError::Storage {
             node: self.id.to_string(),
             message: e.0,

@@ -82,6 +82,10 @@ pub struct SiblingSet {
 pub struct WriteLimits {
     pub max_siblings: usize,
     pub max_clock_entries: usize,
+    /// The smallest counter the writer may issue: the floor of its counter
+    /// lease, above every counter it issued before its last restart, so a
+    /// node that lost its latest writes (power loss) never reuses their dots.
+    pub min_counter: u64,
 }
 
 impl SiblingSet {
@@ -141,7 +145,8 @@ impl SiblingSet {
         }
         // The next counter must exceed every event of `node` this key has
         // seen, locally or in the client's context, so dots never repeat.
-        let counter = self.context().counter(node).max(context.counter(node)) + 1;
+        let seen = self.context().counter(node).max(context.counter(node));
+        let counter = (seen + 1).max(limits.min_counter);
         let dot = Dot {
             node: node.clone(),
             counter,
@@ -201,6 +206,7 @@ mod tests {
     const LIMITS: WriteLimits = WriteLimits {
         max_siblings: 8,
         max_clock_entries: 10,
+        min_counter: 0,
     };
 
     fn put(set: &mut SiblingSet, node: &str, ctx: &VersionVector, v: &str, t: Millis) -> Dot {
@@ -279,6 +285,7 @@ mod tests {
         let limits = WriteLimits {
             max_siblings: 2,
             max_clock_entries: 10,
+            min_counter: 0,
         };
         let mut set = SiblingSet::new();
         let empty = VersionVector::new();
@@ -305,6 +312,7 @@ mod tests {
         let limits = WriteLimits {
             max_siblings: 8,
             max_clock_entries: 3,
+            min_counter: 0,
         };
         let mut set = SiblingSet::new();
         for (i, node) in ["a", "b", "c", "d", "e"].iter().enumerate() {

@@ -34,6 +34,15 @@ pub trait Store {
         to: Token,
         visit: &mut dyn FnMut(&[u8], &SiblingSet) -> bool,
     ) -> Result<(), StoreError>;
+
+    /// The node's counter lease: every dot counter this node issued in an
+    /// earlier life is below it (0 for a new store).
+    fn counter_lease(&self) -> Result<u64, StoreError>;
+
+    /// Raise the counter lease. Durable (fsynced) when it returns, whatever
+    /// the fsync policy: after a power loss that took the last writes, the
+    /// lease still keeps the node from issuing one of their dots again.
+    fn set_counter_lease(&mut self, lease: u64) -> Result<(), StoreError>;
 }
 
 /// Lets a node own an engine chosen at run time (`Box<dyn Store + Send>`).
@@ -57,5 +66,13 @@ impl<T: Store + ?Sized> Store for Box<T> {
         visit: &mut dyn FnMut(&[u8], &SiblingSet) -> bool,
     ) -> Result<(), StoreError> {
         (**self).scan(from, to, visit)
+    }
+
+    fn counter_lease(&self) -> Result<u64, StoreError> {
+        (**self).counter_lease()
+    }
+
+    fn set_counter_lease(&mut self, lease: u64) -> Result<(), StoreError> {
+        (**self).set_counter_lease(lease)
     }
 }

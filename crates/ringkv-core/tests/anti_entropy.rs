@@ -15,6 +15,7 @@ use std::collections::BTreeSet;
 const LIMITS: WriteLimits = WriteLimits {
     max_siblings: 8,
     max_clock_entries: 8,
+    min_counter: 0,
 };
 
 fn settings(n: usize, periodic: bool) -> Settings {

@@ -66,7 +66,7 @@ pub async fn run(
             source,
         })?;
 
-    let node = Node::new(NodeId::new(&me.id), settings.clone(), ring, store);
+    let node = Node::new(NodeId::new(&me.id), settings.clone(), ring, store)?;
     let (handle, thread) =
         driver::spawn(node, transport.clone(), tokio::runtime::Handle::current())?;
     let bridge = handle.clone();

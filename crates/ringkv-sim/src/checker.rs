@@ -11,6 +11,9 @@
 //!    context of an acknowledged write (or delete): once a write that saw it
 //!    was acknowledged, it must stay gone.
 //! 3. **Convergence.** All replicas of a key hold identical sibling sets.
+//!    And **unique dots**: two acknowledged writes of a key never share a
+//!    dot. A reused dot makes a context that saw one version supersede the
+//!    other, unseen — a lost update the rules above cannot see.
 //! 4. **Reads see acknowledged writes.** With strict quorums and R + W > N,
 //!    a read invoked after a write was acknowledged returns that version or
 //!    one whose context covers it (the read and write quorums intersect).
@@ -44,6 +47,7 @@ pub fn check(history: &History, state: &FinalState) -> Verdict {
     no_lost_writes(history, state, &mut verdict);
     no_resurrection(history, state, &mut verdict);
     convergence(state, &mut verdict);
+    unique_dots(history, &mut verdict);
     verdict
 }
 
@@ -131,6 +135,23 @@ fn no_resurrection(history: &History, state: &FinalState, verdict: &mut Verdict)
     }
 }
 
+fn unique_dots(history: &History, verdict: &mut Verdict) {
+    let mut seen = std::collections::BTreeMap::new();
+    for (i, write) in history.writes.iter().enumerate() {
+        let Some(dot) = write.dot() else { continue };
+        if let Some(first) = seen.insert((write.key.clone(), dot.clone()), i) {
+            verdict.violations.push(format!(
+                "reused dot: key {} got dot {}:{} for both {} and {}",
+                write.key,
+                dot.node,
+                dot.counter,
+                show(history.writes[first].value.as_deref()),
+                show(write.value.as_deref()),
+            ));
+        }
+    }
+}
+
 fn convergence(state: &FinalState, verdict: &mut Verdict) {
     for (key, replicas) in &state.replicas {
         let mut sets = replicas.values();
@@ -183,6 +204,7 @@ mod tests {
     const LIMITS: WriteLimits = WriteLimits {
         max_siblings: 8,
         max_clock_entries: 8,
+        min_counter: 0,
     };
 
     /// Apply a write to `set` as a coordinator would; return its record.

@@ -6,7 +6,7 @@
 //! heal everything; let in-flight requests finish; run until every key's
 //! replicas agree (at most `settle_ms`); read every key with R = N; check.
 
-use crate::checker::{check_with_intersecting_quorums, Verdict};
+use crate::checker::{check, check_with_intersecting_quorums, Verdict};
 use crate::history::{FinalState, History, WriteOutcome};
 use crate::network::{Faults, NetStats, Network};
 use crate::workload::{Client, Step};
@@ -26,6 +26,8 @@ use xxhash_rust::xxh3::Xxh3;
 
 /// Node ticks, as in the server.
 const TICK_MS: Millis = 10;
+/// The server's default background fsync interval.
+const FSYNC_MS: Millis = 100;
 
 #[derive(Clone, Debug)]
 pub struct SimConfig {
@@ -75,6 +77,8 @@ impl SimConfig {
 pub struct FaultCounts {
     pub partitions: u64,
     pub crashes: u64,
+    /// Crashes that also lost what was not yet fsynced.
+    pub power_losses: u64,
     pub net: NetStats,
 }
 
@@ -97,6 +101,10 @@ struct SimNode {
     /// `None` while crashed; the store then waits in `crashed`.
     node: Option<Node<MemoryStore>>,
     crashed: Option<(MemoryStore, Millis)>,
+    /// The store as of the last background fsync: what a power loss leaves
+    /// (the server's default `fsync = "interval"` fsyncs every 100 ms;
+    /// acknowledged writes survive a process kill, not a power loss).
+    fsynced: MemoryStore,
     /// This node's clock offset.
     skew: Millis,
 }
@@ -144,7 +152,15 @@ pub fn run(cfg: SimConfig) -> SimReport {
     let converged = sim.run_until(sim.cfg.settle_ms, Sim::converged);
     let converged_after_ms = converged.then(|| sim.now - healed_at);
     let state = sim.final_state();
-    let verdict = check_with_intersecting_quorums(&sim.history, &state);
+    // Reads are guaranteed to see earlier acknowledged writes only while
+    // acknowledgements are durable: a power loss takes a node's last
+    // un-fsynced writes (fsync = "interval"), leaving fewer than W copies
+    // until anti-entropy restores them. The other rules hold regardless.
+    let verdict = if sim.counts.power_losses == 0 {
+        check_with_intersecting_quorums(&sim.history, &state)
+    } else {
+        check(&sim.history, &state)
+    };
     SimReport {
         seed: sim.cfg.seed,
         nodes: sim.cfg.nodes,
@@ -187,10 +203,12 @@ impl Sim {
                     settings.clone(),
                     ring.clone(),
                     MemoryStore::new(),
-                );
+                )
+                .expect("a memory store always has a lease");
                 let sim_node = SimNode {
                     node: Some(node),
                     crashed: None,
+                    fsynced: MemoryStore::new(),
                     skew,
                 };
                 (id.clone(), sim_node)
@@ -264,6 +282,13 @@ impl Sim {
             self.node_mut(&to).on_message(now, from, msg);
             self.collect(&to);
         }
+        if self.now.is_multiple_of(FSYNC_MS) {
+            for sim_node in self.nodes.values_mut() {
+                if let Some(node) = &sim_node.node {
+                    sim_node.fsynced = node.store().clone();
+                }
+            }
+        }
         if self.now.is_multiple_of(TICK_MS) {
             for id in self.live_ids() {
                 let now = self.clock(&id);
@@ -305,14 +330,27 @@ impl Sim {
         self.partition_until = Some(self.now + self.rng.random_range(500..=5_000));
     }
 
-    /// Lose the node's volatile state; its store survives for the restart.
+    /// Lose the node's volatile state. After a process crash its store
+    /// survives whole; after a power loss only what was fsynced does.
     /// Clients waiting on it never hear back: their writes stay indeterminate.
     fn crash(&mut self, id: &NodeId) {
         self.counts.crashes += 1;
+        let power_loss = self.rng.random_bool(0.5);
+        self.counts.power_losses += u64::from(power_loss);
         let restart_at = self.now + self.rng.random_range(500..=4_000);
         let sim_node = self.nodes.get_mut(id).expect("node");
         if let Some(node) = sim_node.node.take() {
-            sim_node.crashed = Some((node.into_store(), restart_at));
+            let store = node.into_store();
+            let kept = if power_loss {
+                // The counter lease is fsynced the moment it is raised.
+                let mut kept = sim_node.fsynced.clone();
+                let lease = store.counter_lease().expect("memory store");
+                kept.set_counter_lease(lease).expect("memory store");
+                kept
+            } else {
+                store
+            };
+            sim_node.crashed = Some((kept, restart_at));
         }
         let lost: Vec<ClientId> = self
             .requests
@@ -348,12 +386,9 @@ impl Sim {
     fn restart(&mut self, id: &NodeId) {
         let sim_node = self.nodes.get_mut(id).expect("node");
         if let Some((store, _)) = sim_node.crashed.take() {
-            sim_node.node = Some(Node::new(
-                id.clone(),
-                self.settings.clone(),
-                self.ring.clone(),
-                store,
-            ));
+            let node = Node::new(id.clone(), self.settings.clone(), self.ring.clone(), store)
+                .expect("a memory store always has a lease");
+            sim_node.node = Some(node);
         }
     }
 

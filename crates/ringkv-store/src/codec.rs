@@ -177,6 +177,7 @@ mod tests {
             WriteLimits {
                 max_siblings: 8,
                 max_clock_entries: 10,
+                min_counter: 0,
             },
         )
         .unwrap();

@@ -65,12 +65,15 @@ pub(crate) const META_KEYSPACE: &str = "meta";
 /// The key, in [`META_KEYSPACE`], of the layout record: one byte,
 /// [`codec::KEY_LAYOUT_VERSION`].
 pub(crate) const LAYOUT_KEY: &[u8] = b"key_layout";
+/// The key, in [`META_KEYSPACE`], of the node's counter lease (u64, big-endian).
+const COUNTER_LEASE_KEY: &[u8] = b"counter_lease";
 
 /// A [`Store`] on disk, in a fjall database. See the [module docs](self) for
 /// what [`Store::sync`] guarantees.
 pub struct FjallStore {
     db: Database,
     kv: Keyspace,
+    meta: Keyspace,
     path: PathBuf,
     durability: Durability,
     /// Present with [`Durability::Interval`].
@@ -119,7 +122,7 @@ impl FjallStore {
                 KeyspaceCreateOptions::default().manual_journal_persist(true)
             })
             .map_err(|e| open_error(&path, e))?;
-        check_layout(&db, &kv, kv_existed, &path)?;
+        let meta = check_layout(&db, &kv, kv_existed, &path)?;
         let fsyncer = match durability {
             Durability::Always => None,
             Durability::Interval => Some(Fsyncer::start(
@@ -131,6 +134,7 @@ impl FjallStore {
         Ok(FjallStore {
             db,
             kv,
+            meta,
             path,
             durability,
             fsyncer,
@@ -189,20 +193,20 @@ impl FjallStore {
 }
 
 /// Check the database's layout record, writing (and fsyncing) it into a
-/// new database. `kv_existed`: whether the data keyspace existed before this
-/// open.
+/// new database, and return the meta keyspace. `kv_existed`: whether the
+/// data keyspace existed before this open.
 fn check_layout(
     db: &Database,
     kv: &Keyspace,
     kv_existed: bool,
     path: &Path,
-) -> Result<(), StoreError> {
+) -> Result<Keyspace, StoreError> {
     let meta = db
         .keyspace(META_KEYSPACE, KeyspaceCreateOptions::default)
         .map_err(|e| open_error(path, e))?;
     let record = meta.get(LAYOUT_KEY).map_err(|e| open_error(path, e))?;
     match record.as_deref() {
-        Some([codec::KEY_LAYOUT_VERSION]) => Ok(()),
+        Some([codec::KEY_LAYOUT_VERSION]) => Ok(meta),
         Some(other) => Err(StoreError(format!(
             "cannot open the database at {}: its key layout record is {other:?}, \
              this build reads layout [{}] only",
@@ -223,7 +227,8 @@ fn check_layout(
             meta.insert(LAYOUT_KEY, [codec::KEY_LAYOUT_VERSION])
                 .map_err(|e| open_error(path, e))?;
             db.persist(PersistMode::SyncAll)
-                .map_err(|e| open_error(path, e))
+                .map_err(|e| open_error(path, e))?;
+            Ok(meta)
         }
     }
 }
@@ -287,6 +292,30 @@ impl Store for FjallStore {
             }
         }
         self.db.persist(mode).map_err(|e| self.error("sync", e))
+    }
+
+    fn counter_lease(&self) -> Result<u64, StoreError> {
+        let bytes = self
+            .meta
+            .get(COUNTER_LEASE_KEY)
+            .map_err(|e| self.error("read counter lease", e))?;
+        match bytes.as_deref() {
+            None => Ok(0),
+            Some(b) => b
+                .try_into()
+                .map(u64::from_be_bytes)
+                .map_err(|_| StoreError(format!("corrupt counter lease ({} bytes)", b.len()))),
+        }
+    }
+
+    /// Written and fsynced at once, with everything before it.
+    fn set_counter_lease(&mut self, lease: u64) -> Result<(), StoreError> {
+        self.meta
+            .insert(COUNTER_LEASE_KEY, lease.to_be_bytes())
+            .map_err(|e| self.error("write counter lease", e))?;
+        self.db
+            .persist(PersistMode::SyncAll)
+            .map_err(|e| self.error("fsync counter lease", e))
     }
 
     /// One fjall range scan over the physical keys of the token range.

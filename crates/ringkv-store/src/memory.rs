@@ -13,11 +13,11 @@ use ringkv_core::store::{Store, StoreError};
 use std::collections::BTreeMap;
 
 /// A [`Store`] in a `BTreeMap` from physical keys (`token ++ key`) to
-/// encoded values. Encodings are canonical, so two stores are equal exactly
-/// when they hold the same sibling sets.
-#[derive(Clone, Debug, Default, PartialEq, Eq)]
+/// encoded values.
+#[derive(Clone, Debug, Default)]
 pub struct MemoryStore {
     map: BTreeMap<Vec<u8>, Vec<u8>>,
+    counter_lease: u64,
 }
 
 impl MemoryStore {
@@ -47,6 +47,16 @@ impl MemoryStore {
     }
 }
 
+/// Two stores are equal when they hold the same sibling sets (encodings are
+/// canonical); the counter lease is the owning node's bookkeeping, not data.
+impl PartialEq for MemoryStore {
+    fn eq(&self, other: &Self) -> bool {
+        self.map == other.map
+    }
+}
+
+impl Eq for MemoryStore {}
+
 impl Store for MemoryStore {
     fn get(&self, key: &[u8]) -> Result<Option<SiblingSet>, StoreError> {
         if !codec::is_storable_key(key) {
@@ -66,6 +76,15 @@ impl Store for MemoryStore {
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {
+        Ok(())
+    }
+
+    fn counter_lease(&self) -> Result<u64, StoreError> {
+        Ok(self.counter_lease)
+    }
+
+    fn set_counter_lease(&mut self, lease: u64) -> Result<(), StoreError> {
+        self.counter_lease = lease;
         Ok(())
     }
 

@@ -7,6 +7,7 @@ use ringkv_core::NodeId;
 const LIMITS: WriteLimits = WriteLimits {
     max_siblings: 8,
     max_clock_entries: 10,
+    min_counter: 0,
 };
 
 fn one_write(node: &str, value: &[u8], now: u64) -> SiblingSet {
@@ -659,4 +660,27 @@ fn config_defaults_and_toml() {
     assert!(toml::from_str::<Node>("[storage]\nfsync_ms = 5\n").is_err());
     assert!(toml::from_str::<Node>("[storage]\nfsync = \"Always\"\n").is_err());
     assert!(toml::from_str::<Node>("[storage]\nengine = \"redb\"\n").is_err());
+}
+
+/// The counter lease starts at 0 and survives a reopen.
+fn counter_lease_contract(store: &mut dyn Store) {
+    assert_eq!(store.counter_lease().unwrap(), 0);
+    store.set_counter_lease(10_001).unwrap();
+    assert_eq!(store.counter_lease().unwrap(), 10_001);
+}
+
+#[test]
+fn counter_lease_on_every_engine() {
+    on_every_engine(counter_lease_contract);
+}
+
+#[test]
+fn fjall_counter_lease_survives_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    {
+        let mut store = FjallStore::open(dir.path(), Durability::Interval, 100).unwrap();
+        store.set_counter_lease(20_002).unwrap();
+    }
+    let store = FjallStore::open(dir.path(), Durability::Interval, 100).unwrap();
+    assert_eq!(store.counter_lease().unwrap(), 20_002);
 }

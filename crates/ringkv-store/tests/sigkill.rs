@@ -38,6 +38,7 @@ fn value(i: u32) -> SiblingSet {
     let limits = WriteLimits {
         max_siblings: 8,
         max_clock_entries: 10,
+        min_counter: 0,
     };
     set.write(
         &NodeId::from("n1"),

@@ -25,12 +25,14 @@ impl<S: Store> Node<S> {
         let limits = WriteLimits {
             max_siblings: self.settings.max_siblings,
             max_clock_entries: self.settings.max_clock_entries,
+            min_counter: self.lease.floor,
         };
         let written = self.read_local(&key).and_then(|old| {
             let mut set = old.clone();
             let dot = set
                 .write(&self.id, &context, value, now, limits)
                 .map_err(ClientError::from)?;
+            self.cover_counter(dot.counter)?;
             self.write_local(&key, &old, &set)?;
             let clock = set.iter().find(|s| s.dot == dot).map(|s| s.clock());
             Ok((set, clock.unwrap_or_default()))

@@ -54,7 +54,8 @@ impl Net {
         let nodes = names
             .iter()
             .map(|n| {
-                let node = Node::new(id(n), settings.clone(), ring.clone(), store_for(n));
+                let node = Node::new(id(n), settings.clone(), ring.clone(), store_for(n))
+                    .expect("a memory store has a lease");
                 (id(n), node)
             })
             .collect();
