@@ -4,7 +4,8 @@
 //! Nodes are numbered from 1 like their ids: node `i` is `n{i}`. Every node
 //! runs with `fault_injection = true` (so links can be cut). [`Cluster::start`]
 //! gives nodes a short quorum timeout, so failure tests finish in a second or
-//! two; [`Cluster::start_patient`] a long one, for tests that count exactly.
+//! two; [`Cluster::start_patient`] a long one, for tests that count exactly;
+//! [`Cluster::start_with`] adds config sections (e.g. `[anti_entropy]`).
 //!
 //! Dropping a [`Cluster`] SIGKILLs every node; when the test is failing it
 //! then prints the end of every node's log. Set `RINGKV_E2E_KEEP=1` to keep
@@ -17,6 +18,7 @@ use base64::Engine;
 use reqwest::header::HeaderMap;
 use reqwest::Method;
 use ringkv_core::ring::{Ring, RingMember};
+use ringkv_core::siblings::SiblingSet;
 use ringkv_core::version::VersionVector;
 use ringkv_core::NodeId;
 use std::collections::HashSet;
@@ -196,16 +198,48 @@ impl Sibling {
 }
 
 /// Percent-encode a key as one path segment (as the CLI client does).
-pub fn key_path(key: &str) -> String {
-    let mut path = String::from("/kv/");
+pub fn encode_key(key: &str) -> String {
+    let mut segment = String::new();
     for b in key.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            path.push(b as char);
+            segment.push(b as char);
         } else {
-            path.push_str(&format!("%{b:02X}"));
+            segment.push_str(&format!("%{b:02X}"));
         }
     }
-    path
+    segment
+}
+
+/// `/kv/{key}`, the key percent-encoded.
+pub fn key_path(key: &str) -> String {
+    format!("/kv/{}", encode_key(key))
+}
+
+/// Any HTTP request with `http`; `url` is absolute. A transport error
+/// (refused, reset, timed out) is returned, not a panic.
+pub async fn send(
+    http: &reqwest::Client,
+    method: Method,
+    url: &str,
+    headers: &[(&str, &str)],
+    body: Option<Vec<u8>>,
+) -> Result<Resp, reqwest::Error> {
+    let mut builder = http.request(method, url);
+    for (name, value) in headers {
+        builder = builder.header(*name, *value);
+    }
+    if let Some(body) = body {
+        builder = builder.body(body);
+    }
+    let response = builder.send().await?;
+    let status = response.status().as_u16();
+    let headers = response.headers().clone();
+    let body = response.bytes().await?.to_vec();
+    Ok(Resp {
+        status,
+        headers,
+        body,
+    })
 }
 
 /// The preference list of `key` in a cluster of `n_nodes` nodes, as node
@@ -257,6 +291,8 @@ struct NodeProc {
 /// A cluster of real node processes on loopback.
 pub struct Cluster {
     request_timeout_ms: u64,
+    /// Appended to every node's config before its `[[nodes]]` list.
+    extra_toml: String,
     /// Removed on drop unless `RINGKV_E2E_KEEP` is set.
     dir: Option<tempfile::TempDir>,
     nodes: Vec<NodeProc>,
@@ -276,12 +312,24 @@ impl Cluster {
     }
 
     pub async fn start_with_timeout(n: usize, request_timeout_ms: u64) -> Cluster {
+        Self::start_configured(n, request_timeout_ms, "").await
+    }
+
+    /// Like [`Cluster::start`], with `extra_toml` (whole config sections,
+    /// e.g. `"[anti_entropy]\nenabled = false\n"`) added to every node's
+    /// config.
+    pub async fn start_with(n: usize, extra_toml: &str) -> Cluster {
+        Self::start_configured(n, REQUEST_TIMEOUT_MS, extra_toml).await
+    }
+
+    pub async fn start_configured(n: usize, request_timeout_ms: u64, extra_toml: &str) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("ringkv-e2e-")
             .tempdir()
             .expect("tempdir");
         let mut cluster = Cluster {
             request_timeout_ms,
+            extra_toml: extra_toml.to_string(),
             dir: Some(dir),
             nodes: Vec::new(),
             http: http_client(),
@@ -345,6 +393,10 @@ impl Cluster {
             data_dir.to_str().expect("utf-8 temp path"),
             self.request_timeout_ms,
         );
+        if !self.extra_toml.is_empty() {
+            text.push_str(&self.extra_toml);
+            text.push_str("\n\n");
+        }
         for (i, node) in (1..).zip(&self.nodes) {
             text.push_str(&format!(
                 "[[nodes]]\nid = \"n{i}\"\naddr = \"127.0.0.1:{}\"\nhttp = \"127.0.0.1:{}\"\n\n",
@@ -427,6 +479,12 @@ impl Cluster {
         SocketAddr::from(([127, 0, 0, 1], self.node(i).peer))
     }
 
+    /// The HTTP base address of node `i`, `http://127.0.0.1:PORT` (stable
+    /// across restarts).
+    pub fn base_url(&self, i: usize) -> String {
+        format!("http://{}", self.http_addr(i))
+    }
+
     pub fn url(&self, i: usize, path: &str) -> String {
         format!("http://{}{path}", self.http_addr(i))
     }
@@ -474,10 +532,17 @@ impl Cluster {
 
     async fn link(&self, a: usize, b: usize, action: &str) {
         for (from, to) in [(a, b), (b, a)] {
-            let path = format!("/admin/links/n{to}/{action}");
-            let resp = self.request(Method::POST, from, &path, &[], None).await;
-            assert_eq!(resp.status, 204, "{action} n{from}->n{to}: {}", resp.text());
+            self.link_one_way(from, to, action).await;
         }
+    }
+
+    /// `action` (`cut` or `heal`) on node `from`'s side of its link to
+    /// `to` only. A cut on either side silences the link both ways; a node
+    /// restarts with all its links healed.
+    pub async fn link_one_way(&self, from: usize, to: usize, action: &str) {
+        let path = format!("/admin/links/n{to}/{action}");
+        let resp = self.request(Method::POST, from, &path, &[], None).await;
+        assert_eq!(resp.status, 204, "{action} n{from}->n{to}: {}", resp.text());
     }
 
     /// Silently drop all traffic between nodes `a` and `b`, both ways.
@@ -512,22 +577,7 @@ impl Cluster {
         headers: &[(&str, &str)],
         body: Option<Vec<u8>>,
     ) -> Result<Resp, reqwest::Error> {
-        let mut builder = self.http.request(method, self.url(i, path));
-        for (name, value) in headers {
-            builder = builder.header(*name, *value);
-        }
-        if let Some(body) = body {
-            builder = builder.body(body);
-        }
-        let response = builder.send().await?;
-        let status = response.status().as_u16();
-        let headers = response.headers().clone();
-        let body = response.bytes().await?.to_vec();
-        Ok(Resp {
-            status,
-            headers,
-            body,
-        })
+        send(&self.http, method, &self.url(i, path), headers, body).await
     }
 
     /// PUT with an optional context and `?w=`.
@@ -604,6 +654,48 @@ impl Cluster {
         status["stats"][name]
             .as_u64()
             .unwrap_or_else(|| panic!("no stats.{name} in {status}"))
+    }
+
+    /// Node `i`'s own stored copy of `key` (`GET /admin/replica/{key}`),
+    /// tombstones included; empty when it holds nothing.
+    pub async fn replica(&self, i: usize, key: &str) -> SiblingSet {
+        let path = format!("/admin/replica/{}", encode_key(key));
+        let resp = self
+            .request(Method::GET, i, &path, &[], None)
+            .await
+            .expect(200);
+        serde_json::from_slice(&resp.body)
+            .unwrap_or_else(|e| panic!("replica of {key} on n{i} ({e}): {}", resp.text()))
+    }
+
+    /// Start a forced anti-entropy repair on node `i` (`POST
+    /// /admin/repair`); answers how many exchanges were queued.
+    pub async fn start_repair(&self, i: usize) -> u64 {
+        let resp = self
+            .request(Method::POST, i, "/admin/repair", &[], None)
+            .await
+            .expect(200);
+        resp.json()["exchanges"]
+            .as_u64()
+            .unwrap_or_else(|| panic!("no exchanges in {}", resp.text()))
+    }
+
+    /// Wait until node `i` has no forced repair in progress
+    /// (`anti_entropy.repair` is null in `/status`); panics after `limit`.
+    pub async fn wait_repaired(&self, i: usize, limit: Duration) {
+        let deadline = Instant::now() + limit;
+        loop {
+            let status = self.status(i).await;
+            let progress = &status["anti_entropy"]["repair"];
+            if progress.is_null() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "n{i}'s repair did not finish within {limit:?}: {progress}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     fn kill_all(&mut self) {
