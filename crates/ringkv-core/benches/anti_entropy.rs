@@ -76,7 +76,11 @@ fn full_exchange(keys: usize, differing: usize) {
     );
     let start = Instant::now();
     net.node("n1").start_repair(None);
-    while net.node("n1").repair_progress().is_some() {
+    while !net
+        .node("n1")
+        .repair_progress()
+        .is_some_and(|p| p.finished())
+    {
         net.advance(10);
     }
     let elapsed = start.elapsed();

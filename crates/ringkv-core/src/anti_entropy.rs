@@ -88,6 +88,8 @@ pub struct AeStats {
     /// Completed exchanges whose roots were equal from the start.
     pub exchanges_in_sync: u64,
     pub exchanges_timed_out: u64,
+    /// Exchanges ended early: timed out or their peer was unreachable.
+    pub exchanges_failed: u64,
     pub differing_leaves: u64,
     pub keys_sent: u64,
     /// Keys whose local state changed by merging a partner's version.
@@ -114,11 +116,19 @@ pub struct Running {
     pub diverged: bool,
 }
 
-/// Progress of a forced repair (`ringkv repair`).
-#[derive(Clone, Debug, Default, Serialize)]
+/// Progress of a forced repair (`ringkv repair`): every queued exchange ends
+/// `done` or `failed` (timed out, or its peer was unreachable).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepairProgress {
     pub total: usize,
     pub done: usize,
+    pub failed: usize,
+}
+
+impl RepairProgress {
+    pub fn finished(&self) -> bool {
+        self.done + self.failed >= self.total
+    }
 }
 
 /// All anti-entropy state of one node.
@@ -136,6 +146,7 @@ pub struct AntiEntropy {
     budget: f64,
     refilled_at: Millis,
     repairs: VecDeque<(Token, NodeId)>,
+    /// The current (or last) forced repair.
     pub repair: Option<RepairProgress>,
 }
 
@@ -193,17 +204,50 @@ impl AntiEntropy {
         let elapsed = now.saturating_sub(self.refilled_at) as f64 / 1000.0;
         self.budget = (self.budget + elapsed * rate).min(rate);
         self.refilled_at = now;
-        let before = self.running.len();
-        self.running.retain(|_, r| r.deadline > now);
-        self.stats.exchanges_timed_out += (before - self.running.len()) as u64;
-        if self.running.is_empty() && self.repairs.is_empty() {
-            self.repair = None;
+        let expired: Vec<ExchangeId> = self
+            .running
+            .iter()
+            .filter(|(_, r)| r.deadline <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        self.stats.exchanges_timed_out += expired.len() as u64;
+        for id in expired {
+            self.fail(&id);
+        }
+    }
+
+    /// `peer` cannot be reached: end the exchanges with it now instead of
+    /// waiting out their timeout, and drop queued repairs with it.
+    pub fn peer_unreachable(&mut self, peer: &NodeId) {
+        let ended: Vec<ExchangeId> = self
+            .running
+            .iter()
+            .filter(|(_, r)| r.peer == *peer)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in ended {
+            self.fail(&id);
+        }
+        let queued = self.repairs.len();
+        self.repairs.retain(|(_, p)| p != peer);
+        if let Some(progress) = &mut self.repair {
+            progress.failed += queued - self.repairs.len();
+        }
+    }
+
+    /// An exchange ended without completing.
+    fn fail(&mut self, id: &ExchangeId) {
+        if self.running.remove(id).is_some() {
+            self.stats.exchanges_failed += 1;
+            if let Some(progress) = self.repair.as_mut().filter(|p| !p.finished()) {
+                progress.failed += 1;
+            }
         }
     }
 
     /// The next (range, peer) to exchange, if one is due: queued repairs
     /// first, otherwise the next range in token order every `interval_ms`,
-    /// rotating through its peers.
+    /// with the next of its peers on each full cycle over the ranges.
     pub fn next_exchange(&mut self, now: Millis) -> Option<(Token, NodeId)> {
         if !self.running.is_empty() {
             return None;
@@ -225,7 +269,8 @@ impl AntiEntropy {
         if range.peers.is_empty() {
             return None;
         }
-        let peer = range.peers[self.round % range.peers.len()].clone();
+        let cycle = self.round / self.trees.len().max(1);
+        let peer = range.peers[cycle % range.peers.len()].clone();
         Some((end, peer))
     }
 
@@ -260,7 +305,7 @@ impl AntiEntropy {
         if let Some(t) = self.trees.get_mut(&run.range) {
             t.last_sync = Some(now);
         }
-        if let Some(progress) = &mut self.repair {
+        if let Some(progress) = self.repair.as_mut().filter(|p| !p.finished()) {
             progress.done += 1;
         }
     }
@@ -275,7 +320,7 @@ impl AntiEntropy {
     /// How many keys an exchange step may send now (at least one, so a
     /// started exchange always progresses). Forced repairs are not limited.
     pub fn take_budget(&mut self, wanted: usize) -> usize {
-        if self.repair.is_some() {
+        if self.repair.as_ref().is_some_and(|p| !p.finished()) {
             return wanted;
         }
         let allowed = wanted.min(self.budget.max(1.0) as usize);
@@ -294,7 +339,10 @@ impl AntiEntropy {
             .collect();
         let total = jobs.len();
         self.repairs.extend(jobs);
-        let progress = self.repair.get_or_insert_with(RepairProgress::default);
+        let progress = match &mut self.repair {
+            Some(p) if !p.finished() => p,
+            slot => slot.insert(RepairProgress::default()),
+        };
         progress.total += total;
         total
     }

@@ -214,6 +214,7 @@ impl<S: Store> Node<S> {
     pub fn on_unreachable(&mut self, now: Millis, peer: NodeId) {
         self.unreachable
             .insert(peer.clone(), now + UNREACHABLE_FOR_MS);
+        self.ae.peer_unreachable(&peer);
         let waiting: Vec<RequestId> = self
             .ops
             .iter()

@@ -59,9 +59,17 @@ fn same_data(net: &Net, a: &str, b: &str) -> bool {
 /// Run a forced repair from `node` until it is over (bounded).
 fn repair(net: &mut Net, node: &str) {
     net.node(node).start_repair(None);
+    repair_until_finished(net, node);
+}
+
+fn repair_until_finished(net: &mut Net, node: &str) {
     for _ in 0..100_000 {
         net.advance(10);
-        if net.node(node).repair_progress().is_none() {
+        if net
+            .node(node)
+            .repair_progress()
+            .is_some_and(|p| p.finished())
+        {
             return;
         }
     }
@@ -196,4 +204,29 @@ proptest! {
         prop_assert_eq!(keys_carried(&net.log), differing);
         prop_assert!(same_data(&net, "n1", "n2"));
     }
+}
+
+#[test]
+fn a_repair_with_a_dead_peer_ends_quickly_and_counts_its_failures() {
+    let mut net = Net::build(&["n1", "n2", "n3"], settings(3, false), |_| {
+        MemoryStore::default()
+    });
+    net.down.insert(id("n3"));
+    let queued = net.node("n1").start_repair(None);
+    let started = net.now;
+    repair_until_finished(&mut net, "n1");
+    let progress = net.node("n1").repair_progress().cloned().unwrap();
+    assert_eq!(progress.total, queued);
+    assert_eq!(progress.failed, queued / 2, "every exchange with n3 failed");
+    assert_eq!(
+        progress.done,
+        queued / 2,
+        "every exchange with n2 completed"
+    );
+    let timeout = settings(3, false).anti_entropy.exchange_timeout_ms;
+    assert!(
+        net.now - started < timeout,
+        "did not wait out exchange timeouts ({} simulated ms)",
+        net.now - started
+    );
 }

@@ -4,6 +4,7 @@
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use ringkv_core::anti_entropy::RepairProgress;
 use ringkv_server::http::{RepairStarted, SiblingsJson, CONTEXT_HEADER};
 use std::time::Duration;
 
@@ -154,21 +155,25 @@ pub async fn repair(target: &Target, range: Option<u64>, rebuild: bool) -> Resul
     loop {
         let status = status_json(target).await?;
         let ae = &status["anti_entropy"];
-        let (done, total) = match &ae["repair"] {
-            serde_json::Value::Null => (started.exchanges, started.exchanges),
-            p => (
-                p["done"].as_u64().unwrap_or(0) as usize,
-                p["total"].as_u64().unwrap_or(0) as usize,
-            ),
-        };
-        let percent = (done * 100).checked_div(total).unwrap_or(100);
-        let repaired = ae["keys_repaired"].as_u64().unwrap_or(0)
-            - before["anti_entropy"]["keys_repaired"]
-                .as_u64()
-                .unwrap_or(0);
-        eprintln!("repair: {done}/{total} exchanges ({percent}%), {repaired} keys repaired");
-        if done >= total {
-            return Ok(());
+        let progress: RepairProgress = serde_json::from_value(ae["repair"].clone())
+            .map_err(|e| format!("unexpected repair status from {}: {e}", target.node))?;
+        let ended = progress.done + progress.failed;
+        let percent = (ended * 100).checked_div(progress.total).unwrap_or(100);
+        let count = |status: &serde_json::Value| status["keys_repaired"].as_u64().unwrap_or(0);
+        let repaired = count(ae).saturating_sub(count(&before["anti_entropy"]));
+        eprintln!(
+            "repair: {ended}/{} exchanges ({percent}%), {} failed, {repaired} keys repaired",
+            progress.total, progress.failed
+        );
+        if progress.finished() {
+            return match progress.failed {
+                0 => Ok(()),
+                failed => Err(format!(
+                    "{failed} of {} exchanges failed (a peer was unreachable or too slow); \
+                     run the repair again once every node is up",
+                    progress.total
+                )),
+            };
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }

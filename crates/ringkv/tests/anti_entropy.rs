@@ -93,8 +93,8 @@ fn percent(line: &str) -> Option<u64> {
 
 /// The keys repaired in a progress line `... (100%), 200 keys repaired`.
 fn keys_repaired(line: &str) -> Option<u64> {
-    let (_, rest) = line.split_once("%), ")?;
-    rest.strip_suffix(" keys repaired")?.parse().ok()
+    let counts = line.strip_suffix(" keys repaired")?;
+    counts.rsplit(", ").next()?.parse().ok()
 }
 
 /// n3 misses 200 acknowledged writes while cut off; periodic anti-entropy
@@ -165,6 +165,10 @@ async fn a_replica_that_missed_writes_converges_through_anti_entropy() {
     );
     let (last_percent, last_line) = *progress.last().unwrap();
     assert_eq!(last_percent, 100, "progress ends at 100%:\n{stderr}");
+    assert!(
+        last_line.contains(", 0 failed, "),
+        "no exchange failed:\n{stderr}"
+    );
     let repaired = keys_repaired(last_line)
         .unwrap_or_else(|| panic!("no repaired-keys count in {last_line:?}"));
     assert!(

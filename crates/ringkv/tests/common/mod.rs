@@ -680,14 +680,16 @@ impl Cluster {
             .unwrap_or_else(|| panic!("no exchanges in {}", resp.text()))
     }
 
-    /// Wait until node `i` has no forced repair in progress
-    /// (`anti_entropy.repair` is null in `/status`); panics after `limit`.
+    /// Wait until node `i`'s forced repair has finished (every queued
+    /// exchange done or failed in `anti_entropy.repair` of `/status`);
+    /// panics after `limit`.
     pub async fn wait_repaired(&self, i: usize, limit: Duration) {
         let deadline = Instant::now() + limit;
         loop {
             let status = self.status(i).await;
             let progress = &status["anti_entropy"]["repair"];
-            if progress.is_null() {
+            let count = |field: &str| progress[field].as_u64().unwrap_or(0);
+            if progress.is_null() || count("done") + count("failed") >= count("total") {
                 return;
             }
             assert!(
