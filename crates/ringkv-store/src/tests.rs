@@ -235,6 +235,17 @@ fn token_order<'a>(keys: impl IntoIterator<Item = &'a [u8]>) -> Vec<(Token, Vec<
     sorted
 }
 
+/// Scan the whole ring and check it visits exactly `keys`, in token order.
+fn full_scan_of_exactly(store: &dyn Store, keys: &[Vec<u8>]) -> Vec<(Vec<u8>, SiblingSet)> {
+    let sorted = token_order(keys.iter().map(Vec::as_slice));
+    let all = scan_entries(store, 0, u64::MAX);
+    assert_eq!(
+        all.iter().map(|(key, _)| key.clone()).collect::<Vec<_>>(),
+        keys_of(&sorted)
+    );
+    all
+}
+
 fn keys_of(entries: &[(Token, Vec<u8>)]) -> Vec<Vec<u8>> {
     entries.iter().map(|(_, key)| key.clone()).collect()
 }
@@ -380,12 +391,7 @@ fn fjall_scan_after_reopen() {
         store.sync().unwrap();
     }
     let store = FjallStore::open(dir.path(), Durability::Interval, 100).unwrap();
-    let sorted = token_order(keys.iter().map(Vec::as_slice));
-    let all = scan_entries(&store, 0, u64::MAX);
-    assert_eq!(
-        all.iter().map(|(key, _)| key.clone()).collect::<Vec<_>>(),
-        keys_of(&sorted)
-    );
+    let all = full_scan_of_exactly(&store, &keys);
     for (key, set) in &all {
         let i: u32 = std::str::from_utf8(&key[4..]).unwrap().parse().unwrap();
         assert_eq!(*set, one_write("n1", &i.to_le_bytes(), i.into()));
@@ -466,12 +472,7 @@ fn fjall_scan_merges_disk_and_memtable() {
     }
     store.sync().unwrap();
     let keys: Vec<Vec<u8>> = (0..3000).map(numbered_key).collect();
-    let sorted = token_order(keys.iter().map(Vec::as_slice));
-    let all = scan_entries(&store, 0, u64::MAX);
-    assert_eq!(
-        all.iter().map(|(key, _)| key.clone()).collect::<Vec<_>>(),
-        keys_of(&sorted)
-    );
+    let all = full_scan_of_exactly(&store, &keys);
     for (key, set) in &all {
         let i: u32 = std::str::from_utf8(&key[4..]).unwrap().parse().unwrap();
         let value: &[u8] = if i < 1000 { b"old" } else { b"new" };
