@@ -235,16 +235,20 @@ fn token_order<'a>(keys: impl IntoIterator<Item = &'a [u8]>) -> Vec<(Token, Vec<
     sorted
 }
 
-/// Scan the whole ring and check it visits exactly `keys`, in token order.
-fn full_scan_of_exactly(store: &dyn Store, keys: &[Vec<u8>]) -> Vec<(Vec<u8>, SiblingSet)> {
+/// Scan the whole ring and check it visits exactly `keys`, in token order;
+/// returns the keys in that order and what the scan found.
+fn full_scan_of_exactly(store: &dyn Store, keys: &[Vec<u8>]) -> (TokenOrder, Entries) {
     let sorted = token_order(keys.iter().map(Vec::as_slice));
     let all = scan_entries(store, 0, u64::MAX);
     assert_eq!(
         all.iter().map(|(key, _)| key.clone()).collect::<Vec<_>>(),
         keys_of(&sorted)
     );
-    all
+    (sorted, all)
 }
+
+type TokenOrder = Vec<(Token, Vec<u8>)>;
+type Entries = Vec<(Vec<u8>, SiblingSet)>;
 
 fn keys_of(entries: &[(Token, Vec<u8>)]) -> Vec<Vec<u8>> {
     entries.iter().map(|(_, key)| key.clone()).collect()
@@ -391,7 +395,7 @@ fn fjall_scan_after_reopen() {
         store.sync().unwrap();
     }
     let store = FjallStore::open(dir.path(), Durability::Interval, 100).unwrap();
-    let all = full_scan_of_exactly(&store, &keys);
+    let (sorted, all) = full_scan_of_exactly(&store, &keys);
     for (key, set) in &all {
         let i: u32 = std::str::from_utf8(&key[4..]).unwrap().parse().unwrap();
         assert_eq!(*set, one_write("n1", &i.to_le_bytes(), i.into()));
@@ -472,7 +476,7 @@ fn fjall_scan_merges_disk_and_memtable() {
     }
     store.sync().unwrap();
     let keys: Vec<Vec<u8>> = (0..3000).map(numbered_key).collect();
-    let all = full_scan_of_exactly(&store, &keys);
+    let (sorted, all) = full_scan_of_exactly(&store, &keys);
     for (key, set) in &all {
         let i: u32 = std::str::from_utf8(&key[4..]).unwrap().parse().unwrap();
         let value: &[u8] = if i < 1000 { b"old" } else { b"new" };
