@@ -84,6 +84,8 @@ pub struct Ring {
     /// preference walk knows when no unrepresented zone can turn up.
     zone_count: usize,
     vnodes_per_node: u32,
+    /// Cached [`Ring::fingerprint`], recomputed whenever members change.
+    fingerprint: u64,
 }
 
 impl Default for Ring {
@@ -97,13 +99,16 @@ impl Ring {
     /// without vnodes could never be chosen, silently shrinking every
     /// preference list.
     pub fn new(vnodes_per_node: u32) -> Ring {
-        Ring {
+        let mut ring = Ring {
             vnodes: BTreeMap::new(),
             shadowed: BTreeMap::new(),
             members: BTreeMap::new(),
             zone_count: 0,
             vnodes_per_node: vnodes_per_node.max(1),
-        }
+            fingerprint: 0,
+        };
+        ring.summarize();
+        ring
     }
 
     pub fn with_members(
@@ -157,7 +162,7 @@ impl Ring {
                 claims,
             },
         );
-        self.recount_zones();
+        self.summarize();
     }
 
     /// Removes the member (no-op if absent). Its vnodes disappear, so its
@@ -180,16 +185,28 @@ impl Ring {
                 self.shadowed.remove(&token);
             }
         }
-        self.recount_zones();
+        self.summarize();
     }
 
-    fn recount_zones(&mut self) {
+    /// Recompute what is derived from the member set: the zone count and
+    /// the fingerprint.
+    fn summarize(&mut self) {
         let zones: BTreeSet<Option<&str>> = self
             .members
             .values()
             .map(|m| m.info.zone.as_deref())
             .collect();
         self.zone_count = zones.len();
+        self.fingerprint = fingerprint_of(self.vnodes_per_node, self.members());
+    }
+
+    /// A 64-bit digest of everything placement depends on (vnodes per node
+    /// and each member's id and zone). Two rings with the same fingerprint
+    /// place every key the same way, so a client that computes the ring
+    /// itself can check it agrees with the nodes, and notice when their
+    /// ring changed, by comparing one number.
+    pub fn fingerprint(&self) -> u64 {
+        self.fingerprint
     }
 
     pub fn contains(&self, id: &NodeId) -> bool {
@@ -322,6 +339,28 @@ impl Ring {
             .0;
         Some(TokenRange::new(start, end))
     }
+}
+
+/// xxh3 over an unambiguous encoding of the placement inputs: members come
+/// sorted by id, ids and zones are length-prefixed, and a zone is tagged
+/// present or absent (so no zone differs from an empty one).
+fn fingerprint_of<'a>(vnodes: u32, members: impl Iterator<Item = &'a RingMember>) -> u64 {
+    fn field(bytes: &mut Vec<u8>, text: &str) {
+        bytes.extend((text.len() as u64).to_le_bytes());
+        bytes.extend(text.as_bytes());
+    }
+    let mut bytes = vnodes.to_le_bytes().to_vec();
+    for member in members {
+        field(&mut bytes, member.id.as_str());
+        match &member.zone {
+            Some(zone) => {
+                bytes.push(1);
+                field(&mut bytes, zone);
+            }
+            None => bytes.push(0),
+        }
+    }
+    xxh3_64(&bytes)
 }
 
 /// The tokens a node's id hashes to, sorted and deduplicated.
@@ -491,6 +530,31 @@ mod tests {
             }
             assert_eq!(list, walk[..4]);
         }
+    }
+
+    #[test]
+    fn fingerprint_follows_exactly_the_placement_inputs() {
+        let base = || Ring::with_members(plain(3), 16);
+        let fingerprint = base().fingerprint();
+        // Order of adds and a remove/re-add round trip do not matter.
+        let mut reordered = Ring::with_members(plain(3).into_iter().rev(), 16);
+        assert_eq!(reordered.fingerprint(), fingerprint);
+        reordered.remove(&node(1));
+        assert_ne!(reordered.fingerprint(), fingerprint);
+        reordered.add(RingMember::new(node(1)));
+        assert_eq!(reordered.fingerprint(), fingerprint);
+        // Every input changes it: vnodes, a member, a zone, no zone vs "".
+        assert_ne!(Ring::with_members(plain(3), 17).fingerprint(), fingerprint);
+        assert_ne!(Ring::with_members(plain(4), 16).fingerprint(), fingerprint);
+        let mut zoned = base();
+        zoned.add(RingMember::zoned(node(0), ""));
+        assert_ne!(zoned.fingerprint(), fingerprint);
+        zoned.add(RingMember::zoned(node(0), "a"));
+        assert_ne!(zoned.fingerprint(), fingerprint);
+        // Pinned (the dev cluster's ring): clients of other builds compare
+        // it with the nodes'.
+        let dev = Ring::with_members(["n1", "n2", "n3"].map(RingMember::new), 128);
+        assert_eq!(dev.fingerprint(), 0xc445794a0a2c6086);
     }
 
     #[test]

@@ -17,7 +17,8 @@ use ringkv_core::store::Store;
 use ringkv_core::{Millis, NodeId};
 use serde::Serialize;
 use std::collections::BTreeMap;
-use std::sync::mpsc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::oneshot;
@@ -62,6 +63,12 @@ pub struct NodeReport {
     pub w: usize,
     pub in_flight: usize,
     pub stats: Stats,
+    /// Tokens each member's id hashes to: with the members (ids and zones)
+    /// all a client needs to compute the ring itself.
+    pub vnodes_per_node: u32,
+    /// [`Ring::fingerprint`](ringkv_core::ring::Ring::fingerprint) as 16 hex
+    /// digits, so a client can check the ring it computed is this one.
+    pub ring_fingerprint: String,
     /// Per member: virtual nodes and share of the ring it coordinates.
     pub ring: BTreeMap<String, RingShare>,
     pub anti_entropy: AntiEntropyReport,
@@ -95,9 +102,24 @@ pub struct RingShare {
 #[derive(Clone)]
 pub struct NodeHandle {
     tx: mpsc::Sender<Event>,
+    /// The fingerprint of the node's current ring, published by the node
+    /// thread after every batch, so HTTP answers can carry it without a
+    /// round trip to that thread.
+    ring: Arc<AtomicU64>,
+}
+
+/// A ring fingerprint as it appears in `/status` and the `X-Ringkv-Ring`
+/// header: 16 lowercase hex digits.
+pub fn fingerprint_text(fingerprint: u64) -> String {
+    format!("{fingerprint:016x}")
 }
 
 impl NodeHandle {
+    /// The node's current ring fingerprint.
+    pub fn ring_fingerprint(&self) -> u64 {
+        self.ring.load(Ordering::Relaxed)
+    }
+
     /// Run a client operation. `limit` is a safety net only: the node
     /// answers every operation itself when its quorum timeout expires.
     pub async fn request(&self, op: ClientOp, limit: Duration) -> ClientResult {
@@ -163,7 +185,9 @@ pub fn spawn(
     runtime: tokio::runtime::Handle,
 ) -> std::io::Result<(NodeHandle, JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel();
+    let ring = Arc::new(AtomicU64::new(node.ring().fingerprint()));
     let name = format!("node-{}", node.id());
+    let published = ring.clone();
     let thread = std::thread::Builder::new().name(name).spawn(move || {
         let _guard = runtime.enter();
         Driver {
@@ -171,10 +195,11 @@ pub fn spawn(
             transport,
             waiting: BTreeMap::new(),
             next_client: 1,
+            ring: published,
         }
         .run(rx)
     })?;
-    Ok((NodeHandle { tx }, thread))
+    Ok((NodeHandle { tx, ring }, thread))
 }
 
 struct Driver {
@@ -182,6 +207,7 @@ struct Driver {
     transport: Transport<Message>,
     waiting: BTreeMap<ClientId, oneshot::Sender<ClientResult>>,
     next_client: ClientId,
+    ring: Arc<AtomicU64>,
 }
 
 impl Driver {
@@ -206,6 +232,9 @@ impl Driver {
                 last_tick = now;
             }
             self.commit_and_release();
+            // The protocol may replace the ring while handling events.
+            self.ring
+                .store(self.node.ring().fingerprint(), Ordering::Relaxed);
             if stop {
                 tracing::info!("node {} stopped", self.node.id());
                 return;
@@ -294,6 +323,8 @@ impl Driver {
             w: settings.w,
             in_flight: self.node.in_flight(),
             stats: self.node.stats().clone(),
+            vnodes_per_node: ring.vnodes_per_node(),
+            ring_fingerprint: fingerprint_text(ring.fingerprint()),
             ring: shares,
             anti_entropy: AntiEntropyReport {
                 stats: self.node.anti_entropy_stats().clone(),

@@ -4,12 +4,13 @@
 //! several are `300 Multiple Choices` with every version in JSON, and the
 //! causal context travels in the `X-Ringkv-Context` header both ways.
 
-use crate::driver::{NodeHandle, NodeReport};
+use crate::driver::{fingerprint_text, NodeHandle, NodeReport};
 use crate::transport::Transport;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
+use axum::middleware;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -24,6 +25,9 @@ use serde::{Deserialize, Serialize};
 use std::time::Duration;
 
 pub const CONTEXT_HEADER: &str = "x-ringkv-context";
+/// On every `/kv` answer: the fingerprint of the answering node's ring, so
+/// a client routing by its own copy of the ring notices when it is stale.
+pub const RING_HEADER: &str = "x-ringkv-ring";
 
 /// Everything the handlers share.
 #[derive(Clone)]
@@ -41,13 +45,26 @@ pub struct Api {
 pub fn router(api: Api) -> Router {
     let body_limit = api.max_value_bytes + 1;
     Router::new()
-        .route("/kv/{*key}", get(get_key).put(put_key).delete(delete_key))
+        .route(
+            "/kv/{*key}",
+            get(get_key).put(put_key).delete(delete_key).layer(
+                middleware::map_response_with_state(api.clone(), ring_header),
+            ),
+        )
         .route("/status", get(status))
         .route("/admin/links/{peer}/{action}", post(link_fault))
         .route("/admin/repair", post(repair))
         .route("/admin/replica/{*key}", get(read_replica))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(api)
+}
+
+async fn ring_header(State(api): State<Api>, mut response: Response) -> Response {
+    let text = fingerprint_text(api.node.ring_fingerprint());
+    if let Ok(value) = HeaderValue::from_str(&text) {
+        response.headers_mut().insert(RING_HEADER, value);
+    }
+    response
 }
 
 /// `?r=` on reads; anything else in the query is refused.

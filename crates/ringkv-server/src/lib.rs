@@ -6,6 +6,7 @@
 pub mod config;
 pub mod driver;
 pub mod http;
+pub mod local;
 pub mod server;
 pub mod transport;
 

@@ -16,6 +16,8 @@ use tokio::sync::mpsc;
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
     #[error(transparent)]
+    Config(#[from] crate::config::ConfigError),
+    #[error(transparent)]
     Storage(#[from] ringkv_core::store::StoreError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {

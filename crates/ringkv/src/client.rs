@@ -1,16 +1,20 @@
-//! `ringkv put/get/delete/status`: a thin HTTP client for people and scripts.
-//! Values go to stdout; contexts and notes go to stderr.
+//! `ringkv put/get/delete/status/repair`: a thin client for people and
+//! scripts. Values go to stdout; contexts and notes go to stderr.
+//!
+//! `put`, `get` and `delete` go through [`ringkv_client`]: partition-aware
+//! by default (straight to the key's coordinator, with `--node` only the
+//! seed the topology is fetched from), or through `--node` with
+//! `--generic`. `status` and `repair` talk to `--node` itself.
 
-use base64::engine::general_purpose::STANDARD as BASE64;
-use base64::Engine;
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
+use ringkv_client::{Client, Context, Options, Routing};
 use ringkv_core::anti_entropy::RepairProgress;
-use ringkv_server::http::{RepairStarted, SiblingsJson, CONTEXT_HEADER};
+use ringkv_server::http::RepairStarted;
 use std::time::Duration;
 
 #[derive(clap::Args)]
 pub struct Target {
-    /// HTTP address of any node (it forwards to the key's coordinator).
+    /// HTTP address of any node.
     #[arg(long, env = "RINGKV_NODE", default_value = "127.0.0.1:8101")]
     pub node: String,
 }
@@ -21,25 +25,30 @@ impl Target {
     }
 }
 
-/// Percent-encode a key so any bytes survive as one path segment.
-fn key_path(key: &str, query: &[(&str, Option<usize>)]) -> String {
-    let mut path = String::from("/kv/");
-    for b in key.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            path.push(b as char);
+/// Where a key operation goes.
+#[derive(clap::Args)]
+pub struct Routed {
+    #[command(flatten)]
+    pub target: Target,
+    /// Send the request to --node and let it forward it to the key's
+    /// coordinator (one hop), instead of straight to the coordinator.
+    #[arg(long)]
+    pub generic: bool,
+}
+
+impl Routed {
+    async fn connect(&self) -> Result<Client, String> {
+        let routing = if self.generic {
+            Routing::Generic
         } else {
-            path.push_str(&format!("%{b:02X}"));
-        }
+            Routing::PartitionAware
+        };
+        Client::builder()
+            .routing(routing)
+            .connect([self.target.node.as_str()])
+            .await
+            .map_err(|e| e.to_string())
     }
-    let params: Vec<String> = query
-        .iter()
-        .filter_map(|(k, v)| v.map(|v| format!("{k}={v}")))
-        .collect();
-    if !params.is_empty() {
-        path.push('?');
-        path.push_str(&params.join("&"));
-    }
-    path
 }
 
 async fn send(builder: RequestBuilder, node: &str) -> Result<Response, String> {
@@ -59,69 +68,81 @@ async fn check(response: Response) -> Result<Response, String> {
     Err(format!("{status}: {}", body.trim()))
 }
 
-fn print_context(response: &Response) {
-    if let Some(ctx) = response.headers().get(CONTEXT_HEADER) {
-        eprintln!("context: {}", ctx.to_str().unwrap_or_default());
-    }
-}
-
-fn with_context(builder: RequestBuilder, context: Option<String>) -> RequestBuilder {
-    match context {
-        Some(ctx) => builder.header(CONTEXT_HEADER, ctx),
-        None => builder,
-    }
+fn print_context(context: &Context) {
+    eprintln!("context: {}", context.as_str().unwrap_or_default());
 }
 
 pub async fn put(
-    target: &Target,
+    routed: &Routed,
     key: &str,
     value: String,
     w: Option<usize>,
     context: Option<String>,
 ) -> Result<(), String> {
-    let request = target.request(Method::PUT, &key_path(key, &[("w", w)]));
-    let response =
-        check(send(with_context(request, context).body(value), &target.node).await?).await?;
-    print_context(&response);
+    let client = routed.connect().await?;
+    let context = context.map(Context::from).unwrap_or_default();
+    let options = Options {
+        w,
+        ..Options::default()
+    };
+    let written = client
+        .put_with(key, value, &context, &options)
+        .await
+        .map_err(|e| e.to_string())?;
+    print_context(&written);
     Ok(())
 }
 
 pub async fn delete(
-    target: &Target,
+    routed: &Routed,
     key: &str,
     w: Option<usize>,
     context: Option<String>,
 ) -> Result<(), String> {
-    let request = target.request(Method::DELETE, &key_path(key, &[("w", w)]));
-    let response = check(send(with_context(request, context), &target.node).await?).await?;
-    print_context(&response);
+    let client = routed.connect().await?;
+    let context = context.map(Context::from).unwrap_or_default();
+    let options = Options {
+        w,
+        ..Options::default()
+    };
+    let written = client
+        .delete_with(key, &context, &options)
+        .await
+        .map_err(|e| e.to_string())?;
+    print_context(&written);
     Ok(())
 }
 
-pub async fn get(target: &Target, key: &str, r: Option<usize>) -> Result<(), String> {
-    let request = target
-        .request(Method::GET, &key_path(key, &[("r", r)]))
-        .header("accept", "application/json");
-    let response = send(request, &target.node).await?;
-    if response.status() == StatusCode::NOT_FOUND {
+pub async fn get(routed: &Routed, key: &str, r: Option<usize>) -> Result<(), String> {
+    let client = routed.connect().await?;
+    let options = Options {
+        r,
+        ..Options::default()
+    };
+    let versions = client
+        .get_with(key, &options)
+        .await
+        .map_err(|e| e.to_string())?;
+    if versions.is_empty() {
         return Err(format!("{key}: not found"));
     }
-    let response = check(response).await?;
-    let body: SiblingsJson = response
-        .json()
-        .await
-        .map_err(|e| format!("unexpected answer from {}: {e}", target.node))?;
-    if body.siblings.len() > 1 {
-        eprintln!("{} siblings (concurrent versions):", body.siblings.len());
+    let several = versions.is_conflict();
+    if several {
+        eprintln!(
+            "{} siblings (concurrent versions):",
+            versions.siblings.len()
+        );
     }
-    for sibling in &body.siblings {
-        let bytes = BASE64.decode(&sibling.value).unwrap_or_default();
-        if body.siblings.len() > 1 {
-            eprint!("[{} at {} ms] ", sibling.dot, sibling.timestamp);
+    for sibling in &versions.siblings {
+        if several {
+            eprint!(
+                "[{}:{} at {} ms] ",
+                sibling.dot.node, sibling.dot.counter, sibling.timestamp
+            );
         }
-        println!("{}", String::from_utf8_lossy(&bytes));
+        println!("{}", String::from_utf8_lossy(&sibling.value));
     }
-    eprintln!("context: {}", body.context);
+    print_context(&versions.context);
     Ok(())
 }
 

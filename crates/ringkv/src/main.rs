@@ -34,7 +34,7 @@ enum Command {
         key: String,
         value: String,
         #[command(flatten)]
-        target: client::Target,
+        routed: client::Routed,
         #[arg(long)]
         w: Option<usize>,
         /// Causal context from a previous `get` (omit for a blind write).
@@ -45,7 +45,7 @@ enum Command {
     Get {
         key: String,
         #[command(flatten)]
-        target: client::Target,
+        routed: client::Routed,
         #[arg(long)]
         r: Option<usize>,
     },
@@ -53,7 +53,7 @@ enum Command {
     Delete {
         key: String,
         #[command(flatten)]
-        target: client::Target,
+        routed: client::Routed,
         #[arg(long)]
         w: Option<usize>,
         #[arg(long)]
@@ -95,22 +95,24 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Command::Node { config } => run_node(config).await,
+            Command::Node { config } => ringkv_server::local::run_node(&config)
+                .await
+                .map_err(|e| e.to_string()),
             Command::Dev(args) => dev::run(args).await,
             Command::Put {
                 key,
                 value,
-                target,
+                routed,
                 w,
                 context,
-            } => client::put(&target, &key, value, w, context).await,
-            Command::Get { key, target, r } => client::get(&target, &key, r).await,
+            } => client::put(&routed, &key, value, w, context).await,
+            Command::Get { key, routed, r } => client::get(&routed, &key, r).await,
             Command::Delete {
                 key,
-                target,
+                routed,
                 w,
                 context,
-            } => client::delete(&target, &key, w, context).await,
+            } => client::delete(&routed, &key, w, context).await,
             Command::Repair {
                 target,
                 range,
@@ -140,25 +142,4 @@ fn init_logging() {
         .with_ansi(std::io::stderr().is_terminal())
         .with_writer(std::io::stderr)
         .init();
-}
-
-async fn run_node(config: PathBuf) -> Result<(), String> {
-    let config = ringkv_server::NodeConfig::load(&config).map_err(|e| e.to_string())?;
-    ringkv_server::run(config, shutdown_signal())
-        .await
-        .map_err(|e| e.to_string())
-}
-
-/// Resolves on SIGINT or SIGTERM, so the node can stop cleanly.
-async fn shutdown_signal() {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = match signal(SignalKind::terminate()) {
-        Ok(s) => s,
-        Err(_) => return std::future::pending().await,
-    };
-    tokio::select! {
-        _ = tokio::signal::ctrl_c() => {}
-        _ = term.recv() => {}
-    }
-    tracing::info!("shutdown requested");
 }

@@ -1,0 +1,215 @@
+//! One operation on the wire: the HTTP request for each attempt, which
+//! failures may be retried on another node, and decoding the answer.
+
+use crate::error::Error;
+use crate::versions::{Context, Versions};
+use reqwest::header::HeaderMap;
+use reqwest::{Method, StatusCode};
+use std::time::Duration;
+
+pub(crate) const CONTEXT_HEADER: &str = "x-ringkv-context";
+pub(crate) const RING_HEADER: &str = "x-ringkv-ring";
+
+/// An operation on one key.
+pub(crate) enum Op<'a> {
+    Get {
+        r: Option<usize>,
+    },
+    Put {
+        w: Option<usize>,
+        value: &'a [u8],
+        context: &'a Context,
+    },
+    Delete {
+        w: Option<usize>,
+        context: &'a Context,
+    },
+}
+
+/// A node's complete answer.
+pub(crate) struct Answer {
+    pub node: String,
+    pub status: StatusCode,
+    pub headers: HeaderMap,
+    pub body: Vec<u8>,
+}
+
+impl Op<'_> {
+    /// Reads change nothing, so any failed read may be asked of another
+    /// node; a write only when it surely was not delivered (see
+    /// [`Op::may_retry`]).
+    fn is_read(&self) -> bool {
+        matches!(self, Op::Get { .. })
+    }
+
+    /// Whether `error` from one node allows trying the next one. A write
+    /// that may have been applied is not resent: the caller decides (a
+    /// resent write with the same context at worst adds a duplicate
+    /// sibling, but it is the caller's write).
+    pub fn may_retry(&self, error: &Error) -> bool {
+        match error {
+            Error::Unreachable { .. } => true,
+            Error::Interrupted { .. } | Error::Timeout { .. } => self.is_read(),
+            // That coordinator could not reach a quorum, or its disk
+            // failed; another coordinator may do better.
+            Error::Server { status, .. } => self.is_read() && (*status == 503 || *status == 500),
+            _ => false,
+        }
+    }
+
+    /// The request for `node` (`host:port`).
+    pub fn request(
+        &self,
+        http: &reqwest::Client,
+        node: &str,
+        key: &str,
+    ) -> reqwest::RequestBuilder {
+        let (method, quorum) = match self {
+            Op::Get { r } => (Method::GET, r.map(|r| format!("?r={r}"))),
+            Op::Put { w, .. } => (Method::PUT, w.map(|w| format!("?w={w}"))),
+            Op::Delete { w, .. } => (Method::DELETE, w.map(|w| format!("?w={w}"))),
+        };
+        let url = format!(
+            "http://{node}/kv/{}{}",
+            encode_key(key),
+            quorum.unwrap_or_default()
+        );
+        let builder = http.request(method, url);
+        match self {
+            Op::Get { .. } => builder.header(reqwest::header::ACCEPT, "application/json"),
+            Op::Put { value, context, .. } => with_context(builder, context).body(value.to_vec()),
+            Op::Delete { context, .. } => with_context(builder, context),
+        }
+    }
+}
+
+fn with_context(builder: reqwest::RequestBuilder, context: &Context) -> reqwest::RequestBuilder {
+    match context.as_str() {
+        Some(ctx) => builder.header(CONTEXT_HEADER, ctx),
+        None => builder,
+    }
+}
+
+/// Percent-encode a key so any bytes survive as one path segment.
+fn encode_key(key: &str) -> String {
+    let mut segment = String::with_capacity(key.len());
+    for b in key.bytes() {
+        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
+            segment.push(b as char);
+        } else {
+            segment.push_str(&format!("%{b:02X}"));
+        }
+    }
+    segment
+}
+
+/// Send one attempt and read the whole answer within `limit`.
+pub(crate) async fn attempt(
+    request: reqwest::RequestBuilder,
+    node: &str,
+    limit: Duration,
+) -> Result<Answer, Error> {
+    let failed = |e| Error::from_transport(node, limit, e);
+    let response = request.timeout(limit).send().await.map_err(failed)?;
+    let status = response.status();
+    let headers = response.headers().clone();
+    let body = response.bytes().await.map_err(failed)?.to_vec();
+    let answer = Answer {
+        node: node.to_string(),
+        status,
+        headers,
+        body,
+    };
+    // 404 is a read's answer (missing key), not a failure.
+    let is_error = status.is_server_error() || status.is_client_error();
+    if is_error && status != StatusCode::NOT_FOUND {
+        return Err(Error::Server {
+            node: answer.node,
+            status: status.as_u16(),
+            message: String::from_utf8_lossy(&answer.body).trim().to_string(),
+        });
+    }
+    Ok(answer)
+}
+
+impl Answer {
+    /// The context header, when the node sent one.
+    fn context(&self) -> Result<Context, Error> {
+        let Some(value) = self.headers.get(CONTEXT_HEADER) else {
+            return Ok(Context::none());
+        };
+        value
+            .to_str()
+            .map(|text| Context::from(text.to_string()))
+            .map_err(|_| self.bad("the causal context is not ASCII"))
+    }
+
+    /// A read's answer: `404` is a missing (or deleted) key, which still
+    /// carries a context so a write can supersede a tombstone.
+    pub fn versions(&self) -> Result<Versions, Error> {
+        match self.status {
+            StatusCode::NOT_FOUND => Ok(Versions {
+                context: self.context()?,
+                siblings: Vec::new(),
+            }),
+            StatusCode::OK | StatusCode::MULTIPLE_CHOICES => {
+                Versions::from_json(&self.body).map_err(|reason| self.bad(&reason))
+            }
+            other => Err(self.bad(&format!("status {other} to a read"))),
+        }
+    }
+
+    /// A write's answer: the new version's context.
+    pub fn written(&self) -> Result<Context, Error> {
+        if self.status != StatusCode::NO_CONTENT {
+            return Err(self.bad(&format!("status {} to a write", self.status)));
+        }
+        match self.context()? {
+            context if context.as_str().is_some() => Ok(context),
+            _ => Err(self.bad("a write was answered without its context")),
+        }
+    }
+
+    fn bad(&self, reason: &str) -> Error {
+        Error::BadAnswer {
+            node: self.node.clone(),
+            reason: reason.to_string(),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_become_one_path_segment() {
+        assert_eq!(encode_key("cart:ada/1 é"), "cart%3Aada%2F1%20%C3%A9");
+        assert_eq!(encode_key("plain-key_1.~"), "plain-key_1.~");
+    }
+
+    #[test]
+    fn only_reads_and_undelivered_writes_are_retried() {
+        let ctx = Context::none();
+        let get = Op::Get { r: None };
+        let put = Op::Put {
+            w: None,
+            value: b"v",
+            context: &ctx,
+        };
+        let server = |status| Error::Server {
+            node: "n".into(),
+            status,
+            message: String::new(),
+        };
+        let timeout = Error::Timeout {
+            node: "n".into(),
+            limit: Duration::from_secs(1),
+        };
+        assert!(get.may_retry(&server(503)));
+        assert!(get.may_retry(&timeout));
+        assert!(!get.may_retry(&server(400)));
+        assert!(!put.may_retry(&server(503)));
+        assert!(!put.may_retry(&timeout));
+    }
+}

@@ -1,0 +1,286 @@
+//! The client: a fresh copy of the cluster's topology, routing, retries,
+//! and the get / put / delete / update API.
+
+use crate::call::{self, Op};
+use crate::error::Error;
+use crate::refresh::{fetch_topology, refresh_periodically};
+use crate::routing::{self, Health, Routing};
+use crate::topology::Topology;
+use crate::versions::{Context, Version, Versions};
+use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
+use std::sync::{Arc, OnceLock, RwLock};
+use std::time::Duration;
+use tokio::task::AbortHandle;
+
+/// Per-call settings. The default uses the cluster's R and W and the
+/// client's timeout.
+#[derive(Clone, Copy, Debug, Default)]
+pub struct Options {
+    /// Replies a read waits for (`1..=N`).
+    pub r: Option<usize>,
+    /// Acknowledgements a write waits for (`1..=N`).
+    pub w: Option<usize>,
+    /// Bound on each attempt (one node's answer).
+    pub timeout: Option<Duration>,
+}
+
+/// Settings of a [`Client`], then [`ClientBuilder::connect`].
+#[derive(Clone, Debug)]
+pub struct ClientBuilder {
+    routing: Routing,
+    pub(crate) timeout: Duration,
+    retries: usize,
+    pub(crate) refresh_interval: Duration,
+}
+
+impl Default for ClientBuilder {
+    fn default() -> Self {
+        ClientBuilder {
+            routing: Routing::PartitionAware,
+            // Above a node's own worst case (a forwarded request retried on
+            // every replica, about 8 s with the default 2 s quorum wait),
+            // so a slow quorum is reported by the node, not cut short here.
+            timeout: Duration::from_secs(10),
+            retries: 2,
+            refresh_interval: Duration::from_secs(30),
+        }
+    }
+}
+
+impl ClientBuilder {
+    pub fn routing(mut self, routing: Routing) -> Self {
+        self.routing = routing;
+        self
+    }
+
+    /// Bound on each attempt unless a call sets its own.
+    pub fn timeout(mut self, timeout: Duration) -> Self {
+        self.timeout = timeout;
+        self
+    }
+
+    /// Further nodes to try after a failed attempt: any failed read, and a
+    /// write whose node could not be reached (it was never delivered).
+    pub fn retries(mut self, retries: usize) -> Self {
+        self.retries = retries;
+        self
+    }
+
+    /// How often the members and ring are fetched again. The client also
+    /// refetches at once when a node's answer shows a different ring.
+    pub fn refresh_interval(mut self, every: Duration) -> Self {
+        self.refresh_interval = every;
+        self
+    }
+
+    /// Fetch the topology from the first seed that answers and start
+    /// keeping it fresh. Seeds are `host:port` HTTP addresses of any nodes
+    /// (an `http://` prefix is accepted). Must run inside a tokio runtime.
+    pub async fn connect<S: Into<String>>(
+        self,
+        seeds: impl IntoIterator<Item = S>,
+    ) -> Result<Client, Error> {
+        let seeds: Vec<String> = seeds.into_iter().map(normalize).collect();
+        if seeds.is_empty() {
+            return Err(Error::NoSeeds);
+        }
+        // Straight to the nodes: routing names the node to talk to, which a
+        // proxy would defeat.
+        let http = reqwest::Client::builder()
+            .no_proxy()
+            .build()
+            .map_err(Error::Setup)?;
+        let topology = fetch_topology(&http, &seeds, self.timeout).await?;
+        let inner = Arc::new(Inner {
+            http,
+            seeds,
+            settings: self,
+            topology: RwLock::new(Arc::new(topology)),
+            health: Health::default(),
+            next_seed: AtomicUsize::new(0),
+            refreshing: AtomicBool::new(false),
+            refresher: OnceLock::new(),
+        });
+        let task = tokio::spawn(refresh_periodically(Arc::downgrade(&inner)));
+        let _ = inner.refresher.set(task.abort_handle());
+        Ok(Client { inner })
+    }
+}
+
+fn normalize(seed: impl Into<String>) -> String {
+    let seed = seed.into();
+    let seed = seed.strip_prefix("http://").unwrap_or(&seed);
+    seed.trim_end_matches('/').to_string()
+}
+
+/// A handle on a cluster; cheap to clone, all clones share one topology,
+/// connection pool and view of node health.
+#[derive(Clone)]
+pub struct Client {
+    inner: Arc<Inner>,
+}
+
+/// What every clone of a [`Client`] shares.
+pub(crate) struct Inner {
+    pub(crate) http: reqwest::Client,
+    pub(crate) seeds: Vec<String>,
+    pub(crate) settings: ClientBuilder,
+    pub(crate) topology: RwLock<Arc<Topology>>,
+    pub(crate) health: Health,
+    /// Generic routing's rotation over the seeds.
+    next_seed: AtomicUsize,
+    /// A refresh triggered by a changed ring is under way.
+    pub(crate) refreshing: AtomicBool,
+    refresher: OnceLock<AbortHandle>,
+}
+
+impl Drop for Inner {
+    fn drop(&mut self) {
+        if let Some(task) = self.refresher.get() {
+            task.abort();
+        }
+    }
+}
+
+impl Client {
+    /// [`ClientBuilder::connect`] with the defaults: partition-aware
+    /// routing, 10 s per attempt, 2 retries, refresh every 30 s.
+    pub async fn connect<S: Into<String>>(
+        seeds: impl IntoIterator<Item = S>,
+    ) -> Result<Client, Error> {
+        ClientBuilder::default().connect(seeds).await
+    }
+
+    pub fn builder() -> ClientBuilder {
+        ClientBuilder::default()
+    }
+
+    /// Every live version of `key` (none when missing or deleted) and the
+    /// context to write back with.
+    pub async fn get(&self, key: &str) -> Result<Versions, Error> {
+        self.get_with(key, &Options::default()).await
+    }
+
+    pub async fn get_with(&self, key: &str, options: &Options) -> Result<Versions, Error> {
+        let op = Op::Get { r: options.r };
+        self.call(key, &op, options).await?.versions()
+    }
+
+    /// Write `value` against `context` (a read's, or [`Context::none`] for
+    /// a blind write); returns the new version's context.
+    pub async fn put(
+        &self,
+        key: &str,
+        value: impl AsRef<[u8]>,
+        context: &Context,
+    ) -> Result<Context, Error> {
+        self.put_with(key, value, context, &Options::default())
+            .await
+    }
+
+    pub async fn put_with(
+        &self,
+        key: &str,
+        value: impl AsRef<[u8]>,
+        context: &Context,
+        options: &Options,
+    ) -> Result<Context, Error> {
+        let op = Op::Put {
+            w: options.w,
+            value: value.as_ref(),
+            context,
+        };
+        self.call(key, &op, options).await?.written()
+    }
+
+    /// Delete what `context` saw; with [`Context::none`] the coordinator
+    /// reads the key first and deletes what it finds.
+    pub async fn delete(&self, key: &str, context: &Context) -> Result<Context, Error> {
+        self.delete_with(key, context, &Options::default()).await
+    }
+
+    pub async fn delete_with(
+        &self,
+        key: &str,
+        context: &Context,
+        options: &Options,
+    ) -> Result<Context, Error> {
+        let op = Op::Delete {
+            w: options.w,
+            context,
+        };
+        self.call(key, &op, options).await?.written()
+    }
+
+    /// Read `key`, turn its siblings (empty when missing) into one value
+    /// with `resolve`, and write that back with the read's context, which
+    /// supersedes every version read. A write that raced with this one
+    /// stays as a sibling for the next update to merge: nothing is lost.
+    /// Returns the written version's context.
+    pub async fn update<F>(&self, key: &str, resolve: F) -> Result<Context, Error>
+    where
+        F: FnOnce(&[Version]) -> Vec<u8>,
+    {
+        self.update_with(key, &Options::default(), resolve).await
+    }
+
+    pub async fn update_with<F>(
+        &self,
+        key: &str,
+        options: &Options,
+        resolve: F,
+    ) -> Result<Context, Error>
+    where
+        F: FnOnce(&[Version]) -> Vec<u8>,
+    {
+        let read = self.get_with(key, options).await?;
+        let value = resolve(&read.siblings);
+        self.put_with(key, value, &read.context, options).await
+    }
+
+    /// Fetch the members and ring again now.
+    pub async fn refresh(&self) -> Result<(), Error> {
+        self.inner.refresh().await
+    }
+
+    /// Send `op` to the best node for `key`, then to the next ones while
+    /// the failure allows it.
+    async fn call(&self, key: &str, op: &Op<'_>, options: &Options) -> Result<call::Answer, Error> {
+        let inner = &self.inner;
+        let limit = options.timeout.unwrap_or(inner.settings.timeout);
+        let topology = inner.topology();
+        let first_seed = match inner.settings.routing {
+            Routing::Generic => inner.next_seed.fetch_add(1, Ordering::Relaxed),
+            Routing::PartitionAware => 0,
+        };
+        let nodes = routing::candidates(
+            &topology,
+            inner.settings.routing,
+            &inner.health,
+            key,
+            &inner.seeds,
+            first_seed,
+        );
+        let mut failure = Error::NoMembers;
+        for node in nodes.iter().take(1 + inner.settings.retries) {
+            let request = op.request(&inner.http, node, key);
+            match call::attempt(request, node, limit).await {
+                Ok(answer) => {
+                    inner.health.mark_up(node);
+                    inner.check_ring(&topology, &answer);
+                    return Ok(answer);
+                }
+                Err(error) => {
+                    if !matches!(error, Error::Server { .. }) {
+                        inner.health.mark_down(node);
+                    }
+                    if !op.may_retry(&error) {
+                        return Err(error);
+                    }
+                    failure = error;
+                }
+            }
+        }
+        Err(failure)
+    }
+}

@@ -1,0 +1,54 @@
+//! ringkv-client: an async (tokio) client for a ringkv cluster.
+//!
+//! [`Client::connect`] asks any seed node for the cluster's members and
+//! ring (`GET /status`) and from then on computes each key's preference
+//! list itself, exactly as the nodes do, so a request goes straight to the
+//! key's coordinator instead of taking a forwarding hop through whichever
+//! node it reached ([`Routing::PartitionAware`], the default).
+//! [`Routing::Generic`] sends every request to the seeds in turn and lets
+//! them forward, as a load balancer in front of the cluster would.
+//!
+//! ringkv never drops concurrent writes: a read may return several
+//! versions (*siblings*) together with one causal [`Context`]. Writing back
+//! with that context supersedes exactly the versions that were read.
+//! [`Client::update`] does the whole read → resolve → write cycle, with a
+//! resolver from [`resolve`] or your own.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), ringkv_client::Error> {
+//! use ringkv_client::{resolve, Client, Context, Item, ItemSet};
+//! let client = Client::connect(["127.0.0.1:8101"]).await?;
+//! client.put("greeting", "hello", &Context::none()).await?;
+//! let versions = client.get("greeting").await?;
+//! println!("{} version(s)", versions.siblings.len());
+//!
+//! // A shopping cart: siblings are merged by set union.
+//! let apple = Item::new("apple").expect("a valid item");
+//! client
+//!     .update("cart:ada", |siblings| {
+//!         let mut cart = ItemSet::union(siblings);
+//!         cart.add(&apple);
+//!         cart.encode()
+//!     })
+//!     .await?;
+//! // Last-write-wins resolution of whatever siblings there are.
+//! client.update("greeting", resolve::last_write_wins).await?;
+//! # Ok(())
+//! # }
+//! ```
+
+mod call;
+mod client;
+mod error;
+mod item_set;
+mod refresh;
+pub mod resolve;
+mod routing;
+mod topology;
+mod versions;
+
+pub use client::{Client, ClientBuilder, Options};
+pub use error::Error;
+pub use item_set::{Item, ItemError, ItemSet};
+pub use routing::Routing;
+pub use versions::{Context, Version, Versions};

@@ -1,0 +1,138 @@
+//! The client's picture of the cluster: members, N, and the ring, built
+//! from a node's `/status` the same way every node builds it.
+
+use ringkv_core::ring::{Ring, RingMember};
+use ringkv_core::NodeId;
+use serde::Deserialize;
+
+/// The parts of `/status` the client needs (the rest is ignored).
+#[derive(Deserialize)]
+struct StatusJson {
+    n: usize,
+    vnodes_per_node: u32,
+    ring_fingerprint: String,
+    members: Vec<MemberJson>,
+}
+
+#[derive(Deserialize)]
+struct MemberJson {
+    id: String,
+    /// `host:port` of the member's HTTP API.
+    http: String,
+    #[serde(default)]
+    zone: Option<String>,
+}
+
+#[derive(Debug)]
+pub(crate) struct Member {
+    pub id: NodeId,
+    /// `host:port` of its HTTP API.
+    pub addr: String,
+}
+
+#[derive(Debug)]
+pub(crate) struct Topology {
+    pub members: Vec<Member>,
+    n: usize,
+    /// `None` when the ring computed here does not match the nodes' (a
+    /// client built from another ringkv version): routing a key by a wrong
+    /// ring would only add hops, so the client routes generically instead.
+    ring: Option<Ring>,
+    /// The nodes' ring fingerprint, as `/status` and every `/kv` answer
+    /// carry it.
+    pub fingerprint: String,
+}
+
+impl Topology {
+    pub fn from_status(body: &[u8]) -> Result<Topology, String> {
+        let status: StatusJson =
+            serde_json::from_slice(body).map_err(|e| format!("not a ringkv status: {e}"))?;
+        let ring = Ring::with_members(
+            status.members.iter().map(|m| RingMember {
+                id: NodeId::new(&m.id),
+                zone: m.zone.clone(),
+            }),
+            status.vnodes_per_node,
+        );
+        let computed = format!("{:016x}", ring.fingerprint());
+        Ok(Topology {
+            members: status
+                .members
+                .into_iter()
+                .map(|m| Member {
+                    id: NodeId::new(m.id),
+                    addr: m.http,
+                })
+                .collect(),
+            n: status.n,
+            ring: (computed == status.ring_fingerprint).then_some(ring),
+            fingerprint: status.ring_fingerprint,
+        })
+    }
+
+    /// HTTP addresses of the nodes holding `key`, coordinator first; empty
+    /// when the ring is unknown.
+    pub fn preference_list(&self, key: &str) -> Vec<&str> {
+        let Some(ring) = &self.ring else {
+            return Vec::new();
+        };
+        ring.preference_list(key.as_bytes(), self.n)
+            .iter()
+            .filter_map(|id| self.members.iter().find(|m| m.id == *id))
+            .map(|m| m.addr.as_str())
+            .collect()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn status(fingerprint: &str) -> String {
+        format!(
+            r#"{{"n":2,"r":1,"w":1,"vnodes_per_node":16,"ring_fingerprint":"{fingerprint}",
+                "members":[{{"id":"a","addr":"127.0.0.1:1","http":"127.0.0.1:11","zone":null}},
+                           {{"id":"b","addr":"127.0.0.1:2","http":"127.0.0.1:12","zone":"z"}},
+                           {{"id":"c","addr":"127.0.0.1:3","http":"127.0.0.1:13"}}]}}"#
+        )
+    }
+
+    fn nodes_ring() -> Ring {
+        Ring::with_members(
+            [
+                RingMember::new("a"),
+                RingMember::zoned("b", "z"),
+                RingMember::new("c"),
+            ],
+            16,
+        )
+    }
+
+    #[test]
+    fn routes_keys_exactly_as_the_nodes_ring_does() {
+        let ring = nodes_ring();
+        let topology =
+            Topology::from_status(status(&format!("{:016x}", ring.fingerprint())).as_bytes())
+                .unwrap();
+        for i in 0..200 {
+            let key = format!("key{i}");
+            let expected: Vec<String> = ring
+                .preference_list(key.as_bytes(), 2)
+                .iter()
+                .map(|id| {
+                    let port = 11 + (id.as_str().as_bytes()[0] - b'a');
+                    format!("127.0.0.1:{port}")
+                })
+                .collect();
+            assert_eq!(topology.preference_list(&key), expected);
+        }
+    }
+
+    #[test]
+    fn a_ring_that_does_not_match_the_nodes_is_not_used() {
+        let topology = Topology::from_status(status("0000000000000000").as_bytes()).unwrap();
+        assert!(topology.preference_list("key").is_empty());
+        assert_eq!(topology.members.len(), 3);
+        assert!(Topology::from_status(b"{}").is_err());
+    }
+}
