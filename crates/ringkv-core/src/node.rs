@@ -144,6 +144,16 @@ impl<S: Store> Node<S> {
         self.store
     }
 
+    /// Peers the transport recently failed to reach, which this node skips
+    /// as coordinators until the mark expires.
+    pub fn unreachable_peers(&self, now: Millis) -> Vec<NodeId> {
+        self.unreachable
+            .iter()
+            .filter(|(_, until)| **until > now)
+            .map(|(peer, _)| peer.clone())
+            .collect()
+    }
+
     /// Operations still in flight (for tests and status).
     pub fn in_flight(&self) -> usize {
         self.ops.len()

@@ -63,6 +63,9 @@ pub struct NodeReport {
     pub w: usize,
     pub in_flight: usize,
     pub stats: Stats,
+    /// Peers this node could not reach lately (it skips them as
+    /// coordinators for a second).
+    pub unreachable_peers: Vec<String>,
     /// Tokens each member's id hashes to: with the members (ids and zones)
     /// all a client needs to compute the ring itself.
     pub vnodes_per_node: u32,
@@ -323,6 +326,12 @@ impl Driver {
             w: settings.w,
             in_flight: self.node.in_flight(),
             stats: self.node.stats().clone(),
+            unreachable_peers: self
+                .node
+                .unreachable_peers(now)
+                .iter()
+                .map(NodeId::to_string)
+                .collect(),
             vnodes_per_node: ring.vnodes_per_node(),
             ring_fingerprint: fingerprint_text(ring.fingerprint()),
             ring: shares,

@@ -40,16 +40,6 @@ pub const PATIENT_TIMEOUT_MS: u64 = 4000;
 pub const HTTP_TIMEOUT: Duration = Duration::from_secs(10);
 /// Bound on a node (or a dev cluster) coming up.
 pub const STARTUP_TIMEOUT: Duration = Duration::from_secs(20);
-/// How long to let a fresh node's links settle before a test uses them.
-///
-/// A node that comes up before its peers (anti-entropy talks to them at
-/// once) fails to connect, and its transport then drops every message to
-/// that peer for its reconnect backoff (250 ms) *without* reporting it
-/// unreachable again; a quorum operation started in that window waits out
-/// its whole timeout for a reply that was never asked for. The same holds
-/// for the peers of a node killed and restarted. Waiting once after
-/// (re)start keeps tests clear of that window.
-pub const SETTLE: Duration = Duration::from_millis(400);
 /// The HTTP header carrying the causal context.
 pub const CONTEXT_HEADER: &str = "x-ringkv-context";
 /// Replication factor of test clusters (capped by their size).
@@ -377,7 +367,7 @@ impl Cluster {
         for i in 1..=n {
             self.wait_up(i).await?;
         }
-        tokio::time::sleep(SETTLE).await;
+        self.settle().await;
         Ok(())
     }
 
@@ -519,7 +509,45 @@ impl Cluster {
         if let Err(e) = self.wait_up(i).await {
             panic!("n{i} did not come back: {e}");
         }
-        tokio::time::sleep(SETTLE).await;
+        self.settle().await;
+    }
+
+    /// Wait until no running node marks another running node unreachable.
+    /// A node that came up before its peers (anti-entropy talks to them at
+    /// once) marks them so, and then skips them as coordinators for a
+    /// second, which would make exact forwarding counts and timings depend
+    /// on start-up order. The marks are visible in `/status`.
+    async fn settle(&self) {
+        let running: Vec<usize> = (1..=self.nodes.len())
+            .filter(|i| self.nodes[i - 1].child.is_some())
+            .collect();
+        let names: Vec<String> = running.iter().map(|i| format!("n{i}")).collect();
+        let deadline = Instant::now() + STARTUP_TIMEOUT;
+        loop {
+            let mut marked = Vec::new();
+            for &i in &running {
+                let status = self.status(i).await;
+                let peers = status["unreachable_peers"]
+                    .as_array()
+                    .cloned()
+                    .unwrap_or_default();
+                marked.extend(
+                    peers
+                        .iter()
+                        .filter_map(|p| p.as_str())
+                        .filter(|p| names.iter().any(|n| n == p))
+                        .map(|p| format!("n{i} marks {p}")),
+                );
+            }
+            if marked.is_empty() {
+                return;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "running nodes still mark each other unreachable: {marked:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// True while node `i`'s process runs.
