@@ -41,12 +41,7 @@ fn main() -> ExitCode {
 
 async fn bench() -> Result<(), String> {
     let dir = tempfile::tempdir().map_err(|e| e.to_string())?;
-    let program = std::env::current_exe().map_err(|e| e.to_string())?;
-    let ports = local::free_ports(NODES).map_err(|e| e.to_string())?;
-    let mut cluster =
-        LocalCluster::start(&program, dir.path(), "fjall", ports).map_err(|e| e.to_string())?;
-    cluster
-        .wait_until_up(Duration::from_secs(30))
+    let cluster = LocalCluster::start_self(dir.path(), NODES)
         .await
         .map_err(|e| e.to_string())?;
     tokio::time::sleep(Duration::from_millis(500)).await;

@@ -75,12 +75,7 @@ async fn demo() -> Result<(), String> {
         .prefix("ringkv-cart-")
         .tempdir()
         .map_err(|e| format!("cannot make a temporary directory: {e}"))?;
-    let program = std::env::current_exe().map_err(|e| e.to_string())?;
-    let ports = local::free_ports(NODES).map_err(|e| e.to_string())?;
-    let mut cluster =
-        LocalCluster::start(&program, dir.path(), "fjall", ports).map_err(|e| e.to_string())?;
-    cluster
-        .wait_until_up(Duration::from_secs(30))
+    let mut cluster = LocalCluster::start_self(dir.path(), NODES)
         .await
         .map_err(|e| e.to_string())?;
     let clock = Clock(Instant::now());

@@ -90,8 +90,9 @@ fn with_context(builder: reqwest::RequestBuilder, context: &Context) -> reqwest:
     }
 }
 
-/// Percent-encode a key so any bytes survive as one path segment.
-fn encode_key(key: &str) -> String {
+/// Percent-encode a key so any bytes survive as one path segment of
+/// `/kv/{key}`.
+pub fn encode_key(key: &str) -> String {
     let mut segment = String::with_capacity(key.len());
     for b in key.bytes() {
         if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {

@@ -47,6 +47,7 @@ mod routing;
 mod topology;
 mod versions;
 
+pub use call::encode_key;
 pub use client::{Client, ClientBuilder, Options};
 pub use error::Error;
 pub use item_set::{Item, ItemError, ItemSet};

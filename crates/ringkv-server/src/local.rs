@@ -87,6 +87,20 @@ impl LocalCluster {
         Ok(cluster)
     }
 
+    /// Start `nodes` nodes on the default engine and free loopback ports,
+    /// each a copy of the running program (which must begin with
+    /// [`run_if_node_process`]), and wait up to 30 s until all answer. For
+    /// examples and benchmarks that bring their own cluster.
+    pub async fn start_self(dir: &Path, nodes: usize) -> Result<LocalCluster, LocalError> {
+        let program = std::env::current_exe().map_err(|source| LocalError::Io {
+            path: PathBuf::from("(current executable)"),
+            source,
+        })?;
+        let mut cluster = LocalCluster::start(&program, dir, "fjall", free_ports(nodes)?)?;
+        cluster.wait_until_up(Duration::from_secs(30)).await?;
+        Ok(cluster)
+    }
+
     pub fn len(&self) -> usize {
         self.ports.len()
     }

@@ -72,6 +72,16 @@ fn print_context(context: &Context) {
     eprintln!("context: {}", context.as_str().unwrap_or_default());
 }
 
+/// The context (none: a blind write) and options of a CLI write.
+fn write_args(w: Option<usize>, context: Option<String>) -> (Context, Options) {
+    let context = context.map(Context::from).unwrap_or_default();
+    let options = Options {
+        w,
+        ..Options::default()
+    };
+    (context, options)
+}
+
 pub async fn put(
     routed: &Routed,
     key: &str,
@@ -80,11 +90,7 @@ pub async fn put(
     context: Option<String>,
 ) -> Result<(), String> {
     let client = routed.connect().await?;
-    let context = context.map(Context::from).unwrap_or_default();
-    let options = Options {
-        w,
-        ..Options::default()
-    };
+    let (context, options) = write_args(w, context);
     let written = client
         .put_with(key, value, &context, &options)
         .await
@@ -100,11 +106,7 @@ pub async fn delete(
     context: Option<String>,
 ) -> Result<(), String> {
     let client = routed.connect().await?;
-    let context = context.map(Context::from).unwrap_or_default();
-    let options = Options {
-        w,
-        ..Options::default()
-    };
+    let (context, options) = write_args(w, context);
     let written = client
         .delete_with(key, &context, &options)
         .await

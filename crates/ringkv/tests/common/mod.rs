@@ -187,18 +187,7 @@ impl Sibling {
     }
 }
 
-/// Percent-encode a key as one path segment (as the CLI client does).
-pub fn encode_key(key: &str) -> String {
-    let mut segment = String::new();
-    for b in key.bytes() {
-        if b.is_ascii_alphanumeric() || b"-._~".contains(&b) {
-            segment.push(b as char);
-        } else {
-            segment.push_str(&format!("%{b:02X}"));
-        }
-    }
-    segment
-}
+pub use ringkv_client::encode_key;
 
 /// `/kv/{key}`, the key percent-encoded.
 pub fn key_path(key: &str) -> String {
