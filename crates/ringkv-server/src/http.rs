@@ -127,6 +127,15 @@ fn shutting_down() -> ApiError {
     )
 }
 
+/// The node answered a read with a write's reply or the reverse: a bug on
+/// our side, never the client's.
+fn unexpected_reply() -> ApiError {
+    ApiError(
+        StatusCode::INTERNAL_SERVER_ERROR,
+        "the node gave an unexpected kind of reply".into(),
+    )
+}
+
 fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError(StatusCode::BAD_REQUEST, message.into())
 }
@@ -144,7 +153,7 @@ async fn get_key(
     };
     let siblings = match api.node.request(op, api.request_limit).await? {
         ClientReply::Value(set) => set,
-        ClientReply::Written(_) => return Err(bad_request("unexpected reply")),
+        ClientReply::Written(_) => return Err(unexpected_reply()),
     };
     Ok(render(&siblings, wants_json(&headers)))
 }
@@ -184,7 +193,7 @@ async fn delete_key(
 /// `204 No Content` carrying the new version's clock as the next context.
 fn written(reply: ClientReply) -> Result<Response, ApiError> {
     let ClientReply::Written(clock) = reply else {
-        return Err(bad_request("unexpected reply"));
+        return Err(unexpected_reply());
     };
     Ok((StatusCode::NO_CONTENT, context_headers(&clock)).into_response())
 }

@@ -606,13 +606,8 @@ impl Cluster {
         context: Option<&str>,
         w: Option<usize>,
     ) -> Resp {
-        let mut path = key_path(key);
-        if let Some(w) = w {
-            path.push_str(&format!("?w={w}"));
-        }
-        let headers: Vec<(&str, &str)> = context.map(|c| (CONTEXT_HEADER, c)).into_iter().collect();
-        self.request(Method::PUT, i, &path, &headers, Some(value.into()))
-            .await
+        let body = Some(value.into());
+        self.write(Method::PUT, i, key, context, w, body).await
     }
 
     /// A blind PUT with the default W.
@@ -645,12 +640,25 @@ impl Cluster {
         context: Option<&str>,
         w: Option<usize>,
     ) -> Resp {
+        self.write(Method::DELETE, i, key, context, w, None).await
+    }
+
+    /// A PUT or DELETE of `key` with an optional context and `?w=`.
+    async fn write(
+        &self,
+        method: Method,
+        i: usize,
+        key: &str,
+        context: Option<&str>,
+        w: Option<usize>,
+        body: Option<Vec<u8>>,
+    ) -> Resp {
         let mut path = key_path(key);
         if let Some(w) = w {
             path.push_str(&format!("?w={w}"));
         }
         let headers: Vec<(&str, &str)> = context.map(|c| (CONTEXT_HEADER, c)).into_iter().collect();
-        self.request(Method::DELETE, i, &path, &headers, None).await
+        self.request(method, i, &path, &headers, body).await
     }
 
     pub async fn delete(&self, i: usize, key: &str) -> Resp {
