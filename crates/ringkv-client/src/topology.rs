@@ -21,6 +21,16 @@ struct MemberJson {
     http: String,
     #[serde(default)]
     zone: Option<String>,
+    /// `joining` and `left` members own no ranges; every other status
+    /// (up, suspect, down, leaving) does.
+    #[serde(default)]
+    status: Option<String>,
+}
+
+impl MemberJson {
+    fn owns_ranges(&self) -> bool {
+        !matches!(self.status.as_deref(), Some("joining" | "left"))
+    }
 }
 
 #[derive(Debug)]
@@ -48,7 +58,7 @@ impl Topology {
         let status: StatusJson =
             serde_json::from_slice(body).map_err(|e| format!("not a ringkv status: {e}"))?;
         let ring = Ring::with_members(
-            status.members.iter().map(|m| RingMember {
+            status.members.iter().filter(|m| m.owns_ranges()).map(|m| RingMember {
                 id: NodeId::new(&m.id),
                 zone: m.zone.clone(),
             }),
@@ -59,6 +69,7 @@ impl Topology {
             members: status
                 .members
                 .into_iter()
+                .filter(MemberJson::owns_ranges)
                 .map(|m| Member {
                     id: NodeId::new(m.id),
                     addr: m.http,
@@ -126,6 +137,20 @@ mod tests {
                 .collect();
             assert_eq!(topology.preference_list(&key), expected);
         }
+    }
+
+    #[test]
+    fn joining_and_departed_members_own_no_ranges() {
+        let ring = nodes_ring();
+        let text = status(&format!("{:016x}", ring.fingerprint())).replace(
+            r#""http":"127.0.0.1:13"}"#,
+            r#""http":"127.0.0.1:13","status":"down"},
+               {"id":"d","http":"127.0.0.1:14","status":"joining"},
+               {"id":"e","http":"127.0.0.1:15","status":"left"}"#,
+        );
+        let topology = Topology::from_status(text.as_bytes()).unwrap();
+        assert_eq!(topology.members.len(), 3);
+        assert!(!topology.preference_list("key").is_empty(), "the ring matches");
     }
 
     #[test]

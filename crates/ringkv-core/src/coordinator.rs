@@ -36,10 +36,25 @@ pub enum Verdict {
 /// Counts successes and failures among `replicas` until `needed` succeed or
 /// so many fail that `needed` can no longer be reached. Each replica's first
 /// answer counts; later duplicates are ignored.
+///
+/// Sloppy quorum: a write may add *stand-ins* for replicas that are down,
+/// failed or silent. A stand-in counts like any replica (as in Dynamo), and
+/// the replica it stands in for still counts if it answers after all, so the
+/// set only grows. `primaries_needed` (Riak's PW) demands that at least that
+/// many successes come from the original replicas (the preference list).
 #[derive(Clone, Debug)]
 pub struct Quorum {
     pub needed: usize,
+    /// Of the successes, how many must be primaries (0: no demand).
+    pub primaries_needed: usize,
+    /// The replicas the operation started with.
+    primaries: BTreeSet<NodeId>,
+    /// Primaries and stand-ins.
     replicas: BTreeSet<NodeId>,
+    /// Stand-in → the primary whose copy it keeps.
+    stand_ins: BTreeMap<NodeId, NodeId>,
+    /// Replicas that have a stand-in already.
+    covered: BTreeSet<NodeId>,
     ok: BTreeSet<NodeId>,
     failed: BTreeSet<NodeId>,
     decided: bool,
@@ -47,21 +62,48 @@ pub struct Quorum {
 
 impl Quorum {
     pub fn new(needed: usize, replicas: impl IntoIterator<Item = NodeId>) -> Self {
+        let primaries: BTreeSet<NodeId> = replicas.into_iter().collect();
         Quorum {
             needed,
-            replicas: replicas.into_iter().collect(),
+            primaries_needed: 0,
+            replicas: primaries.clone(),
+            primaries,
+            stand_ins: BTreeMap::new(),
+            covered: BTreeSet::new(),
             ok: BTreeSet::new(),
             failed: BTreeSet::new(),
             decided: false,
         }
     }
 
+    /// Demand `pw` successes from the primaries (PW).
+    pub fn with_primaries_needed(mut self, pw: usize) -> Self {
+        self.primaries_needed = pw;
+        self
+    }
+
+    /// Every replica asked, stand-ins included.
     pub fn replicas(&self) -> &BTreeSet<NodeId> {
         &self.replicas
     }
 
+    /// The replicas the operation started with.
+    pub fn primaries(&self) -> &BTreeSet<NodeId> {
+        &self.primaries
+    }
+
     pub fn succeeded(&self) -> usize {
         self.ok.len()
+    }
+
+    /// Successes that came from primaries.
+    pub fn primary_successes(&self) -> usize {
+        self.ok.intersection(&self.primaries).count()
+    }
+
+    /// True once the verdict was given.
+    pub fn decided(&self) -> bool {
+        self.decided
     }
 
     /// True once every replica has answered one way or the other.
@@ -72,6 +114,36 @@ impl Quorum {
     /// True when `node` is a replica that has not answered yet.
     pub fn awaits(&self, node: &NodeId) -> bool {
         self.replicas.contains(node) && !self.ok.contains(node) && !self.failed.contains(node)
+    }
+
+    /// Count `stand_in` in place of `replica` (down, failed or silent) from
+    /// now on; `replica` may still answer, and a stand-in may need a stand-in
+    /// of its own.
+    pub fn add_stand_in(&mut self, replica: &NodeId, stand_in: NodeId) {
+        let owner = self.owner_of(replica);
+        self.covered.insert(replica.clone());
+        self.replicas.insert(stand_in.clone());
+        self.stand_ins.insert(stand_in, owner);
+    }
+
+    /// The primary whose copy `replica` keeps: itself unless a stand-in.
+    pub fn owner_of(&self, replica: &NodeId) -> NodeId {
+        self.stand_ins.get(replica).unwrap_or(replica).clone()
+    }
+
+    /// True when `replica` has not answered, has no stand-in yet and the
+    /// verdict is still open: a failure or silence of it calls for one.
+    pub fn needs_stand_in(&self, replica: &NodeId) -> bool {
+        !self.decided && self.awaits(replica) && !self.covered.contains(replica)
+    }
+
+    /// Replicas that [need a stand-in](Self::needs_stand_in) if silent.
+    pub fn silent(&self) -> Vec<NodeId> {
+        self.replicas
+            .iter()
+            .filter(|r| self.needs_stand_in(r))
+            .cloned()
+            .collect()
     }
 
     /// Record `node`'s answer; returns the verdict the first time it is known.
@@ -96,16 +168,31 @@ impl Quorum {
         })
     }
 
+    /// True when it is the primaries rule (PW) that is not met: W is, or PW
+    /// can no longer be.
+    pub fn short_of_primaries(&self) -> bool {
+        self.primary_successes() < self.primaries_needed
+            && (self.ok.len() >= self.needed
+                || self.possible(&self.primaries) < self.primaries_needed)
+    }
+
     fn verdict(&mut self) -> Option<Verdict> {
-        if self.ok.len() >= self.needed {
+        if self.ok.len() >= self.needed && self.primary_successes() >= self.primaries_needed {
             self.decide(Verdict::Reached)
-        } else if self.replicas.len() - self.failed.len() < self.needed {
+        } else if self.possible(&self.replicas) < self.needed
+            || self.possible(&self.primaries) < self.primaries_needed
+        {
             self.decide(Verdict::Lost {
                 answered: self.ok.len(),
             })
         } else {
             None
         }
+    }
+
+    /// Successes still possible among `among`: not failed.
+    fn possible(&self, among: &BTreeSet<NodeId>) -> usize {
+        among.difference(&self.failed).count()
     }
 
     fn decide(&mut self, verdict: Verdict) -> Option<Verdict> {
@@ -117,6 +204,14 @@ impl Quorum {
     }
 }
 
+/// The acknowledgements a write asks for: W, and how many of them must come
+/// from the key's preference list (PW); `None` takes the default.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq)]
+pub struct WriteAcks {
+    pub w: Option<usize>,
+    pub pw: Option<usize>,
+}
+
 /// A write (PUT or tombstone) waiting for W acknowledgements.
 #[derive(Debug)]
 pub struct PutOp {
@@ -124,6 +219,11 @@ pub struct PutOp {
     pub quorum: Quorum,
     /// The clock of the version written, returned to the client.
     pub written: VersionVector,
+    /// What the replicas are sent, kept for stand-ins added later.
+    pub key: Vec<u8>,
+    pub siblings: SiblingSet,
+    /// When replicas that have not answered yet get stand-ins (once).
+    pub silent_after: Option<Millis>,
 }
 
 /// What a read is for: answering the client, or finding what a
@@ -131,7 +231,7 @@ pub struct PutOp {
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum ReadPurpose {
     Get,
-    DeleteAfterRead { w: Option<usize> },
+    DeleteAfterRead(WriteAcks),
 }
 
 /// A read waiting for R replies; it keeps collecting after answering so that
@@ -223,6 +323,96 @@ mod tests {
         q.record(&"a".into(), true);
         assert_eq!(q.expire(), Some(Verdict::Lost { answered: 1 }));
         assert_eq!(q.expire(), None);
+    }
+
+    #[test]
+    fn stand_in_acks_count_towards_w() {
+        let mut q = Quorum::new(2, nodes(&["a", "b", "c"]));
+        q.add_stand_in(&"b".into(), "d".into());
+        assert_eq!(q.record(&"b".into(), false), None);
+        assert_eq!(q.record(&"a".into(), true), None);
+        assert_eq!(q.record(&"d".into(), true), Some(Verdict::Reached));
+    }
+
+    #[test]
+    fn a_replaced_replica_cannot_lose_the_quorum_by_itself() {
+        let mut q = Quorum::new(3, nodes(&["a", "b", "c"]));
+        q.record(&"a".into(), true);
+        q.add_stand_in(&"c".into(), "d".into());
+        assert_eq!(q.record(&"c".into(), false), None, "d may still ack");
+        assert_eq!(q.record(&"b".into(), true), None);
+        assert_eq!(q.record(&"d".into(), true), Some(Verdict::Reached));
+    }
+
+    #[test]
+    fn a_late_ack_from_a_silent_replica_still_counts() {
+        let mut q = Quorum::new(3, nodes(&["a", "b", "c"]));
+        q.record(&"a".into(), true);
+        q.record(&"b".into(), true);
+        q.add_stand_in(&"c".into(), "d".into());
+        assert!(!q.needs_stand_in(&"c".into()), "covered once");
+        assert_eq!(q.record(&"c".into(), true), Some(Verdict::Reached));
+        assert_eq!(q.record(&"d".into(), true), None);
+        assert!(q.complete(), "the set grew to four");
+    }
+
+    #[test]
+    fn a_stand_in_of_a_stand_in_keeps_the_copy_of_the_same_owner() {
+        let mut q = Quorum::new(2, nodes(&["a", "b", "c"]));
+        q.add_stand_in(&"c".into(), "d".into());
+        q.add_stand_in(&"d".into(), "e".into());
+        assert_eq!(q.owner_of(&"e".into()), "c".into());
+        assert_eq!(q.owner_of(&"a".into()), "a".into());
+    }
+
+    #[test]
+    fn silent_replicas_are_the_unanswered_ones_without_a_stand_in() {
+        let mut q = Quorum::new(3, nodes(&["a", "b", "c"]));
+        q.record(&"a".into(), true);
+        q.add_stand_in(&"b".into(), "d".into());
+        assert_eq!(q.silent(), nodes(&["c", "d"]));
+        q.record(&"c".into(), true);
+        q.record(&"d".into(), false);
+        assert_eq!(q.record(&"b".into(), true), Some(Verdict::Reached));
+        assert!(q.silent().is_empty(), "decided: nothing needs a stand-in");
+    }
+
+    #[test]
+    fn pw_needs_acks_from_the_real_preference_list() {
+        let mut q = Quorum::new(2, nodes(&["a", "b", "c"])).with_primaries_needed(2);
+        q.add_stand_in(&"b".into(), "d".into());
+        q.add_stand_in(&"c".into(), "e".into());
+        q.record(&"a".into(), true);
+        assert_eq!(q.record(&"d".into(), true), None, "W met, PW not");
+        assert!(q.short_of_primaries());
+        assert_eq!(q.record(&"c".into(), true), Some(Verdict::Reached));
+        assert_eq!(q.primary_successes(), 2);
+    }
+
+    #[test]
+    fn pw_is_lost_as_soon_as_too_few_primaries_are_left() {
+        let mut q = Quorum::new(2, nodes(&["a", "b", "c"])).with_primaries_needed(2);
+        q.add_stand_in(&"b".into(), "d".into());
+        q.add_stand_in(&"c".into(), "e".into());
+        q.record(&"a".into(), true);
+        assert_eq!(q.record(&"b".into(), false), None);
+        assert_eq!(
+            q.record(&"c".into(), false),
+            Some(Verdict::Lost { answered: 1 }),
+            "stand-ins can still reach W, never PW"
+        );
+        assert!(q.short_of_primaries());
+    }
+
+    #[test]
+    fn a_lost_w_is_not_blamed_on_pw() {
+        let mut q = Quorum::new(3, nodes(&["a", "b", "c"])).with_primaries_needed(1);
+        q.record(&"a".into(), true);
+        assert_eq!(
+            q.record(&"b".into(), false),
+            Some(Verdict::Lost { answered: 1 })
+        );
+        assert!(!q.short_of_primaries());
     }
 
     #[test]

@@ -8,6 +8,8 @@
 pub mod anti_entropy;
 pub mod context;
 pub mod coordinator;
+pub mod gossip;
+pub mod hints;
 pub mod merkle;
 pub mod message;
 pub mod node;

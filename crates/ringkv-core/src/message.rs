@@ -7,6 +7,8 @@
 //! protocol version.
 
 use crate::anti_entropy::{AeStep, ExchangeId};
+use crate::gossip::GossipMsg;
+use crate::NodeId;
 use crate::range::TokenRange;
 use crate::siblings::{SiblingSet, WriteError};
 use crate::version::VersionVector;
@@ -49,6 +51,38 @@ pub enum Message {
         range: TokenRange,
         step: AeStep,
     },
+    /// Membership: digests, member states and probes (see [`crate::gossip`]).
+    Gossip(GossipMsg),
+    /// Sloppy quorum: keep this replica of `key` as a hint for `owner`,
+    /// which is down or silent, and hand it back later. Answered with
+    /// [`Message::ReplicateAck`] once the hint is stored.
+    HintedReplicate {
+        req: RequestId,
+        owner: NodeId,
+        key: Vec<u8>,
+        siblings: SiblingSet,
+    },
+    /// Hinted handoff: replicas a stand-in kept for you; merge them all.
+    HintDelivery {
+        req: RequestId,
+        entries: Vec<(Vec<u8>, SiblingSet)>,
+    },
+    HintDeliveryAck {
+        req: RequestId,
+        result: Result<(), String>,
+    },
+    /// Ownership handoff: send me the keys of `range` after `after` (a key
+    /// of that range; `None` from its start), one page at a time.
+    TransferRequest {
+        range: TokenRange,
+        after: Option<Vec<u8>>,
+    },
+    /// One page of a range; `more` is false on the last page.
+    TransferPage {
+        range: TokenRange,
+        entries: Vec<(Vec<u8>, SiblingSet)>,
+        more: bool,
+    },
 }
 
 /// A client request, as every front end (HTTP, later RESP) hands it over.
@@ -64,6 +98,9 @@ pub enum ClientOp {
         /// The causal context from an earlier read; empty for a blind write.
         context: VersionVector,
         w: Option<usize>,
+        /// Of the W acks, how many must come from the key's real preference
+        /// list rather than stand-ins (Riak's PW); `None`: no such demand.
+        pw: Option<usize>,
     },
     /// Write a tombstone. Without a context the coordinator first reads the
     /// key (R replicas) and deletes what it found, as users of `DELETE`
@@ -72,6 +109,7 @@ pub enum ClientOp {
         key: Vec<u8>,
         context: Option<VersionVector>,
         w: Option<usize>,
+        pw: Option<usize>,
     },
 }
 

@@ -9,11 +9,17 @@
 
 mod exchange;
 mod forward;
+mod handoff;
+mod hints;
+mod membership;
 mod read;
 mod write;
 
+pub use handoff::HandoffProgress;
+
 use crate::anti_entropy::AntiEntropy;
-use crate::coordinator::{ClientId, InFlight, OpState, Origin, Quorum, ReadPurpose};
+use crate::coordinator::{ClientId, InFlight, OpState, Origin, Quorum, ReadPurpose, WriteAcks};
+use crate::gossip::Membership;
 use crate::message::{ClientError, ClientOp, ClientResult, Message, RequestId};
 use crate::ring::Ring;
 use crate::settings::Settings;
@@ -33,6 +39,12 @@ pub enum Effect {
         client: ClientId,
         result: ClientResult,
     },
+    /// Reach `node` at inter-node address `addr` from now on (a member
+    /// learned by gossip, or a seed's pseudo-id).
+    Connect {
+        node: NodeId,
+        addr: String,
+    },
 }
 
 /// Counters for status pages and tests.
@@ -46,6 +58,16 @@ pub struct Stats {
     pub read_repairs: u64,
     /// Operations answered with a quorum error.
     pub unavailable: u64,
+    /// Stand-ins this node sent a replica to as coordinator (sloppy quorum).
+    pub hinted_writes: u64,
+    /// New hints this node stored as a stand-in (merges into a hint it
+    /// already keeps are not counted again).
+    pub hints_stored: u64,
+    /// Hints handed back to their owner and deleted.
+    pub hints_delivered: u64,
+    /// Hints refused because `max_hints` were kept, or dropped because they
+    /// outlived `max_age_ms`.
+    pub hints_dropped: u64,
 }
 
 /// Counters are leased in blocks this large: one fsync per block, and a
@@ -78,6 +100,16 @@ pub struct Node<S: Store> {
     stats: Stats,
     ae: AntiEntropy,
     lease: CounterLease,
+    /// Who is in the cluster and who is down (gossip).
+    members: Membership,
+    /// The ring once pending joins and leaves complete.
+    future: Ring,
+    /// Ownership handoff: ranges this node is fetching from their owners.
+    handoff: handoff::Handoff,
+    /// Replicas kept for other nodes and their delivery.
+    hints: hints::HintBook,
+    /// Seeded generator state (splitmix64) for gossip peer choice.
+    rng: u64,
 }
 
 impl<S: Store> Node<S> {
@@ -85,6 +117,24 @@ impl<S: Store> Node<S> {
     /// scan of it. Fails only when the store cannot tell the node's counter
     /// lease: without it the node could reissue a dot.
     pub fn new(id: NodeId, settings: Settings, ring: Ring, store: S) -> Result<Self, StoreError> {
+        let members = Membership::bootstrap(&id, &ring, settings.membership.clone());
+        let seed = xxhash_rust::xxh3::xxh3_64(id.as_str().as_bytes());
+        Node::with_membership(settings, members, store, seed)
+    }
+
+    /// A node whose member list comes from gossip state (remembered or
+    /// learned from seeds); `rng_seed` drives its random gossip choices.
+    pub fn with_membership(
+        settings: Settings,
+        members: Membership,
+        store: S,
+        rng_seed: u64,
+    ) -> Result<Self, StoreError> {
+        let id = members.id().clone();
+        let ring = members.current_ring(settings.vnodes);
+        // Empty until the first tick plans the handoff for the real one.
+        let future = Ring::new(settings.vnodes);
+        let hints = hints::HintBook::load(&store)?;
         let ae = AntiEntropy::new(settings.anti_entropy.clone());
         let leased = store.counter_lease()?;
         let lease = CounterLease {
@@ -103,6 +153,11 @@ impl<S: Store> Node<S> {
             stats: Stats::default(),
             ae,
             lease,
+            members,
+            future,
+            handoff: handoff::Handoff::default(),
+            hints,
+            rng: rng_seed,
         };
         node.rebuild_trees();
         Ok(node)
@@ -183,6 +238,7 @@ impl<S: Store> Node<S> {
     }
 
     pub fn on_message(&mut self, now: Millis, from: NodeId, msg: Message) {
+        self.members.heard_from(now, &from);
         match msg {
             Message::Replicate { req, key, siblings } => {
                 let result = self
@@ -216,6 +272,25 @@ impl<S: Store> Node<S> {
                 range,
                 step,
             } => self.on_exchange(now, from, exchange, range, step),
+            Message::Gossip(msg) => self.on_gossip(now, from, msg),
+            Message::HintedReplicate {
+                req,
+                owner,
+                key,
+                siblings,
+            } => self.on_hinted_replicate(now, from, req, owner, key, siblings),
+            Message::HintDelivery { req, entries } => self.on_hint_delivery(from, req, entries),
+            Message::HintDeliveryAck { req, result } => {
+                self.on_hint_delivery_ack(now, from, req, result)
+            }
+            Message::TransferRequest { range, after } => {
+                self.on_transfer_request(from, range, after)
+            }
+            Message::TransferPage {
+                range,
+                entries,
+                more,
+            } => self.on_transfer_page(now, from, range, entries, more),
         }
     }
 
@@ -225,6 +300,7 @@ impl<S: Store> Node<S> {
         self.unreachable
             .insert(peer.clone(), now + UNREACHABLE_FOR_MS);
         self.ae.peer_unreachable(&peer);
+        self.hints.owner_unreachable(&peer);
         let waiting: Vec<RequestId> = self
             .ops
             .iter()
@@ -256,7 +332,11 @@ impl<S: Store> Node<S> {
         for req in expired {
             self.expire(now, req);
         }
+        self.cover_silent_replicas(now);
         self.tick_anti_entropy(now);
+        self.tick_membership(now);
+        self.tick_hints(now);
+        self.tick_handoff(now);
     }
 
     fn validate(&self, op: &ClientOp) -> Result<(), ClientError> {
@@ -269,9 +349,9 @@ impl<S: Store> Node<S> {
                 key.len()
             )));
         }
-        let (name, quorum) = match op {
-            ClientOp::Get { r, .. } => ("r", *r),
-            ClientOp::Put { value, w, .. } => {
+        let (w, pw) = match op {
+            ClientOp::Get { r, .. } => return check_quorum("r", *r, s.n),
+            ClientOp::Put { value, w, pw, .. } => {
                 if value.len() > s.max_value_bytes {
                     return Err(ClientError::Invalid(format!(
                         "value must be at most {} bytes, got {}",
@@ -279,14 +359,16 @@ impl<S: Store> Node<S> {
                         value.len()
                     )));
                 }
-                ("w", *w)
+                (*w, *pw)
             }
-            ClientOp::Delete { w, .. } => ("w", *w),
+            ClientOp::Delete { w, pw, .. } => (*w, *pw),
         };
-        match quorum {
-            Some(q) if q == 0 || q > s.n => Err(ClientError::Invalid(format!(
-                "{name} must be within 1..={}, got {q}",
-                s.n
+        check_quorum("w", w, s.n)?;
+        check_quorum("pw", pw, s.n)?;
+        let w = w.unwrap_or(s.w);
+        match pw {
+            Some(pw) if pw > w => Err(ClientError::Invalid(format!(
+                "pw must not exceed w ({w}), got {pw}"
             ))),
             _ => Ok(()),
         }
@@ -301,17 +383,26 @@ impl<S: Store> Node<S> {
                 value,
                 context,
                 w,
-            } => self.start_write(now, origin, key, Some(value), context, w),
+                pw,
+            } => {
+                let acks = WriteAcks { w, pw };
+                self.start_write(now, origin, key, Some(value), context, acks)
+            }
             ClientOp::Delete {
                 key,
                 context: Some(context),
                 w,
-            } => self.start_write(now, origin, key, None, context, w),
+                pw,
+            } => self.start_write(now, origin, key, None, context, WriteAcks { w, pw }),
             ClientOp::Delete {
                 key,
                 context: None,
                 w,
-            } => self.start_read(now, origin, key, None, ReadPurpose::DeleteAfterRead { w }),
+                pw,
+            } => {
+                let purpose = ReadPurpose::DeleteAfterRead(WriteAcks { w, pw });
+                self.start_read(now, origin, key, None, purpose)
+            }
         }
     }
 
@@ -438,12 +529,33 @@ impl<S: Store> Node<S> {
     }
 }
 
+/// A lost quorum as the client sees it: counted against the preference
+/// list, and when the PW rule is what failed, its numbers under "(pw)".
 fn unavailable(op: &str, quorum: &Quorum, answered: usize) -> ClientError {
+    let replicas = quorum.primaries().len();
+    if quorum.short_of_primaries() {
+        return ClientError::Unavailable {
+            op: format!("{op} (pw)"),
+            needed: quorum.primaries_needed,
+            answered: quorum.primary_successes(),
+            replicas,
+        };
+    }
     ClientError::Unavailable {
         op: op.to_string(),
         needed: quorum.needed,
         answered,
-        replicas: quorum.replicas().len(),
+        replicas,
+    }
+}
+
+/// An optional `r`, `w` or `pw` must be within `1..=n`.
+fn check_quorum(name: &str, quorum: Option<usize>, n: usize) -> Result<(), ClientError> {
+    match quorum {
+        Some(q) if q == 0 || q > n => Err(ClientError::Invalid(format!(
+            "{name} must be within 1..={n}, got {q}"
+        ))),
+        _ => Ok(()),
     }
 }
 

@@ -2,6 +2,8 @@
 //! the limits every request is checked against.
 
 use crate::anti_entropy::AntiEntropySettings;
+use crate::gossip::MembershipSettings;
+use crate::hints::HintSettings;
 use serde::{Deserialize, Serialize};
 
 /// The longest key the storage engines can hold (fjall's 16-bit key length
@@ -34,6 +36,12 @@ pub struct Settings {
     /// section, which the server copies in here.
     #[serde(skip)]
     pub anti_entropy: AntiEntropySettings,
+    /// Gossip and failure detection (`[membership]` section).
+    #[serde(skip)]
+    pub membership: MembershipSettings,
+    /// Sloppy quorum and hinted handoff (`[hints]` section).
+    #[serde(skip)]
+    pub hints: HintSettings,
 }
 
 impl Default for Settings {
@@ -49,6 +57,8 @@ impl Default for Settings {
             max_siblings: 64,
             max_clock_entries: 32,
             anti_entropy: AntiEntropySettings::default(),
+            membership: MembershipSettings::default(),
+            hints: HintSettings::default(),
         }
     }
 }

@@ -6,11 +6,23 @@
 
 use crate::ring::Token;
 use crate::siblings::SiblingSet;
+use crate::{Millis, NodeId};
+use serde::{Deserialize, Serialize};
 
 /// A storage failure, reported to the client as a server error; never a panic.
 #[derive(Debug, thiserror::Error)]
 #[error("storage error: {0}")]
 pub struct StoreError(pub String);
+
+/// A replica kept by a stand-in node for an owner that was down or silent
+/// (sloppy quorum): handed back to the owner, then deleted.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Hint {
+    /// When the stand-in first stored it; hints older than the configured
+    /// age are dropped (and counted) instead of delivered.
+    pub stored_at: Millis,
+    pub siblings: SiblingSet,
+}
 
 pub trait Store {
     /// The stored sibling set of `key` (tombstones included), if any.
@@ -18,6 +30,40 @@ pub trait Store {
 
     /// Replace the sibling set of `key`. Durable only after [`Store::sync`].
     fn put(&mut self, key: &[u8], siblings: &SiblingSet) -> Result<(), StoreError>;
+
+    /// Remove `key` entirely (not a tombstone): ownership handoff drops the
+    /// keys of ranges this node no longer replicates. Durable after `sync`.
+    fn delete(&mut self, key: &[u8]) -> Result<(), StoreError>;
+
+    /// Store (replace) the hint for `owner`'s copy of `key`, apart from the
+    /// node's own data. Durable after [`Store::sync`].
+    fn put_hint(&mut self, owner: &NodeId, key: &[u8], hint: &Hint) -> Result<(), StoreError>;
+
+    /// The hint for `owner`'s copy of `key`, if one is stored. The default
+    /// scans every hint; engines with an index should look it up directly.
+    fn get_hint(&self, owner: &NodeId, key: &[u8]) -> Result<Option<Hint>, StoreError> {
+        let mut found = None;
+        self.scan_hints(&mut |o, k, hint| {
+            if o == owner && k == key {
+                found = Some(hint.clone());
+            }
+            found.is_none()
+        })?;
+        Ok(found)
+    }
+
+    /// Forget the hint for `owner`'s copy of `key` (no error when absent).
+    fn delete_hint(&mut self, owner: &NodeId, key: &[u8]) -> Result<(), StoreError>;
+
+    /// Visit every stored hint, grouped by owner (all of an owner's hints
+    /// one after another, keys in byte order within an owner), until `visit`
+    /// returns false. The order of the owners is the engine's: the
+    /// `ringkv-store` engines give shorter owner ids first, then byte order
+    /// (their hint keys are length-prefixed), so do not rely on byte order.
+    fn scan_hints(
+        &self,
+        visit: &mut dyn FnMut(&NodeId, &[u8], &Hint) -> bool,
+    ) -> Result<(), StoreError>;
 
     /// Make every earlier `put` as durable as the engine's fsync policy says.
     /// The server calls it once per batch of events before it releases any
@@ -57,6 +103,29 @@ impl<T: Store + ?Sized> Store for Box<T> {
 
     fn sync(&mut self) -> Result<(), StoreError> {
         (**self).sync()
+    }
+
+    fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        (**self).delete(key)
+    }
+
+    fn put_hint(&mut self, owner: &NodeId, key: &[u8], hint: &Hint) -> Result<(), StoreError> {
+        (**self).put_hint(owner, key, hint)
+    }
+
+    fn get_hint(&self, owner: &NodeId, key: &[u8]) -> Result<Option<Hint>, StoreError> {
+        (**self).get_hint(owner, key)
+    }
+
+    fn delete_hint(&mut self, owner: &NodeId, key: &[u8]) -> Result<(), StoreError> {
+        (**self).delete_hint(owner, key)
+    }
+
+    fn scan_hints(
+        &self,
+        visit: &mut dyn FnMut(&NodeId, &[u8], &Hint) -> bool,
+    ) -> Result<(), StoreError> {
+        (**self).scan_hints(visit)
     }
 
     fn scan(

@@ -126,6 +126,7 @@ fn delete_without_context_removes_what_it_read() {
         key: "k".into(),
         context: None,
         w: None,
+        pw: None,
     };
     assert!(net.request("n2", op).is_ok());
     let read = net.get("n3", "k", Some(3));

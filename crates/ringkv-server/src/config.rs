@@ -1,5 +1,5 @@
-//! A node's TOML configuration: who it is, where its data lives, and the
-//! (static, for now) member list of its cluster.
+//! A node's TOML configuration: who it is, where its data lives, and how it
+//! finds its cluster — a static member list, or seeds to join through.
 //!
 //! ```toml
 //! cluster = "dev"
@@ -16,14 +16,27 @@
 //! [anti_entropy]      # optional; see ringkv_core::anti_entropy
 //! interval_ms = 1000
 //!
+//! [membership]        # optional; see ringkv_core::gossip
+//! suspect_after_ms = 5000
+//!
+//! [hints]             # optional; see ringkv_core::hints
+//! max_hints = 100000
+//!
 //! [[nodes]]
 //! id = "n1"
 //! addr = "127.0.0.1:7101"   # inter-node TCP
 //! http = "127.0.0.1:8101"
 //! zone = "a"                # optional
 //! ```
+//!
+//! A node joining a running cluster lists only itself in `[[nodes]]` and
+//! names existing members' inter-node addresses in `seeds = [...]` (or
+//! `ringkv node --join ADDR`). Once a node has run, its data directory
+//! remembers the member list, so later starts need neither.
 
 use ringkv_core::anti_entropy::AntiEntropySettings;
+use ringkv_core::gossip::MembershipSettings;
+use ringkv_core::hints::HintSettings;
 use ringkv_core::settings::Settings;
 use ringkv_store::StorageConfig;
 use serde::{Deserialize, Serialize};
@@ -46,6 +59,14 @@ pub struct NodeConfig {
     pub replication: Settings,
     #[serde(default)]
     pub anti_entropy: AntiEntropySettings,
+    #[serde(default)]
+    pub membership: MembershipSettings,
+    #[serde(default)]
+    pub hints: HintSettings,
+    /// Inter-node addresses of members to join through. With seeds, a new
+    /// node starts as joining and `nodes` lists only itself.
+    #[serde(default)]
+    pub seeds: Vec<SocketAddr>,
     /// Enables `POST /admin/links/{peer}/{cut|heal}`, a switch that silently
     /// drops traffic to and from a peer. For fault tests only.
     #[serde(default)]
@@ -100,10 +121,24 @@ impl NodeConfig {
         Ok(config)
     }
 
-    /// The protocol settings, with the `[anti_entropy]` section folded in.
+    /// Add seed addresses (`ringkv node --join`), checked like the
+    /// config's own; `path` names the config in the error.
+    pub fn with_seeds(mut self, seeds: Vec<SocketAddr>, path: &Path) -> Result<Self, ConfigError> {
+        self.seeds.extend(seeds);
+        self.validate().map_err(|message| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message,
+        })?;
+        Ok(self)
+    }
+
+    /// The protocol settings, with the `[anti_entropy]`, `[membership]` and
+    /// `[hints]` sections folded in.
     pub fn settings(&self) -> Settings {
         Settings {
             anti_entropy: self.anti_entropy.clone(),
+            membership: self.membership.clone(),
+            hints: self.hints.clone(),
             ..self.replication.clone()
         }
     }
@@ -115,6 +150,16 @@ impl NodeConfig {
             return Err(
                 "anti_entropy needs interval_ms >= 1, keys_per_second >= 1 and tree_depth <= 16"
                     .into(),
+            );
+        }
+        self.membership.validate()?;
+        let h = &self.hints;
+        if h.delivery_interval_ms == 0 || h.delivery_batch == 0 {
+            return Err("hints delivery_interval_ms and delivery_batch must be at least 1".into());
+        }
+        if !self.seeds.is_empty() && self.nodes.len() > 1 {
+            return Err(
+                "a node joining through seeds lists only itself in [[nodes]]".into(),
             );
         }
         if self.storage.fsync_interval_ms == 0 {
@@ -207,6 +252,18 @@ mod tests {
                 "n9 is not in",
             ),
             (GOOD.replace("id = \"n2\"", "id = \"n1\""), "listed twice"),
+            (
+                format!("seeds = [\"127.0.0.1:7103\"]\n{GOOD}"),
+                "lists only itself",
+            ),
+            (
+                format!("{GOOD}\n[membership]\nsuspect_after_ms = \"soon\""),
+                "invalid type",
+            ),
+            (
+                format!("{GOOD}\n[membership]\nsuspect_after_ms = 10"),
+                "must exceed probe_interval_ms",
+            ),
         ];
         for (text, expected) in cases {
             let err = NodeConfig::parse(&text).unwrap_err();

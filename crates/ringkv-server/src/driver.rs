@@ -7,6 +7,8 @@
 //! releases the batch's effects. No acknowledgement ever leaves before the
 //! write it acknowledges is as durable as the fsync policy promises.
 
+use crate::members_file;
+use crate::status::MembershipReport;
 use crate::transport::{Inbound, Transport};
 use ringkv_core::anti_entropy::{AeStats, RepairProgress};
 use ringkv_core::coordinator::ClientId;
@@ -17,11 +19,12 @@ use ringkv_core::store::Store;
 use ringkv_core::{Millis, NodeId};
 use serde::Serialize;
 use std::collections::BTreeMap;
+use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
-use tokio::sync::oneshot;
+use tokio::sync::{oneshot, watch};
 
 /// How often the node is ticked (the resolution of request timeouts).
 const TICK: Duration = Duration::from_millis(10);
@@ -51,6 +54,8 @@ pub enum Event {
         rebuild: bool,
         reply: oneshot::Sender<usize>,
     },
+    /// Start leaving the cluster (the node stops once it has left).
+    Leave(oneshot::Sender<()>),
     Stop,
 }
 
@@ -75,6 +80,8 @@ pub struct NodeReport {
     /// Per member: virtual nodes and share of the ring it coordinates.
     pub ring: BTreeMap<String, RingShare>,
     pub anti_entropy: AntiEntropyReport,
+    #[serde(flatten)]
+    pub membership: MembershipReport,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -109,6 +116,8 @@ pub struct NodeHandle {
     /// thread after every batch, so HTTP answers can carry it without a
     /// round trip to that thread.
     ring: Arc<AtomicU64>,
+    /// Turns true once the node has left the cluster and told the others.
+    left: watch::Receiver<bool>,
 }
 
 /// A ring fingerprint as it appears in `/status` and the `X-Ringkv-Ring`
@@ -164,6 +173,22 @@ impl NodeHandle {
         answer.await.ok()
     }
 
+    pub async fn leave(&self) -> Option<()> {
+        let (reply, answer) = oneshot::channel();
+        self.tx.send(Event::Leave(reply)).ok()?;
+        answer.await.ok()
+    }
+
+    /// Resolves once the node has left the cluster (never, if it does not).
+    pub fn left(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut left = self.left.clone();
+        async move {
+            if left.wait_for(|l| *l).await.is_err() {
+                std::future::pending::<()>().await;
+            }
+        }
+    }
+
     pub async fn report(&self) -> Option<NodeReport> {
         let (tx, rx) = oneshot::channel();
         self.tx.send(Event::Status(tx)).ok()?;
@@ -182,28 +207,39 @@ impl NodeHandle {
 
 /// Start the node thread. It enters `runtime` so the transport can spawn
 /// its connection tasks from it.
+/// `data_dir` is where the node's member list is saved when it changes.
 pub fn spawn(
     node: Node<BoxedStore>,
     transport: Transport<Message>,
+    data_dir: PathBuf,
     runtime: tokio::runtime::Handle,
 ) -> std::io::Result<(NodeHandle, JoinHandle<()>)> {
     let (tx, rx) = mpsc::channel();
     let ring = Arc::new(AtomicU64::new(node.ring().fingerprint()));
+    let (left_tx, left) = watch::channel(false);
     let name = format!("node-{}", node.id());
     let published = ring.clone();
     let thread = std::thread::Builder::new().name(name).spawn(move || {
         let _guard = runtime.enter();
         Driver {
+            saved_changes: node.membership().changes(),
             node,
             transport,
             waiting: BTreeMap::new(),
             next_client: 1,
             ring: published,
+            data_dir,
+            left: left_tx,
+            left_at: None,
         }
         .run(rx)
     })?;
-    Ok((NodeHandle { tx, ring }, thread))
+    Ok((NodeHandle { tx, ring, left }, thread))
 }
+
+/// How long a node that has left keeps running, so its departure reaches
+/// every member before it goes quiet.
+const LINGER_AFTER_LEAVING: Duration = Duration::from_secs(1);
 
 struct Driver {
     node: Node<BoxedStore>,
@@ -211,6 +247,11 @@ struct Driver {
     waiting: BTreeMap<ClientId, oneshot::Sender<ClientResult>>,
     next_client: ClientId,
     ring: Arc<AtomicU64>,
+    data_dir: PathBuf,
+    /// The member-list change count last saved to disk.
+    saved_changes: u64,
+    left: watch::Sender<bool>,
+    left_at: Option<Millis>,
 }
 
 impl Driver {
@@ -238,6 +279,8 @@ impl Driver {
             // The protocol may replace the ring while handling events.
             self.ring
                 .store(self.node.ring().fingerprint(), Ordering::Relaxed);
+            self.save_members();
+            self.signal_departure(now);
             if stop {
                 tracing::info!("node {} stopped", self.node.id());
                 return;
@@ -274,9 +317,38 @@ impl Driver {
                 }
                 let _ = reply.send(self.node.start_repair(token));
             }
+            Event::Leave(reply) => {
+                self.node.leave(now);
+                let _ = reply.send(());
+            }
             Event::Stop => return true,
         }
         false
+    }
+
+    /// Save the member list when it changed, so a restart remembers it.
+    fn save_members(&mut self) {
+        let changes = self.node.membership().changes();
+        if changes == self.saved_changes {
+            return;
+        }
+        let vnodes = self.node.settings().vnodes;
+        match members_file::save(&self.data_dir, self.node.membership(), vnodes) {
+            Ok(()) => self.saved_changes = changes,
+            Err(e) => tracing::error!("cannot save the member list: {e}"),
+        }
+    }
+
+    /// Once the node has left (and lingered so the news spreads), tell the
+    /// server to stop.
+    fn signal_departure(&mut self, now: Millis) {
+        if !self.node.has_left() {
+            return;
+        }
+        let left_at = *self.left_at.get_or_insert(now);
+        if now >= left_at + LINGER_AFTER_LEAVING.as_millis() as Millis {
+            self.left.send_replace(true);
+        }
     }
 
     /// Group commit: one sync for the batch, then its effects. When the
@@ -296,6 +368,10 @@ impl Driver {
         for effect in effects {
             match effect {
                 Effect::Send { to, msg } => self.transport.send(&to, msg),
+                Effect::Connect { node, addr } => match addr.parse() {
+                    Ok(addr) => self.transport.set_peer(node, addr),
+                    Err(_) => tracing::warn!("member {node} has a bad address {addr:?}"),
+                },
                 Effect::Reply { client, result } => {
                     if let Some(reply) = self.waiting.remove(&client) {
                         let _ = reply.send(result);
@@ -349,6 +425,7 @@ impl Driver {
                     })
                     .collect(),
             },
+            membership: MembershipReport::of(&self.node),
         }
     }
 }

@@ -35,7 +35,6 @@ pub struct Api {
     pub node: NodeHandle,
     pub transport: Transport<Message>,
     pub cluster: String,
-    pub members: Vec<crate::config::MemberConfig>,
     /// Safety net on top of the node's own quorum timeouts.
     pub request_limit: Duration,
     pub max_value_bytes: usize,
@@ -55,6 +54,7 @@ pub fn router(api: Api) -> Router {
         .route("/admin/links/{peer}/{action}", post(link_fault))
         .route("/admin/repair", post(repair))
         .route("/admin/replica/{*key}", get(read_replica))
+        .route("/admin/leave", post(leave))
         .layer(DefaultBodyLimit::max(body_limit))
         .with_state(api)
 }
@@ -79,6 +79,8 @@ struct ReadQuorum {
 #[serde(deny_unknown_fields)]
 struct WriteQuorum {
     w: Option<usize>,
+    /// Acks that must come from the key's real preference list (Riak's PW).
+    pw: Option<usize>,
 }
 
 /// One version as JSON (the 300 body and the `Accept: application/json` form).
@@ -171,6 +173,7 @@ async fn put_key(
         value: body.to_vec(),
         context: context_from(&headers)?.unwrap_or_default(),
         w: q.w,
+        pw: q.pw,
     };
     written(api.node.request(op, api.request_limit).await?)
 }
@@ -186,6 +189,7 @@ async fn delete_key(
         key: key.into_bytes(),
         context: context_from(&headers)?,
         w: q.w,
+        pw: q.pw,
     };
     written(api.node.request(op, api.request_limit).await?)
 }
@@ -263,7 +267,6 @@ struct StatusJson {
     cluster: String,
     #[serde(flatten)]
     node: NodeReport,
-    members: Vec<crate::config::MemberConfig>,
     inter_node_connections_accepted: u64,
 }
 
@@ -272,7 +275,6 @@ async fn status(State(api): State<Api>) -> Result<Json<StatusJson>, ApiError> {
     Ok(Json(StatusJson {
         cluster: api.cluster.clone(),
         node,
-        members: api.members.clone(),
         inter_node_connections_accepted: api.transport.accepted_connections(),
     }))
 }
@@ -289,7 +291,7 @@ async fn link_fault(
             "fault injection is disabled in this node's config".into(),
         ));
     }
-    if !api.members.iter().any(|m| m.id == peer) {
+    if !api.transport.knows(&NodeId::new(&peer)) {
         return Err(ApiError(
             StatusCode::NOT_FOUND,
             format!("unknown node {peer}"),
@@ -302,6 +304,15 @@ async fn link_fault(
     };
     api.transport.set_blocked(&NodeId::new(peer), blocked);
     Ok(StatusCode::NO_CONTENT)
+}
+
+/// Start leaving the cluster: the new owners fetch this node's ranges, then
+/// the node marks itself left and its process stops. Progress shows in
+/// `/status` (`handoff` on the new owners, this node's member status).
+async fn leave(State(api): State<Api>) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    api.node.leave().await.ok_or_else(shutting_down)?;
+    let body = serde_json::json!({ "status": "leaving" });
+    Ok((StatusCode::ACCEPTED, Json(body)))
 }
 
 #[derive(Deserialize)]

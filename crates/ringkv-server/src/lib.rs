@@ -7,7 +7,9 @@ pub mod config;
 pub mod driver;
 pub mod http;
 pub mod local;
+pub mod members_file;
 pub mod server;
+pub mod status;
 pub mod transport;
 
 pub use config::NodeConfig;

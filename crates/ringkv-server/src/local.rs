@@ -281,7 +281,7 @@ pub fn run_if_node_process() -> Option<ExitCode> {
     }
     let served = tokio::runtime::Runtime::new()
         .map_err(ServerError::from)
-        .and_then(|runtime| runtime.block_on(run_node(Path::new(config))));
+        .and_then(|runtime| runtime.block_on(run_node(Path::new(config), Vec::new())));
     Some(match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -293,8 +293,9 @@ pub fn run_if_node_process() -> Option<ExitCode> {
 
 /// Run a node from its config file until SIGINT or SIGTERM, then stop it
 /// cleanly.
-pub async fn run_node(config: &Path) -> Result<(), ServerError> {
-    let config = NodeConfig::load(config)?;
+/// `join`: seed addresses given on the command line, added to the config's.
+pub async fn run_node(config: &Path, join: Vec<SocketAddr>) -> Result<(), ServerError> {
+    let config = NodeConfig::load(config)?.with_seeds(join, config)?;
     crate::run(config, shutdown_signal()).await
 }
 

@@ -5,9 +5,9 @@ use crate::config::NodeConfig;
 use crate::driver::{self, NodeHandle};
 use crate::http::{self, Api};
 use crate::transport::{Transport, TransportConfig};
+use crate::members_file::{self, MembersFileError};
 use ringkv_core::message::Message;
 use ringkv_core::node::Node;
-use ringkv_core::ring::{Ring, RingMember};
 use ringkv_core::NodeId;
 use std::future::Future;
 use std::time::Duration;
@@ -19,6 +19,8 @@ pub enum ServerError {
     Config(#[from] crate::config::ConfigError),
     #[error(transparent)]
     Storage(#[from] ringkv_core::store::StoreError),
+    #[error(transparent)]
+    Members(#[from] MembersFileError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -28,8 +30,9 @@ pub enum ServerError {
     Io(#[from] std::io::Error),
 }
 
-/// Run the node until `shutdown` resolves, then stop cleanly: HTTP stops
-/// accepting, the node thread finishes its batch and the store is closed.
+/// Run the node until `shutdown` resolves or the node has left the
+/// cluster, then stop cleanly: HTTP stops accepting, the node thread
+/// finishes its batch and the store is closed.
 pub async fn run(
     config: NodeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
@@ -43,20 +46,16 @@ pub async fn run(
         .await
         .map_err(std::io::Error::other)??;
 
-    let members = config.nodes.iter().map(|m| RingMember {
-        id: NodeId::new(&m.id),
-        zone: m.zone.clone(),
-    });
-    let ring = Ring::with_members(members, settings.vnodes);
+    let members = members_file::start(&config)?;
     let (inbound_tx, mut inbound_rx) = mpsc::unbounded_channel();
     let transport_config = TransportConfig {
         cluster: config.cluster.clone(),
         node_id: NodeId::new(&me.id),
         listen: me.addr,
-        peers: config
-            .nodes
-            .iter()
-            .map(|m| (NodeId::new(&m.id), m.addr))
+        // Known members; gossip adds the others as they are learned.
+        peers: members
+            .members()
+            .filter_map(|m| Some((m.id.clone(), m.addr.as_ref()?.parse().ok()?)))
             .collect(),
         max_frame_bytes: settings.max_frame_bytes(),
         connect_timeout: Duration::from_millis(500),
@@ -68,9 +67,14 @@ pub async fn run(
             source,
         })?;
 
-    let node = Node::new(NodeId::new(&me.id), settings.clone(), ring, store)?;
-    let (handle, thread) =
-        driver::spawn(node, transport.clone(), tokio::runtime::Handle::current())?;
+    let rng_seed = driver::now_ms() ^ u64::from(std::process::id());
+    let node = Node::with_membership(settings.clone(), members, store, rng_seed)?;
+    let (handle, thread) = driver::spawn(
+        node,
+        transport.clone(),
+        config.data_dir.clone(),
+        tokio::runtime::Handle::current(),
+    )?;
     let bridge = handle.clone();
     tokio::spawn(async move {
         while let Some(event) = inbound_rx.recv().await {
@@ -90,7 +94,6 @@ pub async fn run(
         node: handle.clone(),
         transport,
         cluster: config.cluster.clone(),
-        members: config.nodes.clone(),
         request_limit: client_limit(&settings),
         max_value_bytes: settings.max_value_bytes,
         fault_injection: config.fault_injection,
@@ -103,8 +106,15 @@ pub async fn run(
         config.data_dir.display(),
         config.storage.engine
     );
+    let left = handle.left();
+    let stop_on = async move {
+        tokio::select! {
+            _ = shutdown => {}
+            _ = left => tracing::info!("node left the cluster; stopping"),
+        }
+    };
     let served = axum::serve(listener, http::router(api))
-        .with_graceful_shutdown(shutdown)
+        .with_graceful_shutdown(stop_on)
         .await;
     stop(&handle, thread).await;
     served.map_err(ServerError::from)

@@ -443,6 +443,8 @@ impl Sim {
                     self.net
                         .send(&mut self.rng, self.now, &faults, (id.clone(), to, msg));
                 }
+                // Node ids are the addresses in the simulated network.
+                Effect::Connect { .. } => {}
                 Effect::Reply { client: id, result } => {
                     self.record(&(self.now, id, &result));
                     match self.requests.remove(&id).map(|r| r.waiter) {

@@ -133,11 +133,13 @@ impl Client {
                 value,
                 context,
                 w: None,
+                pw: None,
             },
             None => ClientOp::Delete {
                 key,
                 context: Some(context),
                 w: None,
+                pw: None,
             },
         };
         (op, Step::Write(index))

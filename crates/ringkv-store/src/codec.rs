@@ -18,14 +18,35 @@
 //! and still read what an older one wrote. Decoding never panics: an unknown
 //! version, an empty value or bytes postcard cannot parse all give a
 //! [`StoreError`].
+//!
+//! # Hints: key layout and value format [`HINT_FORMAT_VERSION`] 1
+//!
+//! Hints (replicas a stand-in keeps for a down owner) live apart from the
+//! data, under the *hint key* `len ++ owner ++ key` ([`hint_key`]): `len` is
+//! the owner id's length in bytes as one byte (so owner ids are at most
+//! [`MAX_OWNER_LEN`] bytes), then the owner id, then the user key. Each
+//! owner's hints are thus contiguous, keys in byte order within an owner;
+//! owners sort by id length first, then by bytes (the length prefix comes
+//! first), which is why [`Store::scan_hints`] promises grouping by owner and
+//! not byte order of owners. The value is one format-version byte, then the
+//! postcard encoding of the [`Hint`]; decoding never panics, like values.
+//!
+//! [`Store::scan_hints`]: ringkv_core::store::Store::scan_hints
 
 use ringkv_core::ring::{Ring, Token};
 use ringkv_core::siblings::SiblingSet;
-use ringkv_core::store::StoreError;
+use ringkv_core::store::{Hint, StoreError};
+use ringkv_core::NodeId;
+use serde::de::DeserializeOwned;
+use serde::Serialize;
 use std::ops::Bound;
 
 /// The value format version this release writes (and the only one it reads).
 pub const FORMAT_VERSION: u8 = 1;
+
+/// The hint value format version this release writes (and the only one it
+/// reads).
+pub const HINT_FORMAT_VERSION: u8 = 1;
 
 /// The key layout this release writes (and the only one it reads): 2, keys
 /// prefixed by their token. See the [module docs](self).
@@ -43,38 +64,77 @@ pub const MAX_KEY_LEN: usize = u16::MAX as usize - TOKEN_LEN;
 /// The longest encoded value the store accepts (fjall: 32-bit lengths).
 pub const MAX_VALUE_LEN: usize = u32::MAX as usize;
 
+/// The longest owner id a hint key can hold: its length is one byte.
+pub const MAX_OWNER_LEN: usize = u8::MAX as usize;
+
+/// The longest physical key fjall stores (16-bit key lengths); it panics on
+/// longer ones, so every physical key is checked against it first.
+const MAX_PHYSICAL_KEY_LEN: usize = u16::MAX as usize;
+
 /// Encode a sibling set as a stored value.
 pub fn encode(siblings: &SiblingSet) -> Result<Vec<u8>, StoreError> {
-    let out = postcard::to_extend(siblings, vec![FORMAT_VERSION])
-        .map_err(|e| StoreError(format!("cannot encode sibling set: {e}")))?;
+    encode_versioned(siblings, FORMAT_VERSION, "sibling set", "value")
+}
+
+/// Decode a stored value written by [`encode`].
+pub fn decode(bytes: &[u8]) -> Result<SiblingSet, StoreError> {
+    decode_versioned(bytes, FORMAT_VERSION, "value")
+}
+
+/// Encode a hint as a stored hint value.
+pub fn encode_hint(hint: &Hint) -> Result<Vec<u8>, StoreError> {
+    encode_versioned(hint, HINT_FORMAT_VERSION, "hint", "hint")
+}
+
+/// Decode a stored hint value written by [`encode_hint`].
+pub fn decode_hint(bytes: &[u8]) -> Result<Hint, StoreError> {
+    decode_versioned(bytes, HINT_FORMAT_VERSION, "hint")
+}
+
+/// `version` then the postcard encoding of `item`, at most
+/// [`MAX_VALUE_LEN`] bytes.
+fn encode_versioned<T: Serialize>(
+    item: &T,
+    version: u8,
+    what: &str,
+    stored: &str,
+) -> Result<Vec<u8>, StoreError> {
+    let out = postcard::to_extend(item, vec![version])
+        .map_err(|e| StoreError(format!("cannot encode {what}: {e}")))?;
     if out.len() > MAX_VALUE_LEN {
         return Err(StoreError(format!(
-            "encoded value is {} bytes, more than the {MAX_VALUE_LEN} the store accepts",
+            "encoded {stored} is {} bytes, more than the {MAX_VALUE_LEN} the store accepts",
             out.len()
         )));
     }
     Ok(out)
 }
 
-/// Decode a stored value written by [`encode`].
-pub fn decode(bytes: &[u8]) -> Result<SiblingSet, StoreError> {
+/// Decode what [`encode_versioned`] wrote with `version`: any other version
+/// byte, a missing one, or bytes postcard cannot parse (trailing bytes
+/// included) are a [`StoreError`] about the stored `what`.
+fn decode_versioned<T: DeserializeOwned>(
+    bytes: &[u8],
+    version: u8,
+    what: &str,
+) -> Result<T, StoreError> {
     match bytes.split_first() {
-        None => Err(StoreError(
-            "stored value is empty (no format version byte)".into(),
-        )),
-        Some((&FORMAT_VERSION, body)) => {
-            let (set, rest): (SiblingSet, &[u8]) = postcard::take_from_bytes(body)
-                .map_err(|e| StoreError(format!("corrupt stored value: {e}")))?;
+        None => Err(StoreError(format!(
+            "stored {what} is empty (no format version byte)"
+        ))),
+        Some((&v, body)) if v == version => {
+            let (item, rest): (T, &[u8]) = postcard::take_from_bytes(body)
+                .map_err(|e| StoreError(format!("corrupt stored {what}: {e}")))?;
             if !rest.is_empty() {
                 return Err(StoreError(format!(
-                    "corrupt stored value: {} trailing bytes",
+                    "corrupt stored {what}: {} trailing bytes",
                     rest.len()
                 )));
             }
-            Ok(set)
+            Ok(item)
         }
-        Some((&version, _)) => Err(StoreError(format!(
-            "stored value has unknown format version {version} (this build reads {FORMAT_VERSION})"
+        Some((&v, _)) => Err(StoreError(format!(
+            "stored {what} has unknown format version {v} (this build reads {version})"
         ))),
     }
 }
@@ -160,6 +220,98 @@ pub fn decode_scanned(token: Token, bytes: &[u8]) -> Result<SiblingSet, StoreErr
         .map_err(|e| StoreError(format!("{} (scanning the key of token {token:#018x})", e.0)))
 }
 
+/// The hint key of `owner`'s copy of `key`: `len(owner) ++ owner ++ key`
+/// (see the [module docs](self)). Refused with a [`StoreError`]: an owner id
+/// longer than [`MAX_OWNER_LEN`], a key [`check_key`] refuses, and a hint key
+/// longer than fjall stores (a key near [`MAX_KEY_LEN`] with a long owner id).
+pub fn hint_key(owner: &NodeId, key: &[u8]) -> Result<Vec<u8>, StoreError> {
+    check_key(key)?;
+    let owner = owner.as_str().as_bytes();
+    let Ok(len) = u8::try_from(owner.len()) else {
+        return Err(StoreError(format!(
+            "owner id is {} bytes, more than the {MAX_OWNER_LEN} a hint can name",
+            owner.len()
+        )));
+    };
+    let total = 1 + owner.len() + key.len();
+    if total > MAX_PHYSICAL_KEY_LEN {
+        return Err(StoreError(format!(
+            "a hint for a key of {} bytes and an owner id of {} bytes needs a {total}-byte \
+             hint key, more than the {MAX_PHYSICAL_KEY_LEN} the store accepts",
+            key.len(),
+            owner.len()
+        )));
+    }
+    let mut out = Vec::with_capacity(total);
+    out.push(len);
+    out.extend_from_slice(owner);
+    out.extend_from_slice(key);
+    Ok(out)
+}
+
+/// Split a stored hint key into its owner id and user key: a key too short
+/// for its owner length and a non-empty user key, or an owner id that is
+/// not UTF-8, is corruption, reported as a [`StoreError`].
+pub fn split_hint_key(stored: &[u8]) -> Result<(&str, &[u8]), StoreError> {
+    let Some((&len, rest)) = stored.split_first() else {
+        return Err(StoreError("corrupt stored hint key: empty".into()));
+    };
+    let len = usize::from(len);
+    if rest.len() <= len {
+        return Err(StoreError(format!(
+            "corrupt stored hint key: {} bytes, too short for an owner id of {len} bytes \
+             and a key",
+            stored.len()
+        )));
+    }
+    let (owner, key) = rest.split_at(len);
+    let owner = std::str::from_utf8(owner).map_err(|e| {
+        StoreError(format!(
+            "corrupt stored hint key: owner id is not UTF-8: {e}"
+        ))
+    })?;
+    Ok((owner, key))
+}
+
+/// Decode a hint value met by a scan, naming its owner and key length in
+/// the error.
+pub fn decode_scanned_hint(owner: &str, key: &[u8], bytes: &[u8]) -> Result<Hint, StoreError> {
+    decode_hint(bytes).map_err(|e| {
+        StoreError(format!(
+            "{} (scanning the hint for owner {owner:?} of a {}-byte key)",
+            e.0,
+            key.len()
+        ))
+    })
+}
+
+/// Walk stored hints (hint key, encoded hint) in key order, decoding each
+/// and handing it to `visit` until it returns false; the first corrupt key
+/// or value ends the walk with its error. Both engines scan through it.
+pub fn visit_hints<K, V>(
+    entries: impl IntoIterator<Item = Result<(K, V), StoreError>>,
+    visit: &mut dyn FnMut(&NodeId, &[u8], &Hint) -> bool,
+) -> Result<(), StoreError>
+where
+    K: AsRef<[u8]>,
+    V: AsRef<[u8]>,
+{
+    // One `NodeId` per run of an owner's hints, not one per hint.
+    let mut current = NodeId::new(String::new());
+    for entry in entries {
+        let (stored, bytes) = entry?;
+        let (owner, key) = split_hint_key(stored.as_ref())?;
+        let hint = decode_scanned_hint(owner, key, bytes.as_ref())?;
+        if current.as_str() != owner {
+            current = NodeId::from(owner);
+        }
+        if !visit(&current, key, &hint) {
+            break;
+        }
+    }
+    Ok(())
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -220,6 +372,85 @@ mod tests {
             err.to_string().contains("unknown format version 9"),
             "{err}"
         );
+    }
+
+    #[test]
+    fn hint_round_trip_and_garbage() {
+        for hint in [
+            Hint {
+                stored_at: 0,
+                siblings: SiblingSet::new(),
+            },
+            Hint {
+                stored_at: 1_700_000_000_123,
+                siblings: sample(),
+            },
+        ] {
+            let bytes = encode_hint(&hint).unwrap();
+            assert_eq!(bytes[0], HINT_FORMAT_VERSION);
+            assert_eq!(decode_hint(&bytes).unwrap(), hint);
+        }
+        let good = encode_hint(&Hint {
+            stored_at: 7,
+            siblings: sample(),
+        })
+        .unwrap();
+        assert!(decode_hint(&[]).is_err());
+        assert!(decode_hint(&[2]).is_err());
+        assert!(decode_hint(&[1]).is_err());
+        let mut trailing = good.clone();
+        trailing.push(0);
+        assert!(decode_hint(&trailing).is_err());
+        for len in 0..good.len() {
+            let _ = decode_hint(&good[..len]);
+        }
+        for i in 0..good.len() {
+            for b in [0u8, 1, 0x7f, 0x80, 0xff] {
+                let mut bad = good.clone();
+                bad[i] = b;
+                let _ = decode_hint(&bad);
+            }
+        }
+        let err = decode_hint(&[9, 0]).unwrap_err();
+        assert!(
+            err.to_string()
+                .contains("stored hint has unknown format version 9"),
+            "{err}"
+        );
+    }
+
+    #[test]
+    fn hint_keys() {
+        let owner = NodeId::from("n1");
+        let stored = hint_key(&owner, b"key").unwrap();
+        assert_eq!(stored, b"\x02n1key");
+        assert_eq!(split_hint_key(&stored).unwrap(), ("n1", &b"key"[..]));
+        // An empty owner id is representable; an empty key is not.
+        assert_eq!(hint_key(&NodeId::from(""), b"k").unwrap(), b"\x00k");
+        assert!(hint_key(&owner, b"").is_err());
+        // The longest owner id, and one byte more.
+        let longest = NodeId::new("o".repeat(MAX_OWNER_LEN));
+        let stored = hint_key(&longest, b"k").unwrap();
+        assert_eq!(stored[0], 255);
+        assert_eq!(split_hint_key(&stored).unwrap().0, longest.as_str());
+        let err = hint_key(&NodeId::new("o".repeat(MAX_OWNER_LEN + 1)), b"k").unwrap_err();
+        assert!(err.to_string().contains("owner id is 256 bytes"), "{err}");
+        // The whole hint key must fit fjall's 16-bit key length.
+        // With a short owner id every storable key fits...
+        assert!(hint_key(&owner, &vec![0; MAX_KEY_LEN]).is_ok());
+        assert!(hint_key(&owner, &vec![0; MAX_KEY_LEN + 1]).is_err());
+        // ...but not with a long one (64 bytes, the most a config allows).
+        let long = NodeId::new("o".repeat(64));
+        let room = MAX_PHYSICAL_KEY_LEN - 1 - 64;
+        assert_eq!(hint_key(&long, &vec![0; room]).unwrap().len(), 65535);
+        let err = hint_key(&long, &vec![0; room + 1]).unwrap_err();
+        assert!(err.to_string().contains("65536-byte hint key"), "{err}");
+        // Corrupt hint keys are errors, not panics.
+        assert!(split_hint_key(b"").is_err());
+        assert!(split_hint_key(b"\x02n1").is_err());
+        assert!(split_hint_key(b"\x05n1").is_err());
+        assert!(split_hint_key(b"\x01\xffk").is_err());
+        assert_eq!(split_hint_key(b"\x00k").unwrap(), ("", &b"k"[..]));
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The disk engine: a [fjall](https://docs.rs/fjall/3) LSM-tree database with
-//! one keyspace, `kv`, mapping each key to its encoded sibling set.
+//! a keyspace `kv` mapping each key to its encoded sibling set, a keyspace
+//! `hints` for the hints kept for other nodes, and a keyspace `meta`.
 //!
 //! # Layout
 //!
@@ -11,11 +12,19 @@
 //! layout record (written by a build before layouts were recorded), fails
 //! with a [`StoreError`] instead of misreading it.
 //!
+//! A third keyspace, `hints`, holds each hint under its hint key
+//! `len ++ owner ++ key` (see [`crate::codec`]), so the hints of one owner are
+//! contiguous. It is created when missing, so a database written before
+//! hints existed opens unchanged (with no hints); the key layout record does
+//! not cover it.
+//!
 //! # Durability
 //!
-//! The keyspace is opened with `manual_journal_persist`, so `put` only appends
-//! to fjall's in-process journal buffer (a crash of the process before the
-//! next [`Store::sync`] may lose it: those writes were never acknowledged).
+//! The `kv` and `hints` keyspaces are opened with `manual_journal_persist`, so
+//! `put`, `delete`, `put_hint` and `delete_hint` only append to fjall's
+//! in-process journal buffer, one journal for all keyspaces (a crash of the
+//! process before the next [`Store::sync`] may lose them: those writes were
+//! never acknowledged).
 //! What [`Store::sync`] then guarantees depends on [`Durability`]:
 //!
 //! * [`Durability::Always`]: `sync` flushes the journal buffer and fsyncs the
@@ -50,7 +59,8 @@ use crate::Durability;
 use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
 use ringkv_core::ring::Token;
 use ringkv_core::siblings::SiblingSet;
-use ringkv_core::store::{Store, StoreError};
+use ringkv_core::store::{Hint, Store, StoreError};
+use ringkv_core::NodeId;
 use std::path::{Path, PathBuf};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::mpsc::{self, RecvTimeoutError};
@@ -60,6 +70,8 @@ use std::time::Duration;
 
 /// The keyspace holding the data.
 pub(crate) const KEYSPACE: &str = "kv";
+/// The keyspace holding the hints, by hint key ([`codec::hint_key`]).
+pub(crate) const HINTS_KEYSPACE: &str = "hints";
 /// The keyspace holding the layout record.
 pub(crate) const META_KEYSPACE: &str = "meta";
 /// The key, in [`META_KEYSPACE`], of the layout record: one byte,
@@ -73,6 +85,7 @@ const COUNTER_LEASE_KEY: &[u8] = b"counter_lease";
 pub struct FjallStore {
     db: Database,
     kv: Keyspace,
+    hints: Keyspace,
     meta: Keyspace,
     path: PathBuf,
     durability: Durability,
@@ -89,7 +102,8 @@ pub(crate) struct Fsyncer {
 }
 
 pub(crate) struct Shared {
-    /// Set by `put`, cleared by the thread just before it fsyncs.
+    /// Set by every write to `kv` or `hints`, cleared by the thread just
+    /// before it fsyncs.
     pub(crate) dirty: AtomicBool,
     /// The first fsync failure of the thread; sticky.
     pub(crate) error: Mutex<Option<String>>,
@@ -123,6 +137,12 @@ impl FjallStore {
             })
             .map_err(|e| open_error(&path, e))?;
         let meta = check_layout(&db, &kv, kv_existed, &path)?;
+        // Created on demand: databases from before hints have no `hints`.
+        let hints = db
+            .keyspace(HINTS_KEYSPACE, || {
+                KeyspaceCreateOptions::default().manual_journal_persist(true)
+            })
+            .map_err(|e| open_error(&path, e))?;
         let fsyncer = match durability {
             Durability::Always => None,
             Durability::Interval => Some(Fsyncer::start(
@@ -134,6 +154,7 @@ impl FjallStore {
         Ok(FjallStore {
             db,
             kv,
+            hints,
             meta,
             path,
             durability,
@@ -175,6 +196,26 @@ impl FjallStore {
         self.kv
             .insert(physical, bytes)
             .map_err(|e| self.error("put", e))
+    }
+
+    /// Store raw bytes under a raw hint key, bypassing the encoder (tests
+    /// only).
+    #[cfg(test)]
+    pub(crate) fn put_raw_hint(
+        &mut self,
+        stored: Vec<u8>,
+        bytes: Vec<u8>,
+    ) -> Result<(), StoreError> {
+        self.hints
+            .insert(stored, bytes)
+            .map_err(|e| self.error("put hint", e))
+    }
+
+    /// Tell the background fsync (if any) that the journal has new writes.
+    fn mark_dirty(&self) {
+        if let Some(f) = &self.fsyncer {
+            f.shared.dirty.store(true, Ordering::Release);
+        }
     }
 
     fn error(&self, what: &str, e: fjall::Error) -> StoreError {
@@ -266,10 +307,57 @@ impl Store for FjallStore {
         self.kv
             .insert(codec::physical_key(key), bytes)
             .map_err(|e| self.error("put", e))?;
-        if let Some(f) = &self.fsyncer {
-            f.shared.dirty.store(true, Ordering::Release);
-        }
+        self.mark_dirty();
         Ok(())
+    }
+
+    /// A tombstone in `kv`, journaled like a `put`.
+    fn delete(&mut self, key: &[u8]) -> Result<(), StoreError> {
+        // A key `put` refuses was never stored (and fjall panics on some).
+        if !codec::is_storable_key(key) {
+            return Ok(());
+        }
+        self.kv
+            .remove(codec::physical_key(key))
+            .map_err(|e| self.error("delete", e))?;
+        self.mark_dirty();
+        Ok(())
+    }
+
+    fn put_hint(&mut self, owner: &NodeId, key: &[u8], hint: &Hint) -> Result<(), StoreError> {
+        let stored = codec::hint_key(owner, key)?;
+        let bytes = codec::encode_hint(hint)?;
+        self.hints
+            .insert(stored, bytes)
+            .map_err(|e| self.error("put hint", e))?;
+        self.mark_dirty();
+        Ok(())
+    }
+
+    fn delete_hint(&mut self, owner: &NodeId, key: &[u8]) -> Result<(), StoreError> {
+        // A hint `put_hint` refuses was never stored (and fjall panics on
+        // over-long keys).
+        let Ok(stored) = codec::hint_key(owner, key) else {
+            return Ok(());
+        };
+        self.hints
+            .remove(stored)
+            .map_err(|e| self.error("delete hint", e))?;
+        self.mark_dirty();
+        Ok(())
+    }
+
+    /// One fjall scan over `hints`, in hint-key order.
+    fn scan_hints(
+        &self,
+        visit: &mut dyn FnMut(&NodeId, &[u8], &Hint) -> bool,
+    ) -> Result<(), StoreError> {
+        codec::visit_hints(
+            self.hints
+                .iter()
+                .map(|item| item.into_inner().map_err(|e| self.error("scan hints", e))),
+            visit,
+        )
     }
 
     fn sync(&mut self) -> Result<(), StoreError> {

@@ -1,8 +1,8 @@
 //! ringkv-store: the storage engines behind [`ringkv_core::store::Store`].
 //!
-//! * [`FjallStore`], the default: a fjall LSM-tree on disk, one keyspace
-//!   `kv`, group-committed by [`Store::sync`] with the fsync policy of
-//!   [`Durability`].
+//! * [`FjallStore`], the default: a fjall LSM-tree on disk, data in the
+//!   keyspace `kv` and hints in `hints`, group-committed by [`Store::sync`]
+//!   with the fsync policy of [`Durability`].
 //! * [`MemoryStore`]: a `BTreeMap`, for tests, the simulator and
 //!   `engine = "memory"`; nothing survives the process.
 //!
@@ -10,7 +10,9 @@
 //! in the same [`codec`] format: a format-version byte, then postcard; and
 //! both keep keys under `token ++ key` (the key's ring token, big-endian), so
 //! they are sorted by token and [`Store::scan`] of a token range is a range
-//! scan.
+//! scan. Hints (the [`Hint`](ringkv_core::store::Hint)s a node keeps for
+//! other nodes) are kept apart from the data, under `len ++ owner ++ key`,
+//! in a versioned format of their own.
 //!
 //! The node picks an engine from the `[storage]` table of its TOML config
 //! ([`StorageConfig`]) and opens it with [`open`]:

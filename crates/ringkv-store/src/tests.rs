@@ -1,6 +1,7 @@
 use super::*;
 use ringkv_core::ring::{Ring, Token};
 use ringkv_core::siblings::{SiblingSet, WriteLimits};
+use ringkv_core::store::Hint;
 use ringkv_core::version::VersionVector;
 use ringkv_core::NodeId;
 
@@ -688,4 +689,340 @@ fn fjall_counter_lease_survives_reopen() {
     }
     let store = FjallStore::open(dir.path(), Durability::Interval, 100).unwrap();
     assert_eq!(store.counter_lease().unwrap(), 20_002);
+}
+
+fn hint(node: &str, value: &[u8], stored_at: u64) -> Hint {
+    Hint {
+        stored_at,
+        siblings: one_write(node, value, stored_at),
+    }
+}
+
+type Hints = Vec<(String, Vec<u8>, Hint)>;
+
+/// Every stored hint, in the order `scan_hints` visits them.
+fn all_hints(store: &dyn Store) -> Hints {
+    let mut out = Vec::new();
+    store
+        .scan_hints(&mut |owner, key, hint| {
+            out.push((owner.as_str().to_owned(), key.to_vec(), hint.clone()));
+            true
+        })
+        .unwrap();
+    out
+}
+
+fn hint_entry(owner: &str, key: &[u8], hint: &Hint) -> (String, Vec<u8>, Hint) {
+    (owner.to_owned(), key.to_vec(), hint.clone())
+}
+
+/// Hints: put, replace, delete and scan, apart from the data. The contract
+/// every engine keeps.
+fn hints_contract(store: &mut dyn Store) {
+    store
+        .scan_hints(&mut |_, _, _| panic!("an empty store has no hints"))
+        .unwrap();
+    let (n2, n10) = (NodeId::from("n2"), NodeId::from("n10"));
+    let h = |i: u64| hint("n1", &i.to_le_bytes(), 1_000 + i);
+
+    store.put_hint(&n10, b"b", &h(1)).unwrap();
+    store.put_hint(&n2, b"b", &h(2)).unwrap();
+    store.put_hint(&n2, b"a", &h(3)).unwrap();
+    store.put_hint(&n10, b"a", &h(4)).unwrap();
+    store.put_hint(&n10, b"\0", &h(5)).unwrap();
+    store.sync().unwrap();
+    // Grouped by owner (the shorter id first: the length prefix sorts
+    // first), keys in byte order within an owner.
+    let expected = vec![
+        hint_entry("n2", b"a", &h(3)),
+        hint_entry("n2", b"b", &h(2)),
+        hint_entry("n10", b"\0", &h(5)),
+        hint_entry("n10", b"a", &h(4)),
+        hint_entry("n10", b"b", &h(1)),
+    ];
+    assert_eq!(all_hints(store), expected);
+
+    // Hints are not data, and data is not hints.
+    assert_eq!(store.get(b"a").unwrap(), None);
+    assert!(scan_keys(store, 0, u64::MAX).is_empty());
+    let data = one_write("n3", b"data", 9);
+    store.put(b"a", &data).unwrap();
+    assert_eq!(all_hints(store), expected);
+
+    // Replace: the same owner and key hold one hint, the latest.
+    store.put_hint(&n2, b"b", &h(6)).unwrap();
+    // Delete: the hint goes, the owner's other hints and the data stay;
+    // deleting it again, or a hint never stored, is no error.
+    store.delete_hint(&n10, b"a").unwrap();
+    store.delete_hint(&n10, b"a").unwrap();
+    store.delete_hint(&NodeId::from("n9"), b"a").unwrap();
+    store.delete_hint(&n2, b"zz").unwrap();
+    store.sync().unwrap();
+    let expected = vec![
+        hint_entry("n2", b"a", &h(3)),
+        hint_entry("n2", b"b", &h(6)),
+        hint_entry("n10", b"\0", &h(5)),
+        hint_entry("n10", b"b", &h(1)),
+    ];
+    assert_eq!(all_hints(store), expected);
+    assert_eq!(store.get(b"a").unwrap(), Some(data.clone()));
+    // Deleting the data key leaves the hints for that key alone.
+    store.delete(b"a").unwrap();
+    assert_eq!(all_hints(store), expected);
+
+    // Early stop: nothing is visited after `visit` returns false.
+    for stop_after in 1..=expected.len() {
+        let mut seen = Vec::new();
+        store
+            .scan_hints(&mut |owner, key, hint| {
+                seen.push(hint_entry(owner.as_str(), key, hint));
+                seen.len() < stop_after
+            })
+            .unwrap();
+        assert_eq!(seen, expected[..stop_after]);
+    }
+
+    // Owner ids up to 255 bytes fit the one-byte length prefix; a longer
+    // one is an error (not a panic), and deleting its hint a no-op.
+    let longest = NodeId::new("o".repeat(255));
+    store.put_hint(&longest, b"k", &h(7)).unwrap();
+    let too_long = NodeId::new("o".repeat(256));
+    let err = store.put_hint(&too_long, b"k", &h(8)).unwrap_err();
+    assert!(err.to_string().contains("owner id is 256 bytes"), "{err}");
+    store.delete_hint(&too_long, b"k").unwrap();
+    // Keys the store refuses as data are refused as hint keys, as are keys
+    // whose hint key would not fit fjall's 16-bit key length.
+    assert!(store.put_hint(&n2, b"", &h(9)).is_err());
+    assert!(store
+        .put_hint(&n2, &vec![1u8; codec::MAX_KEY_LEN + 1], &h(9))
+        .is_err());
+    assert!(store
+        .put_hint(&longest, &vec![1u8; codec::MAX_KEY_LEN], &h(9))
+        .is_err());
+    store.delete_hint(&n2, b"").unwrap();
+    store
+        .delete_hint(&longest, &vec![1u8; codec::MAX_KEY_LEN])
+        .unwrap();
+    // The longest data key takes a hint for a short owner id; for a 64-byte
+    // one (the most a config allows) the hint key is full 7 bytes earlier.
+    let big_key = vec![2u8; codec::MAX_KEY_LEN];
+    store.put_hint(&n2, &big_key, &h(10)).unwrap();
+    let id64 = NodeId::new("i".repeat(64));
+    let room = u16::MAX as usize - 1 - 64;
+    assert!(store.put_hint(&id64, &vec![3u8; room + 1], &h(11)).is_err());
+    store.put_hint(&id64, &vec![3u8; room], &h(11)).unwrap();
+    store.sync().unwrap();
+    let mut expected = expected;
+    expected.insert(0, hint_entry("n2", &big_key, &h(10)));
+    expected.push(hint_entry(id64.as_str(), &vec![3u8; room], &h(11)));
+    expected.push(hint_entry(longest.as_str(), b"k", &h(7)));
+    let brief = |hints: &Hints| -> Vec<(usize, usize, u64)> {
+        hints
+            .iter()
+            .map(|(owner, key, hint)| (owner.len(), key.len(), hint.stored_at))
+            .collect()
+    };
+    assert_eq!(brief(&all_hints(store)), brief(&expected));
+    assert_eq!(all_hints(store), expected);
+    assert!(scan_keys(store, 0, u64::MAX).is_empty());
+}
+
+#[test]
+fn hints_on_every_engine() {
+    on_every_engine(hints_contract);
+}
+
+/// `delete` removes a key from `get` and `scan`; deleting an absent or
+/// unstorable key is no error. The contract every engine keeps.
+fn delete_contract(store: &mut dyn Store) {
+    let keys: Vec<Vec<u8>> = (0..50).map(numbered_key).collect();
+    for (i, key) in (0u32..).zip(&keys) {
+        store.put(key, &one_write("n1", b"v", i.into())).unwrap();
+    }
+    store.sync().unwrap();
+    for i in (0..50).step_by(3) {
+        store.delete(&keys[i]).unwrap();
+    }
+    store.delete(b"never-stored").unwrap();
+    store.delete(b"").unwrap();
+    store.delete(&vec![0u8; codec::MAX_KEY_LEN + 1]).unwrap();
+    store.sync().unwrap();
+    let kept: Vec<Vec<u8>> = (0..50)
+        .filter(|i| i % 3 != 0)
+        .map(|i| keys[i].clone())
+        .collect();
+    for (i, key) in keys.iter().enumerate() {
+        let expected = (i % 3 != 0).then(|| one_write("n1", b"v", i as u64));
+        assert_eq!(store.get(key).unwrap(), expected, "key {i}");
+    }
+    full_scan_of_exactly(store, &kept);
+    let t = Ring::key_token(&keys[0]);
+    assert!(scan_keys(store, t, t).is_empty());
+
+    // A deleted key can be written again; a second delete is no error.
+    store.delete(&keys[0]).unwrap();
+    let again = one_write("n2", b"again", 99);
+    store.put(&keys[0], &again).unwrap();
+    assert_eq!(store.get(&keys[0]).unwrap(), Some(again.clone()));
+    assert_eq!(scan_entries(store, t, t), vec![(keys[0].clone(), again)]);
+}
+
+#[test]
+fn delete_on_every_engine() {
+    on_every_engine(delete_contract);
+}
+
+/// Deletes and hints are durable after `sync`, like `put`: they survive a
+/// reopen, including deletes of keys already flushed to disk tables.
+#[test]
+fn fjall_deletes_and_hints_survive_reopen() {
+    let dir = tempfile::tempdir().unwrap();
+    let (a, b) = (NodeId::from("a"), NodeId::from("bb"));
+    for durability in [Durability::Interval, Durability::Always] {
+        let path = dir.path().join(format!("{durability:?}"));
+        let keys: Vec<Vec<u8>> = (0..100).map(numbered_key).collect();
+        {
+            let mut store = FjallStore::open(&path, durability, 100).unwrap();
+            for (i, key) in (0u32..).zip(&keys) {
+                store.put(key, &one_write("n1", b"v", i.into())).unwrap();
+            }
+            store.put_hint(&b, b"k1", &hint("n1", b"1", 1)).unwrap();
+            store.put_hint(&a, b"k2", &hint("n1", b"2", 2)).unwrap();
+            store.put_hint(&a, b"k1", &hint("n1", b"3", 3)).unwrap();
+            store.sync().unwrap();
+            store.flush_for_test();
+            // Deletes of flushed keys, and of one still in the memtable.
+            store.put(b"fresh", &one_write("n1", b"f", 1)).unwrap();
+            store.delete(b"fresh").unwrap();
+            for key in &keys[..60] {
+                store.delete(key).unwrap();
+            }
+            store.sync().unwrap();
+        }
+        {
+            let mut store = FjallStore::open(&path, durability, 100).unwrap();
+            assert_eq!(store.get(b"fresh").unwrap(), None);
+            assert_eq!(store.get(&keys[0]).unwrap(), None);
+            full_scan_of_exactly(&store, &keys[60..]);
+            assert_eq!(
+                all_hints(&store),
+                vec![
+                    hint_entry("a", b"k1", &hint("n1", b"3", 3)),
+                    hint_entry("a", b"k2", &hint("n1", b"2", 2)),
+                    hint_entry("bb", b"k1", &hint("n1", b"1", 1)),
+                ]
+            );
+            store.delete_hint(&a, b"k1").unwrap();
+            store.put_hint(&b, b"k1", &hint("n2", b"4", 4)).unwrap();
+            store.sync().unwrap();
+        }
+        let store = FjallStore::open(&path, durability, 100).unwrap();
+        assert_eq!(
+            all_hints(&store),
+            vec![
+                hint_entry("a", b"k2", &hint("n1", b"2", 2)),
+                hint_entry("bb", b"k1", &hint("n2", b"4", 4)),
+            ]
+        );
+        full_scan_of_exactly(&store, &keys[60..]);
+    }
+}
+
+/// A database written before hints existed (no `hints` keyspace) opens,
+/// keeps its data, and takes hints.
+#[test]
+fn fjall_opens_a_database_without_hints() {
+    let dir = tempfile::tempdir().unwrap();
+    let set = one_write("n1", b"v", 1);
+    {
+        let db = fjall::Database::builder(dir.path()).open().unwrap();
+        let kv = db
+            .keyspace(fjall_store::KEYSPACE, || {
+                fjall::KeyspaceCreateOptions::default().manual_journal_persist(true)
+            })
+            .unwrap();
+        let meta = db
+            .keyspace(
+                fjall_store::META_KEYSPACE,
+                fjall::KeyspaceCreateOptions::default,
+            )
+            .unwrap();
+        meta.insert(fjall_store::LAYOUT_KEY, [codec::KEY_LAYOUT_VERSION])
+            .unwrap();
+        kv.insert(codec::physical_key(b"k"), codec::encode(&set).unwrap())
+            .unwrap();
+        db.persist(fjall::PersistMode::SyncAll).unwrap();
+        assert!(!db.keyspace_exists(fjall_store::HINTS_KEYSPACE));
+    }
+    {
+        let mut store = FjallStore::open(dir.path(), Durability::Interval, 100).unwrap();
+        assert_eq!(store.get(b"k").unwrap(), Some(set.clone()));
+        assert!(all_hints(&store).is_empty());
+        store
+            .put_hint(&NodeId::from("n2"), b"k", &hint("n1", b"h", 5))
+            .unwrap();
+        store.sync().unwrap();
+    }
+    let store = FjallStore::open(dir.path(), Durability::Interval, 100).unwrap();
+    assert_eq!(store.get(b"k").unwrap(), Some(set));
+    assert_eq!(
+        all_hints(&store),
+        vec![hint_entry("n2", b"k", &hint("n1", b"h", 5))]
+    );
+}
+
+/// A corrupt hint (value or key) fails `scan_hints` with a `StoreError`,
+/// after the good hints before it were visited; no panic, no skip.
+#[test]
+fn corrupt_hints_fail_the_scan() {
+    let good = hint("n1", b"v", 1);
+    let good_bytes = codec::encode_hint(&good).unwrap();
+    let dir = tempfile::tempdir().unwrap();
+    let cases: [(Vec<u8>, Vec<u8>, &str); 6] = [
+        (b"\x01zk".to_vec(), vec![], "stored hint is empty"),
+        (b"\x01zk".to_vec(), vec![99, 0], "unknown format version 99"),
+        (
+            b"\x01zk".to_vec(),
+            vec![1, 0xff, 0xff, 0xff, 0xff, 0xff],
+            "corrupt stored hint",
+        ),
+        (
+            b"\x01zk".to_vec(),
+            // A sibling set where a hint belongs: the version byte matches,
+            // the body does not parse as a hint.
+            codec::encode(&SiblingSet::new()).unwrap(),
+            "corrupt stored hint",
+        ),
+        (
+            b"\x05zk".to_vec(),
+            good_bytes.clone(),
+            "corrupt stored hint key",
+        ),
+        (b"\x01\xffk".to_vec(), good_bytes.clone(), "not UTF-8"),
+    ];
+    for (i, (stored, bytes, message)) in cases.into_iter().enumerate() {
+        let mut memory = MemoryStore::new();
+        let mut fjall =
+            FjallStore::open(dir.path().join(i.to_string()), Durability::Interval, 100).unwrap();
+        let owner = NodeId::from("a");
+        memory.put_hint(&owner, b"k", &good).unwrap();
+        memory.put_raw_hint(stored.clone(), bytes.clone());
+        fjall.put_hint(&owner, b"k", &good).unwrap();
+        fjall.put_raw_hint(stored, bytes).unwrap();
+        for store in [&memory as &dyn Store, &fjall] {
+            let mut visited = Vec::new();
+            let err = store
+                .scan_hints(&mut |owner, key, hint| {
+                    visited.push(hint_entry(owner.as_str(), key, hint));
+                    true
+                })
+                .unwrap_err();
+            assert!(err.to_string().starts_with("storage error: "), "{err}");
+            assert!(err.to_string().contains(message), "case {i}: {err}");
+            // Owner "a" sorts before the corrupt entry and was visited.
+            assert_eq!(visited, vec![hint_entry("a", b"k", &good)], "case {i}");
+            // The data side is unaffected.
+            assert!(scan_keys(store, 0, u64::MAX).is_empty());
+        }
+    }
 }

@@ -2,14 +2,16 @@
 //!
 //! The test re-runs its own binary as a child process (selected with the
 //! `RINGKV_STORE_CHILD` variable and libtest's `--exact` filter). The child
-//! writes 1000 keys into a fjall store, calling `sync` after every 100 and
-//! then printing `synced N`; after the last one it sleeps. The parent kills it
+//! writes 1000 keys into a fjall store, deleting every tenth again and
+//! putting (and deleting some) hints along the way, calling `sync` after
+//! every 100 keys and then printing `synced N`; after the last one it sleeps. The parent kills it
 //! with SIGKILL as soon as it reads `synced 1000`, so nothing the child does
 //! after `sync` returns (no drop, no exit handler, no fjall shutdown) can have
 //! helped, then reopens the database and checks every key.
 
 use ringkv_core::ring::{Ring, Token};
 use ringkv_core::siblings::{SiblingSet, WriteLimits};
+use ringkv_core::store::Hint;
 use ringkv_core::version::VersionVector;
 use ringkv_core::NodeId;
 use ringkv_store::{Durability, FjallStore, Store};
@@ -62,6 +64,30 @@ fn value(i: u32) -> SiblingSet {
     set
 }
 
+/// Whether key `i` is deleted again after its put (by the put of `i + 5`).
+fn deleted(i: u32) -> bool {
+    i.is_multiple_of(10)
+}
+
+/// The owner of the hint for key `i` (keys `i % 7 == 0` get one).
+fn owner(i: u32) -> NodeId {
+    NodeId::new(format!("n{}", i % 3))
+}
+
+fn hint(i: u32) -> Hint {
+    Hint {
+        stored_at: 1_700_000_000_000 + u64::from(i),
+        siblings: value(i),
+    }
+}
+
+/// Whether key `i` has a hint that is not deleted again: keys `i % 7 == 0`
+/// get one, and the put of the hint for `i % 14 == 7` deletes the one of
+/// `i - 7`.
+fn hinted(i: u32) -> bool {
+    i.is_multiple_of(7) && !(i.is_multiple_of(14) && i + 7 < KEYS)
+}
+
 /// The child's half: only does anything when started by `sigkill_durability`.
 #[test]
 fn sigkill_child_writer() {
@@ -72,6 +98,15 @@ fn sigkill_child_writer() {
     let stdout = std::io::stdout();
     for i in 0..KEYS {
         store.put(&key(i), &value(i)).unwrap();
+        if i >= 5 && deleted(i - 5) {
+            store.delete(&key(i - 5)).unwrap();
+        }
+        if i.is_multiple_of(7) {
+            store.put_hint(&owner(i), &key(i), &hint(i)).unwrap();
+        }
+        if i % 14 == 7 {
+            store.delete_hint(&owner(i - 7), &key(i - 7)).unwrap();
+        }
         if (i + 1) % BATCH == 0 {
             store.sync().unwrap();
             let mut out = stdout.lock();
@@ -160,7 +195,8 @@ fn sigkill_durability() {
 
     let store = FjallStore::open(dir.path(), Durability::Interval, 100).unwrap();
     for i in 0..KEYS {
-        assert_eq!(store.get(&key(i)).unwrap(), Some(value(i)), "key {i}");
+        let expected = (!deleted(i)).then(|| value(i));
+        assert_eq!(store.get(&key(i)).unwrap(), expected, "key {i}");
     }
     for i in KEYS..KEYS + UNSYNCED {
         if let Some(set) = store.get(&key(i)).unwrap() {
@@ -177,6 +213,7 @@ fn sigkill_durability() {
             let i: u32 = std::str::from_utf8(&k[4..]).unwrap().parse().unwrap();
             assert_eq!(k, key(i), "scanned a key never written");
             assert!(i < KEYS + UNSYNCED, "scanned unknown key {i}");
+            assert!(!deleted(i) || i >= KEYS, "scanned deleted key {i}");
             assert_eq!(*set, value(i), "scanned key {i}");
             scanned.push((Ring::key_token(k), i));
             true
@@ -188,6 +225,24 @@ fn sigkill_durability() {
     );
     // Scanned keys are distinct (strict order), so this is all synced keys.
     let synced = scanned.iter().filter(|&&(_, i)| i < KEYS).count();
-    assert_eq!(synced, KEYS as usize);
-    assert!(scanned.len() <= (KEYS + UNSYNCED) as usize);
+    assert_eq!(synced, (0..KEYS).filter(|&i| !deleted(i)).count());
+    assert!(scanned.len() <= synced + UNSYNCED as usize);
+
+    // Hint puts and deletes are as durable as data: exactly the hints not
+    // deleted again, grouped by owner (ids of equal length: byte order),
+    // keys in byte order.
+    let mut hints = Vec::new();
+    store
+        .scan_hints(&mut |owner, k, hint| {
+            hints.push((owner.clone(), k.to_vec(), hint.clone()));
+            true
+        })
+        .unwrap();
+    let mut expected: Vec<(NodeId, Vec<u8>, Hint)> = (0..KEYS)
+        .filter(|&i| hinted(i))
+        .map(|i| (owner(i), key(i), hint(i)))
+        .collect();
+    expected.sort_by(|a, b| (a.0.as_str(), &a.1).cmp(&(b.0.as_str(), &b.1)));
+    assert_eq!(hints.len(), expected.len());
+    assert!(hints == expected, "recovered hints differ");
 }

@@ -162,6 +162,24 @@ async fn status_json(target: &Target) -> Result<serde_json::Value, String> {
     response.json().await.map_err(|e| e.to_string())
 }
 
+/// Ask a node to leave the cluster and follow its handoff until it stops.
+pub async fn leave(target: &Target) -> Result<(), String> {
+    check(send(target.request(Method::POST, "/admin/leave"), &target.node).await?).await?;
+    eprintln!("{} is leaving: its ranges move to their new owners", target.node);
+    while let Ok(response) = target.request(Method::GET, "/status").send().await {
+        let status: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
+        let me = status["node"].as_str().unwrap_or_default();
+        let mine = status["members"]
+            .as_array()
+            .and_then(|ms| ms.iter().find(|m| m["id"] == me))
+            .map_or("gone", |m| m["status"].as_str().unwrap_or("unknown"));
+        eprintln!("{me}: {mine}");
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    eprintln!("{} has left and stopped", target.node);
+    Ok(())
+}
+
 /// Start a forced anti-entropy repair and follow its progress until done.
 pub async fn repair(target: &Target, range: Option<u64>, rebuild: bool) -> Result<(), String> {
     let before = status_json(target).await?;

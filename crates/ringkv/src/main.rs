@@ -25,6 +25,16 @@ enum Command {
     Node {
         #[arg(long)]
         config: PathBuf,
+        /// Join a running cluster through this member's inter-node address
+        /// (repeatable; adds to the config's `seeds`).
+        #[arg(long = "join", value_name = "ADDR")]
+        join: Vec<std::net::SocketAddr>,
+    },
+    /// Make a node leave the cluster: it hands its data to the new owners,
+    /// then stops.
+    Leave {
+        #[command(flatten)]
+        target: client::Target,
     },
     /// Start a local cluster of node processes on loopback, check that it
     /// works, and keep it running until Ctrl-C.
@@ -95,9 +105,10 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match cli.command {
-            Command::Node { config } => ringkv_server::local::run_node(&config)
+            Command::Node { config, join } => ringkv_server::local::run_node(&config, join)
                 .await
                 .map_err(|e| e.to_string()),
+            Command::Leave { target } => client::leave(&target).await,
             Command::Dev(args) => dev::run(args).await,
             Command::Put {
                 key,

@@ -3,7 +3,7 @@
 
 mod common;
 
-use common::{Cluster, CONTEXT_HEADER};
+use common::{eventually, Cluster, CONTEXT_HEADER};
 use reqwest::Method;
 use serde::Serialize;
 use std::io::{Read, Write};
@@ -311,6 +311,9 @@ async fn garbage_on_the_http_port_does_not_hurt_the_node() {
     assert_healthy(&mut c, "http-garbage").await;
 }
 
+/// Garbage, bad handshakes (wrong magic, another cluster, an unknown node)
+/// and undecodable messages after a good one: the node closes each such
+/// connection, logs why, and keeps serving.
 #[tokio::test]
 async fn garbage_on_the_inter_node_port_does_not_hurt_the_node() {
     let mut c = Cluster::start_patient(3).await;
@@ -379,6 +382,25 @@ async fn garbage_on_the_inter_node_port_does_not_hurt_the_node() {
     }
     // The HTTP port gets the same treatment from the inter-node side.
     raw_exchange(c.http_addr(1), &hello(MAGIC, "e2e", "n2"), true);
+
+    // Each kind of rejection left a line in the log saying why.
+    let log = c.log_path(1).to_path_buf();
+    let reasons: [&[&str]; 4] = [
+        &["rejected inbound connection", "bad handshake frame"],
+        &["rejected inbound connection", "bad magic 0xdeadbeef"],
+        &["rejected inbound connection", "\"another-cluster\""],
+        &["closing inbound connection: undecodable message", "peer=n2"],
+    ];
+    let what = "n1 logs every kind of rejected inter-node input";
+    eventually(Duration::from_secs(5), what, async || {
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        let logged = |parts: &[&str]| text.lines().any(|l| parts.iter().all(|p| l.contains(p)));
+        match reasons.iter().find(|parts| !logged(parts)) {
+            None => Ok(()),
+            Some(parts) => Err(format!("no log line with {parts:?}")),
+        }
+    })
+    .await;
 
     assert_healthy(&mut c, "peer-garbage").await;
 }

@@ -82,7 +82,7 @@ impl<S: Store> Node<S> {
             (Verdict::Lost { answered }, _) => {
                 let op = match get.purpose {
                     ReadPurpose::Get => "get",
-                    ReadPurpose::DeleteAfterRead { .. } => "delete",
+                    ReadPurpose::DeleteAfterRead(_) => "delete",
                 };
                 let err = unavailable(op, &get.quorum, answered);
                 self.finish(origin, Err(err));
@@ -91,9 +91,9 @@ impl<S: Store> Node<S> {
                 let merged = get.merged();
                 self.finish(origin, Ok(ClientReply::Value(merged)));
             }
-            (Verdict::Reached, ReadPurpose::DeleteAfterRead { w }) => {
+            (Verdict::Reached, ReadPurpose::DeleteAfterRead(acks)) => {
                 let (key, context) = (get.key.clone(), get.merged().context());
-                self.start_write(now, origin, key, None, context, w);
+                self.start_write(now, origin, key, None, context, acks);
             }
         }
     }

@@ -1,18 +1,26 @@
 //! Writes as coordinator: a new version here, shipped to the other
 //! replicas, answered after W acknowledgements.
+//!
+//! Sloppy quorum: a replica that is down, fails, or has not answered by
+//! half the request timeout gets a *stand-in*, the next available node past
+//! the preference list, which keeps the copy as a hint for it (see
+//! [`crate::hints`]) and counts towards W in its place; PW counts only the
+//! preference list's own acks.
 
 use super::{unavailable, Node};
-use crate::coordinator::{InFlight, OpState, Origin, PutOp, Quorum, Verdict};
+use crate::coordinator::{OpState, Origin, PutOp, Quorum, Verdict, WriteAcks};
 use crate::message::{ClientError, ClientReply, Message, RequestId};
 use crate::siblings::WriteLimits;
 use crate::store::Store;
 use crate::version::VersionVector;
 use crate::{Millis, NodeId};
+use std::collections::BTreeSet;
 
 impl<S: Store> Node<S> {
     /// PUT or DELETE as coordinator: make the new version here (fresh dot,
     /// dropping what the context saw), store it, and ship the resulting
-    /// sibling set to the other replicas; answer after W acknowledgements.
+    /// sibling set to the other replicas (or their stand-ins) and to nodes
+    /// about to replicate the key; answer after W acknowledgements.
     pub(super) fn start_write(
         &mut self,
         now: Millis,
@@ -20,7 +28,7 @@ impl<S: Store> Node<S> {
         key: Vec<u8>,
         value: Option<Vec<u8>>,
         context: VersionVector,
-        w: Option<usize>,
+        acks: WriteAcks,
     ) {
         let limits = WriteLimits {
             max_siblings: self.settings.max_siblings,
@@ -42,31 +50,62 @@ impl<S: Store> Node<S> {
             Err(e) => return self.finish(origin, Err(e)),
         };
         let replicas = self.ring.preference_list(&key, self.settings.n);
-        let mut quorum = Quorum::new(w.unwrap_or(self.settings.w), replicas.iter().cloned());
+        let quorum = Quorum::new(acks.w.unwrap_or(self.settings.w), replicas.clone())
+            .with_primaries_needed(acks.pw.unwrap_or(0));
         let req = self.next_request();
+        let timeout = self.settings.request_timeout_ms;
         let msg = Message::Replicate {
             req,
-            key,
-            siblings: set,
+            key: key.clone(),
+            siblings: set.clone(),
         };
-        self.send_to_others(&replicas, msg);
-        let verdict = quorum.record(&self.id.clone(), true);
+        let pending = self.pending_replicas(&key);
         let op = PutOp {
             origin,
             quorum,
             written: clock,
+            key,
+            siblings: set,
+            silent_after: Some(now + timeout / 2),
         };
-        self.track(
-            now + self.settings.request_timeout_ms,
-            req,
-            OpState::Put(op),
-        );
-        if let Some(v) = verdict {
-            self.conclude_put(req, v);
+        self.track(now + timeout, req, OpState::Put(op));
+        self.record_put(req, &self.id.clone(), true);
+        for replica in &replicas {
+            if *replica != self.id {
+                self.replicate(now, req, replica, &msg);
+            }
+        }
+        // Not counted towards W: they only become replicas after a transfer.
+        self.send_to_others(&pending, msg);
+    }
+
+    /// Send a preference-list replica its copy, or, when it is not
+    /// available, a stand-in (the replica itself then counts as not asked).
+    /// With no stand-in to be had the replica is asked anyway: the
+    /// transport reports it if it is still gone.
+    fn replicate(&mut self, now: Millis, req: RequestId, replica: &NodeId, msg: &Message) {
+        if self.is_available(now, replica) || !self.add_stand_in(now, req, replica) {
+            self.send(replica.clone(), msg.clone());
+        } else {
+            self.record_put(req, replica, false);
         }
     }
 
-    pub(super) fn on_put_ack(&mut self, _now: Millis, req: RequestId, from: &NodeId, ok: bool) {
+    /// A replica answered (or the transport gave up on it). A failure while
+    /// the quorum is open sends its copy to a stand-in before it counts.
+    pub(super) fn on_put_ack(&mut self, now: Millis, req: RequestId, from: &NodeId, ok: bool) {
+        let Some(put) = self.put_op(req) else {
+            return;
+        };
+        let replace = !ok && put.quorum.needs_stand_in(from);
+        if replace {
+            self.add_stand_in(now, req, from);
+        }
+        self.record_put(req, from, ok);
+    }
+
+    /// Count an answer; answer the origin once the verdict is known.
+    fn record_put(&mut self, req: RequestId, from: &NodeId, ok: bool) {
         let verdict = match self.ops.get_mut(&req).map(|op| &mut op.state) {
             Some(OpState::Put(put)) => put.quorum.record(from, ok),
             _ => return,
@@ -77,14 +116,79 @@ impl<S: Store> Node<S> {
         self.retire_if_complete(req);
     }
 
+    /// Half the request timeout has passed: every write still waiting on a
+    /// replica (silent, perhaps partitioned away) sends that replica's copy
+    /// to a stand-in too, so the write need not fail.
+    pub(super) fn cover_silent_replicas(&mut self, now: Millis) {
+        let mut due = Vec::new();
+        for (req, op) in &mut self.ops {
+            if let OpState::Put(put) = &mut op.state {
+                if put.silent_after.is_some_and(|t| t <= now) {
+                    put.silent_after = None; continue;
+                    due.push((*req, put.quorum.silent()));
+                }
+            }
+        }
+        for (req, silent) in due {
+            for replica in silent {
+                self.add_stand_in(now, req, &replica);
+            }
+        }
+    }
+
+    /// Send `replica`'s copy to the next available node past the preference
+    /// list that this write does not use yet, with a hint naming the copy's
+    /// owner; this node keeps the hint itself when it is that node. False
+    /// when there is none.
+    fn add_stand_in(&mut self, now: Millis, req: RequestId, replica: &NodeId) -> bool {
+        let Some(put) = self.put_op(req) else {
+            return false;
+        };
+        let Some(stand_in) = self.pick_stand_in(now, &put.key, put.quorum.replicas()) else {
+            return false;
+        };
+        let owner = put.quorum.owner_of(replica);
+        let (key, siblings) = (put.key.clone(), put.siblings.clone());
+        if let Some(OpState::Put(put)) = self.ops.get_mut(&req).map(|op| &mut op.state) {
+            put.quorum.add_stand_in(replica, stand_in.clone());
+        }
+        self.stats.hinted_writes += 1;
+        if stand_in == self.id {
+            let ok = self.store_hint(now, &owner, &key, &siblings).is_ok();
+            self.on_put_ack(now, req, &stand_in, ok);
+        } else {
+            let msg = Message::HintedReplicate {
+                req,
+                owner,
+                key,
+                siblings,
+            };
+            self.send(stand_in, msg);
+        }
+        true
+    }
+
+    /// The first available node clockwise past the key's preference list
+    /// that is not in `used`.
+    fn pick_stand_in(&self, now: Millis, key: &[u8], used: &BTreeSet<NodeId>) -> Option<NodeId> {
+        self.ring
+            .preference_list(key, self.ring.len())
+            .into_iter()
+            .skip(self.settings.n)
+            .find(|c| !used.contains(c) && self.is_available(now, c))
+    }
+
+    fn put_op(&self, req: RequestId) -> Option<&PutOp> {
+        match self.ops.get(&req).map(|op| &op.state) {
+            Some(OpState::Put(put)) => Some(put),
+            _ => None,
+        }
+    }
+
     /// Answer a write's origin once its quorum verdict is known; the
     /// operation stays tracked until every replica answered or it expires.
     pub(super) fn conclude_put(&mut self, req: RequestId, verdict: Verdict) {
-        let Some(InFlight {
-            state: OpState::Put(put),
-            ..
-        }) = self.ops.get(&req)
-        else {
+        let Some(put) = self.put_op(req) else {
             return;
         };
         let origin = put.origin.clone();

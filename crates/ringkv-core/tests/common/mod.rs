@@ -91,13 +91,25 @@ impl Net {
                         "replied twice"
                     );
                 }
+                // Node ids are the addresses in this network.
+                Effect::Connect { .. } => {}
             }
         }
     }
 
-    /// Deliver messages until the network is quiet.
+    /// Add a node built elsewhere (e.g. one joining through a seed).
+    pub fn add(&mut self, node: Node<MemoryStore>) {
+        self.nodes.insert(node.id().clone(), node);
+    }
+
+    /// Deliver messages until the network is quiet. Seeds are addressed
+    /// `seed:<node id>` here.
     pub fn settle(&mut self) {
         while let Some((from, to, msg)) = self.queue.pop_front() {
+            let to = match to.as_str().strip_prefix("seed:") {
+                Some(seed) => id(seed),
+                None => to,
+            };
             if self.cut.contains(&(from.clone(), to.clone())) {
                 continue;
             }
@@ -170,6 +182,7 @@ impl Net {
             value: value.into(),
             context: ctx,
             w,
+            pw: None,
         };
         self.request(via, op)
     }

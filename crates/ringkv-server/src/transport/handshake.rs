@@ -34,10 +34,10 @@ pub(super) enum Rejection {
     Magic(u32),
     #[error("unsupported protocol version {0} (this node speaks {ours})", ours = PROTOCOL_VERSION)]
     Version(u16),
+    #[error("peer claims to be this node ({0})")]
+    Impersonation(NodeId),
     #[error("peer belongs to cluster {theirs:?}, not {ours:?}")]
     Cluster { theirs: String, ours: String },
-    #[error("unknown node {0}")]
-    UnknownNode(NodeId),
 }
 
 impl Hello {
@@ -72,9 +72,12 @@ impl<M> Shared<M> {
                 ours: self.cluster.clone(),
             });
         }
-        if !self.is_known_peer(&hello.node) {
-            return Err(Rejection::UnknownNode(hello.node.clone()));
+        if hello.node == self.node_id {
+            return Err(Rejection::Impersonation(hello.node.clone()));
         }
+        // Nodes not known yet are accepted: a joining node introduces
+        // itself through gossip on this connection. The cluster name is
+        // what keeps strangers out.
         Ok(())
     }
 }

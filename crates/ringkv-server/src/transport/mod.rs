@@ -281,6 +281,11 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Transport<M> {
         }
     }
 
+    /// Whether `peer` is a node this transport knows how to reach.
+    pub fn knows(&self, peer: &NodeId) -> bool {
+        self.inner.shared.is_known_peer(peer)
+    }
+
     /// Fault injection for tests: while `blocked`, every message to and from
     /// `peer` is silently dropped, like a cut network link. The sender sees
     /// no error (no [`Inbound::Unreachable`]), only silence.

@@ -6,6 +6,7 @@
 //! gives nodes a short quorum timeout, so failure tests finish in a second or
 //! two; [`Cluster::start_patient`] a long one, for tests that count exactly;
 //! [`Cluster::start_with`] adds config sections (e.g. `[anti_entropy]`).
+//! [`Cluster::join`] adds a node to a running cluster through a seed.
 //!
 //! Dropping a [`Cluster`] SIGKILLs every node; when the test is failing it
 //! then prints the end of every node's log. Set `RINGKV_E2E_KEEP=1` to keep
@@ -21,10 +22,10 @@ use ringkv_core::ring::{Ring, RingMember};
 use ringkv_core::siblings::SiblingSet;
 use ringkv_core::version::VersionVector;
 use ringkv_core::NodeId;
-use std::collections::HashSet;
+use std::collections::{BTreeMap, HashSet};
 use std::net::{SocketAddr, TcpListener};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitStatus, Stdio};
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
@@ -221,14 +222,24 @@ pub async fn send(
     })
 }
 
-/// The preference list of `key` in a cluster of `n_nodes` nodes, as node
-/// numbers, coordinator first — computed exactly as the nodes do.
-pub fn preference_list(n_nodes: usize, key: &str) -> Vec<usize> {
+/// The ring of members n1..n{n_nodes}, built exactly as the nodes build it.
+pub fn ring(n_nodes: usize) -> Ring {
     let members = (1..=n_nodes).map(|i| RingMember {
         id: NodeId::new(format!("n{i}")),
         zone: None,
     });
     Ring::with_members(members, VNODES)
+}
+
+/// The `ring_fingerprint` that nodes whose ring is n1..n{n_nodes} report.
+pub fn ring_fingerprint(n_nodes: usize) -> String {
+    format!("{:016x}", ring(n_nodes).fingerprint())
+}
+
+/// The preference list of `key` in a cluster of `n_nodes` nodes, as node
+/// numbers, coordinator first — computed exactly as the nodes do.
+pub fn preference_list(n_nodes: usize, key: &str) -> Vec<usize> {
+    ring(n_nodes)
         .preference_list(key.as_bytes(), N.min(n_nodes))
         .iter()
         .map(|id| id.as_str()[1..].parse().expect("node ids are n<number>"))
@@ -252,6 +263,60 @@ pub fn keys_coordinated_by(n_nodes: usize, i: usize, prefix: &str, count: usize)
         .collect()
 }
 
+/// Poll `probe` every 100 ms until it answers `Ok`, and answer that; after
+/// `limit`, panic naming `what`, the limit and the last `Err`.
+pub async fn eventually<T>(
+    limit: Duration,
+    what: &str,
+    mut probe: impl AsyncFnMut() -> Result<T, String>,
+) -> T {
+    let deadline = Instant::now() + limit;
+    loop {
+        match probe().await {
+            Ok(value) => return value,
+            Err(last) if Instant::now() > deadline => {
+                panic!("not within {limit:?}: {what}; last seen: {last}")
+            }
+            Err(_) => tokio::time::sleep(Duration::from_millis(100)).await,
+        }
+    }
+}
+
+/// Run the `ringkv` CLI with `args` (no proxy from the environment in the
+/// way); panics unless it succeeds within `limit`, and answers its stdout.
+pub async fn run_cli(args: &[&str], limit: Duration) -> String {
+    let mut command = tokio::process::Command::new(ringkv_bin());
+    command
+        .args(args)
+        .env_remove("RINGKV_NODE")
+        .env("NO_PROXY", "127.0.0.1")
+        .env("no_proxy", "127.0.0.1")
+        .kill_on_drop(true);
+    for var in ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"] {
+        command.env_remove(var);
+    }
+    let output = tokio::time::timeout(limit, command.output())
+        .await
+        .unwrap_or_else(|_| panic!("ringkv {args:?} did not finish within {limit:?}"))
+        .unwrap_or_else(|e| panic!("cannot run ringkv {args:?}: {e}"));
+    assert!(
+        output.status.success(),
+        "ringkv {args:?} failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// How a joining node learns its seed.
+#[derive(Clone, Copy, Debug)]
+pub enum SeedVia {
+    /// `seeds = [...]` in its config.
+    Config,
+    /// `ringkv node --join ADDR` on its command line.
+    Flag,
+}
+
 /// The tail of a log file.
 pub fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
@@ -264,16 +329,23 @@ struct NodeProc {
     peer: u16,
     config: PathBuf,
     log: PathBuf,
+    /// Extra `ringkv node` arguments (`--join ADDR`), kept for restarts.
+    args: Vec<String>,
     child: Option<Child>,
 }
 
 /// A cluster of real node processes on loopback.
 pub struct Cluster {
     request_timeout_ms: u64,
+    /// Replication factor in every node's config: [`N`], capped by the
+    /// cluster's size at start (nodes joining later get the same).
+    replicas: usize,
     /// Appended to every node's config before its `[[nodes]]` list.
     extra_toml: String,
     /// Removed on drop unless `RINGKV_E2E_KEEP` is set.
     dir: Option<tempfile::TempDir>,
+    /// Where the configs, data and logs of the current start attempt live.
+    root: PathBuf,
     nodes: Vec<NodeProc>,
     http: reqwest::Client,
 }
@@ -308,7 +380,9 @@ impl Cluster {
             .expect("tempdir");
         let mut cluster = Cluster {
             request_timeout_ms,
+            replicas: N.min(n),
             extra_toml: extra_toml.to_string(),
+            root: dir.path().to_path_buf(),
             dir: Some(dir),
             nodes: Vec::new(),
             http: http_client(),
@@ -329,25 +403,20 @@ impl Cluster {
 
     async fn try_start(&mut self, n: usize, attempt: usize) -> Result<(), String> {
         let ports = free_ports(2 * n);
-        let root = self
+        self.root = self
             .dir
             .as_ref()
             .expect("tempdir")
             .path()
             .join(format!("attempt{attempt}"));
-        std::fs::create_dir_all(&root).map_err(|e| e.to_string())?;
+        std::fs::create_dir_all(&self.root).map_err(|e| e.to_string())?;
         let (https, peers) = ports.split_at(n);
         self.nodes = (1..=n)
-            .map(|i| NodeProc {
-                http: https[i - 1],
-                peer: peers[i - 1],
-                config: root.join(format!("n{i}.toml")),
-                log: root.join(format!("n{i}.log")),
-                child: None,
-            })
+            .map(|i| self.new_node(i, https[i - 1], peers[i - 1]))
             .collect();
+        let everyone: Vec<usize> = (1..=n).collect();
         for i in 1..=n {
-            let text = self.config_text(&root, i);
+            let text = self.config_text(i, &everyone, &[]);
             std::fs::write(&self.nodes[i - 1].config, text).map_err(|e| e.to_string())?;
         }
         for i in 1..=n {
@@ -360,12 +429,37 @@ impl Cluster {
         Ok(())
     }
 
-    fn config_text(&self, root: &Path, me: usize) -> String {
-        let n = N.min(self.nodes.len());
+    fn new_node(&self, i: usize, http: u16, peer: u16) -> NodeProc {
+        NodeProc {
+            http,
+            peer,
+            config: self.root.join(format!("n{i}.toml")),
+            log: self.root.join(format!("n{i}.log")),
+            args: Vec::new(),
+            child: None,
+        }
+    }
+
+    fn data_dir(&self, i: usize) -> PathBuf {
+        self.root.join(format!("n{i}-data"))
+    }
+
+    /// Node `me`'s config: `[[nodes]]` lists `members`, `seeds` the
+    /// inter-node addresses to join through.
+    fn config_text(&self, me: usize, members: &[usize], seeds: &[SocketAddr]) -> String {
+        let n = self.replicas;
         let quorum = n.min(2);
-        let data_dir = root.join(format!("n{me}-data"));
+        let data_dir = self.data_dir(me);
+        let seeds = match seeds {
+            [] => String::new(),
+            _ => {
+                let quoted: Vec<String> = seeds.iter().map(|a| format!("\"{a}\"")).collect();
+                format!("seeds = [{}]\n", quoted.join(", "))
+            }
+        };
         let mut text = format!(
-            "cluster = \"e2e\"\nnode_id = \"n{me}\"\ndata_dir = {:?}\nfault_injection = true\n\n\
+            "cluster = \"e2e\"\nnode_id = \"n{me}\"\ndata_dir = {:?}\n{seeds}\
+             fault_injection = true\n\n\
              [storage]\nengine = \"fjall\"\n\n\
              [replication]\nn = {n}\nr = {quorum}\nw = {quorum}\nvnodes = {VNODES}\n\
              request_timeout_ms = {}\n\n",
@@ -376,13 +470,57 @@ impl Cluster {
             text.push_str(&self.extra_toml);
             text.push_str("\n\n");
         }
-        for (i, node) in (1..).zip(&self.nodes) {
+        for &i in members {
+            let node = self.node(i);
             text.push_str(&format!(
                 "[[nodes]]\nid = \"n{i}\"\naddr = \"127.0.0.1:{}\"\nhttp = \"127.0.0.1:{}\"\n\n",
                 node.peer, node.http
             ));
         }
         text
+    }
+
+    /// Start a new node (the next number) that joins the running cluster
+    /// through node `seed`, its config listing only itself, and wait until
+    /// it answers. Answers its number.
+    pub async fn join(&mut self, seed: usize) -> usize {
+        self.join_via(seed, SeedVia::Config).await
+    }
+
+    /// Like [`Cluster::join`], naming the seed as `via` says.
+    pub async fn join_via(&mut self, seed: usize, via: SeedVia) -> usize {
+        let seed = self.peer_addr(seed);
+        let i = self.nodes.len() + 1;
+        for attempt in 1..=3 {
+            let ports = free_ports(2);
+            let mut node = self.new_node(i, ports[0], ports[1]);
+            let config_seeds = match via {
+                SeedVia::Config => vec![seed],
+                SeedVia::Flag => {
+                    node.args = vec!["--join".into(), seed.to_string()];
+                    Vec::new()
+                }
+            };
+            self.nodes.push(node);
+            let text = self.config_text(i, &[i], &config_seeds);
+            std::fs::write(&self.node(i).config, text).expect("write config");
+            self.spawn(i);
+            match self.wait_up(i).await {
+                Ok(()) => return i,
+                // A picked port was taken before the node bound it: retry
+                // from scratch.
+                Err(e) if attempt < 3 && e.contains("cannot listen") => {
+                    eprintln!("n{i} join attempt {attempt} failed, retrying: {e}");
+                    if self.is_alive(i) {
+                        self.kill(i);
+                    }
+                    self.nodes.pop();
+                    let _ = std::fs::remove_dir_all(self.data_dir(i));
+                }
+                Err(e) => panic!("n{i} did not start: {e}"),
+            }
+        }
+        unreachable!()
     }
 
     fn node(&self, i: usize) -> &NodeProc {
@@ -407,6 +545,7 @@ impl Cluster {
             .arg("node")
             .arg("--config")
             .arg(&node.config)
+            .args(&node.args)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(log)
@@ -490,6 +629,25 @@ impl Cluster {
             .unwrap_or_else(|| panic!("n{i} is not running"));
         let _ = child.kill();
         let _ = child.wait();
+    }
+
+    /// Wait until node `i`'s process exits by itself (it must not be
+    /// killed); panics after `limit`.
+    pub async fn wait_exit(&mut self, i: usize, limit: Duration) -> ExitStatus {
+        let deadline = Instant::now() + limit;
+        let node = self.node_mut(i);
+        let child = node.child.as_mut().expect("node is running");
+        loop {
+            if let Some(status) = child.try_wait().expect("wait for node") {
+                node.child = None;
+                return status;
+            }
+            assert!(
+                Instant::now() < deadline,
+                "n{i} did not exit within {limit:?}"
+            );
+            tokio::time::sleep(Duration::from_millis(50)).await;
+        }
     }
 
     /// Start node `i` again with the same config and data, and wait for it.
@@ -679,6 +837,27 @@ impl Cluster {
         status["stats"][name]
             .as_u64()
             .unwrap_or_else(|| panic!("no stats.{name} in {status}"))
+    }
+
+    /// Node `i`'s view of the members (`members` of `/status`): id → status
+    /// (`joining`, `up`, `suspect`, `down`, `leaving` or `left`).
+    pub async fn member_statuses(&self, i: usize) -> BTreeMap<String, String> {
+        let status = self.status(i).await;
+        let members = status["members"]
+            .as_array()
+            .unwrap_or_else(|| panic!("no members in n{i}'s status: {status}"));
+        members
+            .iter()
+            .map(|m| {
+                let field = |name: &str| {
+                    m[name]
+                        .as_str()
+                        .unwrap_or_else(|| panic!("member without {name}: {m}"))
+                        .to_string()
+                };
+                (field("id"), field("status"))
+            })
+            .collect()
     }
 
     /// Node `i`'s own stored copy of `key` (`GET /admin/replica/{key}`),

@@ -1,0 +1,554 @@
+//! Membership by gossip: every node keeps a member list, spreads it to a
+//! random peer each round, and judges who is down by agreement.
+//!
+//! Each member's entry is owned by that member: only it changes its status,
+//! suspicions and sync mark, and every change (and every gossip round, as a
+//! heartbeat) bumps its `version`. An entry with a higher
+//! `(generation, version)` replaces an older one, so entries spread by
+//! last-writer-wins without any coordination. A round is Cassandra's
+//! three-way scuttlebutt exchange: the initiator sends digests, the peer
+//! answers with the entries it has newer and asks for the ones it lacks, the
+//! initiator sends those — traffic grows with what changed, not with the
+//! cluster.
+//!
+//! **Failure detection** is a direct heartbeat timeout: a node expects to
+//! hear *directly* from every member (any message counts; an idle member is
+//! pinged every `probe_interval_ms`) and suspects one it has not heard from
+//! for `suspect_after_ms`. Suspicions travel in the suspecting node's own
+//! entry; a member is **down** only when `down_quorum` distinct members that
+//! this node itself considers alive suspect it, so a single broken link
+//! never gets a healthy node declared down.
+
+use crate::ring::{Ring, RingMember};
+use crate::{Millis, NodeId};
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Gossip and failure-detector timing (the `[membership]` config section).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct MembershipSettings {
+    /// One gossip round (and own heartbeat) per interval.
+    pub gossip_interval_ms: u64,
+    /// A member not heard from directly for this long is pinged.
+    pub probe_interval_ms: u64,
+    /// A member not heard from directly for this long is suspected.
+    pub suspect_after_ms: u64,
+    /// Distinct live suspecters needed to mark a member down (capped at the
+    /// number of other members, so small clusters can still agree).
+    pub down_quorum: usize,
+}
+
+impl Default for MembershipSettings {
+    fn default() -> Self {
+        MembershipSettings {
+            gossip_interval_ms: 1000,
+            probe_interval_ms: 1000,
+            suspect_after_ms: 5000,
+            down_quorum: 2,
+        }
+    }
+}
+
+impl MembershipSettings {
+    pub fn validate(&self) -> Result<(), String> {
+        if self.gossip_interval_ms == 0 || self.probe_interval_ms == 0 {
+            return Err(
+                "membership gossip_interval_ms and probe_interval_ms must be at least 1".into(),
+            );
+        }
+        if self.suspect_after_ms <= self.probe_interval_ms {
+            return Err("membership suspect_after_ms must exceed probe_interval_ms".into());
+        }
+        if self.down_quorum == 0 {
+            return Err("membership down_quorum must be at least 1".into());
+        }
+        Ok(())
+    }
+}
+
+/// Where a member stands in the ring's life cycle (set only by the member).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum MemberStatus {
+    /// Announced; fetching its share of the data before it owns ranges.
+    Joining,
+    /// Owns ranges.
+    Member,
+    /// Still owns ranges while the new owners fetch them.
+    Leaving,
+    /// Gone for good; kept so that stale gossip cannot bring it back.
+    Left,
+}
+
+/// One member's entry as gossip spreads it.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct MemberState {
+    pub id: NodeId,
+    pub zone: Option<String>,
+    /// Inter-node address, `host:port` (none in simulations).
+    pub addr: Option<String>,
+    /// HTTP address, for clients and `ringkv status`.
+    pub http: Option<String>,
+    pub status: MemberStatus,
+    /// Bumped on every restart (persisted by the member).
+    pub generation: u64,
+    /// Bumped on every change and every gossip round (the heartbeat).
+    pub version: u64,
+    /// Members this member currently suspects.
+    pub suspects: BTreeSet<NodeId>,
+    /// Fingerprint of the ring whose data this member holds its share of.
+    pub synced: u64,
+}
+
+impl MemberState {
+    /// A fresh entry: generation 0, nothing suspected, nothing synced.
+    pub fn new(id: NodeId, status: MemberStatus) -> Self {
+        MemberState {
+            id,
+            zone: None,
+            addr: None,
+            http: None,
+            status,
+            generation: 0,
+            version: 0,
+            suspects: BTreeSet::new(),
+            synced: 0,
+        }
+    }
+
+    fn stamp(&self) -> (u64, u64) {
+        (self.generation, self.version)
+    }
+
+    fn ring_member(&self) -> RingMember {
+        RingMember {
+            id: self.id.clone(),
+            zone: self.zone.clone(),
+        }
+    }
+}
+
+/// What a gossip round's first message carries per member.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Digest {
+    pub id: NodeId,
+    pub generation: u64,
+    pub version: u64,
+}
+
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum GossipMsg {
+    /// Round opener: what I know of every member, and my own entry (so a
+    /// node that does not know me yet learns where to answer).
+    Syn {
+        digests: Vec<Digest>,
+        sender: MemberState,
+    },
+    /// Entries newer here than in your digests, and ids I want from you.
+    Ack {
+        states: Vec<MemberState>,
+        wanted: Vec<NodeId>,
+    },
+    /// The entries you asked for (also used to announce a departure).
+    Ack2 {
+        states: Vec<MemberState>,
+    },
+    /// Direct liveness probe of an idle member.
+    Ping,
+    Pong,
+}
+
+/// A member's health as this node judges it.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum Liveness {
+    Up,
+    /// Suspected by fewer members than the down quorum.
+    Suspect,
+    Down,
+}
+
+/// The member list and failure detector of one node.
+#[derive(Clone, Debug)]
+pub struct Membership {
+    me: NodeId,
+    settings: MembershipSettings,
+    members: BTreeMap<NodeId, MemberState>,
+    /// When each member was last heard from directly.
+    heard: BTreeMap<NodeId, Millis>,
+    /// When each member was last pinged.
+    pinged: BTreeMap<NodeId, Millis>,
+    /// Inter-node addresses to try when no other member is known yet.
+    seeds: Vec<String>,
+    next_round: Option<Millis>,
+    /// Set when any entry changed; taken by [`Membership::take_changed`].
+    changed: bool,
+    /// Counts changes (not heartbeats), so a caller can tell when to save
+    /// the list.
+    changes: u64,
+}
+
+/// The id under which a seed address is contacted before its real id is
+/// known (its answers arrive under the real one).
+pub fn seed_id(addr: &str) -> NodeId {
+    NodeId(format!("seed:{addr}"))
+}
+
+impl Membership {
+    /// `me` is this node's own entry (with its new generation); `known` the
+    /// entries remembered from before (config or persisted state).
+    pub fn new(
+        me: MemberState,
+        known: impl IntoIterator<Item = MemberState>,
+        seeds: Vec<String>,
+        settings: MembershipSettings,
+    ) -> Self {
+        let id = me.id.clone();
+        let mut members: BTreeMap<NodeId, MemberState> =
+            known.into_iter().map(|m| (m.id.clone(), m)).collect();
+        members.insert(id.clone(), me);
+        Membership {
+            me: id,
+            settings,
+            members,
+            heard: BTreeMap::new(),
+            pinged: BTreeMap::new(),
+            seeds,
+            next_round: None,
+            changed: true,
+            changes: 0,
+        }
+    }
+
+    /// Static membership: `ids` all own ranges from the start, and this node
+    /// is at generation 1 (so its own entry beats the config's).
+    pub fn bootstrap(me: &NodeId, ring: &Ring, settings: MembershipSettings) -> Self {
+        let known = ring.members().map(|m| MemberState {
+            zone: m.zone.clone(),
+            ..MemberState::new(m.id.clone(), MemberStatus::Member)
+        });
+        let mine = MemberState {
+            generation: 1,
+            zone: ring.member(me).and_then(|m| m.zone.clone()),
+            ..MemberState::new(me.clone(), MemberStatus::Member)
+        };
+        Membership::new(mine, known, Vec::new(), settings)
+    }
+
+    pub fn id(&self) -> &NodeId {
+        &self.me
+    }
+
+    pub fn me(&self) -> &MemberState {
+        &self.members[&self.me]
+    }
+
+    pub fn settings(&self) -> &MembershipSettings {
+        &self.settings
+    }
+
+    /// Every entry, in id order (including departed members).
+    pub fn members(&self) -> impl Iterator<Item = &MemberState> {
+        self.members.values()
+    }
+
+    pub fn member(&self, id: &NodeId) -> Option<&MemberState> {
+        self.members.get(id)
+    }
+
+    /// How many changes (not heartbeats) the list has seen.
+    pub fn changes(&self) -> u64 {
+        self.changes
+    }
+
+    fn mark_changed(&mut self) {
+        self.changed = true;
+        self.changes += 1;
+    }
+
+    /// True once since the last call if any entry changed.
+    pub fn take_changed(&mut self) -> bool {
+        std::mem::take(&mut self.changed)
+    }
+
+    /// The ring that owns data now: members and leaving members.
+    pub fn current_ring(&self, vnodes: u32) -> Ring {
+        self.ring_of(vnodes, |s| {
+            matches!(s, MemberStatus::Member | MemberStatus::Leaving)
+        })
+    }
+
+    /// The ring once pending joins and leaves complete.
+    pub fn future_ring(&self, vnodes: u32) -> Ring {
+        self.ring_of(vnodes, |s| {
+            matches!(s, MemberStatus::Member | MemberStatus::Joining)
+        })
+    }
+
+    fn ring_of(&self, vnodes: u32, owns: impl Fn(MemberStatus) -> bool) -> Ring {
+        let owners = self.members.values().filter(|m| owns(m.status));
+        Ring::with_members(owners.map(MemberState::ring_member), vnodes)
+    }
+
+    /// Change this node's own entry (status, sync mark) and spread it.
+    pub fn update_me(&mut self, change: impl FnOnce(&mut MemberState)) {
+        let me = self.members.get_mut(&self.me).expect("own entry exists");
+        let before = me.clone();
+        change(me);
+        if *me != before {
+            me.version += 1;
+            self.mark_changed();
+        }
+    }
+
+    /// A member's health by agreement: down when enough members this node
+    /// believes alive (itself included) suspect it.
+    pub fn liveness(&self, id: &NodeId) -> Liveness {
+        if *id == self.me {
+            return Liveness::Up;
+        }
+        let suspecters = self.suspecters(id).len();
+        if suspecters >= self.down_quorum() {
+            Liveness::Down
+        } else if suspecters > 0 {
+            Liveness::Suspect
+        } else {
+            Liveness::Up
+        }
+    }
+
+    /// The members whose suspicion of `id` counts: this node, and members
+    /// this node does not itself suspect (a dead node's stale entry must not
+    /// vote).
+    pub fn suspecters(&self, id: &NodeId) -> Vec<NodeId> {
+        let mine = &self.me().suspects;
+        self.live_entries()
+            .filter(|m| m.id == self.me || !mine.contains(&m.id))
+            .filter(|m| m.suspects.contains(id))
+            .map(|m| m.id.clone())
+            .collect()
+    }
+
+    fn down_quorum(&self) -> usize {
+        let others = self.live_entries().count().saturating_sub(1);
+        self.settings.down_quorum.min(others).max(1)
+    }
+
+    fn live_entries(&self) -> impl Iterator<Item = &MemberState> {
+        self.members
+            .values()
+            .filter(|m| m.status != MemberStatus::Left)
+    }
+
+    /// Any message from `peer` proves it alive to this node.
+    pub fn heard_from(&mut self, now: Millis, peer: &NodeId) {
+        if self.members.contains_key(peer) {
+            self.heard.insert(peer.clone(), now);
+        }
+    }
+
+    /// Time passed: refresh own suspicions; when a round is due, bump the
+    /// heartbeat and open a round with a random peer. `random` is a number
+    /// the caller draws from its seeded generator. Returns messages to send.
+    pub fn tick(&mut self, now: Millis, random: u64) -> Vec<(NodeId, GossipMsg)> {
+        self.refresh_suspicions(now);
+        let mut out = self.probes(now);
+        if self.next_round.is_some_and(|at| now < at) {
+            return out;
+        }
+        self.next_round = Some(now + self.settings.gossip_interval_ms);
+        let me = self.members.get_mut(&self.me).expect("own entry exists");
+        me.version += 1;
+        if let Some(peer) = self.round_peer(random) {
+            out.push((
+                peer,
+                GossipMsg::Syn {
+                    digests: self.digests(),
+                    sender: self.me().clone(),
+                },
+            ));
+        }
+        out
+    }
+
+    /// A gossip message from `from`; returns the answers to send.
+    pub fn on_gossip(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        msg: GossipMsg,
+    ) -> Vec<(NodeId, GossipMsg)> {
+        match msg {
+            GossipMsg::Syn { digests, sender } => {
+                self.absorb(now, vec![sender]);
+                let (states, wanted) = self.compare(&digests);
+                vec![(from, GossipMsg::Ack { states, wanted })]
+            }
+            GossipMsg::Ack { states, wanted } => {
+                self.absorb(now, states);
+                let states = wanted
+                    .iter()
+                    .filter_map(|id| self.members.get(id).cloned())
+                    .collect();
+                vec![(from, GossipMsg::Ack2 { states })]
+            }
+            GossipMsg::Ack2 { states } => {
+                self.absorb(now, states);
+                Vec::new()
+            }
+            GossipMsg::Ping => vec![(from, GossipMsg::Pong)],
+            GossipMsg::Pong => Vec::new(),
+        }
+    }
+
+    /// Every live member's entry, to announce this node's own news (a
+    /// departure) to all at once instead of waiting for rounds.
+    pub fn announce(&self) -> Vec<(NodeId, GossipMsg)> {
+        let states = vec![self.me().clone()];
+        self.live_entries()
+            .filter(|m| m.id != self.me)
+            .map(|m| {
+                (
+                    m.id.clone(),
+                    GossipMsg::Ack2 {
+                        states: states.clone(),
+                    },
+                )
+            })
+            .collect()
+    }
+
+    fn digests(&self) -> Vec<Digest> {
+        self.members
+            .values()
+            .map(|m| Digest {
+                id: m.id.clone(),
+                generation: m.generation,
+                version: m.version,
+            })
+            .collect()
+    }
+
+    /// Split a peer's digests into entries newer here and ids newer there.
+    fn compare(&self, digests: &[Digest]) -> (Vec<MemberState>, Vec<NodeId>) {
+        let theirs: BTreeMap<&NodeId, (u64, u64)> = digests
+            .iter()
+            .map(|d| (&d.id, (d.generation, d.version)))
+            .collect();
+        let newer_here = self
+            .members
+            .values()
+            .filter(|m| theirs.get(&m.id).is_none_or(|t| m.stamp() > *t))
+            .cloned()
+            .collect();
+        let newer_there = digests
+            .iter()
+            .filter(|d| {
+                self.members
+                    .get(&d.id)
+                    .is_none_or(|m| (d.generation, d.version) > m.stamp())
+            })
+            .map(|d| d.id.clone())
+            .collect();
+        (newer_here, newer_there)
+    }
+
+    /// Take every entry newer than ours. A newer entry for this node itself
+    /// comes from an earlier life whose generation was lost: outrun it.
+    fn absorb(&mut self, now: Millis, states: Vec<MemberState>) {
+        for state in states {
+            let known = self.members.get(&state.id);
+            if known.is_some_and(|m| m.stamp() >= state.stamp()) {
+                continue;
+            }
+            if state.id == self.me {
+                let generation = state.generation + 1;
+                self.update_me(|me| {
+                    me.generation = generation;
+                    me.version = 0;
+                });
+                continue;
+            }
+            if known.is_none() {
+                self.heard.insert(state.id.clone(), now);
+            }
+            if known.is_none_or(|m| !same_but_heartbeat(m, &state)) {
+                self.mark_changed();
+            }
+            self.members.insert(state.id.clone(), state);
+        }
+    }
+
+    /// Suspect every live member not heard from directly for too long.
+    fn refresh_suspicions(&mut self, now: Millis) {
+        let others: Vec<NodeId> = self
+            .live_entries()
+            .filter(|m| m.id != self.me)
+            .map(|m| m.id.clone())
+            .collect();
+        let mut suspects = BTreeSet::new();
+        for id in others {
+            let heard = *self.heard.entry(id.clone()).or_insert(now);
+            if now.saturating_sub(heard) >= self.settings.suspect_after_ms {
+                suspects.insert(id);
+            }
+        }
+        self.update_me(|me| me.suspects = suspects);
+    }
+
+    /// Ping members that have been silent for a probe interval.
+    fn probes(&mut self, now: Millis) -> Vec<(NodeId, GossipMsg)> {
+        let interval = self.settings.probe_interval_ms;
+        let due: Vec<NodeId> = self
+            .live_entries()
+            .filter(|m| m.id != self.me)
+            .map(|m| m.id.clone())
+            .filter(|id| {
+                let quiet =
+                    |at: Option<&Millis>| at.is_none_or(|t| now.saturating_sub(*t) >= interval);
+                quiet(self.heard.get(id)) && quiet(self.pinged.get(id))
+            })
+            .collect();
+        due.into_iter()
+            .map(|id| {
+                self.pinged.insert(id.clone(), now);
+                (id, GossipMsg::Ping)
+            })
+            .collect()
+    }
+
+    /// A random live member other than this node; a seed while none is
+    /// known.
+    fn round_peer(&self, random: u64) -> Option<NodeId> {
+        let peers: Vec<&NodeId> = self
+            .live_entries()
+            .filter(|m| m.id != self.me)
+            .map(|m| &m.id)
+            .collect();
+        if !peers.is_empty() {
+            return Some(peers[(random % peers.len() as u64) as usize].clone());
+        }
+        if self.seeds.is_empty() {
+            return None;
+        }
+        Some(seed_id(
+            &self.seeds[(random % self.seeds.len() as u64) as usize],
+        ))
+    }
+
+    /// Seed addresses, for the caller to connect their pseudo-ids.
+    pub fn seeds(&self) -> &[String] {
+        &self.seeds
+    }
+}
+
+/// True when two entries differ in nothing but the heartbeat counter.
+fn same_but_heartbeat(a: &MemberState, b: &MemberState) -> bool {
+    MemberState {
+        version: b.version,
+        ..a.clone()
+    } == *b
+}
+
+#[cfg(test)]
+mod tests;

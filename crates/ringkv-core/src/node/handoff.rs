@@ -1,0 +1,416 @@
+//! Ownership handoff: when a join or leave is pending, every node that will
+//! replicate ranges it does not replicate now fetches them, page by page,
+//! from a current replica. When it holds them all it says so in gossip
+//! (`synced`); a joining node then starts owning ranges, a leaving node
+//! leaves, and the old owners drop what they no longer replicate only once
+//! every member reports it holds its share of the new ring.
+
+use super::Node;
+use crate::gossip::MemberStatus;
+use crate::message::Message;
+use crate::range::TokenRange;
+use crate::ring::{Ring, Token};
+use crate::siblings::SiblingSet;
+use crate::store::Store;
+use crate::{Millis, NodeId};
+use serde::Serialize;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// Keys per transfer page at most.
+const PAGE_KEYS: usize = 256;
+/// Bytes per transfer page at most (a single larger entry goes alone).
+const PAGE_BYTES: usize = 512 * 1024;
+/// Ranges fetched at the same time.
+const PARALLEL_FETCHES: usize = 4;
+/// A source that sends no page for this long is replaced by the next one.
+const FETCH_TIMEOUT_MS: Millis = 5_000;
+
+/// Keys and their sibling sets, as a transfer page carries them.
+type Entries = Vec<(Vec<u8>, SiblingSet)>;
+
+/// What `ringkv status` shows of a handoff in progress.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct HandoffProgress {
+    pub ranges_total: usize,
+    pub ranges_done: usize,
+    pub keys: u64,
+    pub bytes: u64,
+    /// Keys dropped after the new owners reported holding them.
+    pub keys_dropped: u64,
+}
+
+impl HandoffProgress {
+    pub fn percent(&self) -> u64 {
+        match self.ranges_total {
+            0 => 100,
+            total => (self.ranges_done * 100 / total) as u64,
+        }
+    }
+}
+
+/// One range being fetched.
+#[derive(Debug)]
+struct Fetch {
+    source: NodeId,
+    /// The last key received (the next page starts after it).
+    after: Option<Vec<u8>>,
+    deadline: Millis,
+    /// Sources tried so far, to rotate through the replicas.
+    attempts: usize,
+}
+
+#[derive(Debug, Default)]
+pub(crate) struct Handoff {
+    /// The future ring this plan is for.
+    target: u64,
+    queue: VecDeque<TokenRange>,
+    active: BTreeMap<TokenRange, Fetch>,
+    progress: HandoffProgress,
+    /// The ring whose no-longer-replicated keys were dropped already.
+    dropped_for: u64,
+}
+
+impl<S: Store> Node<S> {
+    /// The handoff in progress, if any (`None` once synced).
+    pub fn handoff_progress(&self) -> Option<&HandoffProgress> {
+        let h = &self.handoff;
+        (!h.queue.is_empty() || !h.active.is_empty()).then_some(&h.progress)
+    }
+
+    /// The future ring changed: fetch every range this node gains in it.
+    pub(super) fn plan_handoff(&mut self, _now: Millis) {
+        let target = self.future.fingerprint();
+        let joining = self.members.me().status == MemberStatus::Joining;
+        if joining && self.ring.is_empty() {
+            // Nobody to fetch from yet: wait until gossip shows the cluster.
+            self.handoff = Handoff::default();
+            return;
+        }
+        let gains = self.gained_ranges();
+        tracing::info!(
+            "node {}: {} ranges to fetch for the new ring",
+            self.id,
+            gains.len()
+        );
+        self.handoff = Handoff {
+            target,
+            progress: HandoffProgress {
+                ranges_total: gains.len(),
+                ..HandoffProgress::default()
+            },
+            queue: gains.into(),
+            active: BTreeMap::new(),
+            dropped_for: self.handoff.dropped_for,
+        };
+        self.finish_handoff_if_done();
+    }
+
+    /// Ranges whose future preference list holds this node while the
+    /// current one does not, cut along both rings' boundaries.
+    fn gained_ranges(&self) -> Vec<TokenRange> {
+        let n = self.settings.n;
+        common_ranges(&self.ring, &self.future)
+            .into_iter()
+            .filter(|r| {
+                self.future
+                    .preference_list_for_token(r.end, n)
+                    .contains(&self.id)
+                    && !self
+                        .ring
+                        .preference_list_for_token(r.end, n)
+                        .contains(&self.id)
+            })
+            .collect()
+    }
+
+    pub(super) fn tick_handoff(&mut self, now: Millis) {
+        self.retry_stalled_fetches(now);
+        self.start_fetches(now);
+        self.drop_unowned_when_settled();
+    }
+
+    /// Keep up to `PARALLEL_FETCHES` ranges in flight.
+    fn start_fetches(&mut self, now: Millis) {
+        while self.handoff.active.len() < PARALLEL_FETCHES {
+            let Some(range) = self.handoff.queue.pop_front() else {
+                break;
+            };
+            if !self.start_fetch(now, range, None, 0) {
+                self.handoff.queue.push_back(range);
+                break;
+            }
+        }
+    }
+
+    fn retry_stalled_fetches(&mut self, now: Millis) {
+        let stalled: Vec<TokenRange> = self
+            .handoff
+            .active
+            .iter()
+            .filter(|(_, f)| f.deadline <= now)
+            .map(|(r, _)| *r)
+            .collect();
+        for range in stalled {
+            let fetch = self.handoff.active.remove(&range).expect("listed above");
+            tracing::warn!(
+                "node {}: {} sent no transfer page in time, trying another replica",
+                self.id,
+                fetch.source
+            );
+            if !self.start_fetch(now, range, fetch.after, fetch.attempts + 1) {
+                self.handoff.queue.push_back(range);
+            }
+        }
+    }
+
+    /// Ask a current replica of `range` for its next page; false when no
+    /// replica is available now.
+    fn start_fetch(
+        &mut self,
+        now: Millis,
+        range: TokenRange,
+        after: Option<Vec<u8>>,
+        attempts: usize,
+    ) -> bool {
+        let sources: Vec<NodeId> = self
+            .ring
+            .preference_list_for_token(range.end, self.settings.n)
+            .into_iter()
+            .filter(|n| *n != self.id && self.is_available(now, n))
+            .collect();
+        if sources.is_empty() {
+            return false;
+        }
+        let source = sources[attempts % sources.len()].clone();
+        self.send(
+            source.clone(),
+            Message::TransferRequest {
+                range,
+                after: after.clone(),
+            },
+        );
+        let fetch = Fetch {
+            source,
+            after,
+            deadline: now + FETCH_TIMEOUT_MS,
+            attempts,
+        };
+        self.handoff.active.insert(range, fetch);
+        true
+    }
+
+    /// A peer fetches `range` from us: send the page after `after`.
+    pub(super) fn on_transfer_request(
+        &mut self,
+        from: NodeId,
+        range: TokenRange,
+        after: Option<Vec<u8>>,
+    ) {
+        match self.read_page(range, after.as_deref()) {
+            Ok((entries, more)) => self.send(
+                from,
+                Message::TransferPage {
+                    range,
+                    entries,
+                    more,
+                },
+            ),
+            // The fetcher times out and asks another replica.
+            Err(e) => tracing::warn!("node {}: cannot read transfer page: {e}", self.id),
+        }
+    }
+
+    /// Up to a page of `range`'s entries after key `after`, in scan order,
+    /// and whether more follow.
+    fn read_page(
+        &self,
+        range: TokenRange,
+        after: Option<&[u8]>,
+    ) -> Result<(Entries, bool), crate::store::StoreError> {
+        let cursor = after.map(|k| (Ring::key_token(k), k));
+        let (mut entries, mut bytes, mut more) = (Vec::new(), 0, false);
+        for (lo, hi) in range.spans() {
+            if more {
+                break;
+            }
+            let from = match cursor {
+                Some((t, _)) if range.offset(t) > range.offset(hi) => continue,
+                Some((t, _)) if t >= lo && t <= hi => t,
+                _ => lo,
+            };
+            self.store.scan(from, hi, &mut |key, set| {
+                if cursor.is_some_and(|(t, k)| Ring::key_token(key) == t && key <= k) {
+                    return true;
+                }
+                let size = entry_size(key, set);
+                if !entries.is_empty() && (entries.len() >= PAGE_KEYS || bytes + size > PAGE_BYTES)
+                {
+                    more = true;
+                    return false;
+                }
+                bytes += size;
+                entries.push((key.to_vec(), set.clone()));
+                true
+            })?;
+        }
+        Ok((entries, more))
+    }
+
+    pub(super) fn on_transfer_page(
+        &mut self,
+        now: Millis,
+        from: NodeId,
+        range: TokenRange,
+        entries: Vec<(Vec<u8>, SiblingSet)>,
+        more: bool,
+    ) {
+        if self
+            .handoff
+            .active
+            .get(&range)
+            .is_none_or(|f| f.source != from)
+        {
+            return;
+        }
+        let mut last = None;
+        for (key, set) in &entries {
+            if let Err(e) = self.merge_local(key, set) {
+                // Keep the range active: it is asked again at its deadline.
+                tracing::warn!("node {}: cannot store transferred key: {e}", self.id);
+                return;
+            }
+            self.handoff.progress.keys += 1;
+            self.handoff.progress.bytes += entry_size(key, set) as u64;
+            last = Some(key.clone());
+        }
+        let fetch = self.handoff.active.remove(&range).expect("checked above");
+        if more {
+            let after = last.or(fetch.after);
+            self.send(
+                from,
+                Message::TransferRequest {
+                    range,
+                    after: after.clone(),
+                },
+            );
+            let next = Fetch {
+                after,
+                deadline: now + FETCH_TIMEOUT_MS,
+                ..fetch
+            };
+            self.handoff.active.insert(range, next);
+            return;
+        }
+        self.range_fetched();
+        self.start_fetches(now);
+    }
+
+    fn range_fetched(&mut self) {
+        let before = self.handoff.progress.percent();
+        self.handoff.progress.ranges_done += 1;
+        let p = &self.handoff.progress;
+        if p.percent() / 10 != before / 10 {
+            tracing::info!(
+                "node {}: handoff {}% ({} of {} ranges, {} keys, {} bytes)",
+                self.id,
+                p.percent(),
+                p.ranges_done,
+                p.ranges_total,
+                p.keys,
+                p.bytes
+            );
+        }
+        self.finish_handoff_if_done();
+    }
+
+    /// Every gained range is here: say so, so the ring can move on.
+    fn finish_handoff_if_done(&mut self) {
+        let h = &self.handoff;
+        if h.queue.is_empty() && h.active.is_empty() && h.target == self.future.fingerprint() {
+            let target = h.target;
+            self.members.update_me(|me| me.synced = target);
+        }
+    }
+
+    /// Once no join or leave is pending and every member holds its share of
+    /// the current ring, drop the keys this node no longer replicates —
+    /// each after sending its last state to the key's replicas, in case a
+    /// write reached this node after the new owner fetched the range.
+    fn drop_unowned_when_settled(&mut self) {
+        let current = self.ring.fingerprint();
+        let settled = current == self.future.fingerprint()
+            && self.members.me().synced == current
+            && self.others_synced(current)
+            && !self.ring.is_empty();
+        if !settled || self.handoff.dropped_for == current {
+            return;
+        }
+        self.handoff.dropped_for = current;
+        let unowned = self.unowned_keys();
+        for (key, siblings) in &unowned {
+            let replicas = self.ring.preference_list(key, self.settings.n);
+            let repair = Message::Repair {
+                key: key.clone(),
+                siblings: siblings.clone(),
+            };
+            self.send_to_others(&replicas, repair);
+            if let Err(e) = self.store.delete(key) {
+                tracing::warn!("node {}: cannot drop a handed-off key: {e}", self.id);
+                self.handoff.dropped_for = 0;
+                return;
+            }
+        }
+        if !unowned.is_empty() {
+            self.handoff.progress.keys_dropped += unowned.len() as u64;
+            tracing::info!(
+                "node {}: dropped {} keys now held by their new owners",
+                self.id,
+                unowned.len()
+            );
+        }
+    }
+
+    fn unowned_keys(&self) -> Entries {
+        let mut keys = Vec::new();
+        let (ring, n, me) = (&self.ring, self.settings.n, &self.id);
+        let scanned = self.store.scan(0, Token::MAX, &mut |key, set| {
+            if !ring.preference_list(key, n).contains(me) {
+                keys.push((key.to_vec(), set.clone()));
+            }
+            true
+        });
+        if let Err(e) = scanned {
+            tracing::warn!("node {}: cannot list handed-off keys: {e}", self.id);
+            return Vec::new();
+        }
+        keys
+    }
+}
+
+/// Bytes an entry adds to a transfer page (values plus a margin for keys
+/// and clocks).
+fn entry_size(key: &[u8], set: &SiblingSet) -> usize {
+    key.len() + set.iter().map(|s| s.size() + 64).sum::<usize>()
+}
+
+/// The ranges cut by the vnode tokens of both rings: each lies within one
+/// range of either ring, so it has one preference list in each.
+pub(crate) fn common_ranges(a: &Ring, b: &Ring) -> Vec<TokenRange> {
+    let ends: BTreeSet<Token> = a
+        .ranges()
+        .iter()
+        .chain(&b.ranges())
+        .map(|r| r.end)
+        .collect();
+    let Some(&last) = ends.last() else {
+        return Vec::new();
+    };
+    let mut prev = last;
+    ends.into_iter()
+        .map(|end| {
+            let range = TokenRange::new(prev, end);
+            prev = end;
+            range
+        })
+        .collect()
+}

@@ -1,0 +1,151 @@
+//! The node's side of membership: running gossip rounds, following the ring
+//! as members join and leave, and moving its own status along once its
+//! share of the data has been handed over.
+
+use super::{Effect, Node};
+use crate::gossip::{seed_id, GossipMsg, Liveness, MemberStatus, Membership};
+use crate::message::Message;
+use crate::store::Store;
+use crate::{Millis, NodeId};
+
+impl<S: Store> Node<S> {
+    pub fn membership(&self) -> &Membership {
+        &self.members
+    }
+
+    /// True when this node has left the cluster for good (the shell then
+    /// stops it).
+    pub fn has_left(&self) -> bool {
+        self.members.me().status == MemberStatus::Left
+    }
+
+    /// Start leaving: the new owners fetch this node's ranges, then it
+    /// marks itself left.
+    pub fn leave(&mut self, now: Millis) {
+        if self.members.me().status == MemberStatus::Member {
+            self.members
+                .update_me(|me| me.status = MemberStatus::Leaving);
+            self.follow_membership(now);
+        }
+    }
+
+    /// Whether `peer` may be sent work now: not down by agreement and not
+    /// recently unreachable for this node's transport.
+    pub(super) fn is_available(&self, now: Millis, peer: &NodeId) -> bool {
+        *peer == self.id
+            || (self.members.liveness(peer) != Liveness::Down
+                && self.unreachable.get(peer).is_none_or(|until| *until <= now))
+    }
+
+    /// Nodes that will replicate `key` once pending joins and leaves
+    /// complete but do not yet: writes go to them too (without counting
+    /// towards W), so a transfer in progress misses nothing.
+    pub(super) fn pending_replicas(&self, key: &[u8]) -> Vec<NodeId> {
+        if self.future.fingerprint() == self.ring.fingerprint() {
+            return Vec::new();
+        }
+        let now = self.ring.preference_list(key, self.settings.n);
+        self.future
+            .preference_list(key, self.settings.n)
+            .into_iter()
+            .filter(|n| !now.contains(n))
+            .collect()
+    }
+
+    /// Answers go out after the membership is followed, so a sender just
+    /// learned is connected before the first message to it.
+    pub(super) fn on_gossip(&mut self, now: Millis, from: NodeId, msg: GossipMsg) {
+        let answers = self.members.on_gossip(now, from, msg);
+        self.follow_membership(now);
+        for (to, msg) in answers {
+            self.send(to, Message::Gossip(msg));
+        }
+    }
+
+    pub(super) fn tick_membership(&mut self, now: Millis) {
+        let random = self.next_random();
+        for (to, msg) in self.members.tick(now, random) {
+            self.connect_seed(&to);
+            self.send(to, Message::Gossip(msg));
+        }
+        self.follow_membership(now);
+    }
+
+    /// After the member list changed: connect new members, adopt the new
+    /// rings, and move this node's own status along.
+    pub(super) fn follow_membership(&mut self, now: Millis) {
+        if !self.members.take_changed() {
+            return;
+        }
+        for m in self.members.members() {
+            if let (Some(addr), true) = (&m.addr, m.id != self.id) {
+                self.effects.push(Effect::Connect {
+                    node: m.id.clone(),
+                    addr: addr.clone(),
+                });
+            }
+        }
+        let vnodes = self.settings.vnodes;
+        let current = self.members.current_ring(vnodes);
+        if current.fingerprint() != self.ring.fingerprint() {
+            tracing::info!("node {}: ring now has {} members", self.id, current.len());
+            self.set_ring(current);
+        }
+        let future = self.members.future_ring(vnodes);
+        if future.fingerprint() != self.future.fingerprint() {
+            self.future = future;
+            self.plan_handoff(now);
+        }
+        self.advance_status(now);
+    }
+
+    /// Joining → member once this node holds its share; leaving → left once
+    /// every other member holds its share of the ring without this node.
+    fn advance_status(&mut self, _now: Millis) {
+        let target = self.future.fingerprint();
+        let me = self.members.me();
+        match me.status {
+            MemberStatus::Joining if me.synced == target => {
+                tracing::info!("node {}: joined, now owns ranges", self.id);
+                self.members
+                    .update_me(|me| me.status = MemberStatus::Member);
+            }
+            MemberStatus::Leaving if self.others_synced(target) => {
+                tracing::info!("node {}: every new owner has its data; left", self.id);
+                self.members.update_me(|me| me.status = MemberStatus::Left);
+                for (to, msg) in self.members.announce() {
+                    self.send(to, Message::Gossip(msg));
+                }
+            }
+            _ => {}
+        }
+    }
+
+    /// Every other live member reports holding its share of ring `target`.
+    pub(super) fn others_synced(&self, target: u64) -> bool {
+        self.members
+            .members()
+            .filter(|m| m.id != self.id && m.status != MemberStatus::Left)
+            .all(|m| m.synced == target)
+    }
+
+    /// Before the first message to a seed's pseudo-id, tell the shell where
+    /// it is.
+    fn connect_seed(&mut self, to: &NodeId) {
+        if let Some(addr) = self.members.seeds().iter().find(|a| seed_id(a) == *to) {
+            self.effects.push(Effect::Connect {
+                node: to.clone(),
+                addr: addr.clone(),
+            });
+        }
+    }
+
+    /// splitmix64: deterministic for a given seed, good enough to pick peers.
+    fn next_random(&mut self) -> u64 {
+        self.rng = self.rng.wrapping_add(0x9E37_79B9_7F4A_7C15);
+        let mut z = self.rng;
+        z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+        z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+        z ^ (z >> 31)
+    }
+}

@@ -1,0 +1,301 @@
+//! Sloppy quorum and hinted handoff on the deterministic network: writes
+//! stay available with replicas down or silent, stand-ins keep hints apart
+//! from their own data, and hand them back once the owner is up.
+
+mod common;
+
+use common::*;
+use ringkv_core::coordinator::ClientId;
+use ringkv_core::message::{ClientError, ClientOp, ClientResult, Message};
+use ringkv_core::node::Node;
+use ringkv_core::settings::Settings;
+use ringkv_core::siblings::{SiblingSet, WriteLimits};
+use ringkv_core::version::VersionVector;
+use ringkv_core::NodeId;
+
+const NODES: [&str; 4] = ["n1", "n2", "n3", "n4"];
+
+/// No anti-entropy: only hinted handoff may bring data to a node.
+fn settings() -> Settings {
+    let mut s = Settings::default();
+    s.anti_entropy.enabled = false;
+    s
+}
+
+fn net_of(names: &[&str], settings: Settings) -> Net {
+    Net::build(names, settings, |_| MemoryStore::default())
+}
+
+/// `count` keys whose preference list includes `owner` but not `outside`.
+fn keys_for(net: &Net, owner: &str, outside: &str, count: usize) -> Vec<String> {
+    (0..10_000)
+        .map(|i| format!("key-{i}"))
+        .filter(|k| {
+            let pref = net.coordinator_of(k);
+            pref.iter().any(|n| n == owner) && !pref.iter().any(|n| n == outside)
+        })
+        .take(count)
+        .collect()
+}
+
+/// The node of a 4-node ring that is not in `key`'s preference list.
+fn outsider(net: &Net, key: &str) -> String {
+    let pref = net.coordinator_of(key);
+    let node = NODES.iter().find(|n| !pref.iter().any(|p| p == *n));
+    node.expect("4 nodes, 3 replicas").to_string()
+}
+
+fn put_op(key: &str, value: &str, w: Option<usize>, pw: Option<usize>) -> ClientOp {
+    ClientOp::Put {
+        key: key.into(),
+        value: value.into(),
+        context: VersionVector::new(),
+        w,
+        pw,
+    }
+}
+
+/// Hand `op` to `via` without letting time pass (unlike `Net::request`).
+fn submit(net: &mut Net, via: &str, op: ClientOp) -> ClientId {
+    let client = net.next_client;
+    net.next_client += 1;
+    let now = net.now;
+    net.node(via).on_client(now, client, op);
+    net.collect(&id(via));
+    net.settle();
+    client
+}
+
+fn pending_total(net: &Net) -> usize {
+    let nodes = net.nodes.values();
+    nodes.flat_map(|n| n.pending_hints().into_values()).sum()
+}
+
+fn stat(net: &Net, f: impl Fn(&ringkv_core::node::Stats) -> u64) -> u64 {
+    net.nodes.values().map(|n| f(n.stats())).sum()
+}
+
+fn is_unavailable(result: &ClientResult) -> bool {
+    matches!(result, Err(ClientError::Unavailable { .. }))
+}
+
+#[test]
+fn with_a_node_down_writes_go_to_stand_ins_and_drain_back_when_it_returns() {
+    let mut net = net_of(&NODES, settings());
+    net.down.insert(id("n4"));
+    let keys: Vec<String> = (0..40).map(|i| format!("key-{i}")).collect();
+    let owned: Vec<&String> = keys
+        .iter()
+        .filter(|k| net.coordinator_of(k).contains(&"n4".to_string()))
+        .collect();
+    assert!(owned.len() >= 10, "n4 replicates enough keys");
+    for k in &keys {
+        let written = net.put("n1", k, k, VersionVector::new(), Some(2));
+        assert!(written.is_ok(), "{k}: {written:?}");
+    }
+    for k in &owned {
+        let stand_in = outsider(&net, k);
+        let hints = net.nodes[&id(&stand_in)].pending_hints();
+        assert!(hints.get(&id("n4")).is_some_and(|n| *n > 0), "{k}");
+        assert!(net.local(&stand_in, k).is_empty(), "{k}: hint kept apart");
+    }
+    assert_eq!(pending_total(&net), owned.len(), "one hint per key");
+    assert_eq!(stat(&net, |s| s.hints_stored), owned.len() as u64);
+    assert_eq!(stat(&net, |s| s.hinted_writes), owned.len() as u64);
+    // Stand-in acks count towards W: even W = 3 is met.
+    let w3 = net.put("n1", owned[0], "w3", VersionVector::new(), Some(3));
+    assert!(w3.is_ok(), "{w3:?}");
+
+    // Long enough for gossip to agree n4 is down and for deliveries to fail.
+    net.run_for(8_000, 100);
+    assert_eq!(pending_total(&net), owned.len());
+    net.down.remove(&id("n4"));
+    net.run_for(15_000, 100);
+    assert_eq!(pending_total(&net), 0, "every hint delivered");
+    assert_eq!(stat(&net, |s| s.hints_delivered), owned.len() as u64);
+    for k in &owned {
+        let local = net.local("n4", k);
+        assert!(values(&local).contains(&k.to_string()), "{k} on n4");
+    }
+    assert_eq!(
+        values(&net.local("n4", owned[0])),
+        [owned[0].as_str(), "w3"]
+    );
+}
+
+#[test]
+fn hints_beyond_max_hints_are_refused_and_counted() {
+    let mut s = settings();
+    s.hints.max_hints = 2;
+    let mut net = net_of(&NODES, s);
+    // Keys n3 stands in for while n4 is down.
+    let keys = keys_for(&net, "n4", "n3", 4);
+    net.down.insert(id("n4"));
+    for k in &keys[..2] {
+        let written = net.put("n1", k, "v", VersionVector::new(), Some(3));
+        assert!(written.is_ok(), "{k}: {written:?}");
+    }
+    // n3 is full: no other stand-in is left, so W = 3 is lost...
+    let refused = net.put("n1", &keys[2], "v", VersionVector::new(), Some(3));
+    assert!(is_unavailable(&refused), "{refused:?}");
+    // ...while W = 2 only needs the live primaries.
+    let written = net.put("n1", &keys[3], "v", VersionVector::new(), Some(2));
+    assert!(written.is_ok(), "{written:?}");
+    let n3 = &net.nodes[&id("n3")];
+    assert_eq!(n3.pending_hints().get(&id("n4")), Some(&2));
+    assert_eq!(n3.stats().hints_dropped, 2);
+    assert_eq!(n3.stats().hints_stored, 2);
+}
+
+#[test]
+fn pw_counts_only_acks_from_the_real_preference_list() {
+    let names = ["n1", "n2", "n3", "n4", "n5"];
+    let mut net = net_of(&names, settings());
+    let pref = net.coordinator_of("k");
+    net.down.insert(id(&pref[1]));
+    net.down.insert(id(&pref[2]));
+    let via = pref[0].clone();
+    let sloppy = net.request(&via, put_op("k", "a", Some(2), None));
+    assert!(sloppy.is_ok(), "stand-ins make W = 2: {sloppy:?}");
+    let one = net.request(&via, put_op("k", "b", Some(2), Some(1)));
+    assert!(one.is_ok(), "the coordinator is a primary: {one:?}");
+    let strict = net.request(&via, put_op("k", "c", Some(2), Some(2)));
+    let err = strict.unwrap_err();
+    assert!(
+        matches!(
+            &err,
+            ClientError::Unavailable {
+                needed: 2,
+                answered: 1,
+                replicas: 3,
+                ..
+            }
+        ),
+        "{err:?}"
+    );
+    assert!(err.to_string().starts_with("put (pw) needed 2"), "{err}");
+}
+
+#[test]
+fn pw_is_validated_like_w() {
+    let mut net = net_of(&NODES, settings());
+    let cases = [
+        (None, Some(0), "pw must be within 1..=3, got 0"),
+        (None, Some(4), "pw must be within 1..=3, got 4"),
+        (None, Some(3), "pw must not exceed w (2), got 3"),
+        (Some(1), Some(2), "pw must not exceed w (1), got 2"),
+    ];
+    for (w, pw, message) in cases {
+        let err = net.request("n1", put_op("k", "v", w, pw)).unwrap_err();
+        assert!(matches!(err, ClientError::Invalid(_)), "{err:?}");
+        assert_eq!(err.to_string(), message);
+    }
+    let delete = ClientOp::Delete {
+        key: "k".into(),
+        context: None,
+        w: Some(2),
+        pw: Some(3),
+    };
+    let err = net.request("n1", delete).unwrap_err();
+    assert_eq!(err.to_string(), "pw must not exceed w (2), got 3");
+    assert!(net
+        .request("n1", put_op("k", "v", Some(3), Some(3)))
+        .is_ok());
+}
+
+#[test]
+fn a_silent_replica_gets_a_stand_in_after_half_the_timeout() {
+    let mut net = net_of(&NODES, settings());
+    let pref = net.coordinator_of("cart");
+    net.cut_link(&pref[0], &pref[1]);
+    net.cut_link(&pref[0], &pref[2]);
+    let started = net.now;
+    let client = submit(&mut net, &pref[0], put_op("cart", "apple", Some(2), None));
+    assert!(!net.replies.contains_key(&client), "no quorum yet");
+    let timeout = settings().request_timeout_ms;
+    net.run_for(timeout / 2 + 100, 100);
+    let written = net.replies.remove(&client).expect("answered");
+    assert!(written.is_ok(), "{written:?}");
+    assert!(net.now - started < timeout, "before the deadline");
+    let stand_in = outsider(&net, "cart");
+    assert_eq!(net.nodes[&id(&stand_in)].stats().hints_stored, 1);
+    // The stand-in reaches the owner (only the coordinator's links are cut).
+    net.run_for(3_000, 100);
+    assert_eq!(pending_total(&net), 0);
+    let owners = [&pref[1], &pref[2]];
+    let holders = owners.iter().filter(|n| !net.local(n, "cart").is_empty());
+    assert_eq!(holders.count(), 1, "the hint's owner has the write");
+}
+
+/// A sibling set holding one fresh version written by `by`.
+fn version(by: &str, value: &str, now: u64) -> SiblingSet {
+    let mut set = SiblingSet::new();
+    let limits = WriteLimits {
+        max_siblings: 64,
+        max_clock_entries: 32,
+        min_counter: 0,
+    };
+    let value = Some(value.as_bytes().to_vec());
+    set.write(&id(by), &VersionVector::new(), value, now, limits)
+        .unwrap();
+    set
+}
+
+fn hinted(owner: &str, key: &str, siblings: SiblingSet) -> Message {
+    Message::HintedReplicate {
+        req: 1,
+        owner: NodeId::from(owner),
+        key: key.into(),
+        siblings,
+    }
+}
+
+#[test]
+fn a_hint_changed_during_its_delivery_is_kept_until_delivered_again() {
+    let mut net = net_of(&NODES, settings());
+    let key = keys_for(&net, "n4", "n3", 1).remove(0);
+    let k = key.as_str();
+    let now = net.now;
+    let stand_in = net.node("n3");
+    stand_in.on_message(now, id("n1"), hinted("n4", k, version("n1", "a", now)));
+    stand_in.drain_effects();
+    // The delivery leaves; before its ack, another write merges in.
+    stand_in.on_tick(now + 1);
+    let sent = stand_in.drain_effects();
+    assert!(sent
+        .iter()
+        .any(|e| format!("{e:?}").contains("HintDelivery")));
+    stand_in.on_message(now + 2, id("n2"), hinted("n4", k, version("n2", "b", now)));
+    stand_in.drain_effects();
+    for effect in sent {
+        if let ringkv_core::node::Effect::Send { to, msg } = effect {
+            net.queue.push_back((id("n3"), to, msg));
+        }
+    }
+    net.settle();
+    assert_eq!(values(&net.local("n4", k)), ["a"]);
+    assert_eq!(
+        net.nodes[&id("n3")].pending_hints().get(&id("n4")),
+        Some(&1)
+    );
+    net.run_for(2_000, 100);
+    assert!(net.nodes[&id("n3")].pending_hints().is_empty());
+    assert_eq!(values(&net.local("n4", k)), ["a", "b"]);
+    assert!(net.local("n3", k).is_empty(), "never in n3's own data");
+}
+
+#[test]
+fn hints_survive_a_restart_of_their_stand_in() {
+    let mut net = net_of(&NODES, settings());
+    let now = net.now;
+    for (i, owner) in ["n1", "n2", "n2"].iter().enumerate() {
+        let msg = hinted(owner, &format!("k{i}"), version("n4", "v", now));
+        net.node("n3").on_message(now, id("n4"), msg);
+    }
+    let before = net.nodes[&id("n3")].pending_hints();
+    assert_eq!(before.get(&id("n2")), Some(&2));
+    let n3 = net.nodes.remove(&id("n3")).unwrap();
+    let ring = n3.ring().clone();
+    let restarted = Node::new(id("n3"), settings(), ring, n3.into_store()).unwrap();
+    assert_eq!(restarted.pending_hints(), before);
+}

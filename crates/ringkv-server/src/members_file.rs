@@ -1,0 +1,205 @@
+//! The member list a node remembers across restarts (`members.json` in its
+//! data directory): its own id and generation, and every member it knew.
+//!
+//! A restarted node keeps its id and therefore its tokens (they are derived
+//! from the id), bumps its generation so its new entry beats the old one in
+//! gossip, and starts from the ring it last saw instead of from its config —
+//! a node that joined through seeds must not forget the cluster.
+
+use crate::config::NodeConfig;
+use ringkv_core::gossip::{MemberState, MemberStatus, Membership};
+use ringkv_core::NodeId;
+use serde::{Deserialize, Serialize};
+use std::io::Write;
+use std::path::{Path, PathBuf};
+
+const FILE: &str = "members.json";
+
+#[derive(Debug, Serialize, Deserialize)]
+struct Saved {
+    node_id: String,
+    vnodes: u32,
+    members: Vec<MemberState>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum MembersFileError {
+    #[error("cannot use {path}: {message}")]
+    Io { path: PathBuf, message: String },
+    #[error("{path} belongs to node {saved}, not {configured}; use another data_dir")]
+    OtherNode {
+        path: PathBuf,
+        saved: String,
+        configured: String,
+    },
+    #[error("{path} was written with {saved} vnodes per node, the config says {configured}")]
+    Vnodes {
+        path: PathBuf,
+        saved: u32,
+        configured: u32,
+    },
+}
+
+/// Load the remembered member list (or build the first one from the
+/// config), with this node's generation bumped, and save it at once so the
+/// bump is durable before the node says anything.
+pub fn start(config: &NodeConfig) -> Result<Membership, MembersFileError> {
+    let path = config.data_dir.join(FILE);
+    let settings = config.settings();
+    let (me, known) = match load(&path)? {
+        Some(saved) => restored(config, &path, saved, settings.vnodes)?,
+        None => first_start(config),
+    };
+    let seeds = config.seeds.iter().map(ToString::to_string).collect();
+    let members = Membership::new(me, known, seeds, settings.membership);
+    save(&config.data_dir, &members, settings.vnodes)?;
+    Ok(members)
+}
+
+/// Write the member list (atomically: temp file, fsync, rename).
+pub fn save(dir: &Path, members: &Membership, vnodes: u32) -> Result<(), MembersFileError> {
+    let path = dir.join(FILE);
+    let saved = Saved {
+        node_id: members.id().to_string(),
+        vnodes,
+        members: members.members().cloned().collect(),
+    };
+    let io = |e: std::io::Error| MembersFileError::Io {
+        path: path.clone(),
+        message: e.to_string(),
+    };
+    std::fs::create_dir_all(dir).map_err(io)?;
+    let text = serde_json::to_vec_pretty(&saved).map_err(|e| io(e.into()))?;
+    let tmp = dir.join(format!("{FILE}.tmp"));
+    let mut file = std::fs::File::create(&tmp).map_err(io)?;
+    file.write_all(&text).map_err(io)?;
+    file.sync_all().map_err(io)?;
+    std::fs::rename(&tmp, &path).map_err(io)
+}
+
+fn load(path: &Path) -> Result<Option<Saved>, MembersFileError> {
+    let io = |message: String| MembersFileError::Io {
+        path: path.to_path_buf(),
+        message,
+    };
+    match std::fs::read(path) {
+        Ok(bytes) => serde_json::from_slice(&bytes)
+            .map(Some)
+            .map_err(|e| io(e.to_string())),
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => Ok(None),
+        Err(e) => Err(io(e.to_string())),
+    }
+}
+
+/// A restart: the saved list, this node's entry renewed from the config
+/// (addresses may have changed) with the next generation.
+fn restored(
+    config: &NodeConfig,
+    path: &Path,
+    saved: Saved,
+    vnodes: u32,
+) -> Result<(MemberState, Vec<MemberState>), MembersFileError> {
+    if saved.node_id != config.node_id {
+        return Err(MembersFileError::OtherNode {
+            path: path.to_path_buf(),
+            saved: saved.node_id,
+            configured: config.node_id.clone(),
+        });
+    }
+    if saved.vnodes != vnodes {
+        return Err(MembersFileError::Vnodes {
+            path: path.to_path_buf(),
+            saved: saved.vnodes,
+            configured: vnodes,
+        });
+    }
+    let id = NodeId::new(&config.node_id);
+    let (mine, others): (Vec<MemberState>, Vec<MemberState>) =
+        saved.members.into_iter().partition(|m| m.id == id);
+    let before = mine.into_iter().next();
+    let me = MemberState {
+        generation: before.as_ref().map_or(0, |m| m.generation) + 1,
+        version: 0,
+        suspects: Default::default(),
+        ..own_entry(config, before.map_or(MemberStatus::Member, |m| m.status))
+    };
+    Ok((me, others))
+}
+
+/// The first start: joining through seeds, or one of a static member list.
+fn first_start(config: &NodeConfig) -> (MemberState, Vec<MemberState>) {
+    if !config.seeds.is_empty() {
+        let me = MemberState {
+            generation: 1,
+            ..own_entry(config, MemberStatus::Joining)
+        };
+        return (me, Vec::new());
+    }
+    let known = config
+        .nodes
+        .iter()
+        .map(|m| MemberState {
+            zone: m.zone.clone(),
+            addr: Some(m.addr.to_string()),
+            http: Some(m.http.to_string()),
+            ..MemberState::new(NodeId::new(&m.id), MemberStatus::Member)
+        })
+        .collect();
+    let me = MemberState {
+        generation: 1,
+        ..own_entry(config, MemberStatus::Member)
+    };
+    (me, known)
+}
+
+fn own_entry(config: &NodeConfig, status: MemberStatus) -> MemberState {
+    let mine = config.me().expect("validated: node_id is in [[nodes]]");
+    MemberState {
+        zone: mine.zone.clone(),
+        addr: Some(mine.addr.to_string()),
+        http: Some(mine.http.to_string()),
+        ..MemberState::new(NodeId::new(&config.node_id), status)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn config(dir: &Path, extra: &str) -> NodeConfig {
+        NodeConfig::parse(&format!(
+            r#"{extra}
+            node_id = "n1"
+            data_dir = "{}"
+            [[nodes]]
+            id = "n1"
+            addr = "127.0.0.1:7101"
+            http = "127.0.0.1:8101"
+            "#,
+            dir.display()
+        ))
+        .unwrap()
+    }
+
+    #[test]
+    fn a_restart_keeps_the_members_and_bumps_the_generation() {
+        let dir = tempfile::tempdir().unwrap();
+        let joining = config(dir.path(), r#"seeds = ["127.0.0.1:7102"]"#);
+        let first = start(&joining).unwrap();
+        assert_eq!(first.me().status, MemberStatus::Joining);
+        let again = start(&config(dir.path(), "")).unwrap();
+        assert_eq!(again.me().generation, first.me().generation + 1);
+        assert_eq!(again.me().status, MemberStatus::Joining, "remembered, not re-read");
+    }
+
+    #[test]
+    fn another_nodes_data_dir_is_refused() {
+        let dir = tempfile::tempdir().unwrap();
+        start(&config(dir.path(), "")).unwrap();
+        let mut other = config(dir.path(), "");
+        other.node_id = "n2".into();
+        other.nodes[0].id = "n2".into();
+        let err = start(&other).unwrap_err().to_string();
+        assert!(err.contains("belongs to node n1"), "{err}");
+    }
+}

@@ -1,0 +1,106 @@
+//! The membership part of `/status`: every member as this node sees it,
+//! the hints it keeps, and the ownership handoff in progress.
+
+use crate::driver::BoxedStore;
+use ringkv_core::gossip::{Liveness, MemberStatus};
+use ringkv_core::node::{HandoffProgress, Node};
+use ringkv_core::ring::Token;
+use ringkv_core::store::Store;
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+
+/// One member, as `/status` and `ringkv status` show it.
+#[derive(Clone, Debug, Serialize, Deserialize)]
+pub struct MemberReport {
+    pub id: String,
+    pub addr: Option<String>,
+    pub http: Option<String>,
+    pub zone: Option<String>,
+    /// `joining`, `up`, `suspect`, `down`, `leaving` or `left`: the life
+    /// cycle status, with a member's health in place of plain "member".
+    pub status: String,
+    /// Live members whose suspicion of this one counts (see gossip).
+    pub suspected_by: Vec<String>,
+    pub generation: u64,
+    /// Share of the ring this member coordinates.
+    pub ownership: f64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct MembershipReport {
+    pub members: Vec<MemberReport>,
+    /// Hints this node keeps, per owner.
+    pub pending_hints: BTreeMap<String, usize>,
+    /// The ownership handoff this node is running, if any.
+    pub handoff: Option<HandoffReport>,
+    /// Keys in this node's own store (a full scan).
+    pub stored_keys: u64,
+}
+
+#[derive(Clone, Debug, Serialize)]
+pub struct HandoffReport {
+    #[serde(flatten)]
+    pub progress: HandoffProgress,
+    pub percent: u64,
+}
+
+impl MembershipReport {
+    pub fn of(node: &Node<BoxedStore>) -> Self {
+        let members = node.membership();
+        let ownership = node.ring().ownership();
+        let reports = members
+            .members()
+            .map(|m| MemberReport {
+                id: m.id.to_string(),
+                addr: m.addr.clone(),
+                http: m.http.clone(),
+                zone: m.zone.clone(),
+                status: status_text(m.status, members.liveness(&m.id)).into(),
+                suspected_by: members
+                    .suspecters(&m.id)
+                    .iter()
+                    .map(ToString::to_string)
+                    .collect(),
+                generation: m.generation,
+                ownership: ownership.get(&m.id).copied().unwrap_or(0.0),
+            })
+            .collect();
+        MembershipReport {
+            members: reports,
+            pending_hints: node
+                .pending_hints()
+                .into_iter()
+                .map(|(owner, count)| (owner.to_string(), count))
+                .collect(),
+            handoff: node.handoff_progress().map(|p| HandoffReport {
+                progress: p.clone(),
+                percent: p.percent(),
+            }),
+            stored_keys: stored_keys(node.store()),
+        }
+    }
+}
+
+/// The one word `ringkv status` shows for a member.
+fn status_text(status: MemberStatus, liveness: Liveness) -> &'static str {
+    match (status, liveness) {
+        (MemberStatus::Joining, _) => "joining",
+        (MemberStatus::Leaving, _) => "leaving",
+        (MemberStatus::Left, _) => "left",
+        (MemberStatus::Member, Liveness::Up) => "up",
+        (MemberStatus::Member, Liveness::Suspect) => "suspect",
+        (MemberStatus::Member, Liveness::Down) => "down",
+    }
+}
+
+fn stored_keys(store: &BoxedStore) -> u64 {
+    let mut count = 0;
+    let scanned = store.scan(0, Token::MAX, &mut |_, _| {
+        count += 1;
+        true
+    });
+    if let Err(e) = scanned {
+        tracing::warn!("cannot count stored keys: {e}");
+    }
+    count
+}
