@@ -58,10 +58,14 @@ impl Topology {
         let status: StatusJson =
             serde_json::from_slice(body).map_err(|e| format!("not a ringkv status: {e}"))?;
         let ring = Ring::with_members(
-            status.members.iter().filter(|m| m.owns_ranges()).map(|m| RingMember {
-                id: NodeId::new(&m.id),
-                zone: m.zone.clone(),
-            }),
+            status
+                .members
+                .iter()
+                .filter(|m| m.owns_ranges())
+                .map(|m| RingMember {
+                    id: NodeId::new(&m.id),
+                    zone: m.zone.clone(),
+                }),
             status.vnodes_per_node,
         );
         let computed = format!("{:016x}", ring.fingerprint());
@@ -150,7 +154,10 @@ mod tests {
         );
         let topology = Topology::from_status(text.as_bytes()).unwrap();
         assert_eq!(topology.members.len(), 3);
-        assert!(!topology.preference_list("key").is_empty(), "the ring matches");
+        assert!(
+            !topology.preference_list("key").is_empty(),
+            "the ring matches"
+        );
     }
 
     #[test]

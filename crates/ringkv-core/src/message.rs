@@ -8,10 +8,10 @@
 
 use crate::anti_entropy::{AeStep, ExchangeId};
 use crate::gossip::GossipMsg;
-use crate::NodeId;
 use crate::range::TokenRange;
 use crate::siblings::{SiblingSet, WriteError};
 use crate::version::VersionVector;
+use crate::NodeId;
 use serde::{Deserialize, Serialize};
 
 /// Identifies one request a node started; unique per node.

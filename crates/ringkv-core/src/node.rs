@@ -295,7 +295,9 @@ impl<S: Store> Node<S> {
     }
 
     /// The transport could not deliver to `peer`: count it as failed in
-    /// every operation waiting on it and skip it as a coordinator for a while.
+    /// every operation waiting on it (a write sends its copy to a stand-in),
+    /// give up a hint delivery to it, and skip it as a coordinator and write
+    /// replica for a while.
     pub fn on_unreachable(&mut self, now: Millis, peer: NodeId) {
         self.unreachable
             .insert(peer.clone(), now + UNREACHABLE_FOR_MS);
@@ -320,7 +322,9 @@ impl<S: Store> Node<S> {
         }
     }
 
-    /// Time passed: expire operations whose deadline is over.
+    /// Time passed: expire operations whose deadline is over, give writes'
+    /// silent replicas stand-ins, and run the periodic protocols (anti-entropy,
+    /// gossip, hint delivery, ownership handoff).
     pub fn on_tick(&mut self, now: Millis) {
         self.unreachable.retain(|_, until| *until > now);
         let expired: Vec<RequestId> = self

@@ -39,18 +39,8 @@ pub trait Store {
     /// node's own data. Durable after [`Store::sync`].
     fn put_hint(&mut self, owner: &NodeId, key: &[u8], hint: &Hint) -> Result<(), StoreError>;
 
-    /// The hint for `owner`'s copy of `key`, if one is stored. The default
-    /// scans every hint; engines with an index should look it up directly.
-    fn get_hint(&self, owner: &NodeId, key: &[u8]) -> Result<Option<Hint>, StoreError> {
-        let mut found = None;
-        self.scan_hints(&mut |o, k, hint| {
-            if o == owner && k == key {
-                found = Some(hint.clone());
-            }
-            found.is_none()
-        })?;
-        Ok(found)
-    }
+    /// The hint for `owner`'s copy of `key`, if one is stored.
+    fn get_hint(&self, owner: &NodeId, key: &[u8]) -> Result<Option<Hint>, StoreError>;
 
     /// Forget the hint for `owner`'s copy of `key` (no error when absent).
     fn delete_hint(&mut self, owner: &NodeId, key: &[u8]) -> Result<(), StoreError>;

@@ -8,7 +8,6 @@ use common::*;
 use ringkv_core::gossip::{MemberState, MemberStatus, Membership};
 use ringkv_core::node::Node;
 use ringkv_core::settings::Settings;
-use ringkv_core::store::Store;
 use ringkv_core::version::VersionVector;
 
 const KEYS: usize = 300;

@@ -158,9 +158,7 @@ impl NodeConfig {
             return Err("hints delivery_interval_ms and delivery_batch must be at least 1".into());
         }
         if !self.seeds.is_empty() && self.nodes.len() > 1 {
-            return Err(
-                "a node joining through seeds lists only itself in [[nodes]]".into(),
-            );
+            return Err("a node joining through seeds lists only itself in [[nodes]]".into());
         }
         if self.storage.fsync_interval_ms == 0 {
             return Err("storage fsync_interval_ms must be at least 1".into());

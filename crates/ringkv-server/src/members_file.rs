@@ -189,7 +189,11 @@ mod tests {
         assert_eq!(first.me().status, MemberStatus::Joining);
         let again = start(&config(dir.path(), "")).unwrap();
         assert_eq!(again.me().generation, first.me().generation + 1);
-        assert_eq!(again.me().status, MemberStatus::Joining, "remembered, not re-read");
+        assert_eq!(
+            again.me().status,
+            MemberStatus::Joining,
+            "remembered, not re-read"
+        );
     }
 
     #[test]

@@ -4,8 +4,8 @@
 use crate::config::NodeConfig;
 use crate::driver::{self, NodeHandle};
 use crate::http::{self, Api};
-use crate::transport::{Transport, TransportConfig};
 use crate::members_file::{self, MembersFileError};
+use crate::transport::{Transport, TransportConfig};
 use ringkv_core::message::Message;
 use ringkv_core::node::Node;
 use ringkv_core::NodeId;

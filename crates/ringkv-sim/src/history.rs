@@ -29,6 +29,10 @@ pub struct Write {
     /// When the client got its answer (acknowledged or not).
     pub completed_at: Option<Millis>,
     pub outcome: WriteOutcome,
+    /// Acknowledged only by the key's real preference list (`pw = w`). Only
+    /// such writes promise that a later quorum read sees them (R + W > N);
+    /// a sloppy write may sit on stand-ins until hinted handoff.
+    pub strict: bool,
 }
 
 impl Write {

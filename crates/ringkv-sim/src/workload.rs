@@ -41,6 +41,17 @@ impl Client {
         Client { id, seq: 0 }
     }
 
+    /// Odd clients demand every ack from the real preference list (`pw`
+    /// = the simulator's W of 2), so the checker can hold their writes to
+    /// the strict-quorum read rule; even ones accept stand-ins.
+    fn strict(&self) -> bool {
+        self.id % 2 == 1
+    }
+
+    fn pw(&self) -> Option<usize> {
+        self.strict().then_some(2)
+    }
+
     /// Start a new operation on one of `keys`.
     pub fn start(
         &mut self,
@@ -124,6 +135,7 @@ impl Client {
             invoked_at: now,
             completed_at: None,
             outcome: WriteOutcome::Pending,
+            strict: self.strict(),
         });
         let index = history.writes.len() - 1;
         let key = key.into_bytes();
@@ -133,13 +145,13 @@ impl Client {
                 value,
                 context,
                 w: None,
-                pw: None,
+                pw: self.pw(),
             },
             None => ClientOp::Delete {
                 key,
                 context: Some(context),
                 w: None,
-                pw: None,
+                pw: self.pw(),
             },
         };
         (op, Step::Write(index))

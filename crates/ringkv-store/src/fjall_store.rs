@@ -334,6 +334,18 @@ impl Store for FjallStore {
         Ok(())
     }
 
+    fn get_hint(&self, owner: &NodeId, key: &[u8]) -> Result<Option<Hint>, StoreError> {
+        // Hints `put_hint` refuses were never stored.
+        let Ok(stored) = codec::hint_key(owner, key) else {
+            return Ok(None);
+        };
+        let bytes = self
+            .hints
+            .get(stored)
+            .map_err(|e| self.error("get hint", e))?;
+        bytes.map(|bytes| codec::decode_hint(&bytes)).transpose()
+    }
+
     fn delete_hint(&mut self, owner: &NodeId, key: &[u8]) -> Result<(), StoreError> {
         // A hint `put_hint` refuses was never stored (and fjall panics on
         // over-long keys).

@@ -113,6 +113,16 @@ impl Store for MemoryStore {
         Ok(())
     }
 
+    fn get_hint(&self, owner: &NodeId, key: &[u8]) -> Result<Option<Hint>, StoreError> {
+        let Ok(stored) = codec::hint_key(owner, key) else {
+            return Ok(None);
+        };
+        self.hints
+            .get(&stored)
+            .map(|bytes| codec::decode_hint(bytes))
+            .transpose()
+    }
+
     fn delete_hint(&mut self, owner: &NodeId, key: &[u8]) -> Result<(), StoreError> {
         // A hint `put_hint` refuses was never stored: nothing to remove.
         if let Ok(stored) = codec::hint_key(owner, key) {

@@ -751,9 +751,12 @@ fn hints_contract(store: &mut dyn Store) {
 
     // Replace: the same owner and key hold one hint, the latest.
     store.put_hint(&n2, b"b", &h(6)).unwrap();
+    assert_eq!(store.get_hint(&n2, b"b").unwrap(), Some(h(6)));
+    assert_eq!(store.get_hint(&n10, b"zz").unwrap(), None);
     // Delete: the hint goes, the owner's other hints and the data stay;
     // deleting it again, or a hint never stored, is no error.
     store.delete_hint(&n10, b"a").unwrap();
+    assert_eq!(store.get_hint(&n10, b"a").unwrap(), None);
     store.delete_hint(&n10, b"a").unwrap();
     store.delete_hint(&NodeId::from("n9"), b"a").unwrap();
     store.delete_hint(&n2, b"zz").unwrap();

@@ -148,12 +148,17 @@ pub async fn get(routed: &Routed, key: &str, r: Option<usize>) -> Result<(), Str
     Ok(())
 }
 
-pub async fn status(target: &Target) -> Result<(), String> {
-    let json = status_json(target).await?;
-    println!(
-        "{}",
-        serde_json::to_string_pretty(&json).unwrap_or_default()
-    );
+/// A node's view of the cluster: a member table (or the whole document).
+pub async fn status(target: &Target, json: bool) -> Result<(), String> {
+    let status = status_json(target).await?;
+    if json {
+        println!(
+            "{}",
+            serde_json::to_string_pretty(&status).unwrap_or_default()
+        );
+    } else {
+        print!("{}", crate::status_table::render(&status));
+    }
     Ok(())
 }
 
@@ -165,7 +170,10 @@ async fn status_json(target: &Target) -> Result<serde_json::Value, String> {
 /// Ask a node to leave the cluster and follow its handoff until it stops.
 pub async fn leave(target: &Target) -> Result<(), String> {
     check(send(target.request(Method::POST, "/admin/leave"), &target.node).await?).await?;
-    eprintln!("{} is leaving: its ranges move to their new owners", target.node);
+    eprintln!(
+        "{} is leaving: its ranges move to their new owners",
+        target.node
+    );
     while let Ok(response) = target.request(Method::GET, "/status").send().await {
         let status: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
         let me = status["node"].as_str().unwrap_or_default();

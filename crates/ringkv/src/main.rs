@@ -3,6 +3,7 @@
 mod client;
 mod dev;
 mod sim;
+mod status_table;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -87,6 +88,9 @@ enum Command {
     Status {
         #[command(flatten)]
         target: client::Target,
+        /// Print the node's whole `/status` document as JSON.
+        #[arg(long)]
+        json: bool,
     },
 }
 
@@ -129,7 +133,7 @@ fn main() -> ExitCode {
                 range,
                 rebuild,
             } => client::repair(&target, range, rebuild).await,
-            Command::Status { target } => client::status(&target).await,
+            Command::Status { target, json } => client::status(&target, json).await,
             Command::Sim(_) => unreachable!("handled before the runtime starts"),
         }
     });

@@ -198,6 +198,8 @@ async fn write(
         invoked_at,
         completed_at: Some(since(shared.start)),
         outcome,
+        // Default quorums: stand-in acks count, so no read promise.
+        strict: false,
     });
 }
 

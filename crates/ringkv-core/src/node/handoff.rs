@@ -87,11 +87,13 @@ impl<S: Store> Node<S> {
             return;
         }
         let gains = self.gained_ranges();
-        tracing::info!(
-            "node {}: {} ranges to fetch for the new ring",
-            self.id,
-            gains.len()
-        );
+        if !gains.is_empty() {
+            tracing::info!(
+                "node {}: {} ranges to fetch for the new ring",
+                self.id,
+                gains.len()
+            );
+        }
         self.handoff = Handoff {
             target,
             progress: HandoffProgress {

@@ -37,10 +37,14 @@ struct Delivery {
 /// Hints this node keeps for others (an index over the store's hints).
 #[derive(Debug, Default)]
 pub(crate) struct HintBook {
+    /// Owner → key → the hint kept for it.
     index: BTreeMap<NodeId, BTreeMap<Vec<u8>, Entry>>,
+    /// Hints kept, over every owner (bounded by `max_hints`).
     count: usize,
     next_revision: u64,
+    /// At most one per owner.
     deliveries: BTreeMap<RequestId, Delivery>,
+    /// When the next delivery round is due.
     next_round: Millis,
 }
 
@@ -224,7 +228,7 @@ impl<S: Store> Node<S> {
         }
         let before = self.stats.hints_delivered;
         for (key, revision) in delivery.sent {
-            if self.hints.get(&from, &key).is_some() || revision == 0
+            if self.hints.get(&from, &key).map(|e| e.revision) == Some(revision)
                 && self.forget_hint(&from, &key)
             {
                 self.stats.hints_delivered += 1;

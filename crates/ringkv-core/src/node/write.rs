@@ -124,7 +124,7 @@ impl<S: Store> Node<S> {
         for (req, op) in &mut self.ops {
             if let OpState::Put(put) = &mut op.state {
                 if put.silent_after.is_some_and(|t| t <= now) {
-                    put.silent_after = None; continue;
+                    put.silent_after = None;
                     due.push((*req, put.quorum.silent()));
                 }
             }

@@ -1,0 +1,91 @@
+//! `ringkv status` for people: who is in the cluster, in what state, who
+//! suspects whom, each member's share of the ring, hints and handoffs.
+
+use serde_json::Value;
+use std::fmt::Write;
+
+/// Render a node's `/status` document as a short report.
+pub fn render(status: &Value) -> String {
+    let mut out = String::new();
+    let text = |v: &Value| v.as_str().unwrap_or("-").to_string();
+    let _ = writeln!(
+        out,
+        "node {} of cluster {} (N={} R={} W={}), ring {}",
+        text(&status["node"]),
+        text(&status["cluster"]),
+        status["n"],
+        status["r"],
+        status["w"],
+        text(&status["ring_fingerprint"])
+    );
+    let _ = writeln!(
+        out,
+        "{:<12} {:<9} {:>6} {:>5}  {:<22} suspected by",
+        "member", "status", "share", "gen", "address"
+    );
+    for m in status["members"].as_array().into_iter().flatten() {
+        let suspecters: Vec<String> = m["suspected_by"]
+            .as_array()
+            .into_iter()
+            .flatten()
+            .map(text)
+            .collect();
+        let _ = writeln!(
+            out,
+            "{:<12} {:<9} {:>5.1}% {:>5}  {:<22} {}",
+            text(&m["id"]),
+            text(&m["status"]),
+            m["ownership"].as_f64().unwrap_or(0.0) * 100.0,
+            m["generation"],
+            text(&m["http"]),
+            suspecters.join(", ")
+        );
+    }
+    let hints: Vec<String> = status["pending_hints"]
+        .as_object()
+        .into_iter()
+        .flatten()
+        .map(|(owner, n)| format!("{n} for {owner}"))
+        .collect();
+    if !hints.is_empty() {
+        let _ = writeln!(out, "hints kept here: {}", hints.join(", "));
+    }
+    let h = &status["handoff"];
+    if !h.is_null() {
+        let _ = writeln!(
+            out,
+            "handoff: {}% ({} of {} ranges, {} keys, {} bytes received)",
+            h["percent"], h["ranges_done"], h["ranges_total"], h["keys"], h["bytes"]
+        );
+    }
+    let _ = writeln!(out, "keys stored here: {}", status["stored_keys"]);
+    out
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shows_members_suspicions_hints_and_handoff() {
+        let status = serde_json::json!({
+            "node": "n1", "cluster": "dev", "n": 3, "r": 2, "w": 2,
+            "ring_fingerprint": "00000000000000ab",
+            "members": [
+                {"id": "n1", "status": "up", "ownership": 0.5, "generation": 3,
+                 "http": "127.0.0.1:8101", "suspected_by": []},
+                {"id": "n2", "status": "down", "ownership": 0.5, "generation": 1,
+                 "http": "127.0.0.1:8102", "suspected_by": ["n1", "n3"]}
+            ],
+            "pending_hints": {"n2": 12},
+            "handoff": {"percent": 40, "ranges_done": 4, "ranges_total": 10, "keys": 7, "bytes": 700},
+            "stored_keys": 99
+        });
+        let text = render(&status);
+        assert!(text.contains("n2           down       50.0%"), "{text}");
+        assert!(text.contains("n1, n3"), "{text}");
+        assert!(text.contains("hints kept here: 12 for n2"), "{text}");
+        assert!(text.contains("handoff: 40% (4 of 10 ranges"), "{text}");
+        assert!(text.contains("keys stored here: 99"), "{text}");
+    }
+}
