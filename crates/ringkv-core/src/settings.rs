@@ -6,9 +6,11 @@ use crate::gossip::MembershipSettings;
 use crate::hints::HintSettings;
 use serde::{Deserialize, Serialize};
 
-/// The longest key the storage engines can hold (fjall's 16-bit key length
-/// minus the 8-byte token prefix that orders keys by ring position).
-pub const MAX_STORABLE_KEY: usize = u16::MAX as usize - 8;
+/// The longest key the storage engines can hold as data *and* as a hint:
+/// fjall keys are at most `u16::MAX` bytes, and a hint's key carries the
+/// owner's id (up to 64 bytes) behind a length byte — more than the 8-byte
+/// token prefix that orders data keys by ring position.
+pub const MAX_STORABLE_KEY: usize = u16::MAX as usize - 1 - 64;
 
 /// Replication and limit settings (the `[replication]` section of a node's
 /// config). Every node of a cluster should use the same values.

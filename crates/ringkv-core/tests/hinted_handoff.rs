@@ -299,3 +299,45 @@ fn hints_survive_a_restart_of_their_stand_in() {
     let restarted = Node::new(id("n3"), settings(), ring, n3.into_store()).unwrap();
     assert_eq!(restarted.pending_hints(), before);
 }
+
+/// Hints for a member that left can never be handed back: the stand-ins
+/// give them to the keys' current replicas instead and forget them.
+#[test]
+fn hints_for_a_departed_member_go_to_the_current_replicas() {
+    use ringkv_core::gossip::{GossipMsg, MemberStatus};
+    let mut net = net_of(&NODES, settings());
+    net.down.insert(id("n4"));
+    let keys = keys_for(&net, "n4", "n1", 10);
+    for k in &keys {
+        assert!(net.put("n1", k, k, VersionVector::new(), Some(2)).is_ok());
+    }
+    assert_eq!(pending_total(&net), keys.len());
+    // n4's departure reaches the others by gossip (it announced it before
+    // going quiet).
+    let mut left = net.nodes[&id("n1")]
+        .membership()
+        .member(&id("n4"))
+        .unwrap()
+        .clone();
+    left.status = MemberStatus::Left;
+    left.generation += 10;
+    for n in ["n1", "n2", "n3"] {
+        let msg = Message::Gossip(GossipMsg::Ack2 {
+            states: vec![left.clone()],
+        });
+        net.queue.push_back((id("n4"), id(n), msg));
+    }
+    net.settle();
+    net.run_for(3_000, 100);
+    assert_eq!(pending_total(&net), 0, "no hint waits for a departed owner");
+    for k in &keys {
+        let ring = net.nodes[&id("n1")].ring().clone();
+        for replica in ring.preference_list(k.as_bytes(), 3) {
+            assert_eq!(
+                values(&net.local(replica.as_str(), k)),
+                [k.as_str()],
+                "{k} on {replica}"
+            );
+        }
+    }
+}

@@ -36,7 +36,7 @@ pub fn render(status: &Value) -> String {
             text(&m["id"]),
             text(&m["status"]),
             m["ownership"].as_f64().unwrap_or(0.0) * 100.0,
-            m["generation"],
+            m["generation"].as_u64().unwrap_or(0),
             text(&m["http"]),
             suspecters.join(", ")
         );
@@ -82,7 +82,10 @@ mod tests {
             "stored_keys": 99
         });
         let text = render(&status);
-        assert!(text.contains("n2           down       50.0%"), "{text}");
+        assert!(
+            text.contains("n2           down       50.0%     1  127.0.0.1:8102"),
+            "{text}"
+        );
         assert!(text.contains("n1, n3"), "{text}");
         assert!(text.contains("hints kept here: 12 for n2"), "{text}");
         assert!(text.contains("handoff: 40% (4 of 10 ranges"), "{text}");

@@ -9,6 +9,7 @@
 //! then waits for the next batch.
 
 use super::Node;
+use crate::gossip::MemberStatus;
 use crate::message::{Message, RequestId};
 use crate::siblings::SiblingSet;
 use crate::store::{Hint, Store, StoreError};
@@ -247,6 +248,7 @@ impl<S: Store> Node<S> {
             return;
         }
         self.hints.next_round = now + self.settings.hints.delivery_interval_ms;
+        self.rehome_hints_of_departed();
         let owners: Vec<NodeId> = self
             .hints
             .index
@@ -256,6 +258,38 @@ impl<S: Store> Node<S> {
             .collect();
         for owner in owners {
             self.deliver_hints(now, &owner);
+        }
+    }
+
+    /// Hints for a member that left (or that no longer exists) can never be
+    /// handed back: send each to the key's current replicas instead (a
+    /// read-repair-style merge), a batch per owner and round, and forget it.
+    fn rehome_hints_of_departed(&mut self) {
+        let departed: Vec<NodeId> = self
+            .hints
+            .index
+            .keys()
+            .filter(|o| {
+                self.members
+                    .member(o)
+                    .is_none_or(|m| m.status == MemberStatus::Left)
+            })
+            .cloned()
+            .collect();
+        for owner in departed {
+            for (key, hint) in self.hint_batch(&owner) {
+                let replicas = self.ring.preference_list(&key, self.settings.n);
+                if replicas.contains(&self.id) {
+                    // A failed merge is left to anti-entropy.
+                    let _ = self.merge_local(&key, &hint.siblings);
+                }
+                let repair = Message::Repair {
+                    key: key.clone(),
+                    siblings: hint.siblings,
+                };
+                self.send_to_others(&replicas, repair);
+                self.forget_hint(&owner, &key);
+            }
         }
     }
 
