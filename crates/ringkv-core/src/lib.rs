@@ -10,6 +10,7 @@ pub mod context;
 pub mod coordinator;
 pub mod gossip;
 pub mod hints;
+pub mod keyspace;
 pub mod merkle;
 pub mod message;
 pub mod node;

@@ -3,6 +3,7 @@
 mod common;
 
 use common::{context_of, id, values, Net};
+use ringkv_core::keyspace::lww_key;
 use ringkv_core::message::{ClientError, ClientOp};
 use ringkv_core::version::VersionVector;
 
@@ -31,6 +32,23 @@ fn blind_writes_through_one_node_become_siblings_and_a_context_write_resolves_th
     assert_eq!(values(&read), ["ab"]);
     for n in ["n1", "n2", "n3"] {
         assert_eq!(values(&net.local(n, "cart")), ["ab"], "replica {n}");
+    }
+}
+
+/// A last-write-wins key (the Redis keyspace) has no client context: each
+/// write overwrites what its coordinator holds, so blind writes through one
+/// node replace each other where a sibling key would keep them all.
+#[test]
+fn blind_writes_to_a_lww_key_replace_each_other() {
+    let mut net = Net::new(&["n1", "n2", "n3"]);
+    let key = String::from_utf8(lww_key(b"cart")).unwrap();
+    for value in ["a", "b", "c"] {
+        net.put("n2", &key, value, VersionVector::new(), None)
+            .unwrap();
+    }
+    assert_eq!(values(&net.get("n3", &key, None)), ["c"]);
+    for n in ["n1", "n2", "n3"] {
+        assert_eq!(net.local(n, &key).len(), 1, "replica {n}");
     }
 }
 

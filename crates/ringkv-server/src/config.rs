@@ -26,6 +26,7 @@
 //! id = "n1"
 //! addr = "127.0.0.1:7101"   # inter-node TCP
 //! http = "127.0.0.1:8101"
+//! resp = "127.0.0.1:6101"   # optional: Redis protocol
 //! zone = "a"                # optional
 //! ```
 //!
@@ -82,6 +83,9 @@ pub struct MemberConfig {
     pub addr: SocketAddr,
     /// HTTP API address.
     pub http: SocketAddr,
+    /// Redis protocol (RESP2) address; the node serves no RESP without one.
+    #[serde(default)]
+    pub resp: Option<SocketAddr>,
     #[serde(default)]
     pub zone: Option<String>,
 }
@@ -172,7 +176,7 @@ impl NodeConfig {
             if !ids.insert(m.id.as_str()) {
                 return Err(format!("node id {} is listed twice", m.id));
             }
-            for addr in [m.addr, m.http] {
+            for addr in [Some(m.addr), Some(m.http), m.resp].into_iter().flatten() {
                 if !addrs.insert(addr) {
                     return Err(format!("address {addr} is used twice"));
                 }
@@ -201,6 +205,7 @@ mod tests {
         id = "n1"
         addr = "127.0.0.1:7101"
         http = "127.0.0.1:8101"
+        resp = "127.0.0.1:6101"
         [[nodes]]
         id = "n2"
         addr = "127.0.0.1:7102"
@@ -215,6 +220,8 @@ mod tests {
         assert_eq!(c.replication, Settings::default());
         assert_eq!(c.storage, StorageConfig::default());
         assert_eq!(c.me().unwrap().http.port(), 8101);
+        assert_eq!(c.me().unwrap().resp.map(|a| a.port()), Some(6101));
+        assert_eq!(c.nodes[1].resp, None);
         assert_eq!(c.nodes[1].zone.as_deref(), Some("b"));
     }
 
@@ -250,6 +257,10 @@ mod tests {
                 "n9 is not in",
             ),
             (GOOD.replace("id = \"n2\"", "id = \"n1\""), "listed twice"),
+            (
+                GOOD.replace("6101", "7102"),
+                "address 127.0.0.1:7102 is used twice",
+            ),
             (
                 format!("seeds = [\"127.0.0.1:7103\"]\n{GOOD}"),
                 "lists only itself",

@@ -17,6 +17,7 @@ use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use ringkv_core::context;
+use ringkv_core::keyspace;
 use ringkv_core::message::{ClientError, ClientOp, ClientReply, Message};
 use ringkv_core::siblings::SiblingSet;
 use ringkv_core::version::VersionVector;
@@ -150,7 +151,7 @@ async fn get_key(
 ) -> Result<Response, ApiError> {
     let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
     let op = ClientOp::Get {
-        key: key.into_bytes(),
+        key: user_key(key)?,
         r: q.r,
     };
     let siblings = match api.node.request(op, api.request_limit).await? {
@@ -169,7 +170,7 @@ async fn put_key(
 ) -> Result<Response, ApiError> {
     let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
     let op = ClientOp::Put {
-        key: key.into_bytes(),
+        key: user_key(key)?,
         value: body.to_vec(),
         context: context_from(&headers)?.unwrap_or_default(),
         w: q.w,
@@ -186,12 +187,23 @@ async fn delete_key(
 ) -> Result<Response, ApiError> {
     let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
     let op = ClientOp::Delete {
-        key: key.into_bytes(),
+        key: user_key(key)?,
         context: context_from(&headers)?,
         w: q.w,
         pw: q.pw,
     };
     written(api.node.request(op, api.request_limit).await?)
+}
+
+/// A `/kv` key as stored: refused when it would fall into an internal
+/// keyspace (the Redis protocol's last-write-wins keys live there).
+fn user_key(key: String) -> Result<Vec<u8>, ApiError> {
+    if keyspace::is_reserved(key.as_bytes()) {
+        return Err(bad_request(
+            "keys starting with the byte 0x00 are reserved for internal keyspaces",
+        ));
+    }
+    Ok(key.into_bytes())
 }
 
 /// `204 No Content` carrying the new version's clock as the next context.

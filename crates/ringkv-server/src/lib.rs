@@ -8,6 +8,7 @@ pub mod driver;
 pub mod http;
 pub mod local;
 pub mod members_file;
+pub mod resp;
 pub mod server;
 pub mod status;
 pub mod transport;

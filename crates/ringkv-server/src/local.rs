@@ -43,6 +43,8 @@ pub enum LocalError {
 pub struct LocalPorts {
     pub http: u16,
     pub peer: u16,
+    /// Redis protocol.
+    pub resp: u16,
 }
 
 /// Node processes `n1..nN` on 127.0.0.1; dropping it stops them (SIGTERM,
@@ -114,6 +116,11 @@ impl LocalCluster {
         SocketAddr::from(([127, 0, 0, 1], self.ports[i - 1].http))
     }
 
+    /// Redis protocol address of node `i`.
+    pub fn resp_addr(&self, i: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.ports[i - 1].resp))
+    }
+
     pub fn log_path(&self, i: usize) -> PathBuf {
         self.dir.join(format!("n{i}.log"))
     }
@@ -129,8 +136,9 @@ impl LocalCluster {
         );
         for (i, ports) in (1..).zip(&self.ports) {
             text.push_str(&format!(
-                "[[nodes]]\nid = \"n{i}\"\naddr = \"127.0.0.1:{}\"\nhttp = \"127.0.0.1:{}\"\n\n",
-                ports.peer, ports.http
+                "[[nodes]]\nid = \"n{i}\"\naddr = \"127.0.0.1:{}\"\nhttp = \"127.0.0.1:{}\"\n\
+                 resp = \"127.0.0.1:{}\"\n\n",
+                ports.peer, ports.http, ports.resp
             ));
         }
         // The default N = 3 needs three nodes; smaller clusters keep every
@@ -242,7 +250,7 @@ impl Drop for LocalCluster {
 /// moment later, so another process could take it first: then that node
 /// exits and [`LocalCluster::wait_until_up`] says so).
 pub fn free_ports(count: usize) -> Result<Vec<LocalPorts>, LocalError> {
-    let listeners = (0..2 * count)
+    let listeners = (0..3 * count)
         .map(|_| TcpListener::bind("127.0.0.1:0"))
         .collect::<Result<Vec<_>, _>>()
         .map_err(LocalError::Ports)?;
@@ -252,10 +260,11 @@ pub fn free_ports(count: usize) -> Result<Vec<LocalPorts>, LocalError> {
         .collect::<Result<Vec<_>, _>>()
         .map_err(LocalError::Ports)?;
     Ok(ports
-        .chunks(2)
-        .map(|pair| LocalPorts {
-            http: pair[0],
-            peer: pair[1],
+        .chunks(3)
+        .map(|three| LocalPorts {
+            http: three[0],
+            peer: three[1],
+            resp: three[2],
         })
         .collect())
 }

@@ -1,17 +1,22 @@
-//! Start and stop one node: open its store, bind the inter-node transport
-//! and the HTTP API, and run the protocol on its own thread.
+//! Start and stop one node: open its store, bind the inter-node transport,
+//! the Redis protocol and the HTTP API, and run the protocol on its own
+//! thread.
 
 use crate::config::NodeConfig;
 use crate::driver::{self, NodeHandle};
 use crate::http::{self, Api};
 use crate::members_file::{self, MembersFileError};
+use crate::resp;
 use crate::transport::{Transport, TransportConfig};
 use ringkv_core::message::Message;
 use ringkv_core::node::Node;
 use ringkv_core::NodeId;
 use std::future::Future;
+use std::net::SocketAddr;
 use std::time::Duration;
+use tokio::net::TcpListener;
 use tokio::sync::mpsc;
+use tokio::task::JoinHandle;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -84,12 +89,12 @@ pub async fn run(
         }
     });
 
-    let listener = tokio::net::TcpListener::bind(me.http)
-        .await
-        .map_err(|source| ServerError::Bind {
-            addr: me.http,
-            source,
-        })?;
+    // Bound before HTTP: a node that answers HTTP serves RESP too.
+    let resp = match me.resp {
+        Some(addr) => Some(start_resp(addr, &handle, &config).await?),
+        None => None,
+    };
+    let listener = listen(me.http).await?;
     let api = Api {
         node: handle.clone(),
         transport,
@@ -99,10 +104,11 @@ pub async fn run(
         fault_injection: config.fault_injection,
     };
     tracing::info!(
-        "node {} up: inter-node {}, http {}, data {} ({:?})",
+        "node {} up: inter-node {}, http {}, resp {}, data {} ({:?})",
         me.id,
         me.addr,
         me.http,
+        me.resp.map_or("off".into(), |addr| addr.to_string()),
         config.data_dir.display(),
         config.storage.engine
     );
@@ -116,8 +122,34 @@ pub async fn run(
     let served = axum::serve(listener, http::router(api))
         .with_graceful_shutdown(stop_on)
         .await;
+    if let Some(resp) = resp {
+        resp.abort();
+    }
     stop(&handle, thread).await;
     served.map_err(ServerError::from)
+}
+
+/// Serve the Redis protocol on `addr` until the task is aborted.
+async fn start_resp(
+    addr: SocketAddr,
+    node: &NodeHandle,
+    config: &NodeConfig,
+) -> Result<JoinHandle<()>, ServerError> {
+    let settings = config.settings();
+    let ctx = resp::Context::new(
+        node.clone(),
+        config.cluster.clone(),
+        &settings,
+        client_limit(&settings),
+        addr.port(),
+    );
+    Ok(tokio::spawn(resp::serve(listen(addr).await?, ctx)))
+}
+
+async fn listen(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+    TcpListener::bind(addr)
+        .await
+        .map_err(|source| ServerError::Bind { addr, source })
 }
 
 /// The longest a client waits: every preference-list node tried in turn.

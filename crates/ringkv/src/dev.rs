@@ -20,6 +20,9 @@ pub struct DevArgs {
     /// Inter-node port of the first node.
     #[arg(long, default_value_t = 7101)]
     pub peer_base_port: u16,
+    /// Redis protocol port of the first node.
+    #[arg(long, default_value_t = 6101)]
+    pub resp_base_port: u16,
     /// Where each node keeps its config, data and log.
     #[arg(long, default_value = "ringkv-dev")]
     pub data_dir: PathBuf,
@@ -35,6 +38,7 @@ pub async fn run(args: DevArgs) -> Result<(), String> {
     for (flag, base) in [
         ("--http-base-port", args.http_base_port),
         ("--peer-base-port", args.peer_base_port),
+        ("--resp-base-port", args.resp_base_port),
     ] {
         // Node i listens on base + i - 1: every one must be a real port.
         let last = u32::from(base) + u32::from(args.nodes) - 1;
@@ -57,6 +61,7 @@ pub async fn run(args: DevArgs) -> Result<(), String> {
         .map(|i| LocalPorts {
             http: args.http_base_port + i,
             peer: args.peer_base_port + i,
+            resp: args.resp_base_port + i,
         })
         .collect();
     let mut cluster = LocalCluster::start(&exe, &args.data_dir, &args.engine, ports)
@@ -108,8 +113,9 @@ fn print_banner(args: &DevArgs, cluster: &LocalCluster) {
     );
     for i in 1..=cluster.len() {
         println!(
-            "  n{i}  http://{}  (log {})",
+            "  n{i}  http://{}  redis {}  (log {})",
             cluster.http_addr(i),
+            cluster.resp_addr(i),
             cluster.log_path(i).display()
         );
     }
@@ -121,6 +127,8 @@ fn print_banner(args: &DevArgs, cluster: &LocalCluster) {
         cluster.http_addr(cluster.len())
     );
     println!("  curl -s http://{first}/status");
+    let resp = cluster.resp_addr(1).port();
+    println!("  redis-cli -p {resp} set greeting hello    # the Redis keyspace (last-write-wins)");
 }
 
 /// Show the cluster working: write through the first node, read through

@@ -18,6 +18,7 @@ struct Dev {
     seen: Vec<String>,
     http_base: u16,
     peer_base: u16,
+    resp_base: u16,
     /// The node processes (children of `ringkv dev`), once known.
     node_pids: Vec<u32>,
     dir: tempfile::TempDir,
@@ -31,6 +32,7 @@ impl Dev {
             .expect("tempdir");
         let http_base = common::free_consecutive_ports(NODES);
         let peer_base = common::free_consecutive_ports(NODES);
+        let resp_base = common::free_consecutive_ports(NODES);
         let stderr = std::fs::File::create(dir.path().join("dev.stderr")).expect("stderr file");
         let mut command = Command::new(common::ringkv_bin());
         command
@@ -38,6 +40,7 @@ impl Dev {
             .arg(dir.path().join("cluster"))
             .args(["--http-base-port", &http_base.to_string()])
             .args(["--peer-base-port", &peer_base.to_string()])
+            .args(["--resp-base-port", &resp_base.to_string()])
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
             .stderr(stderr);
@@ -70,6 +73,7 @@ impl Dev {
             seen: Vec::new(),
             http_base,
             peer_base,
+            resp_base,
             node_pids: Vec::new(),
             dir,
         }
@@ -138,12 +142,16 @@ impl Dev {
 
     fn ports(&self) -> Vec<u16> {
         (0..NODES)
-            .flat_map(|i| [self.http_base + i, self.peer_base + i])
+            .flat_map(|i| [self.http_base + i, self.peer_base + i, self.resp_base + i])
             .collect()
     }
 
     fn http_addr(&self, node: u16) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.http_base + node - 1))
+    }
+
+    fn resp_addr(&self, node: u16) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.resp_base + node - 1))
     }
 
     /// Drain what is left on stdout (after the process exited).
@@ -223,6 +231,18 @@ fn http_get(addr: SocketAddr, path: &str) -> String {
     answer
 }
 
+/// A Redis `PING` over a fresh connection; the reply.
+fn redis_ping(addr: SocketAddr) -> String {
+    let mut stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5)).expect("connect");
+    stream
+        .set_read_timeout(Some(Duration::from_secs(10)))
+        .unwrap();
+    stream.write_all(b"*1\r\n$4\r\nPING\r\n").unwrap();
+    let mut reply = [0u8; 7];
+    stream.read_exact(&mut reply).expect("read the reply");
+    String::from_utf8_lossy(&reply).into_owned()
+}
+
 /// After `ringkv dev` is gone: no node process is left and no port of the
 /// cluster accepts connections.
 fn assert_cluster_gone(dev: &Dev) {
@@ -250,6 +270,12 @@ fn ringkv_dev_checks_itself_and_stops_every_node_on_ctrl_c() {
         let answer = http_get(dev.http_addr(node), "/kv/dev:check");
         assert!(answer.starts_with("HTTP/1.1 200"), "n{node}: {answer}");
         assert!(answer.ends_with("it works"), "n{node}: {answer}");
+    }
+    // Every node speaks the Redis protocol, and the banner says where.
+    let hint = format!("redis-cli -p {}", dev.resp_base);
+    assert!(dev.seen.iter().any(|l| l.contains(&hint)), "{:?}", dev.seen);
+    for node in 1..=NODES {
+        assert_eq!(redis_ping(dev.resp_addr(node)), "+PONG\r\n", "n{node}");
     }
 
     dev.signal("INT");

@@ -9,6 +9,7 @@
 
 use super::{unavailable, Node};
 use crate::coordinator::{OpState, Origin, PutOp, Quorum, Verdict, WriteAcks};
+use crate::keyspace;
 use crate::message::{ClientError, ClientReply, Message, RequestId};
 use crate::siblings::WriteLimits;
 use crate::store::Store;
@@ -18,7 +19,8 @@ use std::collections::BTreeSet;
 
 impl<S: Store> Node<S> {
     /// PUT or DELETE as coordinator: make the new version here (fresh dot,
-    /// dropping what the context saw), store it, and ship the resulting
+    /// dropping what the context saw — for a last-write-wins key, all this
+    /// node holds: see [`keyspace::write_context`]), store it, and ship the resulting
     /// sibling set to the other replicas (or their stand-ins) and to nodes
     /// about to replicate the key; answer after W acknowledgements.
     pub(super) fn start_write(
@@ -36,6 +38,7 @@ impl<S: Store> Node<S> {
             min_counter: self.lease.floor,
         };
         let written = self.read_local(&key).and_then(|old| {
+            let context = keyspace::write_context(&key, context, &old);
             let mut set = old.clone();
             let dot = set
                 .write(&self.id, &context, value, now, limits)

@@ -1,5 +1,6 @@
 //! Shared harness for the end-to-end tests: real `ringkv node` processes on
-//! loopback, driven over HTTP.
+//! loopback, driven over HTTP. Every node also listens for the Redis
+//! protocol ([`Cluster::resp_addr`]).
 //!
 //! Nodes are numbered from 1 like their ids: node `i` is `n{i}`. Every node
 //! runs with `fault_injection = true` (so links can be cut). [`Cluster::start`]
@@ -327,6 +328,8 @@ pub fn tail(path: &Path, lines: usize) -> String {
 struct NodeProc {
     http: u16,
     peer: u16,
+    /// Redis protocol.
+    resp: u16,
     config: PathBuf,
     log: PathBuf,
     /// Extra `ringkv node` arguments (`--join ADDR`), kept for restarts.
@@ -402,7 +405,7 @@ impl Cluster {
     }
 
     async fn try_start(&mut self, n: usize, attempt: usize) -> Result<(), String> {
-        let ports = free_ports(2 * n);
+        let ports = free_ports(3 * n);
         self.root = self
             .dir
             .as_ref()
@@ -410,9 +413,9 @@ impl Cluster {
             .path()
             .join(format!("attempt{attempt}"));
         std::fs::create_dir_all(&self.root).map_err(|e| e.to_string())?;
-        let (https, peers) = ports.split_at(n);
         self.nodes = (1..=n)
-            .map(|i| self.new_node(i, https[i - 1], peers[i - 1]))
+            .zip(ports.chunks(3))
+            .map(|(i, ports)| self.new_node(i, ports))
             .collect();
         let everyone: Vec<usize> = (1..=n).collect();
         for i in 1..=n {
@@ -429,10 +432,12 @@ impl Cluster {
         Ok(())
     }
 
-    fn new_node(&self, i: usize, http: u16, peer: u16) -> NodeProc {
+    /// Node `i` on `ports`: HTTP, inter-node and Redis protocol.
+    fn new_node(&self, i: usize, ports: &[u16]) -> NodeProc {
         NodeProc {
-            http,
-            peer,
+            http: ports[0],
+            peer: ports[1],
+            resp: ports[2],
             config: self.root.join(format!("n{i}.toml")),
             log: self.root.join(format!("n{i}.log")),
             args: Vec::new(),
@@ -473,8 +478,9 @@ impl Cluster {
         for &i in members {
             let node = self.node(i);
             text.push_str(&format!(
-                "[[nodes]]\nid = \"n{i}\"\naddr = \"127.0.0.1:{}\"\nhttp = \"127.0.0.1:{}\"\n\n",
-                node.peer, node.http
+                "[[nodes]]\nid = \"n{i}\"\naddr = \"127.0.0.1:{}\"\nhttp = \"127.0.0.1:{}\"\n\
+                 resp = \"127.0.0.1:{}\"\n\n",
+                node.peer, node.http, node.resp
             ));
         }
         text
@@ -492,8 +498,7 @@ impl Cluster {
         let seed = self.peer_addr(seed);
         let i = self.nodes.len() + 1;
         for attempt in 1..=3 {
-            let ports = free_ports(2);
-            let mut node = self.new_node(i, ports[0], ports[1]);
+            let mut node = self.new_node(i, &free_ports(3));
             let config_seeds = match via {
                 SeedVia::Config => vec![seed],
                 SeedVia::Flag => {
@@ -590,6 +595,11 @@ impl Cluster {
 
     pub fn http_addr(&self, i: usize) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.node(i).http))
+    }
+
+    /// Redis protocol address of node `i`.
+    pub fn resp_addr(&self, i: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.node(i).resp))
     }
 
     /// Inter-node (peer) address of node `i`.

@@ -1,0 +1,165 @@
+//! Keyspaces and their conflict policies.
+//!
+//! HTTP keys keep every concurrent version as a sibling for the client to
+//! resolve with the causal context it was handed. The Redis protocol has no
+//! place for a context, so its keys live in a keyspace of their own that
+//! the servers resolve by *last-write-wins* — Riak's `last_write_wins`
+//! bucket property, Cassandra's cells. A keyspace is a reserved prefix of
+//! the internal key (a 0x00 byte and a tag byte), so the Redis key `foo`
+//! and the HTTP key `foo` are different keys, and front ends refuse user
+//! keys that start with the reserved byte.
+
+use crate::siblings::{Sibling, SiblingSet};
+use crate::version::VersionVector;
+
+/// First byte of every internal keyspace's keys; no user key may start
+/// with it.
+pub const RESERVED: u8 = 0x00;
+/// Prefix of the last-write-wins keyspace (the Redis protocol's keys).
+pub const LWW_PREFIX: [u8; 2] = [RESERVED, b'l'];
+
+/// How the versions of a key that no write superseded are resolved.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ConflictPolicy {
+    /// Kept as siblings until a client writes back with their context.
+    Siblings,
+    /// The latest by timestamp wins; writes overwrite what their
+    /// coordinator holds.
+    Lww,
+}
+
+/// The conflict policy of an internal key.
+pub fn policy_of(key: &[u8]) -> ConflictPolicy {
+    if key.starts_with(&LWW_PREFIX) {
+        ConflictPolicy::Lww
+    } else {
+        ConflictPolicy::Siblings
+    }
+}
+
+/// The internal key of a last-write-wins user key.
+pub fn lww_key(user_key: &[u8]) -> Vec<u8> {
+    [&LWW_PREFIX[..], user_key].concat()
+}
+
+/// True when a user key would fall into an internal keyspace.
+pub fn is_reserved(user_key: &[u8]) -> bool {
+    user_key.first() == Some(&RESERVED)
+}
+
+/// The context a coordinator writes `key` against. A last-write-wins write
+/// has no client context to go by, so it overwrites everything the
+/// coordinator's `stored` state holds: siblings collapse instead of piling
+/// up to `max_siblings`. Sibling keys keep exactly the client's context.
+pub fn write_context(key: &[u8], given: VersionVector, stored: &SiblingSet) -> VersionVector {
+    match policy_of(key) {
+        ConflictPolicy::Siblings => given,
+        ConflictPolicy::Lww => {
+            let mut context = given;
+            context.merge(&stored.context());
+            context
+        }
+    }
+}
+
+/// The last-write-wins version of a key: the greatest (timestamp, dot)
+/// among its siblings — the dot breaks timestamp ties the same way on
+/// every node. Tombstones take part, so a later delete wins.
+pub fn lww_winner(set: &SiblingSet) -> Option<&Sibling> {
+    set.iter()
+        .max_by(|a, b| (a.timestamp, &a.dot).cmp(&(b.timestamp, &b.dot)))
+}
+
+/// The value a last-write-wins read returns: `None` when the key holds
+/// nothing or its winner is a tombstone.
+pub fn lww_value(set: &SiblingSet) -> Option<&[u8]> {
+    lww_winner(set)?.value.as_deref()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::siblings::WriteLimits;
+    use crate::version::Dot;
+    use crate::Millis;
+
+    fn sibling(value: Option<&str>, timestamp: Millis, node: &str, counter: u64) -> Sibling {
+        Sibling {
+            dot: Dot::new(node, counter),
+            context: VersionVector::new(),
+            timestamp,
+            value: value.map(|v| v.as_bytes().to_vec()),
+        }
+    }
+
+    #[test]
+    fn keyspaces_are_disjoint() {
+        assert_eq!(lww_key(b"foo"), b"\0lfoo");
+        assert_ne!(lww_key(b"foo"), b"foo");
+        assert_eq!(policy_of(&lww_key(b"foo")), ConflictPolicy::Lww);
+        assert_eq!(policy_of(&lww_key(b"")), ConflictPolicy::Lww);
+        assert_eq!(policy_of(b"foo"), ConflictPolicy::Siblings);
+        assert_eq!(policy_of(b"lfoo"), ConflictPolicy::Siblings);
+        assert!(is_reserved(&lww_key(b"foo")));
+        assert!(!is_reserved(b"foo"));
+    }
+
+    #[test]
+    fn lww_picks_the_latest_timestamp() {
+        let set: SiblingSet = [
+            sibling(Some("old"), 10, "n3", 9),
+            sibling(Some("new"), 20, "n1", 1),
+            sibling(Some("mid"), 15, "n2", 4),
+        ]
+        .into_iter()
+        .collect();
+        assert_eq!(lww_value(&set), Some(&b"new"[..]));
+        assert_eq!(lww_value(&SiblingSet::new()), None);
+    }
+
+    #[test]
+    fn lww_ties_break_by_dot() {
+        let siblings = [
+            sibling(Some("a"), 10, "n1", 7),
+            sibling(Some("c"), 10, "n2", 3),
+            sibling(Some("b"), 10, "n2", 1),
+        ];
+        for rotation in 0..siblings.len() {
+            let mut order = siblings.to_vec();
+            order.rotate_left(rotation);
+            let set: SiblingSet = order.into_iter().collect();
+            assert_eq!(lww_value(&set), Some(&b"c"[..]));
+        }
+    }
+
+    #[test]
+    fn a_later_tombstone_wins_and_reads_as_nothing() {
+        let set: SiblingSet = [sibling(Some("x"), 10, "n1", 1), sibling(None, 11, "n2", 1)]
+            .into_iter()
+            .collect();
+        assert!(lww_winner(&set).is_some_and(Sibling::is_tombstone));
+        assert_eq!(lww_value(&set), None);
+    }
+
+    #[test]
+    fn lww_writes_overwrite_what_the_coordinator_holds() {
+        let limits = WriteLimits {
+            max_siblings: 2,
+            max_clock_entries: 8,
+            min_counter: 0,
+        };
+        let write = |key: &[u8], set: &mut SiblingSet, t: Millis| {
+            let context = write_context(key, VersionVector::new(), set);
+            set.write(&"n1".into(), &context, Some(vec![t as u8]), t, limits)
+        };
+        let (mut lww, mut plain) = (SiblingSet::new(), SiblingSet::new());
+        for t in 1..=5 {
+            write(&lww_key(b"k"), &mut lww, t).expect("lww writes always fit");
+            assert_eq!(lww.len(), 1);
+        }
+        write(b"k", &mut plain, 1).unwrap();
+        write(b"k", &mut plain, 2).unwrap();
+        assert_eq!(plain.len(), 2, "blind writes to sibling keys pile up");
+        assert!(write(b"k", &mut plain, 3).is_err());
+    }
+}

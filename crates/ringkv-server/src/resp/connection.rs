@@ -1,0 +1,130 @@
+//! One client connection: requests in, replies out in the same order.
+//!
+//! Requests that arrive together (a pipeline) run concurrently, each
+//! waiting for its own quorum, and their replies are written in request
+//! order. A request naming a key that an earlier request still in flight
+//! also names waits for those to finish first, so one connection's
+//! commands on one key take effect in the order it sent them (`SET k a`,
+//! `SET k b`, `GET k` answers `b`; a `DEL` reads before it writes).
+
+use super::command::{error, Command};
+use super::frame::{ProtocolError, RequestCodec};
+use super::{exec, Context};
+use bytes::Bytes;
+use futures::future::BoxFuture;
+use futures::stream::FuturesOrdered;
+use futures::{FutureExt, SinkExt, StreamExt};
+use redis_protocol::codec::Resp2;
+use redis_protocol::resp2::types::BytesFrame;
+use std::collections::HashSet;
+use std::net::SocketAddr;
+use std::sync::Arc;
+use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::net::TcpStream;
+use tokio_util::codec::{FramedRead, FramedWrite};
+
+/// Requests of one connection in flight at once; reading waits beyond it.
+const MAX_IN_FLIGHT: usize = 1024;
+
+type Requests = FramedRead<OwnedReadHalf, RequestCodec>;
+
+/// Serve one client until it closes, quits or breaks the protocol.
+pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: &Arc<Context>) {
+    let (read, write) = stream.into_split();
+    let mut requests = FramedRead::new(read, RequestCodec::new(ctx.limits));
+    let mut connection = Connection {
+        replies: FramedWrite::new(write, Resp2::default()),
+        pending: FuturesOrdered::new(),
+        keys: HashSet::new(),
+        ctx: ctx.clone(),
+    };
+    if let Err(e) = connection.run(&mut requests, peer).await {
+        tracing::debug!("resp client {peer}: {e}");
+    }
+}
+
+struct Connection {
+    replies: FramedWrite<OwnedWriteHalf, Resp2>,
+    /// Replies still being worked out, in request order.
+    pending: FuturesOrdered<BoxFuture<'static, BytesFrame>>,
+    /// Keys named by requests in `pending` (cleared when it empties).
+    keys: HashSet<Bytes>,
+    ctx: Arc<Context>,
+}
+
+/// What the connection waits for next.
+enum Event {
+    Reply(BytesFrame),
+    Request(Option<Result<Vec<Bytes>, ProtocolError>>),
+}
+
+impl Connection {
+    async fn run(&mut self, requests: &mut Requests, peer: SocketAddr) -> Result<(), String> {
+        loop {
+            let event = tokio::select! {
+                Some(reply) = self.pending.next(), if !self.pending.is_empty() => Event::Reply(reply),
+                request = requests.next(), if self.pending.len() < MAX_IN_FLIGHT => {
+                    Event::Request(request)
+                }
+            };
+            let args = match event {
+                Event::Reply(reply) => {
+                    self.write(reply).await?;
+                    continue;
+                }
+                Event::Request(Some(Ok(args))) => args,
+                // The client is done sending: answer what it sent.
+                Event::Request(None) => return self.drain().await,
+                Event::Request(Some(Err(ProtocolError::Io(e)))) => return Err(e.to_string()),
+                Event::Request(Some(Err(e))) => {
+                    tracing::warn!("resp client {peer}: {e}; closing the connection");
+                    let refusal = Command::Reply(error(format!("ERR {e}")));
+                    self.start(refusal).await?;
+                    return self.drain().await;
+                }
+            };
+            let command = Command::parse(&args);
+            let quit = command == Command::Quit;
+            self.start(command).await?;
+            if quit {
+                return self.drain().await;
+            }
+        }
+    }
+
+    /// Start `command`, after the requests in flight when it names one of
+    /// their keys.
+    async fn start(&mut self, command: Command) -> Result<(), String> {
+        let keys = command.keys();
+        if keys.iter().any(|key| self.keys.contains(*key)) {
+            self.drain().await?;
+        }
+        self.keys.extend(keys.into_iter().cloned());
+        let ctx = self.ctx.clone();
+        self.pending
+            .push_back(async move { exec::run(command, &ctx).await }.boxed());
+        Ok(())
+    }
+
+    /// Write `reply` and every reply ready behind it, then flush.
+    async fn write(&mut self, reply: BytesFrame) -> Result<(), String> {
+        self.replies.feed(reply).await.map_err(|e| e.to_string())?;
+        while let Some(Some(reply)) = self.pending.next().now_or_never() {
+            self.replies.feed(reply).await.map_err(|e| e.to_string())?;
+        }
+        if self.pending.is_empty() {
+            self.keys.clear();
+        }
+        SinkExt::<BytesFrame>::flush(&mut self.replies)
+            .await
+            .map_err(|e| e.to_string())
+    }
+
+    /// Wait for every request in flight and write its reply.
+    async fn drain(&mut self) -> Result<(), String> {
+        while let Some(reply) = self.pending.next().await {
+            self.write(reply).await?;
+        }
+        Ok(())
+    }
+}

@@ -1,0 +1,208 @@
+//! Running data commands against the node, in the last-write-wins keyspace:
+//! every Redis key `k` is the internal key [`lww_key`]`(k)`, and a read
+//! answers the [`lww_value`] of what the quorum returned.
+
+use super::command::{error, ok, Command};
+use super::Context;
+use bytes::Bytes;
+use futures::{stream, StreamExt};
+use redis_protocol::resp2::types::BytesFrame;
+use ringkv_core::keyspace::{lww_key, lww_value, LWW_PREFIX};
+use ringkv_core::message::{ClientError, ClientOp, ClientReply};
+use ringkv_core::siblings::SiblingSet;
+use std::collections::{BTreeMap, BTreeSet};
+
+/// Node requests one multi-key command keeps in flight at once.
+const FAN_OUT: usize = 64;
+
+/// A refusal or failure, as the `-ERR` line the client gets.
+struct Failure(String);
+
+impl From<ClientError> for Failure {
+    fn from(e: ClientError) -> Self {
+        Failure(e.to_string())
+    }
+}
+
+type Outcome<T> = Result<T, Failure>;
+
+/// Run `command` and answer it.
+pub async fn run(command: Command, ctx: &Context) -> BytesFrame {
+    let reply = match command {
+        Command::Get(key) => get(ctx, key).await.map(bulk_or_nil),
+        Command::Set(key, value) => set(ctx, key, value).await.map(|()| ok()),
+        Command::Del(keys) => del(ctx, keys).await.map(BytesFrame::Integer),
+        Command::Exists(keys) => exists(ctx, keys).await.map(BytesFrame::Integer),
+        Command::MGet(keys) => each(ctx, keys, get)
+            .await
+            .map(|values| BytesFrame::Array(values.into_iter().map(bulk_or_nil).collect())),
+        Command::MSet(pairs) => mset(ctx, pairs).await.map(|()| ok()),
+        Command::Info(section) => info(ctx, section.as_deref()).await,
+        Command::Quit => Ok(ok()),
+        Command::Reply(frame) => Ok(frame),
+    };
+    reply.unwrap_or_else(|Failure(message)| error(format!("ERR {message}")))
+}
+
+fn bulk_or_nil(value: Option<Bytes>) -> BytesFrame {
+    value.map_or(BytesFrame::Null, BytesFrame::BulkString)
+}
+
+/// The internal key of a Redis key, refused when the keyspace prefix would
+/// take it over the node's key limit.
+fn internal_key(ctx: &Context, key: &[u8]) -> Outcome<Vec<u8>> {
+    let limit = ctx.max_key_bytes - LWW_PREFIX.len();
+    if key.len() > limit {
+        return Err(Failure(format!(
+            "key is {} bytes; Redis keys may be at most {limit} bytes (max_key_bytes {} \
+             minus the {}-byte keyspace prefix)",
+            key.len(),
+            ctx.max_key_bytes,
+            LWW_PREFIX.len()
+        )));
+    }
+    Ok(lww_key(key))
+}
+
+/// What an R quorum holds for `key`, every sibling.
+async fn read(ctx: &Context, key: &[u8]) -> Outcome<SiblingSet> {
+    let op = ClientOp::Get {
+        key: internal_key(ctx, key)?,
+        r: None,
+    };
+    match ctx.node.request(op, ctx.request_limit).await? {
+        ClientReply::Value(set) => Ok(set),
+        ClientReply::Written(_) => Err(unexpected_reply()),
+    }
+}
+
+async fn write(ctx: &Context, op: ClientOp) -> Outcome<()> {
+    match ctx.node.request(op, ctx.request_limit).await? {
+        ClientReply::Written(_) => Ok(()),
+        ClientReply::Value(_) => Err(unexpected_reply()),
+    }
+}
+
+/// The node answered a read with a write's reply or the reverse: a bug on
+/// our side.
+fn unexpected_reply() -> Failure {
+    Failure("the node gave an unexpected kind of reply".into())
+}
+
+async fn get(ctx: &Context, key: Bytes) -> Outcome<Option<Bytes>> {
+    let set = read(ctx, &key).await?;
+    Ok(lww_value(&set).map(Bytes::copy_from_slice))
+}
+
+/// A blind write: the coordinator overwrites whatever it holds.
+async fn set(ctx: &Context, key: Bytes, value: Bytes) -> Outcome<()> {
+    let op = ClientOp::Put {
+        key: internal_key(ctx, &key)?,
+        value: value.to_vec(),
+        context: Default::default(),
+        w: None,
+        pw: None,
+    };
+    write(ctx, op).await
+}
+
+/// Delete `key` if it holds a value (a tombstone over what the read saw);
+/// true when it did.
+async fn delete(ctx: &Context, key: Bytes) -> Outcome<bool> {
+    let set = read(ctx, &key).await?;
+    if lww_value(&set).is_none() {
+        return Ok(false);
+    }
+    let op = ClientOp::Delete {
+        key: internal_key(ctx, &key)?,
+        context: Some(set.context()),
+        w: None,
+        pw: None,
+    };
+    write(ctx, op).await.map(|()| true)
+}
+
+/// Keys that held a value, each counted once however often it is named.
+async fn del(ctx: &Context, keys: Vec<Bytes>) -> Outcome<i64> {
+    let distinct: BTreeSet<Bytes> = keys.into_iter().collect();
+    let deleted = each(ctx, distinct, delete).await?;
+    Ok(deleted.into_iter().filter(|d| *d).count() as i64)
+}
+
+/// Keys that hold a value, counted as often as they are named (as Redis).
+async fn exists(ctx: &Context, keys: Vec<Bytes>) -> Outcome<i64> {
+    let values = each(ctx, keys, get).await?;
+    Ok(values.into_iter().flatten().count() as i64)
+}
+
+/// Every pair written; a key named twice gets its last value. Not atomic:
+/// on an error some pairs may have been written.
+async fn mset(ctx: &Context, pairs: Vec<(Bytes, Bytes)>) -> Outcome<()> {
+    let last: BTreeMap<Bytes, Bytes> = pairs.into_iter().collect();
+    each(ctx, last, |ctx, (key, value)| set(ctx, key, value)).await?;
+    Ok(())
+}
+
+/// `op` on every item, [`FAN_OUT`] at a time; the answers in item order,
+/// or the first failure.
+async fn each<'c, I, T, F, Fut>(ctx: &'c Context, items: I, op: F) -> Outcome<Vec<T>>
+where
+    I: IntoIterator,
+    F: Fn(&'c Context, I::Item) -> Fut,
+    Fut: std::future::Future<Output = Outcome<T>>,
+{
+    let answers: Vec<Outcome<T>> = stream::iter(items)
+        .map(|item| op(ctx, item))
+        .buffered(FAN_OUT)
+        .collect()
+        .await;
+    answers.into_iter().collect()
+}
+
+/// `INFO`: a `# Server` section with the fields tools read, and a
+/// `# ringkv` section about the node and its cluster.
+async fn info(ctx: &Context, section: Option<&str>) -> Outcome<BytesFrame> {
+    let report = ctx
+        .node
+        .report()
+        .await
+        .ok_or_else(|| Failure("node is shutting down".into()))?;
+    let members: Vec<&str> = report
+        .membership
+        .members
+        .iter()
+        .map(|m| m.id.as_str())
+        .collect();
+    let server = [
+        "# Server".to_string(),
+        "redis_version:7.0.0".into(),
+        "server_name:ringkv".into(),
+        format!("ringkv_version:{}", env!("CARGO_PKG_VERSION")),
+        "redis_mode:standalone".into(),
+        format!("process_id:{}", std::process::id()),
+        format!("tcp_port:{}", ctx.port),
+        format!("uptime_in_seconds:{}", ctx.started.elapsed().as_secs()),
+    ];
+    let ringkv = [
+        "# ringkv".to_string(),
+        format!("node:{}", report.node),
+        format!("cluster:{}", ctx.cluster),
+        format!("members:{}", members.join(",")),
+        format!("n:{}", report.n),
+        format!("r:{}", report.r),
+        format!("w:{}", report.w),
+        format!("ring_fingerprint:{}", report.ring_fingerprint),
+        "conflict_policy:lww".into(),
+    ];
+    let sections: Vec<&[String]> = match section {
+        None | Some("default" | "all" | "everything") => vec![&server, &ringkv],
+        Some("server") => vec![&server],
+        Some("ringkv") => vec![&ringkv],
+        Some(_) => Vec::new(),
+    };
+    let text: Vec<String> = sections
+        .iter()
+        .map(|lines| lines.join("\r\n") + "\r\n")
+        .collect();
+    Ok(BytesFrame::BulkString(text.join("\r\n").into()))
+}

@@ -1,0 +1,96 @@
+//! The Redis protocol (RESP2) front end, so `redis-cli`, `redis-benchmark`
+//! and Redis client libraries work unchanged.
+//!
+//! Its keys are a keyspace of their own, resolved by last-write-wins (see
+//! [`ringkv_core::keyspace`]): RESP has no way to hand a client the causal
+//! context that sibling resolution needs. Each connection answers its
+//! requests in order; the node requests of a pipeline run concurrently,
+//! since each waits for a quorum (see [`connection`]).
+
+mod command;
+mod connection;
+mod exec;
+mod frame;
+
+use crate::driver::NodeHandle;
+use frame::FrameLimits;
+use ringkv_core::settings::Settings;
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::Semaphore;
+use tokio::task::JoinSet;
+
+/// Connections served at once, as Redis's default `maxclients`.
+const MAX_CLIENTS: usize = 10_000;
+
+/// What every connection shares.
+pub struct Context {
+    pub node: NodeHandle,
+    pub cluster: String,
+    /// Safety net on top of the node's own quorum timeouts.
+    pub request_limit: Duration,
+    pub max_key_bytes: usize,
+    pub limits: FrameLimits,
+    /// The RESP port, for `INFO`.
+    pub port: u16,
+    pub started: Instant,
+}
+
+impl Context {
+    pub fn new(
+        node: NodeHandle,
+        cluster: String,
+        settings: &Settings,
+        request_limit: Duration,
+        port: u16,
+    ) -> Self {
+        Context {
+            node,
+            cluster,
+            request_limit,
+            max_key_bytes: settings.max_key_bytes,
+            limits: FrameLimits::new(settings),
+            port,
+            started: Instant::now(),
+        }
+    }
+}
+
+/// Accept connections until this future is dropped, which drops every
+/// connection with it.
+pub async fn serve(listener: TcpListener, ctx: Context) {
+    let ctx = Arc::new(ctx);
+    let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
+    let mut connections = JoinSet::new();
+    loop {
+        let (stream, peer) = match listener.accept().await {
+            Ok(accepted) => accepted,
+            Err(e) => {
+                // Out of file descriptors, most likely: let some close.
+                tracing::warn!("resp: cannot accept a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+                continue;
+            }
+        };
+        while connections.try_join_next().is_some() {}
+        let _ = stream.set_nodelay(true);
+        let Ok(slot) = slots.clone().try_acquire_owned() else {
+            connections.spawn(refuse(stream));
+            continue;
+        };
+        let ctx = ctx.clone();
+        connections.spawn(async move {
+            connection::serve(stream, peer, &ctx).await;
+            drop(slot);
+        });
+    }
+}
+
+/// Tell a client over [`MAX_CLIENTS`] why it is turned away.
+async fn refuse(mut stream: TcpStream) {
+    use tokio::io::AsyncWriteExt;
+    let _ = stream
+        .write_all(b"-ERR max number of clients reached\r\n")
+        .await;
+}
