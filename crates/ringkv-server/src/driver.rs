@@ -9,7 +9,7 @@
 
 use crate::members_file;
 use crate::status::MembershipReport;
-use crate::transport::{Inbound, Transport};
+use crate::transport::{Inbound, InboundSink, Transport};
 use ringkv_core::anti_entropy::{AeStats, RepairProgress};
 use ringkv_core::coordinator::ClientId;
 use ringkv_core::message::{ClientError, ClientOp, ClientReply, ClientResult, Message};
@@ -195,26 +195,56 @@ impl NodeHandle {
         rx.await.ok()
     }
 
-    /// Deliver a transport event to the node.
-    pub fn deliver(&self, inbound: Inbound<Message>) -> bool {
-        self.tx.send(Event::Peer(inbound)).is_ok()
-    }
-
     pub fn stop(&self) {
         let _ = self.tx.send(Event::Stop);
     }
 }
 
-/// Start the node thread. It enters `runtime` so the transport can spawn
-/// its connection tasks from it.
-/// `data_dir` is where the node's member list is saved when it changes.
+/// The node thread's event queue, made before the node so the transport
+/// can deliver straight into it (no task hop per message).
+pub struct EventQueue {
+    tx: mpsc::Sender<Event>,
+    rx: mpsc::Receiver<Event>,
+}
+
+impl EventQueue {
+    pub fn new() -> Self {
+        let (tx, rx) = mpsc::channel();
+        EventQueue { tx, rx }
+    }
+
+    /// What the transport delivers peer messages and reports into.
+    pub fn peer_sink(&self) -> PeerSink {
+        PeerSink(self.tx.clone())
+    }
+}
+
+impl Default for EventQueue {
+    fn default() -> Self {
+        Self::new()
+    }
+}
+
+/// The transport's side of the node thread's queue.
+pub struct PeerSink(mpsc::Sender<Event>);
+
+impl InboundSink<Message> for PeerSink {
+    fn deliver(&self, inbound: Inbound<Message>) -> bool {
+        self.0.send(Event::Peer(inbound)).is_ok()
+    }
+}
+
+/// Start the node thread on `queue`. It enters `runtime` so the transport
+/// can spawn its connection tasks from it. `data_dir` is where the node's
+/// member list is saved when it changes.
 pub fn spawn(
     node: Node<BoxedStore>,
     transport: Transport<Message>,
+    queue: EventQueue,
     data_dir: PathBuf,
     runtime: tokio::runtime::Handle,
 ) -> std::io::Result<(NodeHandle, JoinHandle<()>)> {
-    let (tx, rx) = mpsc::channel();
+    let EventQueue { tx, rx } = queue;
     let ring = Arc::new(AtomicU64::new(node.ring().fingerprint()));
     let (left_tx, left) = watch::channel(false);
     let name = format!("node-{}", node.id());

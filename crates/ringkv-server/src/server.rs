@@ -15,7 +15,6 @@ use std::future::Future;
 use std::net::SocketAddr;
 use std::time::Duration;
 use tokio::net::TcpListener;
-use tokio::sync::mpsc;
 use tokio::task::JoinHandle;
 
 #[derive(Debug, thiserror::Error)]
@@ -52,7 +51,7 @@ pub async fn run(
         .map_err(std::io::Error::other)??;
 
     let members = members_file::start(&config)?;
-    let (inbound_tx, mut inbound_rx) = mpsc::unbounded_channel();
+    let queue = driver::EventQueue::new();
     let transport_config = TransportConfig {
         cluster: config.cluster.clone(),
         node_id: NodeId::new(&me.id),
@@ -65,7 +64,7 @@ pub async fn run(
         max_frame_bytes: settings.max_frame_bytes(),
         connect_timeout: Duration::from_millis(500),
     };
-    let transport = Transport::<Message>::bind(transport_config, inbound_tx)
+    let transport = Transport::<Message>::bind(transport_config, queue.peer_sink())
         .await
         .map_err(|source| ServerError::Bind {
             addr: me.addr,
@@ -77,18 +76,10 @@ pub async fn run(
     let (handle, thread) = driver::spawn(
         node,
         transport.clone(),
+        queue,
         config.data_dir.clone(),
         tokio::runtime::Handle::current(),
     )?;
-    let bridge = handle.clone();
-    tokio::spawn(async move {
-        while let Some(event) = inbound_rx.recv().await {
-            if !bridge.deliver(event) {
-                break;
-            }
-        }
-    });
-
     // Bound before HTTP: a node that answers HTTP serves RESP too.
     let resp = match me.resp {
         Some(addr) => Some(start_resp(addr, &handle, &config).await?),

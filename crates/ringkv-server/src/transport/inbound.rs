@@ -110,7 +110,7 @@ async fn forward_messages<M>(
             continue;
         }
         let from = from.clone();
-        if shared.inbound.send(Inbound::Message { from, msg }).is_err() {
+        if !shared.inbound.deliver(Inbound::Message { from, msg }) {
             return; // The node is gone; nobody to deliver to.
         }
     }

@@ -156,7 +156,7 @@ struct Shared<M> {
     peers: Mutex<BTreeMap<NodeId, SocketAddr>>,
     /// Peers whose traffic is silently dropped in both directions (test fault).
     blocked: Mutex<HashSet<NodeId>>,
-    inbound: mpsc::UnboundedSender<Inbound<M>>,
+    inbound: Box<dyn InboundSink<M>>,
     accepted: AtomicU64,
     shutdown: CancellationToken,
 }
@@ -176,12 +176,26 @@ fn codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
         .new_codec()
 }
 
+/// Where the transport hands what arrives. The server gives it the node
+/// thread's own queue, so a message reaches the protocol without another
+/// task hop; tests give it a tokio channel.
+pub trait InboundSink<M>: Send + Sync {
+    /// Hand over one event; false once nobody listens any more.
+    fn deliver(&self, inbound: Inbound<M>) -> bool;
+}
+
+impl<M: Send + 'static> InboundSink<M> for mpsc::UnboundedSender<Inbound<M>> {
+    fn deliver(&self, inbound: Inbound<M>) -> bool {
+        self.send(inbound).is_ok()
+    }
+}
+
 impl<M: Serialize + DeserializeOwned + Send + 'static> Transport<M> {
     /// Binds the listener and starts accepting peers. Messages from peers (and
     /// unreachability reports) are delivered to `inbound`.
     pub async fn bind(
         config: TransportConfig,
-        inbound: mpsc::UnboundedSender<Inbound<M>>,
+        inbound: impl InboundSink<M> + 'static,
     ) -> io::Result<Self> {
         // The u32 length prefix cannot describe anything larger.
         let max_frame_bytes = config.max_frame_bytes.min(u32::MAX as usize);
@@ -206,7 +220,7 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Transport<M> {
             connect_timeout: config.connect_timeout,
             peers: Mutex::new(peers),
             blocked: Mutex::new(HashSet::new()),
-            inbound,
+            inbound: Box::new(inbound),
             accepted: AtomicU64::new(0),
             shutdown: CancellationToken::new(),
         });
@@ -247,7 +261,7 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Transport<M> {
         let shared = &self.inner.shared;
         if *to == shared.node_id {
             let from = to.clone();
-            let _ = shared.inbound.send(Inbound::Message { from, msg });
+            shared.inbound.deliver(Inbound::Message { from, msg });
             return;
         }
         if shared.is_blocked(to) {
@@ -361,6 +375,6 @@ impl<M> Shared<M> {
     fn report_unreachable(&self, peer: &NodeId) {
         let peer = peer.clone();
         // The node may have stopped listening (shutting down); nothing to do.
-        let _ = self.inbound.send(Inbound::Unreachable { peer });
+        self.inbound.deliver(Inbound::Unreachable { peer });
     }
 }
