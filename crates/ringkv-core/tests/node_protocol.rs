@@ -93,6 +93,40 @@ fn a_dead_coordinator_is_skipped_by_the_forwarder() {
     assert_eq!(values(&net.get(outsider, "k", None)), ["v"]);
 }
 
+/// A coordinator cut off silently (no connection errors, just silence) is
+/// skipped at once once gossip agrees it is down: no forward timeout.
+#[test]
+fn a_coordinator_down_by_agreement_is_skipped_without_waiting() {
+    let names = ["n1", "n2", "n3", "n4"];
+    let mut net = Net::new(&names);
+    let pref = net.coordinator_of("k");
+    let silent = pref[0].clone();
+    let outsider = names.into_iter().find(|n| !pref.iter().any(|p| p == n));
+    let via = outsider.unwrap();
+    for other in names.iter().filter(|n| **n != silent) {
+        net.cut_link(&silent, other);
+    }
+    net.run_for(8_000, 100);
+    let client = net.next_client;
+    net.next_client += 1;
+    let now = net.now;
+    let op = ClientOp::Put {
+        key: "k".into(),
+        value: "v".into(),
+        context: VersionVector::new(),
+        w: None,
+        pw: None,
+    };
+    net.node(via).on_client(now, client, op);
+    net.collect(&id(via));
+    net.settle();
+    let reply = net
+        .replies
+        .remove(&client)
+        .expect("answered without time passing");
+    assert!(reply.is_ok(), "{reply:?}");
+}
+
 #[test]
 fn a_silent_replica_makes_the_quorum_time_out_with_a_count() {
     let mut net = Net::new(&["n1", "n2", "n3"]);

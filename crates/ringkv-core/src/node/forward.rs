@@ -9,13 +9,13 @@ use crate::store::Store;
 use crate::{Millis, NodeId};
 
 impl<S: Store> Node<S> {
-    /// The preference list in the order to try as coordinator: reachable
-    /// nodes first, so a dead first choice costs no timeout.
+    /// The preference list in the order to try as coordinator: available
+    /// nodes first (not down by gossip, not recently unreachable), so a
+    /// dead or cut-off first choice costs no timeout.
     pub(super) fn coordinator_candidates(&self, now: Millis, key: &[u8]) -> Vec<NodeId> {
         let pref = self.ring.preference_list(key, self.settings.n);
-        let (up, down): (Vec<NodeId>, Vec<NodeId>) = pref
-            .into_iter()
-            .partition(|n| *n == self.id || self.unreachable.get(n).is_none_or(|t| *t <= now));
+        let (up, down): (Vec<NodeId>, Vec<NodeId>) =
+            pref.into_iter().partition(|n| self.is_available(now, n));
         up.into_iter().chain(down).collect()
     }
 
