@@ -11,7 +11,7 @@ use crate::message::Message;
 use crate::range::TokenRange;
 use crate::ring::{Ring, Token};
 use crate::siblings::SiblingSet;
-use crate::store::Store;
+use crate::store::{Store, StoreError};
 use crate::{Millis, NodeId};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -66,8 +66,10 @@ pub(crate) struct Handoff {
     queue: VecDeque<TokenRange>,
     active: BTreeMap<TokenRange, Fetch>,
     progress: HandoffProgress,
-    /// The ring whose no-longer-replicated keys were dropped already.
+    /// The ring whose no-longer-replicated keys are (being) dropped.
     dropped_for: u64,
+    /// Ranges of that ring whose keys are still to drop.
+    dropping: VecDeque<TokenRange>,
 }
 
 impl<S: Store> Node<S> {
@@ -103,6 +105,7 @@ impl<S: Store> Node<S> {
             queue: gains.into(),
             active: BTreeMap::new(),
             dropped_for: self.handoff.dropped_for,
+            dropping: std::mem::take(&mut self.handoff.dropping),
         };
         self.finish_handoff_if_done();
     }
@@ -228,7 +231,7 @@ impl<S: Store> Node<S> {
         &self,
         range: TokenRange,
         after: Option<&[u8]>,
-    ) -> Result<(Entries, bool), crate::store::StoreError> {
+    ) -> Result<(Entries, bool), StoreError> {
         let cursor = after.map(|k| (Ring::key_token(k), k));
         let (mut entries, mut bytes, mut more) = (Vec::new(), 0, false);
         for (lo, hi) in range.spans() {
@@ -335,57 +338,79 @@ impl<S: Store> Node<S> {
     }
 
     /// Once no join or leave is pending and every member holds its share of
-    /// the current ring, drop the keys this node no longer replicates —
-    /// each after sending its last state to the key's replicas, in case a
-    /// write reached this node after the new owner fetched the range.
+    /// the current ring, drop the keys this node no longer replicates — a
+    /// page per tick, so the node keeps serving meanwhile, and each key
+    /// after sending its last state to the key's replicas, in case a write
+    /// reached this node after the new owner fetched the range.
     fn drop_unowned_when_settled(&mut self) {
         let current = self.ring.fingerprint();
         let settled = current == self.future.fingerprint()
             && self.members.me().synced == current
             && self.others_synced(current)
             && !self.ring.is_empty();
-        if !settled || self.handoff.dropped_for == current {
-            return;
+        if settled && self.handoff.dropped_for != current {
+            self.handoff.dropped_for = current;
+            self.handoff.dropping = self.unowned_ranges().into();
         }
-        self.handoff.dropped_for = current;
-        let unowned = self.unowned_keys();
-        for (key, siblings) in &unowned {
-            let replicas = self.ring.preference_list(key, self.settings.n);
-            let repair = Message::Repair {
-                key: key.clone(),
-                siblings: siblings.clone(),
-            };
-            self.send_to_others(&replicas, repair);
-            if let Err(e) = self.store.delete(key) {
-                tracing::warn!("node {}: cannot drop a handed-off key: {e}", self.id);
-                self.handoff.dropped_for = 0;
+        self.drop_next_page();
+    }
+
+    /// Ranges of the current ring this node does not replicate.
+    fn unowned_ranges(&self) -> Vec<TokenRange> {
+        let n = self.settings.n;
+        let ring = &self.ring;
+        ring.ranges()
+            .into_iter()
+            .filter(|r| !ring.preference_list_for_token(r.end, n).contains(&self.id))
+            .collect()
+    }
+
+    /// Drop about a page of keys (more ranges while the budget lasts).
+    fn drop_next_page(&mut self) {
+        if self.handoff.dropped_for != self.ring.fingerprint() {
+            // Ranges listed for an earlier ring may be this node's again.
+            self.handoff.dropping.clear();
+        }
+        let before = self.handoff.progress.keys_dropped;
+        while let Some(&range) = self.handoff.dropping.front() {
+            if self.handoff.progress.keys_dropped - before >= PAGE_KEYS as u64 {
                 return;
             }
+            match self.drop_page(range) {
+                Ok(true) => {}
+                Ok(false) => {
+                    self.handoff.dropping.pop_front();
+                }
+                Err(e) => {
+                    // Tried again next tick.
+                    tracing::warn!("node {}: cannot drop handed-off keys: {e}", self.id);
+                    return;
+                }
+            }
         }
-        if !unowned.is_empty() {
-            self.handoff.progress.keys_dropped += unowned.len() as u64;
+        let p = &self.handoff.progress;
+        if p.keys_dropped > before {
             tracing::info!(
-                "node {}: dropped {} keys now held by their new owners",
+                "node {}: {} keys dropped in all, now held by their new owners",
                 self.id,
-                unowned.len()
+                p.keys_dropped
             );
         }
     }
 
-    fn unowned_keys(&self) -> Entries {
-        let mut keys = Vec::new();
-        let (ring, n, me) = (&self.ring, self.settings.n, &self.id);
-        let scanned = self.store.scan(0, Token::MAX, &mut |key, set| {
-            if !ring.preference_list(key, n).contains(me) {
-                keys.push((key.to_vec(), set.clone()));
-            }
-            true
-        });
-        if let Err(e) = scanned {
-            tracing::warn!("node {}: cannot list handed-off keys: {e}", self.id);
-            return Vec::new();
+    /// Drop one page of `range`'s keys; true when more remain. Dropped keys
+    /// leave the store, so every page starts from the range's beginning.
+    fn drop_page(&mut self, range: TokenRange) -> Result<bool, StoreError> {
+        let replicas = self
+            .ring
+            .preference_list_for_token(range.end, self.settings.n);
+        let (entries, more) = self.read_page(range, None)?;
+        for (key, siblings) in entries {
+            self.store.delete(&key)?;
+            self.handoff.progress.keys_dropped += 1;
+            self.send_to_others(&replicas, Message::Repair { key, siblings });
         }
-        keys
+        Ok(more)
     }
 }
 
