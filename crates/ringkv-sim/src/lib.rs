@@ -9,10 +9,12 @@
 
 pub mod checker;
 pub mod history;
+pub mod membership;
 pub mod network;
 pub mod sim;
 pub mod workload;
 
 pub use checker::{check, check_with_intersecting_quorums, Verdict};
 pub use history::{FinalState, History, Read, Write, WriteOutcome};
+pub use membership::MembershipChange;
 pub use sim::{run, SimConfig, SimReport};

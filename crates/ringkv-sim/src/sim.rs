@@ -2,17 +2,23 @@
 //! `MemoryStore`s, a faulty network, crashes and clock skew, clients doing
 //! conflicting work, then heal, quiesce, converge and check.
 //!
-//! Phases, in virtual milliseconds: faults and workload for `fault_ms`;
-//! heal everything; let in-flight requests finish; run until every key's
-//! replicas agree (at most `settle_ms`); read every key with R = N; check.
+//! Phases, in virtual milliseconds: faults, workload and (in some runs) the
+//! start of one node joining or leaving for `fault_ms`; heal everything;
+//! keep the workload going until the join or leave is done everywhere and a
+//! little longer, so the ring changes under load; let in-flight requests
+//! finish; run until every node serves the same ring and every key's
+//! replicas in it agree (at most `settle_ms`); read every key with R = N;
+//! check.
 
 use crate::checker::{check, check_with_intersecting_quorums, Verdict};
 use crate::history::{FinalState, History, WriteOutcome};
+use crate::membership::{self, MembershipChange};
 use crate::network::{Faults, NetStats, Network};
 use crate::workload::{Client, Step};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 use ringkv_core::coordinator::ClientId;
+use ringkv_core::gossip::MemberState;
 use ringkv_core::message::{ClientOp, ClientReply};
 use ringkv_core::node::{Effect, Node};
 use ringkv_core::ring::{Ring, RingMember};
@@ -28,6 +34,17 @@ use xxhash_rust::xxh3::Xxh3;
 const TICK_MS: Millis = 10;
 /// The server's default background fsync interval.
 const FSYNC_MS: Millis = 100;
+/// How often the settle phase checks for convergence (a check decodes
+/// every replica of every key).
+const CONVERGENCE_CHECK_MS: Millis = 100;
+/// The longest a join or leave may take to finish after the heal.
+const CHANGE_LIMIT_MS: Millis = 60_000;
+/// Client work goes on this long after a join or leave finished, while the
+/// old owners drop what they handed over.
+const WORK_AFTER_CHANGE_MS: Millis = 3_000;
+/// How long a node that has left keeps running before it stops, as the
+/// server's `LINGER_AFTER_LEAVING`, so its departure spreads.
+const LINGER_AFTER_LEAVING_MS: Millis = 1_000;
 
 #[derive(Clone, Debug)]
 pub struct SimConfig {
@@ -36,6 +53,7 @@ pub struct SimConfig {
     pub keys: usize,
     pub clients: usize,
     pub fault_ms: Millis,
+    /// The longest wait for convergence once client work has stopped.
     pub settle_ms: Millis,
     /// Per-message faults during the fault phase.
     pub faults: Faults,
@@ -44,18 +62,24 @@ pub struct SimConfig {
     pub crash_rate: f64,
     /// Each node's clock is off by up to this much.
     pub max_clock_skew_ms: Millis,
+    /// Tokens per node.
+    pub vnodes: u32,
+    /// A node joining or leaving, starting during the fault phase.
+    pub change: Option<MembershipChange>,
 }
 
 impl SimConfig {
     /// A run whose shape (cluster size, keys) also varies with the seed.
     pub fn for_seed(seed: u64) -> Self {
         let mut shape = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
+        let nodes = shape.random_range(3..=5);
+        let fault_ms = 10_000;
         SimConfig {
             seed,
-            nodes: shape.random_range(3..=5),
+            nodes,
             keys: shape.random_range(2..=5),
             clients: shape.random_range(2..=5),
-            fault_ms: 10_000,
+            fault_ms,
             settle_ms: 60_000,
             // Fault intensity varies by seed too: from a mostly healthy
             // network to one losing almost a third of its messages.
@@ -68,6 +92,11 @@ impl SimConfig {
             partition_rate: shape.random_range(0.0..0.002),
             crash_rate: shape.random_range(0.0..0.001),
             max_clock_skew_ms: 2_000,
+            change: MembershipChange::draw(&mut shape, nodes, fault_ms),
+            // The default (128) or fewer: fewer, larger ranges make a
+            // handoff quicker, so more joins and leaves finish while faults
+            // and clients are at work (and runs are cheaper).
+            vnodes: [16, 32, 128][shape.random_range(0..3)],
         }
     }
 }
@@ -86,6 +115,8 @@ pub struct FaultCounts {
 pub struct SimReport {
     pub seed: u64,
     pub nodes: usize,
+    /// The membership change the schedule held, if any.
+    pub change: Option<MembershipChange>,
     pub writes: usize,
     pub acked: usize,
     pub reads: usize,
@@ -97,16 +128,78 @@ pub struct SimReport {
     pub trace: u64,
 }
 
+impl SimReport {
+    pub fn had_join(&self) -> bool {
+        self.change.as_ref().is_some_and(MembershipChange::is_join)
+    }
+
+    pub fn had_leave(&self) -> bool {
+        self.change.as_ref().is_some_and(MembershipChange::is_leave)
+    }
+}
+
 struct SimNode {
-    /// `None` while crashed; the store then waits in `crashed`.
+    /// `None` while crashed (its state then waits in `crashed`) and for good
+    /// once it has left the cluster.
     node: Option<Node<MemoryStore>>,
-    crashed: Option<(MemoryStore, Millis)>,
+    crashed: Option<Crashed>,
     /// The store as of the last background fsync: what a power loss leaves
     /// (the server's default `fsync = "interval"` fsyncs every 100 ms;
     /// acknowledged writes survive a process kill, not a power loss).
     fsynced: MemoryStore,
     /// This node's clock offset.
     skew: Millis,
+    /// The seed addresses it was started with (a joiner's), kept across
+    /// restarts like the server's config.
+    seeds: Vec<String>,
+    /// When it was first seen to have left the cluster.
+    left_at: Option<Millis>,
+}
+
+impl SimNode {
+    fn up(node: Node<MemoryStore>, skew: Millis, seeds: Vec<String>) -> Self {
+        SimNode {
+            node: Some(node),
+            crashed: None,
+            fsynced: MemoryStore::new(),
+            skew,
+            seeds,
+            left_at: None,
+        }
+    }
+}
+
+/// What survives a crash until the restart.
+struct Crashed {
+    store: MemoryStore,
+    /// The member list, which the server keeps in `members.json` (fsynced
+    /// on every change, so a power loss keeps it too).
+    members: Vec<MemberState>,
+    restart_at: Millis,
+}
+
+/// What goes on in a step besides the nodes' own work.
+#[derive(Clone, Copy, PartialEq, Eq)]
+enum Activity {
+    /// Faults are injected and clients start new operations.
+    Faulty,
+    /// Clients start new operations over a healthy network, more slowly
+    /// (operations finish sooner there, and a ring change only needs some
+    /// traffic to meet).
+    Clients,
+    /// Only operations already in flight go on.
+    Quiet,
+}
+
+impl Activity {
+    /// Chance per millisecond that an idle client starts an operation.
+    fn client_rate(self) -> f64 {
+        match self {
+            Activity::Faulty => 0.05,
+            Activity::Clients => 0.01,
+            Activity::Quiet => 0.0,
+        }
+    }
 }
 
 /// A request in flight and who waits for it.
@@ -127,8 +220,9 @@ struct Sim {
     rng: ChaCha8Rng,
     now: Millis,
     settings: Settings,
-    ring: Ring,
     nodes: BTreeMap<NodeId, SimNode>,
+    /// The scheduled membership change until it starts.
+    pending_change: Option<MembershipChange>,
     net: Network,
     faults: Faults,
     clients: Vec<Client>,
@@ -145,25 +239,33 @@ struct Sim {
 
 pub fn run(cfg: SimConfig) -> SimReport {
     let mut sim = Sim::new(cfg);
-    sim.run_phase(sim.cfg.fault_ms, true);
+    sim.run_phase(sim.cfg.fault_ms, Activity::Faulty);
     sim.heal();
     let healed_at = sim.now;
-    sim.run_until(10_000, |s| s.requests.is_empty());
-    let converged = sim.run_until(sim.cfg.settle_ms, Sim::converged);
+    sim.finish_change();
+    sim.run_until(10_000, TICK_MS, Activity::Quiet, |s| s.requests.is_empty());
+    let converged = sim.run_until(
+        sim.cfg.settle_ms,
+        CONVERGENCE_CHECK_MS,
+        Activity::Quiet,
+        Sim::converged,
+    );
     let converged_after_ms = converged.then(|| sim.now - healed_at);
     let state = sim.final_state();
     // Reads are guaranteed to see earlier acknowledged writes only while
     // acknowledgements are durable: a power loss takes a node's last
     // un-fsynced writes (fsync = "interval"), leaving fewer than W copies
     // until anti-entropy restores them. The other rules hold regardless.
-    let verdict = if sim.counts.power_losses == 0 {
+    let mut verdict = if sim.counts.power_losses == 0 {
         check_with_intersecting_quorums(&sim.history, &state)
     } else {
         check(&sim.history, &state)
     };
+    verdict.violations.extend(sim.unfinished_change());
     SimReport {
         seed: sim.cfg.seed,
         nodes: sim.cfg.nodes,
+        change: sim.cfg.change.clone(),
         writes: sim.history.writes.len(),
         acked: sim
             .history
@@ -190,6 +292,7 @@ impl Sim {
             ..Settings::default()
         };
         settings.anti_entropy.interval_ms = 20;
+        settings.vnodes = cfg.vnodes;
         let ids: Vec<NodeId> = (1..=cfg.nodes)
             .map(|i| NodeId::new(format!("n{i}")))
             .collect();
@@ -205,13 +308,7 @@ impl Sim {
                     MemoryStore::new(),
                 )
                 .expect("a memory store always has a lease");
-                let sim_node = SimNode {
-                    node: Some(node),
-                    crashed: None,
-                    fsynced: MemoryStore::new(),
-                    skew,
-                };
-                (id.clone(), sim_node)
+                (id.clone(), SimNode::up(node, skew, Vec::new()))
             })
             .collect();
         Sim {
@@ -219,11 +316,11 @@ impl Sim {
             clients: (0..cfg.clients).map(Client::new).collect(),
             busy: vec![false; cfg.clients],
             faults: cfg.faults,
+            pending_change: cfg.change.clone(),
             cfg,
             rng,
             now: 0,
             settings,
-            ring,
             nodes,
             net: Network::default(),
             requests: BTreeMap::new(),
@@ -236,38 +333,63 @@ impl Sim {
         }
     }
 
-    /// Advance `ms` milliseconds, with new client work and faults when
-    /// `active`.
-    fn run_phase(&mut self, ms: Millis, active: bool) {
+    /// Advance `ms` milliseconds.
+    fn run_phase(&mut self, ms: Millis, activity: Activity) {
         for _ in 0..ms {
-            self.step(active);
+            self.step(activity);
         }
     }
 
-    /// Advance until `done` holds (checked every tick) or `limit` ms pass.
-    fn run_until(&mut self, limit: Millis, done: impl Fn(&Sim) -> bool) -> bool {
+    /// Advance until `done` holds (checked every `every` ms) or `limit` ms
+    /// pass.
+    fn run_until(
+        &mut self,
+        limit: Millis,
+        every: Millis,
+        activity: Activity,
+        done: impl Fn(&Sim) -> bool,
+    ) -> bool {
         let end = self.now + limit;
         while self.now < end {
-            if self.now.is_multiple_of(TICK_MS) && done(self) {
+            if self.now.is_multiple_of(every) && done(self) {
                 return true;
             }
-            self.step(false);
+            self.step(activity);
         }
         done(self)
     }
 
-    fn step(&mut self, active: bool) {
-        self.now += 1;
-        if active {
-            self.inject_faults();
-            self.start_client_work();
+    /// With clients at work, let a join or leave still under way finish
+    /// (if it can: whether it did is checked at the end), then the old
+    /// owners drop what they handed over.
+    fn finish_change(&mut self) {
+        if self.cfg.change.is_none() {
+            return;
         }
+        self.run_until(
+            CHANGE_LIMIT_MS,
+            CONVERGENCE_CHECK_MS,
+            Activity::Clients,
+            |s| s.unfinished_change().is_none(),
+        );
+        self.run_phase(WORK_AFTER_CHANGE_MS, Activity::Clients);
+    }
+
+    fn step(&mut self, activity: Activity) {
+        self.now += 1;
+        if activity == Activity::Faulty {
+            self.inject_faults();
+        }
+        if activity != Activity::Quiet {
+            self.start_client_work(activity.client_rate());
+        }
+        self.start_membership_change();
         self.restart_due_nodes();
         while let Some((from, to, msg)) = self.net.due(self.now) {
             self.record(&(self.now, &from, &to, &msg));
-            if self.live(&to).is_none() {
+            if self.node_up(&to).is_none() {
                 // A crashed peer refuses connections: the sender hears so.
-                if self.live(&from).is_some() {
+                if self.node_up(&from).is_some() {
                     let now = self.clock(&from);
                     self.nodes
                         .get_mut(&from)
@@ -295,6 +417,7 @@ impl Sim {
                 self.node_mut(&id).on_tick(now);
                 self.collect(&id);
             }
+            self.stop_departed_nodes();
         }
     }
 
@@ -306,11 +429,59 @@ impl Sim {
         if self.partition_until.is_none() && self.rng.random_bool(self.cfg.partition_rate) {
             self.partition();
         }
-        let crashed = self.nodes.values().filter(|n| n.node.is_none()).count();
-        if crashed == 0 && self.rng.random_bool(self.cfg.crash_rate) {
-            let ids: Vec<NodeId> = self.nodes.keys().cloned().collect();
+        let crashed = self.nodes.values().any(|n| n.crashed.is_some());
+        if !crashed && self.rng.random_bool(self.cfg.crash_rate) {
+            let ids = self.members_up();
             let victim = ids[self.rng.random_range(0..ids.len())].clone();
             self.crash(&victim);
+        }
+    }
+
+    /// Start the scheduled join or leave once it is due (a leave waits for
+    /// its node to be up).
+    fn start_membership_change(&mut self) {
+        let Some(change) = self.pending_change.take_if(|c| c.at() <= self.now) else {
+            return;
+        };
+        match &change {
+            MembershipChange::Join { node, seed, .. } => self.join(node, seed),
+            MembershipChange::Leave { node, .. } if self.node_up(node).is_some() => {
+                let now = self.clock(node);
+                self.node_mut(node).leave(now);
+                self.collect(node);
+            }
+            MembershipChange::Leave { .. } => {
+                self.pending_change = Some(change);
+                return;
+            }
+        }
+        self.record(&(self.now, &change));
+    }
+
+    /// Start a new node that knows only `seed`.
+    fn join(&mut self, id: &NodeId, seed: &NodeId) {
+        let skew = self.rng.random_range(0..=self.cfg.max_clock_skew_ms);
+        let node = membership::joiner(id, seed, &self.settings, self.rng.random());
+        let seeds = node.membership().seeds().to_vec();
+        self.nodes
+            .insert(id.clone(), SimNode::up(node, skew, seeds));
+    }
+
+    /// Stop for good the nodes that left the cluster a while ago.
+    fn stop_departed_nodes(&mut self) {
+        let mut stopped = Vec::new();
+        for (id, sim_node) in &mut self.nodes {
+            if !sim_node.node.as_ref().is_some_and(Node::has_left) {
+                continue;
+            }
+            let left_at = *sim_node.left_at.get_or_insert(self.now);
+            if self.now >= left_at + LINGER_AFTER_LEAVING_MS {
+                sim_node.node = None;
+                stopped.push(id.clone());
+            }
+        }
+        for id in stopped {
+            self.abandon_requests_via(&id, "coordinator left the cluster");
         }
     }
 
@@ -340,6 +511,7 @@ impl Sim {
         let restart_at = self.now + self.rng.random_range(500..=4_000);
         let sim_node = self.nodes.get_mut(id).expect("node");
         if let Some(node) = sim_node.node.take() {
+            let members = node.membership().members().cloned().collect();
             let store = node.into_store();
             let kept = if power_loss {
                 // The counter lease is fsynced the moment it is raised.
@@ -350,8 +522,18 @@ impl Sim {
             } else {
                 store
             };
-            sim_node.crashed = Some((kept, restart_at));
+            sim_node.crashed = Some(Crashed {
+                store: kept,
+                members,
+                restart_at,
+            });
         }
+        self.abandon_requests_via(id, "coordinator crashed");
+    }
+
+    /// Clients waiting on a node that went away never hear back: their
+    /// writes stay indeterminate.
+    fn abandon_requests_via(&mut self, id: &NodeId, why: &str) {
         let lost: Vec<ClientId> = self
             .requests
             .iter()
@@ -363,8 +545,7 @@ impl Sim {
                 self.requests.remove(&c).map(|r| r.waiter)
             {
                 if let Step::Write(index) = step {
-                    self.history.writes[index].outcome =
-                        WriteOutcome::Indeterminate("coordinator crashed".into());
+                    self.history.writes[index].outcome = WriteOutcome::Indeterminate(why.into());
                 }
                 self.busy[client] = false;
             }
@@ -375,7 +556,7 @@ impl Sim {
         let due: Vec<NodeId> = self
             .nodes
             .iter()
-            .filter(|(_, n)| n.crashed.as_ref().is_some_and(|(_, at)| *at <= self.now))
+            .filter(|(_, n)| n.crashed.as_ref().is_some_and(|c| c.restart_at <= self.now))
             .map(|(id, _)| id.clone())
             .collect();
         for id in due {
@@ -383,13 +564,23 @@ impl Sim {
         }
     }
 
+    /// Restart a crashed node from its store and remembered member list.
     fn restart(&mut self, id: &NodeId) {
         let sim_node = self.nodes.get_mut(id).expect("node");
-        if let Some((store, _)) = sim_node.crashed.take() {
-            let node = Node::new(id.clone(), self.settings.clone(), self.ring.clone(), store)
-                .expect("a memory store always has a lease");
-            sim_node.node = Some(node);
-        }
+        let Some(crashed) = sim_node.crashed.take() else {
+            return;
+        };
+        let seeds = sim_node.seeds.clone();
+        let rng_seed = self.rng.random();
+        let node = membership::restored(
+            id,
+            crashed.members,
+            seeds,
+            &self.settings,
+            crashed.store,
+            rng_seed,
+        );
+        self.nodes.get_mut(id).expect("node").node = Some(node);
     }
 
     /// End every fault: links heal, crashed nodes restart, messages flow.
@@ -403,9 +594,10 @@ impl Sim {
         }
     }
 
-    fn start_client_work(&mut self) {
+    /// Each idle client starts an operation with chance `rate`.
+    fn start_client_work(&mut self, rate: f64) {
         for c in 0..self.clients.len() {
-            if self.busy[c] || !self.rng.random_bool(0.05) {
+            if self.busy[c] || !self.rng.random_bool(rate) {
                 continue;
             }
             let (op, step) =
@@ -440,6 +632,7 @@ impl Sim {
             match effect {
                 Effect::Send { to, msg } => {
                     let faults = self.faults;
+                    let to = membership::route(to);
                     self.net
                         .send(&mut self.rng, self.now, &faults, (id.clone(), to, msg));
                 }
@@ -475,17 +668,45 @@ impl Sim {
         }
     }
 
-    /// Every key's preference-list replicas hold the same sibling set.
+    /// The membership change is done, every node up serves the same ring,
+    /// and every key's preference-list replicas in it hold the same
+    /// sibling set.
     fn converged(&self) -> bool {
-        self.keys.iter().all(|key| {
-            let sets: Vec<_> = self.replica_states(key).into_values().collect();
-            sets.windows(2).all(|w| w[0] == w[1])
+        let Some(ring) = self.serving_ring() else {
+            return false;
+        };
+        self.unfinished_change().is_none()
+            && self
+                .live()
+                .all(|n| n.ring().fingerprint() == ring.fingerprint())
+            && self.keys.iter().all(|key| {
+                let sets: Vec<_> = self.replica_states(ring, key).into_values().collect();
+                sets.windows(2).all(|w| w[0] == w[1])
+            })
+    }
+
+    /// What is not done of the scheduled membership change, if anything.
+    fn unfinished_change(&self) -> Option<String> {
+        let change = self.cfg.change.as_ref()?;
+        if self.pending_change.is_some() {
+            return Some(format!("membership: {change} never started"));
+        }
+        let lagging = membership::lagging_views(change, self.live());
+        (!lagging.is_empty()).then(|| {
+            format!(
+                "membership: {change} did not finish: {}",
+                lagging.join(", ")
+            )
         })
     }
 
-    fn replica_states(&self, key: &str) -> BTreeMap<String, SiblingSet> {
-        self.ring
-            .preference_list(key.as_bytes(), self.settings.n)
+    /// The ring requests are served by: the first node up's.
+    fn serving_ring(&self) -> Option<&Ring> {
+        self.live().next().map(Node::ring)
+    }
+
+    fn replica_states(&self, ring: &Ring, key: &str) -> BTreeMap<String, SiblingSet> {
+        ring.preference_list(key.as_bytes(), self.settings.n)
             .into_iter()
             .filter_map(|id| {
                 let node = self.nodes[&id].node.as_ref()?;
@@ -500,13 +721,15 @@ impl Sim {
             .collect()
     }
 
-    /// Read every key with R = N through the protocol, and every replica.
+    /// Read every key with R = N through the protocol, and every replica
+    /// of the final ring.
     fn final_state(&mut self) -> FinalState {
         let mut state = FinalState::default();
+        let ring = self.serving_ring().cloned().unwrap_or_default();
         for key in self.keys.clone() {
             state
                 .replicas
-                .insert(key.clone(), self.replica_states(&key));
+                .insert(key.clone(), self.replica_states(&ring, &key));
             if let Some(set) = self.quorum_read(&key) {
                 state.reads.insert(key, set);
             }
@@ -527,7 +750,9 @@ impl Sim {
                     key: key.to_string(),
                 },
             );
-            self.run_until(10_000, |s| s.final_reads.contains_key(key));
+            self.run_until(10_000, TICK_MS, Activity::Quiet, |s| {
+                s.final_reads.contains_key(key)
+            });
             if let Some(Some(set)) = self.final_reads.remove(key) {
                 return Some(set);
             }
@@ -537,14 +762,23 @@ impl Sim {
 
     /// The nodes that are up, in id order.
     fn live_ids(&self) -> Vec<NodeId> {
-        self.nodes
-            .iter()
-            .filter(|(_, n)| n.node.is_some())
-            .map(|(id, _)| id.clone())
+        self.live().map(|n| n.id().clone()).collect()
+    }
+
+    /// The nodes that are up and have not left, in id order.
+    fn members_up(&self) -> Vec<NodeId> {
+        self.live()
+            .filter(|n| !n.has_left())
+            .map(|n| n.id().clone())
             .collect()
     }
 
-    fn live(&self, id: &NodeId) -> Option<&Node<MemoryStore>> {
+    /// Every node that is up, in id order.
+    fn live(&self) -> impl Iterator<Item = &Node<MemoryStore>> {
+        self.nodes.values().filter_map(|n| n.node.as_ref())
+    }
+
+    fn node_up(&self, id: &NodeId) -> Option<&Node<MemoryStore>> {
         self.nodes.get(id).and_then(|n| n.node.as_ref())
     }
 

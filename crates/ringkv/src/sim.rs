@@ -3,6 +3,7 @@
 
 use indicatif::{ProgressBar, ProgressStyle};
 use ringkv_sim::{run, SimConfig, SimReport};
+use tracing_subscriber::util::SubscriberInitExt;
 
 #[derive(clap::Args)]
 pub struct SimArgs {
@@ -32,18 +33,28 @@ pub fn run_sims(args: SimArgs) -> Result<(), String> {
 }
 
 fn run_many(first: u64, count: u64) -> Result<(), String> {
+    // The simulated nodes' own logs (joins, handoffs) would drown the
+    // progress bar; `RUST_LOG` brings them back, and `--seed S` keeps them.
+    let _quiet = std::env::var_os("RUST_LOG").is_none().then(|| {
+        tracing_subscriber::fmt()
+            .with_max_level(tracing_subscriber::filter::LevelFilter::OFF)
+            .set_default()
+    });
     let bar = ProgressBar::new(count);
     bar.set_style(
         ProgressStyle::with_template("{bar:40} {pos}/{len} seeds  {msg}")
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let (mut ops, mut writes_checked, mut faults) = (0, 0, 0u64);
+    let (mut joins, mut leaves) = (0, 0);
     let mut failed = Vec::new();
     for seed in first..first + count {
         let report = run(SimConfig::for_seed(seed));
         ops += report.writes + report.reads;
         writes_checked += report.verdict.writes_checked;
         faults += fault_total(&report);
+        joins += usize::from(report.had_join());
+        leaves += usize::from(report.had_leave());
         if !report.verdict.ok() || report.converged_after_ms.is_none() {
             failed.push(seed);
             bar.println(format!("seed {seed} FAILED: {}", first_problem(&report)));
@@ -53,8 +64,8 @@ fn run_many(first: u64, count: u64) -> Result<(), String> {
     }
     bar.finish();
     println!(
-        "{count} seeds run, {ops} operations, {writes_checked} acknowledged writes checked, \
-         {faults} faults injected, {} failed",
+        "{count} seeds run ({joins} with a join, {leaves} with a leave), {ops} operations, \
+         {writes_checked} acknowledged writes checked, {faults} faults injected, {} failed",
         failed.len()
     );
     if failed.is_empty() {
@@ -89,6 +100,9 @@ fn print_report(r: &SimReport) {
         "  faults: {} partitions, {} crashes, {} of {} messages dropped, {} duplicated, {} cut",
         r.faults.partitions, r.faults.crashes, n.dropped, n.sent, n.duplicated, n.cut
     );
+    if let Some(change) = &r.change {
+        println!("  membership: {change}");
+    }
     match r.converged_after_ms {
         Some(ms) => println!("  replicas converged {ms} simulated ms after heal"),
         None => println!("  replicas did NOT converge"),

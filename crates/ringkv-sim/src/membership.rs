@@ -1,0 +1,174 @@
+//! Membership changes in the fault schedule: one node joins through a seed
+//! or one member leaves, at a random time of the faulty phase. Also how a
+//! node is (re)built from a member list, as the server does from its
+//! `members.json`, and whether a change has finished everywhere.
+
+use rand::rngs::ChaCha8Rng;
+use rand::RngExt;
+use ringkv_core::gossip::{seed_id, MemberState, MemberStatus, Membership};
+use ringkv_core::node::Node;
+use ringkv_core::settings::Settings;
+use ringkv_core::{Millis, NodeId};
+use ringkv_store::MemoryStore;
+use std::fmt;
+
+/// Share of seeds whose schedule holds a membership change.
+const CHANGE_CHANCE: f64 = 1.0 / 3.0;
+/// A leave needs this many nodes, so that N = 3 replicas remain possible.
+const MIN_NODES_TO_LEAVE: usize = 4;
+
+/// The one membership change of a run.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum MembershipChange {
+    /// A new node `node` starts at `at` knowing only the address of `seed`.
+    Join {
+        node: NodeId,
+        seed: NodeId,
+        at: Millis,
+    },
+    /// Member `node` starts leaving at `at`, or as soon after as it is up.
+    Leave { node: NodeId, at: Millis },
+}
+
+impl MembershipChange {
+    /// About a third of seeds get a change, at a time within the faulty
+    /// phase: a join through a random node, or (with at least four nodes) a
+    /// leave of one, equally likely.
+    pub fn draw(rng: &mut ChaCha8Rng, nodes: usize, fault_ms: Millis) -> Option<Self> {
+        if !rng.random_bool(CHANGE_CHANCE) {
+            return None;
+        }
+        let at = rng.random_range(fault_ms / 10..=fault_ms * 8 / 10);
+        let existing = NodeId::new(format!("n{}", rng.random_range(1..=nodes)));
+        if nodes >= MIN_NODES_TO_LEAVE && rng.random_bool(0.5) {
+            return Some(MembershipChange::Leave { node: existing, at });
+        }
+        Some(MembershipChange::Join {
+            node: NodeId::new(format!("n{}", nodes + 1)),
+            seed: existing,
+            at,
+        })
+    }
+
+    /// The node that joins or leaves.
+    pub fn node(&self) -> &NodeId {
+        match self {
+            MembershipChange::Join { node, .. } | MembershipChange::Leave { node, .. } => node,
+        }
+    }
+
+    pub fn at(&self) -> Millis {
+        match self {
+            MembershipChange::Join { at, .. } | MembershipChange::Leave { at, .. } => *at,
+        }
+    }
+
+    pub fn is_join(&self) -> bool {
+        matches!(self, MembershipChange::Join { .. })
+    }
+
+    pub fn is_leave(&self) -> bool {
+        matches!(self, MembershipChange::Leave { .. })
+    }
+
+    /// The status every node must see the moving node in once it is done.
+    fn outcome(&self) -> MemberStatus {
+        match self {
+            MembershipChange::Join { .. } => MemberStatus::Member,
+            MembershipChange::Leave { .. } => MemberStatus::Left,
+        }
+    }
+}
+
+impl fmt::Display for MembershipChange {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            MembershipChange::Join { node, seed, at } => {
+                write!(f, "join of {node} through {seed} at {at} ms")
+            }
+            MembershipChange::Leave { node, at } => write!(f, "leave of {node} at {at} ms"),
+        }
+    }
+}
+
+/// The simulated network's address of a node is its id, so a seed's
+/// pseudo-id `seed:<id>` is that node.
+pub fn route(to: NodeId) -> NodeId {
+    let prefix = seed_id("");
+    match to.as_str().strip_prefix(prefix.as_str()) {
+        Some(id) => NodeId::new(id),
+        None => to,
+    }
+}
+
+/// A brand-new node that knows only `seed`'s address (generation 1).
+pub fn joiner(id: &NodeId, seed: &NodeId, settings: &Settings, rng_seed: u64) -> Node<MemoryStore> {
+    let me = MemberState {
+        generation: 1,
+        ..MemberState::new(id.clone(), MemberStatus::Joining)
+    };
+    let seeds = vec![seed.to_string()];
+    build(
+        me,
+        Vec::new(),
+        seeds,
+        settings,
+        MemoryStore::new(),
+        rng_seed,
+    )
+}
+
+/// A restart, as the server's `members_file::restored` does it: the member
+/// list the node last had, its own entry renewed (same status, next
+/// generation, version 0, no suspicions, nothing synced yet).
+pub fn restored(
+    id: &NodeId,
+    remembered: Vec<MemberState>,
+    seeds: Vec<String>,
+    settings: &Settings,
+    store: MemoryStore,
+    rng_seed: u64,
+) -> Node<MemoryStore> {
+    let (mine, others): (Vec<MemberState>, Vec<MemberState>) =
+        remembered.into_iter().partition(|m| m.id == *id);
+    let before = mine.into_iter().next();
+    let me = MemberState {
+        generation: before.as_ref().map_or(0, |m| m.generation) + 1,
+        ..MemberState::new(
+            id.clone(),
+            before.map_or(MemberStatus::Member, |m| m.status),
+        )
+    };
+    build(me, others, seeds, settings, store, rng_seed)
+}
+
+fn build(
+    me: MemberState,
+    known: Vec<MemberState>,
+    seeds: Vec<String>,
+    settings: &Settings,
+    store: MemoryStore,
+    rng_seed: u64,
+) -> Node<MemoryStore> {
+    let members = Membership::new(me, known, seeds, settings.membership.clone());
+    Node::with_membership(settings.clone(), members, store, rng_seed)
+        .expect("a memory store always has a lease")
+}
+
+/// How the running `nodes` that do not yet see `change` done see its node
+/// (`"n1 sees n4 Joining"`); empty once every one of them sees the outcome.
+pub fn lagging_views<'a>(
+    change: &MembershipChange,
+    nodes: impl Iterator<Item = &'a Node<MemoryStore>>,
+) -> Vec<String> {
+    let (id, outcome) = (change.node(), change.outcome());
+    nodes
+        .filter_map(|node| {
+            let status = node.membership().member(id).map(|m| m.status);
+            (status != Some(outcome)).then(|| match status {
+                Some(status) => format!("{} sees {id} {status:?}", node.id()),
+                None => format!("{} does not know {id}", node.id()),
+            })
+        })
+        .collect()
+}
