@@ -115,6 +115,7 @@ pub struct FaultCounts {
 pub struct SimReport {
     pub seed: u64,
     pub nodes: usize,
+    pub vnodes: u32,
     /// The membership change the schedule held, if any.
     pub change: Option<MembershipChange>,
     pub writes: usize,
@@ -252,19 +253,11 @@ pub fn run(cfg: SimConfig) -> SimReport {
     );
     let converged_after_ms = converged.then(|| sim.now - healed_at);
     let state = sim.final_state();
-    // Reads are guaranteed to see earlier acknowledged writes only while
-    // acknowledgements are durable: a power loss takes a node's last
-    // un-fsynced writes (fsync = "interval"), leaving fewer than W copies
-    // until anti-entropy restores them. The other rules hold regardless.
-    let mut verdict = if sim.counts.power_losses == 0 {
-        check_with_intersecting_quorums(&sim.history, &state)
-    } else {
-        check(&sim.history, &state)
-    };
-    verdict.violations.extend(sim.unfinished_change());
+    let verdict = sim.verdict(&state);
     SimReport {
         seed: sim.cfg.seed,
         nodes: sim.cfg.nodes,
+        vnodes: sim.cfg.vnodes,
         change: sim.cfg.change.clone(),
         writes: sim.history.writes.len(),
         acked: sim
@@ -385,25 +378,7 @@ impl Sim {
         }
         self.start_membership_change();
         self.restart_due_nodes();
-        while let Some((from, to, msg)) = self.net.due(self.now) {
-            self.record(&(self.now, &from, &to, &msg));
-            if self.node_up(&to).is_none() {
-                // A crashed peer refuses connections: the sender hears so.
-                if self.node_up(&from).is_some() {
-                    let now = self.clock(&from);
-                    self.nodes
-                        .get_mut(&from)
-                        .and_then(|n| n.node.as_mut())
-                        .expect("live")
-                        .on_unreachable(now, to);
-                    self.collect(&from);
-                }
-                continue;
-            }
-            let now = self.clock(&to);
-            self.node_mut(&to).on_message(now, from, msg);
-            self.collect(&to);
-        }
+        self.deliver_due_messages();
         if self.now.is_multiple_of(FSYNC_MS) {
             for sim_node in self.nodes.values_mut() {
                 if let Some(node) = &sim_node.node {
@@ -418,6 +393,25 @@ impl Sim {
                 self.collect(&id);
             }
             self.stop_departed_nodes();
+        }
+    }
+
+    fn deliver_due_messages(&mut self) {
+        while let Some((from, to, msg)) = self.net.due(self.now) {
+            self.record(&(self.now, &from, &to, &msg));
+            if self.node_up(&to).is_none() {
+                // A crashed or departed peer refuses connections: the sender
+                // hears so.
+                if self.node_up(&from).is_some() {
+                    let now = self.clock(&from);
+                    self.node_mut(&from).on_unreachable(now, to);
+                    self.collect(&from);
+                }
+                continue;
+            }
+            let now = self.clock(&to);
+            self.node_mut(&to).on_message(now, from, msg);
+            self.collect(&to);
         }
     }
 
@@ -719,6 +713,21 @@ impl Sim {
                 Some((id.to_string(), set))
             })
             .collect()
+    }
+
+    /// The checker's findings, and a join or leave that did not finish.
+    fn verdict(&self, state: &FinalState) -> Verdict {
+        // Reads are guaranteed to see earlier acknowledged writes only while
+        // acknowledgements are durable: a power loss takes a node's last
+        // un-fsynced writes (fsync = "interval"), leaving fewer than W copies
+        // until anti-entropy restores them. The other rules hold regardless.
+        let mut verdict = if self.counts.power_losses == 0 {
+            check_with_intersecting_quorums(&self.history, state)
+        } else {
+            check(&self.history, state)
+        };
+        verdict.violations.extend(self.unfinished_change());
+        verdict
     }
 
     /// Read every key with R = N through the protocol, and every replica

@@ -90,7 +90,10 @@ fn first_problem(r: &SimReport) -> String {
 }
 
 fn print_report(r: &SimReport) {
-    println!("seed {}: {} nodes, trace {:016x}", r.seed, r.nodes, r.trace);
+    println!(
+        "seed {}: {} nodes, {} vnodes each, trace {:016x}",
+        r.seed, r.nodes, r.vnodes, r.trace
+    );
     println!(
         "  {} writes ({} acknowledged), {} reads; {} acknowledged writes checked over {} keys",
         r.writes, r.acked, r.reads, r.verdict.writes_checked, r.verdict.keys_checked

@@ -405,6 +405,13 @@ impl<S: Store> Node<S> {
             .ring
             .preference_list_for_token(range.end, self.settings.n);
         let (entries, more) = self.read_page(range, None)?;
+        if !entries.is_empty() {
+            // The counters of dropped keys are gone from the store; should a
+            // stale peer still send this node a write for one, its dot must
+            // not repeat one issued before (the simulator found a leaving
+            // node doing so). Every counter issued so far is below the lease.
+            self.lease.floor = self.lease.until;
+        }
         for (key, siblings) in entries {
             self.store.delete(&key)?;
             self.handoff.progress.keys_dropped += 1;
