@@ -334,6 +334,11 @@ impl Membership {
         self.settings.down_quorum.min(others).max(1)
     }
 
+    /// Live members other than this node.
+    fn peers(&self) -> impl Iterator<Item = &MemberState> {
+        self.live_entries().filter(|m| m.id != self.me)
+    }
+
     fn live_entries(&self) -> impl Iterator<Item = &MemberState> {
         self.members
             .values()
@@ -405,8 +410,7 @@ impl Membership {
     /// departure) to all at once instead of waiting for rounds.
     pub fn announce(&self) -> Vec<(NodeId, GossipMsg)> {
         let states = vec![self.me().clone()];
-        self.live_entries()
-            .filter(|m| m.id != self.me)
+        self.peers()
             .map(|m| {
                 (
                     m.id.clone(),
@@ -481,11 +485,7 @@ impl Membership {
 
     /// Suspect every live member not heard from directly for too long.
     fn refresh_suspicions(&mut self, now: Millis) {
-        let others: Vec<NodeId> = self
-            .live_entries()
-            .filter(|m| m.id != self.me)
-            .map(|m| m.id.clone())
-            .collect();
+        let others: Vec<NodeId> = self.peers().map(|m| m.id.clone()).collect();
         let mut suspects = BTreeSet::new();
         for id in others {
             let heard = *self.heard.entry(id.clone()).or_insert(now);
@@ -500,8 +500,7 @@ impl Membership {
     fn probes(&mut self, now: Millis) -> Vec<(NodeId, GossipMsg)> {
         let interval = self.settings.probe_interval_ms;
         let due: Vec<NodeId> = self
-            .live_entries()
-            .filter(|m| m.id != self.me)
+            .peers()
             .map(|m| m.id.clone())
             .filter(|id| {
                 let quiet =
@@ -520,11 +519,7 @@ impl Membership {
     /// A random live member other than this node; a seed while none is
     /// known.
     fn round_peer(&self, random: u64) -> Option<NodeId> {
-        let peers: Vec<&NodeId> = self
-            .live_entries()
-            .filter(|m| m.id != self.me)
-            .map(|m| &m.id)
-            .collect();
+        let peers: Vec<&NodeId> = self.peers().map(|m| &m.id).collect();
         if !peers.is_empty() {
             return Some(peers[(random % peers.len() as u64) as usize].clone());
         }

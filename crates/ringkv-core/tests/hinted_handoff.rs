@@ -5,7 +5,6 @@
 mod common;
 
 use common::*;
-use ringkv_core::coordinator::ClientId;
 use ringkv_core::message::{ClientError, ClientOp, ClientResult, Message};
 use ringkv_core::node::Node;
 use ringkv_core::settings::Settings;
@@ -53,17 +52,6 @@ fn put_op(key: &str, value: &str, w: Option<usize>, pw: Option<usize>) -> Client
         w,
         pw,
     }
-}
-
-/// Hand `op` to `via` without letting time pass (unlike `Net::request`).
-fn submit(net: &mut Net, via: &str, op: ClientOp) -> ClientId {
-    let client = net.next_client;
-    net.next_client += 1;
-    let now = net.now;
-    net.node(via).on_client(now, client, op);
-    net.collect(&id(via));
-    net.settle();
-    client
 }
 
 fn pending_total(net: &Net) -> usize {
@@ -210,7 +198,7 @@ fn a_silent_replica_gets_a_stand_in_after_half_the_timeout() {
     net.cut_link(&pref[0], &pref[1]);
     net.cut_link(&pref[0], &pref[2]);
     let started = net.now;
-    let client = submit(&mut net, &pref[0], put_op("cart", "apple", Some(2), None));
+    let client = net.submit(&pref[0], put_op("cart", "apple", Some(2), None));
     assert!(!net.replies.contains_key(&client), "no quorum yet");
     let timeout = settings().request_timeout_ms;
     net.run_for(timeout / 2 + 100, 100);

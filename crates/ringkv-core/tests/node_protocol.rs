@@ -107,9 +107,6 @@ fn a_coordinator_down_by_agreement_is_skipped_without_waiting() {
         net.cut_link(&silent, other);
     }
     net.run_for(8_000, 100);
-    let client = net.next_client;
-    net.next_client += 1;
-    let now = net.now;
     let op = ClientOp::Put {
         key: "k".into(),
         value: "v".into(),
@@ -117,9 +114,7 @@ fn a_coordinator_down_by_agreement_is_skipped_without_waiting() {
         w: None,
         pw: None,
     };
-    net.node(via).on_client(now, client, op);
-    net.collect(&id(via));
-    net.settle();
+    let client = net.submit(via, op);
     let reply = net
         .replies
         .remove(&client)

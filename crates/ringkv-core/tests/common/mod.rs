@@ -153,13 +153,20 @@ impl Net {
         }
     }
 
-    pub fn request(&mut self, via: &str, op: ClientOp) -> ClientResult {
+    /// Hand `op` to `via` and deliver what follows, without letting time
+    /// pass; the reply, if any, is in `replies` under the returned id.
+    pub fn submit(&mut self, via: &str, op: ClientOp) -> ClientId {
         let client = self.next_client;
         self.next_client += 1;
         let now = self.now;
         self.node(via).on_client(now, client, op);
         self.collect(&id(via));
         self.settle();
+        client
+    }
+
+    pub fn request(&mut self, via: &str, op: ClientOp) -> ClientResult {
+        let client = self.submit(via, op);
         if !self.replies.contains_key(&client) {
             self.advance(10_000);
         }
