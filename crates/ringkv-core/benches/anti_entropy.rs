@@ -12,13 +12,14 @@ use ringkv_core::range::TokenRange;
 use ringkv_core::settings::Settings;
 use ringkv_core::siblings::{SiblingSet, WriteLimits};
 use ringkv_core::store::Store;
-use ringkv_core::version::VersionVector;
+use ringkv_core::version::CausalContext;
 use std::hint::black_box;
 use std::time::Instant;
 
 const LIMITS: WriteLimits = WriteLimits {
     max_siblings: 8,
     max_clock_entries: 8,
+    young_clock_ms: 20_000,
     min_counter: 0,
 };
 
@@ -26,7 +27,7 @@ fn version(value: &[u8], at: u64) -> SiblingSet {
     let mut set = SiblingSet::new();
     set.write(
         &id("n1"),
-        &VersionVector::new(),
+        &CausalContext::new(),
         Some(value.to_vec()),
         at,
         LIMITS,

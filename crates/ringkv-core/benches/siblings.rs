@@ -7,7 +7,7 @@
 
 use divan::{black_box, Bencher};
 use ringkv_core::siblings::SiblingSet;
-use ringkv_core::version::VersionVector;
+use ringkv_core::version::CausalContext;
 
 mod support;
 
@@ -30,8 +30,8 @@ fn merge_equal(bencher: Bencher, count: usize) {
 #[divan::bench(args = [1, 4, 16])]
 fn merge_diverged(bencher: Bencher, count: usize) {
     let (mut mine, mut theirs) = (siblings(count), siblings(count));
-    write(&mut mine, 5, &VersionVector::new());
-    write(&mut theirs, 6, &VersionVector::new());
+    write(&mut mine, 5, &CausalContext::new());
+    write(&mut theirs, 6, &CausalContext::new());
     assert_eq!(merged(&mine, &theirs).len(), count + 2);
     bench_merge(bencher, &mine, &theirs);
 }

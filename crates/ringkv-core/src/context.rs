@@ -1,15 +1,26 @@
 //! The opaque causal context handed to clients.
 //!
-//! A GET returns the version vector of everything it saw; the client sends
-//! it back unchanged with its next write so that write supersedes exactly
-//! those versions. Clients must treat it as opaque: it is a format byte plus
-//! the postcard-encoded vector, in unpadded URL-safe base64 (safe in headers).
+//! A GET returns the context of everything it showed; a PUT or DELETE
+//! returns the context its client sent plus the new version's dot — exactly
+//! what the answer's holder has seen (see [`crate::version`]). The client
+//! sends it back unchanged with its next write, which then supersedes
+//! exactly those versions. Clients must treat it as opaque: a format byte
+//! plus the postcard-encoded [`CausalContext`], in unpadded URL-safe base64
+//! (safe in headers).
+//!
+//! Format 1 (before exact contexts) encoded a plain version vector: each
+//! entry meant "every event up to this counter". It still decodes, with
+//! that meaning, so contexts held by clients across an upgrade stay valid.
 
-use crate::version::VersionVector;
+use crate::version::CausalContext;
+use crate::{Millis, NodeId};
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
 use base64::Engine;
+use serde::Deserialize;
+use std::collections::BTreeMap;
 
-const FORMAT: u8 = 1;
+const FORMAT: u8 = 2;
+const FORMAT_VERSION_VECTOR: u8 = 1;
 /// Contexts are small (a few entries); anything longer is not one of ours.
 const MAX_ENCODED_LEN: usize = 16 * 1024;
 
@@ -17,25 +28,51 @@ const MAX_ENCODED_LEN: usize = 16 * 1024;
 #[error("invalid causal context: {0}")]
 pub struct ContextError(&'static str);
 
-pub fn encode(context: &VersionVector) -> String {
+pub fn encode(context: &CausalContext) -> String {
     let mut bytes = vec![FORMAT];
     bytes.extend(postcard::to_stdvec(context).unwrap_or_default());
     URL_SAFE_NO_PAD.encode(bytes)
 }
 
-pub fn decode(text: &str) -> Result<VersionVector, ContextError> {
+pub fn decode(text: &str) -> Result<CausalContext, ContextError> {
     if text.len() > MAX_ENCODED_LEN {
         return Err(ContextError("too long"));
     }
     let bytes = URL_SAFE_NO_PAD
         .decode(text.trim())
         .map_err(|_| ContextError("not base64url"))?;
+    let corrupt = |_| ContextError("corrupt encoding");
     match bytes.split_first() {
-        Some((&FORMAT, body)) => {
-            postcard::from_bytes(body).map_err(|_| ContextError("corrupt encoding"))
-        }
+        Some((&FORMAT, body)) => postcard::from_bytes(body).map_err(corrupt),
+        Some((&FORMAT_VERSION_VECTOR, body)) => postcard::from_bytes::<VersionVector>(body)
+            .map(VersionVector::into_context)
+            .map_err(corrupt),
         Some(_) => Err(ContextError("unknown format version")),
         None => Err(ContextError("empty")),
+    }
+}
+
+/// A plain version vector as format 1 encoded it (contexts, and the
+/// store's values of format 1, which decode through it).
+#[derive(Debug, Deserialize)]
+pub struct VersionVector {
+    entries: BTreeMap<NodeId, VectorEntry>,
+}
+
+#[derive(Debug, Deserialize)]
+struct VectorEntry {
+    counter: u64,
+    timestamp: Millis,
+}
+
+impl VersionVector {
+    /// The same history as an exact context: every event up to each counter.
+    pub fn into_context(self) -> CausalContext {
+        let mut context = CausalContext::new();
+        for (node, e) in self.entries {
+            context.add_prefix(&node, e.counter, e.timestamp);
+        }
+        context
     }
 }
 
@@ -46,19 +83,28 @@ mod tests {
 
     #[test]
     fn contexts_round_trip() {
-        let mut v = VersionVector::new();
+        let mut v = CausalContext::new();
         v.add(&Dot::new("n1", 7), 1_700_000_000_000);
         v.add(&Dot::new("n2", 1), 1_700_000_000_001);
         assert_eq!(decode(&encode(&v)), Ok(v));
         assert_eq!(
-            decode(&encode(&VersionVector::new())),
-            Ok(VersionVector::new())
+            decode(&encode(&CausalContext::new())),
+            Ok(CausalContext::new())
         );
     }
 
     #[test]
+    fn format_1_contexts_still_mean_every_event_up_to_each_counter() {
+        // `n2` at counter 2, timestamp 1, as format 1 encoded it.
+        let old = "AQECbjICAQ";
+        let context = decode(old).expect("format 1 decodes");
+        assert!(context.covers(&Dot::new("n2", 1)) && context.covers(&Dot::new("n2", 2)));
+        assert!(!context.covers(&Dot::new("n2", 3)));
+    }
+
+    #[test]
     fn garbage_contexts_are_rejected_not_panicked_on() {
-        for bad in ["", "!!!", "AAAA", "Ag", &"A".repeat(20_000), "AQ-_-_-_-_"] {
+        for bad in ["", "!!!", "AAAA", "Aw", &"A".repeat(20_000), "Ag-_-_-_-_"] {
             assert!(decode(bad).is_err(), "{bad:?} decoded");
         }
     }

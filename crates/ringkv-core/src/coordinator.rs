@@ -7,7 +7,7 @@
 
 use crate::message::{ClientOp, RequestId};
 use crate::siblings::SiblingSet;
-use crate::version::VersionVector;
+use crate::version::{CausalContext, Dot};
 use crate::{Millis, NodeId};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -217,8 +217,10 @@ pub struct WriteAcks {
 pub struct PutOp {
     pub origin: Origin,
     pub quorum: Quorum,
-    /// The clock of the version written, returned to the client.
-    pub written: VersionVector,
+    /// The new version's dot, returned to the client.
+    pub dot: Dot,
+    /// The context returned to the client for its next write.
+    pub returned: CausalContext,
     /// What the replicas are sent, kept for stand-ins added later.
     pub key: Vec<u8>,
     pub siblings: SiblingSet,

@@ -10,7 +10,7 @@
 //! keys that start with the reserved byte.
 
 use crate::siblings::{Sibling, SiblingSet};
-use crate::version::VersionVector;
+use crate::version::CausalContext;
 
 /// First byte of every internal keyspace's keys; no user key may start
 /// with it.
@@ -51,7 +51,7 @@ pub fn is_reserved(user_key: &[u8]) -> bool {
 /// has no client context to go by, so it overwrites everything the
 /// coordinator's `stored` state holds: siblings collapse instead of piling
 /// up to `max_siblings`. Sibling keys keep exactly the client's context.
-pub fn write_context(key: &[u8], given: VersionVector, stored: &SiblingSet) -> VersionVector {
+pub fn write_context(key: &[u8], given: CausalContext, stored: &SiblingSet) -> CausalContext {
     match policy_of(key) {
         ConflictPolicy::Siblings => given,
         ConflictPolicy::Lww => {
@@ -86,7 +86,7 @@ mod tests {
     fn sibling(value: Option<&str>, timestamp: Millis, node: &str, counter: u64) -> Sibling {
         Sibling {
             dot: Dot::new(node, counter),
-            context: VersionVector::new(),
+            context: CausalContext::new(),
             timestamp,
             value: value.map(|v| v.as_bytes().to_vec()),
         }
@@ -146,10 +146,11 @@ mod tests {
         let limits = WriteLimits {
             max_siblings: 2,
             max_clock_entries: 8,
+            young_clock_ms: 20_000,
             min_counter: 0,
         };
         let write = |key: &[u8], set: &mut SiblingSet, t: Millis| {
-            let context = write_context(key, VersionVector::new(), set);
+            let context = write_context(key, CausalContext::new(), set);
             set.write(&"n1".into(), &context, Some(vec![t as u8]), t, limits)
         };
         let (mut lww, mut plain) = (SiblingSet::new(), SiblingSet::new());

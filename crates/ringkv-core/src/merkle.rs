@@ -140,18 +140,19 @@ fn combine(left: u64, right: u64) -> u64 {
 mod tests {
     use super::*;
     use crate::siblings::WriteLimits;
-    use crate::version::VersionVector;
+    use crate::version::CausalContext;
 
     fn set(value: &str) -> SiblingSet {
         let mut s = SiblingSet::new();
         let limits = WriteLimits {
             max_siblings: 4,
             max_clock_entries: 4,
+            young_clock_ms: 20_000,
             min_counter: 0,
         };
         s.write(
             &"n1".into(),
-            &VersionVector::new(),
+            &CausalContext::new(),
             Some(value.into()),
             1,
             limits,

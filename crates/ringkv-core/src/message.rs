@@ -10,7 +10,7 @@ use crate::anti_entropy::{AeStep, ExchangeId};
 use crate::gossip::GossipMsg;
 use crate::range::TokenRange;
 use crate::siblings::{SiblingSet, WriteError};
-use crate::version::VersionVector;
+use crate::version::{CausalContext, Dot};
 use crate::NodeId;
 use serde::{Deserialize, Serialize};
 
@@ -96,7 +96,7 @@ pub enum ClientOp {
         key: Vec<u8>,
         value: Vec<u8>,
         /// The causal context from an earlier read; empty for a blind write.
-        context: VersionVector,
+        context: CausalContext,
         w: Option<usize>,
         /// Of the W acks, how many must come from the key's real preference
         /// list rather than stand-ins (Riak's PW); `None`: no such demand.
@@ -107,7 +107,7 @@ pub enum ClientOp {
     /// expect; with one, it deletes exactly what that context saw.
     Delete {
         key: Vec<u8>,
-        context: Option<VersionVector>,
+        context: Option<CausalContext>,
         w: Option<usize>,
         pw: Option<usize>,
     },
@@ -135,9 +135,10 @@ impl ClientOp {
 pub enum ClientReply {
     /// A read's reconciled state (tombstones included; front ends hide them).
     Value(SiblingSet),
-    /// A write's outcome: the clock of the version it created, to use as the
-    /// context of a follow-up write.
-    Written(VersionVector),
+    /// A write's outcome: the new version's dot, and the context of a
+    /// follow-up write — the one the client sent plus that dot, exactly what
+    /// its writer has seen (never another sibling the coordinator holds).
+    Written { dot: Dot, context: CausalContext },
 }
 
 /// Why a client operation failed — each is one sentence for the user.

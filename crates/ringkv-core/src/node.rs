@@ -77,7 +77,9 @@ const LEASE_BLOCK: u64 = 10_000;
 /// The node's dot-counter lease (see [`Store::counter_lease`]).
 #[derive(Clone, Copy, Debug)]
 struct CounterLease {
-    /// Every counter issued before this node started is below it.
+    /// The lowest counter a new dot may get: every counter issued before
+    /// this node started, or for a key whose history it has since
+    /// forgotten, is below it.
     floor: u64,
     /// Counters below this are covered by the durable lease.
     until: u64,
@@ -475,8 +477,20 @@ impl<S: Store> Node<S> {
         let changed = set.merge(incoming);
         if changed {
             self.write_local(key, &old, &set)?;
+            self.keep_counters_above(&old, &set);
         }
         Ok(changed)
+    }
+
+    /// A merge can make this node forget its own latest dot of a key: a
+    /// version superseded it, and pruning dropped this node's entry from
+    /// the superseding version's context. Its next dot for the key would
+    /// then repeat an old one, which a stale context still covers — so
+    /// raise the floor of new dots above every counter issued so far.
+    fn keep_counters_above(&mut self, old: &SiblingSet, new: &SiblingSet) {
+        if new.max_counter(&self.id) < old.max_counter(&self.id) {
+            self.lease.floor = self.lease.until;
+        }
     }
 
     /// Make sure the durable lease covers `counter` before it is used.

@@ -32,8 +32,13 @@ pub struct Settings {
     /// Concurrent versions a key may hold before blind writes are refused
     /// (writes that resolve siblings with a context are always accepted).
     pub max_siblings: usize,
-    /// Entries kept in a version's causal context before the oldest are pruned.
+    /// Entries kept in a version's causal context before the oldest are
+    /// pruned (see [`CausalContext::prune`](crate::version::CausalContext::prune)).
     pub max_clock_entries: usize,
+    /// Context entries whose last event is younger than this are never
+    /// pruned: a recent write may still be on its way to a replica, which
+    /// needs the entry to see it superseded (Riak's `young_vclock`, 20 s).
+    pub young_clock_ms: u64,
     /// Background Merkle exchanges; configured in its own `[anti_entropy]`
     /// section, which the server copies in here.
     #[serde(skip)]
@@ -58,6 +63,7 @@ impl Default for Settings {
             max_value_bytes: 1024 * 1024,
             max_siblings: 64,
             max_clock_entries: 32,
+            young_clock_ms: 20_000,
             anti_entropy: AntiEntropySettings::default(),
             membership: MembershipSettings::default(),
             hints: HintSettings::default(),

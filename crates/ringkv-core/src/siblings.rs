@@ -6,21 +6,22 @@
 //! * replicas combine states with [`SiblingSet::merge`]: the union of both,
 //!   minus every sibling whose dot another sibling's context covers.
 //!
-//! Replicas always exchange whole sibling sets (as Riak ships whole objects),
-//! so a set holding a dot `n:k` also holds the fate of every earlier dot of
-//! `n` for that key: a context that covers `n:k` has really seen them all.
+//! Contexts are exact sets of dots (see [`crate::version`]), so a write
+//! supersedes exactly the versions its writer was shown, whatever else the
+//! same coordinator wrote meanwhile.
 
-use crate::version::{Dot, VersionVector};
+use crate::version::{CausalContext, Dot};
 use crate::{Millis, NodeId};
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeSet;
 
 /// One version of a key: a value (or a tombstone) with its causal history.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Sibling {
     /// The write event that made this version.
     pub dot: Dot,
-    /// What the writer had seen (the client's causal context).
-    pub context: VersionVector,
+    /// What the writer had seen (the client's causal context, pruned).
+    pub context: CausalContext,
     /// Coordinator wall-clock time of the write, for last-write-wins
     /// resolution by clients and for display; never used for causality.
     pub timestamp: Millis,
@@ -31,7 +32,7 @@ pub struct Sibling {
 
 impl Sibling {
     /// This version's full clock: its context plus its own dot.
-    pub fn clock(&self) -> VersionVector {
+    pub fn clock(&self) -> CausalContext {
         let mut clock = self.context.clone();
         clock.add(&self.dot, self.timestamp);
         clock
@@ -51,7 +52,7 @@ impl Sibling {
         let entries = |s: &Sibling| {
             s.context
                 .entries()
-                .map(|(n, e)| (n.clone(), e.counter, e.timestamp))
+                .map(|(n, e)| (n.clone(), e.timestamp, e.intervals().to_vec()))
                 .collect::<Vec<_>>()
         };
         (&self.dot, self.timestamp, &self.value)
@@ -82,6 +83,8 @@ pub struct SiblingSet {
 pub struct WriteLimits {
     pub max_siblings: usize,
     pub max_clock_entries: usize,
+    /// Context entries younger than this are not pruned.
+    pub young_clock_ms: Millis,
     /// The smallest counter the writer may issue: the floor of its counter
     /// lease, above every counter it issued before its last restart, so a
     /// node that lost its latest writes (power loss) never reuses their dots.
@@ -111,48 +114,60 @@ impl SiblingSet {
         self.siblings.iter().filter(|s| !s.is_tombstone())
     }
 
-    /// The causal context to hand a client: everything these versions have
-    /// seen. Writing back with it supersedes every one of them.
-    pub fn context(&self) -> VersionVector {
-        let mut ctx = VersionVector::new();
+    /// The causal context to hand a client: these versions and everything
+    /// they have seen. Writing back with it supersedes every one of them.
+    pub fn context(&self) -> CausalContext {
+        let mut ctx = CausalContext::new();
         for s in &self.siblings {
             ctx.merge(&s.clock());
         }
         ctx
     }
 
+    /// The highest counter of `node` this set knows of, in a dot or a
+    /// context: a coordinator's next dot for the key goes above it.
+    pub fn max_counter(&self, node: &NodeId) -> u64 {
+        self.siblings
+            .iter()
+            .map(|s| s.context.max_counter(node).max(dot_counter(&s.dot, node)))
+            .max()
+            .unwrap_or(0)
+    }
+
     /// Coordinate a client write on `node`: a new version (`None` = delete)
-    /// written against `context`. Drops the siblings `context` has seen and
+    /// written against `context`. Drops the siblings `context` covers and
     /// keeps the concurrent ones. Returns the new version's dot.
+    ///
+    /// The new version's context is `context` pruned to `max_clock_entries`
+    /// (see [`CausalContext::prune`]), keeping the dot of every version it
+    /// supersedes here, so that it supersedes them on every replica too.
     pub fn write(
         &mut self,
         node: &NodeId,
-        context: &VersionVector,
+        context: &CausalContext,
         value: Option<Vec<u8>>,
         now: Millis,
         limits: WriteLimits,
     ) -> Result<Dot, WriteError> {
-        let survivors = self
-            .siblings
-            .iter()
-            .filter(|s| !context.covers(&s.dot))
-            .count();
-        if survivors + 1 > limits.max_siblings {
+        let (superseded, survivors): (Vec<&Sibling>, Vec<&Sibling>) =
+            self.siblings.iter().partition(|s| context.covers(&s.dot));
+        if survivors.len() + 1 > limits.max_siblings {
             return Err(WriteError::TooManySiblings {
-                siblings: survivors,
+                siblings: survivors.len(),
                 limit: limits.max_siblings,
             });
         }
+        let keep: BTreeSet<Dot> = superseded.iter().map(|s| s.dot.clone()).collect();
         // The next counter must exceed every event of `node` this key has
         // seen, locally or in the client's context, so dots never repeat.
-        let seen = self.context().counter(node).max(context.counter(node));
+        let seen = self.max_counter(node).max(context.max_counter(node));
         let counter = (seen + 1).max(limits.min_counter);
         let dot = Dot {
             node: node.clone(),
             counter,
         };
         let mut written_against = context.clone();
-        written_against.prune(limits.max_clock_entries.saturating_sub(1), node);
+        written_against.prune(limits.max_clock_entries, &keep, now, limits.young_clock_ms);
         self.siblings.retain(|s| !context.covers(&s.dot));
         self.siblings.push(Sibling {
             dot: dot.clone(),
@@ -188,6 +203,14 @@ impl SiblingSet {
     }
 }
 
+fn dot_counter(dot: &Dot, node: &NodeId) -> u64 {
+    if dot.node == *node {
+        dot.counter
+    } else {
+        0
+    }
+}
+
 impl FromIterator<Sibling> for SiblingSet {
     fn from_iter<I: IntoIterator<Item = Sibling>>(iter: I) -> Self {
         let mut set = SiblingSet {
@@ -206,10 +229,11 @@ mod tests {
     const LIMITS: WriteLimits = WriteLimits {
         max_siblings: 8,
         max_clock_entries: 10,
+        young_clock_ms: 20_000,
         min_counter: 0,
     };
 
-    fn put(set: &mut SiblingSet, node: &str, ctx: &VersionVector, v: &str, t: Millis) -> Dot {
+    fn put(set: &mut SiblingSet, node: &str, ctx: &CausalContext, v: &str, t: Millis) -> Dot {
         set.write(&node.into(), ctx, Some(v.into()), t, LIMITS)
             .expect("write")
     }
@@ -226,16 +250,16 @@ mod tests {
     #[test]
     fn blind_writes_through_one_coordinator_become_siblings() {
         let mut set = SiblingSet::new();
-        put(&mut set, "n1", &VersionVector::new(), "a", 1);
-        put(&mut set, "n1", &VersionVector::new(), "b", 2);
+        put(&mut set, "n1", &CausalContext::new(), "a", 1);
+        put(&mut set, "n1", &CausalContext::new(), "b", 2);
         assert_eq!(values(&set), ["a", "b"]);
     }
 
     #[test]
     fn writing_back_with_the_context_resolves_siblings() {
         let mut set = SiblingSet::new();
-        put(&mut set, "n1", &VersionVector::new(), "a", 1);
-        put(&mut set, "n1", &VersionVector::new(), "b", 2);
+        put(&mut set, "n1", &CausalContext::new(), "a", 1);
+        put(&mut set, "n1", &CausalContext::new(), "b", 2);
         let ctx = set.context();
         put(&mut set, "n1", &ctx, "ab", 3);
         assert_eq!(values(&set), ["ab"]);
@@ -245,10 +269,10 @@ mod tests {
     #[test]
     fn the_seeds_story_yields_two_siblings_then_one() {
         let mut s1 = SiblingSet::new();
-        put(&mut s1, "S1", &VersionVector::new(), "CAR", 1);
+        put(&mut s1, "S1", &CausalContext::new(), "CAR", 1);
         let ctx = s1.context();
         put(&mut s1, "S1", &ctx, "CART", 2);
-        assert_eq!(s1.context().counter(&"S1".into()), 2);
+        assert_eq!(s1.context().max_counter(&"S1".into()), 2);
         let (mut s2, mut s3) = (s1.clone(), s1.clone());
         let ctx = s1.context();
         put(&mut s2, "S2", &ctx, "CARM", 3);
@@ -261,15 +285,15 @@ mod tests {
         put(&mut read, "S1", &ctx, "CARR", 5);
         assert_eq!(values(&read), ["CARR"]);
         let clock = read.iter().next().unwrap().clock();
-        assert_eq!(clock.counter(&"S1".into()), 3);
-        assert_eq!(clock.counter(&"S2".into()), 1);
-        assert_eq!(clock.counter(&"S3".into()), 1);
+        assert_eq!(clock.max_counter(&"S1".into()), 3);
+        assert_eq!(clock.max_counter(&"S2".into()), 1);
+        assert_eq!(clock.max_counter(&"S3".into()), 1);
     }
 
     #[test]
     fn a_delete_supersedes_what_it_saw_even_on_a_stale_replica() {
         let mut a = SiblingSet::new();
-        put(&mut a, "n1", &VersionVector::new(), "x", 1);
+        put(&mut a, "n1", &CausalContext::new(), "x", 1);
         let stale = a.clone();
         let ctx = a.context();
         a.write(&"n1".into(), &ctx, None, 2, LIMITS).unwrap();
@@ -285,10 +309,11 @@ mod tests {
         let limits = WriteLimits {
             max_siblings: 2,
             max_clock_entries: 10,
+            young_clock_ms: 20_000,
             min_counter: 0,
         };
         let mut set = SiblingSet::new();
-        let empty = VersionVector::new();
+        let empty = CausalContext::new();
         set.write(&"n1".into(), &empty, Some(vec![1]), 1, limits)
             .unwrap();
         set.write(&"n1".into(), &empty, Some(vec![2]), 2, limits)
@@ -308,21 +333,62 @@ mod tests {
     }
 
     #[test]
-    fn contexts_are_pruned_to_the_limit() {
+    fn contexts_are_pruned_to_the_limit_once_their_entries_are_quiet() {
         let limits = WriteLimits {
             max_siblings: 8,
             max_clock_entries: 3,
+            young_clock_ms: 20_000,
             min_counter: 0,
         };
         let mut set = SiblingSet::new();
         for (i, node) in ["a", "b", "c", "d", "e"].iter().enumerate() {
             let ctx = set.context();
-            set.write(&(*node).into(), &ctx, Some(vec![i as u8]), i as u64, limits)
+            let now = i as u64 * LIMITS.young_clock_ms;
+            set.write(&(*node).into(), &ctx, Some(vec![i as u8]), now, limits)
                 .unwrap();
         }
         let only = set.iter().next().unwrap();
-        assert!(only.clock().len() <= 3, "clock {:?}", only.clock());
+        assert!(only.context.size() <= 3, "context {:?}", only.context);
         assert_eq!(only.dot, Dot::new("e", 1));
+        assert!(only.context.covers(&Dot::new("d", 1)), "what it superseded");
+    }
+
+    /// Pruning a resolving write must keep the entries of every sibling it
+    /// resolves, or a replica still holding one keeps it beside the new
+    /// version for ever, and no later write could resolve it either: with
+    /// two entries allowed, resolving siblings from `a` and `b` through `c`
+    /// used to keep `c`'s own (redundant) entry and drop `b`'s.
+    #[test]
+    fn a_resolving_write_keeps_the_entries_of_the_siblings_it_resolves() {
+        let limits = WriteLimits {
+            max_siblings: 8,
+            max_clock_entries: 2,
+            young_clock_ms: 20_000,
+            min_counter: 0,
+        };
+        let t = |k: u64| k * LIMITS.young_clock_ms;
+        let empty = CausalContext::new();
+        let mut replica = SiblingSet::new();
+        replica
+            .write(&"c".into(), &empty, Some(vec![0]), t(1), limits)
+            .unwrap();
+        let ctx = replica.context();
+        replica
+            .write(&"a".into(), &ctx, Some(vec![1]), t(2), limits)
+            .unwrap();
+        replica
+            .write(&"b".into(), &ctx, Some(vec![2]), t(3), limits)
+            .unwrap();
+        assert_eq!(replica.live().count(), 2);
+        let stale = replica.clone();
+        let mut coordinator = replica;
+        let ctx = coordinator.context();
+        coordinator
+            .write(&"c".into(), &ctx, Some(vec![3]), t(9), limits)
+            .unwrap();
+        let mut other = stale;
+        other.merge(&coordinator);
+        assert_eq!(values(&other), [String::from("\u{3}")]);
     }
 
     /// A random history: writes by random coordinators against contexts read
@@ -333,7 +399,7 @@ mod tests {
                 let mut replicas = vec![SiblingSet::new(); 3];
                 for (t, (writer, read_from, blind, sync_to)) in steps.into_iter().enumerate() {
                     let ctx = if blind {
-                        VersionVector::new()
+                        CausalContext::new()
                     } else {
                         replicas[read_from].context()
                     };

@@ -9,12 +9,13 @@ use ringkv_core::message::Message;
 use ringkv_core::settings::Settings;
 use ringkv_core::siblings::{SiblingSet, WriteLimits};
 use ringkv_core::store::Store;
-use ringkv_core::version::VersionVector;
+use ringkv_core::version::CausalContext;
 use std::collections::BTreeSet;
 
 const LIMITS: WriteLimits = WriteLimits {
     max_siblings: 8,
     max_clock_entries: 8,
+    young_clock_ms: 20_000,
     min_counter: 0,
 };
 
@@ -35,7 +36,7 @@ fn version(node: &str, value: &str) -> SiblingSet {
     let mut set = SiblingSet::new();
     set.write(
         &id(node),
-        &VersionVector::new(),
+        &CausalContext::new(),
         Some(value.into()),
         7,
         LIMITS,
@@ -85,7 +86,7 @@ fn a_replica_that_missed_writes_converges_without_any_read() {
     net.cut_link("n2", "n3");
     for i in 0..200 {
         let key = format!("k{i}");
-        net.put("n1", &key, "v", VersionVector::new(), Some(2))
+        net.put("n1", &key, "v", CausalContext::new(), Some(2))
             .unwrap();
     }
     net.cut.clear();

@@ -8,7 +8,7 @@ use common::*;
 use ringkv_core::gossip::{MemberState, MemberStatus, Membership};
 use ringkv_core::node::Node;
 use ringkv_core::settings::Settings;
-use ringkv_core::version::VersionVector;
+use ringkv_core::version::CausalContext;
 
 const KEYS: usize = 300;
 
@@ -19,7 +19,7 @@ fn key(i: usize) -> String {
 fn loaded(names: &[&str]) -> Net {
     let mut net = Net::new(names);
     for i in 0..KEYS {
-        let written = net.put("n1", &key(i), "v", VersionVector::new(), Some(3));
+        let written = net.put("n1", &key(i), "v", CausalContext::new(), Some(3));
         assert!(written.is_ok(), "{written:?}");
     }
     net
@@ -114,7 +114,7 @@ fn writes_during_a_join_reach_the_joining_node() {
     net.run_for(150, 50);
     assert_eq!(status(&net, "n1", "n4"), Some(MemberStatus::Joining));
     for i in 0..KEYS {
-        let written = net.put("n2", &key(i), "w", VersionVector::new(), Some(2));
+        let written = net.put("n2", &key(i), "w", CausalContext::new(), Some(2));
         assert!(written.is_ok());
     }
     net.run_for(10_000, 50);

@@ -9,7 +9,7 @@ use ringkv_core::message::{ClientError, ClientOp, ClientResult, Message};
 use ringkv_core::node::Node;
 use ringkv_core::settings::Settings;
 use ringkv_core::siblings::{SiblingSet, WriteLimits};
-use ringkv_core::version::VersionVector;
+use ringkv_core::version::CausalContext;
 use ringkv_core::NodeId;
 
 const NODES: [&str; 4] = ["n1", "n2", "n3", "n4"];
@@ -48,7 +48,7 @@ fn put_op(key: &str, value: &str, w: Option<usize>, pw: Option<usize>) -> Client
     ClientOp::Put {
         key: key.into(),
         value: value.into(),
-        context: VersionVector::new(),
+        context: CausalContext::new(),
         w,
         pw,
     }
@@ -78,7 +78,7 @@ fn with_a_node_down_writes_go_to_stand_ins_and_drain_back_when_it_returns() {
         .collect();
     assert!(owned.len() >= 10, "n4 replicates enough keys");
     for k in &keys {
-        let written = net.put("n1", k, k, VersionVector::new(), Some(2));
+        let written = net.put("n1", k, k, CausalContext::new(), Some(2));
         assert!(written.is_ok(), "{k}: {written:?}");
     }
     for k in &owned {
@@ -91,7 +91,7 @@ fn with_a_node_down_writes_go_to_stand_ins_and_drain_back_when_it_returns() {
     assert_eq!(stat(&net, |s| s.hints_stored), owned.len() as u64);
     assert_eq!(stat(&net, |s| s.hinted_writes), owned.len() as u64);
     // Stand-in acks count towards W: even W = 3 is met.
-    let w3 = net.put("n1", owned[0], "w3", VersionVector::new(), Some(3));
+    let w3 = net.put("n1", owned[0], "w3", CausalContext::new(), Some(3));
     assert!(w3.is_ok(), "{w3:?}");
 
     // Long enough for gossip to agree n4 is down and for deliveries to fail.
@@ -120,14 +120,14 @@ fn hints_beyond_max_hints_are_refused_and_counted() {
     let keys = keys_for(&net, "n4", "n3", 4);
     net.down.insert(id("n4"));
     for k in &keys[..2] {
-        let written = net.put("n1", k, "v", VersionVector::new(), Some(3));
+        let written = net.put("n1", k, "v", CausalContext::new(), Some(3));
         assert!(written.is_ok(), "{k}: {written:?}");
     }
     // n3 is full: no other stand-in is left, so W = 3 is lost...
-    let refused = net.put("n1", &keys[2], "v", VersionVector::new(), Some(3));
+    let refused = net.put("n1", &keys[2], "v", CausalContext::new(), Some(3));
     assert!(is_unavailable(&refused), "{refused:?}");
     // ...while W = 2 only needs the live primaries.
-    let written = net.put("n1", &keys[3], "v", VersionVector::new(), Some(2));
+    let written = net.put("n1", &keys[3], "v", CausalContext::new(), Some(2));
     assert!(written.is_ok(), "{written:?}");
     let n3 = &net.nodes[&id("n3")];
     assert_eq!(n3.pending_hints().get(&id("n4")), Some(&2));
@@ -221,10 +221,11 @@ fn version(by: &str, value: &str, now: u64) -> SiblingSet {
     let limits = WriteLimits {
         max_siblings: 64,
         max_clock_entries: 32,
+        young_clock_ms: 20_000,
         min_counter: 0,
     };
     let value = Some(value.as_bytes().to_vec());
-    set.write(&id(by), &VersionVector::new(), value, now, limits)
+    set.write(&id(by), &CausalContext::new(), value, now, limits)
         .unwrap();
     set
 }
@@ -297,7 +298,7 @@ fn hints_for_a_departed_member_go_to_the_current_replicas() {
     net.down.insert(id("n4"));
     let keys = keys_for(&net, "n4", "n1", 10);
     for k in &keys {
-        assert!(net.put("n1", k, k, VersionVector::new(), Some(2)).is_ok());
+        assert!(net.put("n1", k, k, CausalContext::new(), Some(2)).is_ok());
     }
     assert_eq!(pending_total(&net), keys.len());
     // n4's departure reaches the others by gossip (it announced it before

@@ -5,12 +5,12 @@ mod common;
 use common::{context_of, id, values, Net};
 use ringkv_core::keyspace::lww_key;
 use ringkv_core::message::{ClientError, ClientOp};
-use ringkv_core::version::VersionVector;
+use ringkv_core::version::CausalContext;
 
 #[test]
 fn put_then_get_from_any_node() {
     let mut net = Net::new(&["n1", "n2", "n3", "n4"]);
-    assert!(net.put("n1", "k", "v", VersionVector::new(), None).is_ok());
+    assert!(net.put("n1", "k", "v", CausalContext::new(), None).is_ok());
     for n in ["n1", "n2", "n3", "n4"] {
         assert_eq!(values(&net.get(n, "k", Some(2))), ["v"], "via {n}");
     }
@@ -21,9 +21,9 @@ fn put_then_get_from_any_node() {
 #[test]
 fn blind_writes_through_one_node_become_siblings_and_a_context_write_resolves_them() {
     let mut net = Net::new(&["n1", "n2", "n3"]);
-    net.put("n2", "cart", "a", VersionVector::new(), None)
+    net.put("n2", "cart", "a", CausalContext::new(), None)
         .unwrap();
-    net.put("n2", "cart", "b", VersionVector::new(), None)
+    net.put("n2", "cart", "b", CausalContext::new(), None)
         .unwrap();
     let read = net.get("n3", "cart", None);
     assert_eq!(values(&read), ["a", "b"]);
@@ -43,7 +43,7 @@ fn blind_writes_to_a_lww_key_replace_each_other() {
     let mut net = Net::new(&["n1", "n2", "n3"]);
     let key = String::from_utf8(lww_key(b"cart")).unwrap();
     for value in ["a", "b", "c"] {
-        net.put("n2", &key, value, VersionVector::new(), None)
+        net.put("n2", &key, value, CausalContext::new(), None)
             .unwrap();
     }
     assert_eq!(values(&net.get("n3", &key, None)), ["c"]);
@@ -59,11 +59,11 @@ fn w3_fails_clearly_with_a_node_down_and_w2_r2_still_work() {
     net.down.insert(id(&pref[2]));
     let via = pref[0].clone();
     assert!(net
-        .put(&via, "k", "v", VersionVector::new(), Some(2))
+        .put(&via, "k", "v", CausalContext::new(), Some(2))
         .is_ok());
     assert_eq!(values(&net.get(&via, "k", Some(2))), ["v"]);
     let err = net
-        .put(&via, "k", "w", VersionVector::new(), Some(3))
+        .put(&via, "k", "w", CausalContext::new(), Some(3))
         .unwrap_err();
     // Lost as soon as the dead replica is reported, without waiting out the
     // timeout; the count is what had answered by then.
@@ -88,7 +88,7 @@ fn a_dead_coordinator_is_skipped_by_the_forwarder() {
         .unwrap();
     net.down.insert(id(&pref[0]));
     assert!(net
-        .put(outsider, "k", "v", VersionVector::new(), None)
+        .put(outsider, "k", "v", CausalContext::new(), None)
         .is_ok());
     assert_eq!(values(&net.get(outsider, "k", None)), ["v"]);
 }
@@ -110,7 +110,7 @@ fn a_coordinator_down_by_agreement_is_skipped_without_waiting() {
     let op = ClientOp::Put {
         key: "k".into(),
         value: "v".into(),
-        context: VersionVector::new(),
+        context: CausalContext::new(),
         w: None,
         pw: None,
     };
@@ -130,7 +130,7 @@ fn a_silent_replica_makes_the_quorum_time_out_with_a_count() {
     net.cut_link(&pref[0], &pref[2]);
     let before = net.now;
     let err = net
-        .put(&pref[0], "k", "v", VersionVector::new(), None)
+        .put(&pref[0], "k", "v", CausalContext::new(), None)
         .unwrap_err();
     assert!(net.now > before, "answered only after the deadline");
     assert!(
@@ -156,7 +156,7 @@ fn read_repair_brings_a_stale_replica_up_to_date() {
     let mut net = Net::new(&["n1", "n2", "n3"]);
     let pref = net.coordinator_of("k");
     net.cut_link(&pref[0], &pref[2]);
-    net.put(&pref[0], "k", "v", VersionVector::new(), None)
+    net.put(&pref[0], "k", "v", CausalContext::new(), None)
         .unwrap();
     assert!(net.local(&pref[2], "k").is_empty());
     net.cut.clear();
@@ -168,7 +168,7 @@ fn read_repair_brings_a_stale_replica_up_to_date() {
 #[test]
 fn delete_without_context_removes_what_it_read() {
     let mut net = Net::new(&["n1", "n2", "n3"]);
-    net.put("n1", "k", "v", VersionVector::new(), None).unwrap();
+    net.put("n1", "k", "v", CausalContext::new(), None).unwrap();
     let op = ClientOp::Delete {
         key: "k".into(),
         context: None,
@@ -190,9 +190,9 @@ fn the_seeds_versioning_story() {
         .find(|k| net.coordinator_of(k)[0] == "S1")
         .unwrap();
     let k = key.as_str();
-    let ctx = context_of(net.put("S1", k, "CAR", VersionVector::new(), None));
+    let ctx = context_of(net.put("S1", k, "CAR", CausalContext::new(), None));
     let ctx = context_of(net.put("S1", k, "CART", ctx, None));
-    assert_eq!(ctx.counter(&id("S1")), 2);
+    assert_eq!(ctx.max_counter(&id("S1")), 2);
     assert_eq!(ctx.len(), 1, "clock [S1:2]");
     net.down.insert(id("S1"));
     net.cut_link("S2", "S3");
@@ -214,7 +214,7 @@ fn the_seeds_versioning_story() {
     assert_eq!(values(&read), ["CARR"]);
     let clock = read.iter().next().unwrap().clock();
     for s in ["S1", "S2", "S3"] {
-        assert!(clock.counter(&id(s)) >= 1, "{s} in {clock:?}");
+        assert!(clock.max_counter(&id(s)) >= 1, "{s} in {clock:?}");
     }
 }
 
@@ -223,19 +223,19 @@ fn bad_requests_get_clear_errors() {
     let mut net = Net::new(&["n1", "n2", "n3"]);
     let long = "x".repeat(2000);
     let err = net
-        .put("n1", &long, "v", VersionVector::new(), None)
+        .put("n1", &long, "v", CausalContext::new(), None)
         .unwrap_err();
     assert!(
         err.to_string().contains("key must be 1 to 1024 bytes"),
         "{err}"
     );
     let err = net
-        .put("n1", "k", "v", VersionVector::new(), Some(4))
+        .put("n1", "k", "v", CausalContext::new(), Some(4))
         .unwrap_err();
     assert!(err.to_string().contains("w must be within 1..=3"), "{err}");
     let big = "v".repeat(1024 * 1024 + 1);
     let err = net
-        .put("n1", "k", &big, VersionVector::new(), None)
+        .put("n1", "k", &big, CausalContext::new(), None)
         .unwrap_err();
     assert!(err.to_string().contains("value must be at most"), "{err}");
 }
@@ -251,8 +251,8 @@ fn a_node_that_lost_its_last_writes_never_reuses_their_dots() {
         .find(|k| net.coordinator_of(k)[0] == "n1")
         .unwrap();
     let before = net.node("n1").store().clone();
-    let first = context_of(net.put("n1", &key, "a", VersionVector::new(), None));
-    assert_eq!(first.counter(&id("n1")), 1);
+    let first = context_of(net.put("n1", &key, "a", CausalContext::new(), None));
+    assert_eq!(first.max_counter(&id("n1")), 1);
     // Power loss on n1: its store is back to before the write, but the
     // counter lease it raised (fsynced at once) survived.
     let mut lost = before;
@@ -261,8 +261,8 @@ fn a_node_that_lost_its_last_writes_never_reuses_their_dots() {
     let ring = net.node("n1").ring().clone();
     let restarted = Node::new(id("n1"), Settings::default(), ring, lost).unwrap();
     net.nodes.insert(id("n1"), restarted);
-    let second = context_of(net.put("n1", &key, "b", VersionVector::new(), None));
-    assert!(second.counter(&id("n1")) > 1, "dot reused: {second:?}");
+    let second = context_of(net.put("n1", &key, "b", CausalContext::new(), None));
+    assert!(second.max_counter(&id("n1")) > 1, "dot reused: {second:?}");
     // Both blind writes survive as siblings: neither's dot is covered.
     assert_eq!(values(&net.get("n2", &key, Some(3))), ["a", "b"]);
 }

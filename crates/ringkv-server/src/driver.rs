@@ -469,7 +469,7 @@ fn withhold_ack(effect: Effect, me: &NodeId) -> Effect {
     match effect {
         Effect::Reply {
             client,
-            result: Ok(ClientReply::Written(_)),
+            result: Ok(ClientReply::Written { .. }),
         } => Effect::Reply {
             client,
             result: Err(failed()),
@@ -493,7 +493,7 @@ fn withhold_ack(effect: Effect, me: &NodeId) -> Effect {
             msg:
                 Message::ForwardReply {
                     req,
-                    result: Ok(ClientReply::Written(_)),
+                    result: Ok(ClientReply::Written { .. }),
                 },
         } => Effect::Send {
             to,

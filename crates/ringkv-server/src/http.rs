@@ -20,7 +20,7 @@ use ringkv_core::context;
 use ringkv_core::keyspace;
 use ringkv_core::message::{ClientError, ClientOp, ClientReply, Message};
 use ringkv_core::siblings::SiblingSet;
-use ringkv_core::version::VersionVector;
+use ringkv_core::version::CausalContext;
 use ringkv_core::NodeId;
 use serde::{Deserialize, Serialize};
 use std::time::Duration;
@@ -156,7 +156,7 @@ async fn get_key(
     };
     let siblings = match api.node.request(op, api.request_limit).await? {
         ClientReply::Value(set) => set,
-        ClientReply::Written(_) => return Err(unexpected_reply()),
+        ClientReply::Written { .. } => return Err(unexpected_reply()),
     };
     Ok(render(&siblings, wants_json(&headers)))
 }
@@ -206,15 +206,16 @@ fn user_key(key: String) -> Result<Vec<u8>, ApiError> {
     Ok(key.into_bytes())
 }
 
-/// `204 No Content` carrying the new version's clock as the next context.
+/// `204 No Content` carrying the next context: the one the client sent
+/// plus the new version's dot, and nothing else the coordinator holds.
 fn written(reply: ClientReply) -> Result<Response, ApiError> {
-    let ClientReply::Written(clock) = reply else {
+    let ClientReply::Written { context, .. } = reply else {
         return Err(unexpected_reply());
     };
-    Ok((StatusCode::NO_CONTENT, context_headers(&clock)).into_response())
+    Ok((StatusCode::NO_CONTENT, context_headers(&context)).into_response())
 }
 
-fn context_from(headers: &HeaderMap) -> Result<Option<VersionVector>, ApiError> {
+fn context_from(headers: &HeaderMap) -> Result<Option<CausalContext>, ApiError> {
     let Some(value) = headers.get(CONTEXT_HEADER) else {
         return Ok(None);
     };
@@ -226,7 +227,7 @@ fn context_from(headers: &HeaderMap) -> Result<Option<VersionVector>, ApiError> 
         .map_err(|e| bad_request(e.to_string()))
 }
 
-fn context_headers(clock: &VersionVector) -> [(header::HeaderName, HeaderValue); 1] {
+fn context_headers(clock: &CausalContext) -> [(header::HeaderName, HeaderValue); 1] {
     let value = HeaderValue::from_str(&context::encode(clock))
         .unwrap_or_else(|_| HeaderValue::from_static(""));
     [(header::HeaderName::from_static(CONTEXT_HEADER), value)]

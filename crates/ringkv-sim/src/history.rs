@@ -2,15 +2,16 @@
 //! simulator, and equally by a test driving real processes.
 
 use ringkv_core::siblings::SiblingSet;
-use ringkv_core::version::{Dot, VersionVector};
+use ringkv_core::version::{CausalContext, Dot};
 use ringkv_core::Millis;
 use std::collections::BTreeMap;
 
 /// How a write ended, as far as its client knows.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum WriteOutcome {
-    /// Acknowledged by W replicas; carries the new version's clock.
-    Acked(VersionVector),
+    /// Acknowledged by W replicas: the new version's dot, and the context
+    /// the coordinator handed back for a follow-up write.
+    Acked { dot: Dot, context: CausalContext },
     /// An error, a timeout or a lost coordinator: it may or may not have
     /// been applied somewhere.
     Indeterminate(String),
@@ -21,10 +22,12 @@ pub enum WriteOutcome {
 /// One PUT (value) or DELETE (tombstone, `value: None`).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Write {
+    /// The workload client that made it.
+    pub client: usize,
     pub key: String,
     pub value: Option<Vec<u8>>,
     /// The causal context the client sent (empty for a blind write).
-    pub context: VersionVector,
+    pub context: CausalContext,
     pub invoked_at: Millis,
     /// When the client got its answer (acknowledged or not).
     pub completed_at: Option<Millis>,
@@ -35,28 +38,49 @@ pub struct Write {
     pub strict: bool,
 }
 
-impl Write {
-    /// The dot of the version an acknowledged write created: the one entry
-    /// where its clock exceeds the context it was written against.
-    pub fn dot(&self) -> Option<Dot> {
-        let WriteOutcome::Acked(clock) = &self.outcome else {
-            return None;
-        };
-        clock
+impl WriteOutcome {
+    /// An acknowledged write as a client sees it over HTTP: only the
+    /// receipt — the context it `sent` plus the new version's dot, which is
+    /// therefore the receipt's one event above what was sent for its node.
+    pub fn from_receipt(sent: &CausalContext, receipt: CausalContext) -> WriteOutcome {
+        let dot = receipt
             .entries()
-            .find(|(node, e)| e.counter > self.context.counter(node))
-            .map(|(node, e)| Dot {
-                node: node.clone(),
-                counter: e.counter,
-            })
+            .find(|(node, e)| e.max() > sent.max_counter(node))
+            .map(|(node, e)| Dot::new(node.clone(), e.max()));
+        match dot {
+            Some(dot) => WriteOutcome::Acked {
+                dot,
+                context: receipt,
+            },
+            None => WriteOutcome::Indeterminate(format!(
+                "a receipt {receipt:?} with no new dot beyond {sent:?}"
+            )),
+        }
+    }
+}
+
+impl Write {
+    /// The dot of the version an acknowledged write created.
+    pub fn dot(&self) -> Option<Dot> {
+        match &self.outcome {
+            WriteOutcome::Acked { dot, .. } => Some(dot.clone()),
+            _ => None,
+        }
     }
 }
 
 /// One GET.
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub struct Read {
+    /// The workload client that made it.
+    pub client: usize,
     pub key: String,
     pub invoked_at: Millis,
+    /// When the answer came: from then on its client was shown it.
+    pub completed_at: Millis,
+    /// The causal context the answer handed its client (everything the
+    /// versions it returned had seen; empty for a failed read).
+    pub context: CausalContext,
     pub result: Result<SiblingSet, String>,
 }
 

@@ -10,7 +10,7 @@
 //! replicas in it agree (at most `settle_ms`); read every key with R = N;
 //! check.
 
-use crate::checker::{check, check_with_intersecting_quorums, Verdict};
+use crate::checker::{check_with, Promises, Verdict};
 use crate::history::{FinalState, History, WriteOutcome};
 use crate::membership::{self, MembershipChange};
 use crate::network::{Faults, NetStats, Network};
@@ -66,6 +66,10 @@ pub struct SimConfig {
     pub vnodes: u32,
     /// A node joining or leaving, starting during the fault phase.
     pub change: Option<MembershipChange>,
+    /// Context entries kept before pruning, and how young an entry is
+    /// safe from it (`Settings::max_clock_entries`, `young_clock_ms`).
+    pub max_clock_entries: usize,
+    pub young_clock_ms: Millis,
 }
 
 impl SimConfig {
@@ -74,6 +78,7 @@ impl SimConfig {
         let mut shape = ChaCha8Rng::seed_from_u64(seed ^ 0x5eed);
         let nodes = shape.random_range(3..=5);
         let fault_ms = 10_000;
+        let (max_clock_entries, young_clock_ms) = Self::clock_pruning(&mut shape);
         SimConfig {
             seed,
             nodes,
@@ -97,6 +102,20 @@ impl SimConfig {
             // handoff quicker, so more joins and leaves finish while faults
             // and clients are at work (and runs are cheaper).
             vnodes: [16, 32, 128][shape.random_range(0..3)],
+            max_clock_entries,
+            young_clock_ms,
+        }
+    }
+
+    /// A quarter of the seeds prune contexts hard — a bound of 1 to 3
+    /// entries, young entries safe for 0 to 2 s — so that pruning, which
+    /// real keys only meet after many coordinators, happens all the time.
+    fn clock_pruning(shape: &mut ChaCha8Rng) -> (usize, Millis) {
+        let defaults = Settings::default();
+        if shape.random_bool(0.25) {
+            (shape.random_range(1..=3), shape.random_range(0..=2_000))
+        } else {
+            (defaults.max_clock_entries, defaults.young_clock_ms)
         }
     }
 }
@@ -127,6 +146,10 @@ pub struct SimReport {
     pub verdict: Verdict,
     /// Hash of every event in order: equal for equal seeds, step for step.
     pub trace: u64,
+    /// Context bound of the run (small in runs that prune hard).
+    pub max_clock_entries: usize,
+    /// What clients did and saw, for a replay to show.
+    pub history: History,
 }
 
 impl SimReport {
@@ -211,9 +234,17 @@ struct Request {
 
 enum Waiter {
     /// A workload client at this step of its operation.
-    Client { client: usize, step: Step },
-    /// The checker's final read of a key.
-    FinalRead { key: String },
+    Client {
+        client: usize,
+        step: Step,
+    },
+    /// The checker's final read of a key, or its resolving write.
+    FinalRead {
+        key: String,
+    },
+    Resolve {
+        key: String,
+    },
 }
 
 struct Sim {
@@ -233,6 +264,8 @@ struct Sim {
     keys: Vec<String>,
     history: History,
     final_reads: BTreeMap<String, Option<SiblingSet>>,
+    /// Whether each key's resolving write was acknowledged.
+    resolved: BTreeMap<String, bool>,
     counts: FaultCounts,
     partition_until: Option<Millis>,
     trace: Xxh3,
@@ -253,7 +286,8 @@ pub fn run(cfg: SimConfig) -> SimReport {
     );
     let converged_after_ms = converged.then(|| sim.now - healed_at);
     let state = sim.final_state();
-    let verdict = sim.verdict(&state);
+    let mut verdict = sim.verdict(&state);
+    verdict.violations.extend(sim.resolve_siblings(&state));
     SimReport {
         seed: sim.cfg.seed,
         nodes: sim.cfg.nodes,
@@ -264,7 +298,7 @@ pub fn run(cfg: SimConfig) -> SimReport {
             .history
             .writes
             .iter()
-            .filter(|w| matches!(w.outcome, WriteOutcome::Acked(_)))
+            .filter(|w| matches!(w.outcome, WriteOutcome::Acked { .. }))
             .count(),
         reads: sim.history.reads.len(),
         faults: FaultCounts {
@@ -274,6 +308,8 @@ pub fn run(cfg: SimConfig) -> SimReport {
         converged_after_ms,
         verdict,
         trace: sim.trace.digest(),
+        max_clock_entries: sim.settings.max_clock_entries,
+        history: sim.history,
     }
 }
 
@@ -286,6 +322,8 @@ impl Sim {
         };
         settings.anti_entropy.interval_ms = 20;
         settings.vnodes = cfg.vnodes;
+        settings.max_clock_entries = cfg.max_clock_entries;
+        settings.young_clock_ms = cfg.young_clock_ms;
         let ids: Vec<NodeId> = (1..=cfg.nodes)
             .map(|i| NodeId::new(format!("n{i}")))
             .collect();
@@ -320,6 +358,7 @@ impl Sim {
             next_request: 1,
             history: History::default(),
             final_reads: BTreeMap::new(),
+            resolved: BTreeMap::new(),
             counts: FaultCounts::default(),
             partition_until: None,
             trace: Xxh3::new(),
@@ -648,6 +687,9 @@ impl Sim {
                                 self.submit(op, Waiter::Client { client, step });
                             }
                         }
+                        Some(Waiter::Resolve { key }) => {
+                            self.resolved.insert(key, result.is_ok());
+                        }
                         Some(Waiter::FinalRead { key }) => {
                             let set = match result {
                                 Ok(ClientReply::Value(set)) => Some(set),
@@ -663,13 +705,15 @@ impl Sim {
     }
 
     /// The membership change is done, every node up serves the same ring,
-    /// and every key's preference-list replicas in it hold the same
+    /// no node keeps hints any more (they hold versions the replicas may
+    /// lack), and every key's preference-list replicas in it hold the same
     /// sibling set.
     fn converged(&self) -> bool {
         let Some(ring) = self.serving_ring() else {
             return false;
         };
         self.unfinished_change().is_none()
+            && self.live().all(|n| n.pending_hints().is_empty())
             && self
                 .live()
                 .all(|n| n.ring().fingerprint() == ring.fingerprint())
@@ -721,13 +765,20 @@ impl Sim {
         // acknowledgements are durable: a power loss takes a node's last
         // un-fsynced writes (fsync = "interval"), leaving fewer than W copies
         // until anti-entropy restores them. The other rules hold regardless.
-        let mut verdict = if self.counts.power_losses == 0 {
-            check_with_intersecting_quorums(&self.history, state)
-        } else {
-            check(&self.history, state)
+        let promises = Promises {
+            intersecting_quorums: self.counts.power_losses == 0,
+            exact_contexts: !self.pruning(),
         };
+        let mut verdict = check_with(&self.history, state, promises);
         verdict.violations.extend(self.unfinished_change());
         verdict
+    }
+
+    /// Whether this run prunes contexts hard (see
+    /// [`SimConfig::clock_pruning`]); runs with the defaults never reach the
+    /// bound.
+    fn pruning(&self) -> bool {
+        self.settings.max_clock_entries < Settings::default().max_clock_entries
     }
 
     /// Read every key with R = N through the protocol, and every replica
@@ -744,6 +795,49 @@ impl Sim {
             }
         }
         state
+    }
+
+    /// Siblings must never outlive a write that resolves them: write every
+    /// key that has several back with its final read's context (a full,
+    /// R = N read), let the cluster settle, and read it again — one version
+    /// must be left. Pruned contexts that dropped what they resolved would
+    /// leave the old siblings beside the new one.
+    fn resolve_siblings(&mut self, state: &FinalState) -> Vec<String> {
+        let mut problems = Vec::new();
+        for (key, set) in &state.reads {
+            if set.len() < 2 {
+                continue;
+            }
+            let op = ClientOp::Put {
+                key: key.as_bytes().to_vec(),
+                value: b"resolved".to_vec(),
+                context: set.context(),
+                w: None,
+                pw: None,
+            };
+            self.submit(op, Waiter::Resolve { key: key.clone() });
+            self.run_until(10_000, TICK_MS, Activity::Quiet, |s| {
+                s.resolved.contains_key(key)
+            });
+            if self.resolved.get(key) != Some(&true) {
+                problems.push(format!("resolve: the resolving write of key {key} failed"));
+                continue;
+            }
+            self.run_until(
+                self.cfg.settle_ms,
+                CONVERGENCE_CHECK_MS,
+                Activity::Quiet,
+                Sim::converged,
+            );
+            match self.quorum_read(key) {
+                Some(after) if after.len() == 1 => {}
+                after => problems.push(format!(
+                    "siblings never resolve: key {key} held {set:?}, and after a write with \
+                     their context still holds {after:?}",
+                )),
+            }
+        }
+        problems
     }
 
     /// Read `key` with R = N through a random node, retrying a few times.

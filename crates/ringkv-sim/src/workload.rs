@@ -1,6 +1,9 @@
 //! Simulated clients on a few keys, so conflicts happen: blind writes,
 //! shopping-cart read-modify-writes (read, union the siblings' items, add
-//! one, write back with the context), deletes of what was read, and reads.
+//! one, write back with the context), deletes of what was read, reads, and
+//! the ways real clients hold contexts: a write *chained* on the context of
+//! the client's own previous answer for the key (a write's receipt or a
+//! read), and a write with a *stale* context it held earlier.
 //!
 //! Every write's value starts with a unique id (`c<client>.<seq>`), so the
 //! checker can tell versions apart.
@@ -10,9 +13,12 @@ use rand::rngs::ChaCha8Rng;
 use rand::RngExt;
 use ringkv_core::message::{ClientOp, ClientReply, ClientResult};
 use ringkv_core::siblings::SiblingSet;
-use ringkv_core::version::VersionVector;
+use ringkv_core::version::CausalContext;
 use ringkv_core::Millis;
-use std::collections::BTreeSet;
+use std::collections::{BTreeMap, BTreeSet, VecDeque};
+
+/// Contexts a client remembers per key, for chained and stale writes.
+const REMEMBERED_CONTEXTS: usize = 8;
 
 /// What a client is waiting for.
 #[derive(Clone, Debug)]
@@ -34,11 +40,17 @@ pub enum Then {
 pub struct Client {
     pub id: usize,
     seq: u64,
+    /// Per key, the contexts of its latest answers, newest last.
+    contexts: BTreeMap<String, VecDeque<CausalContext>>,
 }
 
 impl Client {
     pub fn new(id: usize) -> Self {
-        Client { id, seq: 0 }
+        Client {
+            id,
+            seq: 0,
+            contexts: BTreeMap::new(),
+        }
     }
 
     /// Odd clients demand every ack from the real preference list (`pw`
@@ -63,9 +75,14 @@ impl Client {
         let key = keys[rng.random_range(0..keys.len())].clone();
         let roll: f64 = rng.random();
         let then = match roll {
-            r if r < 0.4 => {
+            r if r < 0.3 => {
                 let value = self.next_item().into_bytes();
-                return self.write(now, key, Some(value), VersionVector::new(), history);
+                return self.write(now, key, Some(value), CausalContext::new(), history);
+            }
+            r if r < 0.45 => {
+                let context = self.held_context(rng, &key, r < 0.4);
+                let value = self.next_item().into_bytes();
+                return self.write(now, key, Some(value), context, history);
             }
             r if r < 0.75 => Then::AddItem,
             r if r < 0.85 => Then::Delete,
@@ -78,6 +95,28 @@ impl Client {
         (op, Step::Read { key, at: now, then })
     }
 
+    /// A context this client holds for `key`: its latest (a chained write),
+    /// or any it remembers (a stale one); empty when it holds none.
+    fn held_context(&self, rng: &mut ChaCha8Rng, key: &str, latest: bool) -> CausalContext {
+        let Some(held) = self.contexts.get(key).filter(|h| !h.is_empty()) else {
+            return CausalContext::new();
+        };
+        let i = if latest {
+            held.len() - 1
+        } else {
+            rng.random_range(0..held.len())
+        };
+        held[i].clone()
+    }
+
+    fn remember(&mut self, key: &str, context: CausalContext) {
+        let held = self.contexts.entry(key.to_string()).or_default();
+        held.push_back(context);
+        if held.len() > REMEMBERED_CONTEXTS {
+            held.pop_front();
+        }
+    }
+
     /// The answer to `step`; a read-modify-write continues with its write.
     pub fn on_reply(
         &mut self,
@@ -88,9 +127,14 @@ impl Client {
     ) -> Option<(ClientOp, Step)> {
         match step {
             Step::Write(index) => {
-                history.writes[index].completed_at = Some(now);
-                history.writes[index].outcome = match result {
-                    Ok(ClientReply::Written(clock)) => WriteOutcome::Acked(clock),
+                let write = &mut history.writes[index];
+                write.completed_at = Some(now);
+                write.outcome = match result {
+                    Ok(ClientReply::Written { dot, context }) => {
+                        let key = write.key.clone();
+                        self.remember(&key, context.clone());
+                        WriteOutcome::Acked { dot, context }
+                    }
                     Ok(other) => WriteOutcome::Indeterminate(format!("unexpected {other:?}")),
                     Err(e) => WriteOutcome::Indeterminate(e.to_string()),
                 };
@@ -103,11 +147,15 @@ impl Client {
                     Err(e) => Err(e.to_string()),
                 };
                 history.reads.push(Read {
+                    client: self.id,
                     key: key.clone(),
                     invoked_at: at,
+                    completed_at: now,
+                    context: result.as_ref().map(SiblingSet::context).unwrap_or_default(),
                     result: result.clone(),
                 });
                 let set = result.ok()?;
+                self.remember(&key, set.context());
                 match then {
                     Then::Nothing => None,
                     Then::AddItem => {
@@ -125,10 +173,11 @@ impl Client {
         now: Millis,
         key: String,
         value: Option<Vec<u8>>,
-        context: VersionVector,
+        context: CausalContext,
         history: &mut History,
     ) -> (ClientOp, Step) {
         history.writes.push(Write {
+            client: self.id,
             key: key.clone(),
             value: value.clone(),
             context: context.clone(),

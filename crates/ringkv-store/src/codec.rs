@@ -11,15 +11,18 @@
 //! builds) stored the bare user key; the disk engine records the layout it
 //! writes and refuses a database of another layout (no migration).
 //!
-//! # Values: format [`FORMAT_VERSION`] 1
+//! # Values: format [`FORMAT_VERSION`] 2
 //!
 //! One format-version byte, then the postcard encoding of the key's
 //! [`SiblingSet`]. The version byte lets a later release change the encoding
 //! and still read what an older one wrote. Decoding never panics: an unknown
 //! version, an empty value or bytes postcard cannot parse all give a
-//! [`StoreError`].
+//! [`StoreError`]. Format 1 stored each sibling's context as a plain version
+//! vector; it still decodes, each entry meaning every event up to its
+//! counter (see [`ringkv_core::context`]), and is rewritten as format 2 the
+//! next time the key changes.
 //!
-//! # Hints: key layout and value format [`HINT_FORMAT_VERSION`] 1
+//! # Hints: key layout and value format [`HINT_FORMAT_VERSION`] 2
 //!
 //! Hints (replicas a stand-in keeps for a down owner) live apart from the
 //! data, under the *hint key* `len ++ owner ++ key` ([`hint_key`]): `len` is
@@ -41,12 +44,16 @@ use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::ops::Bound;
 
-/// The value format version this release writes (and the only one it reads).
-pub const FORMAT_VERSION: u8 = 1;
+/// The value format version this release writes; it also reads
+/// [`LEGACY_FORMAT_VERSION`].
+pub const FORMAT_VERSION: u8 = 2;
 
-/// The hint value format version this release writes (and the only one it
-/// reads).
-pub const HINT_FORMAT_VERSION: u8 = 1;
+/// The hint value format version this release writes; it also reads
+/// [`LEGACY_FORMAT_VERSION`].
+pub const HINT_FORMAT_VERSION: u8 = 2;
+
+/// Values and hints with contexts as plain version vectors.
+pub const LEGACY_FORMAT_VERSION: u8 = 1;
 
 /// The key layout this release writes (and the only one it reads): 2, keys
 /// prefixed by their token. See the [module docs](self).
@@ -76,8 +83,13 @@ pub fn encode(siblings: &SiblingSet) -> Result<Vec<u8>, StoreError> {
     encode_versioned(siblings, FORMAT_VERSION, "sibling set", "value")
 }
 
-/// Decode a stored value written by [`encode`].
+/// Decode a stored value written by [`encode`] (or by a release that
+/// wrote format 1).
 pub fn decode(bytes: &[u8]) -> Result<SiblingSet, StoreError> {
+    if bytes.first() == Some(&LEGACY_FORMAT_VERSION) {
+        let legacy: legacy::SiblingSet = decode_versioned(bytes, LEGACY_FORMAT_VERSION, "value")?;
+        return Ok(legacy.upgrade());
+    }
     decode_versioned(bytes, FORMAT_VERSION, "value")
 }
 
@@ -86,9 +98,58 @@ pub fn encode_hint(hint: &Hint) -> Result<Vec<u8>, StoreError> {
     encode_versioned(hint, HINT_FORMAT_VERSION, "hint", "hint")
 }
 
-/// Decode a stored hint value written by [`encode_hint`].
+/// Decode a stored hint value written by [`encode_hint`] (or by a release
+/// that wrote format 1).
 pub fn decode_hint(bytes: &[u8]) -> Result<Hint, StoreError> {
+    if bytes.first() == Some(&LEGACY_FORMAT_VERSION) {
+        let legacy: legacy::Hint = decode_versioned(bytes, LEGACY_FORMAT_VERSION, "hint")?;
+        return Ok(Hint {
+            stored_at: legacy.stored_at,
+            siblings: legacy.siblings.upgrade(),
+        });
+    }
     decode_versioned(bytes, HINT_FORMAT_VERSION, "hint")
+}
+
+/// The shapes format 1 stored, decoded only to be upgraded.
+mod legacy {
+    use ringkv_core::context::VersionVector;
+    use ringkv_core::version::Dot;
+    use ringkv_core::Millis;
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub struct Sibling {
+        dot: Dot,
+        context: VersionVector,
+        timestamp: Millis,
+        value: Option<Vec<u8>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct SiblingSet {
+        siblings: Vec<Sibling>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Hint {
+        pub stored_at: Millis,
+        pub siblings: SiblingSet,
+    }
+
+    impl SiblingSet {
+        pub fn upgrade(self) -> ringkv_core::siblings::SiblingSet {
+            self.siblings
+                .into_iter()
+                .map(|s| ringkv_core::siblings::Sibling {
+                    dot: s.dot,
+                    context: s.context.into_context(),
+                    timestamp: s.timestamp,
+                    value: s.value,
+                })
+                .collect()
+        }
+    }
 }
 
 /// `version` then the postcard encoding of `item`, at most
@@ -316,19 +377,20 @@ where
 mod tests {
     use super::*;
     use ringkv_core::siblings::WriteLimits;
-    use ringkv_core::version::VersionVector;
+    use ringkv_core::version::{CausalContext, Dot};
     use ringkv_core::NodeId;
 
     fn sample() -> SiblingSet {
         let mut set = SiblingSet::new();
         set.write(
             &NodeId::from("n1"),
-            &VersionVector::new(),
+            &CausalContext::new(),
             Some(b"hello".to_vec()),
             1_700_000_000_000,
             WriteLimits {
                 max_siblings: 8,
                 max_clock_entries: 10,
+                young_clock_ms: 20_000,
                 min_counter: 0,
             },
         )
@@ -345,11 +407,29 @@ mod tests {
         }
     }
 
+    /// A value as format 1 stored it: one sibling `n1:2` ("hi", timestamp
+    /// 5) written against the plain vector {n1: 1}.
+    #[test]
+    fn format_1_values_and_hints_upgrade_with_their_meaning() {
+        let mut v1 = vec![LEGACY_FORMAT_VERSION, 1, 2, b'n', b'1', 2];
+        v1.extend([1, 2, b'n', b'1', 1, 5, 5, 1, 2, b'h', b'i']);
+        let set = decode(&v1).expect("format 1 decodes");
+        let only = set.iter().next().expect("one sibling");
+        assert_eq!(only.value.as_deref(), Some(&b"hi"[..]));
+        assert_eq!(only.dot, Dot::new("n1", 2));
+        assert!(only.context.covers(&Dot::new("n1", 1)));
+        let mut hint = vec![LEGACY_FORMAT_VERSION, 7];
+        hint.extend(&v1[1..]);
+        assert_eq!(decode_hint(&hint).expect("format 1 hint").siblings, set);
+        assert_eq!(encode(&set).unwrap()[0], FORMAT_VERSION);
+    }
+
     #[test]
     fn garbage_is_an_error_not_a_panic() {
         let good = encode(&sample()).unwrap();
         assert!(decode(&[]).is_err());
         assert!(decode(&[2]).is_err());
+        assert!(decode(&[1]).is_err());
         assert!(decode(&[0, 1, 2, 3]).is_err());
         assert!(decode(&[1, 0xff, 0xff, 0xff, 0xff, 0xff, 0xff]).is_err());
         let mut trailing = good.clone();

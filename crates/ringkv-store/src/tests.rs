@@ -2,12 +2,13 @@ use super::*;
 use ringkv_core::ring::{Ring, Token};
 use ringkv_core::siblings::{SiblingSet, WriteLimits};
 use ringkv_core::store::Hint;
-use ringkv_core::version::VersionVector;
+use ringkv_core::version::CausalContext;
 use ringkv_core::NodeId;
 
 const LIMITS: WriteLimits = WriteLimits {
     max_siblings: 8,
     max_clock_entries: 10,
+    young_clock_ms: 20_000,
     min_counter: 0,
 };
 
@@ -15,7 +16,7 @@ fn one_write(node: &str, value: &[u8], now: u64) -> SiblingSet {
     let mut set = SiblingSet::new();
     set.write(
         &NodeId::from(node),
-        &VersionVector::new(),
+        &CausalContext::new(),
         Some(value.to_vec()),
         now,
         LIMITS,
@@ -38,13 +39,13 @@ fn round_trip(store: &mut dyn Store) {
     let mut b = a.clone();
     b.write(
         &NodeId::from("n2"),
-        &VersionVector::new(),
+        &CausalContext::new(),
         Some(b"v2".to_vec()),
         2,
         LIMITS,
     )
     .unwrap();
-    b.write(&NodeId::from("n3"), &VersionVector::new(), None, 3, LIMITS)
+    b.write(&NodeId::from("n3"), &CausalContext::new(), None, 3, LIMITS)
         .unwrap();
     assert_eq!(b.len(), 3);
     store.put(b"a", &b).unwrap();

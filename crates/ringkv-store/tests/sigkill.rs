@@ -12,7 +12,7 @@
 use ringkv_core::ring::{Ring, Token};
 use ringkv_core::siblings::{SiblingSet, WriteLimits};
 use ringkv_core::store::Hint;
-use ringkv_core::version::VersionVector;
+use ringkv_core::version::CausalContext;
 use ringkv_core::NodeId;
 use ringkv_store::{Durability, FjallStore, Store};
 use std::io::{BufRead, BufReader, Write};
@@ -40,11 +40,12 @@ fn value(i: u32) -> SiblingSet {
     let limits = WriteLimits {
         max_siblings: 8,
         max_clock_entries: 10,
+        young_clock_ms: 20_000,
         min_counter: 0,
     };
     set.write(
         &NodeId::from("n1"),
-        &VersionVector::new(),
+        &CausalContext::new(),
         Some(format!("value-{i}-{}", "x".repeat((i % 200) as usize)).into_bytes()),
         1_700_000_000_000 + u64::from(i),
         limits,
@@ -54,7 +55,7 @@ fn value(i: u32) -> SiblingSet {
         // Some keys hold two concurrent siblings.
         set.write(
             &NodeId::from("n2"),
-            &VersionVector::new(),
+            &CausalContext::new(),
             Some(vec![i as u8]),
             7,
             limits,

@@ -15,6 +15,9 @@ pub struct SimArgs {
     pub seeds: u64,
     #[arg(long, default_value_t = 1)]
     pub first: u64,
+    /// With `--seed`: also print every write and read of this key.
+    #[arg(long, requires = "seed")]
+    pub dump: Option<String>,
 }
 
 pub fn run_sims(args: SimArgs) -> Result<(), String> {
@@ -22,6 +25,9 @@ pub fn run_sims(args: SimArgs) -> Result<(), String> {
         Some(seed) => {
             let report = run(SimConfig::for_seed(seed));
             print_report(&report);
+            if let Some(key) = &args.dump {
+                print_history(&report, key);
+            }
             report
                 .verdict
                 .ok()
@@ -89,10 +95,36 @@ fn first_problem(r: &SimReport) -> String {
     }
 }
 
+/// Every write and read of `key`, in the order they were invoked.
+fn print_history(r: &SimReport, key: &str) {
+    let writes = r.history.writes.iter().filter(|w| w.key == key);
+    let mut lines: Vec<(u64, String)> = writes
+        .map(|w| {
+            let value = w.value.as_deref().map(String::from_utf8_lossy);
+            let line = format!(
+                "{:>6} ms  client {} write {:?} with {:?}\n            -> at {:?}: {:?}",
+                w.invoked_at, w.client, value, w.context, w.completed_at, w.outcome
+            );
+            (w.invoked_at, line)
+        })
+        .collect();
+    for read in r.history.reads.iter().filter(|r| r.key == key) {
+        let line = format!(
+            "{:>6} ms  client {} read -> at {}: {:?}",
+            read.invoked_at, read.client, read.completed_at, read.result
+        );
+        lines.push((read.invoked_at, line));
+    }
+    lines.sort_by_key(|(at, _)| *at);
+    for (_, line) in lines {
+        println!("{line}");
+    }
+}
+
 fn print_report(r: &SimReport) {
     println!(
-        "seed {}: {} nodes, {} vnodes each, trace {:016x}",
-        r.seed, r.nodes, r.vnodes, r.trace
+        "seed {}: {} nodes, {} vnodes each, contexts pruned to {} entries, trace {:016x}",
+        r.seed, r.nodes, r.vnodes, r.max_clock_entries, r.trace
     );
     println!(
         "  {} writes ({} acknowledged), {} reads; {} acknowledged writes checked over {} keys",

@@ -340,9 +340,10 @@ async fn garbage_on_the_inter_node_port_does_not_hurt_the_node() {
         },
         ringkv_core::message::Message::ForwardReply {
             req: 999_997,
-            result: Ok(ringkv_core::message::ClientReply::Written(
-                Default::default(),
-            )),
+            result: Ok(ringkv_core::message::ClientReply::Written {
+                dot: ringkv_core::version::Dot::new("n2", 1),
+                context: Default::default(),
+            }),
         },
     ] {
         unsolicited.extend(frame(&postcard::to_stdvec(&msg).unwrap()));

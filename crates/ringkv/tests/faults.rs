@@ -19,7 +19,7 @@ use rand::{RngExt, SeedableRng};
 use reqwest::Method;
 use ringkv_core::context;
 use ringkv_core::siblings::SiblingSet;
-use ringkv_core::version::VersionVector;
+use ringkv_core::version::CausalContext;
 use ringkv_core::Millis;
 use ringkv_sim::{FinalState, History, Write, WriteOutcome};
 use std::collections::{BTreeMap, BTreeSet};
@@ -97,12 +97,16 @@ struct ReadSeen {
     key: String,
     node: usize,
     invoked_at: Millis,
-    context: VersionVector,
+    context: CausalContext,
 }
 
 /// What one client did and saw.
 #[derive(Default)]
 struct ClientLog {
+    client: usize,
+    /// What each successful read showed, as the checker's rule that a
+    /// write's context covers only versions its client was shown needs.
+    shown: Vec<ringkv_sim::Read>,
     writes: Vec<Write>,
     reads: Vec<ReadSeen>,
     gets: usize,
@@ -136,11 +140,20 @@ async fn read(shared: &Shared, node: usize, key: &str, log: &mut ClientLog) -> O
     let context = resp
         .context()
         .unwrap_or_else(|| panic!("GET {key} answered {} without a context", resp.status));
+    let decoded = context::decode(&context).expect("a read's context decodes");
+    log.shown.push(ringkv_sim::Read {
+        client: log.client,
+        key: key.to_string(),
+        invoked_at,
+        completed_at: since(shared.start),
+        context: decoded.clone(),
+        result: Err("over HTTP only the context is recorded".into()),
+    });
     log.reads.push(ReadSeen {
         key: key.to_string(),
         node,
         invoked_at,
-        context: context::decode(&context).expect("a read's context decodes"),
+        context: decoded,
     });
     let values = if resp.status == 404 {
         Vec::new()
@@ -165,7 +178,7 @@ async fn write(
 ) {
     let sent = match context {
         Some(ctx) => context::decode(ctx).expect("a context the server handed out decodes"),
-        None => VersionVector::new(),
+        None => CausalContext::new(),
     };
     let invoked_at = since(shared.start);
     let headers: Vec<(&str, &str)> = context.map(|c| (CONTEXT_HEADER, c)).into_iter().collect();
@@ -186,12 +199,14 @@ async fn write(
             let header = resp
                 .context()
                 .unwrap_or_else(|| panic!("204 for {key} without a context"));
-            WriteOutcome::Acked(context::decode(&header).expect("the written clock decodes"))
+            let receipt = context::decode(&header).expect("a write's context decodes");
+            WriteOutcome::from_receipt(&sent, receipt)
         }
         Ok(resp) => WriteOutcome::Indeterminate(format!("{} {}", resp.status, resp.text().trim())),
         Err(e) => WriteOutcome::Indeterminate(e.to_string()),
     };
     log.writes.push(Write {
+        client: log.client,
         key: key.to_string(),
         value,
         context: sent,
@@ -222,7 +237,10 @@ fn items(value: &[u8]) -> Vec<String> {
 /// until told to stop. One write in ten asks for W = 3.
 async fn client(id: usize, seed: u64, shared: Arc<Shared>) -> ClientLog {
     let mut rng = ChaCha8Rng::seed_from_u64(seed.wrapping_add(id as u64));
-    let mut log = ClientLog::default();
+    let mut log = ClientLog {
+        client: id,
+        ..ClientLog::default()
+    };
     let mut seq = 0u64;
     while !shared.stop.load(Ordering::SeqCst) {
         let key = KEYS[rng.random_range(0..KEYS.len())];
@@ -463,6 +481,7 @@ async fn acknowledged_writes_survive_kills_restarts_and_cut_links() {
             .unwrap_or_else(|_| panic!("a client did not stop within {CLIENT_STOP_LIMIT:?}"))
             .expect("client task");
         history.writes.extend(log.writes);
+        history.reads.extend(log.shown);
         reads.extend(log.reads);
         gets += log.gets;
         failed_gets += log.failed_gets;
@@ -555,7 +574,7 @@ async fn acknowledged_writes_survive_kills_restarts_and_cut_links() {
     let acked = history
         .writes
         .iter()
-        .filter(|w| matches!(w.outcome, WriteOutcome::Acked(_)))
+        .filter(|w| matches!(w.outcome, WriteOutcome::Acked { .. }))
         .count();
     let max_siblings = state.reads.values().map(SiblingSet::len).max().unwrap_or(0);
     eprintln!(

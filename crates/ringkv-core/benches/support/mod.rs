@@ -5,7 +5,7 @@
 #![allow(dead_code)] // each bench uses a different part
 
 use ringkv_core::siblings::{SiblingSet, WriteLimits};
-use ringkv_core::version::{Dot, VersionVector};
+use ringkv_core::version::{CausalContext, Dot};
 use ringkv_core::NodeId;
 
 /// The size of a typical small value.
@@ -15,6 +15,7 @@ pub const VALUE_BYTES: usize = 100;
 pub const LIMITS: WriteLimits = WriteLimits {
     max_siblings: 64,
     max_clock_entries: 64,
+    young_clock_ms: 20_000,
     min_counter: 0,
 };
 
@@ -32,8 +33,8 @@ pub fn node(i: usize) -> NodeId {
 
 /// A version vector with `entries` nodes, node `n{i}` at counter
 /// `base + i`, so two clocks of different `base` differ in every entry.
-pub fn clock(entries: usize, base: u64) -> VersionVector {
-    let mut vv = VersionVector::new();
+pub fn clock(entries: usize, base: u64) -> CausalContext {
+    let mut vv = CausalContext::new();
     for i in 0..entries {
         let counter = base + i as u64;
         vv.add(&Dot::new(node(i), counter), counter);
@@ -54,7 +55,7 @@ pub fn siblings(count: usize) -> SiblingSet {
 }
 
 /// Coordinate one write of a 100-byte value on node `n{coordinator}`.
-pub fn write(set: &mut SiblingSet, coordinator: usize, context: &VersionVector) {
+pub fn write(set: &mut SiblingSet, coordinator: usize, context: &CausalContext) {
     let value = Some(vec![7; VALUE_BYTES]);
     set.write(&node(coordinator), context, value, 1_000, LIMITS)
         .expect("write within limits");

@@ -13,7 +13,7 @@ use crate::keyspace;
 use crate::message::{ClientError, ClientReply, Message, RequestId};
 use crate::siblings::WriteLimits;
 use crate::store::Store;
-use crate::version::VersionVector;
+use crate::version::CausalContext;
 use crate::{Millis, NodeId};
 use std::collections::BTreeSet;
 
@@ -29,29 +29,33 @@ impl<S: Store> Node<S> {
         origin: Origin,
         key: Vec<u8>,
         value: Option<Vec<u8>>,
-        context: VersionVector,
+        context: CausalContext,
         acks: WriteAcks,
     ) {
         let limits = WriteLimits {
             max_siblings: self.settings.max_siblings,
             max_clock_entries: self.settings.max_clock_entries,
+            young_clock_ms: self.settings.young_clock_ms,
             min_counter: self.lease.floor,
         };
         let written = self.read_local(&key).and_then(|old| {
-            let context = keyspace::write_context(&key, context, &old);
+            let stored_context = keyspace::write_context(&key, context.clone(), &old);
             let mut set = old.clone();
             let dot = set
-                .write(&self.id, &context, value, now, limits)
+                .write(&self.id, &stored_context, value, now, limits)
                 .map_err(ClientError::from)?;
             self.cover_counter(dot.counter)?;
             self.write_local(&key, &old, &set)?;
-            let clock = set.iter().find(|s| s.dot == dot).map(|s| s.clock());
-            Ok((set, clock.unwrap_or_default()))
+            Ok((set, dot))
         });
-        let (set, clock) = match written {
+        let (set, dot) = match written {
             Ok(done) => done,
             Err(e) => return self.finish(origin, Err(e)),
         };
+        // What the client sent plus the new dot: not the stored version's
+        // context (pruned, or for last-write-wins keys everything stored).
+        let mut returned = context;
+        returned.add(&dot, now);
         let replicas = self.ring.preference_list(&key, self.settings.n);
         let quorum = Quorum::new(acks.w.unwrap_or(self.settings.w), replicas.clone())
             .with_primaries_needed(acks.pw.unwrap_or(0));
@@ -66,7 +70,8 @@ impl<S: Store> Node<S> {
         let op = PutOp {
             origin,
             quorum,
-            written: clock,
+            dot,
+            returned,
             key,
             siblings: set,
             silent_after: Some(now + timeout / 2),
@@ -196,7 +201,10 @@ impl<S: Store> Node<S> {
         };
         let origin = put.origin.clone();
         let result = match verdict {
-            Verdict::Reached => Ok(ClientReply::Written(put.written.clone())),
+            Verdict::Reached => Ok(ClientReply::Written {
+                dot: put.dot.clone(),
+                context: put.returned.clone(),
+            }),
             Verdict::Lost { answered } => Err(unavailable("put", &put.quorum, answered)),
         };
         self.finish(origin, result);

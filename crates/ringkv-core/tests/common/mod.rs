@@ -12,7 +12,7 @@ use ringkv_core::ring::{Ring, RingMember};
 use ringkv_core::settings::Settings;
 use ringkv_core::siblings::SiblingSet;
 use ringkv_core::store::Store;
-use ringkv_core::version::VersionVector;
+use ringkv_core::version::CausalContext;
 use ringkv_core::{Millis, NodeId};
 pub use ringkv_store::MemoryStore;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
@@ -180,7 +180,7 @@ impl Net {
         via: &str,
         key: &str,
         value: &str,
-        ctx: VersionVector,
+        ctx: CausalContext,
         w: Option<usize>,
     ) -> ClientResult {
         self.now += 1;
@@ -226,9 +226,9 @@ pub fn values(set: &SiblingSet) -> Vec<String> {
     v
 }
 
-pub fn context_of(result: ClientResult) -> VersionVector {
+pub fn context_of(result: ClientResult) -> CausalContext {
     match result {
-        Ok(ClientReply::Written(ctx)) => ctx,
+        Ok(ClientReply::Written { context, .. }) => context,
         other => panic!("write failed: {other:?}"),
     }
 }

@@ -72,13 +72,13 @@ async fn read(ctx: &Context, key: &[u8]) -> Outcome<SiblingSet> {
     };
     match ctx.node.request(op, ctx.request_limit).await? {
         ClientReply::Value(set) => Ok(set),
-        ClientReply::Written(_) => Err(unexpected_reply()),
+        ClientReply::Written { .. } => Err(unexpected_reply()),
     }
 }
 
 async fn write(ctx: &Context, op: ClientOp) -> Outcome<()> {
     match ctx.node.request(op, ctx.request_limit).await? {
-        ClientReply::Written(_) => Ok(()),
+        ClientReply::Written { .. } => Ok(()),
         ClientReply::Value(_) => Err(unexpected_reply()),
     }
 }

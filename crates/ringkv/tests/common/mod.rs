@@ -21,7 +21,7 @@ use reqwest::header::HeaderMap;
 use reqwest::Method;
 use ringkv_core::ring::{Ring, RingMember};
 use ringkv_core::siblings::SiblingSet;
-use ringkv_core::version::VersionVector;
+use ringkv_core::version::CausalContext;
 use ringkv_core::NodeId;
 use std::collections::{BTreeMap, HashSet};
 use std::net::{SocketAddr, TcpListener};
@@ -132,7 +132,7 @@ impl Resp {
     }
 
     /// The causal context, decoded (panics when missing or invalid).
-    pub fn clock(&self) -> VersionVector {
+    pub fn clock(&self) -> CausalContext {
         let ctx = self
             .context()
             .unwrap_or_else(|| panic!("no context in {self:?}"));
