@@ -29,12 +29,14 @@ impl<S: Store> Node<S> {
         }
     }
 
-    /// Whether `peer` may be sent work now: not down by agreement and not
-    /// recently unreachable for this node's transport.
+    /// Whether `peer` may be sent work now: not down by agreement, not
+    /// recently unreachable for this node's transport, and running with
+    /// this node's cluster settings.
     pub(super) fn is_available(&self, now: Millis, peer: &NodeId) -> bool {
         *peer == self.id
             || (self.members.liveness(peer) != Liveness::Down
-                && self.unreachable.get(peer).is_none_or(|until| *until <= now))
+                && self.unreachable.get(peer).is_none_or(|until| *until <= now)
+                && !self.is_incompatible(peer))
     }
 
     /// Nodes that will replicate `key` once pending joins and leaves
