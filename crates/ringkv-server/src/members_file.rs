@@ -199,6 +199,7 @@ fn own_entry(config: &NodeConfig, status: MemberStatus) -> MemberState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ringkv_core::settings::Settings;
 
     fn config(dir: &Path, extra: &str) -> NodeConfig {
         NodeConfig::parse(&format!(
@@ -230,22 +231,29 @@ mod tests {
         );
     }
 
+    /// [`config`] with its `[replication]` settings changed.
+    fn replicating(dir: &Path, change: impl FnOnce(&mut Settings)) -> NodeConfig {
+        let mut config = config(dir, "");
+        change(&mut config.replication);
+        config
+    }
+
     #[test]
     fn a_data_dir_written_with_other_settings_is_refused_naming_the_setting() {
         let dir = tempfile::tempdir().unwrap();
         start(&config(dir.path(), "")).unwrap();
-        let other_n = config(dir.path(), "[replication]\nn = 2\nr = 1\nw = 1");
+        let other_n = replicating(dir.path(), |s| (s.n, s.r, s.w) = (2, 1, 1));
         let err = start(&other_n).unwrap_err().to_string();
         assert!(
             err.contains("replication n differs: the config has 2, the data directory has 3"),
             "{err}"
         );
         assert!(err.contains("not supported"), "{err}");
-        let other_limit = config(dir.path(), "[replication]\nmax_siblings = 8");
+        let other_limit = replicating(dir.path(), |s| s.max_siblings = 8);
         let err = start(&other_limit).unwrap_err().to_string();
         assert!(err.contains("replication max_siblings differs"), "{err}");
         // Per-node tuning may change across restarts.
-        let tuned = config(dir.path(), "[replication]\nrequest_timeout_ms = 50");
+        let tuned = replicating(dir.path(), |s| s.request_timeout_ms = 50);
         start(&tuned).unwrap();
     }
 
@@ -264,7 +272,7 @@ mod tests {
         let legacy = r#"{"node_id": "n1", "vnodes": 128, "members": []}"#;
         std::fs::write(dir.path().join(FILE), legacy).unwrap();
         start(&config(dir.path(), "")).unwrap();
-        let err = start(&config(dir.path(), "[replication]\nw = 3"))
+        let err = start(&replicating(dir.path(), |s| s.w = 3))
             .unwrap_err()
             .to_string();
         assert!(

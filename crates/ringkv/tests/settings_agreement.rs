@@ -25,7 +25,7 @@ fn with_n2(config: String) -> String {
 async fn copies(c: &Cluster, key: &str) -> usize {
     let mut count = 0;
     for i in 1..=3 {
-        if !c.replica(i, key).is_empty() {
+        if !c.replica(i, key).await.is_empty() {
             count += 1;
         }
     }
