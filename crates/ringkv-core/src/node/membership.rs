@@ -41,7 +41,8 @@ impl<S: Store> Node<S> {
 
     /// Nodes that will replicate `key` once pending joins and leaves
     /// complete but do not yet: writes go to them too (without counting
-    /// towards W), so a transfer in progress misses nothing.
+    /// towards W), so a transfer in progress misses nothing. A node whose
+    /// cluster settings differ gets nothing.
     pub(super) fn pending_replicas(&self, key: &[u8]) -> Vec<NodeId> {
         if self.future.fingerprint() == self.ring.fingerprint() {
             return Vec::new();
@@ -50,7 +51,7 @@ impl<S: Store> Node<S> {
         self.future
             .preference_list(key, self.settings.n)
             .into_iter()
-            .filter(|n| !now.contains(n))
+            .filter(|n| !now.contains(n) && !self.is_incompatible(n))
             .collect()
     }
 
