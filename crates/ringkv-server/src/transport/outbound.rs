@@ -153,9 +153,12 @@ impl<M> PeerWriter<M> {
             let read_half = answers.into_inner();
             Ok(Connection { frames, read_half })
         };
-        tokio::time::timeout(limit, attempt)
-            .await
-            .map_err(|_| Rejection::Timeout(limit))?
+        tokio::time::timeout(limit, attempt).await.map_err(|_| {
+            Rejection::Connect(io::Error::new(
+                io::ErrorKind::TimedOut,
+                format!("timed out after {limit:?}"),
+            ))
+        })?
     }
 
     /// Starts a failure episode: log it, then [`back_off`](Self::back_off).
