@@ -98,6 +98,12 @@ pub struct MemberState {
     pub suspects: BTreeSet<NodeId>,
     /// Fingerprint of the ring whose data this member holds its share of.
     pub synced: u64,
+    /// [`ClusterSettings::fingerprint`](crate::settings::ClusterSettings::fingerprint)
+    /// of the settings this member runs with; 0 while not known (an entry
+    /// from a config, or remembered from before members carried it). Lets
+    /// every node see a member whose settings differ from its own.
+    #[serde(default)]
+    pub settings_fingerprint: u64,
 }
 
 impl MemberState {
@@ -113,6 +119,7 @@ impl MemberState {
             version: 0,
             suspects: BTreeSet::new(),
             synced: 0,
+            settings_fingerprint: 0,
         }
     }
 

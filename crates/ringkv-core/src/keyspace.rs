@@ -18,6 +18,13 @@ pub const RESERVED: u8 = 0x00;
 /// Prefix of the last-write-wins keyspace (the Redis protocol's keys).
 pub const LWW_PREFIX: [u8; 2] = [RESERVED, b'l'];
 
+/// Version of the keyspace rule: the reserved prefix and which keys it
+/// makes last-write-wins. Part of the cluster settings fingerprint
+/// ([`crate::settings::ClusterSettings`]): replicas that resolved the same
+/// key by different policies would disagree on its value. Bump it with any
+/// change to the prefixes or to [`policy_of`].
+pub const POLICY_VERSION: u32 = 1;
+
 /// How the versions of a key that no write superseded are resolved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub enum ConflictPolicy {

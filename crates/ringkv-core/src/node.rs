@@ -7,6 +7,7 @@
 //! must call [`Store::sync`] (group commit) before it releases the effects of
 //! a batch, so no write is acknowledged before it is durable.
 
+mod agreement;
 mod exchange;
 mod forward;
 mod handoff;
@@ -112,6 +113,10 @@ pub struct Node<S: Store> {
     hints: hints::HintBook,
     /// Seeded generator state (splitmix64) for gossip peer choice.
     rng: u64,
+    /// Peers the transport refused for their cluster settings, and why.
+    incompatible: BTreeMap<NodeId, String>,
+    /// Set when this node gave up joining because its settings differ.
+    refusal: Option<String>,
 }
 
 impl<S: Store> Node<S> {
@@ -126,12 +131,15 @@ impl<S: Store> Node<S> {
 
     /// A node whose member list comes from gossip state (remembered or
     /// learned from seeds); `rng_seed` drives its random gossip choices.
+    /// Its own entry announces the fingerprint of its cluster settings.
     pub fn with_membership(
         settings: Settings,
-        members: Membership,
+        mut members: Membership,
         store: S,
         rng_seed: u64,
     ) -> Result<Self, StoreError> {
+        let fingerprint = settings.cluster().fingerprint();
+        members.update_me(|me| me.settings_fingerprint = fingerprint);
         let id = members.id().clone();
         let ring = members.current_ring(settings.vnodes);
         // Empty until the first tick plans the handoff for the real one.
@@ -160,6 +168,8 @@ impl<S: Store> Node<S> {
             handoff: handoff::Handoff::default(),
             hints,
             rng: rng_seed,
+            incompatible: BTreeMap::new(),
+            refusal: None,
         };
         node.rebuild_trees();
         Ok(node)
@@ -241,6 +251,7 @@ impl<S: Store> Node<S> {
 
     pub fn on_message(&mut self, now: Millis, from: NodeId, msg: Message) {
         self.members.heard_from(now, &from);
+        self.heard_compatible(&from);
         match msg {
             Message::Replicate { req, key, siblings } => {
                 let result = self

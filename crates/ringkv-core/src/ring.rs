@@ -26,6 +26,13 @@ use xxhash_rust::xxh3::xxh3_64;
 /// A position on the hash circle.
 pub type Token = u64;
 
+/// Version of the placement scheme: how a node id hashes to its vnode
+/// tokens, how a key hashes to a token, and how a preference list is walked
+/// from it (zones, ties). Part of the cluster settings fingerprint
+/// ([`crate::settings::ClusterSettings`]): nodes that place keys differently
+/// must never replicate together. Bump it with any change to that code.
+pub const PLACEMENT_VERSION: u32 = 1;
+
 /// Vnodes per node used by [`Ring::default`]: enough that each node's share
 /// of the key space stays within a few percent of even for small clusters.
 pub const DEFAULT_VNODES_PER_NODE: u32 = 128;

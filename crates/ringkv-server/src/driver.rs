@@ -66,6 +66,10 @@ pub struct NodeReport {
     pub n: usize,
     pub r: usize,
     pub w: usize,
+    /// [`ClusterSettings::fingerprint`](ringkv_core::settings::ClusterSettings::fingerprint)
+    /// of this node's settings, as 16 hex digits: every node of a cluster
+    /// shows the same.
+    pub settings_fingerprint: String,
     pub in_flight: usize,
     pub stats: Stats,
     /// Peers this node could not reach lately (it skips them as
@@ -116,8 +120,17 @@ pub struct NodeHandle {
     /// thread after every batch, so HTTP answers can carry it without a
     /// round trip to that thread.
     ring: Arc<AtomicU64>,
-    /// Turns true once the node has left the cluster and told the others.
-    left: watch::Receiver<bool>,
+    /// Set once the node stops by itself.
+    ended: watch::Receiver<Option<Ending>>,
+}
+
+/// Why a node stops by itself.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum Ending {
+    /// It has left the cluster and told the others.
+    Left,
+    /// It gave up joining the cluster; the sentence says why.
+    Refused(String),
 }
 
 /// A ring fingerprint as it appears in `/status` and the `X-Ringkv-Ring`
@@ -179,14 +192,19 @@ impl NodeHandle {
         answer.await.ok()
     }
 
-    /// Resolves once the node has left the cluster (never, if it does not).
-    pub fn left(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
-        let mut left = self.left.clone();
+    /// Resolves once the node stops by itself (never, if it does not).
+    pub fn ended(&self) -> impl std::future::Future<Output = ()> + Send + 'static {
+        let mut ended = self.ended.clone();
         async move {
-            if left.wait_for(|l| *l).await.is_err() {
+            if ended.wait_for(Option::is_some).await.is_err() {
                 std::future::pending::<()>().await;
             }
         }
+    }
+
+    /// Why the node stopped by itself, once it did.
+    pub fn ending(&self) -> Option<Ending> {
+        self.ended.borrow().clone()
     }
 
     pub async fn report(&self) -> Option<NodeReport> {
@@ -246,7 +264,7 @@ pub fn spawn(
 ) -> std::io::Result<(NodeHandle, JoinHandle<()>)> {
     let EventQueue { tx, rx } = queue;
     let ring = Arc::new(AtomicU64::new(node.ring().fingerprint()));
-    let (left_tx, left) = watch::channel(false);
+    let (ended_tx, ended) = watch::channel(None);
     let name = format!("node-{}", node.id());
     let published = ring.clone();
     let thread = std::thread::Builder::new().name(name).spawn(move || {
@@ -259,12 +277,12 @@ pub fn spawn(
             next_client: 1,
             ring: published,
             data_dir,
-            left: left_tx,
+            ended: ended_tx,
             left_at: None,
         }
         .run(rx)
     })?;
-    Ok((NodeHandle { tx, ring, left }, thread))
+    Ok((NodeHandle { tx, ring, ended }, thread))
 }
 
 /// How long a node that has left keeps running, so its departure reaches
@@ -280,7 +298,7 @@ struct Driver {
     data_dir: PathBuf,
     /// The member-list change count last saved to disk.
     saved_changes: u64,
-    left: watch::Sender<bool>,
+    ended: watch::Sender<Option<Ending>>,
     left_at: Option<Millis>,
 }
 
@@ -330,6 +348,9 @@ impl Driver {
             }
             Event::Peer(Inbound::Message { from, msg }) => self.node.on_message(now, from, msg),
             Event::Peer(Inbound::Unreachable { peer }) => self.node.on_unreachable(now, peer),
+            Event::Peer(Inbound::Incompatible { peer, reason }) => {
+                self.node.on_incompatible(now, peer, reason)
+            }
             Event::Status(tx) => {
                 let _ = tx.send(self.report(now));
             }
@@ -362,22 +383,27 @@ impl Driver {
         if changes == self.saved_changes {
             return;
         }
-        let vnodes = self.node.settings().vnodes;
-        match members_file::save(&self.data_dir, self.node.membership(), vnodes) {
+        let settings = self.node.settings().cluster();
+        match members_file::save(&self.data_dir, self.node.membership(), &settings) {
             Ok(()) => self.saved_changes = changes,
             Err(e) => tracing::error!("cannot save the member list: {e}"),
         }
     }
 
-    /// Once the node has left (and lingered so the news spreads), tell the
-    /// server to stop.
+    /// Once the node has left (and lingered so the news spreads), or gave
+    /// up joining, tell the server to stop.
     fn signal_departure(&mut self, now: Millis) {
+        if let Some(reason) = self.node.refusal() {
+            self.ended
+                .send_replace(Some(Ending::Refused(reason.to_owned())));
+            return;
+        }
         if !self.node.has_left() {
             return;
         }
         let left_at = *self.left_at.get_or_insert(now);
         if now >= left_at + LINGER_AFTER_LEAVING.as_millis() as Millis {
-            self.left.send_replace(true);
+            self.ended.send_replace(Some(Ending::Left));
         }
     }
 
@@ -430,6 +456,7 @@ impl Driver {
             n: settings.n,
             r: settings.r,
             w: settings.w,
+            settings_fingerprint: fingerprint_text(settings.cluster().fingerprint()),
             in_flight: self.node.in_flight(),
             stats: self.node.stats().clone(),
             unreachable_peers: self

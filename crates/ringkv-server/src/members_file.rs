@@ -5,9 +5,16 @@
 //! from the id), bumps its generation so its new entry beats the old one in
 //! gossip, and starts from the ring it last saw instead of from its config —
 //! a node that joined through seeds must not forget the cluster.
+//!
+//! The file also remembers the cluster settings the data was written with
+//! ([`ClusterSettings`]: N, quorums, vnodes, limits): a node restarted with
+//! others refuses to start, since it would place keys differently from its
+//! peers and drop copies it still owes them. Changing them on a live
+//! cluster is not supported.
 
 use crate::config::NodeConfig;
 use ringkv_core::gossip::{MemberState, MemberStatus, Membership};
+use ringkv_core::settings::{ClusterSettings, SettingDiff};
 use ringkv_core::NodeId;
 use serde::{Deserialize, Serialize};
 use std::io::Write;
@@ -18,7 +25,14 @@ const FILE: &str = "members.json";
 #[derive(Debug, Serialize, Deserialize)]
 struct Saved {
     node_id: String,
-    vnodes: u32,
+    /// The cluster settings the data was written with; missing in files
+    /// written before they were remembered.
+    #[serde(default)]
+    settings: Option<ClusterSettings>,
+    /// All that such older files remember of the settings; checked when
+    /// `settings` is missing, and no longer written.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    vnodes: Option<u32>,
     members: Vec<MemberState>,
 }
 
@@ -32,12 +46,12 @@ pub enum MembersFileError {
         saved: String,
         configured: String,
     },
-    #[error("{path} was written with {saved} vnodes per node, the config says {configured}")]
-    Vnodes {
-        path: PathBuf,
-        saved: u32,
-        configured: u32,
-    },
+    #[error(
+        "{path} was written with other cluster settings: {reason}; changing N or any other \
+         placement setting on a live cluster is not supported, so start this node with the \
+         settings its data was written with"
+    )]
+    Settings { path: PathBuf, reason: String },
 }
 
 /// Load the remembered member list (or build the first one from the
@@ -46,22 +60,29 @@ pub enum MembersFileError {
 pub fn start(config: &NodeConfig) -> Result<Membership, MembersFileError> {
     let path = config.data_dir.join(FILE);
     let settings = config.settings();
+    let cluster = settings.cluster();
     let (me, known) = match load(&path)? {
-        Some(saved) => restored(config, &path, saved, settings.vnodes)?,
+        Some(saved) => restored(config, &path, saved, &cluster)?,
         None => first_start(config),
     };
     let seeds = config.seeds.iter().map(ToString::to_string).collect();
     let members = Membership::new(me, known, seeds, settings.membership);
-    save(&config.data_dir, &members, settings.vnodes)?;
+    save(&config.data_dir, &members, &cluster)?;
     Ok(members)
 }
 
-/// Write the member list (atomically: temp file, fsync, rename).
-pub fn save(dir: &Path, members: &Membership, vnodes: u32) -> Result<(), MembersFileError> {
+/// Write the member list and the cluster settings (atomically: temp file,
+/// fsync, rename).
+pub fn save(
+    dir: &Path,
+    members: &Membership,
+    settings: &ClusterSettings,
+) -> Result<(), MembersFileError> {
     let path = dir.join(FILE);
     let saved = Saved {
         node_id: members.id().to_string(),
-        vnodes,
+        settings: Some(settings.clone()),
+        vnodes: None,
         members: members.members().cloned().collect(),
     };
     let io = |e: std::io::Error| MembersFileError::Io {
@@ -97,7 +118,7 @@ fn restored(
     config: &NodeConfig,
     path: &Path,
     saved: Saved,
-    vnodes: u32,
+    settings: &ClusterSettings,
 ) -> Result<(MemberState, Vec<MemberState>), MembersFileError> {
     if saved.node_id != config.node_id {
         return Err(MembersFileError::OtherNode {
@@ -106,11 +127,10 @@ fn restored(
             configured: config.node_id.clone(),
         });
     }
-    if saved.vnodes != vnodes {
-        return Err(MembersFileError::Vnodes {
+    if let Some(diff) = settings_changed(&saved, settings) {
+        return Err(MembersFileError::Settings {
             path: path.to_path_buf(),
-            saved: saved.vnodes,
-            configured: vnodes,
+            reason: diff.sentence("the config", "the data directory"),
         });
     }
     let id = NodeId::new(&config.node_id);
@@ -124,6 +144,20 @@ fn restored(
         ..own_entry(config, before.map_or(MemberStatus::Member, |m| m.status))
     };
     Ok((me, others))
+}
+
+/// How the configured settings differ from those the file remembers (only
+/// `vnodes` for a file from before the whole set was remembered).
+fn settings_changed(saved: &Saved, configured: &ClusterSettings) -> Option<SettingDiff> {
+    match (&saved.settings, saved.vnodes) {
+        (Some(remembered), _) => configured.diff(remembered),
+        (None, Some(vnodes)) if vnodes != configured.vnodes => Some(SettingDiff {
+            setting: "replication vnodes",
+            ours: u64::from(configured.vnodes),
+            theirs: u64::from(vnodes),
+        }),
+        (None, _) => None,
+    }
 }
 
 /// The first start: joining through seeds, or one of a static member list.
@@ -165,6 +199,7 @@ fn own_entry(config: &NodeConfig, status: MemberStatus) -> MemberState {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ringkv_core::settings::Settings;
 
     fn config(dir: &Path, extra: &str) -> NodeConfig {
         NodeConfig::parse(&format!(
@@ -193,6 +228,56 @@ mod tests {
             again.me().status,
             MemberStatus::Joining,
             "remembered, not re-read"
+        );
+    }
+
+    /// [`config`] with its `[replication]` settings changed.
+    fn replicating(dir: &Path, change: impl FnOnce(&mut Settings)) -> NodeConfig {
+        let mut config = config(dir, "");
+        change(&mut config.replication);
+        config
+    }
+
+    #[test]
+    fn a_data_dir_written_with_other_settings_is_refused_naming_the_setting() {
+        let dir = tempfile::tempdir().unwrap();
+        start(&config(dir.path(), "")).unwrap();
+        let other_n = replicating(dir.path(), |s| (s.n, s.r, s.w) = (2, 1, 1));
+        let err = start(&other_n).unwrap_err().to_string();
+        assert!(
+            err.contains("replication n differs: the config has 2, the data directory has 3"),
+            "{err}"
+        );
+        assert!(err.contains("not supported"), "{err}");
+        let other_limit = replicating(dir.path(), |s| s.max_siblings = 8);
+        let err = start(&other_limit).unwrap_err().to_string();
+        assert!(err.contains("replication max_siblings differs"), "{err}");
+        // Per-node tuning may change across restarts.
+        let tuned = replicating(dir.path(), |s| s.request_timeout_ms = 50);
+        start(&tuned).unwrap();
+    }
+
+    #[test]
+    fn a_file_from_before_settings_were_remembered_is_checked_for_vnodes_and_upgraded() {
+        let dir = tempfile::tempdir().unwrap();
+        let legacy = r#"{"node_id": "n1", "vnodes": 64, "members": []}"#;
+        std::fs::write(dir.path().join(FILE), legacy).unwrap();
+        let err = start(&config(dir.path(), "")).unwrap_err().to_string();
+        assert!(
+            err.contains(
+                "replication vnodes differs: the config has 128, the data directory has 64"
+            ),
+            "{err}"
+        );
+        let legacy = r#"{"node_id": "n1", "vnodes": 128, "members": []}"#;
+        std::fs::write(dir.path().join(FILE), legacy).unwrap();
+        start(&config(dir.path(), "")).unwrap();
+        let err = start(&replicating(dir.path(), |s| s.w = 3))
+            .unwrap_err()
+            .to_string();
+        assert!(
+            err.contains("replication w differs"),
+            "now remembered: {err}"
         );
     }
 

@@ -3,7 +3,7 @@
 //! thread.
 
 use crate::config::NodeConfig;
-use crate::driver::{self, NodeHandle};
+use crate::driver::{self, Ending, NodeHandle};
 use crate::http::{self, Api};
 use crate::members_file::{self, MembersFileError};
 use crate::resp;
@@ -32,6 +32,9 @@ pub enum ServerError {
     },
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    /// The cluster refused this node (its settings differ).
+    #[error("{0}")]
+    Refused(String),
 }
 
 /// Run the node until `shutdown` resolves or the node has left the
@@ -50,11 +53,14 @@ pub async fn run(
         .await
         .map_err(std::io::Error::other)??;
 
+    // Refuses a data directory written with other cluster settings, before
+    // any protocol code runs over the store.
     let members = members_file::start(&config)?;
     let queue = driver::EventQueue::new();
     let transport_config = TransportConfig {
         cluster: config.cluster.clone(),
         node_id: NodeId::new(&me.id),
+        settings: settings.cluster(),
         listen: me.addr,
         // Known members; gossip adds the others as they are learned.
         peers: members
@@ -103,11 +109,11 @@ pub async fn run(
         config.data_dir.display(),
         config.storage.engine
     );
-    let left = handle.left();
+    let ended = handle.ended();
     let stop_on = async move {
         tokio::select! {
             _ = shutdown => {}
-            _ = left => tracing::info!("node left the cluster; stopping"),
+            _ = ended => tracing::info!("node stops by itself"),
         }
     };
     let served = axum::serve(listener, http::router(api))
@@ -117,6 +123,9 @@ pub async fn run(
         resp.abort();
     }
     stop(&handle, thread).await;
+    if let Some(Ending::Refused(reason)) = handle.ending() {
+        return Err(ServerError::Refused(reason));
+    }
     served.map_err(ServerError::from)
 }
 

@@ -24,6 +24,10 @@ pub struct MemberReport {
     pub generation: u64,
     /// Share of the ring this member coordinates.
     pub ownership: f64,
+    /// Why this member is not used, when its cluster settings differ from
+    /// this node's (`null` when they agree or are not known yet).
+    #[serde(default)]
+    pub settings_mismatch: Option<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -63,6 +67,7 @@ impl MembershipReport {
                     .collect(),
                 generation: m.generation,
                 ownership: ownership.get(&m.id).copied().unwrap_or(0.0),
+                settings_mismatch: node.settings_mismatch(&m.id),
             })
             .collect();
         MembershipReport {

@@ -41,6 +41,11 @@ pub fn render(status: &Value) -> String {
             suspecters.join(", ")
         );
     }
+    for m in status["members"].as_array().into_iter().flatten() {
+        if let Some(reason) = m["settings_mismatch"].as_str() {
+            let _ = writeln!(out, "{} is not used: {reason}", text(&m["id"]));
+        }
+    }
     let hints: Vec<String> = status["pending_hints"]
         .as_object()
         .into_iter()
@@ -75,7 +80,8 @@ mod tests {
                 {"id": "n1", "status": "up", "ownership": 0.5, "generation": 3,
                  "http": "127.0.0.1:8101", "suspected_by": []},
                 {"id": "n2", "status": "down", "ownership": 0.5, "generation": 1,
-                 "http": "127.0.0.1:8102", "suspected_by": ["n1", "n3"]}
+                 "http": "127.0.0.1:8102", "suspected_by": ["n1", "n3"],
+                 "settings_mismatch": "replication n differs: this node has 3, peer n2 has 2"}
             ],
             "pending_hints": {"n2": 12},
             "handoff": {"percent": 40, "ranges_done": 4, "ranges_total": 10, "keys": 7, "bytes": 700},
@@ -87,6 +93,10 @@ mod tests {
             "{text}"
         );
         assert!(text.contains("n1, n3"), "{text}");
+        assert!(
+            text.contains("n2 is not used: replication n differs: this node has 3, peer n2 has 2"),
+            "{text}"
+        );
         assert!(text.contains("hints kept here: 12 for n2"), "{text}");
         assert!(text.contains("handoff: 40% (4 of 10 ranges"), "{text}");
         assert!(text.contains("keys stored here: 99"), "{text}");

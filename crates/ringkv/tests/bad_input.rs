@@ -5,6 +5,7 @@ mod common;
 
 use common::{eventually, Cluster, CONTEXT_HEADER};
 use reqwest::Method;
+use ringkv_core::settings::{ClusterSettings, Settings};
 use serde::Serialize;
 use std::io::{Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -76,14 +77,17 @@ struct Hello {
     protocol_version: u16,
     cluster: String,
     node: String,
+    settings: ClusterSettings,
 }
 
+/// A handshake of the current protocol, with the test cluster's settings.
 fn hello(magic: u32, cluster: &str, node: &str) -> Vec<u8> {
     let hello = Hello {
         magic,
-        protocol_version: 1,
+        protocol_version: ringkv_server::transport::PROTOCOL_VERSION,
         cluster: cluster.into(),
         node: node.into(),
+        settings: Settings::default().cluster(),
     };
     frame(&postcard::to_stdvec(&hello).unwrap())
 }

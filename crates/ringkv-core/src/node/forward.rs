@@ -11,9 +11,12 @@ use crate::{Millis, NodeId};
 impl<S: Store> Node<S> {
     /// The preference list in the order to try as coordinator: available
     /// nodes first (not down by gossip, not recently unreachable), so a
-    /// dead or cut-off first choice costs no timeout.
+    /// dead or cut-off first choice costs no timeout. A node whose cluster
+    /// settings differ is never tried: it would give the request another
+    /// meaning (its own N, R, W).
     pub(super) fn coordinator_candidates(&self, now: Millis, key: &[u8]) -> Vec<NodeId> {
-        let pref = self.ring.preference_list(key, self.settings.n);
+        let mut pref = self.ring.preference_list(key, self.settings.n);
+        pref.retain(|n| !self.is_incompatible(n));
         let (up, down): (Vec<NodeId>, Vec<NodeId>) =
             pref.into_iter().partition(|n| self.is_available(now, n));
         up.into_iter().chain(down).collect()

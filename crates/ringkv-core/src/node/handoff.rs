@@ -342,7 +342,17 @@ impl<S: Store> Node<S> {
     /// page per tick, so the node keeps serving meanwhile, and each key
     /// after sending its last state to the key's replicas, in case a write
     /// reached this node after the new owner fetched the range.
+    ///
+    /// Which keys are unowned is computed with this node's own N, and the
+    /// ring fingerprint the members agree on does not cover N: so nothing
+    /// is dropped (nor listed to drop) while any live member is not known
+    /// to run with this node's cluster settings. A node restarted with
+    /// another N, which its data directory should have refused, thus drops
+    /// nothing.
     fn drop_unowned_when_settled(&mut self) {
+        if !self.settings_agree_everywhere() {
+            return;
+        }
         let current = self.ring.fingerprint();
         let settled = current == self.future.fingerprint()
             && self.members.me().synced == current

@@ -29,17 +29,20 @@ impl<S: Store> Node<S> {
         }
     }
 
-    /// Whether `peer` may be sent work now: not down by agreement and not
-    /// recently unreachable for this node's transport.
+    /// Whether `peer` may be sent work now: not down by agreement, not
+    /// recently unreachable for this node's transport, and running with
+    /// this node's cluster settings.
     pub(super) fn is_available(&self, now: Millis, peer: &NodeId) -> bool {
         *peer == self.id
             || (self.members.liveness(peer) != Liveness::Down
-                && self.unreachable.get(peer).is_none_or(|until| *until <= now))
+                && self.unreachable.get(peer).is_none_or(|until| *until <= now)
+                && !self.is_incompatible(peer))
     }
 
     /// Nodes that will replicate `key` once pending joins and leaves
     /// complete but do not yet: writes go to them too (without counting
-    /// towards W), so a transfer in progress misses nothing.
+    /// towards W), so a transfer in progress misses nothing. A node whose
+    /// cluster settings differ gets nothing.
     pub(super) fn pending_replicas(&self, key: &[u8]) -> Vec<NodeId> {
         if self.future.fingerprint() == self.ring.fingerprint() {
             return Vec::new();
@@ -48,7 +51,7 @@ impl<S: Store> Node<S> {
         self.future
             .preference_list(key, self.settings.n)
             .into_iter()
-            .filter(|n| !now.contains(n))
+            .filter(|n| !now.contains(n) && !self.is_incompatible(n))
             .collect()
     }
 

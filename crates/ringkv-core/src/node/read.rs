@@ -21,9 +21,15 @@ impl<S: Store> Node<S> {
         purpose: ReadPurpose,
     ) {
         let replicas = self.ring.preference_list(&key, self.settings.n);
+        // A replica whose cluster settings differ is not asked; it counts
+        // as failed at once.
+        let (refused, asked): (Vec<NodeId>, Vec<NodeId>) = replicas
+            .iter()
+            .cloned()
+            .partition(|n| self.is_incompatible(n));
         let req = self.next_request();
         self.send_to_others(
-            &replicas,
+            &asked,
             Message::Read {
                 req,
                 key: key.clone(),
@@ -41,6 +47,9 @@ impl<S: Store> Node<S> {
             req,
             OpState::Get(get),
         );
+        for peer in &refused {
+            self.on_read_reply(now, req, peer, None);
+        }
         if replicas.contains(&self.id) {
             let local = self.read_local(&key).ok();
             self.on_read_reply(now, req, &self.id.clone(), local);

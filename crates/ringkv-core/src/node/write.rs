@@ -90,9 +90,12 @@ impl<S: Store> Node<S> {
     /// Send a preference-list replica its copy, or, when it is not
     /// available, a stand-in (the replica itself then counts as not asked).
     /// With no stand-in to be had the replica is asked anyway: the
-    /// transport reports it if it is still gone.
+    /// transport reports it if it is still gone — unless its cluster
+    /// settings differ, as such a node is never used as a replica.
     fn replicate(&mut self, now: Millis, req: RequestId, replica: &NodeId, msg: &Message) {
-        if self.is_available(now, replica) || !self.add_stand_in(now, req, replica) {
+        if self.is_available(now, replica)
+            || !(self.add_stand_in(now, req, replica) || self.is_incompatible(replica))
+        {
             self.send(replica.clone(), msg.clone());
         } else {
             self.record_put(req, replica, false);

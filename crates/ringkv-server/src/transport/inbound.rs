@@ -1,21 +1,21 @@
 //! Inbound side: accept connections, check the handshake, forward messages.
-//! Accepted connections are only ever read.
+//! Accepted connections are only ever read, but for the handshake's answer.
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
-use futures::StreamExt;
+use futures::{SinkExt, StreamExt};
 use ringkv_core::NodeId;
 use serde::de::DeserializeOwned;
 use tokio::net::{TcpListener, TcpStream};
-use tokio_util::codec::{FramedRead, LengthDelimitedCodec};
+use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tracing::{debug, trace, warn};
 
-use super::handshake::{Hello, Rejection};
+use super::handshake::{next_hello, Rejection};
 use super::{codec, Inbound, Shared, ACCEPT_ERROR_PAUSE};
 
-type InboundFrames = FramedRead<TcpStream, LengthDelimitedCodec>;
+type InboundFrames = Framed<TcpStream, LengthDelimitedCodec>;
 
 /// Accepts connections until shutdown; each gets its own task so a slow or
 /// misbehaving peer cannot hold up the others.
@@ -48,32 +48,41 @@ async fn serve_inbound<M>(shared: Arc<Shared<M>>, stream: TcpStream, remote: Soc
 where
     M: DeserializeOwned + Send + 'static,
 {
-    let mut frames = FramedRead::new(stream, codec(shared.max_frame_bytes));
+    let mut frames = Framed::new(stream, codec(shared.max_frame_bytes));
     let shutdown = shared.shutdown.clone();
     tokio::select! {
         _ = shutdown.cancelled() => {}
         _ = async {
             match accept_handshake(&shared, &mut frames).await {
-                Ok(peer) => forward_messages(&shared, &mut frames, &peer, remote).await,
+                Ok(peer) => {
+                    shared.agreed(&peer);
+                    forward_messages(&shared, &mut frames, &peer, remote).await
+                }
+                Err(Rejection::Settings { peer, reason }) => shared.refuse(&peer, &reason),
                 Err(reason) => warn!(%remote, %reason, "rejected inbound connection"),
             }
         } => {}
     }
 }
 
-/// Reads and validates the first frame, returning the peer's identity.
+/// Reads the peer's handshake, answers it with this node's, then checks it
+/// (all within `connect_timeout`), returning the peer's identity. The
+/// answer goes out before the verdict so the peer can check this node's
+/// handshake too and learn in its own words why it is refused.
 async fn accept_handshake<M>(
     shared: &Shared<M>,
     frames: &mut InboundFrames,
 ) -> Result<NodeId, Rejection> {
     let limit = shared.connect_timeout;
-    let frame = match tokio::time::timeout(limit, frames.next()).await {
-        Err(_) => return Err(Rejection::Timeout(limit)),
-        Ok(None) => return Err(Rejection::Closed),
-        Ok(Some(Err(err))) => return Err(Rejection::Frame(err)),
-        Ok(Some(Ok(frame))) => frame,
+    let exchange = async {
+        let hello = next_hello(frames).await?;
+        let answer = shared.hello().encode().map_err(Rejection::Frame)?;
+        frames.send(answer).await.map_err(Rejection::Frame)?;
+        Ok(hello)
     };
-    let hello: Hello = postcard::from_bytes(&frame).map_err(Rejection::Decode)?;
+    let hello = tokio::time::timeout(limit, exchange)
+        .await
+        .map_err(|_| Rejection::Timeout(limit))??;
     shared.check_hello(&hello)?;
     Ok(hello.node)
 }

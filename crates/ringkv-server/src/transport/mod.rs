@@ -7,9 +7,12 @@
 //! socket between a reader and a writer, and "who talks to whom" is explicit.
 //!
 //! Framing is [`LengthDelimitedCodec`] (u32 big-endian length prefix), every
-//! payload is postcard. The first frame on a connection is a [`Hello`]
-//! handshake; every later frame is one message `M`. The transport is generic
-//! over `M`, so it knows nothing about the protocol's message enum.
+//! payload is postcard. The first frame each way is a [`Hello`] handshake
+//! (the acceptor's answer is the only frame it ever writes); every later
+//! frame is one message `M`. The transport is generic over `M`, so it knows
+//! nothing about the protocol's message enum. The handshake carries the
+//! cluster settings, and a peer whose settings differ is refused on both
+//! sides of the connection (see [`handshake`]).
 //!
 //! Delivery is best effort, deliberately: messages to a peer that cannot be
 //! reached are dropped and reported once per failure episode as
@@ -32,6 +35,7 @@ use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
 use bytes::Bytes;
+use ringkv_core::settings::ClusterSettings;
 use ringkv_core::NodeId;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -48,7 +52,9 @@ use outbound::PeerWriter;
 
 /// Version of the handshake + framing. Bump on any incompatible wire change;
 /// nodes refuse peers that speak another version instead of misparsing them.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// Version 2: the handshake carries the cluster settings and is answered,
+/// and gossip entries carry a settings fingerprint.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// First field of every handshake ("RKV1"). Lets an acceptor tell a ringkv
 /// peer from a stray client (a port scanner, an HTTP request) immediately.
@@ -79,6 +85,9 @@ pub struct TransportConfig {
     pub cluster: String,
     /// This node's identity, presented to peers in the handshake.
     pub node_id: NodeId,
+    /// The settings every node of the cluster must share, presented in the
+    /// handshake; a peer presenting others is refused.
+    pub settings: ClusterSettings,
     /// Address to listen on (port 0 picks a free port; see
     /// [`Transport::local_addr`]).
     pub listen: SocketAddr,
@@ -101,6 +110,10 @@ pub enum Inbound<M> {
     /// Messages to `peer` were dropped because it could not be reached.
     /// Reported once per failure episode, not once per message.
     Unreachable { peer: NodeId },
+    /// A handshake with `peer` was refused because its cluster settings
+    /// differ; `reason` says how in one sentence. Reported once per peer
+    /// (until a handshake with it succeeds), not once per attempt.
+    Incompatible { peer: NodeId, reason: String },
 }
 
 /// The inter-node transport. Cheap to clone; all clones share the same
@@ -149,6 +162,7 @@ impl<M> Drop for Inner<M> {
 struct Shared<M> {
     cluster: String,
     node_id: NodeId,
+    settings: ClusterSettings,
     local_addr: SocketAddr,
     max_frame_bytes: usize,
     connect_timeout: Duration,
@@ -156,6 +170,8 @@ struct Shared<M> {
     peers: Mutex<BTreeMap<NodeId, SocketAddr>>,
     /// Peers whose traffic is silently dropped in both directions (test fault).
     blocked: Mutex<HashSet<NodeId>>,
+    /// Peers refused for their settings, and the reason last reported.
+    refused: Mutex<HashMap<NodeId, String>>,
     inbound: Box<dyn InboundSink<M>>,
     accepted: AtomicU64,
     shutdown: CancellationToken,
@@ -199,7 +215,7 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Transport<M> {
     ) -> io::Result<Self> {
         // The u32 length prefix cannot describe anything larger.
         let max_frame_bytes = config.max_frame_bytes.min(u32::MAX as usize);
-        let hello = Hello::new(&config.cluster, &config.node_id);
+        let hello = Hello::new(&config.cluster, &config.node_id, &config.settings);
         if hello.encode()?.len() > max_frame_bytes {
             return Err(io::Error::new(
                 io::ErrorKind::InvalidInput,
@@ -215,11 +231,13 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Transport<M> {
         let shared = Arc::new(Shared {
             cluster: config.cluster,
             node_id: config.node_id,
+            settings: config.settings,
             local_addr,
             max_frame_bytes,
             connect_timeout: config.connect_timeout,
             peers: Mutex::new(peers),
             blocked: Mutex::new(HashSet::new()),
+            refused: Mutex::new(HashMap::new()),
             inbound: Box::new(inbound),
             accepted: AtomicU64::new(0),
             shutdown: CancellationToken::new(),

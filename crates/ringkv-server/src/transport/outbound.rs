@@ -12,15 +12,16 @@ use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::Instant;
-use tokio_util::codec::{FramedWrite, LengthDelimitedCodec};
+use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tracing::{debug, trace, warn};
 
-use super::handshake::Hello;
+use super::handshake::{next_hello, Rejection};
 use super::{codec, Shared, MAX_BATCH, RECONNECT_BACKOFF, WRITE_STALL_TIMEOUT};
 
-/// An established outbound connection. The read half is kept only to notice
-/// the peer closing the connection (it never sends anything back), so a
-/// restarted peer is detected before messages are written into a dead socket.
+/// An established outbound connection. Past the handshake's answer, the
+/// read half is kept only to notice the peer closing the connection (it
+/// never sends anything more), so a restarted peer is detected before
+/// messages are written into a dead socket.
 struct Connection {
     frames: FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
     read_half: OwnedReadHalf,
@@ -103,8 +104,13 @@ impl<M> PeerWriter<M> {
             match self.connect().await {
                 Ok(conn) => {
                     debug!(peer = %self.peer, "outbound connection established");
+                    self.shared.agreed(&self.peer);
                     self.conn = Some(conn);
                     self.retry_at = None;
+                }
+                Err(Rejection::Settings { reason, .. }) => {
+                    self.shared.refuse(&self.peer, &reason);
+                    return self.back_off(batch.len());
                 }
                 Err(err) => return self.fail(&format!("connect failed: {err}"), batch.len()),
             }
@@ -121,36 +127,50 @@ impl<M> PeerWriter<M> {
         }
     }
 
-    /// Opens a connection to the peer's current address and sends the
-    /// handshake, all within `connect_timeout`.
-    async fn connect(&self) -> io::Result<Connection> {
-        let addr = self
-            .shared
-            .peer_addr(&self.peer)
-            .ok_or_else(|| io::Error::new(io::ErrorKind::NotFound, "peer no longer known"))?;
-        let hello = Hello::new(&self.shared.cluster, &self.shared.node_id).encode()?;
+    /// Opens a connection to the peer's current address, sends the
+    /// handshake and checks the peer's answer, all within `connect_timeout`.
+    async fn connect(&self) -> Result<Connection, Rejection> {
+        let addr = self.shared.peer_addr(&self.peer).ok_or_else(|| {
+            Rejection::Connect(io::Error::new(
+                io::ErrorKind::NotFound,
+                "peer no longer known",
+            ))
+        })?;
+        let hello = self.shared.hello().encode().map_err(Rejection::Connect)?;
         let limit = self.shared.connect_timeout;
+        let max_frame_bytes = self.shared.max_frame_bytes;
         let attempt = async {
-            let stream = TcpStream::connect(addr).await?;
+            let stream = TcpStream::connect(addr).await.map_err(Rejection::Connect)?;
             // Messages are small and latency-bound; batching happens above.
-            stream.set_nodelay(true)?;
+            stream.set_nodelay(true).map_err(Rejection::Connect)?;
             let (read_half, write_half) = stream.into_split();
-            let mut frames = FramedWrite::new(write_half, codec(self.shared.max_frame_bytes));
-            frames.send(hello).await?;
+            let mut frames = FramedWrite::new(write_half, codec(max_frame_bytes));
+            frames.send(hello).await.map_err(Rejection::Connect)?;
+            // The peer answers with its own handshake, checked as it
+            // checked ours.
+            let mut answers = FramedRead::new(read_half, codec(max_frame_bytes));
+            self.shared.check_hello(&next_hello(&mut answers).await?)?;
+            let read_half = answers.into_inner();
             Ok(Connection { frames, read_half })
         };
         tokio::time::timeout(limit, attempt).await.map_err(|_| {
-            io::Error::new(
+            Rejection::Connect(io::Error::new(
                 io::ErrorKind::TimedOut,
                 format!("timed out after {limit:?}"),
-            )
+            ))
         })?
     }
 
-    /// Starts a failure episode: drop the connection, report the peer
-    /// unreachable once, and hold off reconnecting for a while.
+    /// Starts a failure episode: log it, then [`back_off`](Self::back_off).
     fn fail(&mut self, reason: &str, dropped: usize) {
         warn!(peer = %self.peer, reason, dropped, "peer unreachable");
+        self.back_off(dropped);
+    }
+
+    /// Drop the connection, report the peer unreachable once, and hold off
+    /// reconnecting for a while.
+    fn back_off(&mut self, dropped: usize) {
+        trace!(peer = %self.peer, dropped, "backing off");
         self.conn = None;
         self.retry_at = Some(Instant::now() + RECONNECT_BACKOFF);
         self.shared.report_unreachable(&self.peer);

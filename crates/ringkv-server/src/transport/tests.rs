@@ -7,7 +7,8 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use bytes::Bytes;
-use futures::SinkExt;
+use futures::{SinkExt, StreamExt};
+use ringkv_core::settings::{ClusterSettings, Settings};
 use ringkv_core::NodeId;
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -17,7 +18,7 @@ use tokio::sync::mpsc::error::TryRecvError;
 use tokio::time::timeout;
 use tokio_util::codec::Framed;
 
-use super::handshake::Hello;
+use super::handshake::{next_hello, Hello};
 use super::{codec, Inbound, Transport, TransportConfig, HANDSHAKE_MAGIC, PROTOCOL_VERSION};
 
 /// Every test body runs under this bound so a bug cannot hang the suite.
@@ -50,10 +51,16 @@ fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
+/// The cluster settings test nodes run with unless a test says otherwise.
+fn settings() -> ClusterSettings {
+    Settings::default().cluster()
+}
+
 fn config(name: &str, listen: SocketAddr) -> TransportConfig {
     TransportConfig {
         cluster: CLUSTER.to_string(),
         node_id: id(name),
+        settings: settings(),
         listen,
         peers: BTreeMap::new(),
         max_frame_bytes: MAX_FRAME,
@@ -74,11 +81,13 @@ async fn node(name: &str) -> (Transport<TestMsg>, Rx) {
 }
 
 async fn node_at(name: &str, listen: SocketAddr) -> (Transport<TestMsg>, Rx) {
+    node_with(config(name, listen)).await
+}
+
+async fn node_with(config: TransportConfig) -> (Transport<TestMsg>, Rx) {
     init_logging();
     let (tx, rx) = mpsc::unbounded_channel();
-    let transport = Transport::bind(config(name, listen), tx)
-        .await
-        .expect("bind");
+    let transport = Transport::bind(config, tx).await.expect("bind");
     (transport, rx)
 }
 
@@ -125,6 +134,7 @@ fn hello(cluster: &str, node: &str, protocol_version: u16) -> Hello {
         protocol_version,
         cluster: cluster.to_string(),
         node: id(node),
+        settings: settings(),
     }
 }
 
@@ -145,13 +155,14 @@ async fn raw_peer(addr: SocketAddr, hello: &Hello, msgs: &[TestMsg]) -> TcpStrea
     framed.into_inner()
 }
 
-/// Waits until the other side closes `stream` (EOF or reset).
+/// Waits until the other side closes `stream` (EOF or reset), passing over
+/// what it sent before (its handshake).
 async fn expect_closed(stream: &mut TcpStream) {
-    let mut buf = [0u8; 16];
-    let read = timeout(EVENT_TIMEOUT, stream.read(&mut buf))
+    let mut buf = [0u8; 256];
+    let closed = async { while let Ok(1..) = stream.read(&mut buf).await {} };
+    timeout(EVENT_TIMEOUT, closed)
         .await
         .expect("connection was not closed");
-    assert!(matches!(read, Ok(0) | Err(_)), "expected EOF, got {read:?}");
 }
 
 /// Sends a message from a proper peer and checks it arrives: the node is
@@ -468,6 +479,134 @@ async fn bind_rejects_max_frame_too_small_for_handshake() {
         cfg.max_frame_bytes = 4;
         let err = Transport::bind(cfg, tx).await.unwrap_err();
         assert_eq!(err.kind(), io::ErrorKind::InvalidInput);
+    })
+    .await;
+}
+
+/// A transport named `name` whose cluster settings differ from the others'
+/// in `n` (and, to stay valid, `r` and `w`).
+async fn node_with_n(name: &str, n: usize) -> (Transport<TestMsg>, Rx) {
+    let mut cfg = config(name, loopback());
+    cfg.settings = ClusterSettings {
+        n,
+        r: 1,
+        w: 1,
+        ..settings()
+    };
+    node_with(cfg).await
+}
+
+/// Every event that arrives within the quiet period.
+async fn events_until_quiet(rx: &mut Rx) -> Vec<Inbound<TestMsg>> {
+    tokio::time::sleep(QUIET_PERIOD).await;
+    std::iter::from_fn(|| rx.try_recv().ok()).collect()
+}
+
+fn incompatible(events: &[Inbound<TestMsg>]) -> Vec<(NodeId, String)> {
+    events
+        .iter()
+        .filter_map(|e| match e {
+            Inbound::Incompatible { peer, reason } => Some((peer.clone(), reason.clone())),
+            _ => None,
+        })
+        .collect()
+}
+
+/// A node restarted with another N must not be heard: both sides refuse
+/// the connection, each says why in its own words, once per peer however
+/// often the connector retries, and no message gets through.
+#[tokio::test]
+async fn a_peer_with_other_settings_is_refused_on_both_sides_once_with_the_reason() {
+    bounded(async {
+        let (a, mut a_rx) = node_with_n("a", 2).await;
+        let (b, mut b_rx) = node("b").await;
+        introduce(&a, &b);
+        // Several connection attempts (each after the reconnect backoff).
+        for i in 0..4 {
+            a.send(&id("b"), TestMsg::Ping(i));
+            tokio::time::sleep(super::RECONNECT_BACKOFF * 2).await;
+        }
+        let at_a = events_until_quiet(&mut a_rx).await;
+        let at_b = events_until_quiet(&mut b_rx).await;
+        assert_eq!(
+            incompatible(&at_a),
+            vec![(
+                id("b"),
+                "replication n differs: this node has 2, peer b has 3".to_string()
+            )],
+            "the connector learns why, once: {at_a:?}"
+        );
+        assert!(
+            at_a.contains(&Inbound::Unreachable { peer: id("b") }),
+            "{at_a:?}"
+        );
+        assert_eq!(
+            incompatible(&at_b),
+            vec![(
+                id("a"),
+                "replication n differs: this node has 3, peer a has 2".to_string()
+            )],
+            "the acceptor says why, once: {at_b:?}"
+        );
+        assert!(
+            !at_b.iter().any(|e| matches!(e, Inbound::Message { .. })),
+            "{at_b:?}"
+        );
+        assert!(b.accepted_connections() >= 2, "a retried");
+        expect_still_serving(&b, &mut b_rx).await;
+    })
+    .await;
+}
+
+/// The acceptor answers a hello of the right protocol with its own, so a
+/// connector with other settings can tell why it is refused, then closes.
+#[tokio::test]
+async fn a_refused_connector_gets_the_acceptors_hello_before_the_close() {
+    bounded(async {
+        let (b, mut b_rx) = node("b").await;
+        let mut theirs = hello(CLUSTER, "a", PROTOCOL_VERSION);
+        theirs.settings.max_siblings += 1;
+        let stream = TcpStream::connect(b.local_addr()).await.unwrap();
+        let mut framed = Framed::new(stream, codec(MAX_FRAME));
+        framed.send(theirs.encode().unwrap()).await.unwrap();
+        let answer = next_hello(&mut framed).await.expect("b's hello");
+        assert_eq!(answer.node, id("b"));
+        assert_eq!(answer.settings, settings());
+        assert!(
+            matches!(framed.next().await, None | Some(Err(_))),
+            "closed after the answer"
+        );
+        let events = events_until_quiet(&mut b_rx).await;
+        let reasons = incompatible(&events);
+        assert_eq!(reasons.len(), 1, "{events:?}");
+        assert!(
+            reasons[0]
+                .1
+                .starts_with("replication max_siblings differs: this node has 64"),
+            "{reasons:?}"
+        );
+    })
+    .await;
+}
+
+/// Once the peer comes back with the cluster's settings, it is heard.
+#[tokio::test]
+async fn a_peer_restarted_with_the_clusters_settings_is_heard_again() {
+    bounded(async {
+        let (a, a_rx) = node_with_n("a", 2).await;
+        let (b, mut b_rx) = node("b").await;
+        introduce(&a, &b);
+        a.send(&id("b"), TestMsg::Ping(1));
+        let refused = next_event(&mut b_rx).await;
+        assert!(
+            matches!(refused, Inbound::Incompatible { .. }),
+            "{refused:?}"
+        );
+        drop((a, a_rx));
+        let (a2, _a2_rx) = node("a").await;
+        introduce(&a2, &b);
+        a2.send(&id("b"), TestMsg::Ping(2));
+        expect_message(&mut b_rx, "a", TestMsg::Ping(2)).await;
     })
     .await;
 }

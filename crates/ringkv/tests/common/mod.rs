@@ -528,6 +528,32 @@ impl Cluster {
         unreachable!()
     }
 
+    /// Start a new node (the next number) joining through node `seed`,
+    /// its config passed through `edit` first, without waiting for it (it
+    /// may be meant to exit). Answers its number.
+    pub fn spawn_joiner(&mut self, seed: usize, edit: impl FnOnce(String) -> String) -> usize {
+        let seed = self.peer_addr(seed);
+        let i = self.nodes.len() + 1;
+        self.nodes.push(self.new_node(i, &free_ports(3)));
+        let text = edit(self.config_text(i, &[i], &[seed]));
+        std::fs::write(&self.node(i).config, text).expect("write config");
+        self.spawn(i);
+        i
+    }
+
+    /// Rewrite node `i`'s config through `edit` (for its next start).
+    pub fn edit_config(&self, i: usize, edit: impl FnOnce(String) -> String) {
+        let path = &self.node(i).config;
+        let text = std::fs::read_to_string(path).expect("read config");
+        std::fs::write(path, edit(text)).expect("write config");
+    }
+
+    /// Start the process of a stopped node `i` without waiting for it (it
+    /// may be meant to exit: see [`Cluster::wait_exit`]).
+    pub fn spawn_again(&mut self, i: usize) {
+        self.spawn(i);
+    }
+
     fn node(&self, i: usize) -> &NodeProc {
         assert!(i >= 1 && i <= self.nodes.len(), "no node n{i}");
         &self.nodes[i - 1]
