@@ -11,7 +11,7 @@ use ringkv_core::gossip::{MemberState, MemberStatus, Membership};
 use ringkv_core::message::Message;
 use ringkv_core::node::Node;
 use ringkv_core::settings::Settings;
-use ringkv_core::version::VersionVector;
+use ringkv_core::version::CausalContext;
 
 const KEYS: usize = 200;
 
@@ -33,7 +33,7 @@ fn n2() -> Settings {
 fn loaded() -> Net {
     let mut net = Net::new(&["n1", "n2", "n3"]);
     for i in 0..KEYS {
-        let written = net.put("n1", &key(i), "v", VersionVector::new(), Some(3));
+        let written = net.put("n1", &key(i), "v", CausalContext::new(), Some(3));
         assert!(written.is_ok(), "{written:?}");
     }
     net
@@ -73,7 +73,7 @@ fn work_sent_to(net: &mut Net, via: &[&str], target: &str, count: usize) -> Vec<
             node,
             &format!("new-{i}"),
             "v",
-            VersionVector::new(),
+            CausalContext::new(),
             Some(2),
         );
         assert!(written.is_ok(), "{written:?}");
