@@ -237,3 +237,39 @@ async fn cli_routes_to_the_coordinator_and_generic_forces_the_hop() {
     assert_eq!(value.trim(), "hop", "the write superseded the one read");
     assert_eq!(forwarded(&c).await, before + 2, "n1 forwarded both");
 }
+
+/// The client library's `put` returns the context of the caller's own
+/// write and nothing else: chaining on it never replaces a concurrent
+/// version the caller was not shown.
+#[tokio::test]
+async fn a_put_chained_on_the_returned_context_never_replaces_an_unseen_version() {
+    let c = Cluster::start(3).await;
+    let a = client(&c, 1, Routing::PartitionAware).await;
+    // Both go straight to the key's coordinator, which so gives both
+    // versions dots of its own.
+    let b = client(&c, 2, Routing::PartitionAware).await;
+    let key = "chained:client";
+    a.put_with(key, "from-a", &Context::none(), &QUORUM)
+        .await
+        .expect("a writes");
+    let mine = b
+        .put_with(key, "from-b", &Context::none(), &QUORUM)
+        .await
+        .expect("b writes");
+    b.put_with(key, "from-b-again", &mine, &QUORUM)
+        .await
+        .expect("b writes on its receipt");
+    let read = a
+        .get_with(
+            key,
+            &Options {
+                r: Some(3),
+                ..QUORUM
+            },
+        )
+        .await
+        .expect("read");
+    let mut values: Vec<&[u8]> = read.siblings.iter().map(|s| s.value.as_slice()).collect();
+    values.sort();
+    assert_eq!(values, [&b"from-a"[..], &b"from-b-again"[..]]);
+}

@@ -4,6 +4,7 @@ mod common;
 
 use common::{Cluster, Sibling};
 use ringkv_core::NodeId;
+use std::time::Duration;
 
 fn id(name: &str) -> NodeId {
     NodeId::new(name)
@@ -181,5 +182,77 @@ async fn a_write_with_a_stale_context_keeps_the_write_it_did_not_see() {
     c.delete_with(2, key, Some(&ctx), None).await.expect(204);
     for i in 1..=3 {
         c.get(i, key).await.expect(404);
+    }
+}
+
+/// Two blind writes through one coordinator, then the second writer writes
+/// again with the context its own PUT returned — the natural chaining
+/// pattern. That context must cover its own version only: the first
+/// writer's value, which the second never saw, survives as a sibling on
+/// every replica (it used to be silently replaced: the receipt was the new
+/// version's plain version-vector clock `n2:2`, which also claims `n2:1`).
+#[tokio::test]
+async fn a_write_chained_on_its_own_receipt_keeps_a_sibling_its_writer_never_saw() {
+    let c = Cluster::start_patient(3).await;
+    let key = "chained";
+    c.put(2, key, "first").await.expect(204);
+    let mine = c.put(2, key, "second").await.expect(204).context().unwrap();
+    c.put_with(2, key, "third", Some(&mine), None)
+        .await
+        .expect(204);
+    for i in 1..=3 {
+        let read = c.get_with(i, key, Some(3), true).await.expect(300);
+        let mut values: Vec<String> = read.siblings().iter().map(Sibling::text).collect();
+        values.sort();
+        assert_eq!(values, ["first", "third"], "read via n{i}");
+    }
+}
+
+/// Contexts pruned hard (two entries, no grace for young ones), and a key
+/// whose siblings come from three coordinators — its usual one was down
+/// for one write, and the next one for another. One write with a full
+/// R = 3 read's context must leave exactly one version on every replica:
+/// pruning keeps the dots of every version a write resolves. It used to
+/// keep the writer's own (redundant) entry and drop another coordinator's,
+/// so replicas kept that coordinator's sibling beside the new version for
+/// good, and every later resolving write was pruned the same way.
+#[tokio::test]
+async fn a_resolving_write_leaves_one_version_even_when_its_context_is_pruned() {
+    let pruning = "max_clock_entries = 2\nyoung_clock_ms = 0";
+    let mut c = Cluster::start_with_replication(3, pruning).await;
+    let key = common::find_key(3, "pruned:", |pref| pref == [1, 2, 3]);
+    c.put(1, &key, "a").await.expect(204);
+    c.kill(1);
+    c.put_with(2, &key, "b", None, Some(1)).await.expect(204);
+    c.kill(2);
+    c.put_with(3, &key, "c", None, Some(1)).await.expect(204);
+    c.restart(1).await;
+    c.restart(2).await;
+    // Full reads until every replica holds all three (read repair).
+    let limit = Duration::from_secs(20);
+    common::eventually(limit, "every replica holds three siblings", async || {
+        c.get_with(1, &key, Some(3), true).await;
+        let mut held = Vec::new();
+        for i in 1..=3 {
+            held.push(c.replica(i, &key).await.len());
+        }
+        if held == [3, 3, 3] {
+            Ok(())
+        } else {
+            Err(format!("siblings held: {held:?}"))
+        }
+    })
+    .await;
+
+    let read = c.get_with(1, &key, Some(3), true).await.expect(300);
+    assert_eq!(read.siblings().len(), 3);
+    let ctx = read.context().unwrap();
+    c.put_with(1, &key, "abc", Some(&ctx), Some(3))
+        .await
+        .expect(204);
+    for i in 1..=3 {
+        let replica = c.replica(i, &key).await;
+        let values: Vec<_> = replica.live().filter_map(|s| s.value.clone()).collect();
+        assert_eq!(values, [b"abc".to_vec()], "n{i} holds {replica:?}");
     }
 }

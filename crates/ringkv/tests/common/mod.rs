@@ -345,6 +345,8 @@ pub struct Cluster {
     replicas: usize,
     /// Appended to every node's config before its `[[nodes]]` list.
     extra_toml: String,
+    /// More `[replication]` lines.
+    extra_replication: String,
     /// Removed on drop unless `RINGKV_E2E_KEEP` is set.
     dir: Option<tempfile::TempDir>,
     /// Where the configs, data and logs of the current start attempt live.
@@ -377,6 +379,21 @@ impl Cluster {
     }
 
     pub async fn start_configured(n: usize, request_timeout_ms: u64, extra_toml: &str) -> Cluster {
+        Self::start_full(n, request_timeout_ms, "", extra_toml).await
+    }
+
+    /// Like [`Cluster::start`], with more `[replication]` settings
+    /// (`key = value` lines; every node gets the same).
+    pub async fn start_with_replication(n: usize, replication: &str) -> Cluster {
+        Self::start_full(n, REQUEST_TIMEOUT_MS, replication, "").await
+    }
+
+    async fn start_full(
+        n: usize,
+        request_timeout_ms: u64,
+        replication: &str,
+        extra_toml: &str,
+    ) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("ringkv-e2e-")
             .tempdir()
@@ -385,6 +402,7 @@ impl Cluster {
             request_timeout_ms,
             replicas: N.min(n),
             extra_toml: extra_toml.to_string(),
+            extra_replication: replication.to_string(),
             root: dir.path().to_path_buf(),
             dir: Some(dir),
             nodes: Vec::new(),
@@ -467,9 +485,10 @@ impl Cluster {
              fault_injection = true\n\n\
              [storage]\nengine = \"fjall\"\n\n\
              [replication]\nn = {n}\nr = {quorum}\nw = {quorum}\nvnodes = {VNODES}\n\
-             request_timeout_ms = {}\n\n",
+             request_timeout_ms = {}\n{}\n\n",
             data_dir.to_str().expect("utf-8 temp path"),
             self.request_timeout_ms,
+            self.extra_replication,
         );
         if !self.extra_toml.is_empty() {
             text.push_str(&self.extra_toml);
