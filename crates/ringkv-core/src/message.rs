@@ -122,6 +122,11 @@ impl ClientOp {
         }
     }
 
+    /// True for the operations that write (PUT, DELETE).
+    pub fn is_write(&self) -> bool {
+        !matches!(self, ClientOp::Get { .. })
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             ClientOp::Get { .. } => "get",
@@ -157,6 +162,13 @@ pub enum ClientError {
     Conflict(String),
     #[error("storage error on {node}: {message}")]
     Storage { node: String, message: String },
+    /// The node's store failed; it refused the write before writing
+    /// anything, so another node may safely take it.
+    #[error(
+        "{node} cannot write: its store failed ({reason}); it serves reads only until \
+         restarted, and nothing was written"
+    )]
+    ReadOnly { node: String, reason: String },
 }
 
 impl From<WriteError> for ClientError {

@@ -14,9 +14,11 @@ mod handoff;
 mod hints;
 mod membership;
 mod read;
+mod ready;
 mod write;
 
 pub use handoff::HandoffProgress;
+pub use ready::{Persisted, Ready, StoreFault};
 
 use crate::anti_entropy::AntiEntropy;
 use crate::coordinator::{ClientId, InFlight, OpState, Origin, Quorum, ReadPurpose, WriteAcks};
@@ -29,7 +31,7 @@ use crate::store::{Store, StoreError};
 use crate::{Millis, NodeId};
 use std::collections::BTreeMap;
 
-/// Something the caller must do on the node's behalf.
+/// Something the caller must do on the node's behalf (see [`Ready`]).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Effect {
     Send {
@@ -102,6 +104,10 @@ pub struct Node<S: Store> {
     effects: Vec<Effect>,
     stats: Stats,
     ae: AntiEntropy,
+    /// Promises withheld until the store's next sync.
+    persisted: Persisted,
+    /// Set once the store failed: the node is read-only until restarted.
+    fault: Option<StoreFault>,
     lease: CounterLease,
     /// Who is in the cluster and who is down (gossip).
     members: Membership,
@@ -162,6 +168,8 @@ impl<S: Store> Node<S> {
             effects: Vec::new(),
             stats: Stats::default(),
             ae,
+            persisted: Persisted::default(),
+            fault: None,
             lease,
             members,
             future,
@@ -226,11 +234,6 @@ impl<S: Store> Node<S> {
         self.ops.len()
     }
 
-    /// Everything the caller must now do, in order.
-    pub fn drain_effects(&mut self) -> Vec<Effect> {
-        std::mem::take(&mut self.effects)
-    }
-
     /// A front end's request. The node coordinates it if it is the first
     /// reachable node of the key's preference list, otherwise it forwards it
     /// there (one hop) and relays the answer.
@@ -238,7 +241,12 @@ impl<S: Store> Node<S> {
         if let Err(e) = self.validate(&op) {
             return self.finish(Origin::Client(client), Err(e));
         }
-        let mut candidates = self.coordinator_candidates(now, op.key()).into_iter();
+        let mut candidates = self.coordinator_candidates(now, op.key());
+        if op.is_write() && self.fault.is_some() {
+            // Read-only: let the next node of the preference list write.
+            candidates.retain(|n| *n != self.id);
+        }
+        let mut candidates = candidates.into_iter();
         match candidates.next() {
             None => self.finish(Origin::Client(client), Err(no_coordinator(&op, 0))),
             Some(target) if target == self.id => self.coordinate(now, Origin::Client(client), op),
@@ -258,7 +266,7 @@ impl<S: Store> Node<S> {
                     .merge_local(&key, &siblings)
                     .map(drop)
                     .map_err(|e| e.to_string());
-                self.send(from, Message::ReplicateAck { req, result });
+                self.acknowledge(from, Message::ReplicateAck { req, result });
             }
             Message::Repair { key, siblings } => {
                 // A failed repair is retried by the next read; nothing to answer.
@@ -279,7 +287,7 @@ impl<S: Store> Node<S> {
                 self.on_put_ack(now, req, &from, result.is_ok())
             }
             Message::ReadReply { req, result } => self.on_read_reply(now, req, &from, result.ok()),
-            Message::ForwardReply { req, result } => self.on_forward_reply(req, &from, result),
+            Message::ForwardReply { req, result } => self.on_forward_reply(now, req, &from, result),
             Message::AntiEntropy {
                 exchange,
                 range,
@@ -466,13 +474,14 @@ impl<S: Store> Node<S> {
     }
 
     /// Store `key`'s new state (replacing `old`) and keep its Merkle tree
-    /// in step.
+    /// in step; refused while the node is read-only.
     fn write_local(
         &mut self,
         key: &[u8],
         old: &SiblingSet,
         new: &SiblingSet,
     ) -> Result<(), ClientError> {
+        self.writable()?;
         self.store
             .put(key, new)
             .map_err(|e| self.storage_error(e))?;
@@ -536,6 +545,21 @@ impl<S: Store> Node<S> {
 
     fn send(&mut self, to: NodeId, msg: Message) {
         self.effects.push(Effect::Send { to, msg });
+    }
+
+    /// Answer a replica write (or hint, or delivery): a success promises
+    /// the data is stored, so it waits for the sync; a failure goes at once.
+    fn acknowledge(&mut self, to: NodeId, msg: Message) {
+        let stored = matches!(
+            &msg,
+            Message::ReplicateAck { result: Ok(()), .. }
+                | Message::HintDeliveryAck { result: Ok(()), .. }
+        );
+        if stored {
+            self.send_after_sync(to, msg);
+        } else {
+            self.send(to, msg);
+        }
     }
 
     /// Send `msg` to every replica except this node.

@@ -247,15 +247,15 @@ fn a_hint_changed_during_its_delivery_is_kept_until_delivered_again() {
     let now = net.now;
     let stand_in = net.node("n3");
     stand_in.on_message(now, id("n1"), hinted("n4", k, version("n1", "a", now)));
-    stand_in.drain_effects();
+    common::drain(stand_in, now);
     // The delivery leaves; before its ack, another write merges in.
     stand_in.on_tick(now + 1);
-    let sent = stand_in.drain_effects();
+    let sent = common::drain(stand_in, now + 1);
     assert!(sent
         .iter()
         .any(|e| format!("{e:?}").contains("HintDelivery")));
     stand_in.on_message(now + 2, id("n2"), hinted("n4", k, version("n2", "b", now)));
-    stand_in.drain_effects();
+    common::drain(stand_in, now + 2);
     for effect in sent {
         if let ringkv_core::node::Effect::Send { to, msg } = effect {
             net.queue.push_back((id("n3"), to, msg));

@@ -12,8 +12,8 @@ use crate::status::MembershipReport;
 use crate::transport::{Inbound, InboundSink, Transport};
 use ringkv_core::anti_entropy::{AeStats, RepairProgress};
 use ringkv_core::coordinator::ClientId;
-use ringkv_core::message::{ClientError, ClientOp, ClientReply, ClientResult, Message};
-use ringkv_core::node::{Effect, Node, Stats};
+use ringkv_core::message::{ClientError, ClientOp, ClientResult, Message};
+use ringkv_core::node::{Effect, Node, Ready, Stats, StoreFault};
 use ringkv_core::siblings::SiblingSet;
 use ringkv_core::store::Store;
 use ringkv_core::{Millis, NodeId};
@@ -70,6 +70,8 @@ pub struct NodeReport {
     /// of this node's settings, as 16 hex digits: every node of a cluster
     /// shows the same.
     pub settings_fingerprint: String,
+    /// Set when the store failed: the node is read-only until restarted.
+    pub store_fault: Option<StoreFault>,
     pub in_flight: usize,
     pub stats: Stats,
     /// Peers this node could not reach lately (it skips them as
@@ -323,7 +325,7 @@ impl Driver {
                 self.node.on_tick(now);
                 last_tick = now;
             }
-            self.commit_and_release();
+            self.commit_and_release(now);
             // The protocol may replace the ring while handling events.
             self.ring
                 .store(self.node.ring().fingerprint(), Ordering::Relaxed);
@@ -407,20 +409,22 @@ impl Driver {
         }
     }
 
-    /// Group commit: one sync for the batch, then its effects. When the
-    /// sync fails, every acknowledgement in the batch becomes an error.
-    fn commit_and_release(&mut self) {
-        let mut effects = self.node.drain_effects();
-        if effects.is_empty() {
+    /// Group commit: what promises nothing leaves at once; then one sync
+    /// for the batch, and what it made true (acknowledgements) after it.
+    /// The node turns the promises of a failed sync into failures itself
+    /// (see [`Node::after_sync`]).
+    fn commit_and_release(&mut self, now: Millis) {
+        let Ready { effects, persisted } = self.node.ready();
+        self.release(effects);
+        if persisted.is_empty() {
             return;
         }
-        if let Err(e) = self.node.store_mut().sync() {
-            tracing::error!("sync failed, withholding acknowledgements: {e}");
-            effects = effects
-                .into_iter()
-                .map(|e| withhold_ack(e, self.node.id()))
-                .collect();
-        }
+        let synced = self.node.store_mut().sync();
+        let released = self.node.after_sync(now, persisted, synced);
+        self.release(released);
+    }
+
+    fn release(&mut self, effects: Vec<Effect>) {
         for effect in effects {
             match effect {
                 Effect::Send { to, msg } => self.transport.send(&to, msg),
@@ -457,6 +461,7 @@ impl Driver {
             r: settings.r,
             w: settings.w,
             settings_fingerprint: fingerprint_text(settings.cluster().fingerprint()),
+            store_fault: self.node.store_fault().cloned(),
             in_flight: self.node.in_flight(),
             stats: self.node.stats().clone(),
             unreachable_peers: self
@@ -484,52 +489,6 @@ impl Driver {
             },
             membership: MembershipReport::of(&self.node),
         }
-    }
-}
-
-/// Turn a write acknowledgement into a failure (the write is not durable).
-fn withhold_ack(effect: Effect, me: &NodeId) -> Effect {
-    let failed = || ClientError::Storage {
-        node: me.to_string(),
-        message: "sync to disk failed".into(),
-    };
-    match effect {
-        Effect::Reply {
-            client,
-            result: Ok(ClientReply::Written { .. }),
-        } => Effect::Reply {
-            client,
-            result: Err(failed()),
-        },
-        Effect::Send {
-            to,
-            msg:
-                Message::ReplicateAck {
-                    req,
-                    result: Ok(()),
-                },
-        } => Effect::Send {
-            to,
-            msg: Message::ReplicateAck {
-                req,
-                result: Err(failed().to_string()),
-            },
-        },
-        Effect::Send {
-            to,
-            msg:
-                Message::ForwardReply {
-                    req,
-                    result: Ok(ClientReply::Written { .. }),
-                },
-        } => Effect::Send {
-            to,
-            msg: Message::ForwardReply {
-                req,
-                result: Err(failed()),
-            },
-        },
-        other => other,
     }
 }
 

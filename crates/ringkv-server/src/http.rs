@@ -115,7 +115,9 @@ impl From<ClientError> for ApiError {
         let status = match e {
             ClientError::Invalid(_) => StatusCode::BAD_REQUEST,
             ClientError::Conflict(_) => StatusCode::CONFLICT,
-            ClientError::Unavailable { .. } => StatusCode::SERVICE_UNAVAILABLE,
+            ClientError::Unavailable { .. } | ClientError::ReadOnly { .. } => {
+                StatusCode::SERVICE_UNAVAILABLE
+            }
             ClientError::Storage { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         };
         ApiError(status, e.to_string())

@@ -134,11 +134,12 @@ impl Ancestry {
                 }
             }
             let mine = dots.get(&i).into_iter().flatten();
-            // A tombstone of a delete whose answer never came cannot be told
-            // apart from another's: it counts for every delete it may be of.
+            // A tombstone whose delete is not known by its dot (its answer
+            // never came, or a retried forward applied it a second time)
+            // cannot be told apart from another's: it counts for every
+            // delete it may be of.
             let maybe_mine = unmatched.iter().filter(|(key, tombstone)| {
                 *key == write.key
-                    && !dots.contains_key(&i)
                     && write.value.is_none()
                     && write.context.descends(&tombstone.context)
             });
@@ -197,8 +198,8 @@ fn known_dots(history: &History, state: &FinalState) -> BTreeMap<usize, BTreeSet
     dots
 }
 
-/// Tombstones answers showed whose delete is not known (its answer never
-/// came), with their keys.
+/// Tombstones answers showed that no acknowledged delete is known by, with
+/// their keys.
 fn unmatched_tombstones<'a>(
     history: &'a History,
     state: &'a FinalState,

@@ -8,6 +8,7 @@
 //! (`ringkv sim --seed S`).
 
 pub mod checker;
+pub mod disk;
 pub mod history;
 pub mod membership;
 pub mod network;

@@ -3,13 +3,13 @@
 //! node is (re)built from a member list, as the server does from its
 //! `members.json`, and whether a change has finished everywhere.
 
+use crate::disk::SimDisk;
 use rand::rngs::ChaCha8Rng;
 use rand::RngExt;
 use ringkv_core::gossip::{seed_id, MemberState, MemberStatus, Membership};
 use ringkv_core::node::Node;
 use ringkv_core::settings::Settings;
 use ringkv_core::{Millis, NodeId};
-use ringkv_store::MemoryStore;
 use std::fmt;
 
 /// Share of seeds whose schedule holds a membership change.
@@ -102,20 +102,13 @@ pub fn route(to: NodeId) -> NodeId {
 }
 
 /// A brand-new node that knows only `seed`'s address (generation 1).
-pub fn joiner(id: &NodeId, seed: &NodeId, settings: &Settings, rng_seed: u64) -> Node<MemoryStore> {
+pub fn joiner(id: &NodeId, seed: &NodeId, settings: &Settings, rng_seed: u64) -> Node<SimDisk> {
     let me = MemberState {
         generation: 1,
         ..MemberState::new(id.clone(), MemberStatus::Joining)
     };
     let seeds = vec![seed.to_string()];
-    build(
-        me,
-        Vec::new(),
-        seeds,
-        settings,
-        MemoryStore::new(),
-        rng_seed,
-    )
+    build(me, Vec::new(), seeds, settings, SimDisk::new(), rng_seed)
 }
 
 /// A restart, as the server's `members_file::restored` does it: the member
@@ -126,9 +119,9 @@ pub fn restored(
     remembered: Vec<MemberState>,
     seeds: Vec<String>,
     settings: &Settings,
-    store: MemoryStore,
+    store: SimDisk,
     rng_seed: u64,
-) -> Node<MemoryStore> {
+) -> Node<SimDisk> {
     let (mine, others): (Vec<MemberState>, Vec<MemberState>) =
         remembered.into_iter().partition(|m| m.id == *id);
     let before = mine.into_iter().next();
@@ -147,9 +140,9 @@ fn build(
     known: Vec<MemberState>,
     seeds: Vec<String>,
     settings: &Settings,
-    store: MemoryStore,
+    store: SimDisk,
     rng_seed: u64,
-) -> Node<MemoryStore> {
+) -> Node<SimDisk> {
     let members = Membership::new(me, known, seeds, settings.membership.clone());
     Node::with_membership(settings.clone(), members, store, rng_seed)
         .expect("a memory store always has a lease")
@@ -159,7 +152,7 @@ fn build(
 /// (`"n1 sees n4 Joining"`); empty once every one of them sees the outcome.
 pub fn lagging_views<'a>(
     change: &MembershipChange,
-    nodes: impl Iterator<Item = &'a Node<MemoryStore>>,
+    nodes: impl Iterator<Item = &'a Node<SimDisk>>,
 ) -> Vec<String> {
     let (id, outcome) = (change.node(), change.outcome());
     nodes

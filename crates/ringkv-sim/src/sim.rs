@@ -11,6 +11,7 @@
 //! check.
 
 use crate::checker::{check_with, Promises, Verdict};
+use crate::disk::{DiskFault, SimDisk, FSYNC_MS};
 use crate::history::{FinalState, History, WriteOutcome};
 use crate::membership::{self, MembershipChange};
 use crate::network::{Faults, NetStats, Network};
@@ -19,21 +20,18 @@ use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 use ringkv_core::coordinator::ClientId;
 use ringkv_core::gossip::MemberState;
-use ringkv_core::message::{ClientOp, ClientReply};
-use ringkv_core::node::{Effect, Node};
+use ringkv_core::message::{ClientOp, ClientReply, Message};
+use ringkv_core::node::{Effect, Node, Ready};
 use ringkv_core::ring::{Ring, RingMember};
 use ringkv_core::settings::Settings;
 use ringkv_core::siblings::SiblingSet;
 use ringkv_core::store::Store;
 use ringkv_core::{Millis, NodeId};
-use ringkv_store::MemoryStore;
 use std::collections::BTreeMap;
 use xxhash_rust::xxh3::Xxh3;
 
 /// Node ticks, as in the server.
 const TICK_MS: Millis = 10;
-/// The server's default background fsync interval.
-const FSYNC_MS: Millis = 100;
 /// How often the settle phase checks for convergence (a check decodes
 /// every replica of every key).
 const CONVERGENCE_CHECK_MS: Millis = 100;
@@ -60,6 +58,8 @@ pub struct SimConfig {
     /// Chance per millisecond of starting a partition / crashing a node.
     pub partition_rate: f64,
     pub crash_rate: f64,
+    /// Chance per millisecond of breaking a node's disk for a while.
+    pub disk_fault_rate: f64,
     /// Each node's clock is off by up to this much.
     pub max_clock_skew_ms: Millis,
     /// Tokens per node.
@@ -96,6 +96,7 @@ impl SimConfig {
             },
             partition_rate: shape.random_range(0.0..0.002),
             crash_rate: shape.random_range(0.0..0.001),
+            disk_fault_rate: shape.random_range(0.0..0.0005),
             max_clock_skew_ms: 2_000,
             change: MembershipChange::draw(&mut shape, nodes, fault_ms),
             // The default (128) or fewer: fewer, larger ranges make a
@@ -127,6 +128,8 @@ pub struct FaultCounts {
     pub crashes: u64,
     /// Crashes that also lost what was not yet fsynced.
     pub power_losses: u64,
+    /// Disks whose syncs failed or that were full for a while.
+    pub disk_faults: u64,
     pub net: NetStats,
 }
 
@@ -165,12 +168,8 @@ impl SimReport {
 struct SimNode {
     /// `None` while crashed (its state then waits in `crashed`) and for good
     /// once it has left the cluster.
-    node: Option<Node<MemoryStore>>,
+    node: Option<Node<SimDisk>>,
     crashed: Option<Crashed>,
-    /// The store as of the last background fsync: what a power loss leaves
-    /// (the server's default `fsync = "interval"` fsyncs every 100 ms;
-    /// acknowledged writes survive a process kill, not a power loss).
-    fsynced: MemoryStore,
     /// This node's clock offset.
     skew: Millis,
     /// The seed addresses it was started with (a joiner's), kept across
@@ -181,11 +180,10 @@ struct SimNode {
 }
 
 impl SimNode {
-    fn up(node: Node<MemoryStore>, skew: Millis, seeds: Vec<String>) -> Self {
+    fn up(node: Node<SimDisk>, skew: Millis, seeds: Vec<String>) -> Self {
         SimNode {
             node: Some(node),
             crashed: None,
-            fsynced: MemoryStore::new(),
             skew,
             seeds,
             left_at: None,
@@ -195,7 +193,7 @@ impl SimNode {
 
 /// What survives a crash until the restart.
 struct Crashed {
-    store: MemoryStore,
+    store: SimDisk,
     /// The member list, which the server keeps in `members.json` (fsynced
     /// on every change, so a power loss keeps it too).
     members: Vec<MemberState>,
@@ -268,6 +266,11 @@ struct Sim {
     resolved: BTreeMap<String, bool>,
     counts: FaultCounts,
     partition_until: Option<Millis>,
+    /// The node whose disk is broken, until when.
+    disk_fault: Option<(NodeId, Millis)>,
+    /// Acknowledgements that left while what they acknowledged was not yet
+    /// synced (see [`early_acknowledgement`]).
+    broken_promises: Vec<String>,
     trace: Xxh3,
 }
 
@@ -332,13 +335,8 @@ impl Sim {
             .iter()
             .map(|id| {
                 let skew = rng.random_range(0..=cfg.max_clock_skew_ms);
-                let node = Node::new(
-                    id.clone(),
-                    settings.clone(),
-                    ring.clone(),
-                    MemoryStore::new(),
-                )
-                .expect("a memory store always has a lease");
+                let node = Node::new(id.clone(), settings.clone(), ring.clone(), SimDisk::new())
+                    .expect("a memory store always has a lease");
                 (id.clone(), SimNode::up(node, skew, Vec::new()))
             })
             .collect();
@@ -361,6 +359,8 @@ impl Sim {
             resolved: BTreeMap::new(),
             counts: FaultCounts::default(),
             partition_until: None,
+            disk_fault: None,
+            broken_promises: Vec::new(),
             trace: Xxh3::new(),
         }
     }
@@ -420,8 +420,8 @@ impl Sim {
         self.deliver_due_messages();
         if self.now.is_multiple_of(FSYNC_MS) {
             for sim_node in self.nodes.values_mut() {
-                if let Some(node) = &sim_node.node {
-                    sim_node.fsynced = node.store().clone();
+                if let Some(node) = &mut sim_node.node {
+                    node.store_mut().fsync();
                 }
             }
         }
@@ -462,11 +462,17 @@ impl Sim {
         if self.partition_until.is_none() && self.rng.random_bool(self.cfg.partition_rate) {
             self.partition();
         }
+        self.repair_disk(false);
         let crashed = self.nodes.values().any(|n| n.crashed.is_some());
-        if !crashed && self.rng.random_bool(self.cfg.crash_rate) {
+        let broken = self.disk_fault.is_some();
+        if !crashed && !broken && self.rng.random_bool(self.cfg.crash_rate) {
             let ids = self.members_up();
             let victim = ids[self.rng.random_range(0..ids.len())].clone();
-            self.crash(&victim);
+            let power_loss = self.rng.random_bool(0.5);
+            self.crash(&victim, power_loss);
+        }
+        if !crashed && !broken && self.rng.random_bool(self.cfg.disk_fault_rate) {
+            self.break_disk();
         }
     }
 
@@ -535,33 +541,57 @@ impl Sim {
     }
 
     /// Lose the node's volatile state. After a process crash its store
-    /// survives whole; after a power loss only what was fsynced does.
-    /// Clients waiting on it never hear back: their writes stay indeterminate.
-    fn crash(&mut self, id: &NodeId) {
+    /// keeps what it synced; after a power loss, what it fsynced and a
+    /// prefix of the rest (see [`SimDisk::after_crash`]). Clients waiting
+    /// on it never hear back: their writes stay indeterminate.
+    fn crash(&mut self, id: &NodeId, power_loss: bool) {
         self.counts.crashes += 1;
-        let power_loss = self.rng.random_bool(0.5);
         self.counts.power_losses += u64::from(power_loss);
         let restart_at = self.now + self.rng.random_range(500..=4_000);
         let sim_node = self.nodes.get_mut(id).expect("node");
         if let Some(node) = sim_node.node.take() {
             let members = node.membership().members().cloned().collect();
-            let store = node.into_store();
-            let kept = if power_loss {
-                // The counter lease is fsynced the moment it is raised.
-                let mut kept = sim_node.fsynced.clone();
-                let lease = store.counter_lease().expect("memory store");
-                kept.set_counter_lease(lease).expect("memory store");
-                kept
-            } else {
-                store
-            };
+            let store = node.into_store().after_crash(power_loss, &mut self.rng);
             sim_node.crashed = Some(Crashed {
-                store: kept,
+                store,
                 members,
                 restart_at,
             });
         }
         self.abandon_requests_via(id, "coordinator crashed");
+    }
+
+    /// Break a node's disk for a while: its syncs fail, or it is full. The
+    /// node turns read-only; once the fault ends, it is restarted (a process
+    /// crash), as an operator would once the disk is fixed.
+    fn break_disk(&mut self) {
+        let ids = self.members_up();
+        let victim = ids[self.rng.random_range(0..ids.len())].clone();
+        let fault = if self.rng.random_bool(0.5) {
+            DiskFault::FailingSync
+        } else {
+            DiskFault::Full
+        };
+        self.counts.disk_faults += 1;
+        self.node_mut(&victim).store_mut().set_fault(Some(fault));
+        let until = self.now + self.rng.random_range(200..=3_000);
+        self.disk_fault = Some((victim, until));
+    }
+
+    /// End a disk fault that is due (or every one, when `all`): the disk
+    /// works again, and the node restarts to leave its read-only state.
+    fn repair_disk(&mut self, all: bool) {
+        let Some((id, until)) = self.disk_fault.clone() else {
+            return;
+        };
+        if !all && until > self.now {
+            return;
+        }
+        self.disk_fault = None;
+        if let Some(node) = self.nodes.get_mut(&id).and_then(|n| n.node.as_mut()) {
+            node.store_mut().set_fault(None);
+            self.crash(&id, false);
+        }
     }
 
     /// Clients waiting on a node that went away never hear back: their
@@ -618,6 +648,7 @@ impl Sim {
 
     /// End every fault: links heal, crashed nodes restart, messages flow.
     fn heal(&mut self) {
+        self.repair_disk(true);
         self.net.heal();
         self.partition_until = None;
         self.faults = Faults::NONE;
@@ -659,9 +690,23 @@ impl Sim {
         self.collect(&via);
     }
 
+    /// Carry out what node `id` produced: its effects at once, then — as
+    /// the server's group commit does — a sync of its store, and what the
+    /// node releases after it (acknowledgements, or their failures).
     fn collect(&mut self, id: &NodeId) {
-        let effects = self.node_mut(id).drain_effects();
-        for effect in effects {
+        let now = self.clock(id);
+        let node = self.node_mut(id);
+        let Ready { effects, persisted } = node.ready();
+        let early = early_acknowledgement(id, &effects, node.store());
+        let released = if persisted.is_empty() {
+            Vec::new()
+        } else {
+            let synced = node.store_mut().sync();
+            node.after_sync(now, persisted, synced)
+        };
+        let late = early_acknowledgement(id, &released, node.store());
+        self.broken_promises.extend(early.into_iter().chain(late));
+        for effect in effects.into_iter().chain(released) {
             match effect {
                 Effect::Send { to, msg } => {
                     let faults = self.faults;
@@ -770,6 +815,9 @@ impl Sim {
             exact_contexts: !self.pruning(),
         };
         let mut verdict = check_with(&self.history, state, promises);
+        verdict
+            .violations
+            .extend(self.broken_promises.iter().cloned());
         verdict.violations.extend(self.unfinished_change());
         verdict
     }
@@ -877,15 +925,15 @@ impl Sim {
     }
 
     /// Every node that is up, in id order.
-    fn live(&self) -> impl Iterator<Item = &Node<MemoryStore>> {
+    fn live(&self) -> impl Iterator<Item = &Node<SimDisk>> {
         self.nodes.values().filter_map(|n| n.node.as_ref())
     }
 
-    fn node_up(&self, id: &NodeId) -> Option<&Node<MemoryStore>> {
+    fn node_up(&self, id: &NodeId) -> Option<&Node<SimDisk>> {
         self.nodes.get(id).and_then(|n| n.node.as_ref())
     }
 
-    fn node_mut(&mut self, id: &NodeId) -> &mut Node<MemoryStore> {
+    fn node_mut(&mut self, id: &NodeId) -> &mut Node<SimDisk> {
         self.nodes
             .get_mut(id)
             .and_then(|n| n.node.as_mut())
@@ -900,4 +948,23 @@ impl Sim {
     fn record(&mut self, event: &impl std::fmt::Debug) {
         self.trace.update(format!("{event:?}").as_bytes());
     }
+}
+
+/// A replica's acknowledgement — of a write, a hint, or a hint delivery —
+/// promises the data is in its store: it may leave only when the node's
+/// disk holds nothing unsynced. One among `effects` that leaves earlier is
+/// described; a crash right then would lose what it acknowledged.
+fn early_acknowledgement(id: &NodeId, effects: &[Effect], disk: &SimDisk) -> Option<String> {
+    let unsynced = disk.unsynced();
+    effects.iter().find_map(|effect| match effect {
+        Effect::Send {
+            to,
+            msg:
+                msg @ (Message::ReplicateAck { result: Ok(()), .. }
+                | Message::HintDeliveryAck { result: Ok(()), .. }),
+        } if unsynced > 0 => Some(format!(
+            "broken promise: {id} sent {to} {msg:?} with {unsynced} writes not yet synced"
+        )),
+        _ => None,
+    })
 }

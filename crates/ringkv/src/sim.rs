@@ -85,7 +85,8 @@ fn run_many(first: u64, count: u64) -> Result<(), String> {
 }
 
 fn fault_total(r: &SimReport) -> u64 {
-    r.faults.partitions + r.faults.crashes + r.faults.net.dropped + r.faults.net.duplicated
+    let f = &r.faults;
+    f.partitions + f.crashes + f.disk_faults + f.net.dropped + f.net.duplicated
 }
 
 fn first_problem(r: &SimReport) -> String {
@@ -132,8 +133,16 @@ fn print_report(r: &SimReport) {
     );
     let n = &r.faults.net;
     println!(
-        "  faults: {} partitions, {} crashes, {} of {} messages dropped, {} duplicated, {} cut",
-        r.faults.partitions, r.faults.crashes, n.dropped, n.sent, n.duplicated, n.cut
+        "  faults: {} partitions, {} crashes ({} power losses), {} broken disks, {} of {} \
+         messages dropped, {} duplicated, {} cut",
+        r.faults.partitions,
+        r.faults.crashes,
+        r.faults.power_losses,
+        r.faults.disk_faults,
+        n.dropped,
+        n.sent,
+        n.duplicated,
+        n.cut
     );
     if let Some(change) = &r.change {
         println!("  membership: {change}");

@@ -4,7 +4,7 @@
 
 use super::{no_coordinator, Node};
 use crate::coordinator::{ClientId, ForwardOp, InFlight, OpState, Origin};
-use crate::message::{ClientOp, ClientResult, Message, RequestId};
+use crate::message::{ClientError, ClientOp, ClientResult, Message, RequestId};
 use crate::store::Store;
 use crate::{Millis, NodeId};
 
@@ -76,13 +76,23 @@ impl<S: Store> Node<S> {
         }
     }
 
-    pub(super) fn on_forward_reply(&mut self, req: RequestId, from: &NodeId, result: ClientResult) {
+    pub(super) fn on_forward_reply(
+        &mut self,
+        now: Millis,
+        req: RequestId,
+        from: &NodeId,
+        result: ClientResult,
+    ) {
         if let Some(InFlight {
             state: OpState::Forward(fwd),
             ..
         }) = self.ops.get(&req)
         {
             if fwd.target == *from {
+                if matches!(result, Err(ClientError::ReadOnly { .. })) {
+                    // It refused before writing anything: the next may.
+                    return self.retry_forward(now, req);
+                }
                 let client = fwd.client;
                 self.ops.remove(&req);
                 self.finish(Origin::Client(client), result);

@@ -332,8 +332,8 @@ impl<S: Store> Node<S> {
     fn finish_handoff_if_done(&mut self) {
         let h = &self.handoff;
         if h.queue.is_empty() && h.active.is_empty() && h.target == self.future.fingerprint() {
-            let target = h.target;
-            self.members.update_me(|me| me.synced = target);
+            // Only once what the transfer pages brought is durable.
+            self.claim_after_sync(h.target);
         }
     }
 
@@ -350,7 +350,7 @@ impl<S: Store> Node<S> {
     /// another N, which its data directory should have refused, thus drops
     /// nothing.
     fn drop_unowned_when_settled(&mut self) {
-        if !self.settings_agree_everywhere() {
+        if !self.settings_agree_everywhere() || self.writable().is_err() {
             return;
         }
         let current = self.ring.fingerprint();

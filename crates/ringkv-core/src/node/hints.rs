@@ -141,7 +141,7 @@ impl<S: Store> Node<S> {
         } else {
             self.store_hint(now, &owner, &key, &siblings)
         };
-        self.send(from, Message::ReplicateAck { req, result });
+        self.acknowledge(from, Message::ReplicateAck { req, result });
     }
 
     /// Merge `siblings` into the hint kept for `owner`'s copy of `key`, or
@@ -154,6 +154,7 @@ impl<S: Store> Node<S> {
         key: &[u8],
         siblings: &SiblingSet,
     ) -> Result<(), String> {
+        self.writable().map_err(|e| e.to_string())?;
         let existing = self.hints.get(owner, key);
         if existing.is_none() && self.hints.count >= self.settings.hints.max_hints {
             self.stats.hints_dropped += 1;
@@ -208,7 +209,7 @@ impl<S: Store> Node<S> {
             .iter()
             .try_for_each(|(key, siblings)| self.merge_local(key, siblings).map(drop))
             .map_err(|e| e.to_string());
-        self.send(from, Message::HintDeliveryAck { req, result });
+        self.acknowledge(from, Message::HintDeliveryAck { req, result });
     }
 
     /// The owner has a delivered batch: delete the hints it got, unless they
@@ -347,6 +348,10 @@ impl<S: Store> Node<S> {
     /// Delete a hint from the store and the index; false if the store
     /// failed (the hint is then tried again later).
     fn forget_hint(&mut self, owner: &NodeId, key: &[u8]) -> bool {
+        if self.writable().is_err() {
+            // Kept: delivered again after the restart, which is harmless.
+            return false;
+        }
         if let Err(e) = self.store.delete_hint(owner, key) {
             tracing::warn!("node {}: cannot delete a hint: {e}", self.id);
             return false;

@@ -210,6 +210,6 @@ impl<S: Store> Node<S> {
             }),
             Verdict::Lost { answered } => Err(unavailable("put", &put.quorum, answered)),
         };
-        self.finish(origin, result);
+        self.finish_after_sync(origin, result);
     }
 }

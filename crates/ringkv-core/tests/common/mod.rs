@@ -82,7 +82,8 @@ impl Net {
     }
 
     pub fn collect(&mut self, from: &NodeId) {
-        for effect in self.nodes.get_mut(from).expect("node").drain_effects() {
+        let now = self.now;
+        for effect in drain(self.nodes.get_mut(from).expect("node"), now) {
             match effect {
                 Effect::Send { to, msg } => self.queue.push_back((from.clone(), to, msg)),
                 Effect::Reply { client, result } => {
@@ -231,4 +232,14 @@ pub fn context_of(result: ClientResult) -> CausalContext {
         Ok(ClientReply::Written { context, .. }) => context,
         other => panic!("write failed: {other:?}"),
     }
+}
+
+/// Everything `node` produced, as a shell releases it: its effects, then
+/// (the memory store's sync never fails) what it withheld until the sync.
+pub fn drain(node: &mut Node<MemoryStore>, now: Millis) -> Vec<Effect> {
+    let ready = node.ready();
+    let synced = node.store_mut().sync();
+    let mut effects = ready.effects;
+    effects.extend(node.after_sync(now, ready.persisted, synced));
+    effects
 }
