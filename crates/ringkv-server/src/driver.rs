@@ -330,6 +330,9 @@ impl Driver {
             }
             Event::Peer(Inbound::Message { from, msg }) => self.node.on_message(now, from, msg),
             Event::Peer(Inbound::Unreachable { peer }) => self.node.on_unreachable(now, peer),
+            Event::Peer(Inbound::TooLarge { peer, msg, bytes }) => {
+                self.node.on_too_large(now, peer, msg, bytes)
+            }
             Event::Status(tx) => {
                 let _ = tx.send(self.report(now));
             }

@@ -4,7 +4,7 @@
 
 use super::{no_coordinator, Node};
 use crate::coordinator::{ClientId, ForwardOp, InFlight, OpState, Origin};
-use crate::message::{ClientOp, ClientResult, Message, RequestId};
+use crate::message::{ClientError, ClientOp, ClientResult, Message, RequestId};
 use crate::store::Store;
 use crate::{Millis, NodeId};
 
@@ -71,6 +71,17 @@ impl<S: Store> Node<S> {
         } else {
             self.forward(now, fwd.client, fwd.op, next, fwd.fallbacks);
         }
+    }
+
+    /// The forward `req` cannot reach any coordinator (its message is too
+    /// large for a frame): answer the client with `error`.
+    pub(super) fn fail_forward(&mut self, req: RequestId, error: ClientError) {
+        let client = match self.ops.get(&req).map(|op| &op.state) {
+            Some(OpState::Forward(fwd)) => fwd.client,
+            _ => return,
+        };
+        self.ops.remove(&req);
+        self.finish(Origin::Client(client), Err(error));
     }
 
     pub(super) fn on_forward_reply(&mut self, req: RequestId, from: &NodeId, result: ClientResult) {
