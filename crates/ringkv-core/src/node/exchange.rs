@@ -92,6 +92,10 @@ impl<S: Store> Node<S> {
         range: TokenRange,
         step: AeStep,
     ) {
+        if matches!(step, AeStep::Digests { .. } | AeStep::Keys { .. }) {
+            // Leaves differed (whichever side compared them).
+            self.ae.diverged(&exchange);
+        }
         match step {
             AeStep::Hashes { level, nodes } => {
                 self.on_hashes(now, from, exchange, range, level, nodes)

@@ -50,7 +50,8 @@ use outbound::PeerWriter;
 
 /// Version of the handshake + framing. Bump on any incompatible wire change;
 /// nodes refuse peers that speak another version instead of misparsing them.
-pub const PROTOCOL_VERSION: u16 = 1;
+/// 2: anti-entropy digests may cover a window of a leaf.
+pub const PROTOCOL_VERSION: u16 = 2;
 
 /// First field of every handshake ("RKV1"). Lets an acceptor tell a ringkv
 /// peer from a stray client (a port scanner, an HTTP request) immediately.
