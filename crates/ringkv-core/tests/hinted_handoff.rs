@@ -341,19 +341,24 @@ const MIB: usize = 1024 * 1024;
 fn large_hints_drain_in_byte_budgeted_batches_once_the_owner_returns() {
     let mut net = net_of(&NODES, settings());
     net.down.insert(id("n4"));
-    // The stand-in for n4 on these keys is n1, the one node outside.
-    let keys = keys_for(&net, "n4", "n1", 100);
+    let keys = keys_for(&net, "n4", "n3", 100);
+    let now = net.now;
     for (i, k) in keys.iter().enumerate() {
-        let op = ClientOp::Put {
-            key: k.as_bytes().to_vec(),
-            value: vec![i as u8; MIB],
-            context: VersionVector::new(),
-            w: Some(2),
-            pw: None,
+        let mut set = SiblingSet::new();
+        let limits = WriteLimits {
+            max_siblings: 1,
+            max_clock_entries: 1,
+            min_counter: 0,
         };
-        assert!(net.request("n2", op).is_ok(), "{k}");
+        let value = Some(vec![i as u8; MIB]);
+        set.write(&id("n1"), &VersionVector::new(), value, now, limits)
+            .unwrap();
+        net.node("n3")
+            .on_message(now, id("n1"), hinted("n4", k, set));
     }
-    let held = net.nodes[&id("n1")].pending_hints();
+    net.collect(&id("n3"));
+    net.settle();
+    let held = net.nodes[&id("n3")].pending_hints();
     assert_eq!(held.get(&id("n4")), Some(&100));
     let frame = settings().max_frame_bytes();
     assert!(100 * MIB > frame, "the hints do not fit one frame");
@@ -361,7 +366,7 @@ fn large_hints_drain_in_byte_budgeted_batches_once_the_owner_returns() {
     net.down.remove(&id("n4"));
     net.recording = true;
     net.run_for(30_000, 100);
-    assert!(net.nodes[&id("n1")].pending_hints().is_empty(), "drained");
+    assert!(net.nodes[&id("n3")].pending_hints().is_empty(), "drained");
     let deliveries: Vec<usize> = net
         .log
         .iter()
@@ -383,10 +388,8 @@ fn large_hints_drain_in_byte_budgeted_batches_once_the_owner_returns() {
     assert_eq!(stat(&net, |s| s.messages_too_large), 0);
     for (i, k) in keys.iter().enumerate() {
         let set = net.local("n4", k);
-        assert_eq!(
-            set.live().next().and_then(|s| s.value.clone()),
-            Some(vec![i as u8; MIB])
-        );
+        let value = set.live().next().and_then(|s| s.value.clone());
+        assert_eq!(value, Some(vec![i as u8; MIB]), "{k}");
     }
 }
 
