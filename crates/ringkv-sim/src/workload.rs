@@ -3,7 +3,9 @@
 //! one, write back with the context), deletes of what was read, and reads.
 //!
 //! Every write's value starts with a unique id (`c<client>.<seq>`), so the
-//! checker can tell versions apart.
+//! checker can tell versions apart. In seeds with small size limits values
+//! are padded (`~....`) up to near `max_value_bytes`, so sibling sets fill
+//! batches and frames.
 
 use crate::history::{History, Read, Write, WriteOutcome};
 use rand::rngs::ChaCha8Rng;
@@ -34,11 +36,26 @@ pub enum Then {
 pub struct Client {
     pub id: usize,
     seq: u64,
+    /// Pad values to this many bytes.
+    pad_to: Option<usize>,
 }
 
+/// Separates a value from its padding.
+const PAD: char = '~';
+
 impl Client {
-    pub fn new(id: usize) -> Self {
-        Client { id, seq: 0 }
+    pub fn new(id: usize, pad_to: Option<usize>) -> Self {
+        Client { id, seq: 0, pad_to }
+    }
+
+    /// `value` padded with `~...` to `pad_to` bytes (unchanged when already
+    /// as long or when there is no padding).
+    fn padded(&self, mut value: String) -> Vec<u8> {
+        if let Some(len) = self.pad_to.filter(|&len| len > value.len()) {
+            value.push(PAD);
+            value.extend(std::iter::repeat_n('.', len - value.len()));
+        }
+        value.into_bytes()
     }
 
     /// Odd clients demand every ack from the real preference list (`pw`
@@ -64,7 +81,8 @@ impl Client {
         let roll: f64 = rng.random();
         let then = match roll {
             r if r < 0.4 => {
-                let value = self.next_item().into_bytes();
+                let item = self.next_item();
+                let value = self.padded(item);
                 return self.write(now, key, Some(value), VersionVector::new(), history);
             }
             r if r < 0.75 => Then::AddItem,
@@ -165,7 +183,9 @@ impl Client {
             .filter_map(|s| s.value.as_deref())
             .map(String::from_utf8_lossy)
             .flat_map(|v| {
-                v.split('|')
+                let unpadded = v.split(PAD).next().unwrap_or_default();
+                unpadded
+                    .split('|')
                     .next_back()
                     .unwrap_or_default()
                     .split(',')
@@ -176,7 +196,7 @@ impl Client {
             .collect();
         items.insert(item.clone());
         let list: Vec<String> = items.into_iter().collect();
-        format!("{item}|{}", list.join(",")).into_bytes()
+        self.padded(format!("{item}|{}", list.join(",")))
     }
 
     fn next_item(&mut self) -> String {

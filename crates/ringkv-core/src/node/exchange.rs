@@ -236,7 +236,7 @@ impl<S: Store> Node<S> {
         &mut self,
         differ: impl Iterator<Item = Vec<u8>>,
         want: impl Iterator<Item = Vec<u8>>,
-    ) -> (Vec<(Vec<u8>, SiblingSet)>, Vec<Vec<u8>>) {
+    ) -> (Entries, Vec<Vec<u8>>) {
         let mut batch = Batch::new(self.settings.batch_limits(KEYS_PER_STEP));
         let mut entries = Vec::new();
         for key in differ {
@@ -355,6 +355,9 @@ const HASHES_PER_STEP: usize = 1 << 16;
 const DIGESTS_PER_STEP: usize = 65_536;
 /// Sibling sets and wanted keys one step carries at most.
 const KEYS_PER_STEP: usize = 4_096;
+
+/// Keys with their sibling sets, as a `Keys` step carries them.
+type Entries = Vec<(Vec<u8>, SiblingSet)>;
 
 /// A `Digests` step as received.
 struct Listing {
