@@ -332,7 +332,7 @@ impl<S: Store> Node<S> {
     pub fn on_too_large(&mut self, now: Millis, peer: NodeId, msg: Message, bytes: usize) {
         self.stats.messages_too_large += 1;
         let cause = format!(
-            "a {} message to {peer} encodes to {bytes} bytes, more than max_frame_bytes ({})",
+            "a message ({}) to {peer} encodes to {bytes} bytes, more than max_frame_bytes ({})",
             msg.kind(),
             self.settings.max_frame_bytes()
         );

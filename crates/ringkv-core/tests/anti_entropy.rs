@@ -410,3 +410,25 @@ fn periodic_exchanges_keep_to_the_rate_limit() {
     assert!(got > 0, "exchanges ran");
     assert!(got <= 3 * RATE * 3, "n3 got {got} keys in 2 s");
 }
+
+/// A forced repair stops repeating a range whose trees differ while no key
+/// does (here a tree out of step with its store) and says why, instead of
+/// exchanging it forever.
+#[test]
+fn a_repair_that_finds_nothing_to_exchange_reports_the_range_instead_of_looping() {
+    let stores = |_: &str| store_with([("same".to_string(), version("n1", "v"))]);
+    let mut net = Net::build(&["n1", "n2"], settings(2, false), stores);
+    // n1's tree learns a key its store then loses behind its back.
+    net.node("n1")
+        .store_mut()
+        .put(b"ghost", &version("n1", "boo"))
+        .unwrap();
+    net.node("n1").rebuild_trees();
+    net.node("n1").store_mut().delete(b"ghost").unwrap();
+    repair(&mut net, "n1");
+    let progress = net.node("n1").repair_progress().cloned().unwrap();
+    assert_eq!(progress.failed, 1, "{progress:?}");
+    let cause = progress.last_failure.unwrap_or_default();
+    assert!(cause.contains("found no key to exchange"), "{cause}");
+    assert!(same_data(&net, "n1", "n2"));
+}

@@ -292,7 +292,7 @@ fn a_forward_too_large_for_the_transport_fails_at_once_with_its_cause() {
         .expect("answered without time passing");
     assert!(matches!(err, Err(ClientError::Invalid(_))), "{err:?}");
     let message = err.unwrap_err().to_string();
-    assert!(message.starts_with("a forward message to n"), "{message}");
+    assert!(message.starts_with("a message (forward) to n"), "{message}");
     assert!(message.contains("more than max_frame_bytes"), "{message}");
     assert_eq!(net.node("n4").stats().messages_too_large, 1);
 }

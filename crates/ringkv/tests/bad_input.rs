@@ -81,7 +81,7 @@ struct Hello {
 fn hello(magic: u32, cluster: &str, node: &str) -> Vec<u8> {
     let hello = Hello {
         magic,
-        protocol_version: 1,
+        protocol_version: ringkv_server::transport::PROTOCOL_VERSION,
         cluster: cluster.into(),
         node: node.into(),
     };
