@@ -16,6 +16,13 @@
 //!    keys it wants; the other side merges them and answers with what was wanted;
 //! 4. `Done` tells the initiator it is over. Both sides merge with the normal
 //!    sibling rules, so concurrent versions become siblings on both.
+//!
+//! Every step is one batch (see [`crate::message::BatchLimits`]): digests of
+//! whole leaves while they fit, and keys while they fit. What does not fit
+//! is left for the next exchange of the range, whose trees still differ
+//! there. A leaf whose digests alone exceed a batch is compared one
+//! [`TokenWindow`] at a time, a different window each exchange. A forced
+//! repair runs exchanges of a range back to back until one finds it in sync.
 
 use crate::merkle::{Level, MerkleTree};
 use crate::range::TokenRange;
@@ -67,10 +74,13 @@ pub enum AeStep {
         level: Level,
         nodes: Vec<(u32, u64)>,
     },
-    /// The sender's key digests in the leaves that differ.
+    /// The sender's key digests in the leaves that differ (those that fit
+    /// one batch). With a `window`, `leaves` is one leaf and only its keys
+    /// within the window are compared.
     Digests {
         leaves: Vec<u32>,
         digests: Vec<(Vec<u8>, u64)>,
+        window: Option<TokenWindow>,
     },
     /// Sibling sets for the receiver to merge, and keys the sender wants.
     Keys {
@@ -79,6 +89,32 @@ pub enum AeStep {
     },
     Done,
 }
+
+/// Part of a leaf too large for one batch of digests: the keys whose tokens
+/// lie after `after` (from the leaf's start when `None`) up to and
+/// including `through` (to its end when `None`), in the range's order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub struct TokenWindow {
+    pub after: Option<Token>,
+    pub through: Option<Token>,
+}
+
+impl TokenWindow {
+    /// Whether `token` of `range` lies in the window.
+    pub fn contains(&self, range: &TokenRange, token: Token) -> bool {
+        let at = range.offset(token);
+        self.after.is_none_or(|t| at > range.offset(t))
+            && self.through.is_none_or(|t| at <= range.offset(t))
+    }
+}
+
+/// Rounds in a row a forced repair runs a range that differs without
+/// finding a key to exchange (each looks at another window of a large
+/// leaf) before it reports the range as stuck.
+const MAX_IDLE_ROUNDS: u32 = 64;
+/// Rounds a forced repair runs one range at most (each moves up to a batch
+/// of keys): a range written to all the time may never be found in sync.
+const MAX_REPAIR_ROUNDS: u32 = 10_000;
 
 /// Counters for `/status`.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
@@ -114,15 +150,43 @@ pub struct Running {
     pub deadline: Millis,
     /// Whether any hash differed (so completion is not "in sync").
     pub diverged: bool,
+    /// Whether keys were exchanged (sent, asked for or received).
+    pub progressed: bool,
+    /// The forced-repair job this exchange is a round of, if any.
+    pub repair: Option<RepairJob>,
 }
 
-/// Progress of a forced repair (`ringkv repair`): every queued exchange ends
-/// `done` or `failed` (timed out, or its peer was unreachable).
+/// One (range, peer) of a forced repair: exchanged round after round until
+/// a round finds the range in sync.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct RepairJob {
+    pub range: Token,
+    pub peer: NodeId,
+    /// Rounds run so far.
+    pub rounds: u32,
+    /// Rounds in a row that found differences but exchanged no key.
+    pub idle: u32,
+}
+
+/// An exchange to start now.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Planned {
+    pub range: Token,
+    pub peer: NodeId,
+    pub repair: Option<RepairJob>,
+}
+
+/// Progress of a forced repair (`ringkv repair`): every queued (range, peer)
+/// ends `done` (found in sync) or `failed`, and the last failure's cause is
+/// kept to tell the operator.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 pub struct RepairProgress {
     pub total: usize,
     pub done: usize,
     pub failed: usize,
+    /// Why the last failed (range, peer) failed, in one sentence.
+    #[serde(default)]
+    pub last_failure: Option<String>,
 }
 
 impl RepairProgress {
@@ -145,7 +209,7 @@ pub struct AntiEntropy {
     next_start: Millis,
     budget: f64,
     refilled_at: Millis,
-    repairs: VecDeque<(Token, NodeId)>,
+    repairs: VecDeque<RepairJob>,
     /// The current (or last) forced repair.
     pub repair: Option<RepairProgress>,
 }
@@ -211,8 +275,13 @@ impl AntiEntropy {
             .map(|(id, _)| id.clone())
             .collect();
         self.stats.exchanges_timed_out += expired.len() as u64;
+        let timeout = self.settings.exchange_timeout_ms;
         for id in expired {
-            self.fail(&id);
+            let peer = self.running[&id].peer.clone();
+            self.fail_with(
+                &id,
+                format!("the exchange with {peer} timed out after {timeout} ms"),
+            );
         }
     }
 
@@ -225,35 +294,51 @@ impl AntiEntropy {
             .filter(|(_, r)| r.peer == *peer)
             .map(|(id, _)| id.clone())
             .collect();
+        let cause = format!("{peer} was unreachable");
         for id in ended {
-            self.fail(&id);
+            self.fail_with(&id, cause.clone());
         }
         let queued = self.repairs.len();
-        self.repairs.retain(|(_, p)| p != peer);
-        if let Some(progress) = &mut self.repair {
-            progress.failed += queued - self.repairs.len();
+        self.repairs.retain(|job| job.peer != *peer);
+        for _ in self.repairs.len()..queued {
+            self.repair_failed(cause.clone());
         }
     }
 
-    /// An exchange ended without completing.
-    fn fail(&mut self, id: &ExchangeId) {
-        if self.running.remove(id).is_some() {
-            self.stats.exchanges_failed += 1;
-            if let Some(progress) = self.repair.as_mut().filter(|p| !p.finished()) {
-                progress.failed += 1;
-            }
+    /// An exchange ended without completing, for `cause` (one sentence).
+    pub fn fail_with(&mut self, id: &ExchangeId, cause: String) {
+        let Some(run) = self.running.remove(id) else {
+            return;
+        };
+        self.stats.exchanges_failed += 1;
+        if run.repair.is_some() {
+            self.repair_failed(cause);
+        }
+    }
+
+    /// One (range, peer) of the forced repair is given up.
+    fn repair_failed(&mut self, cause: String) {
+        if let Some(progress) = self.repair.as_mut().filter(|p| !p.finished()) {
+            progress.failed += 1;
+            progress.last_failure = Some(cause);
         }
     }
 
     /// The next (range, peer) to exchange, if one is due: queued repairs
     /// first, otherwise the next range in token order every `interval_ms`,
     /// with the next of its peers on each full cycle over the ranges.
-    pub fn next_exchange(&mut self, now: Millis) -> Option<(Token, NodeId)> {
+    pub fn next_exchange(&mut self, now: Millis) -> Option<Planned> {
         if !self.running.is_empty() {
             return None;
         }
         if let Some(job) = self.repairs.pop_front() {
-            return Some(job);
+            let (range, peer) = (job.range, job.peer.clone());
+            let repair = Some(job);
+            return Some(Planned {
+                range,
+                peer,
+                repair,
+            });
         }
         if !self.settings.enabled || now < self.next_start || self.budget < 1.0 {
             return None;
@@ -271,11 +356,15 @@ impl AntiEntropy {
         }
         let cycle = self.round / self.trees.len().max(1);
         let peer = range.peers[cycle % range.peers.len()].clone();
-        Some((end, peer))
+        Some(Planned {
+            range: end,
+            peer,
+            repair: None,
+        })
     }
 
     /// Register an exchange this node starts now.
-    pub fn begin(&mut self, me: &NodeId, range: Token, peer: NodeId, now: Millis) -> ExchangeId {
+    pub fn begin(&mut self, me: &NodeId, planned: Planned, now: Millis) -> ExchangeId {
         let id = ExchangeId {
             initiator: me.clone(),
             seq: self.next_seq,
@@ -284,10 +373,12 @@ impl AntiEntropy {
         self.stats.exchanges_started += 1;
         let deadline = now + self.settings.exchange_timeout_ms;
         let running = Running {
-            range,
-            peer,
+            range: planned.range,
+            peer: planned.peer,
             deadline,
             diverged: false,
+            progressed: false,
+            repair: planned.repair,
         };
         self.running.insert(id.clone(), running);
         id
@@ -305,15 +396,53 @@ impl AntiEntropy {
         if let Some(t) = self.trees.get_mut(&run.range) {
             t.last_sync = Some(now);
         }
-        if let Some(progress) = self.repair.as_mut().filter(|p| !p.finished()) {
-            progress.done += 1;
+        if let Some(job) = run.repair {
+            self.repair_round_over(job, run.diverged, run.progressed);
         }
+    }
+
+    /// A forced repair's round of `job` completed: done once a round finds
+    /// the range in sync; otherwise run it again at once, unless rounds keep
+    /// finding nothing to exchange or never end.
+    fn repair_round_over(&mut self, mut job: RepairJob, diverged: bool, progressed: bool) {
+        if !diverged {
+            if let Some(progress) = self.repair.as_mut().filter(|p| !p.finished()) {
+                progress.done += 1;
+            }
+            return;
+        }
+        job.rounds += 1;
+        job.idle = if progressed { 0 } else { job.idle + 1 };
+        let peer = &job.peer;
+        if job.idle >= MAX_IDLE_ROUNDS {
+            let cause = format!(
+                "a range still differs from {peer} after {} exchanges that found no key to \
+                 exchange (a Merkle tree out of step with its store? try --rebuild)",
+                job.idle
+            );
+            return self.repair_failed(cause);
+        }
+        if job.rounds >= MAX_REPAIR_ROUNDS {
+            let cause = format!(
+                "a range still differs from {peer} after {} exchanges (is it written to all the time?)",
+                job.rounds
+            );
+            return self.repair_failed(cause);
+        }
+        self.repairs.push_front(job);
     }
 
     /// Note that exchange `id` found differences.
     pub fn diverged(&mut self, id: &ExchangeId) {
         if let Some(run) = self.running.get_mut(id) {
             run.diverged = true;
+        }
+    }
+
+    /// Note that exchange `id` moved keys (so another round may find more).
+    pub fn progressed(&mut self, id: &ExchangeId) {
+        if let Some(run) = self.running.get_mut(id) {
+            run.progressed = true;
         }
     }
 
@@ -331,11 +460,18 @@ impl AntiEntropy {
     /// Queue an exchange of every range (or the one holding `token`) with
     /// every other replica, run back to back.
     pub fn start_repair(&mut self, token: Option<Token>) -> usize {
-        let jobs: Vec<(Token, NodeId)> = self
+        let jobs: Vec<RepairJob> = self
             .trees
             .iter()
             .filter(|(_, t)| token.is_none_or(|tok| t.tree.range().contains(tok)))
-            .flat_map(|(&end, t)| t.peers.iter().map(move |p| (end, p.clone())))
+            .flat_map(|(&end, t)| {
+                t.peers.iter().map(move |p| RepairJob {
+                    range: end,
+                    peer: p.clone(),
+                    rounds: 0,
+                    idle: 0,
+                })
+            })
             .collect();
         let total = jobs.len();
         self.repairs.extend(jobs);

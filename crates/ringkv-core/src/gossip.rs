@@ -19,6 +19,7 @@
 //! this node itself considers alive suspect it, so a single broken link
 //! never gets a healthy node declared down.
 
+use crate::message::{fill_batch, BatchLimits};
 use crate::ring::{Ring, RingMember};
 use crate::{Millis, NodeId};
 use serde::{Deserialize, Serialize};
@@ -163,6 +164,33 @@ pub enum GossipMsg {
     /// Direct liveness probe of an idle member.
     Ping,
     Pong,
+}
+
+/// Member entries (or digests) one gossip message carries at most; its
+/// bytes are held to the batch budget as well. What is left out goes in a
+/// later round: a peer missing from a digest list is answered with its
+/// entry, and entries newer on either side keep being offered until taken.
+pub const MEMBERS_PER_MESSAGE: usize = 1024;
+
+impl GossipMsg {
+    /// This message cut to one batch: its digests or member entries, in
+    /// order, up to `limits` (never fewer than one).
+    pub fn within(self, limits: BatchLimits) -> GossipMsg {
+        match self {
+            GossipMsg::Syn { digests, sender } => GossipMsg::Syn {
+                digests: fill_batch(digests, limits),
+                sender,
+            },
+            GossipMsg::Ack { states, wanted } => GossipMsg::Ack {
+                states: fill_batch(states, limits),
+                wanted: fill_batch(wanted, limits),
+            },
+            GossipMsg::Ack2 { states } => GossipMsg::Ack2 {
+                states: fill_batch(states, limits),
+            },
+            other => other,
+        }
+    }
 }
 
 /// A member's health as this node judges it.

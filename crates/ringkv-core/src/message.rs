@@ -14,6 +14,88 @@ use crate::version::{CausalContext, Dot};
 use crate::NodeId;
 use serde::{Deserialize, Serialize};
 
+/// The exact number of bytes postcard encodes `value` into — what the
+/// transport puts in a frame (behind its length prefix). Every byte budget
+/// in the protocol is counted with this one function, never estimated, so
+/// a batch that fits its budget fits its frame. Counting does not allocate.
+/// A value postcard cannot encode counts as `usize::MAX`: it fits nothing.
+pub fn encoded_len<T: Serialize + ?Sized>(value: &T) -> usize {
+    postcard::experimental::serialized_size(value).unwrap_or(usize::MAX)
+}
+
+/// The limits of one batched message (hint deliveries, transfer pages,
+/// anti-entropy steps, gossip member lists): at most `count` entries whose
+/// encoded sizes add up to at most `bytes` — except that the first entry
+/// always goes, so one entry that alone fills the budget travels alone
+/// (it still fits a frame: see [`crate::settings::Settings::max_frame_bytes`]).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct BatchLimits {
+    pub bytes: usize,
+    pub count: usize,
+}
+
+/// A batch being filled, entry by entry, within its [`BatchLimits`].
+#[derive(Clone, Debug)]
+pub struct Batch {
+    limits: BatchLimits,
+    bytes: usize,
+    count: usize,
+}
+
+impl Batch {
+    pub fn new(limits: BatchLimits) -> Self {
+        assert!(limits.count >= 1, "a batch must be allowed one entry");
+        Batch {
+            limits,
+            bytes: 0,
+            count: 0,
+        }
+    }
+
+    /// Take an entry of `size` encoded bytes if it fits what is left (or
+    /// if the batch is still empty); false when the batch is full and the
+    /// entry is left for the next one.
+    pub fn admit(&mut self, size: usize) -> bool {
+        let fits =
+            self.count < self.limits.count && self.bytes.saturating_add(size) <= self.limits.bytes;
+        if !fits && self.count > 0 {
+            return false;
+        }
+        self.bytes = self.bytes.saturating_add(size);
+        self.count += 1;
+        true
+    }
+
+    /// Take `entry` if it fits (see [`Batch::admit`]), counting its exact
+    /// encoded size.
+    pub fn admit_entry<T: Serialize + ?Sized>(&mut self, entry: &T) -> bool {
+        self.admit(encoded_len(entry))
+    }
+
+    /// Encoded bytes of the entries taken so far.
+    pub fn bytes(&self) -> usize {
+        self.bytes
+    }
+
+    pub fn len(&self) -> usize {
+        self.count
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.count == 0
+    }
+}
+
+/// The longest prefix of `items` that one batch within `limits` carries
+/// (never empty when `items` is not).
+pub fn fill_batch<T: Serialize>(items: impl IntoIterator<Item = T>, limits: BatchLimits) -> Vec<T> {
+    let mut batch = Batch::new(limits);
+    items
+        .into_iter()
+        .take_while(|item| batch.admit_entry(item))
+        .collect()
+}
+
 /// Identifies one request a node started; unique per node.
 pub type RequestId = u64;
 
@@ -83,6 +165,28 @@ pub enum Message {
         entries: Vec<(Vec<u8>, SiblingSet)>,
         more: bool,
     },
+}
+
+impl Message {
+    /// What kind of message this is, in words, for logs and error reports.
+    pub fn kind(&self) -> &'static str {
+        match self {
+            Message::Replicate { .. } => "replicate",
+            Message::ReplicateAck { .. } => "replicate ack",
+            Message::Read { .. } => "read",
+            Message::ReadReply { .. } => "read reply",
+            Message::Repair { .. } => "read repair",
+            Message::Forward { .. } => "forward",
+            Message::ForwardReply { .. } => "forward reply",
+            Message::AntiEntropy { .. } => "anti-entropy",
+            Message::Gossip(_) => "gossip",
+            Message::HintedReplicate { .. } => "hinted replicate",
+            Message::HintDelivery { .. } => "hint delivery",
+            Message::HintDeliveryAck { .. } => "hint delivery ack",
+            Message::TransferRequest { .. } => "transfer request",
+            Message::TransferPage { .. } => "transfer page",
+        }
+    }
 }
 
 /// A client request, as every front end (HTTP, later RESP) hands it over.

@@ -23,11 +23,12 @@ pub use ready::{Persisted, Ready, StoreFault};
 use crate::anti_entropy::AntiEntropy;
 use crate::coordinator::{ClientId, InFlight, OpState, Origin, Quorum, ReadPurpose, WriteAcks};
 use crate::gossip::Membership;
-use crate::message::{ClientError, ClientOp, ClientResult, Message, RequestId};
+use crate::message::{encoded_len, ClientError, ClientOp, ClientResult, Message, RequestId};
 use crate::ring::Ring;
 use crate::settings::Settings;
 use crate::siblings::SiblingSet;
 use crate::store::{Store, StoreError};
+use crate::version::CausalContext;
 use crate::{Millis, NodeId};
 use std::collections::BTreeMap;
 
@@ -71,6 +72,9 @@ pub struct Stats {
     /// Hints refused because `max_hints` were kept, or dropped because they
     /// outlived `max_age_ms`.
     pub hints_dropped: u64,
+    /// Messages not sent because they encoded larger than `max_frame_bytes`
+    /// (the byte budgets should keep this at zero).
+    pub messages_too_large: u64,
 }
 
 /// Counters are leased in blocks this large: one fsync per block, and a
@@ -343,6 +347,31 @@ impl<S: Store> Node<S> {
         }
     }
 
+    /// The transport did not send `msg` to `peer`: it encodes to `bytes`
+    /// bytes, more than a frame. Count it, say so once, and fail what
+    /// waits on it now with that cause instead of letting it time out.
+    pub fn on_too_large(&mut self, now: Millis, peer: NodeId, msg: Message, bytes: usize) {
+        self.stats.messages_too_large += 1;
+        let cause = format!(
+            "a message ({}) to {peer} encodes to {bytes} bytes, more than max_frame_bytes ({})",
+            msg.kind(),
+            self.settings.max_frame_bytes()
+        );
+        tracing::error!("node {}: {cause}; it was not sent", self.id);
+        match msg {
+            Message::HintDelivery { req, .. } => self.hints.delivery_failed(req, &cause),
+            Message::AntiEntropy { exchange, .. } => self.ae.fail_with(&exchange, cause),
+            Message::Forward { req, .. } => self.fail_forward(req, ClientError::Invalid(cause)),
+            Message::Replicate { req, .. } | Message::HintedReplicate { req, .. } => {
+                self.on_put_ack(now, req, &peer, false)
+            }
+            Message::Read { req, .. } => self.on_read_reply(now, req, &peer, None),
+            // Answers, repairs, gossip and transfers: the asker times out or
+            // the next round sends again, within budgets.
+            _ => {}
+        }
+    }
+
     /// Time passed: expire operations whose deadline is over, give writes'
     /// silent replicas stand-ins, and run the periodic protocols (anti-entropy,
     /// gossip, hint delivery, ownership handoff).
@@ -376,7 +405,13 @@ impl<S: Store> Node<S> {
         }
         let (w, pw) = match op {
             ClientOp::Get { r, .. } => return check_quorum("r", *r, s.n),
-            ClientOp::Put { value, w, pw, .. } => {
+            ClientOp::Put {
+                value,
+                context,
+                w,
+                pw,
+                ..
+            } => {
                 if value.len() > s.max_value_bytes {
                     return Err(ClientError::Invalid(format!(
                         "value must be at most {} bytes, got {}",
@@ -384,9 +419,15 @@ impl<S: Store> Node<S> {
                         value.len()
                     )));
                 }
+                check_context(context, s)?;
                 (*w, *pw)
             }
-            ClientOp::Delete { w, pw, .. } => (*w, *pw),
+            ClientOp::Delete { context, w, pw, .. } => {
+                if let Some(context) = context {
+                    check_context(context, s)?;
+                }
+                (*w, *pw)
+            }
         };
         check_quorum("w", w, s.n)?;
         check_quorum("pw", pw, s.n)?;
@@ -610,6 +651,20 @@ fn check_quorum(name: &str, quorum: Option<usize>, n: usize) -> Result<(), Clien
         ))),
         _ => Ok(()),
     }
+}
+
+/// A write's causal context may be as large as a read of a full sibling
+/// set returns, no larger: so the write, forwarded or replicated, always
+/// fits a frame.
+fn check_context(context: &CausalContext, s: &Settings) -> Result<(), ClientError> {
+    let bytes = encoded_len(context);
+    if bytes > s.max_client_context_bytes() {
+        return Err(ClientError::Invalid(format!(
+            "causal context must encode to at most {} bytes, got {bytes}",
+            s.max_client_context_bytes()
+        )));
+    }
+    Ok(())
 }
 
 /// No node of the preference list could coordinate the operation.

@@ -5,15 +5,55 @@ use crate::anti_entropy::AntiEntropySettings;
 use crate::gossip::MembershipSettings;
 use crate::hints::HintSettings;
 use crate::keyspace;
+use crate::message::BatchLimits;
 use crate::ring;
 use serde::{Deserialize, Serialize};
 use xxhash_rust::xxh3::xxh3_64;
 
+/// The longest node id (the server refuses longer ones in its config).
+pub const MAX_NODE_ID_BYTES: usize = 64;
+
 /// The longest key the storage engines can hold as data *and* as a hint:
 /// fjall keys are at most `u16::MAX` bytes, and a hint's key carries the
-/// owner's id (up to 64 bytes) behind a length byte — more than the 8-byte
-/// token prefix that orders data keys by ring position.
-pub const MAX_STORABLE_KEY: usize = u16::MAX as usize - 1 - 64;
+/// owner's id (up to [`MAX_NODE_ID_BYTES`]) behind a length byte — more
+/// than the 8-byte token prefix that orders data keys by ring position.
+pub const MAX_STORABLE_KEY: usize = u16::MAX as usize - 1 - MAX_NODE_ID_BYTES;
+
+/// The most bytes postcard spends on one integer (a varint of a `u64`), and
+/// so on the length in front of a list, a string or a byte string.
+const VARINT_BYTES: usize = 10;
+
+/// Wire bytes allowed for one unit of a causal context's
+/// [`size`](crate::version::CausalContext::size): an entry — a node id
+/// behind its length, a timestamp, the length of its interval list and its
+/// first interval (1 + 64 + 10 + 1 + 20 = 96 at most) — or one further
+/// interval of an entry (20).
+const CONTEXT_ENTRY_BYTES: usize = 96;
+
+/// Wire bytes of a dot (a node id and a counter) at most.
+const DOT_BYTES: usize = VARINT_BYTES + MAX_NODE_ID_BYTES + VARINT_BYTES;
+
+/// Room a message needs besides its entries: variant tags, a request id, an
+/// owner's node id, an exchange id (a node id and a counter), a token range,
+/// a `more` flag, result tags and the lengths of its lists. The largest
+/// measured is under 200 bytes (see the tests); a kilobyte leaves a margin.
+/// Whatever varies beyond that (leaf numbers, keys, digests, sibling sets,
+/// member entries) is counted in the message's batch budget.
+pub const ENVELOPE_BYTES: usize = 1024;
+
+/// Byte budget of one batched message (a hint delivery, a transfer page, an
+/// anti-entropy step, a gossip member list), when the frame allows it.
+/// Large enough that, for small values, the count limits bind first and
+/// per-message overhead is negligible; small enough that one batch holds a
+/// peer's single connection for only ~30 ms at 1 Gbit/s, so quorum
+/// messages queued behind it wait little, and that a batch (read, encoded
+/// and queued) costs a few MiB of memory, not the 64 MiB a full frame may
+/// hold at the defaults. Entries larger than this (a sibling set of many
+/// megabyte values) travel alone.
+pub const BATCH_BYTES: usize = 4 * 1024 * 1024;
+
+/// The length prefix of a frame is a `u32`.
+const MAX_WIRE_FRAME: usize = u32::MAX as usize;
 
 /// Replication and limit settings (the `[replication]` section of a node's
 /// config). The ones placement and replication depend on must be the same
@@ -100,6 +140,15 @@ impl Settings {
         if self.max_siblings == 0 || self.max_clock_entries == 0 {
             return Err("max_siblings and max_clock_entries must be at least 1".into());
         }
+        if self.max_frame_bytes() > MAX_WIRE_FRAME {
+            return Err(format!(
+                "max_siblings ({}) full sibling sets of max_value_bytes ({}) values would need \
+                 messages of {} bytes, more than a frame can carry ({MAX_WIRE_FRAME})",
+                self.max_siblings,
+                self.max_value_bytes,
+                self.max_frame_bytes()
+            ));
+        }
         Ok(())
     }
 
@@ -126,11 +175,61 @@ impl Settings {
         }
     }
 
-    /// The largest inter-node frame: a full sibling set of maximal values
-    /// plus room for keys and clocks.
+    /// Wire bytes allowed for one sibling's causal context: entries for
+    /// `max_clock_entries` nodes (writes prune to that many) plus as many
+    /// again as there may be siblings, each [`CONTEXT_ENTRY_BYTES`]. The
+    /// one place to adjust when the context's representation changes.
+    pub fn max_context_bytes(&self) -> usize {
+        let entries = self.max_clock_entries.saturating_add(self.max_siblings);
+        VARINT_BYTES.saturating_add(entries.saturating_mul(CONTEXT_ENTRY_BYTES))
+    }
+
+    /// Wire bytes of one sibling at most: its dot, context and timestamp,
+    /// and a value (or tombstone) of up to `max_value_bytes`.
+    pub fn max_sibling_bytes(&self) -> usize {
+        let value = self.max_value_bytes.saturating_add(1 + VARINT_BYTES);
+        (DOT_BYTES + VARINT_BYTES)
+            .saturating_add(self.max_context_bytes())
+            .saturating_add(value)
+    }
+
+    /// Wire bytes of the largest entry any message carries: a key of
+    /// `max_key_bytes` with a full sibling set (`max_siblings` of the
+    /// largest siblings). A client's write (key, value and context) is no
+    /// larger: its context is held to `max_siblings` contexts.
+    pub fn max_entry_bytes(&self) -> usize {
+        let set = self.max_siblings.saturating_mul(self.max_sibling_bytes());
+        (2 * VARINT_BYTES + self.max_key_bytes).saturating_add(set)
+    }
+
+    /// The largest inter-node frame, derived so that a message carrying one
+    /// full sibling set always fits: a replicate, a read reply, a repair, a
+    /// forward of the largest write, or a batch whose first entry alone
+    /// fills it. Every batch stays within [`Settings::max_batch_bytes`] of
+    /// entries plus [`ENVELOPE_BYTES`], so it fits too.
     pub fn max_frame_bytes(&self) -> usize {
-        let per_sibling = self.max_value_bytes + self.max_clock_entries * 96 + 128;
-        self.max_siblings * per_sibling + self.max_key_bytes + 64 * 1024
+        self.max_entry_bytes().saturating_add(ENVELOPE_BYTES)
+    }
+
+    /// The byte budget of one batched message: [`BATCH_BYTES`], or less
+    /// when the frame is smaller (never more than one largest entry, so a
+    /// batch of several entries fits the frame as well as one lone entry).
+    pub fn max_batch_bytes(&self) -> usize {
+        BATCH_BYTES.min(self.max_entry_bytes())
+    }
+
+    /// Limits of a batch of at most `count` entries.
+    pub fn batch_limits(&self, count: usize) -> BatchLimits {
+        BatchLimits {
+            bytes: self.max_batch_bytes(),
+            count: count.max(1),
+        }
+    }
+
+    /// Wire bytes a client's causal context may take: a write's context is
+    /// at most what a read of a full sibling set returns.
+    pub fn max_client_context_bytes(&self) -> usize {
+        self.max_siblings.saturating_mul(self.max_context_bytes())
     }
 }
 
@@ -250,7 +349,7 @@ impl SettingDiff {
 }
 
 #[cfg(test)]
-mod tests {
+mod cluster_tests {
     use super::*;
 
     fn with(change: impl FnOnce(&mut Settings)) -> ClusterSettings {
@@ -312,5 +411,165 @@ mod tests {
         });
         assert_eq!(tuned, base);
         assert_eq!(base.diff(&tuned), None);
+    }
+}
+
+#[cfg(test)]
+mod frame_tests {
+    use super::*;
+    use crate::anti_entropy::{AeStep, ExchangeId};
+    use crate::message::{encoded_len, ClientOp, ClientReply, Message};
+    use crate::range::TokenRange;
+    use crate::siblings::{Sibling, SiblingSet};
+    use crate::version::{CausalContext, Dot};
+    use crate::NodeId;
+
+    /// A node id of the longest allowed length, distinct per `i`.
+    fn long_id(tag: char, i: usize) -> NodeId {
+        let id = format!("{tag}{i}");
+        NodeId(format!("{id:x<MAX_NODE_ID_BYTES$}"))
+    }
+
+    /// The largest context a write creates: `max_clock_entries` entries,
+    /// each of the longest node id with the largest counter and timestamp.
+    fn worst_context(s: &Settings) -> CausalContext {
+        let mut context = CausalContext::new();
+        for i in 0..s.max_clock_entries {
+            context.add(&Dot::new(long_id('c', i), u64::MAX), u64::MAX);
+        }
+        context
+    }
+
+    /// `max_siblings` concurrent siblings of `max_value_bytes` values
+    /// (none covers another's dot, so all are kept).
+    fn worst_set(s: &Settings) -> SiblingSet {
+        let set: SiblingSet = (0..s.max_siblings)
+            .map(|i| Sibling {
+                dot: Dot::new(long_id('d', i), u64::MAX),
+                context: worst_context(s),
+                timestamp: u64::MAX,
+                value: Some(vec![0xff; s.max_value_bytes]),
+            })
+            .collect();
+        assert_eq!(set.len(), s.max_siblings, "every sibling is kept");
+        set
+    }
+
+    /// Every message that carries one key's full sibling set (or the
+    /// largest write), built around the worst case.
+    fn worst_messages(s: &Settings) -> Vec<Message> {
+        let key = vec![0xff; s.max_key_bytes];
+        let set = worst_set(s);
+        let exchange = ExchangeId {
+            initiator: long_id('i', 0),
+            seq: u64::MAX,
+        };
+        let mut client_context = CausalContext::new();
+        for i in 0..s.max_siblings * s.max_clock_entries {
+            client_context.add(&Dot::new(long_id('w', i), u64::MAX), u64::MAX);
+        }
+        let put = ClientOp::Put {
+            key: key.clone(),
+            value: vec![0xff; s.max_value_bytes],
+            context: client_context,
+            w: Some(usize::MAX),
+            pw: Some(usize::MAX),
+        };
+        let entries = vec![(key.clone(), set.clone())];
+        vec![
+            Message::Replicate {
+                req: u64::MAX,
+                key: key.clone(),
+                siblings: set.clone(),
+            },
+            Message::ReadReply {
+                req: u64::MAX,
+                result: Ok(set.clone()),
+            },
+            Message::Repair {
+                key: key.clone(),
+                siblings: set.clone(),
+            },
+            Message::Forward {
+                req: u64::MAX,
+                op: put,
+            },
+            Message::ForwardReply {
+                req: u64::MAX,
+                result: Ok(ClientReply::Value(set.clone())),
+            },
+            Message::HintedReplicate {
+                req: u64::MAX,
+                owner: long_id('o', 0),
+                key: key.clone(),
+                siblings: set,
+            },
+            Message::HintDelivery {
+                req: u64::MAX,
+                entries: entries.clone(),
+            },
+            Message::TransferPage {
+                range: TokenRange::new(u64::MAX, u64::MAX - 1),
+                entries: entries.clone(),
+                more: true,
+            },
+            Message::AntiEntropy {
+                exchange,
+                range: TokenRange::new(u64::MAX, u64::MAX - 1),
+                step: AeStep::Keys {
+                    entries,
+                    want: Vec::new(),
+                },
+            },
+        ]
+    }
+
+    fn assert_worst_case_fits(s: &Settings) {
+        let limit = s.max_frame_bytes();
+        for msg in worst_messages(s) {
+            let size = encoded_len(&msg);
+            println!("{:>18}: {size} of {limit} bytes", msg.kind());
+            assert!(
+                size <= limit,
+                "a {} of {size} bytes exceeds {limit}",
+                msg.kind()
+            );
+        }
+    }
+
+    #[test]
+    fn one_full_sibling_set_of_the_largest_values_always_fits_a_frame() {
+        for (value, siblings, entries) in [(1, 1, 1), (300, 2, 3), (1024, 2, 32), (65_536, 8, 4)] {
+            let s = Settings {
+                max_value_bytes: value,
+                max_siblings: siblings,
+                max_clock_entries: entries,
+                ..Settings::default()
+            };
+            assert_worst_case_fits(&s);
+        }
+    }
+
+    /// The defaults, measured once: 64 siblings of 1 MiB values.
+    #[test]
+    fn at_the_defaults_a_full_sibling_set_fits_the_derived_frame() {
+        let s = Settings::default();
+        assert_worst_case_fits(&s);
+        println!(
+            "defaults: max_frame_bytes {}, max_batch_bytes {}",
+            s.max_frame_bytes(),
+            s.max_batch_bytes()
+        );
+        assert!(s.max_batch_bytes() + ENVELOPE_BYTES <= s.max_frame_bytes());
+    }
+
+    #[test]
+    fn settings_whose_full_sibling_set_cannot_be_framed_are_refused() {
+        let s = Settings {
+            max_value_bytes: usize::MAX / 2,
+            ..Settings::default()
+        };
+        let err = s.validate().unwrap_err();
+        assert!(err.contains("more than a frame can carry"), "{err}");
     }
 }

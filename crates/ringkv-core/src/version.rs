@@ -69,7 +69,9 @@ impl Entry {
     /// Add the interval `lo..=hi`, joining whatever it overlaps or touches.
     fn insert(&mut self, lo: u64, hi: u64) {
         debug_assert!(1 <= lo && lo <= hi, "interval {lo}..={hi}");
-        let first = self.intervals.partition_point(|&(_, h)| h + 1 < lo);
+        let first = self
+            .intervals
+            .partition_point(|&(_, h)| h.saturating_add(1) < lo);
         let last = self
             .intervals
             .partition_point(|&(l, _)| l <= hi.saturating_add(1));
@@ -94,7 +96,10 @@ impl Entry {
 
     fn well_formed(&self) -> bool {
         self.intervals.iter().all(|&(lo, hi)| 1 <= lo && lo <= hi)
-            && self.intervals.windows(2).all(|w| w[0].1 + 1 < w[1].0)
+            && self
+                .intervals
+                .windows(2)
+                .all(|w| w[0].1.saturating_add(1) < w[1].0)
     }
 }
 

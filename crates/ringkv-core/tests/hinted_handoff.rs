@@ -330,3 +330,98 @@ fn hints_for_a_departed_member_go_to_the_current_replicas() {
         }
     }
 }
+
+/// A value of `max_value_bytes` at the defaults (1 MiB).
+const MIB: usize = 1024 * 1024;
+
+/// One stand-in keeps 100 one-MiB hints for a dead owner (100 MiB, more
+/// than a frame holds at the defaults); once the owner is back they go in
+/// deliveries of at most a batch budget each, every one acknowledged before
+/// the next, and all drain.
+#[test]
+fn large_hints_drain_in_byte_budgeted_batches_once_the_owner_returns() {
+    let mut net = net_of(&NODES, settings());
+    net.down.insert(id("n4"));
+    let keys = keys_for(&net, "n4", "n3", 100);
+    let now = net.now;
+    for (i, k) in keys.iter().enumerate() {
+        let mut set = SiblingSet::new();
+        let limits = WriteLimits {
+            max_siblings: 1,
+            max_clock_entries: 1,
+            young_clock_ms: 20_000,
+            min_counter: 0,
+        };
+        let value = Some(vec![i as u8; MIB]);
+        set.write(&id("n1"), &CausalContext::new(), value, now, limits)
+            .unwrap();
+        net.node("n3")
+            .on_message(now, id("n1"), hinted("n4", k, set));
+    }
+    net.collect(&id("n3"));
+    net.settle();
+    let held = net.nodes[&id("n3")].pending_hints();
+    assert_eq!(held.get(&id("n4")), Some(&100));
+    let frame = settings().max_frame_bytes();
+    assert!(100 * MIB > frame, "the hints do not fit one frame");
+
+    net.down.remove(&id("n4"));
+    net.recording = true;
+    net.run_for(30_000, 100);
+    assert!(net.nodes[&id("n3")].pending_hints().is_empty(), "drained");
+    let deliveries: Vec<usize> = net
+        .log
+        .iter()
+        .filter_map(|(_, _, msg)| match msg {
+            Message::HintDelivery { entries, .. } => Some(entries.len()),
+            _ => None,
+        })
+        .collect();
+    let per_batch = settings().max_batch_bytes() / MIB;
+    println!(
+        "hint deliveries: {deliveries:?} (largest message {} bytes)",
+        net.largest
+    );
+    assert!(
+        deliveries.iter().all(|&n| (1..=per_batch).contains(&n)),
+        "{deliveries:?}"
+    );
+    assert_eq!(deliveries.iter().sum::<usize>(), 100);
+    assert_eq!(stat(&net, |s| s.messages_too_large), 0);
+    for (i, k) in keys.iter().enumerate() {
+        let set = net.local("n4", k);
+        let value = set.live().next().and_then(|s| s.value.clone());
+        assert_eq!(value, Some(vec![i as u8; MIB]), "{k}");
+    }
+}
+
+/// When the transport cannot carry a delivery (its frame limit is lower
+/// than the node's), the stand-in hears so at once, counts it and gives
+/// the delivery up instead of waiting for an answer; the hint stays.
+#[test]
+fn a_hint_delivery_too_large_for_the_transport_is_counted_and_given_up_at_once() {
+    let mut net = net_of(&NODES, settings());
+    let key = keys_for(&net, "n4", "n3", 1).remove(0);
+    let now = net.now;
+    let big = version("n1", &"x".repeat(4_000), now);
+    net.node("n3")
+        .on_message(now, id("n1"), hinted("n4", &key, big));
+    net.collect(&id("n3"));
+    net.settle();
+    net.frame_limit = 2_000;
+    let interval = settings().hints.delivery_interval_ms;
+    for round in 1..=3 {
+        net.advance(interval);
+        let n3 = &net.nodes[&id("n3")];
+        assert_eq!(
+            n3.stats().messages_too_large,
+            round,
+            "one attempt per round"
+        );
+    }
+    assert_eq!(
+        net.nodes[&id("n3")].pending_hints().get(&id("n4")),
+        Some(&1)
+    );
+    assert!(net.local("n4", &key).is_empty());
+}

@@ -266,3 +266,64 @@ fn a_node_that_lost_its_last_writes_never_reuses_their_dots() {
     // Both blind writes survive as siblings: neither's dot is covered.
     assert_eq!(values(&net.get("n2", &key, Some(3))), ["a", "b"]);
 }
+
+/// A forward the transport cannot carry (its frame limit is lower than the
+/// node's) fails the client's request at once, with that cause, and is
+/// counted — no waiting for the forward timeout.
+#[test]
+fn a_forward_too_large_for_the_transport_fails_at_once_with_its_cause() {
+    let mut net = Net::new(&["n1", "n2", "n3", "n4"]);
+    let key = (0..)
+        .map(|i| format!("fwd{i}"))
+        .find(|k| !net.coordinator_of(k).contains(&"n4".to_string()))
+        .unwrap();
+    net.frame_limit = 1_000;
+    let op = ClientOp::Put {
+        key: key.clone().into_bytes(),
+        value: vec![7; 2_000],
+        context: CausalContext::new(),
+        w: None,
+        pw: None,
+    };
+    let client = net.submit("n4", op);
+    let err = net
+        .replies
+        .remove(&client)
+        .expect("answered without time passing");
+    assert!(matches!(err, Err(ClientError::Invalid(_))), "{err:?}");
+    let message = err.unwrap_err().to_string();
+    assert!(message.starts_with("a message (forward) to n"), "{message}");
+    assert!(message.contains("more than max_frame_bytes"), "{message}");
+    assert_eq!(net.node("n4").stats().messages_too_large, 1);
+}
+
+/// A write's causal context may be as large as a read of a full sibling
+/// set returns, and no larger, so every write fits a frame.
+#[test]
+fn a_causal_context_larger_than_a_full_sibling_set_has_is_refused() {
+    let mut s = ringkv_core::settings::Settings {
+        max_siblings: 1,
+        max_clock_entries: 1,
+        ..Default::default()
+    };
+    s.anti_entropy.enabled = false;
+    let mut net = Net::build(&["n1", "n2", "n3"], s, |_| Default::default());
+    let mut context = CausalContext::new();
+    for i in 0..20 {
+        let node = format!("a-rather-long-node-name-{i}");
+        context.add(&ringkv_core::version::Dot::new(node.as_str(), 1), 1);
+    }
+    let op = ClientOp::Put {
+        key: b"k".to_vec(),
+        value: b"v".to_vec(),
+        context,
+        w: None,
+        pw: None,
+    };
+    let err = net.request("n1", op).unwrap_err();
+    assert!(
+        err.to_string()
+            .starts_with("causal context must encode to at most"),
+        "{err}"
+    );
+}

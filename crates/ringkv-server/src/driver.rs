@@ -353,6 +353,9 @@ impl Driver {
             Event::Peer(Inbound::Incompatible { peer, reason }) => {
                 self.node.on_incompatible(now, peer, reason)
             }
+            Event::Peer(Inbound::TooLarge { peer, msg, bytes }) => {
+                self.node.on_too_large(now, peer, msg, bytes)
+            }
             Event::Status(tx) => {
                 let _ = tx.send(self.report(now));
             }

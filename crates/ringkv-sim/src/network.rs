@@ -1,10 +1,12 @@
 //! The simulated network: every message gets a delivery time; faults drop,
 //! duplicate, delay (and so reorder) messages, and partitions cut links,
 //! one direction or both. All randomness comes from the simulation's RNG.
+//! Like the real transport, it refuses a message that encodes larger than
+//! `max_frame_bytes` and hands it back to the sender.
 
 use rand::rngs::ChaCha8Rng;
 use rand::RngExt;
-use ringkv_core::message::Message;
+use ringkv_core::message::{encoded_len, Message};
 use ringkv_core::{Millis, NodeId};
 use std::collections::{BTreeMap, BTreeSet};
 
@@ -35,33 +37,70 @@ pub struct NetStats {
     pub dropped: u64,
     pub duplicated: u64,
     pub cut: u64,
+    /// Messages refused for encoding larger than a frame.
+    pub too_large: u64,
+    /// The largest message sent, in encoded bytes.
+    pub largest: usize,
 }
 
 type Envelope = (NodeId, NodeId, Message);
 
-#[derive(Default)]
+/// A message the network refused: it encodes to `bytes`, more than a frame.
+pub struct TooLarge {
+    pub to: NodeId,
+    pub msg: Message,
+    pub bytes: usize,
+}
+
 pub struct Network {
     /// By (delivery time, sequence number): a deterministic order.
     queue: BTreeMap<(Millis, u64), Envelope>,
     seq: u64,
     /// Directed links that drop everything (partitions).
     blocked: BTreeSet<(NodeId, NodeId)>,
+    /// The transport's frame limit (the nodes' `max_frame_bytes`).
+    max_frame_bytes: usize,
     pub stats: NetStats,
 }
 
 impl Network {
-    pub fn send(&mut self, rng: &mut ChaCha8Rng, now: Millis, faults: &Faults, envelope: Envelope) {
+    pub fn new(max_frame_bytes: usize) -> Self {
+        Network {
+            queue: BTreeMap::new(),
+            seq: 0,
+            blocked: BTreeSet::new(),
+            max_frame_bytes,
+            stats: NetStats::default(),
+        }
+    }
+
+    /// Queue `envelope` for delivery, or hand it back when it is too large
+    /// for a frame (the sender must be told, as the transport tells it).
+    pub fn send(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        now: Millis,
+        faults: &Faults,
+        envelope: Envelope,
+    ) -> Option<TooLarge> {
         self.stats.sent += 1;
+        let bytes = encoded_len(&envelope.2);
+        if bytes > self.max_frame_bytes {
+            self.stats.too_large += 1;
+            let (_, to, msg) = envelope;
+            return Some(TooLarge { to, msg, bytes });
+        }
+        self.stats.largest = self.stats.largest.max(bytes);
         if self
             .blocked
             .contains(&(envelope.0.clone(), envelope.1.clone()))
         {
             self.stats.cut += 1;
-            return;
+            return None;
         }
         if rng.random_bool(faults.drop) {
             self.stats.dropped += 1;
-            return;
+            return None;
         }
         if rng.random_bool(faults.duplicate) {
             self.stats.duplicated += 1;
@@ -70,6 +109,7 @@ impl Network {
         }
         let at = now + delay(rng, faults);
         self.enqueue(at, envelope);
+        None
     }
 
     /// The next message due by `now`, if any.

@@ -14,7 +14,7 @@ use crate::checker::{check_with, Promises, Verdict};
 use crate::disk::{DiskFault, SimDisk, FSYNC_MS};
 use crate::history::{FinalState, History, WriteOutcome};
 use crate::membership::{self, MembershipChange};
-use crate::network::{Faults, NetStats, Network};
+use crate::network::{Faults, NetStats, Network, TooLarge};
 use crate::workload::{Client, Step};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
@@ -70,6 +70,42 @@ pub struct SimConfig {
     /// safe from it (`Settings::max_clock_entries`, `young_clock_ms`).
     pub max_clock_entries: usize,
     pub young_clock_ms: Millis,
+    /// Small size limits (and values padded near them), so that frames are
+    /// small and batches hit their byte budgets; `None`: the defaults.
+    pub small: Option<SmallLimits>,
+}
+
+/// Size limits far below the defaults, for a share of the seeds.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct SmallLimits {
+    pub max_key_bytes: usize,
+    pub max_value_bytes: usize,
+    pub max_siblings: usize,
+}
+
+impl SmallLimits {
+    /// About a third of the seeds: values of a few hundred bytes, two or
+    /// three siblings, short keys — frames of a few KiB (with contexts
+    /// pruned hard, where [`SimConfig::clock_pruning`] says so), so a batch
+    /// holds two to five keys.
+    fn draw(shape: &mut ChaCha8Rng) -> Option<SmallLimits> {
+        shape.random_bool(1.0 / 3.0).then(|| SmallLimits {
+            max_key_bytes: 16,
+            max_value_bytes: shape.random_range(200..=600),
+            max_siblings: shape.random_range(2..=3),
+        })
+    }
+
+    fn apply(&self, settings: &mut Settings) {
+        settings.max_key_bytes = self.max_key_bytes;
+        settings.max_value_bytes = self.max_value_bytes;
+        settings.max_siblings = self.max_siblings;
+    }
+
+    /// Values are padded to this length (their ids and carts stay in front).
+    fn pad_to(&self) -> usize {
+        self.max_value_bytes - 40
+    }
 }
 
 impl SimConfig {
@@ -79,7 +115,7 @@ impl SimConfig {
         let nodes = shape.random_range(3..=5);
         let fault_ms = 10_000;
         let (max_clock_entries, young_clock_ms) = Self::clock_pruning(&mut shape);
-        SimConfig {
+        let mut cfg = SimConfig {
             seed,
             nodes,
             keys: shape.random_range(2..=5),
@@ -105,7 +141,16 @@ impl SimConfig {
             vnodes: [16, 32, 128][shape.random_range(0..3)],
             max_clock_entries,
             young_clock_ms,
+            // Drawn last, so the other fields of a seed stay as they were.
+            small: SmallLimits::draw(&mut shape),
+        };
+        if cfg.small.is_some() {
+            // More keys on fewer, larger ranges, so that hints, transfer
+            // pages and exchanges fill their batches.
+            cfg.keys = shape.random_range(16..=48);
+            cfg.vnodes = 4;
         }
+        cfg
     }
 
     /// A quarter of the seeds prune contexts hard — a bound of 1 to 3
@@ -140,6 +185,11 @@ pub struct SimReport {
     pub vnodes: u32,
     /// The membership change the schedule held, if any.
     pub change: Option<MembershipChange>,
+    /// The small size limits of this seed, if any.
+    pub small: Option<SmallLimits>,
+    /// The nodes' batch budget (`max_batch_bytes`), to compare with the
+    /// largest message sent.
+    pub batch_bytes: usize,
     pub writes: usize,
     pub acked: usize,
     pub reads: usize,
@@ -296,6 +346,8 @@ pub fn run(cfg: SimConfig) -> SimReport {
         nodes: sim.cfg.nodes,
         vnodes: sim.cfg.vnodes,
         change: sim.cfg.change.clone(),
+        small: sim.cfg.small,
+        batch_bytes: sim.settings.max_batch_bytes(),
         writes: sim.history.writes.len(),
         acked: sim
             .history
@@ -327,6 +379,11 @@ impl Sim {
         settings.vnodes = cfg.vnodes;
         settings.max_clock_entries = cfg.max_clock_entries;
         settings.young_clock_ms = cfg.young_clock_ms;
+        if let Some(small) = &cfg.small {
+            small.apply(&mut settings);
+        }
+        let pad_to = cfg.small.as_ref().map(SmallLimits::pad_to);
+        let max_frame_bytes = settings.max_frame_bytes();
         let ids: Vec<NodeId> = (1..=cfg.nodes)
             .map(|i| NodeId::new(format!("n{i}")))
             .collect();
@@ -342,7 +399,7 @@ impl Sim {
             .collect();
         Sim {
             keys: (0..cfg.keys).map(|k| format!("key{k}")).collect(),
-            clients: (0..cfg.clients).map(Client::new).collect(),
+            clients: (0..cfg.clients).map(|c| Client::new(c, pad_to)).collect(),
             busy: vec![false; cfg.clients],
             faults: cfg.faults,
             pending_change: cfg.change.clone(),
@@ -351,7 +408,7 @@ impl Sim {
             now: 0,
             settings,
             nodes,
-            net: Network::default(),
+            net: Network::new(max_frame_bytes),
             requests: BTreeMap::new(),
             next_request: 1,
             history: History::default(),
@@ -706,13 +763,14 @@ impl Sim {
         };
         let late = early_acknowledgement(id, &released, node.store());
         self.broken_promises.extend(early.into_iter().chain(late));
+        let mut refused = Vec::new();
         for effect in effects.into_iter().chain(released) {
             match effect {
                 Effect::Send { to, msg } => {
                     let faults = self.faults;
                     let to = membership::route(to);
-                    self.net
-                        .send(&mut self.rng, self.now, &faults, (id.clone(), to, msg));
+                    let envelope = (id.clone(), to, msg);
+                    refused.extend(self.net.send(&mut self.rng, self.now, &faults, envelope));
                 }
                 // Node ids are the addresses in the simulated network.
                 Effect::Connect { .. } => {}
@@ -746,6 +804,13 @@ impl Sim {
                     }
                 }
             }
+        }
+        // The transport tells the sender at once; so does this network.
+        for too_large in refused {
+            let now = self.clock(id);
+            let TooLarge { to, msg, bytes } = too_large;
+            self.node_mut(id).on_too_large(now, to, msg, bytes);
+            self.collect(id);
         }
     }
 
@@ -819,6 +884,14 @@ impl Sim {
             .violations
             .extend(self.broken_promises.iter().cloned());
         verdict.violations.extend(self.unfinished_change());
+        // The byte budgets keep every message within a frame.
+        let too_large = self.net.stats.too_large;
+        if too_large > 0 {
+            verdict.violations.push(format!(
+                "{too_large} messages encoded larger than max_frame_bytes ({})",
+                self.settings.max_frame_bytes()
+            ));
+        }
         verdict
     }
 

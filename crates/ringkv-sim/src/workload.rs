@@ -6,7 +6,9 @@
 //! read), and a write with a *stale* context it held earlier.
 //!
 //! Every write's value starts with a unique id (`c<client>.<seq>`), so the
-//! checker can tell versions apart.
+//! checker can tell versions apart. In seeds with small size limits values
+//! are padded (`~....`) up to near `max_value_bytes`, so sibling sets fill
+//! batches and frames.
 
 use crate::history::{History, Read, Write, WriteOutcome};
 use rand::rngs::ChaCha8Rng;
@@ -42,15 +44,31 @@ pub struct Client {
     seq: u64,
     /// Per key, the contexts of its latest answers, newest last.
     contexts: BTreeMap<String, VecDeque<CausalContext>>,
+    /// Pad values to this many bytes.
+    pad_to: Option<usize>,
 }
 
+/// Separates a value from its padding.
+const PAD: char = '~';
+
 impl Client {
-    pub fn new(id: usize) -> Self {
+    pub fn new(id: usize, pad_to: Option<usize>) -> Self {
         Client {
             id,
             seq: 0,
+            pad_to,
             contexts: BTreeMap::new(),
         }
+    }
+
+    /// `value` padded with `~...` to `pad_to` bytes (unchanged when already
+    /// as long or when there is no padding).
+    fn padded(&self, mut value: String) -> Vec<u8> {
+        if let Some(len) = self.pad_to.filter(|&len| len > value.len()) {
+            value.push(PAD);
+            value.extend(std::iter::repeat_n('.', len - value.len()));
+        }
+        value.into_bytes()
     }
 
     /// Odd clients demand every ack from the real preference list (`pw`
@@ -76,12 +94,14 @@ impl Client {
         let roll: f64 = rng.random();
         let then = match roll {
             r if r < 0.3 => {
-                let value = self.next_item().into_bytes();
+                let item = self.next_item();
+                let value = self.padded(item);
                 return self.write(now, key, Some(value), CausalContext::new(), history);
             }
             r if r < 0.45 => {
                 let context = self.held_context(rng, &key, r < 0.4);
-                let value = self.next_item().into_bytes();
+                let item = self.next_item();
+                let value = self.padded(item);
                 return self.write(now, key, Some(value), context, history);
             }
             r if r < 0.75 => Then::AddItem,
@@ -214,7 +234,9 @@ impl Client {
             .filter_map(|s| s.value.as_deref())
             .map(String::from_utf8_lossy)
             .flat_map(|v| {
-                v.split('|')
+                let unpadded = v.split(PAD).next().unwrap_or_default();
+                unpadded
+                    .split('|')
                     .next_back()
                     .unwrap_or_default()
                     .split(',')
@@ -225,7 +247,7 @@ impl Client {
             .collect();
         items.insert(item.clone());
         let list: Vec<String> = items.into_iter().collect();
-        format!("{item}|{}", list.join(",")).into_bytes()
+        self.padded(format!("{item}|{}", list.join(",")))
     }
 
     fn next_item(&mut self) -> String {

@@ -215,12 +215,12 @@ pub async fn repair(target: &Target, range: Option<u64>, rebuild: bool) -> Resul
             progress.total, progress.failed
         );
         if progress.finished() {
-            return match progress.failed {
-                0 => Ok(()),
-                failed => Err(format!(
-                    "{failed} of {} exchanges failed (a peer was unreachable or too slow); \
-                     run the repair again once every node is up",
-                    progress.total
+            return match (progress.failed, progress.last_failure) {
+                (0, _) => Ok(()),
+                (failed, cause) => Err(format!(
+                    "{failed} of {} exchanges failed, the last because {}",
+                    progress.total,
+                    cause.as_deref().unwrap_or("of an unknown cause")
                 )),
             };
         }

@@ -52,7 +52,7 @@ fn run_many(first: u64, count: u64) -> Result<(), String> {
             .unwrap_or_else(|_| ProgressStyle::default_bar()),
     );
     let (mut ops, mut writes_checked, mut faults) = (0, 0, 0u64);
-    let (mut joins, mut leaves) = (0, 0);
+    let (mut joins, mut leaves, mut small, mut full) = (0, 0, 0, 0);
     let mut failed = Vec::new();
     for seed in first..first + count {
         let report = run(SimConfig::for_seed(seed));
@@ -61,6 +61,8 @@ fn run_many(first: u64, count: u64) -> Result<(), String> {
         faults += fault_total(&report);
         joins += usize::from(report.had_join());
         leaves += usize::from(report.had_leave());
+        small += usize::from(report.small.is_some());
+        full += usize::from(filled_a_batch(&report));
         if !report.verdict.ok() || report.converged_after_ms.is_none() {
             failed.push(seed);
             bar.println(format!("seed {seed} FAILED: {}", first_problem(&report)));
@@ -70,7 +72,8 @@ fn run_many(first: u64, count: u64) -> Result<(), String> {
     }
     bar.finish();
     println!(
-        "{count} seeds run ({joins} with a join, {leaves} with a leave), {ops} operations, \
+        "{count} seeds run ({joins} with a join, {leaves} with a leave, {small} with small \
+         size limits, {full} sent a message of over 3/4 of its batch budget), {ops} operations, \
          {writes_checked} acknowledged writes checked, {faults} faults injected, {} failed",
         failed.len()
     );
@@ -82,6 +85,12 @@ fn run_many(first: u64, count: u64) -> Result<(), String> {
         "failing seeds: {} (replay one with `ringkv sim --seed S`)",
         seeds.join(" ")
     ))
+}
+
+/// Whether a message of the run came near the batch budget (so budgets
+/// were what cut batches).
+fn filled_a_batch(r: &SimReport) -> bool {
+    r.faults.net.largest >= r.batch_bytes / 4 * 3
 }
 
 fn fault_total(r: &SimReport) -> u64 {
@@ -134,7 +143,7 @@ fn print_report(r: &SimReport) {
     let n = &r.faults.net;
     println!(
         "  faults: {} partitions, {} crashes ({} power losses), {} broken disks, {} of {} \
-         messages dropped, {} duplicated, {} cut",
+         messages dropped, {} duplicated, {} cut, {} too large for a frame",
         r.faults.partitions,
         r.faults.crashes,
         r.faults.power_losses,
@@ -142,7 +151,15 @@ fn print_report(r: &SimReport) {
         n.dropped,
         n.sent,
         n.duplicated,
-        n.cut
+        n.cut,
+        n.too_large
+    );
+    if let Some(small) = &r.small {
+        println!("  small limits: {small:?}");
+    }
+    println!(
+        "  largest message: {} bytes (batch budget {} bytes)",
+        n.largest, r.batch_bytes
     );
     if let Some(change) = &r.change {
         println!("  membership: {change}");

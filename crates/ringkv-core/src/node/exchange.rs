@@ -3,9 +3,9 @@
 //! (see [`crate::anti_entropy`] for the protocol).
 
 use super::{Effect, Node};
-use crate::anti_entropy::{AeStep, ExchangeId, RepairProgress};
+use crate::anti_entropy::{AeStep, ExchangeId, RepairProgress, TokenWindow};
 use crate::merkle::item_hash;
-use crate::message::Message;
+use crate::message::{encoded_len, fill_batch, Batch, BatchLimits, Message};
 use crate::range::TokenRange;
 use crate::ring::{Ring, Token};
 use crate::siblings::SiblingSet;
@@ -46,14 +46,15 @@ impl<S: Store> Node<S> {
     /// Periodic work: start the next exchange when one is due.
     pub(super) fn tick_anti_entropy(&mut self, now: Millis) {
         self.ae.tick(now);
-        let Some((end, peer)) = self.ae.next_exchange(now) else {
+        let Some(planned) = self.ae.next_exchange(now) else {
             return;
         };
-        let Some(tree) = self.ae.trees.get_mut(&end).map(|t| &mut t.tree) else {
+        let Some(tree) = self.ae.trees.get_mut(&planned.range).map(|t| &mut t.tree) else {
             return;
         };
         let (range, root) = (tree.range(), tree.root());
-        let exchange = self.ae.begin(&self.id, end, peer.clone(), now);
+        let peer = planned.peer.clone();
+        let exchange = self.ae.begin(&self.id, planned, now);
         let step = AeStep::Hashes {
             level: 0,
             nodes: vec![(0, root)],
@@ -91,12 +92,25 @@ impl<S: Store> Node<S> {
         range: TokenRange,
         step: AeStep,
     ) {
+        if matches!(step, AeStep::Digests { .. } | AeStep::Keys { .. }) {
+            // Leaves differed (whichever side compared them).
+            self.ae.diverged(&exchange);
+        }
         match step {
             AeStep::Hashes { level, nodes } => {
                 self.on_hashes(now, from, exchange, range, level, nodes)
             }
-            AeStep::Digests { leaves, digests } => {
-                self.on_digests(now, from, exchange, range, leaves, digests)
+            AeStep::Digests {
+                leaves,
+                digests,
+                window,
+            } => {
+                let theirs = Listing {
+                    leaves,
+                    digests,
+                    window,
+                };
+                self.on_digests(now, from, exchange, range, theirs)
             }
             AeStep::Keys { entries, want } => {
                 self.on_keys(now, from, exchange, range, entries, want)
@@ -110,7 +124,8 @@ impl<S: Store> Node<S> {
     }
 
     /// Compare the partner's hashes at `level` with ours; descend under the
-    /// ones that differ, or at the leaves send our digests of those leaves.
+    /// ones that differ (as many as fit a batch), or at the leaves send our
+    /// digests of those leaves.
     fn on_hashes(
         &mut self,
         now: Millis,
@@ -120,6 +135,7 @@ impl<S: Store> Node<S> {
         level: u8,
         nodes: Vec<(u32, u64)>,
     ) {
+        let limits = self.settings.batch_limits(HASHES_PER_STEP);
         let Some(tree) = self.ae.tree_mut(&range) else {
             return self.conclude(now, from, exchange, range);
         };
@@ -134,66 +150,113 @@ impl<S: Store> Node<S> {
         }
         let step = if level >= depth {
             self.ae.stats.differing_leaves += differing.len() as u64;
-            let digests = self
-                .leaf_entries(&range, &differing)
-                .into_iter()
-                .map(|(k, (digest, _))| (k, digest))
-                .collect();
-            AeStep::Digests {
-                leaves: differing,
-                digests,
-            }
+            self.digest_step(&range, &differing, exchange.seq)
         } else {
-            let nodes = differing
+            let children = differing
                 .iter()
                 .flat_map(|&i| [2 * i, 2 * i + 1])
-                .map(|c| (c, tree.hash(level + 1, c)))
-                .collect();
+                .map(|c| (c, tree.hash(level + 1, c)));
             AeStep::Hashes {
                 level: level + 1,
-                nodes,
+                nodes: fill_batch(children, limits),
             }
         };
         self.ae.diverged(&exchange);
         self.send_step(from, exchange, range, step);
     }
 
+    /// Our digests of the differing `leaves`: whole leaves, in order, while
+    /// they fit one batch; when the first alone does not, one window of it
+    /// (the `seq`-th of its windows, spread so that successive exchanges
+    /// visit them all).
+    fn digest_step(&self, range: &TokenRange, leaves: &[u32], seq: u64) -> AeStep {
+        let limits = self.settings.batch_limits(DIGESTS_PER_STEP);
+        let (mut listed, mut digests) = (Vec::new(), Vec::new());
+        let mut bytes = 0;
+        for &leaf in leaves {
+            let found = self.leaf_digests(range, leaf, None);
+            let size = encoded_len(&leaf) + found.iter().map(encoded_len).sum::<usize>();
+            let count = digests.len() + found.len();
+            if size.saturating_add(bytes) <= limits.bytes && count <= limits.count {
+                bytes += size;
+                listed.push(leaf);
+                digests.extend(found);
+            } else if listed.is_empty() {
+                return window_of(leaf, found, limits, seq);
+            } else {
+                break;
+            }
+        }
+        AeStep::Digests {
+            leaves: listed,
+            digests,
+            window: None,
+        }
+    }
+
     /// The partner's digests of differing leaves: send our versions of the
-    /// keys that differ and ask for theirs.
+    /// keys that differ and ask for theirs, as many as fit one batch (and
+    /// the rate limit allows); the rest waits for the next exchange.
     fn on_digests(
         &mut self,
         now: Millis,
         from: NodeId,
         exchange: ExchangeId,
         range: TokenRange,
-        leaves: Vec<u32>,
-        digests: Vec<(Vec<u8>, u64)>,
+        theirs: Listing,
     ) {
         if self.ae.tree_mut(&range).is_none() {
             return self.conclude(now, from, exchange, range);
         }
-        let mut mine = self.leaf_entries(&range, &leaves);
-        let theirs: BTreeMap<Vec<u8>, u64> = digests.into_iter().collect();
-        let want: Vec<Vec<u8>> = theirs
+        let mine: BTreeMap<Vec<u8>, u64> = theirs
+            .leaves
             .iter()
-            .filter(|(k, d)| mine.get(*k).is_none_or(|(m, _)| m != *d))
-            .map(|(k, _)| k.clone())
+            .flat_map(|&leaf| self.leaf_digests(&range, leaf, theirs.window))
             .collect();
-        mine.retain(|k, (d, _)| theirs.get(k) != Some(d));
-        if want.is_empty() && mine.is_empty() {
+        let their_digests: BTreeMap<Vec<u8>, u64> = theirs.digests.into_iter().collect();
+        let want = their_digests
+            .iter()
+            .filter(|(k, d)| mine.get(*k) != Some(*d))
+            .map(|(k, _)| k.clone());
+        let differ = mine
+            .iter()
+            .filter(|(k, d)| their_digests.get(*k) != Some(*d))
+            .map(|(k, _)| k.clone());
+        let (entries, want) = self.keys_batch(differ, want);
+        if entries.is_empty() && want.is_empty() {
             return self.conclude(now, from, exchange, range);
         }
-        let budget = self.ae.take_budget(mine.len() + want.len());
-        let entries: Vec<(Vec<u8>, SiblingSet)> = mine
-            .into_iter()
-            .map(|(k, (_, set))| (k, set))
-            .take(budget)
-            .collect();
-        let want = want.into_iter().take(budget - entries.len()).collect();
+        self.ae.progressed(&exchange);
         self.send_step(from, exchange, range, AeStep::Keys { entries, want });
     }
 
-    /// Merge the partner's versions; send back what it asked for.
+    /// Our sibling sets of the keys in `differ`, then the keys in `want`,
+    /// as many as fit one batch and the rate limit.
+    fn keys_batch(
+        &mut self,
+        differ: impl Iterator<Item = Vec<u8>>,
+        want: impl Iterator<Item = Vec<u8>>,
+    ) -> (Entries, Vec<Vec<u8>>) {
+        let mut batch = Batch::new(self.settings.batch_limits(KEYS_PER_STEP));
+        let mut entries = Vec::new();
+        for key in differ {
+            let Some(set) = self.stored(&key) else {
+                continue;
+            };
+            if !batch.admit_entry(&(&key, &set)) {
+                break;
+            }
+            entries.push((key, set));
+        }
+        let mut wanted: Vec<Vec<u8>> = want.take_while(|k| batch.admit_entry(k)).collect();
+        let allowed = self.ae.take_budget(entries.len() + wanted.len());
+        entries.truncate(allowed);
+        wanted.truncate(allowed - entries.len());
+        (entries, wanted)
+    }
+
+    /// Merge the partner's versions; send back what it asked for (as much
+    /// as fits one batch: the rest waits for the next exchange).
     fn on_keys(
         &mut self,
         now: Millis,
@@ -203,6 +266,9 @@ impl<S: Store> Node<S> {
         entries: Vec<(Vec<u8>, SiblingSet)>,
         want: Vec<Vec<u8>>,
     ) {
+        if !entries.is_empty() || !want.is_empty() {
+            self.ae.progressed(&exchange);
+        }
         for (key, set) in entries
             .iter()
             .filter(|(k, _)| range.contains(Ring::key_token(k)))
@@ -211,14 +277,11 @@ impl<S: Store> Node<S> {
                 self.ae.stats.keys_repaired += 1;
             }
         }
-        let back: Vec<(Vec<u8>, SiblingSet)> = want
+        let found = want
             .into_iter()
             .filter(|k| range.contains(Ring::key_token(k)))
-            .filter_map(|k| match self.store.get(&k) {
-                Ok(Some(set)) => Some((k, set)),
-                _ => None,
-            })
-            .collect();
+            .filter_map(|k| self.stored(&k).map(|set| (k, set)));
+        let back = fill_batch(found, self.settings.batch_limits(KEYS_PER_STEP));
         if back.is_empty() {
             return self.conclude(now, from, exchange, range);
         }
@@ -227,6 +290,11 @@ impl<S: Store> Node<S> {
             want: Vec::new(),
         };
         self.send_step(from, exchange, range, step);
+    }
+
+    /// This node's stored sibling set of `key`, if it holds one.
+    fn stored(&self, key: &[u8]) -> Option<SiblingSet> {
+        self.store.get(key).ok().flatten()
     }
 
     /// The exchange is over from this side: the initiator records it, a
@@ -239,25 +307,31 @@ impl<S: Store> Node<S> {
         }
     }
 
-    /// Our (digest, sibling set) of every key in the given leaves.
-    fn leaf_entries(
+    /// Our (key, digest) of every key in `leaf` (within `window`, if any),
+    /// in the range's order (token offset, then key), the same on every
+    /// replica.
+    fn leaf_digests(
         &self,
         range: &TokenRange,
-        leaves: &[u32],
-    ) -> BTreeMap<Vec<u8>, (u64, SiblingSet)> {
-        let mut found = BTreeMap::new();
+        leaf: u32,
+        window: Option<TokenWindow>,
+    ) -> Vec<(Vec<u8>, u64)> {
+        let mut found = Vec::new();
         let Some(tree) = self.ae.trees.get(&range.end).map(|t| &t.tree) else {
             return found;
         };
-        for (from, to) in leaves.iter().flat_map(|&leaf| tree.leaf_spans(leaf)) {
+        for (from, to) in tree.leaf_spans(leaf) {
             let scanned = self.store.scan(from, to, &mut |key, set| {
-                found.insert(key.to_vec(), (item_hash(key, set), set.clone()));
+                if window.is_none_or(|w| w.contains(range, Ring::key_token(key))) {
+                    found.push((key.to_vec(), item_hash(key, set)));
+                }
                 true
             });
             if let Err(e) = scanned {
                 tracing::warn!("anti-entropy scan failed: {e}");
             }
         }
+        found.sort_by_cached_key(|(key, _)| (range.offset(Ring::key_token(key)), key.clone()));
         found
     }
 
@@ -270,7 +344,68 @@ impl<S: Store> Node<S> {
             range,
             step,
         };
-        self.ae.stats.bytes_sent += postcard::to_stdvec(&msg).map_or(0, |b| b.len() as u64);
+        self.ae.stats.bytes_sent += encoded_len(&msg) as u64;
         self.effects.push(Effect::Send { to, msg });
     }
+}
+
+/// Hash nodes one step carries at most (a level has up to 2^16).
+const HASHES_PER_STEP: usize = 1 << 16;
+/// Digests one step carries at most.
+const DIGESTS_PER_STEP: usize = 65_536;
+/// Sibling sets and wanted keys one step carries at most.
+const KEYS_PER_STEP: usize = 4_096;
+
+/// Keys with their sibling sets, as a `Keys` step carries them.
+type Entries = Vec<(Vec<u8>, SiblingSet)>;
+
+/// A `Digests` step as received.
+struct Listing {
+    leaves: Vec<u32>,
+    digests: Vec<(Vec<u8>, u64)>,
+    window: Option<TokenWindow>,
+}
+
+/// One window of a leaf whose `digests` (in the range's order) exceed one
+/// batch. The leaf is cut into consecutive windows of a batch each, only
+/// between different tokens so a window can be named by tokens; the
+/// exchange's `seq` picks one, along a golden-ratio sequence, so successive
+/// exchanges (of one range, however far apart their numbers) spread evenly
+/// over the windows.
+fn window_of(leaf: u32, digests: Vec<(Vec<u8>, u64)>, limits: BatchLimits, seq: u64) -> AeStep {
+    let windows = cut_windows(digests, limits);
+    assert!(!windows.is_empty(), "a leaf too large for a batch has keys");
+    let golden = seq.wrapping_mul(0x9E37_79B9_7F4A_7C15);
+    let pick = ((golden as u128 * windows.len() as u128) >> 64) as usize;
+    let last_token = |w: &Vec<(Vec<u8>, u64)>| w.last().map(|(k, _)| Ring::key_token(k));
+    let after = pick.checked_sub(1).and_then(|i| last_token(&windows[i]));
+    let through = (pick + 1 < windows.len())
+        .then(|| last_token(&windows[pick]))
+        .flatten();
+    let digests = windows.into_iter().nth(pick).unwrap_or_default();
+    AeStep::Digests {
+        leaves: vec![leaf],
+        digests,
+        window: Some(TokenWindow { after, through }),
+    }
+}
+
+/// `digests` cut into consecutive batches, never between two keys of one
+/// token.
+fn cut_windows(digests: Vec<(Vec<u8>, u64)>, limits: BatchLimits) -> Vec<Vec<(Vec<u8>, u64)>> {
+    let mut windows: Vec<Vec<(Vec<u8>, u64)>> = Vec::new();
+    let mut batch = Batch::new(limits);
+    let mut prev_token = None;
+    for digest in digests {
+        let token = Ring::key_token(&digest.0);
+        let fits = batch.admit_entry(&digest);
+        if windows.is_empty() || (!fits && prev_token != Some(token)) {
+            windows.push(Vec::new());
+            batch = Batch::new(limits);
+            batch.admit_entry(&digest);
+        }
+        prev_token = Some(token);
+        windows.last_mut().expect("pushed above").push(digest);
+    }
+    windows
 }

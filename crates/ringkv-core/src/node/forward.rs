@@ -76,6 +76,17 @@ impl<S: Store> Node<S> {
         }
     }
 
+    /// The forward `req` cannot reach any coordinator (its message is too
+    /// large for a frame): answer the client with `error`.
+    pub(super) fn fail_forward(&mut self, req: RequestId, error: ClientError) {
+        let client = match self.ops.get(&req).map(|op| &op.state) {
+            Some(OpState::Forward(fwd)) => fwd.client,
+            _ => return,
+        };
+        self.ops.remove(&req);
+        self.finish(Origin::Client(client), Err(error));
+    }
+
     pub(super) fn on_forward_reply(
         &mut self,
         now: Millis,

@@ -7,7 +7,7 @@
 
 use super::Node;
 use crate::gossip::MemberStatus;
-use crate::message::Message;
+use crate::message::{encoded_len, Batch, Message};
 use crate::range::TokenRange;
 use crate::ring::{Ring, Token};
 use crate::siblings::SiblingSet;
@@ -16,10 +16,9 @@ use crate::{Millis, NodeId};
 use serde::Serialize;
 use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
-/// Keys per transfer page at most.
+/// Keys per transfer page at most (its bytes are held to the batch budget,
+/// [`Settings::max_batch_bytes`](crate::settings::Settings::max_batch_bytes)).
 const PAGE_KEYS: usize = 256;
-/// Bytes per transfer page at most (a single larger entry goes alone).
-const PAGE_BYTES: usize = 512 * 1024;
 /// Ranges fetched at the same time.
 const PARALLEL_FETCHES: usize = 4;
 /// A source that sends no page for this long is replaced by the next one.
@@ -233,7 +232,8 @@ impl<S: Store> Node<S> {
         after: Option<&[u8]>,
     ) -> Result<(Entries, bool), StoreError> {
         let cursor = after.map(|k| (Ring::key_token(k), k));
-        let (mut entries, mut bytes, mut more) = (Vec::new(), 0, false);
+        let mut page = Batch::new(self.settings.batch_limits(PAGE_KEYS));
+        let (mut entries, mut more) = (Vec::new(), false);
         for (lo, hi) in range.spans() {
             if more {
                 break;
@@ -247,13 +247,10 @@ impl<S: Store> Node<S> {
                 if cursor.is_some_and(|(t, k)| Ring::key_token(key) == t && key <= k) {
                     return true;
                 }
-                let size = entry_size(key, set);
-                if !entries.is_empty() && (entries.len() >= PAGE_KEYS || bytes + size > PAGE_BYTES)
-                {
+                if !page.admit_entry(&(key, set)) {
                     more = true;
                     return false;
                 }
-                bytes += size;
                 entries.push((key.to_vec(), set.clone()));
                 true
             })?;
@@ -285,7 +282,7 @@ impl<S: Store> Node<S> {
                 return;
             }
             self.handoff.progress.keys += 1;
-            self.handoff.progress.bytes += entry_size(key, set) as u64;
+            self.handoff.progress.bytes += encoded_len(&(key, set)) as u64;
             last = Some(key.clone());
         }
         let fetch = self.handoff.active.remove(&range).expect("checked above");
@@ -429,12 +426,6 @@ impl<S: Store> Node<S> {
         }
         Ok(more)
     }
-}
-
-/// Bytes an entry adds to a transfer page (values plus a margin for keys
-/// and clocks).
-fn entry_size(key: &[u8], set: &SiblingSet) -> usize {
-    key.len() + set.iter().map(|s| s.size() + 64).sum::<usize>()
 }
 
 /// The ranges cut by the vnode tokens of both rings: each lies within one

@@ -4,13 +4,16 @@
 //! Hints live in the store ([`Store::put_hint`]), apart from the node's own
 //! data; [`HintBook`] indexes them in memory (owner → keys) and tracks the
 //! deliveries in flight. Every `delivery_interval_ms` each available owner
-//! with hints gets a batch; once it acknowledges, exactly the hints it was
-//! sent are deleted — unless a new hinted write changed one meanwhile, which
-//! then waits for the next batch.
+//! with hints gets a batch — at most `delivery_batch` hints and
+//! [`Settings::max_batch_bytes`](crate::settings::Settings::max_batch_bytes)
+//! of them, so it always fits a frame (a lone hint larger than that goes
+//! alone); once it acknowledges, exactly the hints it was sent are deleted —
+//! unless a new hinted write changed one meanwhile, which then waits for the
+//! next batch — and the next batch goes at once.
 
 use super::Node;
 use crate::gossip::MemberStatus;
-use crate::message::{Message, RequestId};
+use crate::message::{Batch, Message, RequestId};
 use crate::siblings::SiblingSet;
 use crate::store::{Hint, Store, StoreError};
 use crate::{Millis, NodeId};
@@ -71,6 +74,14 @@ impl HintBook {
     /// The transport could not reach `owner`: its delivery failed.
     pub(crate) fn owner_unreachable(&mut self, owner: &NodeId) {
         self.deliveries.retain(|_, d| d.owner != *owner);
+    }
+
+    /// Delivery `req` was not sent (`cause`): forget it, so the next round
+    /// tries again instead of waiting for its deadline.
+    pub(crate) fn delivery_failed(&mut self, req: RequestId, cause: &str) {
+        if let Some(d) = self.deliveries.remove(&req) {
+            tracing::warn!("hint delivery to {} failed: {cause}", d.owner);
+        }
     }
 
     fn get(&self, owner: &NodeId, key: &[u8]) -> Option<Entry> {
@@ -328,16 +339,25 @@ impl<S: Store> Node<S> {
         self.send(owner.clone(), Message::HintDelivery { req, entries });
     }
 
-    /// Up to `delivery_batch` of `owner`'s stored hints, in key order.
+    /// The first of `owner`'s stored hints, in key order, that one
+    /// delivery carries: at most `delivery_batch` and a batch budget of
+    /// bytes, counted as the delivery encodes them (key and sibling set).
     fn hint_batch(&self, owner: &NodeId) -> Vec<(Vec<u8>, Hint)> {
-        let limit = self.settings.hints.delivery_batch;
+        let mut budget = Batch::new(
+            self.settings
+                .batch_limits(self.settings.hints.delivery_batch),
+        );
         let mut batch = Vec::new();
         let scanned = self.store.scan_hints(&mut |o, key, hint| {
-            if o == owner {
-                batch.push((key.to_vec(), hint.clone()));
+            if o != owner {
+                // An owner's hints come one after another: stop after them.
+                return batch.is_empty();
             }
-            // An owner's hints come one after another: stop after them.
-            batch.len() < limit && (o == owner || batch.is_empty())
+            if !budget.admit_entry(&(key, &hint.siblings)) {
+                return false;
+            }
+            batch.push((key.to_vec(), hint.clone()));
+            true
         });
         if let Err(e) = scanned {
             tracing::warn!("node {}: cannot read hints: {e}", self.id);

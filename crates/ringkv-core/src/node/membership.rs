@@ -3,7 +3,7 @@
 //! share of the data has been handed over.
 
 use super::{Effect, Node};
-use crate::gossip::{seed_id, GossipMsg, Liveness, MemberStatus, Membership};
+use crate::gossip::{seed_id, GossipMsg, Liveness, MemberStatus, Membership, MEMBERS_PER_MESSAGE};
 use crate::message::Message;
 use crate::store::Store;
 use crate::{Millis, NodeId};
@@ -61,7 +61,7 @@ impl<S: Store> Node<S> {
         let answers = self.members.on_gossip(now, from, msg);
         self.follow_membership(now);
         for (to, msg) in answers {
-            self.send(to, Message::Gossip(msg));
+            self.send_gossip(to, msg);
         }
     }
 
@@ -69,7 +69,7 @@ impl<S: Store> Node<S> {
         let random = self.next_random();
         for (to, msg) in self.members.tick(now, random) {
             self.connect_seed(&to);
-            self.send(to, Message::Gossip(msg));
+            self.send_gossip(to, msg);
         }
         self.follow_membership(now);
     }
@@ -117,11 +117,18 @@ impl<S: Store> Node<S> {
                 tracing::info!("node {}: every new owner has its data; left", self.id);
                 self.members.update_me(|me| me.status = MemberStatus::Left);
                 for (to, msg) in self.members.announce() {
-                    self.send(to, Message::Gossip(msg));
+                    self.send_gossip(to, msg);
                 }
             }
             _ => {}
         }
+    }
+
+    /// Send a gossip message cut to one batch (a big member list goes over
+    /// several rounds rather than in one oversized frame).
+    fn send_gossip(&mut self, to: NodeId, msg: GossipMsg) {
+        let limits = self.settings.batch_limits(MEMBERS_PER_MESSAGE);
+        self.send(to, Message::Gossip(msg.within(limits)));
     }
 
     /// Every other live member reports holding its share of ring `target`.

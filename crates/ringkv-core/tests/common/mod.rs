@@ -1,12 +1,13 @@
 //! A tiny deterministic network for driving node state machines in tests:
 //! messages are delivered in order, down nodes bounce (the transport reports
-//! them unreachable), cut links drop silently, and time only moves when a
-//! test says so.
+//! them unreachable), cut links drop silently, a message larger than the
+//! frame limit is handed back to its sender (as the transport does), and
+//! time only moves when a test says so.
 
 #![allow(dead_code)] // each test file uses a different part
 
 use ringkv_core::coordinator::ClientId;
-use ringkv_core::message::{ClientOp, ClientReply, ClientResult, Message};
+use ringkv_core::message::{encoded_len, ClientOp, ClientReply, ClientResult, Message};
 use ringkv_core::node::{Effect, Node};
 use ringkv_core::ring::{Ring, RingMember};
 use ringkv_core::settings::Settings;
@@ -28,6 +29,12 @@ pub struct Net {
     /// Every delivered message, when `recording` is on.
     pub recording: bool,
     pub log: Vec<(NodeId, NodeId, Message)>,
+    /// Messages that encode larger than this are not delivered but handed
+    /// back to the sender (`Node::on_too_large`); the nodes' own
+    /// `max_frame_bytes` unless a test lowers it.
+    pub frame_limit: usize,
+    /// The largest message sent so far, in encoded bytes.
+    pub largest: usize,
 }
 
 pub fn id(s: &str) -> NodeId {
@@ -69,6 +76,8 @@ impl Net {
             next_client: 1,
             recording: false,
             log: Vec::new(),
+            frame_limit: settings.max_frame_bytes(),
+            largest: 0,
         }
     }
 
@@ -83,9 +92,18 @@ impl Net {
 
     pub fn collect(&mut self, from: &NodeId) {
         let now = self.now;
+        let mut too_large = Vec::new();
         for effect in drain(self.nodes.get_mut(from).expect("node"), now) {
             match effect {
-                Effect::Send { to, msg } => self.queue.push_back((from.clone(), to, msg)),
+                Effect::Send { to, msg } => {
+                    let bytes = encoded_len(&msg);
+                    if bytes > self.frame_limit {
+                        too_large.push((to, msg, bytes));
+                        continue;
+                    }
+                    self.largest = self.largest.max(bytes);
+                    self.queue.push_back((from.clone(), to, msg));
+                }
                 Effect::Reply { client, result } => {
                     assert!(
                         self.replies.insert(client, result).is_none(),
@@ -95,6 +113,12 @@ impl Net {
                 // Node ids are the addresses in this network.
                 Effect::Connect { .. } => {}
             }
+        }
+        for (to, msg, bytes) in too_large {
+            let now = self.now;
+            let node = self.nodes.get_mut(from).expect("node");
+            node.on_too_large(now, to, msg, bytes);
+            self.collect(from);
         }
     }
 

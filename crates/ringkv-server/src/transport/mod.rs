@@ -18,7 +18,9 @@
 //! reached are dropped and reported once per failure episode as
 //! [`Inbound::Unreachable`]. Timeouts and retries belong to the protocol layer
 //! (quorums, hinted handoff, read repair), which has to cope with lost
-//! messages anyway.
+//! messages anyway. A message that encodes larger than `max_frame_bytes` is
+//! never sent, and handed back as [`Inbound::TooLarge`] so the protocol can
+//! fail what waits on it at once, with the real cause.
 
 mod handshake;
 mod inbound;
@@ -52,8 +54,10 @@ use outbound::PeerWriter;
 
 /// Version of the handshake + framing. Bump on any incompatible wire change;
 /// nodes refuse peers that speak another version instead of misparsing them.
-/// Version 2: the handshake carries the cluster settings and is answered,
-/// and gossip entries carry a settings fingerprint.
+/// Version 2 (the release with exact causal contexts): the handshake
+/// carries the cluster settings and is answered, gossip entries carry a
+/// settings fingerprint, anti-entropy digests may cover a window of a
+/// leaf, and contexts and write receipts have their new shapes.
 pub const PROTOCOL_VERSION: u16 = 2;
 
 /// First field of every handshake ("RKV1"). Lets an acceptor tell a ringkv
@@ -114,6 +118,10 @@ pub enum Inbound<M> {
     /// differ; `reason` says how in one sentence. Reported once per peer
     /// (until a handshake with it succeeds), not once per attempt.
     Incompatible { peer: NodeId, reason: String },
+    /// `msg` to `peer` was not sent: it encodes to `bytes` bytes, more than
+    /// `max_frame_bytes`. The message itself comes back so the node knows
+    /// exactly which operation failed (its kind, request or exchange).
+    TooLarge { peer: NodeId, msg: M, bytes: usize },
 }
 
 /// The inter-node transport. Cheap to clone; all clones share the same
@@ -273,7 +281,8 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Transport<M> {
 
     /// Queues `msg` for `to` and returns immediately. Never blocks, never
     /// panics. Delivery is best effort: if `to` is unknown or cannot be
-    /// reached the message is dropped and [`Inbound::Unreachable`] reported.
+    /// reached the message is dropped and [`Inbound::Unreachable`] reported;
+    /// one larger than `max_frame_bytes` comes back as [`Inbound::TooLarge`].
     /// A message to this node itself is handed straight to `inbound`.
     pub fn send(&self, to: &NodeId, msg: M) {
         let shared = &self.inner.shared;
@@ -291,10 +300,16 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Transport<M> {
             shared.report_unreachable(to);
             return;
         }
-        let Some(frame) = self.encode_message(to, &msg) else {
-            return;
-        };
-        self.queue_frame(to, frame);
+        match self.encode_message(to, &msg) {
+            Ok(frame) => self.queue_frame(to, frame),
+            Err(Some(bytes)) => {
+                let peer = to.clone();
+                shared
+                    .inbound
+                    .deliver(Inbound::TooLarge { peer, msg, bytes });
+            }
+            Err(None) => {}
+        }
     }
 
     /// Adds a peer or changes its address. When the address changes, the old
@@ -330,20 +345,22 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Transport<M> {
         }
     }
 
-    /// Serializes `msg` into a frame payload, or logs why it cannot be sent.
-    /// Checked here rather than in the writer so that an oversized message is
-    /// dropped alone instead of failing the encoder and the whole connection.
-    fn encode_message(&self, to: &NodeId, msg: &M) -> Option<Bytes> {
+    /// Serializes `msg` into a frame payload; the error is its encoded size
+    /// when it is larger than `max_frame_bytes`, `None` (logged) when it
+    /// cannot be serialized at all. Checked here rather than in the writer
+    /// so that an oversized message is dropped alone instead of failing the
+    /// encoder and the whole connection.
+    fn encode_message(&self, to: &NodeId, msg: &M) -> Result<Bytes, Option<usize>> {
         let max = self.inner.shared.max_frame_bytes;
         match postcard::to_stdvec(msg) {
-            Ok(bytes) if bytes.len() <= max => Some(Bytes::from(bytes)),
+            Ok(bytes) if bytes.len() <= max => Ok(Bytes::from(bytes)),
             Ok(bytes) => {
                 warn!(peer = %to, size = bytes.len(), max, "dropping message larger than max_frame_bytes");
-                None
+                Err(Some(bytes.len()))
             }
             Err(err) => {
                 warn!(peer = %to, %err, "dropping message that failed to serialize");
-                None
+                Err(None)
             }
         }
     }

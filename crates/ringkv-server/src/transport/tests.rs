@@ -297,13 +297,21 @@ async fn undecodable_message_closes_connection() {
 }
 
 #[tokio::test]
-async fn oversize_message_is_dropped_by_sender_without_breaking_the_link() {
+async fn oversize_message_is_handed_back_to_the_sender_and_the_link_keeps_working() {
     bounded(async {
-        let (a, _a_rx, b, mut b_rx) = pair().await;
-        a.send(&id("b"), TestMsg::Text("x".repeat(MAX_FRAME + 1)));
+        let (a, mut a_rx, b, mut b_rx) = pair().await;
+        let oversize = TestMsg::Text("x".repeat(MAX_FRAME + 1));
+        let bytes = postcard::to_stdvec(&oversize).unwrap().len();
+        a.send(&id("b"), oversize.clone());
         a.send(&id("b"), TestMsg::Ping(2));
         expect_message(&mut b_rx, "a", TestMsg::Ping(2)).await;
         assert_eq!(b.accepted_connections(), 1);
+        let report = Inbound::TooLarge {
+            peer: id("b"),
+            msg: oversize,
+            bytes,
+        };
+        assert_eq!(next_event(&mut a_rx).await, report, "the sender hears why");
     })
     .await;
 }

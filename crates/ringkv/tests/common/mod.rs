@@ -225,11 +225,16 @@ pub async fn send(
 
 /// The ring of members n1..n{n_nodes}, built exactly as the nodes build it.
 pub fn ring(n_nodes: usize) -> Ring {
+    ring_with_vnodes(n_nodes, VNODES)
+}
+
+/// Like [`ring`], for nodes configured with `vnodes` tokens each.
+pub fn ring_with_vnodes(n_nodes: usize, vnodes: u32) -> Ring {
     let members = (1..=n_nodes).map(|i| RingMember {
         id: NodeId::new(format!("n{i}")),
         zone: None,
     });
-    Ring::with_members(members, VNODES)
+    Ring::with_members(members, vnodes)
 }
 
 /// The `ring_fingerprint` that nodes whose ring is n1..n{n_nodes} report.
@@ -340,6 +345,8 @@ struct NodeProc {
 /// A cluster of real node processes on loopback.
 pub struct Cluster {
     request_timeout_ms: u64,
+    /// Tokens per node (`vnodes` of every node's config).
+    vnodes: u32,
     /// Replication factor in every node's config: [`N`], capped by the
     /// cluster's size at start (nodes joining later get the same).
     replicas: usize,
@@ -379,18 +386,24 @@ impl Cluster {
     }
 
     pub async fn start_configured(n: usize, request_timeout_ms: u64, extra_toml: &str) -> Cluster {
-        Self::start_full(n, request_timeout_ms, "", extra_toml).await
+        Self::start_full(n, request_timeout_ms, VNODES, "", extra_toml).await
     }
 
     /// Like [`Cluster::start`], with more `[replication]` settings
     /// (`key = value` lines; every node gets the same).
     pub async fn start_with_replication(n: usize, replication: &str) -> Cluster {
-        Self::start_full(n, REQUEST_TIMEOUT_MS, replication, "").await
+        Self::start_full(n, REQUEST_TIMEOUT_MS, VNODES, replication, "").await
+    }
+
+    /// Like [`Cluster::start_with`], with `vnodes` tokens per node.
+    pub async fn start_with_vnodes(n: usize, vnodes: u32, extra_toml: &str) -> Cluster {
+        Self::start_full(n, REQUEST_TIMEOUT_MS, vnodes, "", extra_toml).await
     }
 
     async fn start_full(
         n: usize,
         request_timeout_ms: u64,
+        vnodes: u32,
         replication: &str,
         extra_toml: &str,
     ) -> Cluster {
@@ -400,6 +413,7 @@ impl Cluster {
             .expect("tempdir");
         let mut cluster = Cluster {
             request_timeout_ms,
+            vnodes,
             replicas: N.min(n),
             extra_toml: extra_toml.to_string(),
             extra_replication: replication.to_string(),
@@ -484,9 +498,10 @@ impl Cluster {
             "cluster = \"e2e\"\nnode_id = \"n{me}\"\ndata_dir = {:?}\n{seeds}\
              fault_injection = true\n\n\
              [storage]\nengine = \"fjall\"\n\n\
-             [replication]\nn = {n}\nr = {quorum}\nw = {quorum}\nvnodes = {VNODES}\n\
+             [replication]\nn = {n}\nr = {quorum}\nw = {quorum}\nvnodes = {}\n\
              request_timeout_ms = {}\n{}\n\n",
             data_dir.to_str().expect("utf-8 temp path"),
+            self.vnodes,
             self.request_timeout_ms,
             self.extra_replication,
         );
