@@ -6,7 +6,9 @@ mod common;
 
 use common::*;
 use ringkv_core::gossip::{MemberState, MemberStatus, Membership};
+use ringkv_core::message::ClientOp;
 use ringkv_core::node::Node;
+use ringkv_core::ring::{Ring, RingMember};
 use ringkv_core::settings::Settings;
 use ringkv_core::version::CausalContext;
 
@@ -150,4 +152,74 @@ fn a_leaving_node_hands_everything_over_before_it_leaves() {
     for i in 0..KEYS {
         assert_eq!(values(&net.get("n1", &key(i), Some(3))), vec!["v"]);
     }
+}
+
+/// A joining node gets each gained range from the replica it displaces
+/// (Cassandra's consistent range movement), not from whichever current
+/// replica comes first: one that missed writes W = 2 others acknowledged.
+/// Fetching from that lagging replica left those writes on one replica of
+/// the new preference list, so a strict read after the join could miss
+/// them (the simulator found it once in 2,940 runs).
+#[test]
+fn a_joining_node_fetches_what_strict_writes_left_on_the_replica_it_displaces() {
+    let mut settings = Settings::default();
+    settings.anti_entropy.enabled = false;
+    let mut net = Net::build(&["n1", "n2", "n3"], settings, |_| MemoryStore::default());
+    let future = Ring::with_members(
+        ["n1", "n2", "n3", "n4"].map(|n| RingMember::new(id(n))),
+        Settings::default().vnodes,
+    );
+    // Keys whose first replica is not the one n4 displaces: the old rule
+    // fetched from the first available current replica.
+    let keys: Vec<String> = (0..KEYS)
+        .map(key)
+        .filter(|k| {
+            let old = net.nodes[&id("n1")].ring().preference_list(k.as_bytes(), 3);
+            let new = future.preference_list(k.as_bytes(), 3);
+            new.contains(&id("n4")) && new.contains(&old[0])
+        })
+        .take(20)
+        .collect();
+    assert!(keys.len() >= 10, "{} keys", keys.len());
+    // Each key's first replica misses the write: it is down while the two
+    // others acknowledge it (W = PW = 2).
+    for k in &keys {
+        let lagging = net.coordinator_of(k)[0].clone();
+        net.down.insert(id(&lagging));
+        let via = if lagging == "n1" { "n2" } else { "n1" };
+        let op = ClientOp::Put {
+            key: k.clone().into_bytes(),
+            value: b"strict".to_vec(),
+            context: CausalContext::new(),
+            w: Some(2),
+            pw: Some(2),
+        };
+        assert!(net.request(via, op).is_ok(), "{k}");
+        net.down.remove(&id(&lagging));
+        net.run_for(1_000, 50);
+    }
+    net.add(joiner("n4", "n1"));
+    // From the moment the ring changes, before the old owners drop what
+    // they handed over (and repair the new owners with it on the way).
+    let mut checked = 0;
+    for _ in 0..400 {
+        net.advance(50);
+        if !net.nodes[&id("n1")].ring().contains(&id("n4")) {
+            continue;
+        }
+        checked += 1;
+        for k in &keys {
+            let holders: Vec<String> = net
+                .coordinator_of(k)
+                .into_iter()
+                .filter(|n| values(&net.local(n, k)) == ["strict"])
+                .collect();
+            assert!(
+                holders.len() >= 2,
+                "{k}: only {holders:?} of its new replicas hold the strict write"
+            );
+        }
+    }
+    assert!(checked > 0, "n4 never joined");
+    assert_eq!(status(&net, "n1", "n4"), Some(MemberStatus::Member));
 }

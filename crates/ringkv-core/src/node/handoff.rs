@@ -1,9 +1,21 @@
 //! Ownership handoff: when a join or leave is pending, every node that will
 //! replicate ranges it does not replicate now fetches them, page by page,
-//! from a current replica. When it holds them all it says so in gossip
+//! from current replicas. When it holds them all it says so in gossip
 //! (`synced`); a joining node then starts owning ranges, a leaving node
 //! leaves, and the old owners drop what they no longer replicate only once
 //! every member reports it holds its share of the new ring.
+//!
+//! **Where a gained range comes from** (Cassandra's consistent range
+//! movement): from the replica it *displaces* — the one in the range's
+//! current preference list that is not in the future one. The new list is
+//! the old one with the displaced replica swapped for this node, so a
+//! write that W current replicas acknowledged is still on W future ones:
+//! either the displaced node did not hold it, and all W remain, or it did,
+//! and this node now holds it too. Any other replica may have missed such
+//! a write, and a strict read after the ring change would then miss it.
+//! When the displaced replica is not available, the range comes from every
+//! available current replica instead (the same guarantee while at most one
+//! of the write's replicas is away).
 
 use super::Node;
 use crate::gossip::MemberStatus;
@@ -51,11 +63,13 @@ impl HandoffProgress {
 #[derive(Debug)]
 struct Fetch {
     source: NodeId,
-    /// The last key received (the next page starts after it).
+    /// The last key received from `source` (its next page starts after it).
     after: Option<Vec<u8>>,
     deadline: Millis,
     /// Sources tried so far, to rotate through the replicas.
     attempts: usize,
+    /// Sources the whole range came from already.
+    done: BTreeSet<NodeId>,
 }
 
 #[derive(Debug, Default)]
@@ -139,7 +153,7 @@ impl<S: Store> Node<S> {
             let Some(range) = self.handoff.queue.pop_front() else {
                 break;
             };
-            if !self.start_fetch(now, range, None, 0) {
+            if !self.start_fetch(now, range, 0, BTreeSet::new()) {
                 self.handoff.queue.push_back(range);
                 break;
             }
@@ -161,46 +175,73 @@ impl<S: Store> Node<S> {
                 self.id,
                 fetch.source
             );
-            if !self.start_fetch(now, range, fetch.after, fetch.attempts + 1) {
+            if !self.start_fetch(now, range, fetch.attempts + 1, fetch.done) {
                 self.handoff.queue.push_back(range);
             }
         }
     }
 
-    /// Ask a current replica of `range` for its next page; false when no
-    /// replica is available now.
+    /// Ask the next source of `range` (see [`Node::fetch_sources`]) for its
+    /// first page; false when none is available now.
     fn start_fetch(
         &mut self,
         now: Millis,
         range: TokenRange,
-        after: Option<Vec<u8>>,
         attempts: usize,
+        done: BTreeSet<NodeId>,
     ) -> bool {
-        let sources: Vec<NodeId> = self
-            .ring
-            .preference_list_for_token(range.end, self.settings.n)
-            .into_iter()
-            .filter(|n| *n != self.id && self.is_available(now, n))
-            .collect();
+        let sources = self.fetch_sources(now, range, &done);
         if sources.is_empty() {
             return false;
         }
         let source = sources[attempts % sources.len()].clone();
         self.send(
             source.clone(),
-            Message::TransferRequest {
-                range,
-                after: after.clone(),
-            },
+            Message::TransferRequest { range, after: None },
         );
         let fetch = Fetch {
             source,
-            after,
+            after: None,
             deadline: now + FETCH_TIMEOUT_MS,
             attempts,
+            done,
         };
         self.handoff.active.insert(range, fetch);
         true
+    }
+
+    /// The current replicas `range` must still come from, `done` left out:
+    /// the displaced one when it is available, otherwise every available
+    /// one (see the module docs).
+    fn fetch_sources(
+        &self,
+        now: Millis,
+        range: TokenRange,
+        done: &BTreeSet<NodeId>,
+    ) -> Vec<NodeId> {
+        let n = self.settings.n;
+        let future = self.future.preference_list_for_token(range.end, n);
+        let current: Vec<NodeId> = self
+            .ring
+            .preference_list_for_token(range.end, n)
+            .into_iter()
+            .filter(|m| *m != self.id && !self.is_incompatible(m))
+            .collect();
+        let displaced: Vec<&NodeId> = current.iter().filter(|m| !future.contains(m)).collect();
+        let chosen: Vec<&NodeId> =
+            if !displaced.is_empty() && displaced.iter().all(|m| self.is_available(now, m)) {
+                displaced
+            } else {
+                current
+                    .iter()
+                    .filter(|m| self.is_available(now, m))
+                    .collect()
+            };
+        chosen
+            .into_iter()
+            .filter(|m| !done.contains(*m))
+            .cloned()
+            .collect()
     }
 
     /// A peer fetches `range` from us: send the page after `after`.
@@ -285,7 +326,7 @@ impl<S: Store> Node<S> {
             self.handoff.progress.bytes += encoded_len(&(key, set)) as u64;
             last = Some(key.clone());
         }
-        let fetch = self.handoff.active.remove(&range).expect("checked above");
+        let mut fetch = self.handoff.active.remove(&range).expect("checked above");
         if more {
             let after = last.or(fetch.after);
             self.send(
@@ -303,7 +344,11 @@ impl<S: Store> Node<S> {
             self.handoff.active.insert(range, next);
             return;
         }
-        self.range_fetched();
+        fetch.done.insert(from);
+        // No source left to ask: the range is here.
+        if !self.start_fetch(now, range, 0, fetch.done) {
+            self.range_fetched();
+        }
         self.start_fetches(now);
     }
 
