@@ -109,3 +109,38 @@ mod tests {
         }
     }
 }
+
+#[cfg(test)]
+mod sizes {
+    use super::*;
+    use crate::version::Dot;
+
+    /// The header a client carries after a read of versions written through
+    /// `writers` coordinators, each `events` times (real timestamps).
+    fn header(writers: usize, events: u64) -> String {
+        let mut context = CausalContext::new();
+        for w in 1..=writers {
+            for k in 1..=events {
+                context.add(
+                    &Dot::new(format!("n{w}").as_str(), k),
+                    1_796_000_000_000 + k,
+                );
+            }
+        }
+        encode(&context)
+    }
+
+    /// Contexts stay compact: about 17 bytes of header per coordinator, and
+    /// a node's whole history of one key is one interval however long.
+    #[test]
+    fn contexts_cost_a_few_bytes_per_coordinator() {
+        let sizes: Vec<usize> = [1, 3, 32].iter().map(|&w| header(w, 1).len()).collect();
+        println!("header bytes for 1, 3, 32 coordinators: {sizes:?}");
+        println!("1 coordinator, 1,000 events: {}", header(1, 1_000).len());
+        assert!(
+            sizes[0] <= 24 && sizes[1] <= 64 && sizes[2] <= 32 * 18,
+            "{sizes:?}"
+        );
+        assert_eq!(header(1, 1_000).len(), header(1, 999).len());
+    }
+}

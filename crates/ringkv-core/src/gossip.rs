@@ -221,6 +221,8 @@ pub struct Membership {
     /// Counts changes (not heartbeats), so a caller can tell when to save
     /// the list.
     changes: u64,
+    /// Once this node has left: the peers known to hold its departure.
+    departure_seen_by: BTreeSet<NodeId>,
 }
 
 /// The id under which a seed address is contacted before its real id is
@@ -252,6 +254,7 @@ impl Membership {
             next_round: None,
             changed: true,
             changes: 0,
+            departure_seen_by: BTreeSet::new(),
         }
     }
 
@@ -399,7 +402,9 @@ impl Membership {
         self.next_round = Some(now + self.settings.gossip_interval_ms);
         let me = self.members.get_mut(&self.me).expect("own entry exists");
         me.version += 1;
-        if let Some(peer) = self.round_peer(random) {
+        if me.status == MemberStatus::Left {
+            out.extend(self.tell_departure());
+        } else if let Some(peer) = self.round_peer(random) {
             out.push((
                 peer,
                 GossipMsg::Syn {
@@ -425,6 +430,11 @@ impl Membership {
                 vec![(from, GossipMsg::Ack { states, wanted })]
             }
             GossipMsg::Ack { states, wanted } => {
+                if self.me().status == MemberStatus::Left && !wanted.contains(&self.me) {
+                    // It answered a round carrying our departure without
+                    // asking for our entry: it holds it.
+                    self.departure_seen_by.insert(from.clone());
+                }
                 self.absorb(now, states);
                 let states = wanted
                     .iter()
@@ -439,6 +449,33 @@ impl Membership {
             GossipMsg::Ping => vec![(from, GossipMsg::Pong)],
             GossipMsg::Pong => Vec::new(),
         }
+    }
+
+    /// A node that has left opens a round with every live peer not known
+    /// to hold its departure yet; their answers tell ([`Self::on_gossip`]).
+    fn tell_departure(&self) -> Vec<(NodeId, GossipMsg)> {
+        self.departure_unconfirmed()
+            .into_iter()
+            .map(|peer| {
+                let syn = GossipMsg::Syn {
+                    digests: self.digests(),
+                    sender: self.me().clone(),
+                };
+                (peer, syn)
+            })
+            .collect()
+    }
+
+    /// Live peers (not down by agreement) not known to hold this node's
+    /// departure: a node that has left keeps running until there are none,
+    /// or a peer that missed the news would wait for it for ever.
+    pub fn departure_unconfirmed(&self) -> Vec<NodeId> {
+        self.peers()
+            .filter(|m| {
+                self.liveness(&m.id) != Liveness::Down && !self.departure_seen_by.contains(&m.id)
+            })
+            .map(|m| m.id.clone())
+            .collect()
     }
 
     /// Every live member's entry, to announce this node's own news (a

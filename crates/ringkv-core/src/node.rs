@@ -112,6 +112,8 @@ pub struct Node<S: Store> {
     persisted: Persisted,
     /// Set once the store failed: the node is read-only until restarted.
     fault: Option<StoreFault>,
+    /// When this node marked itself left (it then waits to stop).
+    left_at: Option<Millis>,
     lease: CounterLease,
     /// Who is in the cluster and who is down (gossip).
     members: Membership,
@@ -174,6 +176,7 @@ impl<S: Store> Node<S> {
             ae,
             persisted: Persisted::default(),
             fault: None,
+            left_at: None,
             lease,
             members,
             future,

@@ -223,3 +223,35 @@ fn a_joining_node_fetches_what_strict_writes_left_on_the_replica_it_displaces() 
     assert!(checked > 0, "n4 never joined");
     assert_eq!(status(&net, "n1", "n4"), Some(MemberStatus::Member));
 }
+
+/// A node that has left stops only once every live member has confirmed
+/// its departure: one that missed the news (a lost announcement, a cut
+/// link) would otherwise wait for it for ever, blocking every later join,
+/// leave and drop (the simulator found a leave that never finished).
+#[test]
+fn a_node_that_has_left_stops_only_once_every_member_knows() {
+    let mut net = loaded(&["n1", "n2", "n3", "n4"]);
+    net.run_for(500, 50);
+    let now = net.now;
+    net.node("n4").leave(now);
+    while !net.nodes[&id("n4")].has_left() {
+        net.advance(50);
+        assert!(net.now < 20_000, "n4 never left");
+    }
+    net.cut_link("n4", "n2");
+    assert!(
+        !net.nodes[&id("n4")].may_stop(net.now),
+        "nobody confirmed yet"
+    );
+    net.run_for(3_000, 50);
+    assert!(
+        !net.nodes[&id("n4")].may_stop(net.now),
+        "n2 cannot have confirmed through the cut link"
+    );
+    net.cut.clear();
+    net.run_for(3_000, 50);
+    assert!(net.nodes[&id("n4")].may_stop(net.now));
+    for viewer in ["n1", "n2", "n3"] {
+        assert_eq!(status(&net, viewer, "n4"), Some(MemberStatus::Left));
+    }
+}

@@ -280,16 +280,11 @@ pub fn spawn(
             ring: published,
             data_dir,
             ended: ended_tx,
-            left_at: None,
         }
         .run(rx)
     })?;
     Ok((NodeHandle { tx, ring, ended }, thread))
 }
-
-/// How long a node that has left keeps running, so its departure reaches
-/// every member before it goes quiet.
-const LINGER_AFTER_LEAVING: Duration = Duration::from_secs(1);
 
 struct Driver {
     node: Node<BoxedStore>,
@@ -301,7 +296,6 @@ struct Driver {
     /// The member-list change count last saved to disk.
     saved_changes: u64,
     ended: watch::Sender<Option<Ending>>,
-    left_at: Option<Millis>,
 }
 
 impl Driver {
@@ -395,19 +389,15 @@ impl Driver {
         }
     }
 
-    /// Once the node has left (and lingered so the news spreads), or gave
-    /// up joining, tell the server to stop.
+    /// Once the node has left (and every member knows: see
+    /// [`Node::may_stop`]), or gave up joining, tell the server to stop.
     fn signal_departure(&mut self, now: Millis) {
         if let Some(reason) = self.node.refusal() {
             self.ended
                 .send_replace(Some(Ending::Refused(reason.to_owned())));
             return;
         }
-        if !self.node.has_left() {
-            return;
-        }
-        let left_at = *self.left_at.get_or_insert(now);
-        if now >= left_at + LINGER_AFTER_LEAVING.as_millis() as Millis {
+        if self.node.may_stop(now) {
             self.ended.send_replace(Some(Ending::Left));
         }
     }

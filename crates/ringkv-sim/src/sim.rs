@@ -40,9 +40,6 @@ const CHANGE_LIMIT_MS: Millis = 60_000;
 /// Client work goes on this long after a join or leave finished, while the
 /// old owners drop what they handed over.
 const WORK_AFTER_CHANGE_MS: Millis = 3_000;
-/// How long a node that has left keeps running before it stops, as the
-/// server's `LINGER_AFTER_LEAVING`, so its departure spreads.
-const LINGER_AFTER_LEAVING_MS: Millis = 1_000;
 
 #[derive(Clone, Debug)]
 pub struct SimConfig {
@@ -225,8 +222,6 @@ struct SimNode {
     /// The seed addresses it was started with (a joiner's), kept across
     /// restarts like the server's config.
     seeds: Vec<String>,
-    /// When it was first seen to have left the cluster.
-    left_at: Option<Millis>,
 }
 
 impl SimNode {
@@ -236,7 +231,6 @@ impl SimNode {
             crashed: None,
             skew,
             seeds,
-            left_at: None,
         }
     }
 }
@@ -563,15 +557,13 @@ impl Sim {
             .insert(id.clone(), SimNode::up(node, skew, seeds));
     }
 
-    /// Stop for good the nodes that left the cluster a while ago.
+    /// Stop for good the nodes that left the cluster, once they may (as the
+    /// server does: see `Node::may_stop`).
     fn stop_departed_nodes(&mut self) {
         let mut stopped = Vec::new();
         for (id, sim_node) in &mut self.nodes {
-            if !sim_node.node.as_ref().is_some_and(Node::has_left) {
-                continue;
-            }
-            let left_at = *sim_node.left_at.get_or_insert(self.now);
-            if self.now >= left_at + LINGER_AFTER_LEAVING_MS {
+            let now = self.now + sim_node.skew;
+            if sim_node.node.as_ref().is_some_and(|n| n.may_stop(now)) {
                 sim_node.node = None;
                 stopped.push(id.clone());
             }

@@ -8,15 +8,41 @@ use crate::message::Message;
 use crate::store::Store;
 use crate::{Millis, NodeId};
 
+/// The longest a node that has left waits for every live member to confirm
+/// its departure before it stops anyway.
+pub const MAX_LINGER_AFTER_LEAVING_MS: Millis = 60_000;
+
 impl<S: Store> Node<S> {
     pub fn membership(&self) -> &Membership {
         &self.members
     }
 
-    /// True when this node has left the cluster for good (the shell then
-    /// stops it).
+    /// True when this node has left the cluster for good.
     pub fn has_left(&self) -> bool {
         self.members.me().status == MemberStatus::Left
+    }
+
+    /// True once this node has left and every live member is known to hold
+    /// its departure (or [`MAX_LINGER_AFTER_LEAVING_MS`] passed): the shell
+    /// may stop it. A node stopped earlier could leave a member that missed
+    /// the news waiting for it for ever, with every later join, leave and
+    /// drop blocked behind it.
+    pub fn may_stop(&self, now: Millis) -> bool {
+        let Some(left_at) = self.left_at.filter(|_| self.has_left()) else {
+            return false;
+        };
+        let unconfirmed = self.members.departure_unconfirmed();
+        if unconfirmed.is_empty() {
+            return true;
+        }
+        let give_up = now >= left_at + MAX_LINGER_AFTER_LEAVING_MS;
+        if give_up {
+            tracing::warn!(
+                "node {}: stopping although {unconfirmed:?} did not confirm its departure",
+                self.id
+            );
+        }
+        give_up
     }
 
     /// Start leaving: the new owners fetch this node's ranges, then it
@@ -104,7 +130,7 @@ impl<S: Store> Node<S> {
 
     /// Joining → member once this node holds its share; leaving → left once
     /// every other member holds its share of the ring without this node.
-    fn advance_status(&mut self, _now: Millis) {
+    fn advance_status(&mut self, now: Millis) {
         let target = self.future.fingerprint();
         let me = self.members.me();
         match me.status {
@@ -116,6 +142,7 @@ impl<S: Store> Node<S> {
             MemberStatus::Leaving if self.others_synced(target) => {
                 tracing::info!("node {}: every new owner has its data; left", self.id);
                 self.members.update_me(|me| me.status = MemberStatus::Left);
+                self.left_at = Some(now);
                 for (to, msg) in self.members.announce() {
                     self.send_gossip(to, msg);
                 }
