@@ -327,3 +327,51 @@ fn a_causal_context_larger_than_a_full_sibling_set_has_is_refused() {
         "{err}"
     );
 }
+
+/// A replica whose store sync fails acknowledges nothing: the write it was
+/// asked to store counts as failed there (and is met by the two others),
+/// the node turns read-only for good — it refuses writes with one sentence,
+/// so a write sent to it is coordinated by the next node, and serves reads.
+#[test]
+fn a_node_whose_sync_failed_acknowledges_nothing_then_refuses_writes_and_serves_reads() {
+    let mut net = Net::new(&["n1", "n2", "n3"]);
+    let key = "disk";
+    let [coordinator, sick, _] = <[String; 3]>::try_from(net.coordinator_of(key)).unwrap();
+    net.failing_syncs.insert(id(&sick));
+    let all = net.put(&coordinator, key, "v1", CausalContext::new(), Some(3));
+    assert!(
+        matches!(all, Err(ClientError::Unavailable { .. })),
+        "w = 3 needs the sick replica's ack: {all:?}"
+    );
+    let fault = net.nodes[&id(&sick)].store_fault().cloned();
+    assert!(fault.is_some_and(|f| f.error.contains("Input/output error")));
+
+    // The disk works again, but the node does not trust it until restarted.
+    net.failing_syncs.clear();
+    let refused = net.put(&coordinator, key, "v2", CausalContext::new(), Some(3));
+    assert!(
+        matches!(refused, Err(ClientError::Unavailable { .. })),
+        "{refused:?}"
+    );
+    // Writes of keys it coordinates go to the next node, whether sent to
+    // it or forwarded to it by another.
+    let own = (0..100)
+        .map(|i| format!("own-{i}"))
+        .find(|k| net.coordinator_of(k)[0] == sick)
+        .expect("a key the sick node coordinates");
+    let other = ["n1", "n2", "n3"].into_iter().find(|n| *n != sick).unwrap();
+    for via in [sick.as_str(), other] {
+        let written = net.put(via, &own, via, CausalContext::new(), Some(2));
+        assert!(written.is_ok(), "via {via}: {written:?}");
+    }
+    assert_eq!(
+        net.nodes[&id(&sick)].stats().coordinated,
+        1,
+        "the refused forward"
+    );
+    let via_sick = net.put(&sick, key, "v3", CausalContext::new(), Some(2));
+    assert!(via_sick.is_ok(), "{via_sick:?}");
+    let read = net.get(&sick, key, Some(3));
+    assert!(values(&read).contains(&"v3".to_string()), "{read:?}");
+    assert!(!values(&net.local(&sick, key)).contains(&"v3".to_string()));
+}

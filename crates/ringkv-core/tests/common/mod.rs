@@ -12,7 +12,7 @@ use ringkv_core::node::{Effect, Node};
 use ringkv_core::ring::{Ring, RingMember};
 use ringkv_core::settings::Settings;
 use ringkv_core::siblings::SiblingSet;
-use ringkv_core::store::Store;
+use ringkv_core::store::{Store, StoreError};
 use ringkv_core::version::CausalContext;
 use ringkv_core::{Millis, NodeId};
 pub use ringkv_store::MemoryStore;
@@ -35,6 +35,8 @@ pub struct Net {
     pub frame_limit: usize,
     /// The largest message sent so far, in encoded bytes.
     pub largest: usize,
+    /// Nodes whose store syncs fail (an I/O error).
+    pub failing_syncs: BTreeSet<NodeId>,
 }
 
 pub fn id(s: &str) -> NodeId {
@@ -78,6 +80,7 @@ impl Net {
             log: Vec::new(),
             frame_limit: settings.max_frame_bytes(),
             largest: 0,
+            failing_syncs: BTreeSet::new(),
         }
     }
 
@@ -93,7 +96,14 @@ impl Net {
     pub fn collect(&mut self, from: &NodeId) {
         let now = self.now;
         let mut too_large = Vec::new();
-        for effect in drain(self.nodes.get_mut(from).expect("node"), now) {
+        let node = self.nodes.get_mut(from).expect("node");
+        let effects = if self.failing_syncs.contains(from) {
+            let failed = StoreError("Input/output error (os error 5)".into());
+            drain_after(node, now, Err(failed))
+        } else {
+            drain(node, now)
+        };
+        for effect in effects {
             match effect {
                 Effect::Send { to, msg } => {
                     let bytes = encoded_len(&msg);
@@ -261,8 +271,17 @@ pub fn context_of(result: ClientResult) -> CausalContext {
 /// Everything `node` produced, as a shell releases it: its effects, then
 /// (the memory store's sync never fails) what it withheld until the sync.
 pub fn drain(node: &mut Node<MemoryStore>, now: Millis) -> Vec<Effect> {
-    let ready = node.ready();
     let synced = node.store_mut().sync();
+    drain_after(node, now, synced)
+}
+
+/// Like [`drain`], with the store's sync ending as `synced`.
+pub fn drain_after(
+    node: &mut Node<MemoryStore>,
+    now: Millis,
+    synced: Result<(), StoreError>,
+) -> Vec<Effect> {
+    let ready = node.ready();
     let mut effects = ready.effects;
     effects.extend(node.after_sync(now, ready.persisted, synced));
     effects
