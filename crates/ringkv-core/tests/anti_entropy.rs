@@ -308,11 +308,7 @@ fn a_replica_that_missed_more_than_a_frame_in_one_range_converges_by_repair() {
         stats.exchanges_completed > 2,
         "the range took several rounds"
     );
-    assert!(net.largest <= s.max_frame_bytes());
-    assert!(net
-        .nodes
-        .values()
-        .all(|n| n.stats().messages_too_large == 0));
+    assert_every_message_fit(&net, &s);
 }
 
 /// Periodic anti-entropy alone gets there too: each exchange moves what
@@ -334,11 +330,7 @@ fn periodic_exchanges_converge_a_range_that_differs_by_more_than_a_frame() {
         waited += 1_000;
     }
     assert_eq!(net.nodes[&id("n3")].store().len(), 300);
-    assert!(net.largest <= s.max_frame_bytes());
-    assert!(net
-        .nodes
-        .values()
-        .all(|n| n.stats().messages_too_large == 0));
+    assert_every_message_fit(&net, &s);
 }
 
 /// With a single leaf per range (tree_depth = 0) and small frames, one
@@ -432,4 +424,14 @@ fn a_repair_that_finds_nothing_to_exchange_reports_the_range_instead_of_looping(
     let cause = progress.last_failure.unwrap_or_default();
     assert!(cause.contains("found no key to exchange"), "{cause}");
     assert!(same_data(&net, "n1", "n2"));
+}
+
+/// No message outgrew a frame: the largest sent fits, and no node had one
+/// handed back as too large.
+fn assert_every_message_fit(net: &Net, s: &Settings) {
+    assert!(net.largest <= s.max_frame_bytes());
+    assert!(net
+        .nodes
+        .values()
+        .all(|n| n.stats().messages_too_large == 0));
 }

@@ -14,25 +14,7 @@ use ringkv_core::version::CausalContext;
 
 const KEYS: usize = 300;
 
-fn key(i: usize) -> String {
-    format!("key-{i}")
-}
-
-fn loaded(names: &[&str]) -> Net {
-    let mut net = Net::new(names);
-    for i in 0..KEYS {
-        let written = net.put("n1", &key(i), "v", CausalContext::new(), Some(3));
-        assert!(written.is_ok(), "{written:?}");
-    }
-    net
-}
-
-/// Keys a node holds in its own store.
-fn held(net: &Net, n: &str) -> usize {
-    (0..KEYS)
-        .filter(|i| !net.local(n, &key(*i)).is_empty())
-        .count()
-}
+use common::numbered as key;
 
 fn replicated_by(net: &Net, n: &str) -> usize {
     let ring = net.nodes[&id(n)].ring();
@@ -57,7 +39,7 @@ fn status(net: &Net, viewer: &str, of: &str) -> Option<MemberStatus> {
 
 #[test]
 fn a_joining_node_fetches_its_share_before_it_owns_ranges() {
-    let mut net = loaded(&["n1", "n2", "n3"]);
+    let mut net = Net::loaded(&["n1", "n2", "n3"], KEYS);
     net.add(joiner("n4", "n1"));
     // Until n4 holds its share, the ring that serves requests is unchanged.
     let mut saw_joining = false;
@@ -67,7 +49,7 @@ fn a_joining_node_fetches_its_share_before_it_owns_ranges() {
             saw_joining = true;
             assert!(!net.nodes[&id("n1")].ring().contains(&id("n4")));
             // Old owners keep everything while the transfer runs.
-            assert_eq!(held(&net, "n1"), KEYS);
+            assert_eq!(net.held("n1", KEYS), KEYS);
         }
         // Data is dropped only once its new owner holds it.
         for i in 0..KEYS {
@@ -94,7 +76,7 @@ fn a_joining_node_fetches_its_share_before_it_owns_ranges() {
     );
     for n in ["n1", "n2", "n3", "n4"] {
         assert_eq!(
-            held(&net, n),
+            net.held(n, KEYS),
             replicated_by(&net, n),
             "{n} holds exactly its share"
         );
@@ -111,7 +93,7 @@ fn a_joining_node_fetches_its_share_before_it_owns_ranges() {
 
 #[test]
 fn writes_during_a_join_reach_the_joining_node() {
-    let mut net = loaded(&["n1", "n2", "n3"]);
+    let mut net = Net::loaded(&["n1", "n2", "n3"], KEYS);
     net.add(joiner("n4", "n1"));
     net.run_for(150, 50);
     assert_eq!(status(&net, "n1", "n4"), Some(MemberStatus::Joining));
@@ -137,7 +119,7 @@ fn writes_during_a_join_reach_the_joining_node() {
 
 #[test]
 fn a_leaving_node_hands_everything_over_before_it_leaves() {
-    let mut net = loaded(&["n1", "n2", "n3", "n4"]);
+    let mut net = Net::loaded(&["n1", "n2", "n3", "n4"], KEYS);
     net.run_for(500, 50);
     let now = net.now;
     net.node("n4").leave(now);
@@ -146,7 +128,7 @@ fn a_leaving_node_hands_everything_over_before_it_leaves() {
     for viewer in ["n1", "n2", "n3"] {
         assert_eq!(status(&net, viewer, "n4"), Some(MemberStatus::Left));
         assert!(!net.nodes[&id(viewer)].ring().contains(&id("n4")));
-        assert_eq!(held(&net, viewer), KEYS, "{viewer} holds every key");
+        assert_eq!(net.held(viewer, KEYS), KEYS, "{viewer} holds every key");
     }
     net.down.insert(id("n4"));
     for i in 0..KEYS {
@@ -230,7 +212,7 @@ fn a_joining_node_fetches_what_strict_writes_left_on_the_replica_it_displaces() 
 /// leave and drop (the simulator found a leave that never finished).
 #[test]
 fn a_node_that_has_left_stops_only_once_every_member_knows() {
-    let mut net = loaded(&["n1", "n2", "n3", "n4"]);
+    let mut net = Net::loaded(&["n1", "n2", "n3", "n4"], KEYS);
     net.run_for(500, 50);
     let now = net.now;
     net.node("n4").leave(now);

@@ -15,10 +15,6 @@ use ringkv_core::version::CausalContext;
 
 const KEYS: usize = 200;
 
-fn key(i: usize) -> String {
-    format!("key-{i}")
-}
-
 /// The cluster's settings with N = 2 (R and W lowered to stay valid).
 fn n2() -> Settings {
     Settings {
@@ -27,22 +23,6 @@ fn n2() -> Settings {
         w: 1,
         ..Settings::default()
     }
-}
-
-/// n1..n3 holding `KEYS` keys, each on all three.
-fn loaded() -> Net {
-    let mut net = Net::new(&["n1", "n2", "n3"]);
-    for i in 0..KEYS {
-        let written = net.put("n1", &key(i), "v", CausalContext::new(), Some(3));
-        assert!(written.is_ok(), "{written:?}");
-    }
-    net
-}
-
-fn held(net: &Net, n: &str) -> usize {
-    (0..KEYS)
-        .filter(|i| !net.local(n, &key(*i)).is_empty())
-        .count()
 }
 
 /// Restart `name` with `settings`, its store and member list kept (as the
@@ -98,7 +78,7 @@ fn work_sent_to(net: &mut Net, via: &[&str], target: &str, count: usize) -> Vec<
 
 #[test]
 fn a_node_restarted_with_another_n_drops_nothing_and_is_not_used() {
-    let mut net = loaded();
+    let mut net = Net::loaded(&["n1", "n2", "n3"], KEYS);
     restart_with(&mut net, "n3", n2());
     // Long enough for gossip to spread the new entry, and for n3 to drop
     // what it would no longer replicate with N = 2, were it to.
@@ -111,7 +91,7 @@ fn a_node_restarted_with_another_n_drops_nothing_and_is_not_used() {
         "{mismatch:?}"
     );
     for n in ["n1", "n2", "n3"] {
-        assert_eq!(held(&net, n), KEYS, "{n} dropped keys");
+        assert_eq!(net.held(n, KEYS), KEYS, "{n} dropped keys");
     }
     let used = work_sent_to(&mut net, &["n1", "n2"], "n3", 60);
     assert!(used.is_empty(), "n3 was used: {:?}", used.first());
@@ -119,7 +99,7 @@ fn a_node_restarted_with_another_n_drops_nothing_and_is_not_used() {
 
 #[test]
 fn a_joining_node_with_another_n_never_joins_nor_gets_writes() {
-    let mut net = loaded();
+    let mut net = Net::loaded(&["n1", "n2", "n3"], KEYS);
     let me = MemberState::new(id("n4"), MemberStatus::Joining);
     let settings = n2();
     let members = Membership::new(me, [], vec!["n1".into()], settings.membership.clone());
@@ -132,7 +112,7 @@ fn a_joining_node_with_another_n_never_joins_nor_gets_writes() {
         "n4 is known, and still joining: it cannot fetch from nodes whose settings differ"
     );
     for n in ["n1", "n2", "n3"] {
-        assert_eq!(held(&net, n), KEYS, "{n} dropped keys");
+        assert_eq!(net.held(n, KEYS), KEYS, "{n} dropped keys");
     }
     let used = work_sent_to(&mut net, &["n1", "n2", "n3"], "n4", 60);
     assert!(used.is_empty(), "n4 was used: {:?}", used.first());

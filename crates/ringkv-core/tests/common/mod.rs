@@ -237,6 +237,24 @@ impl Net {
         }
     }
 
+    /// A network of `names` holding `keys` keys (`key-0`, …), each written
+    /// through n1 with W = 3.
+    pub fn loaded(names: &[&str], keys: usize) -> Net {
+        let mut net = Net::new(names);
+        for i in 0..keys {
+            let written = net.put("n1", &numbered(i), "v", CausalContext::new(), Some(3));
+            assert!(written.is_ok(), "{written:?}");
+        }
+        net
+    }
+
+    /// How many of the first `keys` numbered keys node `n` holds itself.
+    pub fn held(&self, n: &str, keys: usize) -> usize {
+        (0..keys)
+            .filter(|i| !self.local(n, &numbered(*i)).is_empty())
+            .count()
+    }
+
     /// A replica's own stored state, bypassing the protocol.
     pub fn local(&self, n: &str, key: &str) -> SiblingSet {
         let store = self.nodes[&id(n)].store();
@@ -250,6 +268,11 @@ impl Net {
             .map(|n| n.0)
             .collect()
     }
+}
+
+/// The `i`-th key of [`Net::loaded`].
+pub fn numbered(i: usize) -> String {
+    format!("key-{i}")
 }
 
 pub fn values(set: &SiblingSet) -> Vec<String> {
