@@ -137,6 +137,14 @@ impl Quorum {
         !self.decided && self.awaits(replica) && !self.covered.contains(replica)
     }
 
+    /// True when a failure of `node` would lose the quorum: too few others
+    /// could still succeed. A read then asks a stand-in in its place first
+    /// (reads add stand-ins only to make up a shortfall).
+    pub fn lost_without(&self, node: &NodeId) -> bool {
+        let left = self.possible(&self.replicas) - usize::from(self.awaits(node));
+        left < self.needed
+    }
+
     /// Replicas that [need a stand-in](Self::needs_stand_in) if silent.
     pub fn silent(&self) -> Vec<NodeId> {
         self.replicas
@@ -245,6 +253,9 @@ pub struct GetOp {
     pub purpose: ReadPurpose,
     pub quorum: Quorum,
     pub replies: BTreeMap<NodeId, SiblingSet>,
+    /// When replicas that have not answered get stand-ins, if R is still
+    /// short then (once).
+    pub silent_after: Option<Millis>,
 }
 
 impl GetOp {
@@ -257,29 +268,52 @@ impl GetOp {
         merged
     }
 
-    /// Replicas whose reply lacks something `merged` has (read repair).
+    /// Replicas of the preference list whose reply lacks something
+    /// `merged` has (read repair). Stand-ins are not repaired: they keep
+    /// hints, not copies, and hand them back on their own.
     pub fn stale_replicas(&self, merged: &SiblingSet) -> Vec<NodeId> {
         self.replies
             .iter()
-            .filter(|(_, set)| *set != merged)
+            .filter(|(node, set)| *set != merged && self.quorum.primaries().contains(*node))
             .map(|(node, _)| node.clone())
             .collect()
     }
 }
 
-/// A request this node forwarded to the key's coordinator.
+/// A request this node forwarded to a coordinator. It may have been sent
+/// to several (hedged: the next candidate is asked too once the first is
+/// late); the first answer wins.
 #[derive(Debug)]
 pub struct ForwardOp {
     pub client: ClientId,
     pub op: ClientOp,
-    pub target: NodeId,
-    /// Preference-list nodes still to try if the target does not answer.
+    /// Coordinators asked and not yet answered, with when they were asked.
+    pub asked: Vec<(NodeId, Millis)>,
+    /// Candidates still to try, best first.
     pub fallbacks: Vec<NodeId>,
+    /// When the next fallback is asked too, if nobody answered by then.
+    pub hedge_at: Millis,
 }
 
-/// One operation in flight, with the time it gives up.
+impl ForwardOp {
+    /// When `node` was asked, if it was and has not answered.
+    pub fn asked_at(&self, node: &NodeId) -> Option<Millis> {
+        self.asked
+            .iter()
+            .find(|(n, _)| n == node)
+            .map(|(_, at)| *at)
+    }
+
+    /// `node` will not answer (it failed or refused): forget it.
+    pub fn drop_target(&mut self, node: &NodeId) {
+        self.asked.retain(|(n, _)| n != node);
+    }
+}
+
+/// One operation in flight, with when it started and when it gives up.
 #[derive(Debug)]
 pub struct InFlight {
+    pub started: Millis,
     pub deadline: Millis,
     pub state: OpState,
 }

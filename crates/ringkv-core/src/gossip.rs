@@ -105,6 +105,11 @@ pub struct MemberState {
     /// every node see a member whose settings differ from its own.
     #[serde(default)]
     pub settings_fingerprint: u64,
+    /// The member's store failed: it serves reads but refuses writes until
+    /// restarted, so others neither coordinate writes there nor send it
+    /// copies or hints (see `node::ready`).
+    #[serde(default)]
+    pub read_only: bool,
 }
 
 impl MemberState {
@@ -121,6 +126,7 @@ impl MemberState {
             suspects: BTreeSet::new(),
             synced: 0,
             settings_fingerprint: 0,
+            read_only: false,
         }
     }
 

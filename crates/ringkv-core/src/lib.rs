@@ -11,6 +11,7 @@ pub mod coordinator;
 pub mod gossip;
 pub mod hints;
 pub mod keyspace;
+pub mod latency;
 pub mod merkle;
 pub mod message;
 pub mod node;

@@ -195,6 +195,11 @@ pub enum ClientOp {
     Get {
         key: Vec<u8>,
         r: Option<usize>,
+        /// Of the R replies, how many must come from the key's real
+        /// preference list rather than stand-ins holding hints (Riak's PR);
+        /// `None`: no such demand, so a read whose replicas are cut off
+        /// answers from the stand-ins (Dynamo's sloppy read).
+        pr: Option<usize>,
     },
     Put {
         key: Vec<u8>,

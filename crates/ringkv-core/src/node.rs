@@ -23,6 +23,7 @@ pub use ready::{Persisted, Ready, StoreFault};
 use crate::anti_entropy::AntiEntropy;
 use crate::coordinator::{ClientId, InFlight, OpState, Origin, Quorum, ReadPurpose, WriteAcks};
 use crate::gossip::Membership;
+use crate::latency::Latency;
 use crate::message::{encoded_len, ClientError, ClientOp, ClientResult, Message, RequestId};
 use crate::ring::Ring;
 use crate::settings::Settings;
@@ -75,6 +76,12 @@ pub struct Stats {
     /// Messages not sent because they encoded larger than `max_frame_bytes`
     /// (the byte budgets should keep this at zero).
     pub messages_too_large: u64,
+    /// Forwards also sent to the next candidate because the first was
+    /// later than its recent answers (hedged requests).
+    pub hedged_forwards: u64,
+    /// Operations this node coordinated although it is not in the key's
+    /// preference list (no replica was healthy: sloppy quorum).
+    pub sloppy_coordinated: u64,
 }
 
 /// Counters are leased in blocks this large: one fsync per block, and a
@@ -129,7 +136,16 @@ pub struct Node<S: Store> {
     incompatible: BTreeMap<NodeId, String>,
     /// Set when this node gave up joining because its settings differ.
     refusal: Option<String>,
+    /// Round trips per peer, for hedging (see [`crate::latency`]).
+    latency: Latency,
+    /// The time of the latest input, for what happens outside one (a
+    /// store failure found deep in a write).
+    now: Millis,
 }
+
+/// The longest a request waits for one peer before the next candidate is
+/// asked too (hedge), ms; at most a quarter of the request timeout.
+const MAX_HEDGE_MS: Millis = 250;
 
 impl<S: Store> Node<S> {
     /// A node over `store`, whose anti-entropy trees are built from a full
@@ -151,13 +167,18 @@ impl<S: Store> Node<S> {
         rng_seed: u64,
     ) -> Result<Self, StoreError> {
         let fingerprint = settings.cluster().fingerprint();
-        members.update_me(|me| me.settings_fingerprint = fingerprint);
+        members.update_me(|me| {
+            me.settings_fingerprint = fingerprint;
+            // A restart is what ends a read-only state (see `ready`).
+            me.read_only = false;
+        });
         let id = members.id().clone();
         let ring = members.current_ring(settings.vnodes);
         // Empty until the first tick plans the handoff for the real one.
         let future = Ring::new(settings.vnodes);
         let hints = hints::HintBook::load(&store)?;
         let ae = AntiEntropy::new(settings.anti_entropy.clone());
+        let latency = Latency::new(MAX_HEDGE_MS.min(settings.request_timeout_ms / 4));
         let leased = store.counter_lease()?;
         let lease = CounterLease {
             floor: leased,
@@ -185,6 +206,8 @@ impl<S: Store> Node<S> {
             rng: rng_seed,
             incompatible: BTreeMap::new(),
             refusal: None,
+            latency,
+            now: 0,
         };
         node.rebuild_trees();
         Ok(node)
@@ -241,30 +264,31 @@ impl<S: Store> Node<S> {
         self.ops.len()
     }
 
-    /// A front end's request. The node coordinates it if it is the first
-    /// reachable node of the key's preference list, otherwise it forwards it
-    /// there (one hop) and relays the answer.
+    /// A front end's request. The node coordinates it itself when it is
+    /// the best of the [candidates](Self::coordinator_candidates),
+    /// otherwise it forwards it one hop and relays the answer. (Letting any
+    /// replica coordinate would save that hop, but it spreads one key's
+    /// writes over coordinators whose rings may differ during a join, and
+    /// the simulator found a strict read missing a strict write that way —
+    /// seed 352 — so one coordinator per key stays the rule for now.) With no candidate at all it answers at once: waiting on
+    /// nodes known to be gone helps nobody.
     pub fn on_client(&mut self, now: Millis, client: ClientId, op: ClientOp) {
+        self.now = now;
         if let Err(e) = self.validate(&op) {
             return self.finish(Origin::Client(client), Err(e));
         }
-        let mut candidates = self.coordinator_candidates(now, op.key());
-        if op.is_write() && self.fault.is_some() {
-            // Read-only: let the next node of the preference list write.
-            candidates.retain(|n| *n != self.id);
-        }
-        let mut candidates = candidates.into_iter();
-        match candidates.next() {
-            None => self.finish(Origin::Client(client), Err(no_coordinator(&op, 0))),
-            Some(target) if target == self.id => self.coordinate(now, Origin::Client(client), op),
-            Some(target) => {
-                let fallbacks = candidates.collect();
-                self.forward(now, client, op, target, fallbacks)
-            }
+        let candidates = self.coordinator_candidates(now, op.key(), op.is_write());
+        if candidates.first() == Some(&self.id) {
+            self.coordinate(now, Origin::Client(client), op)
+        } else if candidates.is_empty() {
+            self.finish(Origin::Client(client), Err(no_coordinator(&op, 0)))
+        } else {
+            self.forward(now, client, op, candidates)
         }
     }
 
     pub fn on_message(&mut self, now: Millis, from: NodeId, msg: Message) {
+        self.now = now;
         self.members.heard_from(now, &from);
         self.heard_compatible(&from);
         match msg {
@@ -280,7 +304,8 @@ impl<S: Store> Node<S> {
                 let _ = self.merge_local(&key, &siblings);
             }
             Message::Read { req, key } => {
-                let result = self.read_local(&key).map_err(|e| e.to_string());
+                // Hints included: a stand-in answers with what it keeps.
+                let result = self.local_state(&key).map_err(|e| e.to_string());
                 self.send(from, Message::ReadReply { req, result });
             }
             Message::Forward { req, op } => {
@@ -327,6 +352,7 @@ impl<S: Store> Node<S> {
     /// give up a hint delivery to it, and skip it as a coordinator and write
     /// replica for a while.
     pub fn on_unreachable(&mut self, now: Millis, peer: NodeId) {
+        self.now = now;
         self.unreachable
             .insert(peer.clone(), now + UNREACHABLE_FOR_MS);
         self.ae.peer_unreachable(&peer);
@@ -337,7 +363,7 @@ impl<S: Store> Node<S> {
             .filter(|(_, op)| match &op.state {
                 OpState::Put(p) => p.quorum.awaits(&peer),
                 OpState::Get(g) => g.quorum.awaits(&peer),
-                OpState::Forward(f) => f.target == peer,
+                OpState::Forward(f) => f.asked_at(&peer).is_some(),
             })
             .map(|(req, _)| *req)
             .collect();
@@ -345,7 +371,7 @@ impl<S: Store> Node<S> {
             match self.ops.get(&req).map(|op| &op.state) {
                 Some(OpState::Put(_)) => self.on_put_ack(now, req, &peer, false),
                 Some(OpState::Get(_)) => self.on_read_reply(now, req, &peer, None),
-                _ => self.retry_forward(now, req),
+                _ => self.forward_target_failed(now, req, &peer),
             }
         }
     }
@@ -379,6 +405,7 @@ impl<S: Store> Node<S> {
     /// silent replicas stand-ins, and run the periodic protocols (anti-entropy,
     /// gossip, hint delivery, ownership handoff).
     pub fn on_tick(&mut self, now: Millis) {
+        self.now = now;
         self.unreachable.retain(|_, until| *until > now);
         let expired: Vec<RequestId> = self
             .ops
@@ -390,6 +417,8 @@ impl<S: Store> Node<S> {
             self.expire(now, req);
         }
         self.cover_silent_replicas(now);
+        self.cover_silent_reads(now);
+        self.hedge_forwards(now);
         self.tick_anti_entropy(now);
         self.tick_membership(now);
         self.tick_hints(now);
@@ -407,7 +436,17 @@ impl<S: Store> Node<S> {
             )));
         }
         let (w, pw) = match op {
-            ClientOp::Get { r, .. } => return check_quorum("r", *r, s.n),
+            ClientOp::Get { r, pr, .. } => {
+                check_quorum("r", *r, s.n)?;
+                check_quorum("pr", *pr, s.n)?;
+                let r = r.unwrap_or(s.r);
+                return match pr {
+                    Some(pr) if *pr > r => Err(ClientError::Invalid(format!(
+                        "pr must not exceed r ({r}), got {pr}"
+                    ))),
+                    _ => Ok(()),
+                };
+            }
             ClientOp::Put {
                 value,
                 context,
@@ -446,7 +485,9 @@ impl<S: Store> Node<S> {
     fn coordinate(&mut self, now: Millis, origin: Origin, op: ClientOp) {
         self.stats.coordinated += 1;
         match op {
-            ClientOp::Get { key, r } => self.start_read(now, origin, key, r, ReadPurpose::Get),
+            ClientOp::Get { key, r, pr } => {
+                self.start_read(now, origin, key, (r, pr), ReadPurpose::Get)
+            }
             ClientOp::Put {
                 key,
                 value,
@@ -470,7 +511,7 @@ impl<S: Store> Node<S> {
                 pw,
             } => {
                 let purpose = ReadPurpose::DeleteAfterRead(WriteAcks { w, pw });
-                self.start_read(now, origin, key, None, purpose)
+                self.start_read(now, origin, key, (None, None), purpose)
             }
         }
     }
@@ -526,9 +567,12 @@ impl<S: Store> Node<S> {
         new: &SiblingSet,
     ) -> Result<(), ClientError> {
         self.writable()?;
-        self.store
-            .put(key, new)
-            .map_err(|e| self.storage_error(e))?;
+        if let Err(e) = self.store.put(key, new) {
+            // Whatever the engine kept of it cannot be trusted: read-only,
+            // and the refusal tells a forwarder nothing was written here.
+            self.store_failed(self.now, &e);
+            return self.writable();
+        }
         self.track_write(key, old, new);
         Ok(())
     }
@@ -615,8 +659,25 @@ impl<S: Store> Node<S> {
         }
     }
 
-    fn track(&mut self, deadline: Millis, req: RequestId, state: OpState) {
-        self.ops.insert(req, InFlight { deadline, state });
+    fn track(&mut self, now: Millis, deadline: Millis, req: RequestId, state: OpState) {
+        let op = InFlight {
+            started: now,
+            deadline,
+            state,
+        };
+        self.ops.insert(req, op);
+    }
+
+    /// Everything this node holds of `key`: its own copy merged with the
+    /// hints it keeps for the key's replicas. A coordinator writes on top
+    /// of all of it (so its new dot is above every dot of its it holds),
+    /// and a stand-in answers reads with it.
+    fn local_state(&self, key: &[u8]) -> Result<SiblingSet, ClientError> {
+        let mut set = self.read_local(key)?;
+        for hint in self.hints_of(key).map_err(|e| self.storage_error(e))? {
+            set.merge(&hint);
+        }
+        Ok(set)
     }
 
     fn next_request(&mut self) -> RequestId {
@@ -631,8 +692,9 @@ impl<S: Store> Node<S> {
 fn unavailable(op: &str, quorum: &Quorum, answered: usize) -> ClientError {
     let replicas = quorum.primaries().len();
     if quorum.short_of_primaries() {
+        let rule = if op == "get" { "pr" } else { "pw" };
         return ClientError::Unavailable {
-            op: format!("{op} (pw)"),
+            op: format!("{op} ({rule})"),
             needed: quorum.primaries_needed,
             answered: quorum.primary_successes(),
             replicas,

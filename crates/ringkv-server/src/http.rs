@@ -68,11 +68,14 @@ async fn ring_header(State(api): State<Api>, mut response: Response) -> Response
     response
 }
 
-/// `?r=` on reads; anything else in the query is refused.
+/// `?r=` and `?pr=` on reads; anything else in the query is refused.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 struct ReadQuorum {
     r: Option<usize>,
+    /// Replies that must come from the key's real preference list (Riak's
+    /// PR); without it, stand-ins holding hints may answer in their place.
+    pr: Option<usize>,
 }
 
 /// `?w=` on writes; anything else in the query is refused.
@@ -155,6 +158,7 @@ async fn get_key(
     let op = ClientOp::Get {
         key: user_key(key)?,
         r: q.r,
+        pr: q.pr,
     };
     let siblings = match api.node.request(op, api.request_limit).await? {
         ClientReply::Value(set) => set,

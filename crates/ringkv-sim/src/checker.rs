@@ -244,7 +244,7 @@ fn reads_see_acknowledged_writes(history: &History, ancestry: &Ancestry, verdict
         let later_reads = history
             .reads
             .iter()
-            .filter(|r| r.key == write.key && r.invoked_at > acked_at);
+            .filter(|r| r.strict && r.key == write.key && r.invoked_at > acked_at);
         for read in later_reads {
             let Ok(set) = &read.result else { continue };
             verdict.reads_checked += 1;
@@ -506,6 +506,7 @@ mod tests {
             completed_at: at,
             context: set.context(),
             result: Ok(set.clone()),
+            strict: true,
         }
     }
 

@@ -82,6 +82,10 @@ pub struct Read {
     /// versions it returned had seen; empty for a failed read).
     pub context: CausalContext,
     pub result: Result<SiblingSet, String>,
+    /// Read with PR = R from the real preference list: with strict writes
+    /// (PW + PR > N) it must see every write acknowledged before it
+    /// (checker rule 4); other reads may be answered by stand-ins.
+    pub strict: bool,
 }
 
 /// Everything one run recorded.

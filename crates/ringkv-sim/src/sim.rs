@@ -959,6 +959,7 @@ impl Sim {
             let op = ClientOp::Get {
                 key: key.as_bytes().to_vec(),
                 r: Some(self.settings.n),
+                pr: None,
             };
             self.submit(
                 op,

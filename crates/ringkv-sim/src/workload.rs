@@ -82,6 +82,12 @@ impl Client {
         self.strict().then_some(2)
     }
 
+    /// Strict clients read with PR = R = 2 as well: only then do their
+    /// reads meet strict writes on a real replica (PR + PW > N).
+    fn pr(&self) -> Option<usize> {
+        self.pw()
+    }
+
     /// Start a new operation on one of `keys`.
     pub fn start(
         &mut self,
@@ -111,6 +117,7 @@ impl Client {
         let op = ClientOp::Get {
             key: key.clone().into_bytes(),
             r: None,
+            pr: self.pr(),
         };
         (op, Step::Read { key, at: now, then })
     }
@@ -173,6 +180,7 @@ impl Client {
                     completed_at: now,
                     context: result.as_ref().map(SiblingSet::context).unwrap_or_default(),
                     result: result.clone(),
+                    strict: self.strict(),
                 });
                 let set = result.ok()?;
                 self.remember(&key, set.context());

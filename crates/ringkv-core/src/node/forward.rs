@@ -1,59 +1,119 @@
-//! Forwarding: a node that is not the key's coordinator sends the request
-//! one hop to the first reachable node of the preference list and relays
-//! the answer, trying the next node when one does not answer.
+//! Forwarding: a node that cannot coordinate an operation itself sends it
+//! one hop to the best candidate and relays the answer. A candidate that is
+//! late — later than its recent answers say it should be — gets company:
+//! the next candidate is asked too (a hedged request), and the first
+//! answer wins, so no request waits on one paused or cut-off node.
 
 use super::{no_coordinator, Node};
 use crate::coordinator::{ClientId, ForwardOp, InFlight, OpState, Origin};
+use crate::latency::RequestKind;
 use crate::message::{ClientError, ClientOp, ClientResult, Message, RequestId};
 use crate::store::Store;
 use crate::{Millis, NodeId};
 
 impl<S: Store> Node<S> {
-    /// The preference list in the order to try as coordinator: available
-    /// nodes first (not down by gossip, not recently unreachable), so a
-    /// dead or cut-off first choice costs no timeout. A node whose cluster
-    /// settings differ is never tried: it would give the request another
-    /// meaning (its own N, R, W).
-    pub(super) fn coordinator_candidates(&self, now: Millis, key: &[u8]) -> Vec<NodeId> {
-        let mut pref = self.ring.preference_list(key, self.settings.n);
-        pref.retain(|n| !self.is_incompatible(n));
-        let (up, down): (Vec<NodeId>, Vec<NodeId>) =
-            pref.into_iter().partition(|n| self.is_available(now, n));
-        up.into_iter().chain(down).collect()
+    /// The nodes that may coordinate an operation on `key`, best first:
+    /// 1. healthy nodes of the preference list (any of them may coordinate,
+    ///    as in Dynamo; dotted versions make that safe);
+    /// 2. only when none is healthy, the first healthy nodes past the list
+    ///    — Dynamo's sloppy quorum uses "the first N healthy nodes" of the
+    ///    extended list, so every side of a partition takes writes (such a
+    ///    coordinator keeps its version as a hint);
+    /// 3. last resort, list nodes that are suspected but not down.
+    ///
+    /// Never a node that is down by agreement, recently unreachable, or
+    /// runs with other cluster settings (it would give the request another
+    /// meaning); for writes, never one that is read-only.
+    pub(super) fn coordinator_candidates(
+        &self,
+        now: Millis,
+        key: &[u8],
+        write: bool,
+    ) -> Vec<NodeId> {
+        let n = self.settings.n;
+        let extended = self.ring.preference_list(key, self.ring.len());
+        let (pref, beyond) = extended.split_at(n.min(extended.len()));
+        let mut candidates: Vec<NodeId> = pref
+            .iter()
+            .filter(|id| self.is_healthy(now, id, write))
+            .cloned()
+            .collect();
+        if candidates.is_empty() {
+            let stand_ins = beyond.iter().filter(|id| self.is_healthy(now, id, write));
+            candidates.extend(stand_ins.take(n).cloned());
+        }
+        let suspects = pref
+            .iter()
+            .filter(|id| !self.is_healthy(now, id, write) && self.is_usable(now, id, write));
+        candidates.extend(suspects.cloned());
+        candidates
     }
 
+    /// Send `op` to the first of `candidates` (never this node), keeping
+    /// the rest to hedge with or fall back on.
     pub(super) fn forward(
         &mut self,
         now: Millis,
         client: ClientId,
         op: ClientOp,
-        target: NodeId,
-        fallbacks: Vec<NodeId>,
+        mut candidates: Vec<NodeId>,
     ) {
+        assert!(!candidates.is_empty(), "a forward needs a target");
+        let target = candidates.remove(0);
+        assert!(target != self.id, "this node coordinates, not forwards");
         let req = self.next_request();
         self.stats.forwarded += 1;
-        self.send(
-            target.clone(),
-            Message::Forward {
-                req,
-                op: op.clone(),
-            },
-        );
+        let msg = Message::Forward {
+            req,
+            op: op.clone(),
+        };
+        self.send(target.clone(), msg);
         let forward = ForwardOp {
             client,
             op,
-            target,
-            fallbacks,
+            hedge_at: now + self.latency.deadline(&target, RequestKind::Forward),
+            asked: vec![(target, now)],
+            fallbacks: candidates,
         };
-        self.track(
-            now + self.settings.forward_timeout_ms(),
-            req,
-            OpState::Forward(forward),
-        );
+        let deadline = now + self.settings.forward_timeout_ms();
+        self.track(now, deadline, req, OpState::Forward(forward));
     }
 
-    /// The forward target did not answer: try the next preference-list
-    /// node, coordinating locally when that is us. (Riak does the same; a
+    /// Every forward whose coordinators are all later than their hedge
+    /// deadline also goes to the next candidate.
+    pub(super) fn hedge_forwards(&mut self, now: Millis) {
+        let due: Vec<RequestId> = self
+            .ops
+            .iter()
+            .filter(|(_, op)| match &op.state {
+                OpState::Forward(f) => {
+                    f.hedge_at <= now && f.fallbacks.iter().any(|n| *n != self.id)
+                }
+                _ => false,
+            })
+            .map(|(req, _)| *req)
+            .collect();
+        for req in due {
+            let Some(OpState::Forward(f)) = self.ops.get_mut(&req).map(|op| &mut op.state) else {
+                continue;
+            };
+            // This node, if a fallback, stays one for `retry_forward`: it
+            // cannot be asked alongside, as its answer has no forward to
+            // come back through.
+            let Some(i) = f.fallbacks.iter().position(|n| *n != self.id) else {
+                continue;
+            };
+            let next = f.fallbacks.remove(i);
+            f.hedge_at = now + self.latency.deadline(&next, RequestKind::Forward);
+            f.asked.push((next.clone(), now));
+            let op = f.op.clone();
+            self.stats.hedged_forwards += 1;
+            self.send(next, Message::Forward { req, op });
+        }
+    }
+
+    /// No coordinator asked will answer in time: try the next candidate,
+    /// coordinating locally when that is this node. (Riak does the same; a
     /// write may then be applied twice, which at worst yields a duplicate
     /// sibling — never a lost one.)
     pub(super) fn retry_forward(&mut self, now: Millis, req: RequestId) {
@@ -68,11 +128,23 @@ impl<S: Store> Node<S> {
             let err = no_coordinator(&fwd.op, self.settings.n);
             return self.finish(Origin::Client(fwd.client), Err(err));
         }
-        let next = fwd.fallbacks.remove(0);
-        if next == self.id {
+        if fwd.fallbacks[0] == self.id {
+            fwd.fallbacks.remove(0);
             self.coordinate(now, Origin::Client(fwd.client), fwd.op);
         } else {
-            self.forward(now, fwd.client, fwd.op, next, fwd.fallbacks);
+            self.forward(now, fwd.client, fwd.op, fwd.fallbacks);
+        }
+    }
+
+    /// `peer`, asked to coordinate `req`, will not answer (unreachable):
+    /// wait for the others asked, or try the next candidate.
+    pub(super) fn forward_target_failed(&mut self, now: Millis, req: RequestId, peer: &NodeId) {
+        let Some(OpState::Forward(f)) = self.ops.get_mut(&req).map(|op| &mut op.state) else {
+            return;
+        };
+        f.drop_target(peer);
+        if f.asked.is_empty() {
+            self.retry_forward(now, req);
         }
     }
 
@@ -87,6 +159,9 @@ impl<S: Store> Node<S> {
         self.finish(Origin::Client(client), Err(error));
     }
 
+    /// A coordinator answered. A success, or the last outstanding answer,
+    /// goes to the client; a refusal from a read-only node (it wrote
+    /// nothing) moves on to the next candidate.
     pub(super) fn on_forward_reply(
         &mut self,
         now: Millis,
@@ -94,20 +169,21 @@ impl<S: Store> Node<S> {
         from: &NodeId,
         result: ClientResult,
     ) {
-        if let Some(InFlight {
-            state: OpState::Forward(fwd),
-            ..
-        }) = self.ops.get(&req)
-        {
-            if fwd.target == *from {
-                if matches!(result, Err(ClientError::ReadOnly { .. })) {
-                    // It refused before writing anything: the next may.
-                    return self.retry_forward(now, req);
-                }
-                let client = fwd.client;
-                self.ops.remove(&req);
-                self.finish(Origin::Client(client), result);
-            }
+        let Some(OpState::Forward(f)) = self.ops.get_mut(&req).map(|op| &mut op.state) else {
+            return;
+        };
+        let Some(asked_at) = f.asked_at(from) else {
+            return;
+        };
+        let others_asked = f.asked.len() > 1;
+        let read_only = matches!(result, Err(ClientError::ReadOnly { .. }));
+        self.latency
+            .observe(from, RequestKind::Forward, now.saturating_sub(asked_at));
+        if read_only || (result.is_err() && others_asked) {
+            return self.forward_target_failed(now, req, from);
         }
+        let client = f.client;
+        self.ops.remove(&req);
+        self.finish(Origin::Client(client), result);
     }
 }

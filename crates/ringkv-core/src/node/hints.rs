@@ -132,6 +132,19 @@ impl<S: Store> Node<S> {
         self.hints.pending()
     }
 
+    /// The hints this node keeps for any owner's copy of `key`.
+    pub(super) fn hints_of(&self, key: &[u8]) -> Result<Vec<SiblingSet>, StoreError> {
+        let mut found = Vec::new();
+        for (owner, keys) in &self.hints.index {
+            if keys.contains_key(key) {
+                if let Some(hint) = self.store.get_hint(owner, key)? {
+                    found.push(hint.siblings);
+                }
+            }
+        }
+        Ok(found)
+    }
+
     /// A coordinator asks this node to stand in for `owner`: keep the copy
     /// as a hint and acknowledge once it is stored (the shell syncs the
     /// store before it releases the acknowledgement).
@@ -181,9 +194,10 @@ impl<S: Store> Node<S> {
                 siblings: siblings.clone(),
             },
         };
-        self.store
-            .put_hint(owner, key, &hint)
-            .map_err(|e| e.to_string())?;
+        if let Err(e) = self.store.put_hint(owner, key, &hint) {
+            self.store_failed(now, &e);
+            return Err(e.to_string());
+        }
         if existing.is_none() {
             self.stats.hints_stored += 1;
         }
@@ -265,7 +279,7 @@ impl<S: Store> Node<S> {
             .hints
             .index
             .keys()
-            .filter(|o| self.is_available(now, o) && !self.hints.delivering_to(o))
+            .filter(|o| self.is_usable(now, o, true) && !self.hints.delivering_to(o))
             .cloned()
             .collect();
         for owner in owners {
@@ -372,9 +386,19 @@ impl<S: Store> Node<S> {
             // Kept: delivered again after the restart, which is harmless.
             return false;
         }
+        let mine = self
+            .store
+            .get_hint(owner, key)
+            .map(|hint| hint.is_some_and(|h| h.siblings.max_counter(&self.id) > 0));
         if let Err(e) = self.store.delete_hint(owner, key) {
             tracing::warn!("node {}: cannot delete a hint: {e}", self.id);
             return false;
+        }
+        if !matches!(mine, Ok(false)) {
+            // It held a dot this node issued as a coordinator outside the
+            // preference list, perhaps its only record of it: new dots of
+            // the key must go above every one issued so far.
+            self.lease.floor = self.lease.until;
         }
         self.hints.remove(owner, key);
         true

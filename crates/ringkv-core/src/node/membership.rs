@@ -65,6 +65,29 @@ impl<S: Store> Node<S> {
                 && !self.is_incompatible(peer))
     }
 
+    /// Whether `peer` may be sent work and expected to answer promptly:
+    /// [available](Self::is_available), suspected by nobody, and — for
+    /// `write` work — not read-only (by its own word in gossip). This node
+    /// is healthy unless it is read-only and the work writes.
+    pub(super) fn is_healthy(&self, now: Millis, peer: &NodeId, write: bool) -> bool {
+        self.is_usable(now, peer, write) && self.members.liveness(peer) == Liveness::Up
+    }
+
+    /// Whether `peer` may be sent work at all: available, and for `write`
+    /// work not read-only. A suspected node is usable but not healthy: it
+    /// is asked only alongside a healthy one, or as a last resort.
+    pub(super) fn is_usable(&self, now: Millis, peer: &NodeId, write: bool) -> bool {
+        if *peer == self.id {
+            return !write || self.fault.is_none();
+        }
+        self.is_available(now, peer) && !(write && self.is_read_only(peer))
+    }
+
+    /// Whether `peer` says in gossip that its store failed.
+    pub(super) fn is_read_only(&self, peer: &NodeId) -> bool {
+        self.members.member(peer).is_some_and(|m| m.read_only)
+    }
+
     /// Nodes that will replicate `key` once pending joins and leaves
     /// complete but do not yet: writes go to them too (without counting
     /// towards W), so a transfer in progress misses nothing. A node whose

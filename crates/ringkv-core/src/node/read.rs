@@ -1,8 +1,18 @@
 //! Reads as coordinator: ask every replica, answer after R replies, then
 //! repair the replicas that were behind.
+//!
+//! Sloppy reads (Dynamo reads from "the first N healthy nodes"): when too
+//! few replicas can answer for R — down, unreachable, or silent past their
+//! hedge deadline — stand-ins past the preference list are asked in their
+//! place and answer with the hints they keep for the key; their replies
+//! count towards R and merge like any other. Only the real replicas are
+//! read-repaired (stand-ins hand their hints back themselves). PR demands
+//! replies from the real list, for readers that must meet every strict
+//! write (PR + PW > N).
 
 use super::{unavailable, Node};
 use crate::coordinator::{GetOp, InFlight, OpState, Origin, Quorum, ReadPurpose, Verdict};
+use crate::latency::RequestKind;
 use crate::message::{ClientReply, Message, RequestId};
 use crate::siblings::SiblingSet;
 use crate::store::Store;
@@ -17,42 +27,121 @@ impl<S: Store> Node<S> {
         now: Millis,
         origin: Origin,
         key: Vec<u8>,
-        r: Option<usize>,
+        quorum: (Option<usize>, Option<usize>),
         purpose: ReadPurpose,
     ) {
+        let (r, pr) = quorum;
         let replicas = self.ring.preference_list(&key, self.settings.n);
-        // A replica whose cluster settings differ is not asked; it counts
-        // as failed at once.
-        let (refused, asked): (Vec<NodeId>, Vec<NodeId>) = replicas
+        let mut quorum = Quorum::new(r.unwrap_or(self.settings.r), replicas.iter().cloned())
+            .with_primaries_needed(pr.unwrap_or(0));
+        if !replicas.contains(&self.id) {
+            // No replica was healthy: this node stands in for the first.
+            quorum.add_stand_in(
+                &self.first_unhealthy_reader(now, &replicas),
+                self.id.clone(),
+            );
+            self.stats.sloppy_coordinated += 1;
+        }
+        let others: Vec<NodeId> = replicas
             .iter()
+            .filter(|r| **r != self.id)
             .cloned()
-            .partition(|n| self.is_incompatible(n));
-        let req = self.next_request();
-        self.send_to_others(
-            &asked,
-            Message::Read {
-                req,
-                key: key.clone(),
-            },
-        );
+            .collect();
         let get = GetOp {
             origin,
             key: key.clone(),
             purpose,
-            quorum: Quorum::new(r.unwrap_or(self.settings.r), replicas.iter().cloned()),
+            quorum,
             replies: BTreeMap::new(),
+            silent_after: Some(now + self.latency.slowest(&others, RequestKind::Replica)),
         };
-        self.track(
-            now + self.settings.request_timeout_ms,
+        let req = self.next_request();
+        let deadline = now + self.settings.request_timeout_ms;
+        self.track(now, deadline, req, OpState::Get(get));
+        let local = self.local_state(&key).ok();
+        self.on_read_reply(now, req, &self.id.clone(), local);
+        // A replica whose cluster settings differ is not asked: it counts
+        // as failed at once. The others are all asked — a node believed
+        // down may be back already — and one that is not usable (down,
+        // unreachable) gets a stand-in at once when R needs it.
+        let (refused, asked): (Vec<NodeId>, Vec<NodeId>) =
+            others.into_iter().partition(|n| self.is_incompatible(n));
+        let msg = Message::Read {
             req,
-            OpState::Get(get),
-        );
+            key: key.clone(),
+        };
+        self.send_to_others(&asked, msg);
         for peer in &refused {
             self.on_read_reply(now, req, peer, None);
         }
-        if replicas.contains(&self.id) {
-            let local = self.read_local(&key).ok();
-            self.on_read_reply(now, req, &self.id.clone(), local);
+        let gone: Vec<NodeId> = asked
+            .into_iter()
+            .filter(|p| !self.is_usable(now, p, false))
+            .collect();
+        for peer in &gone {
+            let short = match self.ops.get(&req).map(|op| &op.state) {
+                Some(OpState::Get(get)) => {
+                    get.quorum.needs_stand_in(peer) && get.quorum.lost_without(peer)
+                }
+                _ => false,
+            };
+            if short {
+                self.add_read_stand_in(now, req, peer);
+            }
+        }
+    }
+
+    /// The first of `replicas` not healthy for reads (the first when all
+    /// are): whom a coordinator outside the list stands in for.
+    fn first_unhealthy_reader(&self, now: Millis, replicas: &[NodeId]) -> NodeId {
+        replicas
+            .iter()
+            .find(|r| !self.is_healthy(now, r, false))
+            .unwrap_or(&replicas[0])
+            .clone()
+    }
+
+    /// Ask a stand-in in place of `replica` (failed or silent), if one is
+    /// healthy: this node answers from what it holds, others are sent a
+    /// read. False when there is none.
+    fn add_read_stand_in(&mut self, now: Millis, req: RequestId, replica: &NodeId) -> bool {
+        let Some(OpState::Get(get)) = self.ops.get(&req).map(|op| &op.state) else {
+            return false;
+        };
+        let key = get.key.clone();
+        let Some(stand_in) = self.pick_stand_in(now, &key, get.quorum.replicas(), false) else {
+            return false;
+        };
+        if let Some(OpState::Get(get)) = self.ops.get_mut(&req).map(|op| &mut op.state) {
+            get.quorum.add_stand_in(replica, stand_in.clone());
+        }
+        if stand_in == self.id {
+            let local = self.local_state(&key).ok();
+            self.on_read_reply(now, req, &stand_in, local);
+        } else {
+            self.send(stand_in, Message::Read { req, key });
+        }
+        true
+    }
+
+    /// Reads past their hedge deadline and still short of R ask stand-ins
+    /// for as many silent replicas as they are short.
+    pub(super) fn cover_silent_reads(&mut self, now: Millis) {
+        let mut due = Vec::new();
+        for (req, op) in &mut self.ops {
+            if let OpState::Get(get) = &mut op.state {
+                if get.silent_after.is_some_and(|t| t <= now) {
+                    get.silent_after = None;
+                    let short = get.quorum.needed.saturating_sub(get.quorum.succeeded());
+                    let silent = get.quorum.silent();
+                    due.push((*req, silent.into_iter().take(short).collect::<Vec<_>>()));
+                }
+            }
+        }
+        for (req, silent) in due {
+            for replica in silent {
+                self.add_read_stand_in(now, req, &replica);
+            }
         }
     }
 
@@ -63,6 +152,23 @@ impl<S: Store> Node<S> {
         from: &NodeId,
         reply: Option<SiblingSet>,
     ) {
+        let Some(InFlight {
+            started,
+            state: OpState::Get(get),
+            ..
+        }) = self.ops.get(&req)
+        else {
+            return;
+        };
+        let replace =
+            reply.is_none() && get.quorum.needs_stand_in(from) && get.quorum.lost_without(from);
+        if reply.is_some() && *from != self.id && get.quorum.awaits(from) {
+            let rtt = now.saturating_sub(*started);
+            self.latency.observe(from, RequestKind::Replica, rtt);
+        }
+        if replace {
+            self.add_read_stand_in(now, req, from);
+        }
         let verdict = match self.ops.get_mut(&req).map(|op| &mut op.state) {
             Some(OpState::Get(get)) => {
                 if let (Some(set), true) = (&reply, get.quorum.awaits(from)) {

@@ -81,6 +81,7 @@ impl<S: Store> Node<S> {
         persisted: Persisted,
         synced: Result<(), StoreError>,
     ) -> Vec<Effect> {
+        self.now = now;
         if let Err(e) = synced {
             self.store_failed(now, &e);
         }
@@ -121,6 +122,8 @@ impl<S: Store> Node<S> {
                 since: now,
                 error: e.to_string(),
             });
+            // Others stop sending it writes once gossip spreads this.
+            self.members.update_me(|me| me.read_only = true);
         }
     }
 

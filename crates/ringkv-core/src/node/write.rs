@@ -1,15 +1,24 @@
 //! Writes as coordinator: a new version here, shipped to the other
 //! replicas, answered after W acknowledgements.
 //!
-//! Sloppy quorum: a replica that is down, fails, or has not answered by
-//! half the request timeout gets a *stand-in*, the next available node past
-//! the preference list, which keeps the copy as a hint for it (see
-//! [`crate::hints`]) and counts towards W in its place; PW counts only the
-//! preference list's own acks.
+//! Sloppy quorum: a replica that is down, suspected, read-only, fails, or
+//! has not answered by its hedge deadline (see [`crate::latency`]) gets a
+//! *stand-in*, the next healthy node past the preference list, which keeps
+//! the copy as a hint for it (see [`crate::hints`]) and counts towards W in
+//! its place; PW counts only the preference list's own acks.
+//!
+//! When no replica is healthy, a node past the list coordinates (Dynamo's
+//! "first N healthy nodes"): it is then itself the first stand-in and keeps
+//! its new version as a hint. Its dot must still be new for the key
+//! although it holds no copy: it writes on top of everything it holds of
+//! the key (copy and hints), and forgetting a hint with a dot of its own
+//! raises the floor of its counters (see `hints::forget_hint`), as
+//! forgetting its copy does.
 
 use super::{unavailable, Node};
 use crate::coordinator::{OpState, Origin, PutOp, Quorum, Verdict, WriteAcks};
 use crate::keyspace;
+use crate::latency::RequestKind;
 use crate::message::{ClientError, ClientReply, Message, RequestId};
 use crate::siblings::WriteLimits;
 use crate::store::Store;
@@ -38,14 +47,21 @@ impl<S: Store> Node<S> {
             young_clock_ms: self.settings.young_clock_ms,
             min_counter: self.lease.floor,
         };
+        let replicas = self.ring.preference_list(&key, self.settings.n);
+        // Outside the list, this node keeps its version as a hint for the
+        // first replica that is not healthy.
+        let keeper = (!replicas.contains(&self.id)).then(|| self.first_unhealthy(now, &replicas));
         let written = self.read_local(&key).and_then(|old| {
-            let stored_context = keyspace::write_context(&key, context.clone(), &old);
-            let mut set = old.clone();
+            let mut set = self.local_state(&key)?;
+            let stored_context = keyspace::write_context(&key, context.clone(), &set);
             let dot = set
                 .write(&self.id, &stored_context, value, now, limits)
                 .map_err(ClientError::from)?;
             self.cover_counter(dot.counter)?;
-            self.write_local(&key, &old, &set)?;
+            match &keeper {
+                None => self.write_local(&key, &old, &set)?,
+                Some(owner) => self.keep_as_hint(now, owner, &key, &set)?,
+            }
             Ok((set, dot))
         });
         let (set, dot) = match written {
@@ -56,9 +72,12 @@ impl<S: Store> Node<S> {
         // context (pruned, or for last-write-wins keys everything stored).
         let mut returned = context;
         returned.add(&dot, now);
-        let replicas = self.ring.preference_list(&key, self.settings.n);
-        let quorum = Quorum::new(acks.w.unwrap_or(self.settings.w), replicas.clone())
+        let mut quorum = Quorum::new(acks.w.unwrap_or(self.settings.w), replicas.clone())
             .with_primaries_needed(acks.pw.unwrap_or(0));
+        if let Some(owner) = &keeper {
+            quorum.add_stand_in(owner, self.id.clone());
+            self.stats.sloppy_coordinated += 1;
+        }
         let req = self.next_request();
         let timeout = self.settings.request_timeout_ms;
         let msg = Message::Replicate {
@@ -67,6 +86,12 @@ impl<S: Store> Node<S> {
             siblings: set.clone(),
         };
         let pending = self.pending_replicas(&key);
+        let others: Vec<NodeId> = replicas
+            .iter()
+            .filter(|r| **r != self.id)
+            .cloned()
+            .collect();
+        let hedge = self.latency.slowest(&others, RequestKind::Replica);
         let op = PutOp {
             origin,
             quorum,
@@ -74,9 +99,9 @@ impl<S: Store> Node<S> {
             returned,
             key,
             siblings: set,
-            silent_after: Some(now + timeout / 2),
+            silent_after: Some(now + hedge),
         };
-        self.track(now + timeout, req, OpState::Put(op));
+        self.track(now, now + timeout, req, OpState::Put(op));
         self.record_put(req, &self.id.clone(), true);
         for replica in &replicas {
             if *replica != self.id {
@@ -87,28 +112,72 @@ impl<S: Store> Node<S> {
         self.send_to_others(&pending, msg);
     }
 
-    /// Send a preference-list replica its copy, or, when it is not
-    /// available, a stand-in (the replica itself then counts as not asked).
-    /// With no stand-in to be had the replica is asked anyway: the
+    /// Send a preference-list replica its copy. A suspected replica is
+    /// asked too, but gets a stand-in at once; one that is not usable
+    /// (down, unreachable, read-only) gets only a stand-in and counts as
+    /// failed. With no stand-in to be had the replica is asked anyway: the
     /// transport reports it if it is still gone — unless its cluster
     /// settings differ, as such a node is never used as a replica.
     fn replicate(&mut self, now: Millis, req: RequestId, replica: &NodeId, msg: &Message) {
-        if self.is_available(now, replica)
-            || !(self.add_stand_in(now, req, replica) || self.is_incompatible(replica))
-        {
+        let covered = self
+            .put_op(req)
+            .is_some_and(|p| !p.quorum.needs_stand_in(replica));
+        if self.is_healthy(now, replica, true) || (covered && self.is_usable(now, replica, true)) {
             self.send(replica.clone(), msg.clone());
-        } else {
+        } else if self.is_usable(now, replica, true) {
+            self.send(replica.clone(), msg.clone());
+            self.add_stand_in(now, req, replica);
+        } else if covered
+            || self.add_stand_in(now, req, replica)
+            || self.is_incompatible(replica)
+            || self.is_read_only(replica)
+        {
             self.record_put(req, replica, false);
+        } else {
+            self.send(replica.clone(), msg.clone());
         }
+    }
+
+    /// The first of `replicas` that is not healthy for writes (the first
+    /// one when all are): whose copy a coordinator outside the list keeps.
+    fn first_unhealthy(&self, now: Millis, replicas: &[NodeId]) -> NodeId {
+        replicas
+            .iter()
+            .find(|r| !self.is_healthy(now, r, true))
+            .unwrap_or(&replicas[0])
+            .clone()
+    }
+
+    /// Keep this coordinator's own new version as a hint for `owner`.
+    fn keep_as_hint(
+        &mut self,
+        now: Millis,
+        owner: &NodeId,
+        key: &[u8],
+        set: &crate::siblings::SiblingSet,
+    ) -> Result<(), ClientError> {
+        self.writable()?;
+        self.store_hint(now, owner, key, set)
+            .map_err(|message| ClientError::Storage {
+                node: self.id.to_string(),
+                message,
+            })
     }
 
     /// A replica answered (or the transport gave up on it). A failure while
     /// the quorum is open sends its copy to a stand-in before it counts.
     pub(super) fn on_put_ack(&mut self, now: Millis, req: RequestId, from: &NodeId, ok: bool) {
+        let Some(started) = self.ops.get(&req).map(|op| op.started) else {
+            return;
+        };
         let Some(put) = self.put_op(req) else {
             return;
         };
         let replace = !ok && put.quorum.needs_stand_in(from);
+        if ok && *from != self.id {
+            let rtt = now.saturating_sub(started);
+            self.latency.observe(from, RequestKind::Replica, rtt);
+        }
         if replace {
             self.add_stand_in(now, req, from);
         }
@@ -127,9 +196,10 @@ impl<S: Store> Node<S> {
         self.retire_if_complete(req);
     }
 
-    /// Half the request timeout has passed: every write still waiting on a
-    /// replica (silent, perhaps partitioned away) sends that replica's copy
-    /// to a stand-in too, so the write need not fail.
+    /// A write's hedge deadline passed (its replicas' recent round trips):
+    /// every write still short of W sends the copies of the replicas it
+    /// waits on (silent, perhaps paused or partitioned away) to stand-ins
+    /// too, so the write neither fails nor waits.
     pub(super) fn cover_silent_replicas(&mut self, now: Millis) {
         let mut due = Vec::new();
         for (req, op) in &mut self.ops {
@@ -155,7 +225,7 @@ impl<S: Store> Node<S> {
         let Some(put) = self.put_op(req) else {
             return false;
         };
-        let Some(stand_in) = self.pick_stand_in(now, &put.key, put.quorum.replicas()) else {
+        let Some(stand_in) = self.pick_stand_in(now, &put.key, put.quorum.replicas(), true) else {
             return false;
         };
         let owner = put.quorum.owner_of(replica);
@@ -179,14 +249,20 @@ impl<S: Store> Node<S> {
         true
     }
 
-    /// The first available node clockwise past the key's preference list
-    /// that is not in `used`.
-    fn pick_stand_in(&self, now: Millis, key: &[u8], used: &BTreeSet<NodeId>) -> Option<NodeId> {
+    /// The first healthy node clockwise past the key's preference list
+    /// that is not in `used` (for `write` work, not a read-only one).
+    pub(super) fn pick_stand_in(
+        &self,
+        now: Millis,
+        key: &[u8],
+        used: &BTreeSet<NodeId>,
+        write: bool,
+    ) -> Option<NodeId> {
         self.ring
             .preference_list(key, self.ring.len())
             .into_iter()
             .skip(self.settings.n)
-            .find(|c| !used.contains(c) && self.is_available(now, c))
+            .find(|c| !used.contains(c) && self.is_healthy(now, c, write))
     }
 
     fn put_op(&self, req: RequestId) -> Option<&PutOp> {

@@ -230,7 +230,11 @@ impl Net {
     }
 
     pub fn get(&mut self, via: &str, key: &str, r: Option<usize>) -> SiblingSet {
-        let op = ClientOp::Get { key: key.into(), r };
+        let op = ClientOp::Get {
+            key: key.into(),
+            r,
+            pr: None,
+        };
         match self.request(via, op) {
             Ok(ClientReply::Value(set)) => set,
             other => panic!("get failed: {other:?}"),

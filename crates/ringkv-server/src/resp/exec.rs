@@ -69,6 +69,7 @@ async fn read(ctx: &Context, key: &[u8]) -> Outcome<SiblingSet> {
     let op = ClientOp::Get {
         key: internal_key(ctx, key)?,
         r: None,
+        pr: None,
     };
     match ctx.node.request(op, ctx.request_limit).await? {
         ClientReply::Value(set) => Ok(set),
