@@ -1,6 +1,12 @@
 //! The simulated network: every message gets a delivery time; faults drop,
 //! duplicate, delay (and so reorder) messages, and partitions cut links,
 //! one direction or both. All randomness comes from the simulation's RNG.
+//!
+//! A healed partition may leave links **stalled**: a real TCP connection
+//! that saw its packets dropped sits in retransmission backoff after the
+//! peer is reachable again, and everything written into it vanishes until
+//! the transport's progress timeout drops the connection and reports the
+//! peer unreachable. A stalled link drops silently, then reports once.
 //! Like the real transport, it refuses a message that encodes larger than
 //! `max_frame_bytes` and hands it back to the sender.
 
@@ -37,6 +43,8 @@ pub struct NetStats {
     pub dropped: u64,
     pub duplicated: u64,
     pub cut: u64,
+    /// Messages lost in links that stayed stalled after a heal.
+    pub stalled: u64,
     /// Messages refused for encoding larger than a frame.
     pub too_large: u64,
     /// The largest message sent, in encoded bytes.
@@ -58,6 +66,8 @@ pub struct Network {
     seq: u64,
     /// Directed links that drop everything (partitions).
     blocked: BTreeSet<(NodeId, NodeId)>,
+    /// Directed links stalled after a heal, until when.
+    stalled: BTreeMap<(NodeId, NodeId), Millis>,
     /// The transport's frame limit (the nodes' `max_frame_bytes`).
     max_frame_bytes: usize,
     pub stats: NetStats,
@@ -69,6 +79,7 @@ impl Network {
             queue: BTreeMap::new(),
             seq: 0,
             blocked: BTreeSet::new(),
+            stalled: BTreeMap::new(),
             max_frame_bytes,
             stats: NetStats::default(),
         }
@@ -96,6 +107,13 @@ impl Network {
             .contains(&(envelope.0.clone(), envelope.1.clone()))
         {
             self.stats.cut += 1;
+            return None;
+        }
+        if self
+            .stalled
+            .contains_key(&(envelope.0.clone(), envelope.1.clone()))
+        {
+            self.stats.stalled += 1;
             return None;
         }
         if rng.random_bool(faults.drop) {
@@ -130,8 +148,48 @@ impl Network {
         self.blocked.insert((a.clone(), b.clone()));
     }
 
+    /// End every fault at once: cut and stalled links carry traffic.
     pub fn heal(&mut self) {
         self.blocked.clear();
+        self.stalled.clear();
+    }
+
+    /// End a partition: every cut link stays stalled with chance `chance`
+    /// for up to `max_stall_ms` more (the transport's progress timeout).
+    pub fn heal_partition(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        now: Millis,
+        chance: f64,
+        max_stall_ms: Millis,
+    ) {
+        for link in std::mem::take(&mut self.blocked) {
+            if rng.random_bool(chance) {
+                let until = now + rng.random_range(1..=max_stall_ms.max(1));
+                self.stalled.insert(link, until);
+            }
+        }
+    }
+
+    /// Links whose stall ended by `now`, as (sender, peer): the sender's
+    /// transport gave the connection up and reports the peer unreachable.
+    pub fn stalls_ended(&mut self, now: Millis) -> Vec<(NodeId, NodeId)> {
+        let ended: Vec<(NodeId, NodeId)> = self
+            .stalled
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(link, _)| link.clone())
+            .collect();
+        for link in &ended {
+            self.stalled.remove(link);
+        }
+        ended
+    }
+
+    /// Deliver `envelope` at `at` instead (its receiver is paused: the
+    /// kernel holds what arrives until the process runs again).
+    pub fn hold(&mut self, at: Millis, envelope: Envelope) {
+        self.enqueue(at, envelope);
     }
 
     fn enqueue(&mut self, at: Millis, envelope: Envelope) {

@@ -40,6 +40,11 @@ const CHANGE_LIMIT_MS: Millis = 60_000;
 /// Client work goes on this long after a join or leave finished, while the
 /// old owners drop what they handed over.
 const WORK_AFTER_CHANGE_MS: Millis = 3_000;
+/// A link cut by a partition stays stalled after the heal with this chance,
+/// for up to [`MAX_STALL_MS`] (the transport's progress timeout plus its
+/// ping interval, with room to spare).
+const STALL_CHANCE: f64 = 0.5;
+const MAX_STALL_MS: Millis = 2_000;
 
 #[derive(Clone, Debug)]
 pub struct SimConfig {
@@ -57,6 +62,9 @@ pub struct SimConfig {
     pub crash_rate: f64,
     /// Chance per millisecond of breaking a node's disk for a while.
     pub disk_fault_rate: f64,
+    /// Chance per millisecond of pausing a node (SIGSTOP: it does nothing,
+    /// and what is sent to it waits in its kernel) for 0.2 to 3 s.
+    pub pause_rate: f64,
     /// Each node's clock is off by up to this much.
     pub max_clock_skew_ms: Millis,
     /// Tokens per node.
@@ -140,7 +148,9 @@ impl SimConfig {
             young_clock_ms,
             // Drawn last, so the other fields of a seed stay as they were.
             small: SmallLimits::draw(&mut shape),
+            pause_rate: 0.0,
         };
+        cfg.pause_rate = shape.random_range(0.0..0.0005);
         if cfg.small.is_some() {
             // More keys on fewer, larger ranges, so that hints, transfer
             // pages and exchanges fill their batches.
@@ -172,6 +182,8 @@ pub struct FaultCounts {
     pub power_losses: u64,
     /// Disks whose syncs failed or that were full for a while.
     pub disk_faults: u64,
+    /// Nodes paused for a while (they miss ticks; messages wait for them).
+    pub pauses: u64,
     pub net: NetStats,
 }
 
@@ -222,6 +234,8 @@ struct SimNode {
     /// The seed addresses it was started with (a joiner's), kept across
     /// restarts like the server's config.
     seeds: Vec<String>,
+    /// Paused until then: no ticks, no input; messages to it are held.
+    paused_until: Option<Millis>,
 }
 
 impl SimNode {
@@ -231,6 +245,7 @@ impl SimNode {
             crashed: None,
             skew,
             seeds,
+            paused_until: None,
         }
     }
 }
@@ -477,7 +492,7 @@ impl Sim {
             }
         }
         if self.now.is_multiple_of(TICK_MS) {
-            for id in self.live_ids() {
+            for id in self.running_ids() {
                 let now = self.clock(&id);
                 self.node_mut(&id).on_tick(now);
                 self.collect(&id);
@@ -487,7 +502,18 @@ impl Sim {
     }
 
     fn deliver_due_messages(&mut self) {
+        for (from, to) in self.net.stalls_ended(self.now) {
+            if self.is_running(&from) {
+                let now = self.clock(&from);
+                self.node_mut(&from).on_unreachable(now, to);
+                self.collect(&from);
+            }
+        }
         while let Some((from, to, msg)) = self.net.due(self.now) {
+            if let Some(until) = self.nodes.get(&to).and_then(|n| n.paused_until) {
+                self.net.hold(until, (from, to, msg));
+                continue;
+            }
             self.record(&(self.now, &from, &to, &msg));
             if self.node_up(&to).is_none() {
                 // A crashed or departed peer refuses connections: the sender
@@ -507,9 +533,12 @@ impl Sim {
 
     fn inject_faults(&mut self) {
         if self.partition_until.is_some_and(|t| t <= self.now) {
-            self.net.heal();
+            let now = self.now;
+            self.net
+                .heal_partition(&mut self.rng, now, STALL_CHANCE, MAX_STALL_MS);
             self.partition_until = None;
         }
+        self.pause_or_resume();
         if self.partition_until.is_none() && self.rng.random_bool(self.cfg.partition_rate) {
             self.partition();
         }
@@ -571,6 +600,29 @@ impl Sim {
         for id in stopped {
             self.abandon_requests_via(&id, "coordinator left the cluster");
         }
+    }
+
+    /// Resume a node whose pause is over; pause one (at most one at a
+    /// time, never a crashed one) with chance `pause_rate`.
+    fn pause_or_resume(&mut self) {
+        let now = self.now;
+        for n in self.nodes.values_mut() {
+            if n.paused_until.is_some_and(|t| t <= now) {
+                n.paused_until = None;
+            }
+        }
+        let paused = self.nodes.values().any(|n| n.paused_until.is_some());
+        if paused || !self.rng.random_bool(self.cfg.pause_rate) {
+            return;
+        }
+        let ids = self.running_ids();
+        if ids.is_empty() {
+            return;
+        }
+        let victim = ids[self.rng.random_range(0..ids.len())].clone();
+        let until = self.now + self.rng.random_range(200..=3_000);
+        self.counts.pauses += 1;
+        self.nodes.get_mut(&victim).expect("node").paused_until = Some(until);
     }
 
     /// Split the nodes in two; sometimes only one direction is cut.
@@ -697,6 +749,9 @@ impl Sim {
 
     /// End every fault: links heal, crashed nodes restart, messages flow.
     fn heal(&mut self) {
+        for n in self.nodes.values_mut() {
+            n.paused_until = None;
+        }
         self.repair_disk(true);
         self.net.heal();
         self.partition_until = None;
@@ -722,7 +777,9 @@ impl Sim {
 
     /// Send a request through a random live node.
     fn submit(&mut self, op: ClientOp, waiter: Waiter) {
-        let live = self.live_ids();
+        // Clients of a paused node would wait for it; the ones here use
+        // the others, as the availability goal is about them.
+        let live = self.running_ids();
         let via = live[self.rng.random_range(0..live.len())].clone();
         let id = self.next_request;
         self.next_request += 1;
@@ -988,6 +1045,21 @@ impl Sim {
             .filter(|n| !n.has_left())
             .map(|n| n.id().clone())
             .collect()
+    }
+
+    /// The nodes that are up and not paused, in id order.
+    fn running_ids(&self) -> Vec<NodeId> {
+        self.nodes
+            .iter()
+            .filter(|(_, n)| n.node.is_some() && n.paused_until.is_none())
+            .map(|(id, _)| id.clone())
+            .collect()
+    }
+
+    fn is_running(&self, id: &NodeId) -> bool {
+        self.nodes
+            .get(id)
+            .is_some_and(|n| n.node.is_some() && n.paused_until.is_none())
     }
 
     /// Every node that is up, in id order.

@@ -95,7 +95,7 @@ fn filled_a_batch(r: &SimReport) -> bool {
 
 fn fault_total(r: &SimReport) -> u64 {
     let f = &r.faults;
-    f.partitions + f.crashes + f.disk_faults + f.net.dropped + f.net.duplicated
+    f.partitions + f.crashes + f.disk_faults + f.pauses + f.net.dropped + f.net.duplicated
 }
 
 fn first_problem(r: &SimReport) -> String {
@@ -142,16 +142,19 @@ fn print_report(r: &SimReport) {
     );
     let n = &r.faults.net;
     println!(
-        "  faults: {} partitions, {} crashes ({} power losses), {} broken disks, {} of {} \
-         messages dropped, {} duplicated, {} cut, {} too large for a frame",
+        "  faults: {} partitions, {} crashes ({} power losses), {} broken disks, {} pauses, \
+         {} of {} messages dropped, {} duplicated, {} cut, {} lost in stalled links, {} too \
+         large for a frame",
         r.faults.partitions,
         r.faults.crashes,
         r.faults.power_losses,
         r.faults.disk_faults,
+        r.faults.pauses,
         n.dropped,
         n.sent,
         n.duplicated,
         n.cut,
+        n.stalled,
         n.too_large
     );
     if let Some(small) = &r.small {
