@@ -19,6 +19,7 @@ use tokio::time::timeout;
 use tokio_util::codec::Framed;
 
 use super::handshake::{next_hello, Hello};
+use super::liveness::{TAG_BYTES, TAG_MESSAGE};
 use super::{codec, Inbound, Transport, TransportConfig, HANDSHAKE_MAGIC, PROTOCOL_VERSION};
 
 /// Every test body runs under this bound so a bug cannot hang the suite.
@@ -147,7 +148,7 @@ async fn raw_peer(addr: SocketAddr, hello: &Hello, msgs: &[TestMsg]) -> TcpStrea
         .await
         .expect("send hello");
     for msg in msgs {
-        let bytes = Bytes::from(postcard::to_stdvec(msg).unwrap());
+        let bytes = Bytes::from(postcard::to_extend(msg, vec![TAG_MESSAGE]).unwrap());
         // May fail if the node already rejected the handshake; callers
         // check the outcome on the node's side.
         let _ = framed.send(bytes).await;
@@ -269,7 +270,8 @@ async fn oversize_frame_closes_connection_and_node_keeps_serving() {
         let hello = hello(CLUSTER, "a", PROTOCOL_VERSION);
         let mut stream = raw_peer(b.local_addr(), &hello, &[TestMsg::Ping(1)]).await;
         expect_message(&mut b_rx, "a", TestMsg::Ping(1)).await;
-        let too_big = (MAX_FRAME as u32 + 1).to_be_bytes();
+        // The limit is the payload plus the tag byte.
+        let too_big = (MAX_FRAME as u32 + TAG_BYTES as u32 + 1).to_be_bytes();
         stream.write_all(&too_big).await.unwrap();
         stream.write_all(&[0u8; 1024]).await.unwrap();
         expect_closed(&mut stream).await;
@@ -287,8 +289,11 @@ async fn undecodable_message_closes_connection() {
         b.set_peer(id("a"), loopback());
         let hello = hello(CLUSTER, "a", PROTOCOL_VERSION);
         let mut stream = raw_peer(b.local_addr(), &hello, &[]).await;
-        // Variant index 200 does not exist in TestMsg.
-        stream.write_all(&[0, 0, 0, 2, 200, 1]).await.unwrap();
+        // A message frame whose variant index 200 does not exist in TestMsg.
+        stream
+            .write_all(&[0, 0, 0, 3, TAG_MESSAGE, 200, 1])
+            .await
+            .unwrap();
         expect_closed(&mut stream).await;
         assert_eq!(b_rx.try_recv().err(), Some(TryRecvError::Empty));
         expect_still_serving(&b, &mut b_rx).await;
