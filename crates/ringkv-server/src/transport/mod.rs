@@ -33,6 +33,8 @@
 mod handshake;
 mod inbound;
 mod liveness;
+#[cfg(test)]
+mod liveness_tests;
 mod outbound;
 #[cfg(test)]
 mod tests;
