@@ -99,11 +99,19 @@ enum Event {
     Idle,
 }
 
-/// Forwards decoded messages to the node and acknowledges what was read.
-/// Any bad frame ends the connection: after a framing or decoding error
-/// the stream position can no longer be trusted, and the peer will
-/// reconnect on its next message. So does silence for
-/// [`INBOUND_IDLE_TIMEOUT`]: the writer would have pinged.
+/// Why an established inbound connection ends.
+enum Close {
+    ByPeer,
+    /// Nothing arrived for [`INBOUND_IDLE_TIMEOUT`].
+    Silent,
+    /// The node stopped listening; nobody to deliver to.
+    NodeGone,
+    /// The peer broke the protocol, or stopped taking acks.
+    Bad(String),
+}
+
+/// Forwards decoded messages to the node and acknowledges what was read,
+/// until the connection ends; logs why it did.
 async fn forward_messages<M>(
     shared: &Shared<M>,
     frames: &mut InboundFrames,
@@ -113,68 +121,88 @@ async fn forward_messages<M>(
     M: DeserializeOwned,
 {
     debug!(peer = %from, %remote, "inbound connection established");
+    match serve_frames(shared, frames, from).await {
+        Close::ByPeer => debug!(peer = %from, %remote, "inbound connection closed by peer"),
+        Close::Silent => debug!(
+            peer = %from, %remote,
+            "closing inbound connection: nothing received for {INBOUND_IDLE_TIMEOUT:?}"
+        ),
+        Close::NodeGone => {}
+        Close::Bad(reason) => warn!(peer = %from, %remote, "closing inbound connection: {reason}"),
+    }
+}
+
+/// The established connection's loop. Any bad frame ends it: after a
+/// framing or decoding error the stream position can no longer be
+/// trusted, and the peer will reconnect on its next message. So does
+/// silence for [`INBOUND_IDLE_TIMEOUT`]: a live writer pings far more
+/// often, so this one is gone (it dropped the connection during a
+/// partition, say) and the connection would only linger half-dead.
+async fn serve_frames<M>(shared: &Shared<M>, frames: &mut InboundFrames, from: &NodeId) -> Close
+where
+    M: DeserializeOwned,
+{
     let mut acker = Acker::new(Instant::now());
     loop {
         let ack_at = acker.ack_at();
         let event = tokio::select! {
             frame = frames.next() => Event::Frame(frame),
-            _ = sleep_until(ack_at.unwrap_or_else(Instant::now)), if ack_at.is_some() => Event::AckDue,
+            _ = sleep_until(ack_at.unwrap_or_else(Instant::now)), if ack_at.is_some() => {
+                Event::AckDue
+            }
             _ = sleep_until(acker.idle_deadline()) => Event::Idle,
         };
-        let outcome = match event {
+        let step = match event {
             Event::Frame(Some(Ok(frame))) => receive(shared, &mut acker, &frame, from),
-            Event::Frame(Some(Err(err))) => Err(format!("bad frame: {err}")),
-            Event::Frame(None) => {
-                return debug!(peer = %from, %remote, "inbound connection closed by peer")
-            }
+            Event::Frame(Some(Err(err))) => Err(Close::Bad(format!("bad frame: {err}"))),
+            Event::Frame(None) => Err(Close::ByPeer),
             Event::AckDue => send_ack(frames, &mut acker).await,
-            Event::Idle => {
-                return debug!(peer = %from, %remote, "closing inbound connection: silent for {INBOUND_IDLE_TIMEOUT:?}");
-            }
+            Event::Idle => Err(Close::Silent),
         };
-        match outcome {
-            Ok(true) => {}
-            Ok(false) => return, // The node is gone; nobody to deliver to.
-            Err(reason) => {
-                return warn!(peer = %from, %remote, "closing inbound connection: {reason}")
-            }
+        if let Err(close) = step {
+            return close;
         }
     }
 }
 
-/// Handles one frame: a message goes to the node (false once nobody
-/// listens), a ping only asks for an ack. Either counts as heard.
+/// Handles one frame: a message goes to the node, a ping only asks for an
+/// ack. Either counts as heard.
 fn receive<M>(
     shared: &Shared<M>,
     acker: &mut Acker,
     frame: &[u8],
     from: &NodeId,
-) -> Result<bool, String>
+) -> Result<(), Close>
 where
     M: DeserializeOwned,
 {
-    let frame = decode_frame(frame).map_err(|garbage| garbage.0)?;
+    let frame = decode_frame(frame).map_err(|garbage| Close::Bad(garbage.0))?;
     acker.heard(&frame, Instant::now());
     let Frame::Message(bytes) = frame else {
-        return Ok(true);
+        return Ok(());
     };
-    let msg =
-        postcard::from_bytes::<M>(bytes).map_err(|err| format!("undecodable message: {err}"))?;
+    let msg = postcard::from_bytes::<M>(bytes)
+        .map_err(|err| Close::Bad(format!("undecodable message: {err}")))?;
     if shared.is_blocked(from) {
         trace!(peer = %from, "dropping message from blocked peer");
-        return Ok(true);
+        return Ok(());
     }
     let from = from.clone();
-    Ok(shared.inbound.deliver(Inbound::Message { from, msg }))
+    match shared.inbound.deliver(Inbound::Message { from, msg }) {
+        true => Ok(()),
+        false => Err(Close::NodeGone),
+    }
 }
 
 /// Sends the ack due. Bounded: a peer that does not take a 13-byte frame
 /// for [`INBOUND_IDLE_TIMEOUT`] stopped reading long ago.
-async fn send_ack(frames: &mut InboundFrames, acker: &mut Acker) -> Result<bool, String> {
+async fn send_ack(frames: &mut InboundFrames, acker: &mut Acker) -> Result<(), Close> {
     let ack = acker.ack(Instant::now());
     match timeout(INBOUND_IDLE_TIMEOUT, frames.send(ack)).await {
-        Ok(Ok(())) => Ok(true),
-        Ok(Err(err)) => Err(format!("ack failed: {err}")),
-        Err(_) => Err(format!("ack not taken for {INBOUND_IDLE_TIMEOUT:?}")),
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(Close::Bad(format!("ack failed: {err}"))),
+        Err(_) => Err(Close::Bad(format!(
+            "ack not taken for {INBOUND_IDLE_TIMEOUT:?}"
+        ))),
     }
 }

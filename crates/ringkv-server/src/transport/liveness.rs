@@ -27,6 +27,30 @@
 //! connection on which nothing arrived for [`INBOUND_IDLE_TIMEOUT`], so
 //! half-dead connections left by a partition do not pile up.
 //!
+//! # Bounds
+//!
+//! - A connection stops carrying frames: dropped, logged once and the
+//!   peer reported [`Unreachable`](super::Inbound::Unreachable) within
+//!   `PROGRESS_TIMEOUT` of the first frame it left unacknowledged, so
+//!   within `PING_INTERVAL + PROGRESS_TIMEOUT` (1.25 s) of the fault when
+//!   idle, plus up to [`ACK_INTERVAL`] of ack pacing.
+//! - After a heal, traffic flows again within 1 s whatever the partition's
+//!   length. A connection still alive at the heal has waited less than
+//!   `PROGRESS_TIMEOUT` since its frames became unacknowledged or since the
+//!   last ack (whose segment also reset the kernel's retransmission
+//!   backoff), so the kernel's retransmission timer is still short (Linux:
+//!   200 ms doubling, the next retransmission at most 0.8 s away) unless the
+//!   deadline drops the connection first; then, as after a longer
+//!   partition, the next message
+//!   reconnects after at most the reconnect backoff (250 ms) and a connect
+//!   attempt bounded by `connect_timeout` (500 ms in the server, below the
+//!   kernel's 1 s SYN retransmission: an attempt whose SYN was lost just
+//!   before the heal is abandoned and retried, 750 ms at worst).
+//! - The acceptor closes a connection silent for [`INBOUND_IDLE_TIMEOUT`]
+//!   (5 s): a half-dead inbound connection a partition leaves behind
+//!   lingers that long at most.
+//! - Memory: two counters and two instants per side of a connection.
+//!
 //! # Wire
 //!
 //! Past the handshake (untagged), every frame starts with a one-byte tag:
