@@ -25,11 +25,14 @@ use super::{codec, Inbound, Transport, PROTOCOL_VERSION};
 
 /// An in-process TCP proxy in front of `target`. On command it stops
 /// forwarding in both directions without closing either socket, like a
-/// silent partition: bytes wait in the kernels' buffers (and in the one
-/// chunk a pump may hold) until it forwards again.
+/// silent partition, or only from the target back to the client (the
+/// acks): bytes wait in the kernels' buffers (and in the one chunk a pump
+/// may hold) until it forwards again.
 struct Proxy {
     addr: SocketAddr,
     stalled: watch::Sender<bool>,
+    /// Stalls the direction from the target back to the client only.
+    back_stalled: watch::Sender<bool>,
     /// Per proxied connection, in accept order: whether the client (the
     /// connector) has closed its side.
     client_closed: Arc<Mutex<Vec<Arc<AtomicBool>>>>,
@@ -39,19 +42,19 @@ impl Proxy {
     async fn start(target: SocketAddr) -> Proxy {
         let listener = TcpListener::bind(loopback()).await.unwrap();
         let addr = listener.local_addr().unwrap();
-        let (stalled, _) = watch::channel(false);
         let client_closed = Arc::new(Mutex::new(Vec::new()));
         let proxy = Proxy {
             addr,
-            stalled,
+            stalled: watch::channel(false).0,
+            back_stalled: watch::channel(false).0,
             client_closed: Arc::clone(&client_closed),
         };
-        let stall = proxy.stalled.subscribe();
+        let stalls = (proxy.stalled.subscribe(), proxy.back_stalled.subscribe());
         tokio::spawn(async move {
             while let Ok((client, _)) = listener.accept().await {
                 let closed = Arc::new(AtomicBool::new(false));
                 client_closed.lock().unwrap().push(Arc::clone(&closed));
-                tokio::spawn(proxy_connection(client, target, stall.clone(), closed));
+                tokio::spawn(proxy_connection(client, target, stalls.clone(), closed));
             }
         });
         proxy
@@ -59,6 +62,11 @@ impl Proxy {
 
     fn set_stalled(&self, stalled: bool) {
         self.stalled.send_replace(stalled);
+        self.back_stalled.send_replace(stalled);
+    }
+
+    fn set_back_stalled(&self, stalled: bool) {
+        self.back_stalled.send_replace(stalled);
     }
 
     fn connections(&self) -> usize {
@@ -75,7 +83,7 @@ impl Proxy {
 async fn proxy_connection(
     client: TcpStream,
     target: SocketAddr,
-    mut stall: watch::Receiver<bool>,
+    (mut stall, back_stall): (watch::Receiver<bool>, watch::Receiver<bool>),
     closed: Arc<AtomicBool>,
 ) {
     let _ = stall.wait_for(|stalled| !stalled).await;
@@ -84,7 +92,7 @@ async fn proxy_connection(
     };
     let (client_read, client_write) = client.into_split();
     let (server_read, server_write) = server.into_split();
-    tokio::spawn(pump(server_read, client_write, stall.clone(), None));
+    tokio::spawn(pump(server_read, client_write, back_stall, None));
     pump(client_read, server_write, stall, Some(closed)).await;
 }
 
@@ -223,6 +231,27 @@ async fn a_peer_that_stops_reading_is_reported_unreachable() {
     bounded(async {
         let (a, mut a_rx, _done) = with_fake_peer(FakePeer::Paused).await;
         a.send(&id("b"), TestMsg::Ping(1));
+        expect_unreachable(&mut a_rx).await;
+    })
+    .await;
+}
+
+/// Frames get through but the acks do not (a one-way partition, or a
+/// peer whose answers are lost): no evidence the peer reads, so the link
+/// is reported and dropped all the same.
+#[tokio::test]
+async fn a_link_whose_acks_are_lost_is_reported_unreachable() {
+    bounded(async {
+        let (a, mut a_rx) = node("a").await;
+        let (b, mut b_rx) = node("b").await;
+        let proxy = Proxy::start(b.local_addr()).await;
+        a.set_peer(id("b"), proxy.addr);
+        a.send(&id("b"), TestMsg::Ping(1));
+        expect_message(&mut b_rx, "a", TestMsg::Ping(1)).await;
+
+        proxy.set_back_stalled(true);
+        a.send(&id("b"), TestMsg::Ping(2));
+        expect_message(&mut b_rx, "a", TestMsg::Ping(2)).await;
         expect_unreachable(&mut a_rx).await;
     })
     .await;
