@@ -232,6 +232,12 @@ impl Progress {
         (self.written > self.acked).then(|| self.waiting_since + PROGRESS_TIMEOUT)
     }
 
+    /// Frames written but not (yet) acknowledged: lost or in limbo when
+    /// the connection is dropped.
+    pub(super) fn unacked(&self) -> u64 {
+        self.written - self.acked
+    }
+
     /// When a ping is due if nothing is written before.
     pub(super) fn ping_at(&self) -> Instant {
         self.last_write + PING_INTERVAL

@@ -275,7 +275,9 @@ fn apply(progress: &mut Progress, event: LinkEvent) -> Result<(), String> {
         LinkEvent::Read(Some(Err(err))) => Err(format!("bad frame from peer: {err}")),
         LinkEvent::Read(None) => Err("connection closed by peer".into()),
         LinkEvent::Overdue => Err(format!(
-            "no acknowledgement for {PROGRESS_TIMEOUT:?} (peer stopped reading or link silent)"
+            "no acknowledgement for {PROGRESS_TIMEOUT:?} of {} frames (peer stopped reading \
+             or link silent)",
+            progress.unacked()
         )),
         LinkEvent::PingDue => Ok(()),
     }
