@@ -94,6 +94,15 @@ fn hello(magic: u32, cluster: &str, node: &str) -> Vec<u8> {
 
 const MAGIC: u32 = 0x524B_5631;
 
+/// The tag before a message's postcard bytes in every frame past the
+/// handshake (protocol version 3; 1 is a ping).
+const MESSAGE_TAG: u8 = 0;
+
+/// A message frame: the tag, then `payload`.
+fn message_frame(payload: &[u8]) -> Vec<u8> {
+    frame(&[&[MESSAGE_TAG][..], payload].concat())
+}
+
 /// After abuse: every node still runs and serves a full-quorum write and read.
 async fn assert_healthy(c: &mut Cluster, round: &str) {
     for i in 1..=c.len() {
@@ -324,7 +333,7 @@ async fn garbage_on_the_inter_node_port_does_not_hurt_the_node() {
     let addr = c.peer_addr(1);
 
     let mut spoofed = hello(MAGIC, "e2e", "n2");
-    spoofed.extend(frame(&noise(4, 300)));
+    spoofed.extend(message_frame(&noise(4, 300)));
     let mut truncated = hello(MAGIC, "e2e", "n3");
     truncated.extend(1_000_000u32.to_be_bytes());
     truncated.extend(noise(5, 100));
@@ -350,7 +359,7 @@ async fn garbage_on_the_inter_node_port_does_not_hurt_the_node() {
             }),
         },
     ] {
-        unsolicited.extend(frame(&postcard::to_stdvec(&msg).unwrap()));
+        unsolicited.extend(message_frame(&postcard::to_stdvec(&msg).unwrap()));
     }
 
     let inputs: Vec<Vec<u8>> = vec![

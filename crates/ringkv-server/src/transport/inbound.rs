@@ -1,19 +1,23 @@
 //! Inbound side: accept connections, check the handshake, forward messages.
-//! Accepted connections are only ever read, but for the handshake's answer.
+//! What goes back on an accepted connection is the handshake's answer and
+//! acks (see [`liveness`](super::liveness)).
 
 use std::net::SocketAddr;
 use std::sync::atomic::Ordering;
 use std::sync::Arc;
 
+use bytes::BytesMut;
 use futures::{SinkExt, StreamExt};
 use ringkv_core::NodeId;
 use serde::de::DeserializeOwned;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::time::{sleep_until, timeout, Instant};
 use tokio_util::codec::{Framed, LengthDelimitedCodec};
 use tracing::{debug, trace, warn};
 
 use super::handshake::{next_hello, Rejection};
-use super::{codec, Inbound, Shared, ACCEPT_ERROR_PAUSE};
+use super::liveness::{decode_frame, Acker, Frame, INBOUND_IDLE_TIMEOUT};
+use super::{message_codec, Inbound, Shared, ACCEPT_ERROR_PAUSE};
 
 type InboundFrames = Framed<TcpStream, LengthDelimitedCodec>;
 
@@ -48,7 +52,7 @@ async fn serve_inbound<M>(shared: Arc<Shared<M>>, stream: TcpStream, remote: Soc
 where
     M: DeserializeOwned + Send + 'static,
 {
-    let mut frames = Framed::new(stream, codec(shared.max_frame_bytes));
+    let mut frames = Framed::new(stream, message_codec(shared.max_frame_bytes));
     let shutdown = shared.shutdown.clone();
     tokio::select! {
         _ = shutdown.cancelled() => {}
@@ -87,9 +91,27 @@ async fn accept_handshake<M>(
     Ok(hello.node)
 }
 
-/// Forwards decoded messages to the node. Any bad frame ends the connection:
-/// after a framing or decoding error the stream position can no longer be
-/// trusted, and the peer will reconnect on its next message.
+/// What an established inbound connection has to react to.
+enum Event {
+    /// The next frame (`None`: the peer closed the connection).
+    Frame(Option<std::io::Result<BytesMut>>),
+    AckDue,
+    Idle,
+}
+
+/// Why an established inbound connection ends.
+enum Close {
+    ByPeer,
+    /// Nothing arrived for [`INBOUND_IDLE_TIMEOUT`].
+    Silent,
+    /// The node stopped listening; nobody to deliver to.
+    NodeGone,
+    /// The peer broke the protocol, or stopped taking acks.
+    Bad(String),
+}
+
+/// Forwards decoded messages to the node and acknowledges what was read,
+/// until the connection ends; logs why it did.
 async fn forward_messages<M>(
     shared: &Shared<M>,
     frames: &mut InboundFrames,
@@ -99,29 +121,88 @@ async fn forward_messages<M>(
     M: DeserializeOwned,
 {
     debug!(peer = %from, %remote, "inbound connection established");
-    while let Some(frame) = frames.next().await {
-        let frame = match frame {
-            Ok(frame) => frame,
-            Err(err) => {
-                warn!(peer = %from, %remote, %err, "closing inbound connection: bad frame");
-                return;
+    match serve_frames(shared, frames, from).await {
+        Close::ByPeer => debug!(peer = %from, %remote, "inbound connection closed by peer"),
+        Close::Silent => debug!(
+            peer = %from, %remote,
+            "closing inbound connection: nothing received for {INBOUND_IDLE_TIMEOUT:?}"
+        ),
+        Close::NodeGone => {}
+        Close::Bad(reason) => warn!(peer = %from, %remote, "closing inbound connection: {reason}"),
+    }
+}
+
+/// The established connection's loop. Any bad frame ends it: after a
+/// framing or decoding error the stream position can no longer be
+/// trusted, and the peer will reconnect on its next message. So does
+/// silence for [`INBOUND_IDLE_TIMEOUT`]: a live writer pings far more
+/// often, so this one is gone (it dropped the connection during a
+/// partition, say) and the connection would only linger half-dead.
+async fn serve_frames<M>(shared: &Shared<M>, frames: &mut InboundFrames, from: &NodeId) -> Close
+where
+    M: DeserializeOwned,
+{
+    let mut acker = Acker::new(Instant::now());
+    loop {
+        let ack_at = acker.ack_at();
+        let event = tokio::select! {
+            frame = frames.next() => Event::Frame(frame),
+            _ = sleep_until(ack_at.unwrap_or_else(Instant::now)), if ack_at.is_some() => {
+                Event::AckDue
             }
+            _ = sleep_until(acker.idle_deadline()) => Event::Idle,
         };
-        let msg = match postcard::from_bytes::<M>(&frame) {
-            Ok(msg) => msg,
-            Err(err) => {
-                warn!(peer = %from, %remote, %err, "closing inbound connection: undecodable message");
-                return;
-            }
+        let step = match event {
+            Event::Frame(Some(Ok(frame))) => receive(shared, &mut acker, &frame, from),
+            Event::Frame(Some(Err(err))) => Err(Close::Bad(format!("bad frame: {err}"))),
+            Event::Frame(None) => Err(Close::ByPeer),
+            Event::AckDue => send_ack(frames, &mut acker).await,
+            Event::Idle => Err(Close::Silent),
         };
-        if shared.is_blocked(from) {
-            trace!(peer = %from, "dropping message from blocked peer");
-            continue;
-        }
-        let from = from.clone();
-        if !shared.inbound.deliver(Inbound::Message { from, msg }) {
-            return; // The node is gone; nobody to deliver to.
+        if let Err(close) = step {
+            return close;
         }
     }
-    debug!(peer = %from, %remote, "inbound connection closed by peer");
+}
+
+/// Handles one frame: a message goes to the node, a ping only asks for an
+/// ack. Either counts as heard.
+fn receive<M>(
+    shared: &Shared<M>,
+    acker: &mut Acker,
+    frame: &[u8],
+    from: &NodeId,
+) -> Result<(), Close>
+where
+    M: DeserializeOwned,
+{
+    let frame = decode_frame(frame).map_err(|garbage| Close::Bad(garbage.0))?;
+    acker.heard(&frame, Instant::now());
+    let Frame::Message(bytes) = frame else {
+        return Ok(());
+    };
+    let msg = postcard::from_bytes::<M>(bytes)
+        .map_err(|err| Close::Bad(format!("undecodable message: {err}")))?;
+    if shared.is_blocked(from) {
+        trace!(peer = %from, "dropping message from blocked peer");
+        return Ok(());
+    }
+    let from = from.clone();
+    match shared.inbound.deliver(Inbound::Message { from, msg }) {
+        true => Ok(()),
+        false => Err(Close::NodeGone),
+    }
+}
+
+/// Sends the ack due. Bounded: a peer that does not take a 13-byte frame
+/// for [`INBOUND_IDLE_TIMEOUT`] stopped reading long ago.
+async fn send_ack(frames: &mut InboundFrames, acker: &mut Acker) -> Result<(), Close> {
+    let ack = acker.ack(Instant::now());
+    match timeout(INBOUND_IDLE_TIMEOUT, frames.send(ack)).await {
+        Ok(Ok(())) => Ok(()),
+        Ok(Err(err)) => Err(Close::Bad(format!("ack failed: {err}"))),
+        Err(_) => Err(Close::Bad(format!(
+            "ack not taken for {INBOUND_IDLE_TIMEOUT:?}"
+        ))),
+    }
 }

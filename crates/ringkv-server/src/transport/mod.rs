@@ -1,18 +1,26 @@
 //! Inter-node TCP transport.
 //!
-//! Every node keeps **one outbound TCP connection per peer** and only ever
-//! *writes* to it; connections accepted from peers are only ever *read*
-//! (Cassandra uses the same split). That keeps each connection a one-way
-//! stream of frames: no request/response pairing and no shared ownership of a
-//! socket between a reader and a writer, and "who talks to whom" is explicit.
+//! Every node keeps **one outbound TCP connection per peer** and writes its
+//! messages only there; connections accepted from peers carry messages only
+//! the other way (Cassandra uses the same split). That keeps each connection
+//! a one-way stream of messages: no request/response pairing and no shared
+//! ownership of a socket between a reader and a writer, and "who talks to
+//! whom" is explicit. The only frames going back are the acceptor's
+//! handshake answer and its acks, which keep the connection honest about
+//! being alive (see [`liveness`]).
 //!
 //! Framing is [`LengthDelimitedCodec`] (u32 big-endian length prefix), every
-//! payload is postcard. The first frame each way is a [`Hello`] handshake
-//! (the acceptor's answer is the only frame it ever writes); every later
-//! frame is one message `M`. The transport is generic over `M`, so it knows
-//! nothing about the protocol's message enum. The handshake carries the
-//! cluster settings, and a peer whose settings differ is refused on both
-//! sides of the connection (see [`handshake`]).
+//! payload is postcard. The first frame each way is a [`Hello`] handshake;
+//! every later frame is tagged: one message `M` or a ping from the
+//! connector, an ack from the acceptor. The transport is generic over `M`,
+//! so it knows nothing about the protocol's message enum. The handshake
+//! carries the cluster settings, and a peer whose settings differ is refused
+//! on both sides of the connection (see [`handshake`]).
+//!
+//! A connection that stops carrying frames (a silent partition, a paused
+//! peer) is dropped within [`liveness::PROGRESS_TIMEOUT`] of the first
+//! frame left unacknowledged, or of the next ping when idle, and the peer
+//! reported unreachable; the next message reconnects.
 //!
 //! Delivery is best effort, deliberately: messages to a peer that cannot be
 //! reached are dropped and reported once per failure episode as
@@ -24,6 +32,9 @@
 
 mod handshake;
 mod inbound;
+mod liveness;
+#[cfg(test)]
+mod liveness_tests;
 mod outbound;
 #[cfg(test)]
 mod tests;
@@ -58,7 +69,9 @@ use outbound::PeerWriter;
 /// carries the cluster settings and is answered, gossip entries carry a
 /// settings fingerprint, anti-entropy digests may cover a window of a
 /// leaf, and contexts and write receipts have their new shapes.
-pub const PROTOCOL_VERSION: u16 = 2;
+/// Version 3: frames past the handshake carry a one-byte tag (message or
+/// ping), and the acceptor sends acks back (see `liveness`).
+pub const PROTOCOL_VERSION: u16 = 3;
 
 /// First field of every handshake ("RKV1"). Lets an acceptor tell a ringkv
 /// peer from a stray client (a port scanner, an HTTP request) immediately.
@@ -66,12 +79,11 @@ pub const HANDSHAKE_MAGIC: u32 = 0x524B_5631;
 
 /// Minimum time between two connection attempts to the same peer, so a dead
 /// peer costs one failed connect per window instead of one per message.
+/// Short, because it adds to the time a healed link takes to carry traffic
+/// again: at worst a connect attempt begun just before the heal times out
+/// (`connect_timeout`, 500 ms in the server), then this backoff, then a
+/// connect that succeeds: 750 ms plus a round trip, within the 1 s target.
 const RECONNECT_BACKOFF: Duration = Duration::from_millis(250);
-
-/// A batch write that makes no progress for this long means the peer stopped
-/// reading (stuck process, full socket buffers); the link is treated as broken
-/// rather than letting the queue grow without bound behind it.
-const WRITE_STALL_TIMEOUT: Duration = Duration::from_secs(10);
 
 /// Upper bound on the frames written per flush, so one busy peer cannot make a
 /// single batch (and its memory) arbitrarily large.
@@ -98,7 +110,9 @@ pub struct TransportConfig {
     /// Known nodes and where to reach them. May include this node; that entry
     /// is ignored.
     pub peers: BTreeMap<NodeId, SocketAddr>,
-    /// Largest frame (handshake or message payload) sent or accepted.
+    /// Largest handshake or message payload sent or accepted. A message's
+    /// frame adds a one-byte tag to it (transport overhead, so a message
+    /// of exactly `max_frame_bytes` fits): the codec allows one byte more.
     pub max_frame_bytes: usize,
     /// Bound on establishing an outbound connection (TCP connect plus sending
     /// the handshake), and on how long an inbound connection may take to send
@@ -192,7 +206,14 @@ fn lock<T>(mutex: &Mutex<T>) -> MutexGuard<'_, T> {
     mutex.lock().unwrap_or_else(PoisonError::into_inner)
 }
 
-/// The codec for both directions, so sender and receiver agree on the limit.
+/// The codec of the connector's frames (handshake, tagged messages and
+/// pings), the same on both sides so sender and receiver agree on the limit:
+/// `max_frame_bytes` of payload plus the tag.
+fn message_codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
+    codec(max_frame_bytes + liveness::TAG_BYTES)
+}
+
+/// A length-delimited codec refusing frames over `max_frame_bytes`.
 fn codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
     LengthDelimitedCodec::builder()
         .length_field_type::<u32>()
@@ -221,8 +242,10 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Transport<M> {
         config: TransportConfig,
         inbound: impl InboundSink<M> + 'static,
     ) -> io::Result<Self> {
-        // The u32 length prefix cannot describe anything larger.
-        let max_frame_bytes = config.max_frame_bytes.min(u32::MAX as usize);
+        // The u32 length prefix cannot describe anything larger (tag included).
+        let max_frame_bytes = config
+            .max_frame_bytes
+            .min(u32::MAX as usize - liveness::TAG_BYTES);
         let hello = Hello::new(&config.cluster, &config.node_id, &config.settings);
         if hello.encode()?.len() > max_frame_bytes {
             return Err(io::Error::new(
@@ -345,18 +368,19 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Transport<M> {
         }
     }
 
-    /// Serializes `msg` into a frame payload; the error is its encoded size
-    /// when it is larger than `max_frame_bytes`, `None` (logged) when it
-    /// cannot be serialized at all. Checked here rather than in the writer
-    /// so that an oversized message is dropped alone instead of failing the
-    /// encoder and the whole connection.
+    /// Serializes `msg` into a tagged frame; the error is its encoded size
+    /// (without the tag) when that is larger than `max_frame_bytes`, `None`
+    /// (logged) when it cannot be serialized at all. Checked here rather
+    /// than in the writer so that an oversized message is dropped alone
+    /// instead of failing the encoder and the whole connection.
     fn encode_message(&self, to: &NodeId, msg: &M) -> Result<Bytes, Option<usize>> {
         let max = self.inner.shared.max_frame_bytes;
-        match postcard::to_stdvec(msg) {
-            Ok(bytes) if bytes.len() <= max => Ok(Bytes::from(bytes)),
-            Ok(bytes) => {
-                warn!(peer = %to, size = bytes.len(), max, "dropping message larger than max_frame_bytes");
-                Err(Some(bytes.len()))
+        match postcard::to_extend(msg, vec![liveness::TAG_MESSAGE]) {
+            Ok(frame) if frame.len() - liveness::TAG_BYTES <= max => Ok(Bytes::from(frame)),
+            Ok(frame) => {
+                let size = frame.len() - liveness::TAG_BYTES;
+                warn!(peer = %to, size, max, "dropping message larger than max_frame_bytes");
+                Err(Some(size))
             }
             Err(err) => {
                 warn!(peer = %to, %err, "dropping message that failed to serialize");

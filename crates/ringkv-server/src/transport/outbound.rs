@@ -1,30 +1,42 @@
 //! Outbound side: one writer task per peer, owning the only connection this
-//! node writes to that peer.
+//! node writes to that peer, and checking that the peer keeps reading it.
 
 use std::io;
 use std::sync::Arc;
 
-use bytes::Bytes;
-use futures::SinkExt;
+use bytes::{Bytes, BytesMut};
+use futures::{SinkExt, StreamExt};
 use ringkv_core::NodeId;
-use tokio::io::AsyncReadExt;
 use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
-use tokio::time::Instant;
+use tokio::time::{sleep_until, Instant};
 use tokio_util::codec::{FramedRead, FramedWrite, LengthDelimitedCodec};
 use tracing::{debug, trace, warn};
 
 use super::handshake::{next_hello, Rejection};
-use super::{codec, Shared, MAX_BATCH, RECONNECT_BACKOFF, WRITE_STALL_TIMEOUT};
+use super::liveness::{self, Progress, MAX_ACK_FRAME, PROGRESS_TIMEOUT};
+use super::{codec, message_codec, Shared, MAX_BATCH, RECONNECT_BACKOFF};
 
 /// An established outbound connection. Past the handshake's answer, the
-/// read half is kept only to notice the peer closing the connection (it
-/// never sends anything more), so a restarted peer is detected before
-/// messages are written into a dead socket.
+/// read half carries only the acceptor's acks, which tell whether the peer
+/// is still reading (see [`liveness`]); it also reveals the peer closing
+/// the connection, so a restarted peer is detected before messages are
+/// written into a dead socket.
 struct Connection {
     frames: FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
-    read_half: OwnedReadHalf,
+    acks: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+    progress: Progress,
+}
+
+/// What a live connection has to react to besides messages to write.
+enum LinkEvent {
+    /// The next frame from the acceptor (`None`: it closed the connection).
+    Read(Option<io::Result<BytesMut>>),
+    /// Frames went unacknowledged too long.
+    Overdue,
+    /// Nothing was written for a ping interval.
+    PingDue,
 }
 
 /// Owns the connection to one peer and writes everything queued for it.
@@ -60,8 +72,8 @@ impl<M> PeerWriter<M> {
         loop {
             let first = tokio::select! {
                 _ = shutdown.cancelled() => return,
-                _ = peer_closed(&mut self.conn) => {
-                    self.fail("connection closed by peer", 0);
+                event = watch(&mut self.conn) => {
+                    self.on_link_event(event).await;
                     continue;
                 }
                 next = self.queue.recv() => match next {
@@ -74,6 +86,21 @@ impl<M> PeerWriter<M> {
                 _ = shutdown.cancelled() => return,
                 _ = self.deliver(batch) => {}
             }
+        }
+    }
+
+    /// Reacts to an event of the idle connection: an ack, a ping due, or a
+    /// failure (which drops the connection).
+    async fn on_link_event(&mut self, event: LinkEvent) {
+        let Some(conn) = self.conn.as_mut() else {
+            return;
+        };
+        let outcome = match event {
+            LinkEvent::PingDue => conn.write(vec![liveness::ping()]).await,
+            event => apply(&mut conn.progress, event),
+        };
+        if let Err(cause) = outcome {
+            self.fail(&cause, 0);
         }
     }
 
@@ -119,11 +146,8 @@ impl<M> PeerWriter<M> {
             return;
         };
         let count = batch.len();
-        match tokio::time::timeout(WRITE_STALL_TIMEOUT, write_batch(&mut conn.frames, batch)).await
-        {
-            Ok(Ok(())) => {}
-            Ok(Err(err)) => self.fail(&format!("write failed: {err}"), count),
-            Err(_) => self.fail("write stalled", count),
+        if let Err(cause) = conn.write(batch).await {
+            self.fail(&cause, count);
         }
     }
 
@@ -144,14 +168,20 @@ impl<M> PeerWriter<M> {
             // Messages are small and latency-bound; batching happens above.
             stream.set_nodelay(true).map_err(Rejection::Connect)?;
             let (read_half, write_half) = stream.into_split();
-            let mut frames = FramedWrite::new(write_half, codec(max_frame_bytes));
+            let mut frames = FramedWrite::new(write_half, message_codec(max_frame_bytes));
             frames.send(hello).await.map_err(Rejection::Connect)?;
             // The peer answers with its own handshake, checked as it
             // checked ours.
-            let mut answers = FramedRead::new(read_half, codec(max_frame_bytes));
-            self.shared.check_hello(&next_hello(&mut answers).await?)?;
-            let read_half = answers.into_inner();
-            Ok(Connection { frames, read_half })
+            let mut acks = FramedRead::new(read_half, codec(max_frame_bytes));
+            self.shared.check_hello(&next_hello(&mut acks).await?)?;
+            // Only small acks follow; the reader keeps what it buffered.
+            acks.decoder_mut().set_max_frame_length(MAX_ACK_FRAME);
+            let progress = Progress::new(Instant::now());
+            Ok(Connection {
+                frames,
+                acks,
+                progress,
+            })
         };
         tokio::time::timeout(limit, attempt).await.map_err(|_| {
             Rejection::Connect(io::Error::new(
@@ -188,18 +218,67 @@ async fn write_batch(
     SinkExt::<Bytes>::flush(frames).await
 }
 
-/// Completes when the peer closes (or resets) the connection; pends forever
-/// when there is no connection. Peers never send on this connection, so any
-/// bytes that do arrive are ignored.
-async fn peer_closed(conn: &mut Option<Connection>) {
-    let Some(conn) = conn.as_mut() else {
-        return std::future::pending().await;
-    };
-    let mut scratch = [0u8; 64];
-    loop {
-        match conn.read_half.read(&mut scratch).await {
-            Ok(0) | Err(_) => return,
-            Ok(_) => continue,
+/// The next event of the connection, if there is one; pends forever when
+/// there is none (the writer then waits for messages only).
+async fn watch(conn: &mut Option<Connection>) -> LinkEvent {
+    match conn.as_mut() {
+        Some(conn) => next_event(&mut conn.acks, &conn.progress, true).await,
+        None => std::future::pending().await,
+    }
+}
+
+/// Waits for a frame from the acceptor, the progress deadline, or (with
+/// `ping`) the moment a ping is due. Cancel-safe: the reader keeps partial
+/// frames in its buffer. Takes the fields rather than the [`Connection`] so
+/// a write may run on the other half meanwhile.
+async fn next_event(
+    acks: &mut FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+    progress: &Progress,
+    ping: bool,
+) -> LinkEvent {
+    let deadline = progress.deadline();
+    tokio::select! {
+        frame = acks.next() => LinkEvent::Read(frame),
+        _ = sleep_until(deadline.unwrap_or_else(Instant::now)), if deadline.is_some() => {
+            LinkEvent::Overdue
         }
+        _ = sleep_until(progress.ping_at()), if ping => LinkEvent::PingDue,
+    }
+}
+
+impl Connection {
+    /// Writes a batch while still reading acks, so a write blocked by full
+    /// buffers (a peer that stopped reading) ends at the progress deadline
+    /// instead of hanging, and a long write on a healthy link is not taken
+    /// for a dead one. The error is the cause, for the log.
+    async fn write(&mut self, batch: Vec<Bytes>) -> Result<(), String> {
+        self.progress.wrote(batch.len(), Instant::now());
+        let write = write_batch(&mut self.frames, batch);
+        tokio::pin!(write);
+        loop {
+            let event = tokio::select! {
+                done = &mut write => return done.map_err(|err| format!("write failed: {err}")),
+                event = next_event(&mut self.acks, &self.progress, false) => event,
+            };
+            apply(&mut self.progress, event)?;
+        }
+    }
+}
+
+/// Applies one event (other than a due ping) to `progress`; an error means
+/// the connection is to be dropped, and says why.
+fn apply(progress: &mut Progress, event: LinkEvent) -> Result<(), String> {
+    match event {
+        LinkEvent::Read(Some(Ok(frame))) => liveness::decode_ack(&frame)
+            .and_then(|count| progress.acked(count, Instant::now()))
+            .map_err(|garbage| format!("garbage from peer: {garbage}")),
+        LinkEvent::Read(Some(Err(err))) => Err(format!("bad frame from peer: {err}")),
+        LinkEvent::Read(None) => Err("connection closed by peer".into()),
+        LinkEvent::Overdue => Err(format!(
+            "no acknowledgement for {PROGRESS_TIMEOUT:?} of {} frames (peer stopped reading \
+             or link silent)",
+            progress.unacked()
+        )),
+        LinkEvent::PingDue => Ok(()),
     }
 }

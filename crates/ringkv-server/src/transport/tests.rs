@@ -19,35 +19,36 @@ use tokio::time::timeout;
 use tokio_util::codec::Framed;
 
 use super::handshake::{next_hello, Hello};
+use super::liveness::{TAG_BYTES, TAG_MESSAGE};
 use super::{codec, Inbound, Transport, TransportConfig, HANDSHAKE_MAGIC, PROTOCOL_VERSION};
 
 /// Every test body runs under this bound so a bug cannot hang the suite.
-const TEST_TIMEOUT: Duration = Duration::from_secs(20);
+pub(super) const TEST_TIMEOUT: Duration = Duration::from_secs(20);
 /// How long a single expected event may take on loopback.
-const EVENT_TIMEOUT: Duration = Duration::from_secs(5);
+pub(super) const EVENT_TIMEOUT: Duration = Duration::from_secs(5);
 /// How long to wait to be reasonably sure something does *not* happen.
 const QUIET_PERIOD: Duration = Duration::from_millis(300);
-const MAX_FRAME: usize = 64 * 1024;
-const CLUSTER: &str = "test-cluster";
+pub(super) const MAX_FRAME: usize = 64 * 1024;
+pub(super) const CLUSTER: &str = "test-cluster";
 
 /// Runs a test body under [`TEST_TIMEOUT`], failing the test if it hangs.
-async fn bounded(body: impl Future<Output = ()>) {
+pub(super) async fn bounded(body: impl Future<Output = ()>) {
     timeout(TEST_TIMEOUT, body).await.expect("test timed out");
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-enum TestMsg {
+pub(super) enum TestMsg {
     Ping(u32),
     Text(String),
 }
 
-type Rx = mpsc::UnboundedReceiver<Inbound<TestMsg>>;
+pub(super) type Rx = mpsc::UnboundedReceiver<Inbound<TestMsg>>;
 
-fn id(name: &str) -> NodeId {
+pub(super) fn id(name: &str) -> NodeId {
     NodeId::from(name)
 }
 
-fn loopback() -> SocketAddr {
+pub(super) fn loopback() -> SocketAddr {
     SocketAddr::from(([127, 0, 0, 1], 0))
 }
 
@@ -76,7 +77,7 @@ fn init_logging() {
         .try_init();
 }
 
-async fn node(name: &str) -> (Transport<TestMsg>, Rx) {
+pub(super) async fn node(name: &str) -> (Transport<TestMsg>, Rx) {
     node_at(name, loopback()).await
 }
 
@@ -97,21 +98,21 @@ fn introduce(a: &Transport<TestMsg>, b: &Transport<TestMsg>) {
 }
 
 /// Two nodes "a" and "b" that know each other.
-async fn pair() -> (Transport<TestMsg>, Rx, Transport<TestMsg>, Rx) {
+pub(super) async fn pair() -> (Transport<TestMsg>, Rx, Transport<TestMsg>, Rx) {
     let (a, a_rx) = node("a").await;
     let (b, b_rx) = node("b").await;
     introduce(&a, &b);
     (a, a_rx, b, b_rx)
 }
 
-async fn next_event(rx: &mut Rx) -> Inbound<TestMsg> {
+pub(super) async fn next_event(rx: &mut Rx) -> Inbound<TestMsg> {
     timeout(EVENT_TIMEOUT, rx.recv())
         .await
         .expect("timed out waiting for an inbound event")
         .expect("inbound channel closed")
 }
 
-async fn expect_message(rx: &mut Rx, from: &str, msg: TestMsg) {
+pub(super) async fn expect_message(rx: &mut Rx, from: &str, msg: TestMsg) {
     let expected = Inbound::Message {
         from: id(from),
         msg,
@@ -128,7 +129,7 @@ async fn expect_silence(rx: &mut Rx) {
     );
 }
 
-fn hello(cluster: &str, node: &str, protocol_version: u16) -> Hello {
+pub(super) fn hello(cluster: &str, node: &str, protocol_version: u16) -> Hello {
     Hello {
         magic: HANDSHAKE_MAGIC,
         protocol_version,
@@ -139,7 +140,7 @@ fn hello(cluster: &str, node: &str, protocol_version: u16) -> Hello {
 }
 
 /// A hand-rolled peer connection: sends `hello`, then `msgs`.
-async fn raw_peer(addr: SocketAddr, hello: &Hello, msgs: &[TestMsg]) -> TcpStream {
+pub(super) async fn raw_peer(addr: SocketAddr, hello: &Hello, msgs: &[TestMsg]) -> TcpStream {
     let stream = TcpStream::connect(addr).await.expect("connect");
     let mut framed = Framed::new(stream, codec(MAX_FRAME));
     framed
@@ -147,7 +148,7 @@ async fn raw_peer(addr: SocketAddr, hello: &Hello, msgs: &[TestMsg]) -> TcpStrea
         .await
         .expect("send hello");
     for msg in msgs {
-        let bytes = Bytes::from(postcard::to_stdvec(msg).unwrap());
+        let bytes = Bytes::from(postcard::to_extend(msg, vec![TAG_MESSAGE]).unwrap());
         // May fail if the node already rejected the handshake; callers
         // check the outcome on the node's side.
         let _ = framed.send(bytes).await;
@@ -269,7 +270,8 @@ async fn oversize_frame_closes_connection_and_node_keeps_serving() {
         let hello = hello(CLUSTER, "a", PROTOCOL_VERSION);
         let mut stream = raw_peer(b.local_addr(), &hello, &[TestMsg::Ping(1)]).await;
         expect_message(&mut b_rx, "a", TestMsg::Ping(1)).await;
-        let too_big = (MAX_FRAME as u32 + 1).to_be_bytes();
+        // The limit is the payload plus the tag byte.
+        let too_big = (MAX_FRAME as u32 + TAG_BYTES as u32 + 1).to_be_bytes();
         stream.write_all(&too_big).await.unwrap();
         stream.write_all(&[0u8; 1024]).await.unwrap();
         expect_closed(&mut stream).await;
@@ -287,8 +289,11 @@ async fn undecodable_message_closes_connection() {
         b.set_peer(id("a"), loopback());
         let hello = hello(CLUSTER, "a", PROTOCOL_VERSION);
         let mut stream = raw_peer(b.local_addr(), &hello, &[]).await;
-        // Variant index 200 does not exist in TestMsg.
-        stream.write_all(&[0, 0, 0, 2, 200, 1]).await.unwrap();
+        // A message frame whose variant index 200 does not exist in TestMsg.
+        stream
+            .write_all(&[0, 0, 0, 3, TAG_MESSAGE, 200, 1])
+            .await
+            .unwrap();
         expect_closed(&mut stream).await;
         assert_eq!(b_rx.try_recv().err(), Some(TryRecvError::Empty));
         expect_still_serving(&b, &mut b_rx).await;
