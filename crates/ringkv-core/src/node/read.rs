@@ -74,19 +74,28 @@ impl<S: Store> Node<S> {
         for peer in &refused {
             self.on_read_reply(now, req, peer, None);
         }
-        let gone: Vec<NodeId> = asked
+        let (usable, gone): (Vec<NodeId>, Vec<NodeId>) = asked
             .into_iter()
-            .filter(|p| !self.is_usable(now, p, false))
-            .collect();
-        for peer in &gone {
-            let short = match self.ops.get(&req).map(|op| &op.state) {
-                Some(OpState::Get(get)) => {
-                    get.quorum.needs_stand_in(peer) && get.quorum.lost_without(peer)
-                }
-                _ => false,
-            };
-            if short {
-                self.add_read_stand_in(now, req, peer);
+            .partition(|p| self.is_usable(now, p, false));
+        self.cover_gone_readers(now, req, usable.len(), &gone);
+    }
+
+    /// Ask stand-ins for replicas that cannot answer (`gone`) while the
+    /// answers to expect — those in, and `usable` replicas still asked —
+    /// fall short of R.
+    fn cover_gone_readers(&mut self, now: Millis, req: RequestId, usable: usize, gone: &[NodeId]) {
+        let Some(OpState::Get(get)) = self.ops.get(&req).map(|op| &op.state) else {
+            return;
+        };
+        let mut expected = get.quorum.succeeded() + usable;
+        let needed = get.quorum.needed;
+        for peer in gone {
+            let uncovered = matches!(
+                self.ops.get(&req).map(|op| &op.state),
+                Some(OpState::Get(get)) if get.quorum.needs_stand_in(peer)
+            );
+            if expected < needed && uncovered && self.add_read_stand_in(now, req, peer) {
+                expected += 1;
             }
         }
     }

@@ -114,28 +114,31 @@ impl<S: Store> Node<S> {
 
     /// Send a preference-list replica its copy. A suspected replica is
     /// asked too, but gets a stand-in at once; one that is not usable
-    /// (down, unreachable, read-only) gets only a stand-in and counts as
-    /// failed. With no stand-in to be had the replica is asked anyway: the
-    /// transport reports it if it is still gone — unless its cluster
-    /// settings differ, as such a node is never used as a replica.
+    /// (down, unreachable, read-only, other settings) gets a stand-in and
+    /// counts as failed at once — so a quorum that cannot be met (PW with
+    /// the list cut off) is refused at once, not after the timeout. A down
+    /// node that only this node's view calls down is still sent its copy
+    /// (it merges it; its ack no longer counts).
     fn replicate(&mut self, now: Millis, req: RequestId, replica: &NodeId, msg: &Message) {
         let covered = self
             .put_op(req)
             .is_some_and(|p| !p.quorum.needs_stand_in(replica));
-        if self.is_healthy(now, replica, true) || (covered && self.is_usable(now, replica, true)) {
-            self.send(replica.clone(), msg.clone());
-        } else if self.is_usable(now, replica, true) {
+        let usable = self.is_usable(now, replica, true);
+        if usable && (covered || self.is_healthy(now, replica, true)) {
+            return self.send(replica.clone(), msg.clone());
+        }
+        if usable {
             self.send(replica.clone(), msg.clone());
             self.add_stand_in(now, req, replica);
-        } else if covered
-            || self.add_stand_in(now, req, replica)
-            || self.is_incompatible(replica)
-            || self.is_read_only(replica)
-        {
-            self.record_put(req, replica, false);
-        } else {
+            return;
+        }
+        if !covered {
+            self.add_stand_in(now, req, replica);
+        }
+        if !self.is_incompatible(replica) && !self.is_read_only(replica) {
             self.send(replica.clone(), msg.clone());
         }
+        self.record_put(req, replica, false);
     }
 
     /// The first of `replicas` that is not healthy for writes (the first

@@ -1,0 +1,198 @@
+//! "Add to cart" never waits on a silent node and never fails while some
+//! node can take it: sloppy coordination on every side of a partition,
+//! stand-in reads, hedged forwards, and a read-only node stepping aside.
+
+mod common;
+
+use common::{id, values, Net};
+use ringkv_core::message::{ClientError, ClientOp, ClientResult};
+use ringkv_core::version::CausalContext;
+use ringkv_core::Millis;
+
+const ALL: [&str; 5] = ["n1", "n2", "n3", "n4", "n5"];
+
+/// A key whose whole preference list is among `within`.
+fn key_on(net: &Net, within: &[&str]) -> String {
+    (0..1000)
+        .map(|i| format!("cart-{i}"))
+        .find(|k| {
+            net.coordinator_of(k)
+                .iter()
+                .all(|n| within.contains(&n.as_str()))
+        })
+        .expect("some key lives there")
+}
+
+/// Cut every link between the two sides, both ways (packets dropped in
+/// silence), and let the failure detector decide.
+fn partition(net: &mut Net, a: &[&str], b: &[&str]) {
+    for x in a {
+        for y in b {
+            net.cut_link(x, y);
+        }
+    }
+    net.run_for(15_000, 100);
+}
+
+fn put(
+    net: &mut Net,
+    via: &str,
+    key: &str,
+    value: &str,
+    w: usize,
+    pw: Option<usize>,
+) -> ClientResult {
+    net.now += 1;
+    let op = ClientOp::Put {
+        key: key.into(),
+        value: value.into(),
+        context: CausalContext::new(),
+        w: Some(w),
+        pw,
+    };
+    net.request(via, op)
+}
+
+/// Submit `op` and let time pass in 10 ms ticks until it is answered:
+/// how long it took, and the answer.
+fn timed(net: &mut Net, via: &str, op: ClientOp) -> (Millis, ClientResult) {
+    let client = net.submit(via, op);
+    let start = net.now;
+    while !net.replies.contains_key(&client) {
+        assert!(net.now - start < 30_000, "never answered");
+        net.advance(10);
+    }
+    (net.now - start, net.replies.remove(&client).unwrap())
+}
+
+#[test]
+fn a_minority_side_write_succeeds_and_its_hint_reaches_the_replicas_after_the_heal() {
+    let mut net = Net::new(&ALL);
+    let (minority, majority) = (["n1", "n2"], ["n3", "n4", "n5"]);
+    let key = key_on(&net, &majority);
+    partition(&mut net, &minority, &majority);
+
+    let w1 = put(&mut net, "n1", &key, "apples", 1, None);
+    assert!(w1.is_ok(), "W=1 through the minority: {w1:?}");
+    let w2 = put(&mut net, "n2", &key, "pears", 2, None);
+    assert!(w2.is_ok(), "W=2 with two nodes on this side: {w2:?}");
+    let (took, pw) = timed(
+        &mut net,
+        "n1",
+        ClientOp::Put {
+            key: key.clone().into(),
+            value: b"plums".to_vec(),
+            context: CausalContext::new(),
+            w: Some(1),
+            pw: Some(1),
+        },
+    );
+    assert!(
+        matches!(&pw, Err(ClientError::Unavailable { op, .. }) if op == "put (pw)"),
+        "PW refuses honestly: {pw:?}"
+    );
+    assert!(took < 1_000, "and at once, not after timeouts: {took} ms");
+    let read = net.get("n1", &key, Some(2));
+    // (A refused write may still have been applied where it was tried,
+    // as in every Dynamo: "plums" may show up too.)
+    let seen = values(&read);
+    assert!(
+        seen.contains(&"apples".to_string()) && seen.contains(&"pears".to_string()),
+        "stand-ins answer reads: {seen:?}"
+    );
+
+    net.cut.clear();
+    net.run_for(15_000, 100);
+    // Two stand-ins kept hints (for two of the replicas); handed back, and
+    // a read repairs the third (anti-entropy would, later).
+    let hinted: Vec<&str> = majority
+        .into_iter()
+        .filter(|r| !net.local(r, &key).is_empty())
+        .collect();
+    assert!(hinted.len() >= 2, "hints handed back to {hinted:?}");
+    let read = net.get("n3", &key, Some(3));
+    assert!(values(&read).contains(&"apples".to_string()));
+    net.run_for(1_000, 100);
+    for replica in majority {
+        let held = values(&net.local(replica, &key));
+        assert!(
+            held.contains(&"apples".to_string()) && held.contains(&"pears".to_string()),
+            "{replica} holds the minority's writes after the heal: {held:?}"
+        );
+    }
+    let pending: usize = ALL
+        .iter()
+        .map(|n| net.nodes[&id(n)].pending_hints().values().sum::<usize>())
+        .sum();
+    assert_eq!(pending, 0, "every hint handed back");
+}
+
+#[test]
+fn a_request_hedges_past_a_silent_coordinator() {
+    let mut net = Net::new(&["n1", "n2", "n3", "n4"]);
+    let key = (0..1000)
+        .map(|i| format!("cart-{i}"))
+        .find(|k| !net.coordinator_of(k).contains(&"n4".to_string()))
+        .unwrap();
+    let coordinator = net.coordinator_of(&key)[0].clone();
+    // n4 learns how fast coordinators answer.
+    for i in 0..5 {
+        assert!(put(&mut net, "n4", &key, &format!("warm-{i}"), 2, None).is_ok());
+    }
+    // The coordinator falls silent (paused, or cut off), long before any
+    // failure detector could tell.
+    for other in ["n1", "n2", "n3", "n4"] {
+        if other != coordinator {
+            net.cut_link(&coordinator, other);
+        }
+    }
+    let op = ClientOp::Put {
+        key: key.clone().into(),
+        value: b"apples".to_vec(),
+        context: CausalContext::new(),
+        w: Some(2),
+        pw: None,
+    };
+    let (took, written) = timed(&mut net, "n4", op);
+    assert!(written.is_ok(), "{written:?}");
+    assert!(
+        took <= 500,
+        "answered by the next candidate, not after the {} ms forward timeout: {took} ms",
+        ringkv_core::settings::Settings::default().forward_timeout_ms()
+    );
+    assert!(net.nodes[&id("n4")].stats().hedged_forwards >= 1);
+    let op = ClientOp::Get {
+        key: key.into(),
+        r: Some(2),
+        pr: None,
+    };
+    let (took, read) = timed(&mut net, "n4", op);
+    assert!(read.is_ok() && took <= 500, "{took} ms: {read:?}");
+}
+
+#[test]
+fn with_two_of_three_replicas_gone_reads_use_the_stand_ins_that_took_the_writes() {
+    let mut net = Net::new(&ALL);
+    let key = (0..1000)
+        .map(|i| format!("cart-{i}"))
+        .find(|k| net.coordinator_of(k)[0] == "n1")
+        .unwrap();
+    let pref = net.coordinator_of(&key);
+    for gone in &pref[1..] {
+        net.down.insert(id(gone));
+    }
+    net.run_for(8_000, 100);
+    assert!(put(&mut net, "n1", &key, "apples", 2, None).is_ok());
+    let read = net.get("n1", &key, Some(2));
+    assert_eq!(values(&read), ["apples"]);
+    let op = ClientOp::Get {
+        key: key.into(),
+        r: Some(2),
+        pr: Some(2),
+    };
+    let strict = net.request("n1", op);
+    assert!(
+        matches!(&strict, Err(ClientError::Unavailable { op, .. }) if op == "get (pr)"),
+        "PR demands the real replicas: {strict:?}"
+    );
+}
