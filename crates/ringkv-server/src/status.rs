@@ -16,9 +16,14 @@ pub struct MemberReport {
     pub addr: Option<String>,
     pub http: Option<String>,
     pub zone: Option<String>,
-    /// `joining`, `up`, `suspect`, `down`, `leaving` or `left`: the life
-    /// cycle status, with a member's health in place of plain "member".
+    /// `joining`, `up`, `read-only`, `suspect`, `down`, `leaving` or
+    /// `left`: the life cycle status, with a member's health in place of
+    /// plain "member" (`read-only`: up, but its store failed, so it takes
+    /// no writes until restarted).
     pub status: String,
+    /// The member says in gossip that its store failed.
+    #[serde(default)]
+    pub read_only: bool,
     /// Live members whose suspicion of this one counts (see gossip).
     pub suspected_by: Vec<String>,
     pub generation: u64,
@@ -59,7 +64,12 @@ impl MembershipReport {
                 addr: m.addr.clone(),
                 http: m.http.clone(),
                 zone: m.zone.clone(),
-                status: status_text(m.status, members.liveness(&m.id)).into(),
+                status: match status_text(m.status, members.liveness(&m.id)) {
+                    "up" if m.read_only => "read-only",
+                    text => text,
+                }
+                .into(),
+                read_only: m.read_only,
                 suspected_by: members
                     .suspecters(&m.id)
                     .iter()
