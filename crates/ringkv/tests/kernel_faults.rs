@@ -136,7 +136,8 @@ async fn replica_holds(c: &NsCluster, i: usize, key: &str, value: &[u8]) -> Resu
         return Err(format!("n{i} replica: {}", out.describe()));
     }
     let set: SiblingSet = serde_json::from_slice(&out.body).map_err(|e| e.to_string())?;
-    match set.live().any(|s| s.value.as_deref() == Some(value)) {
+    let holds = set.live().any(|s| s.value.as_deref() == Some(value));
+    match holds {
         true => Ok(()),
         false => Err(format!("n{i} does not hold it yet")),
     }

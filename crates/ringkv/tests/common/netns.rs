@@ -189,7 +189,16 @@ impl Hosts {
         run("ip", &["-n", &hub, "link", "set", "br0", "up"]);
         let veth = self.root_veth.as_str();
         let link = [
-            "link", "add", veth, "type", "veth", "peer", "name", "up0", "netns", &hub,
+            "link",
+            "add",
+            veth,
+            "type",
+            "veth",
+            "peer",
+            "name",
+            "up0",
+            "netns",
+            hub.as_str(),
         ];
         run("ip", &link);
         run(
@@ -210,8 +219,18 @@ impl Hosts {
         run("ip", &["netns", "add", &ns]);
         run("ip", &["-n", &ns, "link", "set", "lo", "up"]);
         let link = [
-            "link", "add", "eth0", "netns", &ns, "type", "veth", "peer", "name", &port, "netns",
-            &hub,
+            "link",
+            "add",
+            "eth0",
+            "netns",
+            ns.as_str(),
+            "type",
+            "veth",
+            "peer",
+            "name",
+            port.as_str(),
+            "netns",
+            hub.as_str(),
         ];
         run("ip", &link);
         run(
@@ -251,7 +270,7 @@ impl Hosts {
     /// A command run inside host `i`'s namespace.
     pub fn command(&self, i: usize, program: impl AsRef<std::ffi::OsStr>) -> Command {
         let mut command = Command::new("ip");
-        command.args(["netns", "exec", &self.ns(i)]).arg(program);
+        command.args(["netns", "exec"]).arg(self.ns(i)).arg(program);
         command
     }
 
