@@ -15,13 +15,15 @@
 #   pause      n1 SIGSTOPped for SECONDS (10); 50% R=2 reads / 50% W=2 writes
 #              to n2..n5: p99, p99.9, max and failed requests started during
 #              the fault. Goal: p99.9 <= 100 ms, max <= 500 ms, 0 failed writes.
-#   isolate    the same with n1 cut off silently (iptables DROP both ways).
+#   isolate    the same with n1 cut off silently (iptables DROP of its packets, both directions).
 #   partition  {n1,n2}|{n3,n4,n5} silent for SECONDS (60), W=1 writes through
 #              the nodes of both sides; then the heal: the time until W=2/R=2
 #              probes through every node (keys replicated on both sides, one
 #              every 100 ms per node, 2 s limit) all succeed, and the share of
 #              W=1 writes that succeeded on each side (worst preference list
 #              named). Goals: <= 1 s; 100%.
+#              Partitions DROP on INPUT only (a cut cable: senders back off);
+#              DROP_OUTPUT_TOO=1 also DROPs on OUTPUT, which hides TCP backoff.
 #   all        the three, with their default durations (default scenario).
 # Needs iproute2 and iptables (scripts/test installs them). Namespaces are
 # deleted on exit, also on Ctrl-C.

@@ -10,7 +10,8 @@
 //! - `isolate`: n1 cut off by iptables DROP for SECONDS (10); load to n2..n5.
 //! - `partition`: {n1,n2} | {n3,n4,n5} silent for SECONDS (60), W=1 writes
 //!   on both sides; after the heal, W=2 writes and R=2 reads through every
-//!   node until each succeeds again.
+//!   node until each succeeds again. `DROP_OUTPUT_TOO=1` also DROPs on
+//!   OUTPUT (see `Hosts::partition_dropping_output_too`), for comparison.
 
 #[allow(dead_code)]
 #[path = "../tests/common/netns.rs"]
@@ -314,7 +315,10 @@ async fn partition(binary: &PathBuf, secs: u64) {
     let mut tasks = start_load(&c, &loads, t0, &log);
     tokio::time::sleep(MARGIN).await;
     let from = t0.elapsed();
-    c.hosts.partition(&a, &b);
+    match std::env::var_os("DROP_OUTPUT_TOO") {
+        Some(_) => c.hosts.partition_dropping_output_too(&a, &b),
+        None => c.hosts.partition(&a, &b),
+    }
     tokio::time::sleep(Duration::from_secs(secs)).await;
     c.hosts.heal();
     let healed = t0.elapsed();

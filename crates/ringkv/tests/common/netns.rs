@@ -275,12 +275,30 @@ impl Hosts {
     }
 
     /// Silently drop every packet between hosts of `a` and hosts of `b`,
-    /// both ways, on both sides (iptables DROP on INPUT and OUTPUT in each
-    /// host's namespace): no RST, no ICMP, connections just go quiet.
+    /// both ways, as a cut cable does: each host's namespace DROPs what
+    /// arrives from the other side (iptables INPUT). The sender's kernel
+    /// sends normally and never hears back, so TCP retransmits with
+    /// exponential backoff and connects time out — no RST, no ICMP.
+    ///
+    /// Not OUTPUT: a packet dropped there fails locally (EPERM), so TCP
+    /// keeps new data queued and sends it on the application's next write
+    /// instead of backing off, which hides the retransmission backoff a
+    /// real partition causes (see [`Hosts::partition_dropping_output_too`]).
     pub fn partition(&self, a: &[usize], b: &[usize]) {
+        self.partition_in(a, b, &["INPUT"]);
+    }
+
+    /// Like [`Hosts::partition`], also DROPping on OUTPUT (each sender's
+    /// kernel refuses to send): kept to compare with the first version of
+    /// this harness, under which a heal looked instantaneous.
+    pub fn partition_dropping_output_too(&self, a: &[usize], b: &[usize]) {
+        self.partition_in(a, b, &["INPUT", "OUTPUT"]);
+    }
+
+    fn partition_in(&self, a: &[usize], b: &[usize], chains: &[&str]) {
         for (side, other) in [(a, b), (b, a)] {
             for &i in side {
-                self.drop_from(i, other);
+                self.drop_from(i, other, chains);
             }
         }
     }
@@ -292,12 +310,14 @@ impl Hosts {
     }
 
     /// One `iptables-restore` per host, so all its rules land at once.
-    fn drop_from(&self, i: usize, others: &[usize]) {
+    fn drop_from(&self, i: usize, others: &[usize], chains: &[&str]) {
         let mut rules = String::from("*filter\n");
         for &j in others {
             let peer = self.addr(j);
-            rules.push_str(&format!("-A INPUT -s {peer} -j DROP\n"));
-            rules.push_str(&format!("-A OUTPUT -d {peer} -j DROP\n"));
+            for chain in chains {
+                let dir = if *chain == "INPUT" { "-s" } else { "-d" };
+                rules.push_str(&format!("-A {chain} {dir} {peer} -j DROP\n"));
+            }
         }
         rules.push_str("COMMIT\n");
         let mut child = self
