@@ -20,7 +20,7 @@ mod netns;
 use netns::{NsCluster, Outcome};
 use ringkv_core::ring::{Ring, RingMember};
 use ringkv_core::NodeId;
-use std::path::PathBuf;
+use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 use tokio::task::JoinSet;
@@ -117,7 +117,7 @@ struct Load {
 /// One closed-loop client: reads of preloaded keys and writes of fresh
 /// keys (blind writes of one key would pile up siblings), until aborted.
 async fn client(c: Arc<NsCluster>, load: Load, id: usize, t0: Instant, log: Arc<Log>) {
-    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ (id as u64 + 1) * 0x1000_0000_01b3);
+    let mut rng = Rng(0x9e37_79b9_7f4a_7c15 ^ ((id as u64 + 1) * 0x1000_0000_01b3));
     for n in 0.. {
         let node = load.nodes[rng.below(load.nodes.len())];
         let start = Instant::now();
@@ -184,7 +184,7 @@ fn summary(records: &[&Record], op: Op) -> String {
 
 /// Pause (`pause`) or cut off (`isolate`) n1 for `secs` under load to the
 /// other nodes; one line of figures for requests started during the fault.
-async fn single_fault(binary: &PathBuf, kind: &str, secs: u64) {
+async fn single_fault(binary: &Path, kind: &str, secs: u64) {
     let c = Arc::new(NsCluster::start(binary, NODES, "").await);
     preload(&c).await;
     let log = Arc::new(Log::default());
@@ -298,7 +298,7 @@ fn pct(part: usize, whole: usize) -> f64 {
 
 /// A silent 2|3 partition for `secs` with W=1 writes on both sides, then
 /// the heal and probes through every node.
-async fn partition(binary: &PathBuf, secs: u64) {
+async fn partition(binary: &Path, secs: u64) {
     let (a, b) = (vec![1, 2], vec![3, 4, 5]);
     let c = Arc::new(NsCluster::start(binary, NODES, "").await);
     preload(&c).await;
