@@ -19,7 +19,8 @@
 #   partition  {n1,n2}|{n3,n4,n5} silent for SECONDS (60), W=1 writes through
 #              the nodes of both sides; then the heal: the time until W=2/R=2
 #              probes through every node (keys replicated on both sides, one
-#              every 100 ms per node, 2 s limit) all succeed, and the share of
+#              every 100 ms per node, 2 s limit; probing stops after 3 s
+#              without a failure, or SECONDS+10 s) all succeed, and the share of
 #              W=1 writes that succeeded on each side (worst preference list
 #              named). Goals: <= 1 s; 100%.
 #              Partitions DROP on INPUT only (a cut cable: senders back off);

@@ -35,9 +35,12 @@ const CLIENTS: usize = 8;
 const MARGIN: Duration = Duration::from_secs(3);
 /// Keys written before the load, which reads pick from.
 const PRELOADED: usize = 200;
-/// After a heal: a probe through every node this often, and for this long.
+/// After a heal: a probe through every node this often, until this long
+/// passed without a failed probe (or the partition's length plus
+/// [`PROBE_SLACK`]: TCP backoff cannot outlast the partition by more).
 const PROBE_EVERY: Duration = Duration::from_millis(100);
-const PROBE_FOR: Duration = Duration::from_secs(20);
+const PROBE_QUIET: Duration = Duration::from_secs(3);
+const PROBE_SLACK: Duration = Duration::from_secs(10);
 /// A probe after the heal that takes longer than this failed.
 const PROBE_LIMIT: Duration = Duration::from_secs(2);
 
@@ -222,30 +225,46 @@ async fn single_fault(binary: &Path, kind: &str, secs: u64) {
     );
 }
 
-/// Probes through `node` every [`PROBE_EVERY`] for [`PROBE_FOR`]: a W=2
-/// PUT of a fresh key whose replicas lie on both sides, then an R=2 GET of
-/// it. Each probe is recorded as one write and one read.
-async fn probe(c: Arc<NsCluster>, node: usize, side: Vec<usize>, t0: Instant, log: Arc<Log>) {
-    let ring = ring();
+/// Probes through `node` every [`PROBE_EVERY`] until none failed for
+/// [`PROBE_QUIET`] or `limit` passed: a W=2 PUT of a fresh key whose
+/// replicas lie on both sides, then an R=2 GET of it. Each probe is
+/// recorded as one write and one read. Answers whether it hit `limit`.
+async fn probe(
+    c: Arc<NsCluster>,
+    node: usize,
+    side: Vec<usize>,
+    t0: Instant,
+    limit: Duration,
+    log: Arc<Log>,
+) -> bool {
+    let (ring, started) = (ring(), Instant::now());
+    let last_failure = Arc::new(Mutex::new(started));
     let mut tasks = JoinSet::new();
     let keys = (0..).map(|k| format!("probe-n{node}-{k}")).filter(|key| {
         let p = preference_list(&ring, key);
         p.iter().any(|i| side.contains(i)) && !p.iter().all(|i| side.contains(i))
     });
     let mut ticks = tokio::time::interval(PROBE_EVERY);
-    for key in keys.take((PROBE_FOR.as_millis() / PROBE_EVERY.as_millis()) as usize) {
+    for key in keys {
         ticks.tick().await;
-        let (c, log) = (c.clone(), log.clone());
+        let quiet = last_failure.lock().unwrap().elapsed() >= PROBE_QUIET + PROBE_LIMIT;
+        if quiet || started.elapsed() >= limit {
+            break;
+        }
+        let (c, log, last_failure) = (c.clone(), log.clone(), last_failure.clone());
         tasks.spawn(async move {
             let start = Instant::now();
             let put = c.put(node, &key, b"p", Some(2), PROBE_LIMIT).await;
             log.add(t0, start, Op::Write, node, key.clone(), &put);
-            let start = Instant::now();
             let get = c.get(node, &key, Some(2), PROBE_LIMIT).await;
             log.add(t0, start, Op::Read, node, key, &get);
+            if !(put.ok() && get.ok()) {
+                *last_failure.lock().unwrap() = Instant::now();
+            }
         });
     }
     while tasks.join_next().await.is_some() {}
+    started.elapsed() >= limit
 }
 
 /// Time from `healed` until every probe of `node` started afterwards
@@ -324,11 +343,12 @@ async fn partition(binary: &Path, secs: u64) {
     let healed = t0.elapsed();
     tasks.abort_all();
     while tasks.join_next().await.is_some() {}
+    let limit = Duration::from_secs(secs) + PROBE_SLACK;
     let mut probes = JoinSet::new();
     for node in 1..=NODES {
-        probes.spawn(probe(c.clone(), node, a.clone(), t0, log.clone()));
+        probes.spawn(probe(c.clone(), node, a.clone(), t0, limit, log.clone()));
     }
-    while probes.join_next().await.is_some() {}
+    let capped = probes.join_all().await.into_iter().any(|hit| hit);
     let records = log.0.lock().unwrap();
     let each: Vec<Duration> = (1..=NODES).map(|n| recovery(&records, n, healed)).collect();
     let worst = each.iter().max().copied().unwrap_or_default();
@@ -336,8 +356,13 @@ async fn partition(binary: &Path, secs: u64) {
         .zip(&each)
         .map(|(n, d)| format!("n{n} {}", d.as_millis()))
         .collect();
+    let still = if capped {
+        " (still failing when probing stopped)"
+    } else {
+        ""
+    };
     println!(
-        "partition {a:?}|{b:?} {secs}s | every node succeeds again {} ms after the heal ({} ms; goal <= 1000) | W=1 writes during it: {}; {} (goal 100%)",
+        "partition {a:?}|{b:?} {secs}s | every node succeeds again {} ms after the heal{still} ({} ms; goal <= 1000) | W=1 writes during it: {}; {} (goal 100%)",
         worst.as_millis(),
         each.join(", "),
         side_share(&records, &a, (from, healed)),
