@@ -34,15 +34,25 @@ const AFTER_SUSPICION: Duration = Duration::from_secs(6);
 /// Bound on a hint written on the minority side reaching every replica
 /// after the heal (hints are delivered every second by default).
 const HINT_LIMIT: Duration = Duration::from_secs(30);
-/// A partition long enough for TCP retransmission backoff to grow: a
-/// segment lost at its start is retransmitted ~0.2, 0.6, 1.4, 3.0, 6.2,
-/// 12.6 and 25.4 s later (RTO doubling from 200 ms), so after a 14 s
-/// partition a connection busy when it began retries only ~11 s after the
-/// heal unless the transport notices the silence itself.
-const LONG_PARTITION: Duration = Duration::from_secs(14);
+/// The heal test's partition lasts at least this long, so TCP
+/// retransmission backoff grows: a segment lost at its start is
+/// retransmitted ~0.2, 0.6, 1.4, 3.0, 6.2, 12.6, 25.4 s later (RTO doubling
+/// from 200 ms; later if load inflated the RTT estimate).
+const MIN_PARTITION: Duration = Duration::from_secs(10);
+/// It heals once every connection across it that holds unacknowledged
+/// data would stay silent at least this long (the kernel's next
+/// retransmission, read with `ss`), so a fix cannot pass by the luck of a
+/// retransmission just after the heal...
+const SILENT_AFTER_HEAL: Duration = Duration::from_secs(6);
+/// ...or after this long: a transport that drops silent connections
+/// leaves none in backoff.
+const MAX_PARTITION: Duration = Duration::from_secs(20);
 /// Bound on requests to every node succeeding again after that heal (the
 /// benchmark measures the 1 s goal).
 const RECOVERY_LIMIT: Duration = Duration::from_secs(5);
+/// Concurrent writers through each node before and during that partition
+/// (light: a full socket buffer would make the transport reconnect).
+const WRITERS_PER_NODE: usize = 1;
 /// Bound on one probe request after the heal.
 const PROBE_LIMIT: Duration = Duration::from_secs(2);
 
@@ -191,9 +201,9 @@ async fn a_minority_side_write_succeeds_and_its_hint_reaches_the_replicas_after_
 
 /// Blind writes of fresh keys through node `i` until aborted, so that
 /// connections across the partition carry unacknowledged data.
-async fn traffic(c: Arc<NsCluster>, i: usize) {
+async fn traffic(c: Arc<NsCluster>, i: usize, writer: usize) {
     for n in 0.. {
-        let key = format!("traffic-n{i}-{n}");
+        let key = format!("traffic-n{i}-{writer}-{n}");
         c.put(i, &key, b"x", None, Duration::from_secs(3)).await;
     }
 }
@@ -213,30 +223,85 @@ async fn probe_round(c: &Arc<NsCluster>, round: usize, side: &[usize]) -> Option
     (!failed.is_empty()).then(|| failed.join("\n"))
 }
 
+/// Right after the partition starts, a W=1 PUT through every node for a
+/// key it coordinates replicated on each node across: every link across
+/// then holds unacknowledged data from the first moment.
+async fn burst_across(c: &Arc<NsCluster>, a: &[usize], b: &[usize]) {
+    let mut tasks = JoinSet::new();
+    for (side, other) in [(a, b), (b, a)] {
+        for &i in side {
+            for &j in other {
+                let want = |p: &[usize]| p[0] == i && p.contains(&j);
+                let key = find_key(NODES, &format!("burst-{i}-{j}-"), want);
+                let c = c.clone();
+                tasks.spawn(async move { c.put(i, &key, b"x", Some(1), PROBE_LIMIT).await });
+            }
+        }
+    }
+    tasks.join_all().await;
+}
+
+/// Wait until every link across the partition with unacknowledged data
+/// would stay silent for [`SILENT_AFTER_HEAL`], after [`MIN_PARTITION`]
+/// and at most until [`MAX_PARTITION`]; answers how long the kernel would
+/// keep the links silent (none: no link in backoff).
+async fn wait_for_backoff(
+    c: &NsCluster,
+    a: &[usize],
+    b: &[usize],
+    since: Instant,
+) -> Option<Duration> {
+    tokio::time::sleep(MIN_PARTITION).await;
+    while since.elapsed() < MAX_PARTITION {
+        let mut waits = Vec::new();
+        for (side, other) in [(a, b), (b, a)] {
+            for &i in side {
+                waits.extend(c.hosts.retransmit_waits(i, other));
+            }
+        }
+        let shortest = waits.iter().min().copied();
+        if shortest.is_some_and(|w| w >= SILENT_AFTER_HEAL) {
+            return shortest;
+        }
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    None
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_silent_partition_heals_requests_succeed_again_quickly() {
     let c = start().await;
     let (a, b) = ([1, 2], [3, 4, 5]);
     let mut load = JoinSet::new();
     for i in 1..=NODES {
-        load.spawn(traffic(c.clone(), i));
+        for w in 0..WRITERS_PER_NODE {
+            load.spawn(traffic(c.clone(), i, w));
+        }
     }
+    tokio::time::sleep(Duration::from_secs(1)).await;
     c.hosts.partition(&a, &b);
-    tokio::time::sleep(LONG_PARTITION).await;
+    let partitioned = Instant::now();
+    burst_across(&c, &a, &b).await;
+    let silent = wait_for_backoff(&c, &a, &b, partitioned).await;
     c.hosts.heal();
     let healed = Instant::now();
     load.abort_all();
+    let what = format!(
+        "healing a {:?} silent partition (the kernel would keep links across silent for {:?} more)",
+        partitioned.elapsed(),
+        silent.unwrap_or_default()
+    );
     for round in 0.. {
         let Some(failed) = probe_round(&c, round, &a).await else {
             eprintln!(
-                "requests to every node succeed {:?} after the heal",
+                "requests to every node succeed {:?} after {what}",
                 healed.elapsed()
             );
             return;
         };
         assert!(
             healed.elapsed() < RECOVERY_LIMIT,
-            "{:?} after healing a {LONG_PARTITION:?} silent partition, requests still fail:\n{failed}",
+            "{:?} after {what}, requests still fail:\n{failed}",
             healed.elapsed()
         );
         tokio::time::sleep(Duration::from_millis(100)).await;

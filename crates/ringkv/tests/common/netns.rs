@@ -339,6 +339,31 @@ impl Hosts {
         );
     }
 
+    /// For every established TCP connection of host `i` to one of `peers`
+    /// whose retransmission timer runs (data sent and not acknowledged),
+    /// how long until the kernel retransmits next (from `ss`). A test can
+    /// heal a partition when these are long, so the kernel would leave the
+    /// connections silent for that long after the heal.
+    pub fn retransmit_waits(&self, i: usize, peers: &[usize]) -> Vec<Duration> {
+        let ns = self.ns(i);
+        let out = output(
+            "ip",
+            &["netns", "exec", &ns, "ss", "-tnoH", "state", "established"],
+        );
+        let peers: Vec<String> = peers
+            .iter()
+            .map(|&j| format!("{}:", self.addr(j)))
+            .collect();
+        out.lines()
+            .filter(|line| {
+                let remote = line.split_whitespace().nth(3).unwrap_or("");
+                peers.iter().any(|p| remote.starts_with(p.as_str()))
+            })
+            .filter_map(|line| line.split("timer:(on,").nth(1))
+            .filter_map(|timer| parse_ss_time(timer.split(',').next()?))
+            .collect()
+    }
+
     /// Remove every partition (flush each host's filter rules).
     pub fn heal(&self) {
         for i in 1..=self.count {
@@ -671,6 +696,27 @@ fn kv_path(key: &str, name: &str, value: Option<usize>) -> String {
         Some(v) => format!("/kv/{key}?{name}={v}"),
         None => format!("/kv/{key}"),
     }
+}
+
+/// A timer as `ss` prints it: `380ms`, `5.123ms` (5 s 123 ms), `12sec`,
+/// `1min2sec`, `1min`.
+fn parse_ss_time(text: &str) -> Option<Duration> {
+    let (minutes, rest) = match text.split_once("min") {
+        Some((m, rest)) => (m.parse::<u64>().ok()?, rest),
+        None => (0, text),
+    };
+    let ms = if let Some((secs, ms)) = rest.split_once('.') {
+        secs.parse::<u64>().ok()? * 1000 + ms.strip_suffix("ms")?.parse::<u64>().ok()?
+    } else if let Some(secs) = rest.strip_suffix("sec") {
+        secs.parse::<u64>().ok()? * 1000
+    } else if let Some(ms) = rest.strip_suffix("ms") {
+        ms.parse::<u64>().ok()?
+    } else if rest.is_empty() {
+        0
+    } else {
+        return None;
+    };
+    Some(Duration::from_millis(minutes * 60_000 + ms))
 }
 
 /// The last `lines` lines of a log file.
