@@ -79,13 +79,12 @@ struct WriteRead {
     read_back: bool,
 }
 
-/// PUT with W=2 then GET with R=2 of a fresh `key` through node `i`.
-async fn write_then_read(c: Arc<NsCluster>, i: usize, key: String) -> WriteRead {
+/// PUT with W=2 then GET with R=2 of a fresh `key` through node `i`, each
+/// given up after `limit`.
+async fn write_then_read(c: Arc<NsCluster>, i: usize, key: String, limit: Duration) -> WriteRead {
     let value = format!("{key}@n{i}");
-    let put = c
-        .put(i, &key, value.as_bytes(), Some(2), REQUEST_LIMIT)
-        .await;
-    let get = c.get(i, &key, Some(2), REQUEST_LIMIT).await;
+    let put = c.put(i, &key, value.as_bytes(), Some(2), limit).await;
+    let get = c.get(i, &key, Some(2), limit).await;
     WriteRead {
         label: format!("{key} {:?} via n{i}", preference_list(NODES, &key)),
         read_back: get.status == Some(200) && get.body == value.as_bytes(),
@@ -124,7 +123,12 @@ async fn a_request_skips_a_paused_node() {
         }
         let mut tasks = JoinSet::new();
         for (k, key) in keys.iter().enumerate() {
-            tasks.spawn(write_then_read(c.clone(), 2 + k % 4, key.clone()));
+            tasks.spawn(write_then_read(
+                c.clone(),
+                2 + k % 4,
+                key.clone(),
+                REQUEST_LIMIT,
+            ));
         }
         let results = tasks.join_all().await;
         let failed = failures(&results, SKIP_LIMIT);
@@ -208,16 +212,18 @@ async fn traffic(c: Arc<NsCluster>, i: usize, writer: usize) {
     }
 }
 
-/// One probe round: through every node, a W=2 PUT and an R=2 GET of fresh
-/// keys whose replicas lie on both sides of `side`; `None` when all
-/// succeeded (the read returning the value) within [`PROBE_LIMIT`].
+/// One probe round: through every node, W=2 PUTs and R=2 GETs of fresh
+/// keys with at most one replica on that node's side of the partition
+/// (`side` or the rest), so every quorum needs a link across; `None` when
+/// all succeeded (the read returning the value) within [`PROBE_LIMIT`].
 async fn probe_round(c: &Arc<NsCluster>, round: usize, side: &[usize]) -> Option<String> {
-    let crossing =
-        |p: &[usize]| p.iter().any(|i| side.contains(i)) && !p.iter().all(|i| side.contains(i));
-    let keys = keys_where(&format!("probe{round}-"), 2 * NODES, crossing);
     let mut tasks = JoinSet::new();
-    for (k, key) in keys.into_iter().enumerate() {
-        tasks.spawn(write_then_read(c.clone(), 1 + k % NODES, key));
+    for i in 1..=NODES {
+        let mine = |j: &usize| side.contains(j) == side.contains(&i);
+        let across = |p: &[usize]| p.iter().filter(|j| mine(j)).count() <= 1;
+        for key in keys_where(&format!("probe{round}-n{i}-"), 2, across) {
+            tasks.spawn(write_then_read(c.clone(), i, key, PROBE_LIMIT));
+        }
     }
     let failed = failures(&tasks.join_all().await, PROBE_LIMIT);
     (!failed.is_empty()).then(|| failed.join("\n"))
@@ -268,6 +274,17 @@ async fn wait_for_backoff(
     None
 }
 
+/// How many links across the partition still wait for a retransmission.
+fn links_in_backoff(c: &NsCluster, a: &[usize], b: &[usize]) -> usize {
+    let sides = [(a, b), (b, a)];
+    let per_host = sides
+        .iter()
+        .flat_map(|(side, other)| side.iter().map(move |&i| (i, *other)));
+    per_host
+        .map(|(i, other)| c.hosts.retransmit_waits(i, other).len())
+        .sum()
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn after_a_silent_partition_heals_requests_succeed_again_quickly() {
     let c = start().await;
@@ -293,8 +310,10 @@ async fn after_a_silent_partition_heals_requests_succeed_again_quickly() {
     );
     for round in 0.. {
         let Some(failed) = probe_round(&c, round, &a).await else {
+            let stuck = links_in_backoff(&c, &a, &b);
             eprintln!(
-                "requests to every node succeed {:?} after {what}",
+                "requests to every node succeed {:?} after {what}; links across still in \
+                 retransmission backoff: {stuck}",
                 healed.elapsed()
             );
             return;
