@@ -15,6 +15,8 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
+pub mod netns;
+
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use reqwest::header::HeaderMap;
