@@ -1034,10 +1034,6 @@ impl Sim {
         None
     }
 
-    /// The nodes that are up, in id order.
-    fn live_ids(&self) -> Vec<NodeId> {
-        self.live().map(|n| n.id().clone()).collect()
-    }
 
     /// The nodes that are up and have not left, in id order.
     fn members_up(&self) -> Vec<NodeId> {
