@@ -1034,7 +1034,6 @@ impl Sim {
         None
     }
 
-
     /// The nodes that are up and have not left, in id order.
     fn members_up(&self) -> Vec<NodeId> {
         self.live()
