@@ -293,6 +293,9 @@ pub struct ForwardOp {
     pub fallbacks: Vec<NodeId>,
     /// When the next fallback is asked too, if nobody answered by then.
     pub hedge_at: Millis,
+    /// A coordinator asked said it is at work on it (a write is then not
+    /// hedged: it would be applied twice).
+    pub accepted: bool,
 }
 
 impl ForwardOp {

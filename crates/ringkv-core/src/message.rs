@@ -165,6 +165,11 @@ pub enum Message {
         entries: Vec<(Vec<u8>, SiblingSet)>,
         more: bool,
     },
+    /// "Your forward `req` reached me and I am coordinating it", sent at
+    /// once: a forwarder hedges a *write* only with a coordinator that has
+    /// not said so (a paused or cut-off one), since a write coordinated
+    /// twice leaves a duplicate sibling.
+    ForwardAccepted { req: RequestId },
 }
 
 impl Message {
@@ -185,6 +190,7 @@ impl Message {
             Message::HintDeliveryAck { .. } => "hint delivery ack",
             Message::TransferRequest { .. } => "transfer request",
             Message::TransferPage { .. } => "transfer page",
+            Message::ForwardAccepted { .. } => "forward accepted",
         }
     }
 }

@@ -309,6 +309,7 @@ impl<S: Store> Node<S> {
                 self.send(from, Message::ReadReply { req, result });
             }
             Message::Forward { req, op } => {
+                self.send(from.clone(), Message::ForwardAccepted { req });
                 let origin = Origin::Peer { node: from, req };
                 match self.validate(&op) {
                     Ok(()) => self.coordinate(now, origin, op),
@@ -320,6 +321,7 @@ impl<S: Store> Node<S> {
             }
             Message::ReadReply { req, result } => self.on_read_reply(now, req, &from, result.ok()),
             Message::ForwardReply { req, result } => self.on_forward_reply(now, req, &from, result),
+            Message::ForwardAccepted { req } => self.on_forward_accepted(req, &from),
             Message::AntiEntropy {
                 exchange,
                 range,

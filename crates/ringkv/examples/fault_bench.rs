@@ -67,6 +67,17 @@ struct Log(Mutex<Vec<Record>>);
 impl Log {
     fn add(&self, t0: Instant, start: Instant, op: Op, node: usize, key: String, out: &Outcome) {
         let ok = out.ok() || (op == Op::Read && out.status == Some(404));
+        if !ok && std::env::var_os("FAULT_BENCH_VERBOSE").is_some() {
+            // Why a request failed, for digging into a figure.
+            eprintln!(
+                "failed at {:?} via n{node} {key}: {:?} {:?} after {:?}: {}",
+                start - t0,
+                out.status,
+                out.error,
+                out.took,
+                String::from_utf8_lossy(&out.body).trim()
+            );
+        }
         let record = Record {
             start: start - t0,
             took: out.took,

@@ -2,7 +2,10 @@
 //! one hop to the best candidate and relays the answer. A candidate that is
 //! late — later than its recent answers say it should be — gets company:
 //! the next candidate is asked too (a hedged request), and the first
-//! answer wins, so no request waits on one paused or cut-off node.
+//! answer wins, so no request waits on one paused or cut-off node. A write
+//! is hedged only while no coordinator asked has confirmed it is at work
+//! ([`Message::ForwardAccepted`], sent on receipt): a slow but live
+//! coordinator would otherwise apply it too, leaving a duplicate sibling.
 
 use super::{no_coordinator, Node};
 use crate::coordinator::{ClientId, ForwardOp, InFlight, OpState, Origin};
@@ -10,6 +13,9 @@ use crate::latency::RequestKind;
 use crate::message::{ClientError, ClientOp, ClientResult, Message, RequestId};
 use crate::store::Store;
 use crate::{Millis, NodeId};
+
+/// The shortest wait before a write is hedged, ms (see `hedge_after`).
+const MIN_WRITE_HEDGE_MS: Millis = 100;
 
 impl<S: Store> Node<S> {
     /// The nodes that may coordinate an operation on `key`, best first:
@@ -68,12 +74,14 @@ impl<S: Store> Node<S> {
             op: op.clone(),
         };
         self.send(target.clone(), msg);
+        let hedge_at = now + self.hedge_after(&target, &op);
         let forward = ForwardOp {
             client,
             op,
-            hedge_at: now + self.latency.deadline(&target, RequestKind::Forward),
+            hedge_at,
             asked: vec![(target, now)],
             fallbacks: candidates,
+            accepted: false,
         };
         let deadline = now + self.settings.forward_timeout_ms();
         self.track(now, deadline, req, OpState::Forward(forward));
@@ -87,7 +95,9 @@ impl<S: Store> Node<S> {
             .iter()
             .filter(|(_, op)| match &op.state {
                 OpState::Forward(f) => {
-                    f.hedge_at <= now && f.fallbacks.iter().any(|n| *n != self.id)
+                    f.hedge_at <= now
+                        && !(f.op.is_write() && f.accepted)
+                        && f.fallbacks.iter().any(|n| *n != self.id)
                 }
                 _ => false,
             })
@@ -104,9 +114,12 @@ impl<S: Store> Node<S> {
                 continue;
             };
             let next = f.fallbacks.remove(i);
-            f.hedge_at = now + self.latency.deadline(&next, RequestKind::Forward);
             f.asked.push((next.clone(), now));
             let op = f.op.clone();
+            let wait = self.hedge_after(&next, &op);
+            if let Some(OpState::Forward(f)) = self.ops.get_mut(&req).map(|op| &mut op.state) {
+                f.hedge_at = now + wait;
+            }
             self.stats.hedged_forwards += 1;
             self.send(next, Message::Forward { req, op });
         }
@@ -145,6 +158,29 @@ impl<S: Store> Node<S> {
         f.drop_target(peer);
         if f.asked.is_empty() {
             self.retry_forward(now, req);
+        }
+    }
+
+    /// How long a forward of `op` to `target` waits before the next
+    /// candidate is asked too: `target`'s usual round trip. A write waits
+    /// at least [`MIN_WRITE_HEDGE_MS`] plus 1 ms per 8 KiB it carries, so
+    /// that a live coordinator merely slow to receive it or busy (whose
+    /// acceptance is on its way) is not doubled by a duplicate sibling.
+    fn hedge_after(&self, target: &NodeId, op: &ClientOp) -> Millis {
+        let usual = self.latency.deadline(target, RequestKind::Forward);
+        if !op.is_write() {
+            return usual;
+        }
+        let size = crate::message::encoded_len(op) as Millis;
+        usual.max(MIN_WRITE_HEDGE_MS) + size / 8192
+    }
+
+    /// A coordinator asked took `req` up: a write is no longer hedged.
+    pub(super) fn on_forward_accepted(&mut self, req: RequestId, from: &NodeId) {
+        if let Some(OpState::Forward(f)) = self.ops.get_mut(&req).map(|op| &mut op.state) {
+            if f.asked_at(from).is_some() {
+                f.accepted = true;
+            }
         }
     }
 
