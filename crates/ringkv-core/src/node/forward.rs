@@ -15,7 +15,7 @@ use crate::store::Store;
 use crate::{Millis, NodeId};
 
 /// The shortest wait before a write is hedged, ms (see `hedge_after`).
-const MIN_WRITE_HEDGE_MS: Millis = 100;
+const MIN_WRITE_HEDGE_MS: Millis = 60;
 
 impl<S: Store> Node<S> {
     /// The nodes that may coordinate an operation on `key`, best first:
