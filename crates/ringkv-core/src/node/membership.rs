@@ -55,22 +55,34 @@ impl<S: Store> Node<S> {
         }
     }
 
-    /// Whether `peer` may be sent work now: not down by agreement, not
-    /// recently unreachable for this node's transport, and running with
-    /// this node's cluster settings.
+    /// Whether `peer` may be sent work now: not down by agreement *and* by
+    /// this node's own silence from it, not recently unreachable for this
+    /// node's transport, and running with this node's cluster settings.
+    ///
+    /// Others' suspicions alone do not count: right after a partition heals
+    /// their gossip entries still suspect the nodes they could not reach,
+    /// and for a second or two would make nodes this node talks to every
+    /// moment look down (the fault benchmark saw W=2 writes refused for a
+    /// second after the heal that way). This node's own evidence — its
+    /// suspicion, its transport's reports — decides.
     pub(super) fn is_available(&self, now: Millis, peer: &NodeId) -> bool {
         *peer == self.id
-            || (self.members.liveness(peer) != Liveness::Down
+            || (!(self.suspected_by_me(peer) && self.members.liveness(peer) == Liveness::Down)
                 && self.unreachable.get(peer).is_none_or(|until| *until <= now)
                 && !self.is_incompatible(peer))
     }
 
+    /// Whether this node has not heard from `peer` for `suspect_after_ms`.
+    fn suspected_by_me(&self, peer: &NodeId) -> bool {
+        self.members.me().suspects.contains(peer)
+    }
+
     /// Whether `peer` may be sent work and expected to answer promptly:
-    /// [available](Self::is_available), suspected by nobody, and — for
-    /// `write` work — not read-only (by its own word in gossip). This node
-    /// is healthy unless it is read-only and the work writes.
+    /// [usable](Self::is_usable) and not suspected by this node (see
+    /// [`Self::is_available`] for why others' suspicions do not count).
+    /// This node is healthy unless it is read-only and the work writes.
     pub(super) fn is_healthy(&self, now: Millis, peer: &NodeId, write: bool) -> bool {
-        self.is_usable(now, peer, write) && self.members.liveness(peer) == Liveness::Up
+        self.is_usable(now, peer, write) && !self.suspected_by_me(peer)
     }
 
     /// Whether `peer` may be sent work at all: available, and for `write`
