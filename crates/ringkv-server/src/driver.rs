@@ -9,7 +9,7 @@
 
 use crate::members_file;
 use crate::status::MembershipReport;
-use crate::transport::{Inbound, InboundSink, Transport};
+use crate::transport::{Inbound, InboundSink, Transport, WeakTransport};
 use ringkv_core::anti_entropy::{AeStats, RepairProgress};
 use ringkv_core::coordinator::ClientId;
 use ringkv_core::message::{ClientError, ClientOp, ClientResult, Message};
@@ -21,7 +21,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{oneshot, watch};
@@ -233,9 +233,13 @@ impl EventQueue {
         EventQueue { tx, rx }
     }
 
-    /// What the transport delivers peer messages and reports into.
+    /// What the transport delivers peer messages and reports into; give
+    /// it the transport, once bound, through [`PeerSink::acceptor`].
     pub fn peer_sink(&self) -> PeerSink {
-        PeerSink(self.tx.clone())
+        PeerSink {
+            tx: self.tx.clone(),
+            transport: Arc::new(OnceLock::new()),
+        }
     }
 }
 
@@ -246,11 +250,37 @@ impl Default for EventQueue {
 }
 
 /// The transport's side of the node thread's queue.
-pub struct PeerSink(mpsc::Sender<Event>);
+///
+/// It also answers a forwarded request with `ForwardAccepted` the moment
+/// it arrives, from the transport's own task: the forwarder hedges a write
+/// only with a coordinator that has not, and a process that reads its
+/// socket is alive even while its node thread is busy (a group commit, a
+/// loaded machine) — answering from the node thread made a busy but live
+/// coordinator look silent and its write got coordinated twice.
+pub struct PeerSink {
+    tx: mpsc::Sender<Event>,
+    transport: Arc<OnceLock<WeakTransport<Message>>>,
+}
+
+impl PeerSink {
+    /// Where to set the transport once bound.
+    pub fn acceptor(&self) -> Arc<OnceLock<WeakTransport<Message>>> {
+        Arc::clone(&self.transport)
+    }
+}
 
 impl InboundSink<Message> for PeerSink {
     fn deliver(&self, inbound: Inbound<Message>) -> bool {
-        self.0.send(Event::Peer(inbound)).is_ok()
+        if let Inbound::Message {
+            from,
+            msg: Message::Forward { req, .. },
+        } = &inbound
+        {
+            if let Some(transport) = self.transport.get().and_then(WeakTransport::upgrade) {
+                transport.send(from, Message::ForwardAccepted { req: *req });
+            }
+        }
+        self.tx.send(Event::Peer(inbound)).is_ok()
     }
 }
 

@@ -75,12 +75,15 @@ pub async fn run(
         // within 1 s. A LAN handshake takes well under a millisecond.
         connect_timeout: Duration::from_millis(500),
     };
-    let transport = Transport::<Message>::bind(transport_config, queue.peer_sink())
+    let sink = queue.peer_sink();
+    let acceptor = sink.acceptor();
+    let transport = Transport::<Message>::bind(transport_config, sink)
         .await
         .map_err(|source| ServerError::Bind {
             addr: me.addr,
             source,
         })?;
+    let _ = acceptor.set(transport.downgrade());
 
     let rng_seed = driver::now_ms() ^ u64::from(std::process::id());
     let node = Node::with_membership(settings.clone(), members, store, rng_seed)?;

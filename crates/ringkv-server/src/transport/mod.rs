@@ -145,6 +145,27 @@ pub struct Transport<M> {
     inner: Arc<Inner<M>>,
 }
 
+/// A handle that does not keep the transport alive (for what the
+/// transport itself holds, such as its inbound sink).
+pub struct WeakTransport<M> {
+    inner: std::sync::Weak<Inner<M>>,
+}
+
+impl<M> WeakTransport<M> {
+    /// The transport, unless it has shut down.
+    pub fn upgrade(&self) -> Option<Transport<M>> {
+        self.inner.upgrade().map(|inner| Transport { inner })
+    }
+}
+
+impl<M> Transport<M> {
+    pub fn downgrade(&self) -> WeakTransport<M> {
+        WeakTransport {
+            inner: Arc::downgrade(&self.inner),
+        }
+    }
+}
+
 impl<M> Clone for Transport<M> {
     fn clone(&self) -> Self {
         Transport {
