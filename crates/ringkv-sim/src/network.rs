@@ -186,6 +186,22 @@ impl Network {
         ended
     }
 
+    /// Messages held for `to` (paused) that are due later than `now` are
+    /// due now: it runs again, and its kernel hands over what it buffered.
+    pub fn release_held(&mut self, to: &NodeId, now: Millis) {
+        let held: Vec<(Millis, u64)> = self
+            .queue
+            .iter()
+            .filter(|((at, _), envelope)| *at > now && envelope.1 == *to)
+            .map(|(k, _)| *k)
+            .collect();
+        for k in held {
+            if let Some(envelope) = self.queue.remove(&k) {
+                self.enqueue(now, envelope);
+            }
+        }
+    }
+
     /// Deliver `envelope` at `at` instead (its receiver is paused: the
     /// kernel holds what arrives until the process runs again).
     pub fn hold(&mut self, at: Millis, envelope: Envelope) {

@@ -749,8 +749,11 @@ impl Sim {
 
     /// End every fault: links heal, crashed nodes restart, messages flow.
     fn heal(&mut self) {
-        for n in self.nodes.values_mut() {
-            n.paused_until = None;
+        let now = self.now;
+        for (id, n) in &mut self.nodes {
+            if n.paused_until.take().is_some() {
+                self.net.release_held(id, now);
+            }
         }
         self.repair_disk(true);
         self.net.heal();

@@ -67,9 +67,15 @@ impl<S: Store> Node<S> {
     /// suspicion, its transport's reports — decides.
     pub(super) fn is_available(&self, now: Millis, peer: &NodeId) -> bool {
         *peer == self.id
-            || (!(self.suspected_by_me(peer) && self.members.liveness(peer) == Liveness::Down)
+            || (!self.is_down_to_me(peer)
                 && self.unreachable.get(peer).is_none_or(|until| *until <= now)
                 && !self.is_incompatible(peer))
+    }
+
+    /// Whether `peer` is down by agreement and this node agrees: it has
+    /// not heard from it for `suspect_after_ms` itself.
+    pub(super) fn is_down_to_me(&self, peer: &NodeId) -> bool {
+        self.suspected_by_me(peer) && self.members.liveness(peer) == Liveness::Down
     }
 
     /// Whether this node has not heard from `peer` for `suspect_after_ms`.

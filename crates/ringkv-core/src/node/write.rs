@@ -132,13 +132,20 @@ impl<S: Store> Node<S> {
             self.add_stand_in(now, req, replica);
             return;
         }
-        if !covered {
-            self.add_stand_in(now, req, replica);
-        }
-        if !self.is_incompatible(replica) && !self.is_read_only(replica) {
+        let replaced = !covered && self.add_stand_in(now, req, replica);
+        let refused = self.is_incompatible(replica) || self.is_read_only(replica);
+        if !refused {
             self.send(replica.clone(), msg.clone());
         }
-        self.record_put(req, replica, false);
+        // Counted as failed when something takes its place, when it would
+        // refuse, or when this node itself has long not heard from it (and
+        // the cluster agrees it is down). A replica only recently reported
+        // unreachable may answer after a reconnect — right after this
+        // process was paused, its transport reports every peer so — and is
+        // waited for (found by a paused node's first writes after SIGCONT).
+        if replaced || covered || refused || self.is_down_to_me(replica) {
+            self.record_put(req, replica, false);
+        }
     }
 
     /// The first of `replicas` that is not healthy for writes (the first
