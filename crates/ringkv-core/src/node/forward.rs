@@ -16,6 +16,11 @@ use crate::{Millis, NodeId};
 
 /// The shortest wait before a write is hedged, ms (see `hedge_after`).
 const MIN_WRITE_HEDGE_MS: Millis = 60;
+/// How long a write a coordinator accepted waits for its answer before the
+/// next candidate is asked too, ms: past the 250 ms most coordinators need
+/// at worst, so a duplicate sibling stays rare, and within the 500 ms a
+/// request may wait on a silent node.
+const ACCEPTED_WRITE_HEDGE_MS: Millis = 400;
 
 impl<S: Store> Node<S> {
     /// The nodes that may coordinate an operation on `key`, best first:
@@ -95,9 +100,7 @@ impl<S: Store> Node<S> {
             .iter()
             .filter(|(_, op)| match &op.state {
                 OpState::Forward(f) => {
-                    f.hedge_at <= now
-                        && !(f.op.is_write() && f.accepted)
-                        && f.fallbacks.iter().any(|n| *n != self.id)
+                    f.hedge_at <= now && f.fallbacks.iter().any(|n| *n != self.id)
                 }
                 _ => false,
             })
@@ -175,11 +178,16 @@ impl<S: Store> Node<S> {
         usual.max(MIN_WRITE_HEDGE_MS) + size / 8192
     }
 
-    /// A coordinator asked took `req` up: a write is no longer hedged.
+    /// A coordinator asked took `req` up: a write is hedged only if it
+    /// stays unanswered for [`ACCEPTED_WRITE_HEDGE_MS`] after it was asked
+    /// — it may have been cut off right after accepting (a link that drops
+    /// only what reaches it: the fault bench saw one such write wait for
+    /// the transport's 1 s progress timeout).
     pub(super) fn on_forward_accepted(&mut self, req: RequestId, from: &NodeId) {
         if let Some(OpState::Forward(f)) = self.ops.get_mut(&req).map(|op| &mut op.state) {
-            if f.asked_at(from).is_some() {
+            if let (Some(asked_at), true) = (f.asked_at(from), f.op.is_write()) {
                 f.accepted = true;
+                f.hedge_at = f.hedge_at.max(asked_at + ACCEPTED_WRITE_HEDGE_MS);
             }
         }
     }
