@@ -37,7 +37,7 @@ impl<S: Store> Node<S> {
         if !replicas.contains(&self.id) {
             // No replica was healthy: this node stands in for the first.
             quorum.add_stand_in(
-                &self.first_unhealthy_reader(now, &replicas),
+                &self.first_unhealthy(now, &replicas, false),
                 self.id.clone(),
             );
             self.stats.sloppy_coordinated += 1;
@@ -98,16 +98,6 @@ impl<S: Store> Node<S> {
                 expected += 1;
             }
         }
-    }
-
-    /// The first of `replicas` not healthy for reads (the first when all
-    /// are): whom a coordinator outside the list stands in for.
-    fn first_unhealthy_reader(&self, now: Millis, replicas: &[NodeId]) -> NodeId {
-        replicas
-            .iter()
-            .find(|r| !self.is_healthy(now, r, false))
-            .unwrap_or(&replicas[0])
-            .clone()
     }
 
     /// Ask a stand-in in place of `replica` (failed or silent), if one is

@@ -50,7 +50,8 @@ impl<S: Store> Node<S> {
         let replicas = self.ring.preference_list(&key, self.settings.n);
         // Outside the list, this node keeps its version as a hint for the
         // first replica that is not healthy.
-        let keeper = (!replicas.contains(&self.id)).then(|| self.first_unhealthy(now, &replicas));
+        let keeper =
+            (!replicas.contains(&self.id)).then(|| self.first_unhealthy(now, &replicas, true));
         let written = self.read_local(&key).and_then(|old| {
             let mut set = self.local_state(&key)?;
             let stored_context = keyspace::write_context(&key, context.clone(), &set);
@@ -148,12 +149,13 @@ impl<S: Store> Node<S> {
         }
     }
 
-    /// The first of `replicas` that is not healthy for writes (the first
-    /// one when all are): whose copy a coordinator outside the list keeps.
-    fn first_unhealthy(&self, now: Millis, replicas: &[NodeId]) -> NodeId {
+    /// The first of `replicas` that is not healthy for `write` work (the
+    /// first one when all are): whom a coordinator outside the list stands
+    /// in for — it keeps that replica's copy, or answers a read in its place.
+    pub(super) fn first_unhealthy(&self, now: Millis, replicas: &[NodeId], write: bool) -> NodeId {
         replicas
             .iter()
-            .find(|r| !self.is_healthy(now, r, true))
+            .find(|r| !self.is_healthy(now, r, write))
             .unwrap_or(&replicas[0])
             .clone()
     }
