@@ -134,7 +134,7 @@ for i in 1 2 3; do
 done
 for i in 1 2 3; do
   {
-    printf 'cluster = "compare"\nnode_id = "n%s"\ndata_dir = "%s/n%s"\n\n' "$i" "$WORK" "$i"
+    printf 'cluster = "compare"\ninsecure = true\nnode_id = "n%s"\ndata_dir = "%s/n%s"\n\n' "$i" "$WORK" "$i"
     printf '[storage]\nengine = "fjall"\n\n[replication]\nn = 3\nr = 2\nw = 2\n\n'
     for j in 1 2 3; do
       printf '[[nodes]]\nid = "n%s"\naddr = "127.0.0.1:%s"\nhttp = "127.0.0.1:%s"\nresp = "127.0.0.1:%s"\n\n' \

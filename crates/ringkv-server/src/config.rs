@@ -22,6 +22,11 @@
 //! [hints]             # optional; see ringkv_core::hints
 //! max_hints = 100000
 //!
+//! [tls]              # inter-node mutual TLS; `ringkv cert` makes these
+//! ca = "certs/ca.pem"       # trusted CA certificates (one or more: rotation)
+//! cert = "certs/n1.pem"     # this node's certificate, issued for its id
+//! key = "certs/n1.key"
+//!
 //! [[nodes]]
 //! id = "n1"
 //! addr = "127.0.0.1:7101"   # inter-node TCP
@@ -34,6 +39,11 @@
 //! names existing members' inter-node addresses in `seeds = [...]` (or
 //! `ringkv node --join ADDR`). Once a node has run, its data directory
 //! remembers the member list, so later starts need neither.
+//!
+//! Security is on by default: a node without `[tls]` refuses to start
+//! unless the config says `insecure = true` (CockroachDB's `--insecure`),
+//! which is for tests and local experiments only. Relative paths in the
+//! config are relative to the config file's directory.
 
 use ringkv_core::anti_entropy::AntiEntropySettings;
 use ringkv_core::gossip::MembershipSettings;
@@ -72,7 +82,29 @@ pub struct NodeConfig {
     /// drops traffic to and from a peer. For fault tests only.
     #[serde(default)]
     pub fault_injection: bool,
+    /// Run without credentials: plaintext, unauthenticated inter-node
+    /// traffic and no client credentials asked for unless configured. For
+    /// tests and local experiments only; must be said explicitly.
+    #[serde(default)]
+    pub insecure: bool,
+    /// Inter-node mutual TLS (required unless `insecure`).
+    #[serde(default)]
+    pub tls: Option<PeerTlsConfig>,
     pub nodes: Vec<MemberConfig>,
+}
+
+/// The files of a node's inter-node credential: PEM certificates and a
+/// PKCS#8 PEM key, as `ringkv cert create-ca` / `create-node` write them.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct PeerTlsConfig {
+    /// CA certificates a peer's certificate must chain to. Holding the old
+    /// and the new CA is how a CA is rotated without downtime.
+    pub ca: PathBuf,
+    /// This node's certificate chain (leaf first), issued for its id.
+    pub cert: PathBuf,
+    /// This node's private key.
+    pub key: PathBuf,
 }
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -112,10 +144,23 @@ impl NodeConfig {
             path: path.to_path_buf(),
             source,
         })?;
-        Self::parse(&text).map_err(|message| ConfigError::Invalid {
+        let mut config = Self::parse(&text).map_err(|message| ConfigError::Invalid {
             path: path.to_path_buf(),
             message,
-        })
+        })?;
+        config.resolve_paths(path.parent().unwrap_or(Path::new(".")));
+        Ok(config)
+    }
+
+    /// Makes the credential paths absolute, relative to `base` (the
+    /// config file's directory), so a config and its `certs/` can move
+    /// together.
+    fn resolve_paths(&mut self, base: &Path) {
+        if let Some(tls) = &mut self.tls {
+            for path in [&mut tls.ca, &mut tls.cert, &mut tls.key] {
+                *path = base.join(&*path);
+            }
+        }
     }
 
     /// Parse and validate; the error says what is wrong and where.
@@ -185,6 +230,27 @@ impl NodeConfig {
         if self.me().is_none() {
             return Err(format!("node_id {} is not in [[nodes]]", self.node_id));
         }
+        self.validate_security()
+    }
+
+    /// Security is on unless the config turns it off in so many words.
+    fn validate_security(&self) -> Result<(), String> {
+        if self.insecure && self.tls.is_some() {
+            return Err("insecure = true and [tls] contradict each other: remove one".into());
+        }
+        if !self.insecure && self.tls.is_none() {
+            return Err("no inter-node credentials: add a [tls] section (ca, cert, key; \
+                 `ringkv cert create-ca` and `ringkv cert create-node` make them), \
+                 or `insecure = true` for tests and local experiments"
+                .into());
+        }
+        if let (Some(_), Some(bad)) = (&self.tls, self.nodes.iter().find(|m| !is_dns_label(&m.id))) {
+            return Err(format!(
+                "node id {:?} cannot be named in a certificate: with [tls], ids are \
+                 letters, digits and '-' (at most 63, not starting or ending with '-')",
+                bad.id
+            ));
+        }
         Ok(())
     }
 
@@ -194,11 +260,23 @@ impl NodeConfig {
     }
 }
 
+/// Whether `id` is one DNS label, as a node certificate's name
+/// `{id}.node.ringkv` needs (RFC 1123).
+pub fn is_dns_label(id: &str) -> bool {
+    let bytes = id.as_bytes();
+    !bytes.is_empty()
+        && bytes.len() <= 63
+        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+        && bytes[0] != b'-'
+        && bytes[bytes.len() - 1] != b'-'
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
 
     const GOOD: &str = r#"
+        insecure = true
         node_id = "n1"
         data_dir = "/tmp/x"
         [[nodes]]
@@ -223,6 +301,35 @@ mod tests {
         assert_eq!(c.me().unwrap().resp.map(|a| a.port()), Some(6101));
         assert_eq!(c.nodes[1].resp, None);
         assert_eq!(c.nodes[1].zone.as_deref(), Some("b"));
+    }
+
+    #[test]
+    fn security_is_on_unless_turned_off_in_so_many_words() {
+        let secure = GOOD.replace("insecure = true", "");
+        let err = NodeConfig::parse(&secure).unwrap_err();
+        assert!(err.contains("no inter-node credentials"), "{err}");
+        let tls = "[tls]\nca = \"ca.pem\"\ncert = \"n1.pem\"\nkey = \"n1.key\"\n";
+        let with_tls = format!("{secure}\n{tls}");
+        let c = NodeConfig::parse(&with_tls).unwrap();
+        assert!(!c.insecure);
+        let err = NodeConfig::parse(&format!("{GOOD}\n{tls}")).unwrap_err();
+        assert!(err.contains("contradict"), "{err}");
+        let bad_id = with_tls.replace("\"n2\"", "\"n_2\"");
+        let err = NodeConfig::parse(&bad_id).unwrap_err();
+        assert!(err.contains("cannot be named in a certificate"), "{err}");
+    }
+
+    #[test]
+    fn credential_paths_are_relative_to_the_config_file() {
+        let dir = tempfile::tempdir().unwrap();
+        let text = GOOD.replace("insecure = true", "")
+            + "\n[tls]\nca = \"certs/ca.pem\"\ncert = \"/abs/n1.pem\"\nkey = \"k\"\n";
+        let path = dir.path().join("n1.toml");
+        std::fs::write(&path, text).unwrap();
+        let tls = NodeConfig::load(&path).unwrap().tls.unwrap();
+        assert_eq!(tls.ca, dir.path().join("certs/ca.pem"));
+        assert_eq!(tls.cert, Path::new("/abs/n1.pem"));
+        assert_eq!(tls.key, dir.path().join("k"));
     }
 
     #[test]

@@ -131,7 +131,7 @@ impl LocalCluster {
 
     fn config_text(&self, me: usize, engine: &str) -> String {
         let mut text = format!(
-            "cluster = \"dev\"\nnode_id = \"n{me}\"\ndata_dir = {:?}\n\n[storage]\nengine = {engine:?}\n\n",
+            "cluster = \"dev\"\ninsecure = true\nnode_id = \"n{me}\"\ndata_dir = {:?}\n\n[storage]\nengine = {engine:?}\n\n",
             self.dir.join(format!("n{me}"))
         );
         for (i, ports) in (1..).zip(&self.ports) {

@@ -204,6 +204,7 @@ mod tests {
     fn config(dir: &Path, extra: &str) -> NodeConfig {
         NodeConfig::parse(&format!(
             r#"{extra}
+            insecure = true
             node_id = "n1"
             data_dir = "{}"
             [[nodes]]

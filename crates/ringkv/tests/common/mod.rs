@@ -497,7 +497,7 @@ impl Cluster {
             }
         };
         let mut text = format!(
-            "cluster = \"e2e\"\nnode_id = \"n{me}\"\ndata_dir = {:?}\n{seeds}\
+            "cluster = \"e2e\"\ninsecure = true\nnode_id = \"n{me}\"\ndata_dir = {:?}\n{seeds}\
              fault_injection = true\n\n\
              [storage]\nengine = \"fjall\"\n\n\
              [replication]\nn = {n}\nr = {quorum}\nw = {quorum}\nvnodes = {}\n\

@@ -472,7 +472,7 @@ impl NsCluster {
     fn write_config(&mut self, me: usize, extra_toml: &str) {
         let data = self.root().join(format!("n{me}-data"));
         let mut text = format!(
-            "cluster = \"netns\"\nnode_id = \"n{me}\"\ndata_dir = {:?}\n\n\
+            "cluster = \"netns\"\ninsecure = true\nnode_id = \"n{me}\"\ndata_dir = {:?}\n\n\
              [storage]\nengine = \"fjall\"\n\n{extra_toml}\n\n",
             data.to_str().expect("utf-8 temp path"),
         );
