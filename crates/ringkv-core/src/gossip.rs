@@ -234,7 +234,14 @@ pub struct Membership {
 /// The id under which a seed address is contacted before its real id is
 /// known (its answers arrive under the real one).
 pub fn seed_id(addr: &str) -> NodeId {
-    NodeId(format!("seed:{addr}"))
+    NodeId(format!("{SEED_PREFIX}{addr}"))
+}
+
+const SEED_PREFIX: &str = "seed:";
+
+/// Whether `id` is a seed's pseudo-id (see [`seed_id`]), not a node's.
+pub fn is_seed_id(id: &NodeId) -> bool {
+    id.0.starts_with(SEED_PREFIX)
 }
 
 impl Membership {

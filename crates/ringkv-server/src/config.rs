@@ -239,12 +239,15 @@ impl NodeConfig {
             return Err("insecure = true and [tls] contradict each other: remove one".into());
         }
         if !self.insecure && self.tls.is_none() {
-            return Err("no inter-node credentials: add a [tls] section (ca, cert, key; \
+            return Err(
+                "no inter-node credentials: add a [tls] section (ca, cert, key; \
                  `ringkv cert create-ca` and `ringkv cert create-node` make them), \
                  or `insecure = true` for tests and local experiments"
-                .into());
+                    .into(),
+            );
         }
-        if let (Some(_), Some(bad)) = (&self.tls, self.nodes.iter().find(|m| !is_dns_label(&m.id))) {
+        if let (Some(_), Some(bad)) = (&self.tls, self.nodes.iter().find(|m| !is_dns_label(&m.id)))
+        {
             return Err(format!(
                 "node id {:?} cannot be named in a certificate: with [tls], ids are \
                  letters, digits and '-' (at most 63, not starting or ending with '-')",
@@ -266,7 +269,9 @@ pub fn is_dns_label(id: &str) -> bool {
     let bytes = id.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= 63
-        && bytes.iter().all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+        && bytes
+            .iter()
+            .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
         && bytes[0] != b'-'
         && bytes[bytes.len() - 1] != b'-'
 }

@@ -11,6 +11,7 @@ pub mod members_file;
 pub mod resp;
 pub mod server;
 pub mod status;
+pub mod tls;
 pub mod transport;
 
 pub use config::NodeConfig;

@@ -32,6 +32,8 @@ pub enum ServerError {
     },
     #[error("{0}")]
     Io(#[from] std::io::Error),
+    #[error(transparent)]
+    Tls(#[from] crate::tls::TlsError),
     /// The cluster refused this node (its settings differ).
     #[error("{0}")]
     Refused(String),
@@ -74,6 +76,7 @@ pub async fn run(
         // of waiting on the kernel, so a healed link carries traffic again
         // within 1 s. A LAN handshake takes well under a millisecond.
         connect_timeout: Duration::from_millis(500),
+        tls: peer_tls(&config)?,
     };
     let sink = queue.peer_sink();
     let acceptor = sink.acceptor();
@@ -168,4 +171,16 @@ fn client_limit(settings: &ringkv_core::settings::Settings) -> Duration {
 async fn stop(handle: &NodeHandle, thread: std::thread::JoinHandle<()>) {
     handle.stop();
     let _ = tokio::task::spawn_blocking(move || thread.join()).await;
+}
+
+/// The node's inter-node credential, loaded before anything listens; `None`
+/// only when the config says `insecure = true` (validation ensures one).
+fn peer_tls(config: &NodeConfig) -> Result<Option<crate::tls::PeerTls>, ServerError> {
+    match &config.tls {
+        Some(tls) => Ok(Some(crate::tls::PeerTls::load(tls, &config.node_id)?)),
+        None => {
+            tracing::warn!("insecure = true: inter-node traffic is plaintext and unauthenticated");
+            Ok(None)
+        }
+    }
 }

@@ -1,6 +1,7 @@
 //! `ringkv`: run a node, a local dev cluster, or talk to a cluster.
 
 mod bench;
+mod cert;
 mod client;
 mod dev;
 mod sim;
@@ -93,6 +94,9 @@ enum Command {
     /// Run seeded simulations of a cluster under faults and check them;
     /// `--seed S` replays one run exactly.
     Sim(sim::SimArgs),
+    /// Create inter-node credentials: the cluster CA and node certificates.
+    #[command(subcommand)]
+    Cert(cert::CertCommand),
     /// Show a node's view of the cluster.
     Status {
         #[command(flatten)]
@@ -108,6 +112,12 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     if let Command::Sim(args) = cli.command {
         return match sim::run_sims(args) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(message) => fail(message),
+        };
+    }
+    if let Command::Cert(command) = cli.command {
+        return match cert::run(command) {
             Ok(()) => ExitCode::SUCCESS,
             Err(message) => fail(message),
         };
@@ -144,7 +154,9 @@ fn main() -> ExitCode {
                 rebuild,
             } => client::repair(&target, range, rebuild).await,
             Command::Status { target, json } => client::status(&target, json).await,
-            Command::Sim(_) => unreachable!("handled before the runtime starts"),
+            Command::Sim(_) | Command::Cert(_) => {
+                unreachable!("handled before the runtime starts")
+            }
         }
     });
     match outcome {

@@ -15,8 +15,11 @@ use bytes::{Bytes, BytesMut};
 use futures::{Stream, StreamExt};
 use ringkv_core::settings::ClusterSettings;
 use ringkv_core::NodeId;
+use rustls_pki_types::CertificateDer;
 use serde::{Deserialize, Serialize};
 use tracing::{info, warn};
+
+use crate::tls::check_identity;
 
 use super::{lock, Inbound, Shared, HANDSHAKE_MAGIC, PROTOCOL_VERSION};
 
@@ -60,6 +63,14 @@ pub(super) enum Rejection {
     Version(u16),
     #[error("peer claims to be this node ({0})")]
     Impersonation(NodeId),
+    /// The peer's certificate does not name the node its `Hello` claims.
+    #[error("{0}")]
+    Identity(#[from] crate::tls::IdentityError),
+    /// The node dialed answered as another node.
+    #[error("dialed {expected} but {claimed} answered")]
+    WrongPeer { expected: NodeId, claimed: NodeId },
+    #[error("TLS handshake failed: {0}")]
+    Tls(io::Error),
     #[error("peer belongs to cluster {theirs:?}, not {ours:?}")]
     Cluster { theirs: String, ours: String },
     /// The peer's cluster settings differ; `reason` names the first
@@ -119,8 +130,17 @@ impl<M> Shared<M> {
     }
 
     /// Checks a peer's (decoded) handshake against this node's
-    /// expectations; both sides of a connection apply it.
-    pub(super) fn check_hello(&self, hello: &Hello) -> Result<(), Rejection> {
+    /// expectations; both sides of a connection apply it. With TLS, `cert`
+    /// (the peer's, verified against the CA) must name the node the
+    /// handshake claims: identity is bound to the credential.
+    pub(super) fn check_hello(
+        &self,
+        hello: &Hello,
+        cert: Option<&CertificateDer<'_>>,
+    ) -> Result<(), Rejection> {
+        if self.tls.is_some() {
+            check_identity(cert, hello.node.as_str())?;
+        }
         if hello.cluster != self.cluster {
             return Err(Rejection::Cluster {
                 theirs: hello.cluster.clone(),
@@ -136,8 +156,8 @@ impl<M> Shared<M> {
             return Err(Rejection::Settings { peer, reason });
         }
         // Nodes not known yet are accepted: a joining node introduces
-        // itself through gossip on this connection. The cluster name is
-        // what keeps strangers out.
+        // itself through gossip on this connection. The CA is what keeps
+        // strangers out (the cluster name only keeps clusters apart).
         Ok(())
     }
 

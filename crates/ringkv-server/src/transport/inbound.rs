@@ -9,6 +9,7 @@ use std::sync::Arc;
 use bytes::BytesMut;
 use futures::{SinkExt, StreamExt};
 use ringkv_core::NodeId;
+use rustls_pki_types::CertificateDer;
 use serde::de::DeserializeOwned;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::time::{sleep_until, timeout, Instant};
@@ -17,9 +18,10 @@ use tracing::{debug, trace, warn};
 
 use super::handshake::{next_hello, Rejection};
 use super::liveness::{decode_frame, Acker, Frame, INBOUND_IDLE_TIMEOUT};
+use super::secure::{secure_inbound, PeerStream, Secured};
 use super::{message_codec, Inbound, Shared, ACCEPT_ERROR_PAUSE};
 
-type InboundFrames = Framed<TcpStream, LengthDelimitedCodec>;
+type InboundFrames = Framed<PeerStream, LengthDelimitedCodec>;
 
 /// Accepts connections until shutdown; each gets its own task so a slow or
 /// misbehaving peer cannot hold up the others.
@@ -52,12 +54,17 @@ async fn serve_inbound<M>(shared: Arc<Shared<M>>, stream: TcpStream, remote: Soc
 where
     M: DeserializeOwned + Send + 'static,
 {
-    let mut frames = Framed::new(stream, message_codec(shared.max_frame_bytes));
     let shutdown = shared.shutdown.clone();
     tokio::select! {
         _ = shutdown.cancelled() => {}
         _ = async {
-            match accept_handshake(&shared, &mut frames).await {
+            let secured = match secure(&shared, stream).await {
+                Ok(secured) => secured,
+                Err(reason) => return warn!(%remote, %reason, "rejected inbound connection"),
+            };
+            let cert = secured.cert;
+            let mut frames = Framed::new(secured.stream, message_codec(shared.max_frame_bytes));
+            match accept_handshake(&shared, &mut frames, cert.as_ref()).await {
                 Ok(peer) => {
                     shared.agreed(&peer);
                     forward_messages(&shared, &mut frames, &peer, remote).await
@@ -69,6 +76,17 @@ where
     }
 }
 
+/// The TLS handshake (a no-op when insecure), within `connect_timeout`: a
+/// peer without a certificate from the cluster's CA, a plaintext or garbage
+/// stream, a replayed handshake all end here.
+async fn secure<M>(shared: &Shared<M>, stream: TcpStream) -> Result<Secured, Rejection> {
+    let limit = shared.connect_timeout;
+    timeout(limit, secure_inbound(shared.tls.as_ref(), stream))
+        .await
+        .map_err(|_| Rejection::Timeout(limit))?
+        .map_err(Rejection::Tls)
+}
+
 /// Reads the peer's handshake, answers it with this node's, then checks it
 /// (all within `connect_timeout`), returning the peer's identity. The
 /// answer goes out before the verdict so the peer can check this node's
@@ -76,18 +94,19 @@ where
 async fn accept_handshake<M>(
     shared: &Shared<M>,
     frames: &mut InboundFrames,
+    cert: Option<&CertificateDer<'_>>,
 ) -> Result<NodeId, Rejection> {
     let limit = shared.connect_timeout;
     let exchange = async {
         let hello = next_hello(frames).await?;
         let answer = shared.hello().encode().map_err(Rejection::Frame)?;
         frames.send(answer).await.map_err(Rejection::Frame)?;
-        Ok(hello)
+        Ok::<_, Rejection>(hello)
     };
     let hello = tokio::time::timeout(limit, exchange)
         .await
         .map_err(|_| Rejection::Timeout(limit))??;
-    shared.check_hello(&hello)?;
+    shared.check_hello(&hello, cert)?;
     Ok(hello.node)
 }
 

@@ -36,8 +36,11 @@ mod liveness;
 #[cfg(test)]
 mod liveness_tests;
 mod outbound;
+mod secure;
 #[cfg(test)]
 mod tests;
+#[cfg(test)]
+mod tls_tests;
 
 use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
@@ -118,6 +121,9 @@ pub struct TransportConfig {
     /// the handshake), and on how long an inbound connection may take to send
     /// its handshake.
     pub connect_timeout: Duration,
+    /// Mutual TLS on every connection; `None` only for an `insecure`
+    /// node (and transport tests), which speaks plaintext.
+    pub tls: Option<crate::tls::PeerTls>,
 }
 
 /// What the transport hands to the node.
@@ -209,6 +215,7 @@ struct Shared<M> {
     local_addr: SocketAddr,
     max_frame_bytes: usize,
     connect_timeout: Duration,
+    tls: Option<crate::tls::PeerTls>,
     /// Known peers, never including this node.
     peers: Mutex<BTreeMap<NodeId, SocketAddr>>,
     /// Peers whose traffic is silently dropped in both directions (test fault).
@@ -287,6 +294,7 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Transport<M> {
             local_addr,
             max_frame_bytes,
             connect_timeout: config.connect_timeout,
+            tls: config.tls,
             peers: Mutex::new(peers),
             blocked: Mutex::new(HashSet::new()),
             refused: Mutex::new(HashMap::new()),

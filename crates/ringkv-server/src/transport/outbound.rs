@@ -7,7 +7,7 @@ use std::sync::Arc;
 use bytes::{Bytes, BytesMut};
 use futures::{SinkExt, StreamExt};
 use ringkv_core::NodeId;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
+use tokio::io::{ReadHalf, WriteHalf};
 use tokio::net::TcpStream;
 use tokio::sync::mpsc;
 use tokio::time::{sleep_until, Instant};
@@ -16,6 +16,7 @@ use tracing::{debug, trace, warn};
 
 use super::handshake::{next_hello, Rejection};
 use super::liveness::{self, Progress, MAX_ACK_FRAME, PROGRESS_TIMEOUT};
+use super::secure::{secure_outbound, PeerStream};
 use super::{codec, message_codec, Shared, MAX_BATCH, RECONNECT_BACKOFF};
 
 /// An established outbound connection. Past the handshake's answer, the
@@ -24,8 +25,8 @@ use super::{codec, message_codec, Shared, MAX_BATCH, RECONNECT_BACKOFF};
 /// the connection, so a restarted peer is detected before messages are
 /// written into a dead socket.
 struct Connection {
-    frames: FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
-    acks: FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+    frames: FramedWrite<WriteHalf<PeerStream>, LengthDelimitedCodec>,
+    acks: FramedRead<ReadHalf<PeerStream>, LengthDelimitedCodec>,
     progress: Progress,
 }
 
@@ -167,13 +168,18 @@ impl<M> PeerWriter<M> {
             let stream = TcpStream::connect(addr).await.map_err(Rejection::Connect)?;
             // Messages are small and latency-bound; batching happens above.
             stream.set_nodelay(true).map_err(Rejection::Connect)?;
-            let (read_half, write_half) = stream.into_split();
+            let secured = secure_outbound(self.shared.tls.as_ref(), stream)
+                .await
+                .map_err(Rejection::Tls)?;
+            let (read_half, write_half) = tokio::io::split(secured.stream);
             let mut frames = FramedWrite::new(write_half, message_codec(max_frame_bytes));
             frames.send(hello).await.map_err(Rejection::Connect)?;
             // The peer answers with its own handshake, checked as it
             // checked ours.
             let mut acks = FramedRead::new(read_half, codec(max_frame_bytes));
-            self.shared.check_hello(&next_hello(&mut acks).await?)?;
+            let answer = next_hello(&mut acks).await?;
+            self.shared.check_hello(&answer, secured.cert.as_ref())?;
+            self.check_answered_by_peer(&answer.node)?;
             // Only small acks follow; the reader keeps what it buffered.
             acks.decoder_mut().set_max_frame_length(MAX_ACK_FRAME);
             let progress = Progress::new(Instant::now());
@@ -189,6 +195,19 @@ impl<M> PeerWriter<M> {
                 format!("timed out after {limit:?}"),
             ))
         })?
+    }
+
+    /// The node that answered must be the one dialed (a seed's pseudo-id
+    /// stands for whichever node listens there): an address now used by
+    /// another node must not receive this peer's messages.
+    fn check_answered_by_peer(&self, claimed: &NodeId) -> Result<(), Rejection> {
+        if ringkv_core::gossip::is_seed_id(&self.peer) || *claimed == self.peer {
+            return Ok(());
+        }
+        Err(Rejection::WrongPeer {
+            expected: self.peer.clone(),
+            claimed: claimed.clone(),
+        })
     }
 
     /// Starts a failure episode: log it, then [`back_off`](Self::back_off).
@@ -209,7 +228,7 @@ impl<M> PeerWriter<M> {
 
 /// Feeds every frame into the codec's buffer and flushes once.
 async fn write_batch(
-    frames: &mut FramedWrite<OwnedWriteHalf, LengthDelimitedCodec>,
+    frames: &mut FramedWrite<WriteHalf<PeerStream>, LengthDelimitedCodec>,
     batch: Vec<Bytes>,
 ) -> io::Result<()> {
     for frame in batch {
@@ -232,7 +251,7 @@ async fn watch(conn: &mut Option<Connection>) -> LinkEvent {
 /// frames in its buffer. Takes the fields rather than the [`Connection`] so
 /// a write may run on the other half meanwhile.
 async fn next_event(
-    acks: &mut FramedRead<OwnedReadHalf, LengthDelimitedCodec>,
+    acks: &mut FramedRead<ReadHalf<PeerStream>, LengthDelimitedCodec>,
     progress: &Progress,
     ping: bool,
 ) -> LinkEvent {

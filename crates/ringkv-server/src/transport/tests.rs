@@ -57,7 +57,7 @@ fn settings() -> ClusterSettings {
     Settings::default().cluster()
 }
 
-fn config(name: &str, listen: SocketAddr) -> TransportConfig {
+pub(super) fn config(name: &str, listen: SocketAddr) -> TransportConfig {
     TransportConfig {
         cluster: CLUSTER.to_string(),
         node_id: id(name),
@@ -66,6 +66,7 @@ fn config(name: &str, listen: SocketAddr) -> TransportConfig {
         peers: BTreeMap::new(),
         max_frame_bytes: MAX_FRAME,
         connect_timeout: Duration::from_secs(2),
+        tls: None,
     }
 }
 
@@ -85,14 +86,14 @@ async fn node_at(name: &str, listen: SocketAddr) -> (Transport<TestMsg>, Rx) {
     node_with(config(name, listen)).await
 }
 
-async fn node_with(config: TransportConfig) -> (Transport<TestMsg>, Rx) {
+pub(super) async fn node_with(config: TransportConfig) -> (Transport<TestMsg>, Rx) {
     init_logging();
     let (tx, rx) = mpsc::unbounded_channel();
     let transport = Transport::bind(config, tx).await.expect("bind");
     (transport, rx)
 }
 
-fn introduce(a: &Transport<TestMsg>, b: &Transport<TestMsg>) {
+pub(super) fn introduce(a: &Transport<TestMsg>, b: &Transport<TestMsg>) {
     a.set_peer(b.node_id().clone(), b.local_addr());
     b.set_peer(a.node_id().clone(), a.local_addr());
 }
@@ -158,7 +159,7 @@ pub(super) async fn raw_peer(addr: SocketAddr, hello: &Hello, msgs: &[TestMsg]) 
 
 /// Waits until the other side closes `stream` (EOF or reset), passing over
 /// what it sent before (its handshake).
-async fn expect_closed(stream: &mut TcpStream) {
+pub(super) async fn expect_closed(stream: &mut TcpStream) {
     let mut buf = [0u8; 256];
     let closed = async { while let Ok(1..) = stream.read(&mut buf).await {} };
     timeout(EVENT_TIMEOUT, closed)

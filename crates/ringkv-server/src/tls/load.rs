@@ -1,0 +1,135 @@
+//! Loading a node's inter-node credential into rustls configurations.
+
+use std::path::{Path, PathBuf};
+use std::sync::Arc;
+
+use rustls::crypto::CryptoProvider;
+use rustls::server::WebPkiClientVerifier;
+use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use tokio_rustls::{TlsAcceptor, TlsConnector};
+
+use super::identity::{check_identity, CLUSTER_NAME};
+use crate::config::PeerTlsConfig;
+
+/// A credential that cannot be used, in one sentence naming the file.
+#[derive(Debug, thiserror::Error)]
+pub enum TlsError {
+    #[error("cannot read {path}: {source}")]
+    Read {
+        path: PathBuf,
+        source: rustls_pki_types::pem::Error,
+    },
+    #[error("{path} holds no {what}")]
+    Empty { path: PathBuf, what: &'static str },
+    #[error("{0}")]
+    Invalid(String),
+    #[error("certificate {path} is not issued for node {id}: create one with `ringkv cert create-node --id {id}`")]
+    NotThisNode { path: PathBuf, id: String },
+}
+
+/// Both halves of a node's inter-node TLS: dialing peers and accepting
+/// them, each requiring the other side's certificate to chain to the CA.
+#[derive(Clone)]
+pub struct PeerTls {
+    pub(crate) connector: TlsConnector,
+    pub(crate) acceptor: TlsAcceptor,
+}
+
+impl std::fmt::Debug for PeerTls {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("PeerTls")
+    }
+}
+
+impl PeerTls {
+    /// Loads the files of `config` for node `id`; refuses a certificate
+    /// issued for another node, so a copied config fails at start rather
+    /// than at every handshake.
+    pub fn load(config: &PeerTlsConfig, id: &str) -> Result<PeerTls, TlsError> {
+        let roots = read_certs(&config.ca, "CA certificate")?;
+        let chain = read_certs(&config.cert, "certificate")?;
+        let key = PrivateKeyDer::from_pem_file(&config.key).map_err(|source| TlsError::Read {
+            path: config.key.clone(),
+            source,
+        })?;
+        if check_identity(chain.first(), id).is_err() {
+            return Err(TlsError::NotThisNode {
+                path: config.cert.clone(),
+                id: id.to_owned(),
+            });
+        }
+        PeerTls::new(roots, chain, key)
+    }
+
+    /// Builds both configurations: TLS 1.3 only, ring's algorithms, a
+    /// client certificate required.
+    pub fn new(
+        roots: Vec<CertificateDer<'static>>,
+        chain: Vec<CertificateDer<'static>>,
+        key: PrivateKeyDer<'static>,
+    ) -> Result<PeerTls, TlsError> {
+        let invalid = |e: rustls::Error| TlsError::Invalid(e.to_string());
+        let provider = Arc::new(rustls::crypto::ring::default_provider());
+        let mut store = RootCertStore::empty();
+        for root in roots {
+            store.add(root).map_err(invalid)?;
+        }
+        let store = Arc::new(store);
+        let verifier =
+            WebPkiClientVerifier::builder_with_provider(Arc::clone(&store), Arc::clone(&provider))
+                .build()
+                .map_err(|e| TlsError::Invalid(e.to_string()))?;
+        let server = ServerConfig::builder_with_provider(Arc::clone(&provider))
+            .with_protocol_versions(&[&rustls::version::TLS13])
+            .map_err(invalid)?
+            .with_client_cert_verifier(verifier)
+            .with_single_cert(chain.clone(), key.clone_key())
+            .map_err(invalid)?;
+        let client = client_config(provider, store)
+            .map_err(invalid)?
+            .with_client_auth_cert(chain, key)
+            .map_err(invalid)?;
+        Ok(PeerTls {
+            connector: TlsConnector::from(Arc::new(client)),
+            acceptor: TlsAcceptor::from(Arc::new(server)),
+        })
+    }
+
+    /// The name a connector asks the peer's certificate for. Every node
+    /// certificate carries it; which node answered is checked afterwards
+    /// against its `Hello` (see [`check_identity`]).
+    pub fn server_name() -> ServerName<'static> {
+        ServerName::try_from(CLUSTER_NAME).expect("a valid DNS name")
+    }
+}
+
+fn client_config(
+    provider: Arc<CryptoProvider>,
+    roots: Arc<RootCertStore>,
+) -> Result<rustls::ConfigBuilder<ClientConfig, rustls::client::WantsClientCert>, rustls::Error> {
+    Ok(ClientConfig::builder_with_provider(provider)
+        .with_protocol_versions(&[&rustls::version::TLS13])?
+        .with_root_certificates(roots))
+}
+
+/// Every certificate of a PEM file; at least one.
+pub(crate) fn read_certs(
+    path: &Path,
+    what: &'static str,
+) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let certs = CertificateDer::pem_file_iter(path)
+        .and_then(|iter| iter.collect::<Result<Vec<_>, _>>())
+        .map_err(|source| TlsError::Read {
+            path: path.to_path_buf(),
+            source,
+        })?;
+    if certs.is_empty() {
+        return Err(TlsError::Empty {
+            path: path.to_path_buf(),
+            what,
+        });
+    }
+    Ok(certs)
+}
