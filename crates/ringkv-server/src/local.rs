@@ -36,6 +36,8 @@ pub enum LocalError {
     Timeout { node: String, limit: Duration },
     #[error("cannot find free loopback ports: {0}")]
     Ports(std::io::Error),
+    #[error(transparent)]
+    Credentials(#[from] crate::tls::certs::CertError),
 }
 
 /// The addresses of one local node.
@@ -78,6 +80,7 @@ impl LocalCluster {
             children: ports.iter().map(|_| None).collect(),
             ports,
         };
+        cluster.ensure_credentials()?;
         for i in 1..=cluster.len() {
             let path = cluster.config_path(i);
             std::fs::write(&path, cluster.config_text(i, engine))
@@ -129,9 +132,33 @@ impl LocalCluster {
         self.dir.join(format!("n{i}.toml"))
     }
 
+    /// Where the cluster's CA and node certificates live.
+    pub fn certs_dir(&self) -> PathBuf {
+        self.dir.join("certs")
+    }
+
+    /// Secure by default, like any cluster: a CA and a certificate per node
+    /// in [`certs_dir`](Self::certs_dir), made on the first start and kept
+    /// for the next ones (the CA key stays there too: it is a dev cluster).
+    fn ensure_credentials(&self) -> Result<(), LocalError> {
+        use crate::tls::certs::{create_ca, create_node, CA_DAYS, NODE_DAYS};
+        let certs = self.certs_dir();
+        if !certs.join("ca.pem").exists() {
+            create_ca(&certs, "dev", CA_DAYS)?;
+        }
+        for i in 1..=self.len() {
+            let id = format!("n{i}");
+            if !certs.join(format!("{id}.pem")).exists() {
+                create_node(&certs, &id, &["127.0.0.1".into(), "localhost".into()], NODE_DAYS)?;
+            }
+        }
+        Ok(())
+    }
+
     fn config_text(&self, me: usize, engine: &str) -> String {
         let mut text = format!(
-            "cluster = \"dev\"\ninsecure = true\nnode_id = \"n{me}\"\ndata_dir = {:?}\n\n[storage]\nengine = {engine:?}\n\n",
+            "cluster = \"dev\"\nnode_id = \"n{me}\"\ndata_dir = {:?}\n\n[storage]\nengine = {engine:?}\n\n\
+             [tls]\nca = \"certs/ca.pem\"\ncert = \"certs/n{me}.pem\"\nkey = \"certs/n{me}.key\"\n\n",
             self.dir.join(format!("n{me}"))
         );
         for (i, ports) in (1..).zip(&self.ports) {
