@@ -119,6 +119,11 @@ impl LocalCluster {
         SocketAddr::from(([127, 0, 0, 1], self.ports[i - 1].http))
     }
 
+    /// Inter-node address of node `i`.
+    pub fn peer_addr(&self, i: usize) -> SocketAddr {
+        SocketAddr::from(([127, 0, 0, 1], self.ports[i - 1].peer))
+    }
+
     /// Redis protocol address of node `i`.
     pub fn resp_addr(&self, i: usize) -> SocketAddr {
         SocketAddr::from(([127, 0, 0, 1], self.ports[i - 1].resp))
@@ -149,7 +154,12 @@ impl LocalCluster {
         for i in 1..=self.len() {
             let id = format!("n{i}");
             if !certs.join(format!("{id}.pem")).exists() {
-                create_node(&certs, &id, &["127.0.0.1".into(), "localhost".into()], NODE_DAYS)?;
+                create_node(
+                    &certs,
+                    &id,
+                    &["127.0.0.1".into(), "localhost".into()],
+                    NODE_DAYS,
+                )?;
             }
         }
         Ok(())

@@ -49,6 +49,9 @@ pub async fn run(
     let me = config.me().cloned().ok_or_else(|| {
         std::io::Error::other(format!("node_id {} is not in [[nodes]]", config.node_id))
     })?;
+    // Credentials first: a node that cannot use them fails before it
+    // touches its data directory.
+    let tls = peer_tls(&config)?;
     let settings = config.settings();
     let (storage, dir) = (config.storage.clone(), config.data_dir.clone());
     let store = tokio::task::spawn_blocking(move || ringkv_store::open(&storage, &dir.join("kv")))
@@ -76,7 +79,7 @@ pub async fn run(
         // of waiting on the kernel, so a healed link carries traffic again
         // within 1 s. A LAN handshake takes well under a millisecond.
         connect_timeout: Duration::from_millis(500),
-        tls: peer_tls(&config)?,
+        tls,
     };
     let sink = queue.peer_sink();
     let acceptor = sink.acceptor();
