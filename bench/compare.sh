@@ -18,7 +18,8 @@
 # 100000 random keys; 0: redis-benchmark's default of one key), RECORDS (10000),
 # DURATION (each bench run, 10s), CONCURRENCY (closed-loop bench runs, 32),
 # OPEN_CONCURRENCY (open-loop runs, 64), KEEP=1 keeps the temporary
-# directory (configs, data, logs).
+# directory (configs, data, logs), SECURITY (tls: inter-node mutual TLS,
+# the default users get; plain: `insecure = true`, to state what TLS costs).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -28,6 +29,7 @@ RECORDS=${RECORDS:-10000}
 DURATION=${DURATION:-10s}
 CONCURRENCY=${CONCURRENCY:-32}
 OPEN_CONCURRENCY=${OPEN_CONCURRENCY:-64}
+SECURITY=${SECURITY:-tls}
 export NO_PROXY=127.0.0.1 no_proxy=127.0.0.1
 
 say() { echo "compare.sh: $*" >&2; }
@@ -132,9 +134,23 @@ for i in 1 2 3; do
   pick_port p; RINGKV_PEER+=("$p")
   pick_port p; RINGKV_RESP+=("$p")
 done
+# Security as users get it by default: a CA and node certificates.
+case "$SECURITY" in
+  tls | plain) ;;
+  *) say "SECURITY must be tls or plain, not $SECURITY"; exit 2 ;;
+esac
+if [[ $SECURITY == tls ]]; then
+  "$RINGKV" cert create-ca --certs-dir "$WORK/certs" >/dev/null
+  for i in 1 2 3; do
+    "$RINGKV" cert create-node --certs-dir "$WORK/certs" --id "n$i" --host 127.0.0.1 >/dev/null
+  done
+fi
 for i in 1 2 3; do
   {
-    printf 'cluster = "compare"\ninsecure = true\nnode_id = "n%s"\ndata_dir = "%s/n%s"\n\n' "$i" "$WORK" "$i"
+    printf 'cluster = "compare"\nnode_id = "n%s"\ndata_dir = "%s/n%s"\n\n' "$i" "$WORK" "$i"
+    [[ $SECURITY == plain ]] && printf 'insecure = true\n\n'
+    [[ $SECURITY == tls ]] &&
+      printf '[tls]\nca = "certs/ca.pem"\ncert = "certs/n%s.pem"\nkey = "certs/n%s.key"\n\n' "$i" "$i"
     printf '[storage]\nengine = "fjall"\n\n[replication]\nn = 3\nr = 2\nw = 2\n\n'
     for j in 1 2 3; do
       printf '[[nodes]]\nid = "n%s"\naddr = "127.0.0.1:%s"\nhttp = "127.0.0.1:%s"\nresp = "127.0.0.1:%s"\n\n' \
@@ -264,7 +280,7 @@ done
 # --- the table -----------------------------------------------------------------
 
 echo
-echo "ringkv (3 nodes, N=3 R=2 W=2, fjall) vs redis-server (1, no persistence) and etcd (3 members), 127.0.0.1, $(nproc) cores"
+echo "ringkv (3 nodes, N=3 R=2 W=2, fjall, inter-node security: $SECURITY) vs redis-server (1, no persistence) and etcd (3 members), 127.0.0.1, $(nproc) cores"
 echo "redis-benchmark -t set,get -d 100 -c 50 -n $REQUESTS ${KEYS[*]}; ringkv bench --records $RECORDS, $DURATION per run, concurrency $CONCURRENCY (open loop $OPEN_CONCURRENCY)"
 printf '%-26s %-6s %12s %10s %12s %10s %12s %10s\n' \
   test vs "ops/s" "p99 ms" "ringkv ops/s" "p99 ms" "ops/s ratio" "p99 ratio"

@@ -438,6 +438,14 @@ impl Membership {
     ) -> Vec<(NodeId, GossipMsg)> {
         match msg {
             GossipMsg::Syn { digests, sender } => {
+                // A node introduces only itself: `from` is the identity
+                // its connection authenticated (the transport binds it to
+                // the peer's certificate), so an entry claiming another
+                // node (a new address for it, say) is a forgery. Dropped
+                // whole, unanswered.
+                if sender.id != from {
+                    return Vec::new();
+                }
                 self.absorb(now, vec![sender]);
                 let (states, wanted) = self.compare(&digests);
                 vec![(from, GossipMsg::Ack { states, wanted })]

@@ -10,6 +10,8 @@
 //! replicas in it agree (at most `settle_ms`); read every key with R = N;
 //! check.
 
+mod identity;
+
 use crate::checker::{check_with, Promises, Verdict};
 use crate::disk::{DiskFault, SimDisk, FSYNC_MS};
 use crate::history::{FinalState, History, WriteOutcome};
@@ -184,6 +186,8 @@ pub struct FaultCounts {
     pub disk_faults: u64,
     /// Nodes paused for a while (they miss ticks; messages wait for them).
     pub pauses: u64,
+    /// Gossip introductions a member sent in another member's name.
+    pub forgeries: u64,
     pub net: NetStats,
 }
 
@@ -331,6 +335,11 @@ struct Sim {
     /// synced (see [`early_acknowledgement`]).
     broken_promises: Vec<String>,
     trace: Xxh3,
+    /// Draws for forged introductions, apart from `rng` so that adding
+    /// them left every other draw of a seed as it was.
+    forger: ChaCha8Rng,
+    /// Forged entries some node took (see `identity`).
+    forgeries_taken: Vec<String>,
 }
 
 pub fn run(cfg: SimConfig) -> SimReport {
@@ -379,6 +388,7 @@ pub fn run(cfg: SimConfig) -> SimReport {
 
 impl Sim {
     fn new(cfg: SimConfig) -> Sim {
+        let cfg_seed = cfg.seed;
         let mut rng = ChaCha8Rng::seed_from_u64(cfg.seed);
         let mut settings = Settings {
             request_timeout_ms: 500,
@@ -428,6 +438,8 @@ impl Sim {
             disk_fault: None,
             broken_promises: Vec::new(),
             trace: Xxh3::new(),
+            forger: ChaCha8Rng::seed_from_u64(cfg_seed ^ 0xF0F6_E5),
+            forgeries_taken: Vec::new(),
         }
     }
 
@@ -539,6 +551,7 @@ impl Sim {
             self.partition_until = None;
         }
         self.pause_or_resume();
+        self.forge_introduction();
         if self.partition_until.is_none() && self.rng.random_bool(self.cfg.partition_rate) {
             self.partition();
         }
@@ -936,6 +949,10 @@ impl Sim {
             .violations
             .extend(self.broken_promises.iter().cloned());
         verdict.violations.extend(self.unfinished_change());
+        verdict
+            .violations
+            .extend(self.forgeries_taken.iter().take(3).cloned());
+        verdict.violations.extend(self.forged_entries_taken());
         // The byte budgets keep every message within a frame.
         let too_large = self.net.stats.too_large;
         if too_large > 0 {

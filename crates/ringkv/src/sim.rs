@@ -95,7 +95,13 @@ fn filled_a_batch(r: &SimReport) -> bool {
 
 fn fault_total(r: &SimReport) -> u64 {
     let f = &r.faults;
-    f.partitions + f.crashes + f.disk_faults + f.pauses + f.net.dropped + f.net.duplicated
+    f.partitions
+        + f.crashes
+        + f.disk_faults
+        + f.pauses
+        + f.forgeries
+        + f.net.dropped
+        + f.net.duplicated
 }
 
 fn first_problem(r: &SimReport) -> String {
@@ -143,13 +149,14 @@ fn print_report(r: &SimReport) {
     let n = &r.faults.net;
     println!(
         "  faults: {} partitions, {} crashes ({} power losses), {} broken disks, {} pauses, \
-         {} of {} messages dropped, {} duplicated, {} cut, {} lost in stalled links, {} too \
+         {} forged introductions, {} of {} messages dropped, {} duplicated, {} cut, {} lost in stalled links, {} too \
          large for a frame",
         r.faults.partitions,
         r.faults.crashes,
         r.faults.power_losses,
         r.faults.disk_faults,
         r.faults.pauses,
+        r.faults.forgeries,
         n.dropped,
         n.sent,
         n.duplicated,

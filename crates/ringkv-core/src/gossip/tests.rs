@@ -228,3 +228,36 @@ fn heartbeats_alone_do_not_count_as_changes() {
     c.run(1_000);
     assert!(c.nodes.values_mut().all(|m| !m.take_changed()));
 }
+
+#[test]
+fn a_syn_introducing_another_node_than_its_sender_is_ignored() {
+    let mut c = Cluster::from_one_seed(&["a", "b", "c"]);
+    for _ in 0..50 {
+        c.step(100);
+    }
+    let forged = MemberState {
+        addr: Some("addr-mallory".into()),
+        generation: 99,
+        ..MemberState::new(id("b"), MemberStatus::Member)
+    };
+    let a = c.nodes.get_mut(&id("a")).unwrap();
+    let msg = GossipMsg::Syn {
+        digests: Vec::new(),
+        sender: forged.clone(),
+    };
+    assert!(a.on_gossip(c.now, id("c"), msg).is_empty());
+    assert_eq!(
+        a.members.get(&id("b")).unwrap().addr.as_deref(),
+        Some("addr-b")
+    );
+    // The same entry from b itself is taken.
+    let msg = GossipMsg::Syn {
+        digests: Vec::new(),
+        sender: forged,
+    };
+    assert!(!a.on_gossip(c.now, id("b"), msg).is_empty());
+    assert_eq!(
+        a.members.get(&id("b")).unwrap().addr.as_deref(),
+        Some("addr-mallory")
+    );
+}
