@@ -285,3 +285,101 @@ async fn a_foreign_certificate_delivers_no_write_hint_exchange_or_read() {
     key_absent(&cluster, "sec-stolen").await;
     absent_everywhere(&cluster, "n4").await;
 }
+
+/// A write every node must acknowledge (W = 3 of 3), retried until the
+/// restarted nodes are connected again, then read back through n3.
+async fn all_nodes_take(cluster: &LocalCluster, key: &str, value: &str) {
+    let put = format!("http://{}/kv/{key}?w=3", cluster.http_addr(1));
+    eventually(LIMIT, "a W=3 write through n1", async || {
+        let reply = http_client().put(&put).body(value.to_owned()).send().await;
+        match reply {
+            Ok(r) if r.status().is_success() => Ok(()),
+            Ok(r) => Err(format!(
+                "{} {}",
+                r.status(),
+                r.text().await.unwrap_or_default()
+            )),
+            Err(e) => Err(e.to_string()),
+        }
+    })
+    .await;
+    let get = format!("http://{}/kv/{key}", cluster.http_addr(3));
+    let body = http_client()
+        .get(get)
+        .send()
+        .await
+        .unwrap()
+        .text()
+        .await
+        .unwrap();
+    assert_eq!(body, value);
+}
+
+/// Restarts every node, one at a time, as an operator rolls a change out.
+async fn rolling_restart(cluster: &mut LocalCluster) {
+    for i in 1..=3 {
+        cluster.restart(i).unwrap();
+        cluster.wait_until_up(LIMIT).await.unwrap();
+    }
+}
+
+/// The CA rotation of the README, on a running cluster: trust both CAs,
+/// move every node to a certificate of the new one, drop the old one —
+/// each step a rolling restart, the cluster taking W = 3 writes after each.
+#[tokio::test]
+async fn the_cluster_ca_is_rotated_without_a_refused_connection() {
+    let dir = tempfile::tempdir().unwrap();
+    let mut cluster = secure_cluster(&dir.path().join("cluster")).await;
+    let certs = cluster.certs_dir();
+    all_nodes_take(&cluster, "rotation-before", "before").await;
+    let new_ca = dir.path().join("new-ca");
+    let new = new_ca.to_str().unwrap();
+    run_cli(
+        &["cert", "create-ca", "--certs-dir", new, "--cluster", "dev"],
+        LIMIT,
+    )
+    .await;
+    let old_pem = std::fs::read_to_string(certs.join("ca.pem")).unwrap();
+    let new_pem = std::fs::read_to_string(new_ca.join("ca.pem")).unwrap();
+
+    // 1. Every node trusts the old and the new CA.
+    std::fs::write(certs.join("ca.pem"), format!("{old_pem}{new_pem}")).unwrap();
+    rolling_restart(&mut cluster).await;
+    all_nodes_take(&cluster, "rotation-trusting-both", "trusting both").await;
+    // 2. Every node gets a certificate from the new CA.
+    for i in 1..=3 {
+        let id = format!("n{i}");
+        run_cli(
+            &[
+                "cert",
+                "create-node",
+                "--certs-dir",
+                new,
+                "--id",
+                &id,
+                "--host",
+                "127.0.0.1",
+            ],
+            LIMIT,
+        )
+        .await;
+        for ext in ["pem", "key"] {
+            let from = new_ca.join(format!("{id}.{ext}"));
+            std::fs::copy(from, certs.join(format!("{id}.{ext}"))).unwrap();
+        }
+    }
+    rolling_restart(&mut cluster).await;
+    all_nodes_take(&cluster, "rotation-new-certificates", "new certificates").await;
+    // 3. The old CA is trusted no more.
+    std::fs::write(certs.join("ca.pem"), &new_pem).unwrap();
+    rolling_restart(&mut cluster).await;
+    all_nodes_take(&cluster, "rotation-after", "after").await;
+
+    for i in 1..=3 {
+        let log = log_of(&cluster.log_path(i));
+        assert!(
+            !log.contains("TLS handshake failed"),
+            "n{i} refused a peer during the rotation"
+        );
+    }
+}
