@@ -438,7 +438,7 @@ impl Sim {
             disk_fault: None,
             broken_promises: Vec::new(),
             trace: Xxh3::new(),
-            forger: ChaCha8Rng::seed_from_u64(cfg_seed ^ 0xF0F6_E5),
+            forger: ChaCha8Rng::seed_from_u64(cfg_seed ^ 0x00F0_F6E5),
             forgeries_taken: Vec::new(),
         }
     }
