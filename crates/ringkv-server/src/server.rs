@@ -2,6 +2,7 @@
 //! the Redis protocol and the HTTP API, and run the protocol on its own
 //! thread.
 
+use crate::auth::Access;
 use crate::config::NodeConfig;
 use crate::driver::{self, Ending, NodeHandle};
 use crate::http::{self, Api};
@@ -13,6 +14,7 @@ use ringkv_core::node::Node;
 use ringkv_core::NodeId;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
@@ -25,6 +27,8 @@ pub enum ServerError {
     Storage(#[from] ringkv_core::store::StoreError),
     #[error(transparent)]
     Members(#[from] MembersFileError),
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -48,6 +52,8 @@ pub async fn run(
         std::io::Error::other(format!("node_id {} is not in [[nodes]]", config.node_id))
     })?;
     let settings = config.settings();
+    // Read before anything is opened: a broken users file stops the start.
+    let access = Arc::new(Access::from_config(config.auth.as_ref(), config.insecure)?);
     let (storage, dir) = (config.storage.clone(), config.data_dir.clone());
     let store = tokio::task::spawn_blocking(move || ringkv_store::open(&storage, &dir.join("kv")))
         .await
@@ -96,7 +102,7 @@ pub async fn run(
     )?;
     // Bound before HTTP: a node that answers HTTP serves RESP too.
     let resp = match me.resp {
-        Some(addr) => Some(start_resp(addr, &handle, &config).await?),
+        Some(addr) => Some(start_resp(addr, &handle, &config, access.clone()).await?),
         None => None,
     };
     let listener = listen(me.http).await?;
@@ -107,6 +113,7 @@ pub async fn run(
         request_limit: client_limit(&settings),
         max_value_bytes: settings.max_value_bytes,
         fault_injection: config.fault_injection,
+        access,
     };
     tracing::info!(
         "node {} up: inter-node {}, http {}, resp {}, data {} ({:?})",
@@ -142,6 +149,7 @@ async fn start_resp(
     addr: SocketAddr,
     node: &NodeHandle,
     config: &NodeConfig,
+    access: Arc<Access>,
 ) -> Result<JoinHandle<()>, ServerError> {
     let settings = config.settings();
     let ctx = resp::Context::new(
@@ -150,6 +158,7 @@ async fn start_resp(
         &settings,
         client_limit(&settings),
         addr.port(),
+        access,
     );
     Ok(tokio::spawn(resp::serve(listen(addr).await?, ctx)))
 }

@@ -9,6 +9,7 @@
 
 use super::command::{error, Command};
 use super::frame::{ProtocolError, RequestCodec};
+use super::session::Session;
 use super::{exec, Context};
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -37,6 +38,7 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: &Arc<Context>) {
         pending: FuturesOrdered::new(),
         keys: HashSet::new(),
         ctx: ctx.clone(),
+        session: Session::new(),
     };
     if let Err(e) = connection.run(&mut requests, peer).await {
         tracing::debug!("resp client {peer}: {e}");
@@ -50,6 +52,8 @@ struct Connection {
     /// Keys named by requests in `pending` (cleared when it empties).
     keys: HashSet<Bytes>,
     ctx: Arc<Context>,
+    /// Who the client authenticated as.
+    session: Session,
 }
 
 /// What the connection waits for next.
@@ -83,7 +87,7 @@ impl Connection {
                     return self.drain().await;
                 }
             };
-            let command = Command::parse(&args);
+            let command = self.session.admit(&self.ctx.access, &args);
             let quit = command == Command::Quit;
             self.start(command).await?;
             if quit {

@@ -11,7 +11,9 @@ mod command;
 mod connection;
 mod exec;
 mod frame;
+mod session;
 
+use crate::auth::Access;
 use crate::driver::NodeHandle;
 use frame::FrameLimits;
 use ringkv_core::settings::Settings;
@@ -35,6 +37,8 @@ pub struct Context {
     /// The RESP port, for `INFO`.
     pub port: u16,
     pub started: Instant,
+    /// Who may run which command (see [`crate::auth`]).
+    pub access: Arc<Access>,
 }
 
 impl Context {
@@ -44,6 +48,7 @@ impl Context {
         settings: &Settings,
         request_limit: Duration,
         port: u16,
+        access: Arc<Access>,
     ) -> Self {
         Context {
             node,
@@ -53,6 +58,7 @@ impl Context {
             limits: FrameLimits::new(settings),
             port,
             started: Instant::now(),
+            access,
         }
     }
 }
