@@ -7,6 +7,7 @@ use crate::refresh::{fetch_topology, refresh_periodically};
 use crate::routing::{self, Health, Routing};
 use crate::topology::Topology;
 use crate::versions::{Context, Version, Versions};
+use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
@@ -31,6 +32,17 @@ pub struct ClientBuilder {
     pub(crate) timeout: Duration,
     retries: usize,
     pub(crate) refresh_interval: Duration,
+    token: Option<Token>,
+}
+
+/// A bearer token, kept out of `Debug` output and logs.
+#[derive(Clone)]
+struct Token(String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(..)")
+    }
 }
 
 impl Default for ClientBuilder {
@@ -43,6 +55,7 @@ impl Default for ClientBuilder {
             timeout: Duration::from_secs(10),
             retries: 2,
             refresh_interval: Duration::from_secs(30),
+            token: None,
         }
     }
 }
@@ -73,6 +86,26 @@ impl ClientBuilder {
         self
     }
 
+    /// Send `token` as `Authorization: Bearer` on every request, the
+    /// topology fetches included (`ringkv user add` makes tokens).
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(Token(token.into()));
+        self
+    }
+
+    /// The headers every request carries: the token, marked sensitive so
+    /// the HTTP stack never prints it.
+    fn default_headers(&self) -> Result<HeaderMap, Error> {
+        let mut headers = HeaderMap::new();
+        if let Some(Token(token)) = &self.token {
+            let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
+                .map_err(|_| Error::BadToken)?;
+            value.set_sensitive(true);
+            headers.insert(AUTHORIZATION, value);
+        }
+        Ok(headers)
+    }
+
     /// Fetch the topology from the first seed that answers and start
     /// keeping it fresh. Seeds are `host:port` HTTP addresses of any nodes
     /// (an `http://` prefix is accepted). Must run inside a tokio runtime.
@@ -88,6 +121,7 @@ impl ClientBuilder {
         // proxy would defeat.
         let http = reqwest::Client::builder()
             .no_proxy()
+            .default_headers(self.default_headers()?)
             .build()
             .map_err(Error::Setup)?;
         let topology = fetch_topology(&http, &seeds, self.timeout).await?;

@@ -14,6 +14,11 @@
 //! [`Client::update`] does the whole read → resolve → write cycle, with a
 //! resolver from [`resolve`] or your own.
 //!
+//! A cluster with client authentication wants a token:
+//! `Client::builder().token(token).connect(seeds)` sends it as
+//! `Authorization: Bearer` on every request; a missing, wrong or too weak
+//! token comes back as [`Error::Server`] with status 401 or 403.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), ringkv_client::Error> {
 //! use ringkv_client::{resolve, Client, Context, Item, ItemSet};

@@ -10,6 +10,8 @@ use reqwest::{Method, RequestBuilder, Response, StatusCode};
 use ringkv_client::{Client, Context, Options, Routing};
 use ringkv_core::anti_entropy::RepairProgress;
 use ringkv_server::http::RepairStarted;
+use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 #[derive(clap::Args)]
@@ -20,8 +22,61 @@ pub struct Target {
 }
 
 impl Target {
-    fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        reqwest::Client::new().request(method, format!("http://{}{}", self.node, path))
+    fn request(&self, method: Method, path: &str) -> Result<RequestBuilder, String> {
+        let url = format!("http://{}{}", self.node, path);
+        let builder = reqwest::Client::new().request(method, url);
+        Ok(match token()? {
+            Some(token) => builder.bearer_auth(token),
+            None => builder,
+        })
+    }
+}
+
+/// The token to send: `--token`, else `--token-file`, else `RINGKV_TOKEN`
+/// (a flag on the command line beats the environment). Flags are visible
+/// to other users in `ps`; the file and the variable are not. Global, so
+/// it goes after any client subcommand (`ringkv get k --token T`).
+#[derive(clap::Args)]
+pub struct Credential {
+    /// Bearer token for the cluster's client API (`ringkv user add`
+    /// makes one; RINGKV_TOKEN works too).
+    #[arg(long, global = true, conflicts_with = "token_file")]
+    token: Option<String>,
+    /// A file holding the bearer token.
+    #[arg(long, global = true, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+}
+
+/// The credential of this run of the CLI, set once by `main`.
+static CREDENTIAL: OnceLock<Credential> = OnceLock::new();
+
+/// Use `credential` for every request of this process.
+pub fn set_credential(credential: Credential) {
+    let _ = CREDENTIAL.set(credential);
+}
+
+/// The token of this run, if any.
+fn token() -> Result<Option<String>, String> {
+    match CREDENTIAL.get() {
+        Some(credential) => credential.token(),
+        None => Ok(None),
+    }
+}
+
+impl Credential {
+    fn token(&self) -> Result<Option<String>, String> {
+        if let Some(token) = &self.token {
+            return Ok(Some(token.clone()));
+        }
+        if let Some(path) = &self.token_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read token file {}: {e}", path.display()))?;
+            return match text.trim() {
+                "" => Err(format!("token file {} is empty", path.display())),
+                token => Ok(Some(token.to_string())),
+            };
+        }
+        Ok(std::env::var("RINGKV_TOKEN").ok().filter(|t| !t.is_empty()))
     }
 }
 
@@ -43,8 +98,11 @@ impl Routed {
         } else {
             Routing::PartitionAware
         };
-        Client::builder()
-            .routing(routing)
+        let mut builder = Client::builder().routing(routing);
+        if let Some(token) = token()? {
+            builder = builder.token(token);
+        }
+        builder
             .connect([self.target.node.as_str()])
             .await
             .map_err(|e| e.to_string())
@@ -163,18 +221,18 @@ pub async fn status(target: &Target, json: bool) -> Result<(), String> {
 }
 
 async fn status_json(target: &Target) -> Result<serde_json::Value, String> {
-    let response = check(send(target.request(Method::GET, "/status"), &target.node).await?).await?;
+    let response = check(send(target.request(Method::GET, "/status")?, &target.node).await?).await?;
     response.json().await.map_err(|e| e.to_string())
 }
 
 /// Ask a node to leave the cluster and follow its handoff until it stops.
 pub async fn leave(target: &Target) -> Result<(), String> {
-    check(send(target.request(Method::POST, "/admin/leave"), &target.node).await?).await?;
+    check(send(target.request(Method::POST, "/admin/leave")?, &target.node).await?).await?;
     eprintln!(
         "{} is leaving: its ranges move to their new owners",
         target.node
     );
-    while let Ok(response) = target.request(Method::GET, "/status").send().await {
+    while let Ok(response) = target.request(Method::GET, "/status")?.send().await {
         let status: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
         let me = status["node"].as_str().unwrap_or_default();
         let mine = status["members"]
@@ -195,7 +253,7 @@ pub async fn repair(target: &Target, range: Option<u64>, rebuild: bool) -> Resul
     if let Some(token) = range {
         path.push_str(&format!("&token={token}"));
     }
-    let response = check(send(target.request(Method::POST, &path), &target.node).await?).await?;
+    let response = check(send(target.request(Method::POST, &path)?, &target.node).await?).await?;
     let started: RepairStarted = response.json().await.map_err(|e| e.to_string())?;
     eprintln!(
         "repair: {} exchanges queued on {}",

@@ -5,6 +5,7 @@ mod client;
 mod dev;
 mod sim;
 mod status_table;
+mod user;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -24,6 +25,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    credential: client::Credential,
 }
 
 #[derive(Subcommand)]
@@ -93,6 +96,12 @@ enum Command {
     /// Run seeded simulations of a cluster under faults and check them;
     /// `--seed S` replays one run exactly.
     Sim(sim::SimArgs),
+    /// Manage client credentials: a users file of names, roles and
+    /// hashed tokens.
+    User {
+        #[command(subcommand)]
+        command: user::UserCommand,
+    },
     /// Show a node's view of the cluster.
     Status {
         #[command(flatten)]
@@ -105,19 +114,20 @@ enum Command {
 
 fn main() -> ExitCode {
     init_logging();
+    // Commands that need no runtime.
     let cli = Cli::parse();
-    if let Command::Sim(args) = cli.command {
-        return match sim::run_sims(args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(message) => fail(message),
-        };
-    }
+    client::set_credential(cli.credential);
+    let command = match cli.command {
+        Command::Sim(args) => return finish(sim::run_sims(args)),
+        Command::User { command } => return finish(user::run(command)),
+        command => command,
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };
     let outcome = runtime.block_on(async {
-        match cli.command {
+        match command {
             Command::Node { config, join } => ringkv_server::local::run_node(&config, join)
                 .await
                 .map_err(|e| e.to_string()),
@@ -144,9 +154,15 @@ fn main() -> ExitCode {
                 rebuild,
             } => client::repair(&target, range, rebuild).await,
             Command::Status { target, json } => client::status(&target, json).await,
-            Command::Sim(_) => unreachable!("handled before the runtime starts"),
+            Command::Sim(_) | Command::User { .. } => {
+                unreachable!("handled before the runtime starts")
+            }
         }
     });
+    finish(outcome)
+}
+
+fn finish(outcome: Result<(), String>) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => fail(message),
