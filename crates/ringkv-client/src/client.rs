@@ -98,8 +98,8 @@ impl ClientBuilder {
     fn default_headers(&self) -> Result<HeaderMap, Error> {
         let mut headers = HeaderMap::new();
         if let Some(Token(token)) = &self.token {
-            let mut value = HeaderValue::from_str(&format!("Bearer {token}"))
-                .map_err(|_| Error::BadToken)?;
+            let mut value =
+                HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| Error::BadToken)?;
             value.set_sensitive(true);
             headers.insert(AUTHORIZATION, value);
         }

@@ -221,7 +221,8 @@ pub async fn status(target: &Target, json: bool) -> Result<(), String> {
 }
 
 async fn status_json(target: &Target) -> Result<serde_json::Value, String> {
-    let response = check(send(target.request(Method::GET, "/status")?, &target.node).await?).await?;
+    let response =
+        check(send(target.request(Method::GET, "/status")?, &target.node).await?).await?;
     response.json().await.map_err(|e| e.to_string())
 }
 
