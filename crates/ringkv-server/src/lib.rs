@@ -4,6 +4,7 @@
 //! by the core's [`ringkv_core::node::Node`], driven on its own thread.
 
 pub mod auth;
+pub mod client_tls;
 pub mod config;
 pub mod driver;
 pub mod http;

@@ -3,6 +3,7 @@
 //! thread.
 
 use crate::auth::Access;
+use crate::client_tls::{self, TlsListener};
 use crate::config::NodeConfig;
 use crate::driver::{self, Ending, NodeHandle};
 use crate::http::{self, Api};
@@ -18,6 +19,7 @@ use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -29,6 +31,8 @@ pub enum ServerError {
     Members(#[from] MembersFileError),
     #[error(transparent)]
     Auth(#[from] crate::auth::AuthError),
+    #[error("{0}")]
+    ClientTls(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -54,6 +58,10 @@ pub async fn run(
     let settings = config.settings();
     // Read before anything is opened: a broken users file stops the start.
     let access = Arc::new(Access::from_config(config.auth.as_ref(), config.insecure)?);
+    let tls = match &config.client_tls {
+        Some(tls) => Some(client_tls::acceptor(tls).map_err(ServerError::ClientTls)?),
+        None => None,
+    };
     let (storage, dir) = (config.storage.clone(), config.data_dir.clone());
     let store = tokio::task::spawn_blocking(move || ringkv_store::open(&storage, &dir.join("kv")))
         .await
@@ -102,7 +110,10 @@ pub async fn run(
     )?;
     // Bound before HTTP: a node that answers HTTP serves RESP too.
     let resp = match me.resp {
-        Some(addr) => Some(start_resp(addr, &handle, &config, access.clone()).await?),
+        Some(addr) => {
+            let resp = start_resp(addr, &handle, &config, access.clone(), tls.clone());
+            Some(resp.await?)
+        }
         None => None,
     };
     let listener = listen(me.http).await?;
@@ -116,11 +127,17 @@ pub async fn run(
         access,
     };
     tracing::info!(
-        "node {} up: inter-node {}, http {}, resp {}, data {} ({:?})",
+        "node {} up: inter-node {}, {} {}, resp {}{}, data {} ({:?})",
         me.id,
         me.addr,
+        if tls.is_some() { "https" } else { "http" },
         me.http,
         me.resp.map_or("off".into(), |addr| addr.to_string()),
+        if tls.is_some() && me.resp.is_some() {
+            " (TLS)"
+        } else {
+            ""
+        },
         config.data_dir.display(),
         config.storage.engine
     );
@@ -131,9 +148,11 @@ pub async fn run(
             _ = ended => tracing::info!("node stops by itself"),
         }
     };
-    let served = axum::serve(listener, http::router(api))
-        .with_graceful_shutdown(stop_on)
-        .await;
+    let router = http::router(api);
+    let served = match tls {
+        Some(acceptor) => serve_http(TlsListener::new(listener, acceptor)?, router, stop_on).await,
+        None => serve_http(listener, router, stop_on).await,
+    };
     if let Some(resp) = resp {
         resp.abort();
     }
@@ -144,12 +163,28 @@ pub async fn run(
     served.map_err(ServerError::from)
 }
 
+/// Serve HTTP (or HTTPS: `listener` decides) until `stop_on` resolves.
+async fn serve_http<L>(
+    listener: L,
+    router: axum::Router,
+    stop_on: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    axum::serve(listener, router)
+        .with_graceful_shutdown(stop_on)
+        .await
+}
+
 /// Serve the Redis protocol on `addr` until the task is aborted.
 async fn start_resp(
     addr: SocketAddr,
     node: &NodeHandle,
     config: &NodeConfig,
     access: Arc<Access>,
+    tls: Option<TlsAcceptor>,
 ) -> Result<JoinHandle<()>, ServerError> {
     let settings = config.settings();
     let ctx = resp::Context::new(
@@ -160,7 +195,7 @@ async fn start_resp(
         addr.port(),
         access,
     );
-    Ok(tokio::spawn(resp::serve(listen(addr).await?, ctx)))
+    Ok(tokio::spawn(resp::serve(listen(addr).await?, ctx, tls)))
 }
 
 async fn listen(addr: SocketAddr) -> Result<TcpListener, ServerError> {

@@ -14,14 +14,17 @@ mod frame;
 mod session;
 
 use crate::auth::Access;
+use crate::client_tls;
 use crate::driver::NodeHandle;
 use frame::FrameLimits;
 use ringkv_core::settings::Settings;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 /// Connections served at once, as Redis's default `maxclients`.
 const MAX_CLIENTS: usize = 10_000;
@@ -64,8 +67,9 @@ impl Context {
 }
 
 /// Accept connections until this future is dropped, which drops every
-/// connection with it.
-pub async fn serve(listener: TcpListener, ctx: Context) {
+/// connection with it. With `tls`, each connection's handshake runs in its
+/// own task, so a slow one holds up no other.
+pub async fn serve(listener: TcpListener, ctx: Context, tls: Option<TlsAcceptor>) {
     let ctx = Arc::new(ctx);
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
     let mut connections = JoinSet::new();
@@ -85,11 +89,28 @@ pub async fn serve(listener: TcpListener, ctx: Context) {
             connections.spawn(refuse(stream));
             continue;
         };
-        let ctx = ctx.clone();
+        let (ctx, tls) = (ctx.clone(), tls.clone());
         connections.spawn(async move {
-            connection::serve(stream, peer, &ctx).await;
+            serve_one(stream, peer, &ctx, tls).await;
             drop(slot);
         });
+    }
+}
+
+/// One connection, after its TLS handshake when there is one.
+async fn serve_one(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: &Arc<Context>,
+    tls: Option<TlsAcceptor>,
+) {
+    let Some(acceptor) = tls else {
+        let (read, write) = stream.into_split();
+        return connection::serve(Box::new(read), Box::new(write), peer, ctx).await;
+    };
+    if let Some(stream) = client_tls::handshake(&acceptor, stream, peer).await {
+        let (read, write) = tokio::io::split(stream);
+        connection::serve(Box::new(read), Box::new(write), peer, ctx).await;
     }
 }
 
