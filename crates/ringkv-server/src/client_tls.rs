@@ -67,6 +67,21 @@ pub async fn handshake(
     }
 }
 
+/// The next connection on `tcp`; failures to accept are logged (naming
+/// the port's `protocol`) and retried after a pause.
+pub async fn accept(tcp: &TcpListener, protocol: &str) -> (TcpStream, SocketAddr) {
+    loop {
+        match tcp.accept().await {
+            Ok(accepted) => return accepted,
+            Err(e) => {
+                // Out of file descriptors, most likely: let some close.
+                tracing::warn!("{protocol}: cannot accept a connection: {e}");
+                tokio::time::sleep(Duration::from_millis(100)).await;
+            }
+        }
+    }
+}
+
 /// An `axum::serve` listener that hands over connections once their
 /// handshake is done.
 pub struct TlsListener {
@@ -102,15 +117,7 @@ async fn accept_loop(
 ) {
     let slots = Arc::new(Semaphore::new(MAX_HANDSHAKES));
     loop {
-        let (stream, peer) = match tcp.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors, most likely: let some close.
-                tracing::warn!("https: cannot accept a connection: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let (stream, peer) = accept(&tcp, "https").await;
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             continue; // Dropped: too many handshakes under way.
         };

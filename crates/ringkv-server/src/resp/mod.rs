@@ -74,15 +74,7 @@ pub async fn serve(listener: TcpListener, ctx: Context, tls: Option<TlsAcceptor>
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
     let mut connections = JoinSet::new();
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors, most likely: let some close.
-                tracing::warn!("resp: cannot accept a connection: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let (stream, peer) = client_tls::accept(&listener, "resp").await;
         while connections.try_join_next().is_some() {}
         let _ = stream.set_nodelay(true);
         let Ok(slot) = slots.clone().try_acquire_owned() else {
