@@ -103,3 +103,63 @@ fn refusal(denied: &Denied) -> Response {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::auth::Role;
+    use axum::http::HeaderValue;
+
+    fn presented(value: &str) -> Result<Presented, String> {
+        let mut headers = HeaderMap::new();
+        headers.insert(header::AUTHORIZATION, HeaderValue::from_str(value).unwrap());
+        decoded_credential(&headers)
+    }
+
+    #[test]
+    fn bearer_and_basic_credentials_are_read_in_any_case() {
+        assert!(matches!(presented("Bearer rk_a"), Ok(Presented::Token(t)) if t == "rk_a"));
+        assert!(matches!(presented("bearer  rk_a "), Ok(Presented::Token(t)) if t == "rk_a"));
+        let basic = format!("Basic {}", BASE64.encode("ada:rk_b"));
+        let user_token = presented(&basic);
+        assert!(matches!(user_token, Ok(Presented::UserToken(u, t)) if u == "ada" && t == "rk_b"));
+        assert!(presented("Basic !!")
+            .err()
+            .unwrap()
+            .contains("invalid Basic credential"));
+        let no_colon = format!("Basic {}", BASE64.encode("ada"));
+        assert!(presented(&no_colon).err().unwrap().contains("USER:TOKEN"));
+        assert!(presented("Digest x").err().unwrap().contains("unsupported"));
+        assert!(matches!(
+            decoded_credential(&HeaderMap::new()),
+            Ok(Presented::None)
+        ));
+    }
+
+    async fn text(response: Response) -> String {
+        let body = axum::body::to_bytes(response.into_body(), 1 << 16).await;
+        String::from_utf8(body.unwrap().to_vec()).unwrap()
+    }
+
+    #[tokio::test]
+    async fn refusals_are_401_with_a_challenge_or_403_and_say_why() {
+        let no_users = refusal(&Denied::CredentialRequired {
+            needed: Role::Admin,
+            no_users: true,
+        });
+        assert_eq!(no_users.status(), StatusCode::UNAUTHORIZED);
+        assert!(no_users.headers().contains_key(header::WWW_AUTHENTICATE));
+        let sentence = text(no_users).await;
+        assert!(sentence.contains("configure [auth] users"), "{sentence}");
+        let forbidden = refusal(&Denied::Forbidden {
+            user: "ada".into(),
+            needed: Role::Write,
+        });
+        assert_eq!(forbidden.status(), StatusCode::FORBIDDEN);
+        assert!(!forbidden.headers().contains_key(header::WWW_AUTHENTICATE));
+        assert_eq!(
+            text(forbidden).await,
+            "user ada lacks the write role this needs\n"
+        );
+    }
+}
