@@ -7,7 +7,7 @@
 //! `--generic`. `status` and `repair` talk to `--node` itself.
 
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
-use ringkv_client::{Client, Context, Options, Routing};
+use ringkv_client::{Client, ClientBuilder, Context, Options, Routing};
 use ringkv_core::anti_entropy::RepairProgress;
 use ringkv_server::http::RepairStarted;
 use std::path::PathBuf;
@@ -55,6 +55,14 @@ pub fn set_credential(credential: Credential) {
     let _ = CREDENTIAL.set(credential);
 }
 
+/// `builder` sending this run's token, if any.
+pub fn with_token(builder: ClientBuilder) -> Result<ClientBuilder, String> {
+    Ok(match token()? {
+        Some(token) => builder.token(token),
+        None => builder,
+    })
+}
+
 /// The token of this run, if any.
 fn token() -> Result<Option<String>, String> {
     match CREDENTIAL.get() {
@@ -98,11 +106,7 @@ impl Routed {
         } else {
             Routing::PartitionAware
         };
-        let mut builder = Client::builder().routing(routing);
-        if let Some(token) = token()? {
-            builder = builder.token(token);
-        }
-        builder
+        with_token(Client::builder().routing(routing))?
             .connect([self.target.node.as_str()])
             .await
             .map_err(|e| e.to_string())
