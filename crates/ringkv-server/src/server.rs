@@ -2,7 +2,7 @@
 //! the Redis protocol and the HTTP API, and run the protocol on its own
 //! thread.
 
-use crate::auth::Access;
+use crate::auth::{self, Access};
 use crate::client_tls::{self, TlsListener};
 use crate::config::NodeConfig;
 use crate::driver::{self, Ending, NodeHandle};
@@ -58,6 +58,10 @@ pub async fn run(
     let settings = config.settings();
     // Read before anything is opened: a broken users file stops the start.
     let access = Arc::new(Access::from_config(config.auth.as_ref(), config.insecure)?);
+    if let Some(auth) = &config.auth {
+        let watched = Arc::downgrade(&access);
+        tokio::spawn(auth::reload::watch_users(watched, auth.users.clone()));
+    }
     let tls = match &config.client_tls {
         Some(tls) => Some(client_tls::acceptor(tls).map_err(ServerError::ClientTls)?),
         None => None,

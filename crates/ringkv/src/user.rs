@@ -1,7 +1,7 @@
-//! `ringkv user add|list`: manage a users file (see
-//! `ringkv_server::auth`). Nodes read it when they start.
+//! `ringkv user add|remove|list`: manage a users file (see
+//! `ringkv_server::auth`). Running nodes re-read it when it changes.
 
-use ringkv_server::auth::{add_user, Role, Users};
+use ringkv_server::auth::{add_user, remove_user, Role, Users};
 use std::path::PathBuf;
 
 #[derive(clap::Subcommand)]
@@ -13,6 +13,13 @@ pub enum UserCommand {
         #[arg(long)]
         role: Role,
         /// The users file (created, owner-only, when missing).
+        #[arg(long)]
+        users_file: PathBuf,
+    },
+    /// Remove a user: their token stops working once nodes re-read the
+    /// file (within seconds).
+    Remove {
+        name: String,
         #[arg(long)]
         users_file: PathBuf,
     },
@@ -34,10 +41,15 @@ pub fn run(command: UserCommand) -> Result<(), String> {
             println!("{token}");
             eprintln!(
                 "user {name} ({role}) added to {}; the file keeps only a hash of this \
-                 token, so it cannot be shown again: keep it now (nodes read the file \
-                 when they start)",
+                 token, so it cannot be shown again: keep it now (running nodes pick \
+                 it up within seconds)",
                 users_file.display()
             );
+            Ok(())
+        }
+        UserCommand::Remove { name, users_file } => {
+            remove_user(&users_file, &name).map_err(|e| e.to_string())?;
+            eprintln!("user {name} removed from {}", users_file.display());
             Ok(())
         }
         UserCommand::List { users_file } => {

@@ -343,3 +343,44 @@ async fn user_list_shows_names_and_roles_only() {
     );
     assert!(Path::new(file).exists());
 }
+
+/// A user added to or removed from the file of running nodes is let in or
+/// shut out within seconds, without a restart.
+#[tokio::test]
+async fn running_nodes_pick_up_added_and_removed_users() {
+    let users = Users::new().await;
+    let c = Cluster::start_with_token(1, &users.toml(None), &users.admin).await;
+    let file = users.path.to_str().unwrap();
+    let args = [
+        "user",
+        "add",
+        "late",
+        "--role",
+        "read",
+        "--users-file",
+        file,
+    ];
+    let late = bearer(run_cli(&args, CLI_LIMIT).await.trim());
+    let status = |token: String| {
+        let c = &c;
+        async move {
+            let resp = call(c, 1, Method::GET, "/status", &[("authorization", &token)]).await;
+            Ok::<u16, String>(resp.status)
+        }
+    };
+    let wait_for = |token: String, want: u16| async move {
+        common::eventually(
+            Duration::from_secs(10),
+            "the users file is re-read",
+            async || match status(token.clone()).await? {
+                got if got == want => Ok(()),
+                got => Err(format!("status {got}")),
+            },
+        )
+        .await
+    };
+    wait_for(late.clone(), 200).await;
+    run_cli(&["user", "remove", "late", "--users-file", file], CLI_LIMIT).await;
+    wait_for(late, 401).await;
+    assert_eq!(status(bearer(&users.reader)).await, Ok(200));
+}

@@ -4,6 +4,7 @@
 use super::config::AuthConfig;
 use super::role::Role;
 use super::users::{AuthError, Users};
+use std::sync::{Arc, RwLock};
 
 /// What a client presented.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -18,11 +19,14 @@ pub enum Credential<'a> {
     },
 }
 
-/// Who a client is, once its credential is checked.
+/// Who a client is, once its credential is checked. A user is held by
+/// their token's hash, and their role looked up at each check, so a
+/// connection that authenticated long ago loses its rights as soon as the
+/// user is removed from the users file (or gets a new token).
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Identity {
     Anonymous,
-    User { name: String, role: Role },
+    User { name: String, token_sha256: String },
 }
 
 /// Why a request is refused; the front end turns it into its own answer
@@ -39,9 +43,10 @@ pub enum Denied {
 }
 
 /// A node's users and what anonymous requests may do.
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Access {
-    users: Users,
+    /// Swapped whole when the users file changes (see [`super::reload`]).
+    users: RwLock<Arc<Users>>,
     /// The role of a request without credential; `None`: it may do nothing
     /// that needs a role.
     anonymous: Option<Role>,
@@ -60,22 +65,35 @@ impl Access {
     }
 
     pub fn new(users: Users, anonymous: Option<Role>) -> Access {
-        Access { users, anonymous }
+        Access {
+            users: RwLock::new(Arc::new(users)),
+            anonymous,
+        }
+    }
+
+    fn users(&self) -> Arc<Users> {
+        self.users.read().unwrap_or_else(|p| p.into_inner()).clone()
+    }
+
+    /// From now on, `users` are the node's users.
+    pub fn replace_users(&self, users: Users) {
+        *self.users.write().unwrap_or_else(|p| p.into_inner()) = Arc::new(users);
     }
 
     /// Who `credential` is; a credential that is given must be right.
     pub fn authenticate(&self, credential: Credential) -> Result<Identity, Denied> {
+        let users = self.users();
         let user = match credential {
             Credential::None => return Ok(Identity::Anonymous),
-            Credential::Token(token) => self.users.find(token),
+            Credential::Token(token) => users.find(token),
             Credential::UserToken { user, token } => {
-                self.users.find(token).filter(|found| found.name == user)
+                users.find(token).filter(|found| found.name == user)
             }
         };
         let user = user.ok_or(Denied::BadCredential)?;
         Ok(Identity::User {
             name: user.name.clone(),
-            role: user.role,
+            token_sha256: user.token_sha256.clone(),
         })
     }
 
@@ -85,13 +103,21 @@ impl Access {
             Identity::Anonymous if self.anonymous.is_some_and(|role| role >= needed) => Ok(()),
             Identity::Anonymous => Err(Denied::CredentialRequired {
                 needed,
-                no_users: self.users.is_empty(),
+                no_users: self.users().is_empty(),
             }),
-            Identity::User { role, .. } if *role >= needed => Ok(()),
-            Identity::User { name, .. } => Err(Denied::Forbidden {
-                user: name.clone(),
-                needed,
-            }),
+            Identity::User { name, token_sha256 } => {
+                match self.users().by_hash(token_sha256).map(|user| user.role) {
+                    Some(role) if role >= needed => Ok(()),
+                    Some(_) => Err(Denied::Forbidden {
+                        user: name.clone(),
+                        needed,
+                    }),
+                    None => Err(Denied::CredentialRequired {
+                        needed,
+                        no_users: false,
+                    }),
+                }
+            }
         }
     }
 
@@ -104,7 +130,7 @@ impl Access {
 
     /// Whether any credential could be accepted.
     pub fn has_users(&self) -> bool {
-        !self.users.is_empty()
+        !self.users().is_empty()
     }
 }
 

@@ -5,6 +5,7 @@
 //! - [`token`]: making tokens and hashing them.
 //! - [`users`]: the users file (hashes only) and [`add_user`].
 //! - [`access`]: who a credential is and whether they may.
+//! - [`reload`]: picking up changes to the users file.
 //! - [`rules`]: what every HTTP endpoint and Redis command needs.
 //! - [`http`]: the axum middleware that applies them.
 //! - [`config`]: the `[auth]` and `[client_tls]` config sections.
@@ -12,6 +13,7 @@
 pub mod access;
 pub mod config;
 pub mod http;
+pub mod reload;
 pub mod role;
 pub mod rules;
 pub mod token;
@@ -19,4 +21,4 @@ pub mod users;
 
 pub use access::{Access, Credential, Denied, Identity};
 pub use role::Role;
-pub use users::{add_user, AuthError, User, Users};
+pub use users::{add_user, remove_user, AuthError, User, Users};

@@ -10,7 +10,8 @@
 //!
 //! It holds no secret a client could present, but it decides who gets in,
 //! so it is written owner-only (0600), whole, through a rename: a node
-//! reading it never sees half a file.
+//! reading it never sees half a file (nodes re-read it when it changes;
+//! see [`super::reload`]).
 
 use super::role::Role;
 use super::token;
@@ -38,6 +39,8 @@ pub enum AuthError {
     },
     #[error("user {name:?} already exists in {path}; pick another name")]
     Duplicate { name: String, path: PathBuf },
+    #[error("there is no user {name:?} in {path}")]
+    NoSuchUser { name: String, path: PathBuf },
     #[error("{0}")]
     BadName(String),
     #[error("the operating system's random source failed; no token was made")]
@@ -69,7 +72,7 @@ pub struct Users {
     /// constant-time comparison: what an attacker could learn from timing
     /// is a prefix of the *hash* of their own guess, which says nothing
     /// about any stored token (finding a preimage is the hard part).
-    by_hash: HashMap<String, usize>,
+    index_by_hash: HashMap<String, usize>,
 }
 
 impl Users {
@@ -114,10 +117,10 @@ impl Users {
         if self.named(&user.name).is_some() {
             return Err(format!("user {:?} is listed twice", user.name));
         }
-        if self.by_hash.contains_key(&user.token_sha256) {
+        if self.index_by_hash.contains_key(&user.token_sha256) {
             return Err(format!("user {:?} shares another user's token", user.name));
         }
-        self.by_hash
+        self.index_by_hash
             .insert(user.token_sha256.clone(), self.in_order.len());
         self.in_order.push(user);
         Ok(())
@@ -125,7 +128,12 @@ impl Users {
 
     /// The user whose token `token` is.
     pub fn find(&self, token: &str) -> Option<&User> {
-        let index = *self.by_hash.get(&token::hash(token))?;
+        self.by_hash(&token::hash(token))
+    }
+
+    /// The user whose token hashes to `token_sha256`.
+    pub fn by_hash(&self, token_sha256: &str) -> Option<&User> {
+        let index = *self.index_by_hash.get(token_sha256)?;
         self.in_order.get(index)
     }
 
@@ -204,6 +212,23 @@ pub fn add_user(users_file: &Path, name: &str, role: Role) -> Result<String, Aut
     Ok(token)
 }
 
+/// Remove user `name` from `users_file`: their token stops working (nodes
+/// re-read the file within seconds).
+pub fn remove_user(users_file: &Path, name: &str) -> Result<(), AuthError> {
+    let users = Users::load(users_file)?;
+    if users.named(name).is_none() {
+        return Err(AuthError::NoSuchUser {
+            name: name.to_string(),
+            path: users_file.to_path_buf(),
+        });
+    }
+    let mut rest = Users::default();
+    for user in users.in_order.into_iter().filter(|u| u.name != name) {
+        rest.insert(user).map_err(AuthError::BadName)?;
+    }
+    rest.save(users_file)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -241,6 +266,10 @@ mod tests {
         let err = add_user(&path, "a:b", Role::Read).unwrap_err().to_string();
         assert!(err.contains("must be 1 to 64"), "{err}");
         assert_eq!(Users::load(&path).unwrap().all().len(), 1);
+        let err = remove_user(&path, "bob").unwrap_err().to_string();
+        assert!(err.contains("there is no user \"bob\""), "{err}");
+        remove_user(&path, "ada").unwrap();
+        assert!(Users::load(&path).unwrap().is_empty());
     }
 
     #[test]

@@ -131,5 +131,11 @@ mod tests {
             "-NOPERM User ci has no permissions to run the 'set' command"
         );
         assert!(reply(&mut session, &access, "AUTH").contains("wrong number of arguments"));
+        // Removed from the users file: the connection loses its rights.
+        access.replace_users(Users::default());
+        assert_eq!(
+            reply(&mut session, &access, "GET k"),
+            "-NOAUTH Authentication required."
+        );
     }
 }
