@@ -3,11 +3,11 @@
 
 use crate::call::{self, Op};
 use crate::error::Error;
+use crate::http::Http;
 use crate::refresh::{fetch_topology, refresh_periodically};
 use crate::routing::{self, Health, Routing};
 use crate::topology::Topology;
 use crate::versions::{Context, Version, Versions};
-use reqwest::header::{HeaderMap, HeaderValue, AUTHORIZATION};
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
@@ -33,6 +33,7 @@ pub struct ClientBuilder {
     retries: usize,
     pub(crate) refresh_interval: Duration,
     token: Option<Token>,
+    ca_pem: Option<Vec<u8>>,
 }
 
 /// A bearer token, kept out of `Debug` output and logs.
@@ -56,6 +57,7 @@ impl Default for ClientBuilder {
             retries: 2,
             refresh_interval: Duration::from_secs(30),
             token: None,
+            ca_pem: None,
         }
     }
 }
@@ -93,22 +95,17 @@ impl ClientBuilder {
         self
     }
 
-    /// The headers every request carries: the token, marked sensitive so
-    /// the HTTP stack never prints it.
-    fn default_headers(&self) -> Result<HeaderMap, Error> {
-        let mut headers = HeaderMap::new();
-        if let Some(Token(token)) = &self.token {
-            let mut value =
-                HeaderValue::from_str(&format!("Bearer {token}")).map_err(|_| Error::BadToken)?;
-            value.set_sensitive(true);
-            headers.insert(AUTHORIZATION, value);
-        }
-        Ok(headers)
+    /// Talk HTTPS, trusting only the CA certificates in `pem` (PEM, one
+    /// or more: the CA that signed the nodes' `[client_tls]` certificates).
+    pub fn ca_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_pem = Some(pem.into());
+        self
     }
 
     /// Fetch the topology from the first seed that answers and start
     /// keeping it fresh. Seeds are `host:port` HTTP addresses of any nodes
-    /// (an `http://` prefix is accepted). Must run inside a tokio runtime.
+    /// (an `http://` or `https://` prefix is accepted; HTTPS is used when
+    /// [`ClientBuilder::ca_certificate`] is given). Must run inside a tokio runtime.
     pub async fn connect<S: Into<String>>(
         self,
         seeds: impl IntoIterator<Item = S>,
@@ -117,13 +114,8 @@ impl ClientBuilder {
         if seeds.is_empty() {
             return Err(Error::NoSeeds);
         }
-        // Straight to the nodes: routing names the node to talk to, which a
-        // proxy would defeat.
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .default_headers(self.default_headers()?)
-            .build()
-            .map_err(Error::Setup)?;
+        let token = self.token.as_ref().map(|Token(token)| token.as_str());
+        let http = Http::new(token, self.ca_pem.as_deref())?;
         let topology = fetch_topology(&http, &seeds, self.timeout).await?;
         let inner = Arc::new(Inner {
             http,
@@ -143,7 +135,10 @@ impl ClientBuilder {
 
 fn normalize(seed: impl Into<String>) -> String {
     let seed = seed.into();
-    let seed = seed.strip_prefix("http://").unwrap_or(&seed);
+    let seed = ["http://", "https://"]
+        .iter()
+        .find_map(|scheme| seed.strip_prefix(scheme))
+        .unwrap_or(&seed);
     seed.trim_end_matches('/').to_string()
 }
 
@@ -156,7 +151,7 @@ pub struct Client {
 
 /// What every clone of a [`Client`] shares.
 pub(crate) struct Inner {
-    pub(crate) http: reqwest::Client,
+    pub(crate) http: Http,
     pub(crate) seeds: Vec<String>,
     pub(crate) settings: ClientBuilder,
     pub(crate) topology: RwLock<Arc<Topology>>,

@@ -10,6 +10,8 @@ pub enum Error {
     NoMembers,
     #[error("the token cannot be sent in an HTTP header: it must be printable ASCII")]
     BadToken,
+    #[error("the CA certificate cannot be used: {0}")]
+    BadCaCertificate(String),
     #[error("cannot set up the HTTP client: {0}")]
     Setup(#[source] reqwest::Error),
     /// The connection could not be made, so the request was never

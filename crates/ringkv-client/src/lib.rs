@@ -45,6 +45,7 @@
 mod call;
 mod client;
 mod error;
+mod http;
 mod item_set;
 mod refresh;
 pub mod resolve;
@@ -55,6 +56,7 @@ mod versions;
 pub use call::encode_key;
 pub use client::{Client, ClientBuilder, Options};
 pub use error::Error;
+pub use http::Http;
 pub use item_set::{Item, ItemError, ItemSet};
 pub use routing::Routing;
 pub use versions::{Context, Version, Versions};

@@ -7,7 +7,7 @@
 //! `--generic`. `status` and `repair` talk to `--node` itself.
 
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
-use ringkv_client::{Client, ClientBuilder, Context, Options, Routing};
+use ringkv_client::{Client, ClientBuilder, Context, Http, Options, Routing};
 use ringkv_core::anti_entropy::RepairProgress;
 use ringkv_server::http::RepairStarted;
 use std::path::PathBuf;
@@ -23,12 +23,9 @@ pub struct Target {
 
 impl Target {
     fn request(&self, method: Method, path: &str) -> Result<RequestBuilder, String> {
-        let url = format!("http://{}{}", self.node, path);
-        let builder = reqwest::Client::new().request(method, url);
-        Ok(match token()? {
-            Some(token) => builder.bearer_auth(token),
-            None => builder,
-        })
+        let token = token()?;
+        let http = Http::new(token.as_deref(), ca_pem()?.as_deref()).map_err(|e| e.to_string())?;
+        Ok(http.request(method, &self.node, path))
     }
 }
 
@@ -45,6 +42,10 @@ pub struct Credential {
     /// A file holding the bearer token.
     #[arg(long, global = true, value_name = "PATH")]
     token_file: Option<PathBuf>,
+    /// Talk HTTPS to nodes with `[client_tls]`, trusting the CA
+    /// certificate(s) in this PEM file.
+    #[arg(long, global = true, env = "RINGKV_CACERT", value_name = "PATH")]
+    cacert: Option<PathBuf>,
 }
 
 /// The credential of this run of the CLI, set once by `main`.
@@ -55,12 +56,25 @@ pub fn set_credential(credential: Credential) {
     let _ = CREDENTIAL.set(credential);
 }
 
-/// `builder` sending this run's token, if any.
-pub fn with_token(builder: ClientBuilder) -> Result<ClientBuilder, String> {
-    Ok(match token()? {
-        Some(token) => builder.token(token),
-        None => builder,
-    })
+/// `builder` sending this run's token and trusting its CA, if any.
+pub fn with_credential(mut builder: ClientBuilder) -> Result<ClientBuilder, String> {
+    if let Some(token) = token()? {
+        builder = builder.token(token);
+    }
+    if let Some(pem) = ca_pem()? {
+        builder = builder.ca_certificate(pem);
+    }
+    Ok(builder)
+}
+
+/// The `--cacert` file's bytes, if one is given.
+fn ca_pem() -> Result<Option<Vec<u8>>, String> {
+    let Some(path) = CREDENTIAL.get().and_then(|c| c.cacert.as_ref()) else {
+        return Ok(None);
+    };
+    std::fs::read(path)
+        .map(Some)
+        .map_err(|e| format!("cannot read CA certificate {}: {e}", path.display()))
 }
 
 /// The token of this run, if any.
@@ -106,7 +120,7 @@ impl Routed {
         } else {
             Routing::PartitionAware
         };
-        with_token(Client::builder().routing(routing))?
+        with_credential(Client::builder().routing(routing))?
             .connect([self.target.node.as_str()])
             .await
             .map_err(|e| e.to_string())

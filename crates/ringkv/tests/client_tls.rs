@@ -5,7 +5,8 @@
 
 mod common;
 
-use common::{free_ports, ringkv_bin, tail};
+use common::{free_ports, ringkv_bin, run_cli, tail};
+use ringkv_client::{Client, Context};
 use ringkv_server::auth::{add_user, Role};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, ServerName};
@@ -41,7 +42,8 @@ impl Drop for TlsNode {
 impl TlsNode {
     async fn start() -> TlsNode {
         let dir = tempfile::tempdir().expect("tempdir");
-        let cert = rcgen::generate_simple_self_signed(vec!["localhost".to_string()]).unwrap();
+        let names = vec!["localhost".to_string(), "127.0.0.1".to_string()];
+        let cert = rcgen::generate_simple_self_signed(names).unwrap();
         std::fs::write(dir.path().join("cert.pem"), cert.cert.pem()).unwrap();
         std::fs::write(dir.path().join("key.pem"), cert.signing_key.serialize_pem()).unwrap();
         let token = add_user(&dir.path().join("users.toml"), "admin", Role::Admin).unwrap();
@@ -203,6 +205,39 @@ async fn plain_http_is_not_served(addr: SocketAddr) {
         !String::from_utf8_lossy(&answer).contains("HTTP/1.1 200"),
         "{read:?}"
     );
+}
+
+/// `--cacert` (CLI) and `ca_certificate` (library) switch to HTTPS and
+/// trust that CA alone.
+#[tokio::test]
+async fn the_cli_and_the_client_library_speak_https_given_the_ca() {
+    let node = TlsNode::start().await;
+    let pem = std::fs::read(node.cert_path()).unwrap();
+    let seed = node.http.to_string();
+    let client = Client::builder()
+        .token(&node.token)
+        .ca_certificate(pem)
+        .connect([&seed])
+        .await
+        .expect("connects over HTTPS");
+    client.put("k", "v", &Context::none()).await.unwrap();
+    let cacert = node.cert_path();
+    let cacert = cacert.to_str().unwrap();
+    let common = ["--node", &seed, "--token", &node.token, "--cacert", cacert];
+    let got = run_cli(
+        &[&["get", "k"][..], &common].concat(),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert_eq!(got, "v\n");
+    let status = run_cli(
+        &[&["status"][..], &common].concat(),
+        Duration::from_secs(30),
+    )
+    .await;
+    assert!(status.contains("n1"), "{status}");
+    let plain = Client::builder().token(&node.token).connect([&seed]).await;
+    assert!(plain.is_err(), "plain HTTP to the HTTPS port must fail");
 }
 
 #[tokio::test]

@@ -32,6 +32,10 @@ pub async fn authorize(
     };
     match access.check(credential, needed) {
         Ok(_) => next.run(request).await,
+        Err(Denied::BadCredential) if !access.has_users() => unauthorized(
+            "this node has no users, so it accepts no token: send none, or configure \
+             [auth] users in its config",
+        ),
         Err(denied) => refusal(&denied),
     }
 }
