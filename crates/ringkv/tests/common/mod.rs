@@ -310,6 +310,8 @@ pub async fn run_cli(args: &[&str], limit: Duration) -> String {
     command
         .args(args)
         .env_remove("RINGKV_NODE")
+        .env_remove("RINGKV_TOKEN")
+        .env_remove("RINGKV_CACERT")
         .env("NO_PROXY", "127.0.0.1")
         .env("no_proxy", "127.0.0.1")
         .kill_on_drop(true);
