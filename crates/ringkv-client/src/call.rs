@@ -2,6 +2,7 @@
 //! failures may be retried on another node, and decoding the answer.
 
 use crate::error::Error;
+use crate::http::Http;
 use crate::versions::{Context, Versions};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
@@ -58,23 +59,14 @@ impl Op<'_> {
     }
 
     /// The request for `node` (`host:port`).
-    pub fn request(
-        &self,
-        http: &reqwest::Client,
-        node: &str,
-        key: &str,
-    ) -> reqwest::RequestBuilder {
+    pub fn request(&self, http: &Http, node: &str, key: &str) -> reqwest::RequestBuilder {
         let (method, quorum) = match self {
             Op::Get { r } => (Method::GET, r.map(|r| format!("?r={r}"))),
             Op::Put { w, .. } => (Method::PUT, w.map(|w| format!("?w={w}"))),
             Op::Delete { w, .. } => (Method::DELETE, w.map(|w| format!("?w={w}"))),
         };
-        let url = format!(
-            "http://{node}/kv/{}{}",
-            encode_key(key),
-            quorum.unwrap_or_default()
-        );
-        let builder = http.request(method, url);
+        let path = format!("/kv/{}{}", encode_key(key), quorum.unwrap_or_default());
+        let builder = http.request(method, node, &path);
         match self {
             Op::Get { .. } => builder.header(reqwest::header::ACCEPT, "application/json"),
             Op::Put { value, context, .. } => with_context(builder, context).body(value.to_vec()),

@@ -3,6 +3,7 @@
 
 use crate::call::{self, Op};
 use crate::error::Error;
+use crate::http::Http;
 use crate::refresh::{fetch_topology, refresh_periodically};
 use crate::routing::{self, Health, Routing};
 use crate::topology::Topology;
@@ -31,6 +32,18 @@ pub struct ClientBuilder {
     pub(crate) timeout: Duration,
     retries: usize,
     pub(crate) refresh_interval: Duration,
+    token: Option<Token>,
+    ca_pem: Option<Vec<u8>>,
+}
+
+/// A bearer token, kept out of `Debug` output and logs.
+#[derive(Clone)]
+struct Token(String);
+
+impl std::fmt::Debug for Token {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("Token(..)")
+    }
 }
 
 impl Default for ClientBuilder {
@@ -43,6 +56,8 @@ impl Default for ClientBuilder {
             timeout: Duration::from_secs(10),
             retries: 2,
             refresh_interval: Duration::from_secs(30),
+            token: None,
+            ca_pem: None,
         }
     }
 }
@@ -73,9 +88,24 @@ impl ClientBuilder {
         self
     }
 
+    /// Send `token` as `Authorization: Bearer` on every request, the
+    /// topology fetches included (`ringkv user add` makes tokens).
+    pub fn token(mut self, token: impl Into<String>) -> Self {
+        self.token = Some(Token(token.into()));
+        self
+    }
+
+    /// Talk HTTPS, trusting only the CA certificates in `pem` (PEM, one
+    /// or more: the CA that signed the nodes' `[client_tls]` certificates).
+    pub fn ca_certificate(mut self, pem: impl Into<Vec<u8>>) -> Self {
+        self.ca_pem = Some(pem.into());
+        self
+    }
+
     /// Fetch the topology from the first seed that answers and start
     /// keeping it fresh. Seeds are `host:port` HTTP addresses of any nodes
-    /// (an `http://` prefix is accepted). Must run inside a tokio runtime.
+    /// (an `http://` or `https://` prefix is accepted; HTTPS is used when
+    /// [`ClientBuilder::ca_certificate`] is given). Must run inside a tokio runtime.
     pub async fn connect<S: Into<String>>(
         self,
         seeds: impl IntoIterator<Item = S>,
@@ -84,12 +114,8 @@ impl ClientBuilder {
         if seeds.is_empty() {
             return Err(Error::NoSeeds);
         }
-        // Straight to the nodes: routing names the node to talk to, which a
-        // proxy would defeat.
-        let http = reqwest::Client::builder()
-            .no_proxy()
-            .build()
-            .map_err(Error::Setup)?;
+        let token = self.token.as_ref().map(|Token(token)| token.as_str());
+        let http = Http::new(token, self.ca_pem.as_deref())?;
         let topology = fetch_topology(&http, &seeds, self.timeout).await?;
         let inner = Arc::new(Inner {
             http,
@@ -109,7 +135,10 @@ impl ClientBuilder {
 
 fn normalize(seed: impl Into<String>) -> String {
     let seed = seed.into();
-    let seed = seed.strip_prefix("http://").unwrap_or(&seed);
+    let seed = ["http://", "https://"]
+        .iter()
+        .find_map(|scheme| seed.strip_prefix(scheme))
+        .unwrap_or(&seed);
     seed.trim_end_matches('/').to_string()
 }
 
@@ -122,7 +151,7 @@ pub struct Client {
 
 /// What every clone of a [`Client`] shares.
 pub(crate) struct Inner {
-    pub(crate) http: reqwest::Client,
+    pub(crate) http: Http,
     pub(crate) seeds: Vec<String>,
     pub(crate) settings: ClientBuilder,
     pub(crate) topology: RwLock<Arc<Topology>>,

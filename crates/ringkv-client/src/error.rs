@@ -8,6 +8,10 @@ pub enum Error {
     NoSeeds,
     #[error("the cluster's status lists no members")]
     NoMembers,
+    #[error("the token cannot be sent in an HTTP header: it must be printable ASCII")]
+    BadToken,
+    #[error("the CA certificate cannot be used: {0}")]
+    BadCaCertificate(String),
     #[error("cannot set up the HTTP client: {0}")]
     Setup(#[source] reqwest::Error),
     /// The connection could not be made, so the request was never
@@ -31,7 +35,8 @@ pub enum Error {
     #[error("node {node} did not answer within {limit:?}")]
     Timeout { node: String, limit: Duration },
     /// The node answered with an error (its one-sentence message): `400`
-    /// bad input, `409` too many siblings, `503` quorum not reached, ...
+    /// bad input, `401` no or a bad token, `403` the token's role is too
+    /// low, `409` too many siblings, `503` quorum not reached, ...
     #[error("node {node} answered {status}: {message}")]
     Server {
         node: String,

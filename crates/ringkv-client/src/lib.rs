@@ -14,6 +14,11 @@
 //! [`Client::update`] does the whole read → resolve → write cycle, with a
 //! resolver from [`resolve`] or your own.
 //!
+//! A cluster with client authentication wants a token:
+//! `Client::builder().token(token).connect(seeds)` sends it as
+//! `Authorization: Bearer` on every request; a missing, wrong or too weak
+//! token comes back as [`Error::Server`] with status 401 or 403.
+//!
 //! ```no_run
 //! # async fn demo() -> Result<(), ringkv_client::Error> {
 //! use ringkv_client::{resolve, Client, Context, Item, ItemSet};
@@ -40,6 +45,7 @@
 mod call;
 mod client;
 mod error;
+mod http;
 mod item_set;
 mod refresh;
 pub mod resolve;
@@ -50,6 +56,7 @@ mod versions;
 pub use call::encode_key;
 pub use client::{Client, ClientBuilder, Options};
 pub use error::Error;
+pub use http::Http;
 pub use item_set::{Item, ItemError, ItemSet};
 pub use routing::Routing;
 pub use versions::{Context, Version, Versions};

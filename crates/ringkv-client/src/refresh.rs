@@ -4,7 +4,9 @@
 use crate::call::{self, RING_HEADER};
 use crate::client::Inner;
 use crate::error::Error;
+use crate::http::Http;
 use crate::topology::Topology;
+use reqwest::Method;
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -56,7 +58,7 @@ impl Inner {
 /// The topology from the first of `addrs` whose `/status` answers with
 /// one; the last failure when none does.
 pub(crate) async fn fetch_topology(
-    http: &reqwest::Client,
+    http: &Http,
     addrs: &[String],
     limit: Duration,
 ) -> Result<Topology, Error> {
@@ -70,8 +72,8 @@ pub(crate) async fn fetch_topology(
     Err(failure)
 }
 
-async fn status_of(http: &reqwest::Client, addr: &str, limit: Duration) -> Result<Topology, Error> {
-    let request = http.get(format!("http://{addr}/status"));
+async fn status_of(http: &Http, addr: &str, limit: Duration) -> Result<Topology, Error> {
+    let request = http.request(Method::GET, addr, "/status");
     let answer = call::attempt(request, addr, limit).await?;
     let topology = Topology::from_status(&answer.body).map_err(|reason| Error::BadAnswer {
         node: addr.to_string(),

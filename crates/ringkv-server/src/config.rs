@@ -27,6 +27,9 @@
 //! cert = "certs/n1.pem"     # this node's certificate, issued for its id
 //! key = "certs/n1.key"
 //!
+//! [auth]             # client credentials; see crate::auth::config
+//! users = "users.toml"
+//!
 //! [[nodes]]
 //! id = "n1"
 //! addr = "127.0.0.1:7101"   # inter-node TCP
@@ -45,6 +48,7 @@
 //! which is for tests and local experiments only. Relative paths in the
 //! config are relative to the config file's directory.
 
+use crate::auth::config::{self as client_auth, AuthConfig, ClientTlsConfig};
 use ringkv_core::anti_entropy::AntiEntropySettings;
 use ringkv_core::gossip::MembershipSettings;
 use ringkv_core::hints::HintSettings;
@@ -90,6 +94,12 @@ pub struct NodeConfig {
     /// Inter-node mutual TLS (required unless `insecure`).
     #[serde(default)]
     pub tls: Option<PeerTlsConfig>,
+    /// Client credentials (see [`crate::auth::config`]).
+    #[serde(default)]
+    pub auth: Option<AuthConfig>,
+    /// TLS on the client ports, HTTP and RESP.
+    #[serde(default)]
+    pub client_tls: Option<ClientTlsConfig>,
     pub nodes: Vec<MemberConfig>,
 }
 
@@ -161,6 +171,7 @@ impl NodeConfig {
                 *path = base.join(&*path);
             }
         }
+        client_auth::resolve_paths(self.auth.as_mut(), self.client_tls.as_mut(), base);
     }
 
     /// Parse and validate; the error says what is wrong and where.
@@ -227,9 +238,10 @@ impl NodeConfig {
                 }
             }
         }
-        if self.me().is_none() {
+        let Some(me) = self.me() else {
             return Err(format!("node_id {} is not in [[nodes]]", self.node_id));
-        }
+        };
+        client_auth::validate(self.auth.as_ref(), self.insecure, me)?;
         self.validate_security()
     }
 

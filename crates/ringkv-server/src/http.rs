@@ -1,9 +1,11 @@
-//! The HTTP API: `/kv/{key}` for data, `/status` for operators.
+//! The HTTP API: `/kv/{key}` for data, `/status` for operators, `/health/live`
+//! for probes; who may call what is [`crate::auth`]'s rule.
 //!
 //! Siblings are first-class: one live version is `200` with the raw bytes,
 //! several are `300 Multiple Choices` with every version in JSON, and the
 //! causal context travels in the `X-Ringkv-Context` header both ways.
 
+use crate::auth::{self, Access};
 use crate::driver::{fingerprint_text, NodeHandle, NodeReport};
 use crate::transport::Transport;
 use axum::body::Bytes;
@@ -23,6 +25,7 @@ use ringkv_core::siblings::SiblingSet;
 use ringkv_core::version::CausalContext;
 use ringkv_core::NodeId;
 use serde::{Deserialize, Serialize};
+use std::sync::Arc;
 use std::time::Duration;
 
 pub const CONTEXT_HEADER: &str = "x-ringkv-context";
@@ -40,6 +43,8 @@ pub struct Api {
     pub request_limit: Duration,
     pub max_value_bytes: usize,
     pub fault_injection: bool,
+    /// Who may do what (see [`crate::auth`]).
+    pub access: Arc<Access>,
 }
 
 pub fn router(api: Api) -> Router {
@@ -56,8 +61,20 @@ pub fn router(api: Api) -> Router {
         .route("/admin/repair", post(repair))
         .route("/admin/replica/{*key}", get(read_replica))
         .route("/admin/leave", post(leave))
+        .route("/health/live", get(live))
         .layer(DefaultBodyLimit::max(body_limit))
+        // Outermost: a refused request reaches no handler.
+        .layer(middleware::from_fn_with_state(
+            api.access.clone(),
+            auth::http::authorize,
+        ))
         .with_state(api)
+}
+
+/// Liveness for probes and load balancers: the process serves HTTP. Open
+/// to anyone, and says nothing else.
+async fn live() -> &'static str {
+    "ok\n"
 }
 
 async fn ring_header(State(api): State<Api>, mut response: Response) -> Response {

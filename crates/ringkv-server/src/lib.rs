@@ -3,6 +3,8 @@
 //! Real sockets, disk and timers live here; every protocol decision is made
 //! by the core's [`ringkv_core::node::Node`], driven on its own thread.
 
+pub mod auth;
+pub mod client_tls;
 pub mod config;
 pub mod driver;
 pub mod http;

@@ -2,6 +2,8 @@
 //! the Redis protocol and the HTTP API, and run the protocol on its own
 //! thread.
 
+use crate::auth::{self, Access};
+use crate::client_tls::{self, TlsListener};
 use crate::config::NodeConfig;
 use crate::driver::{self, Ending, NodeHandle};
 use crate::http::{self, Api};
@@ -13,9 +15,11 @@ use ringkv_core::node::Node;
 use ringkv_core::NodeId;
 use std::future::Future;
 use std::net::SocketAddr;
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::net::TcpListener;
 use tokio::task::JoinHandle;
+use tokio_rustls::TlsAcceptor;
 
 #[derive(Debug, thiserror::Error)]
 pub enum ServerError {
@@ -25,6 +29,10 @@ pub enum ServerError {
     Storage(#[from] ringkv_core::store::StoreError),
     #[error(transparent)]
     Members(#[from] MembersFileError),
+    #[error(transparent)]
+    Auth(#[from] crate::auth::AuthError),
+    #[error("{0}")]
+    ClientTls(String),
     #[error("cannot listen on {addr}: {source}")]
     Bind {
         addr: std::net::SocketAddr,
@@ -51,8 +59,18 @@ pub async fn run(
     })?;
     // Credentials first: a node that cannot use them fails before it
     // touches its data directory.
-    let tls = peer_tls(&config)?;
+    let peer_tls = peer_tls(&config)?;
     let settings = config.settings();
+    // Read before anything is opened: a broken users file stops the start.
+    let access = Arc::new(Access::from_config(config.auth.as_ref(), config.insecure)?);
+    if let Some(auth) = &config.auth {
+        let watched = Arc::downgrade(&access);
+        tokio::spawn(auth::reload::watch_users(watched, auth.users.clone()));
+    }
+    let tls = match &config.client_tls {
+        Some(tls) => Some(client_tls::acceptor(tls).map_err(ServerError::ClientTls)?),
+        None => None,
+    };
     let (storage, dir) = (config.storage.clone(), config.data_dir.clone());
     let store = tokio::task::spawn_blocking(move || ringkv_store::open(&storage, &dir.join("kv")))
         .await
@@ -79,7 +97,7 @@ pub async fn run(
         // of waiting on the kernel, so a healed link carries traffic again
         // within 1 s. A LAN handshake takes well under a millisecond.
         connect_timeout: Duration::from_millis(500),
-        tls,
+        tls: peer_tls,
     };
     let sink = queue.peer_sink();
     let acceptor = sink.acceptor();
@@ -102,7 +120,10 @@ pub async fn run(
     )?;
     // Bound before HTTP: a node that answers HTTP serves RESP too.
     let resp = match me.resp {
-        Some(addr) => Some(start_resp(addr, &handle, &config).await?),
+        Some(addr) => {
+            let resp = start_resp(addr, &handle, &config, access.clone(), tls.clone());
+            Some(resp.await?)
+        }
         None => None,
     };
     let listener = listen(me.http).await?;
@@ -113,13 +134,20 @@ pub async fn run(
         request_limit: client_limit(&settings),
         max_value_bytes: settings.max_value_bytes,
         fault_injection: config.fault_injection,
+        access,
     };
     tracing::info!(
-        "node {} up: inter-node {}, http {}, resp {}, data {} ({:?})",
+        "node {} up: inter-node {}, {} {}, resp {}{}, data {} ({:?})",
         me.id,
         me.addr,
+        if tls.is_some() { "https" } else { "http" },
         me.http,
         me.resp.map_or("off".into(), |addr| addr.to_string()),
+        if tls.is_some() && me.resp.is_some() {
+            " (TLS)"
+        } else {
+            ""
+        },
         config.data_dir.display(),
         config.storage.engine
     );
@@ -130,9 +158,11 @@ pub async fn run(
             _ = ended => tracing::info!("node stops by itself"),
         }
     };
-    let served = axum::serve(listener, http::router(api))
-        .with_graceful_shutdown(stop_on)
-        .await;
+    let router = http::router(api);
+    let served = match tls {
+        Some(acceptor) => serve_http(TlsListener::new(listener, acceptor)?, router, stop_on).await,
+        None => serve_http(listener, router, stop_on).await,
+    };
     if let Some(resp) = resp {
         resp.abort();
     }
@@ -143,11 +173,28 @@ pub async fn run(
     served.map_err(ServerError::from)
 }
 
+/// Serve HTTP (or HTTPS: `listener` decides) until `stop_on` resolves.
+async fn serve_http<L>(
+    listener: L,
+    router: axum::Router,
+    stop_on: impl Future<Output = ()> + Send + 'static,
+) -> std::io::Result<()>
+where
+    L: axum::serve::Listener,
+    L::Addr: std::fmt::Debug,
+{
+    axum::serve(listener, router)
+        .with_graceful_shutdown(stop_on)
+        .await
+}
+
 /// Serve the Redis protocol on `addr` until the task is aborted.
 async fn start_resp(
     addr: SocketAddr,
     node: &NodeHandle,
     config: &NodeConfig,
+    access: Arc<Access>,
+    tls: Option<TlsAcceptor>,
 ) -> Result<JoinHandle<()>, ServerError> {
     let settings = config.settings();
     let ctx = resp::Context::new(
@@ -156,8 +203,9 @@ async fn start_resp(
         &settings,
         client_limit(&settings),
         addr.port(),
+        access,
     );
-    Ok(tokio::spawn(resp::serve(listen(addr).await?, ctx)))
+    Ok(tokio::spawn(resp::serve(listen(addr).await?, ctx, tls)))
 }
 
 async fn listen(addr: SocketAddr) -> Result<TcpListener, ServerError> {

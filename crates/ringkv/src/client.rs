@@ -7,9 +7,11 @@
 //! `--generic`. `status` and `repair` talk to `--node` itself.
 
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
-use ringkv_client::{Client, Context, Options, Routing};
+use ringkv_client::{Client, ClientBuilder, Context, Http, Options, Routing};
 use ringkv_core::anti_entropy::RepairProgress;
 use ringkv_server::http::RepairStarted;
+use std::path::PathBuf;
+use std::sync::OnceLock;
 use std::time::Duration;
 
 #[derive(clap::Args)]
@@ -20,8 +22,83 @@ pub struct Target {
 }
 
 impl Target {
-    fn request(&self, method: Method, path: &str) -> RequestBuilder {
-        reqwest::Client::new().request(method, format!("http://{}{}", self.node, path))
+    fn request(&self, method: Method, path: &str) -> Result<RequestBuilder, String> {
+        let token = token()?;
+        let http = Http::new(token.as_deref(), ca_pem()?.as_deref()).map_err(|e| e.to_string())?;
+        Ok(http.request(method, &self.node, path))
+    }
+}
+
+/// The token to send: `--token`, else `--token-file`, else `RINGKV_TOKEN`
+/// (a flag on the command line beats the environment). Flags are visible
+/// to other users in `ps`; the file and the variable are not. Global, so
+/// it goes after any client subcommand (`ringkv get k --token T`).
+#[derive(clap::Args)]
+pub struct Credential {
+    /// Bearer token for the cluster's client API (`ringkv user add`
+    /// makes one; RINGKV_TOKEN works too).
+    #[arg(long, global = true, conflicts_with = "token_file")]
+    token: Option<String>,
+    /// A file holding the bearer token.
+    #[arg(long, global = true, value_name = "PATH")]
+    token_file: Option<PathBuf>,
+    /// Talk HTTPS to nodes with `[client_tls]`, trusting the CA
+    /// certificate(s) in this PEM file.
+    #[arg(long, global = true, env = "RINGKV_CACERT", value_name = "PATH")]
+    cacert: Option<PathBuf>,
+}
+
+/// The credential of this run of the CLI, set once by `main`.
+static CREDENTIAL: OnceLock<Credential> = OnceLock::new();
+
+/// Use `credential` for every request of this process.
+pub fn set_credential(credential: Credential) {
+    let _ = CREDENTIAL.set(credential);
+}
+
+/// `builder` sending this run's token and trusting its CA, if any.
+pub fn with_credential(mut builder: ClientBuilder) -> Result<ClientBuilder, String> {
+    if let Some(token) = token()? {
+        builder = builder.token(token);
+    }
+    if let Some(pem) = ca_pem()? {
+        builder = builder.ca_certificate(pem);
+    }
+    Ok(builder)
+}
+
+/// The `--cacert` file's bytes, if one is given.
+fn ca_pem() -> Result<Option<Vec<u8>>, String> {
+    let Some(path) = CREDENTIAL.get().and_then(|c| c.cacert.as_ref()) else {
+        return Ok(None);
+    };
+    std::fs::read(path)
+        .map(Some)
+        .map_err(|e| format!("cannot read CA certificate {}: {e}", path.display()))
+}
+
+/// The token of this run, if any.
+fn token() -> Result<Option<String>, String> {
+    match CREDENTIAL.get() {
+        Some(credential) => credential.token(),
+        None => Ok(None),
+    }
+}
+
+impl Credential {
+    fn token(&self) -> Result<Option<String>, String> {
+        if let Some(token) = &self.token {
+            return Ok(Some(token.clone()));
+        }
+        if let Some(path) = &self.token_file {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| format!("cannot read token file {}: {e}", path.display()))?;
+            return match text.trim() {
+                "" => Err(format!("token file {} is empty", path.display())),
+                token => Ok(Some(token.to_string())),
+            };
+        }
+        Ok(std::env::var("RINGKV_TOKEN").ok().filter(|t| !t.is_empty()))
     }
 }
 
@@ -43,8 +120,7 @@ impl Routed {
         } else {
             Routing::PartitionAware
         };
-        Client::builder()
-            .routing(routing)
+        with_credential(Client::builder().routing(routing))?
             .connect([self.target.node.as_str()])
             .await
             .map_err(|e| e.to_string())
@@ -163,18 +239,19 @@ pub async fn status(target: &Target, json: bool) -> Result<(), String> {
 }
 
 async fn status_json(target: &Target) -> Result<serde_json::Value, String> {
-    let response = check(send(target.request(Method::GET, "/status"), &target.node).await?).await?;
+    let response =
+        check(send(target.request(Method::GET, "/status")?, &target.node).await?).await?;
     response.json().await.map_err(|e| e.to_string())
 }
 
 /// Ask a node to leave the cluster and follow its handoff until it stops.
 pub async fn leave(target: &Target) -> Result<(), String> {
-    check(send(target.request(Method::POST, "/admin/leave"), &target.node).await?).await?;
+    check(send(target.request(Method::POST, "/admin/leave")?, &target.node).await?).await?;
     eprintln!(
         "{} is leaving: its ranges move to their new owners",
         target.node
     );
-    while let Ok(response) = target.request(Method::GET, "/status").send().await {
+    while let Ok(response) = target.request(Method::GET, "/status")?.send().await {
         let status: serde_json::Value = response.json().await.map_err(|e| e.to_string())?;
         let me = status["node"].as_str().unwrap_or_default();
         let mine = status["members"]
@@ -195,7 +272,7 @@ pub async fn repair(target: &Target, range: Option<u64>, rebuild: bool) -> Resul
     if let Some(token) = range {
         path.push_str(&format!("&token={token}"));
     }
-    let response = check(send(target.request(Method::POST, &path), &target.node).await?).await?;
+    let response = check(send(target.request(Method::POST, &path)?, &target.node).await?).await?;
     let started: RepairStarted = response.json().await.map_err(|e| e.to_string())?;
     eprintln!(
         "repair: {} exchanges queued on {}",

@@ -6,6 +6,7 @@ mod client;
 mod dev;
 mod sim;
 mod status_table;
+mod user;
 
 use clap::{Parser, Subcommand};
 use std::path::PathBuf;
@@ -25,6 +26,8 @@ static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
 struct Cli {
     #[command(subcommand)]
     command: Command,
+    #[command(flatten)]
+    credential: client::Credential,
 }
 
 #[derive(Subcommand)]
@@ -97,6 +100,12 @@ enum Command {
     /// Create inter-node credentials: the cluster CA and node certificates.
     #[command(subcommand)]
     Cert(cert::CertCommand),
+    /// Manage client credentials: a users file of names, roles and
+    /// hashed tokens.
+    User {
+        #[command(subcommand)]
+        command: user::UserCommand,
+    },
     /// Show a node's view of the cluster.
     Status {
         #[command(flatten)]
@@ -109,25 +118,21 @@ enum Command {
 
 fn main() -> ExitCode {
     init_logging();
+    // Commands that need no runtime.
     let cli = Cli::parse();
-    if let Command::Sim(args) = cli.command {
-        return match sim::run_sims(args) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(message) => fail(message),
-        };
-    }
-    if let Command::Cert(command) = cli.command {
-        return match cert::run(command) {
-            Ok(()) => ExitCode::SUCCESS,
-            Err(message) => fail(message),
-        };
-    }
+    client::set_credential(cli.credential);
+    let command = match cli.command {
+        Command::Sim(args) => return finish(sim::run_sims(args)),
+        Command::User { command } => return finish(user::run(command)),
+        Command::Cert(command) => return finish(cert::run(command)),
+        command => command,
+    };
     let runtime = match tokio::runtime::Runtime::new() {
         Ok(rt) => rt,
         Err(e) => return fail(format!("cannot start the runtime: {e}")),
     };
     let outcome = runtime.block_on(async {
-        match cli.command {
+        match command {
             Command::Node { config, join } => ringkv_server::local::run_node(&config, join)
                 .await
                 .map_err(|e| e.to_string()),
@@ -154,11 +159,15 @@ fn main() -> ExitCode {
                 rebuild,
             } => client::repair(&target, range, rebuild).await,
             Command::Status { target, json } => client::status(&target, json).await,
-            Command::Sim(_) | Command::Cert(_) => {
+            Command::Sim(_) | Command::User { .. } | Command::Cert(_) => {
                 unreachable!("handled before the runtime starts")
             }
         }
     });
+    finish(outcome)
+}
+
+fn finish(outcome: Result<(), String>) -> ExitCode {
     match outcome {
         Ok(()) => ExitCode::SUCCESS,
         Err(message) => fail(message),

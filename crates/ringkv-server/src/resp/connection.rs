@@ -9,6 +9,7 @@
 
 use super::command::{error, Command};
 use super::frame::{ProtocolError, RequestCodec};
+use super::session::Session;
 use super::{exec, Context};
 use bytes::Bytes;
 use futures::future::BoxFuture;
@@ -19,24 +20,27 @@ use redis_protocol::resp2::types::BytesFrame;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use tokio::net::tcp::{OwnedReadHalf, OwnedWriteHalf};
-use tokio::net::TcpStream;
+use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
 /// Requests of one connection in flight at once; reading waits beyond it.
 const MAX_IN_FLIGHT: usize = 1024;
 
-type Requests = FramedRead<OwnedReadHalf, RequestCodec>;
+/// The halves of a connection, plain TCP or TLS.
+pub type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
+pub type WriteHalf = Box<dyn AsyncWrite + Send + Unpin>;
+
+type Requests = FramedRead<ReadHalf, RequestCodec>;
 
 /// Serve one client until it closes, quits or breaks the protocol.
-pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: &Arc<Context>) {
-    let (read, write) = stream.into_split();
+pub async fn serve(read: ReadHalf, write: WriteHalf, peer: SocketAddr, ctx: &Arc<Context>) {
     let mut requests = FramedRead::new(read, RequestCodec::new(ctx.limits));
     let mut connection = Connection {
         replies: FramedWrite::new(write, Resp2::default()),
         pending: FuturesOrdered::new(),
         keys: HashSet::new(),
         ctx: ctx.clone(),
+        session: Session::new(),
     };
     if let Err(e) = connection.run(&mut requests, peer).await {
         tracing::debug!("resp client {peer}: {e}");
@@ -44,12 +48,14 @@ pub async fn serve(stream: TcpStream, peer: SocketAddr, ctx: &Arc<Context>) {
 }
 
 struct Connection {
-    replies: FramedWrite<OwnedWriteHalf, Resp2>,
+    replies: FramedWrite<WriteHalf, Resp2>,
     /// Replies still being worked out, in request order.
     pending: FuturesOrdered<BoxFuture<'static, BytesFrame>>,
     /// Keys named by requests in `pending` (cleared when it empties).
     keys: HashSet<Bytes>,
     ctx: Arc<Context>,
+    /// Who the client authenticated as.
+    session: Session,
 }
 
 /// What the connection waits for next.
@@ -83,7 +89,7 @@ impl Connection {
                     return self.drain().await;
                 }
             };
-            let command = Command::parse(&args);
+            let command = self.session.admit(&self.ctx.access, &args);
             let quit = command == Command::Quit;
             self.start(command).await?;
             if quit {

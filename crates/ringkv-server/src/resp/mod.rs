@@ -11,15 +11,20 @@ mod command;
 mod connection;
 mod exec;
 mod frame;
+mod session;
 
+use crate::auth::Access;
+use crate::client_tls;
 use crate::driver::NodeHandle;
 use frame::FrameLimits;
 use ringkv_core::settings::Settings;
+use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
+use tokio_rustls::TlsAcceptor;
 
 /// Connections served at once, as Redis's default `maxclients`.
 const MAX_CLIENTS: usize = 10_000;
@@ -35,6 +40,8 @@ pub struct Context {
     /// The RESP port, for `INFO`.
     pub port: u16,
     pub started: Instant,
+    /// Who may run which command (see [`crate::auth`]).
+    pub access: Arc<Access>,
 }
 
 impl Context {
@@ -44,6 +51,7 @@ impl Context {
         settings: &Settings,
         request_limit: Duration,
         port: u16,
+        access: Arc<Access>,
     ) -> Self {
         Context {
             node,
@@ -53,37 +61,48 @@ impl Context {
             limits: FrameLimits::new(settings),
             port,
             started: Instant::now(),
+            access,
         }
     }
 }
 
 /// Accept connections until this future is dropped, which drops every
-/// connection with it.
-pub async fn serve(listener: TcpListener, ctx: Context) {
+/// connection with it. With `tls`, each connection's handshake runs in its
+/// own task, so a slow one holds up no other.
+pub async fn serve(listener: TcpListener, ctx: Context, tls: Option<TlsAcceptor>) {
     let ctx = Arc::new(ctx);
     let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
     let mut connections = JoinSet::new();
     loop {
-        let (stream, peer) = match listener.accept().await {
-            Ok(accepted) => accepted,
-            Err(e) => {
-                // Out of file descriptors, most likely: let some close.
-                tracing::warn!("resp: cannot accept a connection: {e}");
-                tokio::time::sleep(Duration::from_millis(100)).await;
-                continue;
-            }
-        };
+        let (stream, peer) = client_tls::accept(&listener, "resp").await;
         while connections.try_join_next().is_some() {}
         let _ = stream.set_nodelay(true);
         let Ok(slot) = slots.clone().try_acquire_owned() else {
             connections.spawn(refuse(stream));
             continue;
         };
-        let ctx = ctx.clone();
+        let (ctx, tls) = (ctx.clone(), tls.clone());
         connections.spawn(async move {
-            connection::serve(stream, peer, &ctx).await;
+            serve_one(stream, peer, &ctx, tls).await;
             drop(slot);
         });
+    }
+}
+
+/// One connection, after its TLS handshake when there is one.
+async fn serve_one(
+    stream: TcpStream,
+    peer: SocketAddr,
+    ctx: &Arc<Context>,
+    tls: Option<TlsAcceptor>,
+) {
+    let Some(acceptor) = tls else {
+        let (read, write) = stream.into_split();
+        return connection::serve(Box::new(read), Box::new(write), peer, ctx).await;
+    };
+    if let Some(stream) = client_tls::handshake(&acceptor, stream, peer).await {
+        let (read, write) = tokio::io::split(stream);
+        connection::serve(Box::new(read), Box::new(write), peer, ctx).await;
     }
 }
 

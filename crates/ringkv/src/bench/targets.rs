@@ -44,8 +44,7 @@ impl Ringkv {
             Some(RoutingArg::Generic) => Routing::Generic,
             Some(RoutingArg::PartitionAware) | None => Routing::PartitionAware,
         };
-        let client = Client::builder()
-            .routing(routing)
+        let client = crate::client::with_credential(Client::builder().routing(routing))?
             .connect(args.nodes.iter().map(String::as_str))
             .await
             .map_err(|e| format!("no ringkv node reachable: {e}"))?;

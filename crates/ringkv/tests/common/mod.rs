@@ -16,6 +16,7 @@
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
 pub mod netns;
+pub mod redis;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -57,9 +58,21 @@ pub fn ringkv_bin() -> &'static str {
 
 /// A client that never goes through a proxy and never waits forever.
 pub fn http_client() -> reqwest::Client {
+    http_client_with_token(None)
+}
+
+/// Like [`http_client`], sending `token` as `Authorization: Bearer` on
+/// every request.
+pub fn http_client_with_token(token: Option<&str>) -> reqwest::Client {
+    let mut headers = HeaderMap::new();
+    if let Some(token) = token {
+        let value = format!("Bearer {token}").parse().expect("token is ASCII");
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
     reqwest::Client::builder()
         .timeout(HTTP_TIMEOUT)
         .no_proxy()
+        .default_headers(headers)
         .build()
         .expect("http client")
 }
@@ -297,6 +310,8 @@ pub async fn run_cli(args: &[&str], limit: Duration) -> String {
     command
         .args(args)
         .env_remove("RINGKV_NODE")
+        .env_remove("RINGKV_TOKEN")
+        .env_remove("RINGKV_CACERT")
         .env("NO_PROXY", "127.0.0.1")
         .env("no_proxy", "127.0.0.1")
         .kill_on_drop(true);
@@ -388,18 +403,27 @@ impl Cluster {
     }
 
     pub async fn start_configured(n: usize, request_timeout_ms: u64, extra_toml: &str) -> Cluster {
-        Self::start_full(n, request_timeout_ms, VNODES, "", extra_toml).await
+        Self::start_full(n, request_timeout_ms, VNODES, "", extra_toml, None).await
+    }
+
+    /// Like [`Cluster::start_with`] for nodes with client authentication
+    /// (`[auth]` in `extra_toml`): every request the harness makes carries
+    /// `admin_token` (requests made with [`send`] and a client of the
+    /// test's own carry what the test gives them).
+    pub async fn start_with_token(n: usize, extra_toml: &str, admin_token: &str) -> Cluster {
+        let token = Some(admin_token);
+        Self::start_full(n, REQUEST_TIMEOUT_MS, VNODES, "", extra_toml, token).await
     }
 
     /// Like [`Cluster::start`], with more `[replication]` settings
     /// (`key = value` lines; every node gets the same).
     pub async fn start_with_replication(n: usize, replication: &str) -> Cluster {
-        Self::start_full(n, REQUEST_TIMEOUT_MS, VNODES, replication, "").await
+        Self::start_full(n, REQUEST_TIMEOUT_MS, VNODES, replication, "", None).await
     }
 
     /// Like [`Cluster::start_with`], with `vnodes` tokens per node.
     pub async fn start_with_vnodes(n: usize, vnodes: u32, extra_toml: &str) -> Cluster {
-        Self::start_full(n, REQUEST_TIMEOUT_MS, vnodes, "", extra_toml).await
+        Self::start_full(n, REQUEST_TIMEOUT_MS, vnodes, "", extra_toml, None).await
     }
 
     async fn start_full(
@@ -408,6 +432,7 @@ impl Cluster {
         vnodes: u32,
         replication: &str,
         extra_toml: &str,
+        token: Option<&str>,
     ) -> Cluster {
         let dir = tempfile::Builder::new()
             .prefix("ringkv-e2e-")
@@ -422,7 +447,7 @@ impl Cluster {
             root: dir.path().to_path_buf(),
             dir: Some(dir),
             nodes: Vec::new(),
-            http: http_client(),
+            http: http_client_with_token(token),
         };
         for attempt in 1..=3 {
             match cluster.try_start(n, attempt).await {

@@ -1,0 +1,115 @@
+//! The one home of "what does this need": every HTTP endpoint and every
+//! Redis command mapped to the role it takes (`None`: open to anyone).
+//! A path or command not listed needs the most, so an endpoint added
+//! without a rule is closed, not open.
+
+use super::role::Role;
+
+/// One HTTP rule: a method (`None`: any) and a path — exact, or a prefix
+/// when it ends in `/`.
+struct HttpRule {
+    method: Option<&'static str>,
+    path: &'static str,
+    needs: Option<Role>,
+}
+
+const fn rule(method: Option<&'static str>, path: &'static str, needs: Option<Role>) -> HttpRule {
+    HttpRule {
+        method,
+        path,
+        needs,
+    }
+}
+
+/// First match wins. `/admin/*` needs admin whatever `anonymous` says.
+const HTTP_RULES: &[HttpRule] = &[
+    rule(None, "/health/", None),
+    rule(Some("GET"), "/kv/", Some(Role::Read)),
+    rule(Some("HEAD"), "/kv/", Some(Role::Read)),
+    rule(None, "/kv/", Some(Role::Write)),
+    rule(Some("GET"), "/status", Some(Role::Read)),
+    rule(None, "/admin/", Some(Role::Admin)),
+    rule(None, "/metrics", Some(Role::Admin)),
+];
+
+impl HttpRule {
+    fn matches(&self, method: &str, path: &str) -> bool {
+        let path_matches = match self.path.strip_suffix('/') {
+            Some(_) => path.starts_with(self.path),
+            None => path == self.path,
+        };
+        path_matches && self.method.is_none_or(|m| m == method)
+    }
+}
+
+/// The role `method path` needs; `None`: anyone may.
+pub fn http_needs(method: &str, path: &str) -> Option<Role> {
+    HTTP_RULES
+        .iter()
+        .find(|rule| rule.matches(method, path))
+        .map_or(Some(Role::Admin), |rule| rule.needs)
+}
+
+/// Commands a client may send before `AUTH`: authenticating itself, and
+/// the liveness check and goodbye that health probes and clients send.
+const RESP_OPEN: [&[u8]; 4] = [b"AUTH", b"PING", b"QUIT", b"HELLO"];
+/// Commands that change data.
+const RESP_WRITE: [&[u8]; 3] = [b"SET", b"DEL", b"MSET"];
+
+/// The role a Redis command (its name, any case) needs; `None`: anyone
+/// may. Everything else — reads, `INFO`, `CONFIG GET`, unknown names —
+/// needs read, so an unauthenticated client learns nothing but `-NOAUTH`.
+pub fn resp_needs(command: &[u8]) -> Option<Role> {
+    let name = command.to_ascii_uppercase();
+    if RESP_OPEN.contains(&name.as_slice()) {
+        None
+    } else if RESP_WRITE.contains(&name.as_slice()) {
+        Some(Role::Write)
+    } else {
+        Some(Role::Read)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_endpoint_needs_its_role() {
+        let cases = [
+            ("GET", "/health/live", None),
+            ("GET", "/status", Some(Role::Read)),
+            ("GET", "/kv/a/b", Some(Role::Read)),
+            ("HEAD", "/kv/a", Some(Role::Read)),
+            ("PUT", "/kv/a", Some(Role::Write)),
+            ("DELETE", "/kv/a", Some(Role::Write)),
+            ("POST", "/kv/a", Some(Role::Write)),
+            ("POST", "/admin/leave", Some(Role::Admin)),
+            ("GET", "/admin/replica/k", Some(Role::Admin)),
+            ("POST", "/admin/repair", Some(Role::Admin)),
+            ("GET", "/metrics", Some(Role::Admin)),
+            ("GET", "/statusx", Some(Role::Admin)),
+            ("GET", "/kv", Some(Role::Admin)),
+            ("GET", "/healthz", Some(Role::Admin)),
+            ("GET", "/", Some(Role::Admin)),
+        ];
+        for (method, path, needs) in cases {
+            assert_eq!(http_needs(method, path), needs, "{method} {path}");
+        }
+    }
+
+    #[test]
+    fn every_redis_command_needs_its_role() {
+        for open in ["AUTH", "ping", "Quit", "HELLO"] {
+            assert_eq!(resp_needs(open.as_bytes()), None, "{open}");
+        }
+        for read in [
+            "GET", "mget", "EXISTS", "INFO", "CONFIG", "ECHO", "FLUSHALL",
+        ] {
+            assert_eq!(resp_needs(read.as_bytes()), Some(Role::Read), "{read}");
+        }
+        for write in ["SET", "del", "MSET"] {
+            assert_eq!(resp_needs(write.as_bytes()), Some(Role::Write), "{write}");
+        }
+    }
+}
