@@ -38,6 +38,8 @@ pub enum LocalError {
     Ports(std::io::Error),
     #[error(transparent)]
     Credentials(#[from] crate::tls::certs::CertError),
+    #[error(transparent)]
+    Users(#[from] crate::auth::AuthError),
 }
 
 /// The addresses of one local node.
@@ -142,6 +144,19 @@ impl LocalCluster {
         self.dir.join("certs")
     }
 
+    /// The file holding the cluster's admin token (0600), for `/admin/*`.
+    pub fn admin_token_path(&self) -> PathBuf {
+        self.dir.join("admin.token")
+    }
+
+    /// The admin token, for tools that drive the cluster.
+    pub fn admin_token(&self) -> Result<String, LocalError> {
+        let path = self.admin_token_path();
+        std::fs::read_to_string(&path)
+            .map(|t| t.trim().to_owned())
+            .map_err(|source| LocalError::Io { path, source })
+    }
+
     /// Secure by default, like any cluster: a CA and a certificate per node
     /// in [`certs_dir`](Self::certs_dir), made on the first start and kept
     /// for the next ones (the CA key stays there too: it is a dev cluster).
@@ -162,13 +177,28 @@ impl LocalCluster {
                 )?;
             }
         }
+        self.ensure_admin()
+    }
+
+    /// A users file with one `admin` user, its token kept in
+    /// [`admin_token_path`](Self::admin_token_path): `/admin/*` needs it
+    /// even here, while `/kv` and the Redis port stay open on loopback
+    /// (`anonymous = "write"`).
+    fn ensure_admin(&self) -> Result<(), LocalError> {
+        let users = self.dir.join("users.toml");
+        if users.exists() {
+            return Ok(());
+        }
+        let token = crate::auth::add_user(&users, "admin", crate::auth::Role::Admin)?;
+        crate::tls::certs::write_private(&self.admin_token_path(), &format!("{token}\n"))?;
         Ok(())
     }
 
     fn config_text(&self, me: usize, engine: &str) -> String {
         let mut text = format!(
             "cluster = \"dev\"\nnode_id = \"n{me}\"\ndata_dir = {:?}\n\n[storage]\nengine = {engine:?}\n\n\
-             [tls]\nca = \"certs/ca.pem\"\ncert = \"certs/n{me}.pem\"\nkey = \"certs/n{me}.key\"\n\n",
+             [tls]\nca = \"certs/ca.pem\"\ncert = \"certs/n{me}.pem\"\nkey = \"certs/n{me}.key\"\n\n\
+             [auth]\nusers = \"users.toml\"\nanonymous = \"write\"\n\n",
             self.dir.join(format!("n{me}"))
         );
         for (i, ports) in (1..).zip(&self.ports) {

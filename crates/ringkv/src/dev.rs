@@ -129,6 +129,18 @@ fn print_banner(args: &DevArgs, cluster: &LocalCluster) {
     println!("  curl -s http://{first}/status");
     let resp = cluster.resp_addr(1).port();
     println!("  redis-cli -p {resp} set greeting hello    # the Redis keyspace (last-write-wins)");
+    let token = cluster.admin_token_path();
+    println!(
+        "\nSecure by default: peers speak mutual TLS (certificates in {}); /kv, /status \
+         and the Redis port are open on loopback; /admin/* needs the admin token in {}:",
+        cluster.certs_dir().display(),
+        token.display()
+    );
+    println!(
+        "  curl -i -X POST -H \"Authorization: Bearer $(cat {})\" http://{first}/admin/repair",
+        token.display()
+    );
+    println!("  ringkv repair --token-file {}", token.display());
 }
 
 /// Show the cluster working: write through the first node, read through
