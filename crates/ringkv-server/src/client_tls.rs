@@ -7,8 +7,6 @@
 
 use crate::auth::config::ClientTlsConfig;
 use rustls::ServerConfig;
-use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
@@ -26,19 +24,9 @@ const MAX_HANDSHAKES: usize = 1024;
 
 /// The acceptor for `config`'s certificate; the error names the file.
 pub fn acceptor(config: &ClientTlsConfig) -> Result<TlsAcceptor, String> {
-    let pem_error = |path: &std::path::Path, e: rustls_pki_types::pem::Error| {
-        format!("cannot load [client_tls] {}: {e}", path.display())
-    };
-    let certs = CertificateDer::pem_file_iter(&config.cert)
-        .and_then(|certs| certs.collect::<Result<Vec<_>, _>>())
-        .map_err(|e| pem_error(&config.cert, e))?;
-    if certs.is_empty() {
-        return Err(format!(
-            "[client_tls] cert {} holds no certificate",
-            config.cert.display()
-        ));
-    }
-    let key = PrivateKeyDer::from_pem_file(&config.key).map_err(|e| pem_error(&config.key, e))?;
+    let in_section = |e: crate::tls::TlsError| format!("[client_tls]: {e}");
+    let certs = crate::tls::read_certs(&config.cert, "certificate").map_err(in_section)?;
+    let key = crate::tls::read_key(&config.key).map_err(in_section)?;
     let provider = Arc::new(rustls::crypto::ring::default_provider());
     let server = ServerConfig::builder_with_provider(provider)
         .with_safe_default_protocol_versions()

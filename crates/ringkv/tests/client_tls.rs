@@ -260,7 +260,7 @@ async fn a_missing_certificate_stops_the_node_with_one_sentence() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
     let expected = format!(
-        "cannot load [client_tls] {}",
+        "[client_tls]: cannot read {}",
         Path::new(dir.path()).join("none.pem").display()
     );
     assert!(stderr.contains(&expected), "{stderr}");

@@ -50,10 +50,7 @@ impl PeerTls {
     pub fn load(config: &PeerTlsConfig, id: &str) -> Result<PeerTls, TlsError> {
         let roots = read_certs(&config.ca, "CA certificate")?;
         let chain = read_certs(&config.cert, "certificate")?;
-        let key = PrivateKeyDer::from_pem_file(&config.key).map_err(|source| TlsError::Read {
-            path: config.key.clone(),
-            source,
-        })?;
+        let key = read_key(&config.key)?;
         if check_identity(chain.first(), id).is_err() {
             return Err(TlsError::NotThisNode {
                 path: config.cert.clone(),
@@ -114,8 +111,17 @@ fn client_config(
         .with_root_certificates(roots))
 }
 
-/// Every certificate of a PEM file; at least one.
-pub(crate) fn read_certs(
+/// The private key of a PEM file (PKCS#8, PKCS#1 or SEC1).
+pub fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_file(path).map_err(|source| TlsError::Read {
+        path: path.to_path_buf(),
+        source,
+    })
+}
+
+/// Every certificate of a PEM file; at least one. One home for reading
+/// credentials: the peer transport and the client ports both use it.
+pub fn read_certs(
     path: &Path,
     what: &'static str,
 ) -> Result<Vec<CertificateDer<'static>>, TlsError> {

@@ -23,4 +23,4 @@ mod identity;
 mod load;
 
 pub use identity::{check_identity, node_name, IdentityError, CLUSTER_NAME};
-pub use load::{PeerTls, TlsError};
+pub use load::{read_certs, read_key, PeerTls, TlsError};
