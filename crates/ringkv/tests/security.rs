@@ -380,3 +380,34 @@ async fn the_cluster_ca_is_rotated_without_a_refused_connection() {
         }
     }
 }
+
+/// A node process given another node's credential (n2's certificate,
+/// from the cluster's own CA) under the id n1 does not start: the claim
+/// and the credential disagree. (The transport tests show a peer making
+/// that claim on the wire is refused too.)
+#[tokio::test]
+async fn a_node_started_as_n1_with_n2s_certificate_refuses_to_start() {
+    let dir = tempfile::tempdir().unwrap();
+    let certs = dir.path().join("certs");
+    let certs_arg = certs.to_str().unwrap();
+    run_cli(&["cert", "create-ca", "--certs-dir", certs_arg], LIMIT).await;
+    run_cli(&["cert", "create-node", "--certs-dir", certs_arg, "--id", "n2"], LIMIT).await;
+    let p = free_ports(2);
+    let config = format!(
+        "node_id = \"n1\"\ndata_dir = \"data\"\n[tls]\nca = \"certs/ca.pem\"\n\
+         cert = \"certs/n2.pem\"\nkey = \"certs/n2.key\"\n\
+         [[nodes]]\nid = \"n1\"\naddr = \"127.0.0.1:{}\"\nhttp = \"127.0.0.1:{}\"\n",
+        p[0], p[1]
+    );
+    let path = dir.path().join("n1.toml");
+    std::fs::write(&path, config).unwrap();
+    let out = Command::new(ringkv_bin())
+        .args(["node", "--config"])
+        .arg(&path)
+        .output()
+        .unwrap();
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success(), "{stderr}");
+    assert!(stderr.contains("is not issued for node n1"), "{stderr}");
+    assert!(!dir.path().join("data").exists(), "it touched its data directory");
+}
