@@ -391,7 +391,18 @@ async fn a_node_started_as_n1_with_n2s_certificate_refuses_to_start() {
     let certs = dir.path().join("certs");
     let certs_arg = certs.to_str().unwrap();
     run_cli(&["cert", "create-ca", "--certs-dir", certs_arg], LIMIT).await;
-    run_cli(&["cert", "create-node", "--certs-dir", certs_arg, "--id", "n2"], LIMIT).await;
+    run_cli(
+        &[
+            "cert",
+            "create-node",
+            "--certs-dir",
+            certs_arg,
+            "--id",
+            "n2",
+        ],
+        LIMIT,
+    )
+    .await;
     let p = free_ports(2);
     let config = format!(
         "node_id = \"n1\"\ndata_dir = \"data\"\n[tls]\nca = \"certs/ca.pem\"\n\
@@ -409,5 +420,8 @@ async fn a_node_started_as_n1_with_n2s_certificate_refuses_to_start() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("is not issued for node n1"), "{stderr}");
-    assert!(!dir.path().join("data").exists(), "it touched its data directory");
+    assert!(
+        !dir.path().join("data").exists(),
+        "it touched its data directory"
+    );
 }
