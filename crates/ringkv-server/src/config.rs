@@ -262,7 +262,7 @@ impl NodeConfig {
         {
             return Err(format!(
                 "node id {:?} cannot be named in a certificate: with [tls], ids are \
-                 letters, digits and '-' (at most 63, not starting or ending with '-')",
+                 lower-case letters, digits and '-' (at most 63, not starting or ending with '-')",
                 bad.id
             ));
         }
@@ -275,15 +275,17 @@ impl NodeConfig {
     }
 }
 
-/// Whether `id` is one DNS label, as a node certificate's name
-/// `{id}.node.ringkv` needs (RFC 1123).
+/// Whether `id` is one lower-case DNS label, as a node certificate's name
+/// `{id}.node.ringkv` needs (RFC 1123). Lower case only: certificate names
+/// compare without regard to case, node ids do not, so `N2` and `n2` must
+/// not both be possible.
 pub fn is_dns_label(id: &str) -> bool {
     let bytes = id.as_bytes();
     !bytes.is_empty()
         && bytes.len() <= 63
         && bytes
             .iter()
-            .all(|b| b.is_ascii_alphanumeric() || *b == b'-')
+            .all(|b| b.is_ascii_lowercase() || b.is_ascii_digit() || *b == b'-')
         && bytes[0] != b'-'
         && bytes[bytes.len() - 1] != b'-'
 }

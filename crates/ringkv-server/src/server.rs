@@ -60,6 +60,7 @@ pub async fn run(
     // Credentials first: a node that cannot use them fails before it
     // touches its data directory.
     let peer_tls = peer_tls(&config)?;
+    private_dir(&config.data_dir)?;
     let settings = config.settings();
     // Read before anything is opened: a broken users file stops the start.
     let access = Arc::new(Access::from_config(config.auth.as_ref(), config.insecure)?);
@@ -231,7 +232,20 @@ fn peer_tls(config: &NodeConfig) -> Result<Option<crate::tls::PeerTls>, ServerEr
         Some(tls) => Ok(Some(crate::tls::PeerTls::load(tls, &config.node_id)?)),
         None => {
             tracing::warn!("insecure = true: inter-node traffic is plaintext and unauthenticated");
+            if config.auth.is_none() {
+                tracing::warn!(
+                    "insecure = true without [auth]: every client may do everything, /admin/* included"
+                );
+            }
             Ok(None)
         }
     }
+}
+
+/// The data directory holds every value in clear: owner only (0700), as
+/// PostgreSQL insists for its own.
+fn private_dir(dir: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::create_dir_all(dir)?;
+    std::fs::set_permissions(dir, std::fs::Permissions::from_mode(0o700))
 }

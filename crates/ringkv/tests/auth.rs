@@ -188,6 +188,17 @@ async fn basic_auth_needs_the_token_and_its_user_name() {
     )
     .await;
     assert_refused(&scheme, 401, "unsupported Authorization scheme");
+    // A token sent without its scheme is refused and never echoed.
+    let bare = call(
+        &c,
+        1,
+        Method::GET,
+        "/status",
+        &[("authorization", "rk_SECRETTOKENVALUE")],
+    )
+    .await;
+    assert_refused(&bare, 401, "unsupported Authorization scheme");
+    assert!(!bare.text().contains("SECRETTOKENVALUE"), "{}", bare.text());
 }
 
 #[tokio::test]

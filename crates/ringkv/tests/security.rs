@@ -283,6 +283,12 @@ async fn a_foreign_certificate_delivers_no_write_hint_exchange_or_read() {
     refusals_logged(&cluster, 1).await;
     key_absent(&cluster, "sec-stolen").await;
     absent_everywhere(&cluster, "n4").await;
+    // What the stranger could not get over the network, other local users
+    // cannot read off the disk either.
+    use std::os::unix::fs::PermissionsExt;
+    let data = dir.path().join("cluster").join("n1");
+    let mode = std::fs::metadata(data).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o700, "data directory mode {mode:o}");
 }
 
 /// A write every node must acknowledge (W = 3 of 3), retried until the

@@ -72,9 +72,11 @@ fn decoded_credential(headers: &HeaderMap) -> Result<Presented, String> {
         return Ok(Presented::Token(rest.to_string()));
     }
     if !scheme.eq_ignore_ascii_case("basic") {
-        return Err(format!(
-            "unsupported Authorization scheme {scheme:?}: use Bearer TOKEN or Basic USER:TOKEN"
-        ));
+        // Never echo the header: a token sent without its scheme would come
+        // back in the body, and from there reach logs and proxies.
+        return Err(
+            "unsupported Authorization scheme: use Bearer TOKEN or Basic USER:TOKEN".to_string(),
+        );
     }
     let bytes = BASE64.decode(rest).map_err(|_| BAD_BASIC.to_string())?;
     let pair = String::from_utf8(bytes).map_err(|_| BAD_BASIC.to_string())?;

@@ -45,7 +45,16 @@ pub enum CertError {
     BadId(String),
     #[error("cannot create the certificate: {0}")]
     Create(#[from] rcgen::Error),
+    #[error("--days {0} is out of range: a certificate lives 1 to {MAX_DAYS} days")]
+    Days(u32),
+    #[error("--host {0:?} is neither an IP address nor a DNS name")]
+    BadHost(String),
+    #[error("cluster name {0:?} must be 1 to 64 printable characters")]
+    BadCluster(String),
 }
+
+/// A hundred years: beyond it `time` overflows, and nobody means it.
+pub const MAX_DAYS: u32 = 36_500;
 
 /// The files written, for the command to print.
 #[derive(Debug)]
@@ -60,6 +69,10 @@ pub fn create_ca(dir: &Path, cluster: &str, days: u32) -> Result<Written, CertEr
         cert: dir.join("ca.pem"),
         key: dir.join("ca.key"),
     };
+    if cluster.is_empty() || cluster.len() > 64 || cluster.chars().any(char::is_control) {
+        return Err(CertError::BadCluster(cluster.to_owned()));
+    }
+    check_days(days)?;
     refuse_existing(&written)?;
     let mut params = CertificateParams::new(Vec::<String>::new())?;
     params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
@@ -90,14 +103,17 @@ pub fn create_node(
         cert: dir.join(format!("{id}.pem")),
         key: dir.join(format!("{id}.key")),
     };
+    check_days(days)?;
+    let sans = hosts
+        .iter()
+        .map(|h| san(h))
+        .collect::<Result<Vec<_>, _>>()?;
     refuse_existing(&written)?;
     let ca_pem = read(&dir.join("ca.pem"))?;
     let ca_key = KeyPair::from_pem(&read(&dir.join("ca.key"))?)?;
     let issuer = Issuer::from_ca_cert_pem(&ca_pem, ca_key)?;
     let mut params = CertificateParams::new(vec![node_name(id), CLUSTER_NAME.to_owned()])?;
-    for host in hosts {
-        params.subject_alt_names.push(san(host)?);
-    }
+    params.subject_alt_names.extend(sans);
     params.distinguished_name.push(DnType::CommonName, id);
     params.key_usages = vec![KeyUsagePurpose::DigitalSignature];
     // Both: a node dials its peers (client) and accepts them (server).
@@ -112,11 +128,29 @@ pub fn create_node(
     Ok(written)
 }
 
+fn check_days(days: u32) -> Result<(), CertError> {
+    match days {
+        1..=MAX_DAYS => Ok(()),
+        _ => Err(CertError::Days(days)),
+    }
+}
+
+/// An IP address, or a DNS name as TLS clients check them (no wildcard,
+/// no spaces, no lists).
 fn san(host: &str) -> Result<SanType, CertError> {
-    Ok(match host.parse::<IpAddr>() {
-        Ok(ip) => SanType::IpAddress(ip),
-        Err(_) => SanType::DnsName(host.try_into()?),
-    })
+    if let Ok(ip) = host.parse::<IpAddr>() {
+        return Ok(SanType::IpAddress(ip));
+    }
+    let bad = || CertError::BadHost(host.to_owned());
+    let valid = rustls_pki_types::DnsName::try_from(host).is_ok()
+        && !host.contains('*')
+        && !host
+            .split('.')
+            .all(|l| l.chars().all(|c| c.is_ascii_digit()));
+    if !valid {
+        return Err(bad());
+    }
+    Ok(SanType::DnsName(host.try_into().map_err(|_| bad())?))
 }
 
 /// Valid from an hour ago (clock skew between the issuing machine and the

@@ -35,6 +35,12 @@ pub fn check_identity(
     let mismatch = || IdentityError::Mismatch {
         claimed: claimed.to_owned(),
     };
+    // Certificate names compare without regard to case; ids do not. Only
+    // lower-case ids can be named (config validation), so `N2` is never
+    // taken on the strength of a certificate for `n2`.
+    if !crate::config::is_dns_label(claimed) {
+        return Err(mismatch());
+    }
     let name = ServerName::try_from(node_name(claimed)).map_err(|_| mismatch())?;
     let parsed = webpki::EndEntityCert::try_from(cert)
         .map_err(|e| IdentityError::Unparsable(format!("{e:?}")))?;

@@ -24,3 +24,6 @@ mod load;
 
 pub use identity::{check_identity, node_name, IdentityError, CLUSTER_NAME};
 pub use load::{read_certs, read_key, PeerTls, TlsError};
+
+#[cfg(test)]
+mod tests;
