@@ -243,22 +243,10 @@ async fn the_cli_and_the_client_library_speak_https_given_the_ca() {
 #[tokio::test]
 async fn a_missing_certificate_stops_the_node_with_one_sentence() {
     let dir = tempfile::tempdir().unwrap();
-    let ports = free_ports(2);
-    let config = format!(
-        "insecure = true\nnode_id = \"n1\"\ndata_dir = \"data\"\n\
-         [client_tls]\ncert = \"none.pem\"\nkey = \"none.key\"\n\
-         [[nodes]]\nid = \"n1\"\naddr = \"127.0.0.1:{}\"\nhttp = \"127.0.0.1:{}\"\n",
-        ports[0], ports[1]
+    let stderr = common::refused_start(
+        dir.path(),
+        "insecure = true\n[client_tls]\ncert = \"none.pem\"\nkey = \"none.key\"",
     );
-    let path = dir.path().join("n1.toml");
-    std::fs::write(&path, config).unwrap();
-    let out = Command::new(ringkv_bin())
-        .args(["node", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success());
     let expected = format!(
         "[client_tls]: cannot read {}",
         Path::new(dir.path()).join("none.pem").display()

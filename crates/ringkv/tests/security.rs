@@ -419,22 +419,11 @@ async fn a_node_started_as_n1_with_n2s_certificate_refuses_to_start() {
         LIMIT,
     )
     .await;
-    let p = free_ports(2);
-    let config = format!(
-        "node_id = \"n1\"\ndata_dir = \"data\"\n[tls]\nca = \"certs/ca.pem\"\n\
-         cert = \"certs/n2.pem\"\nkey = \"certs/n2.key\"\n\
-         [[nodes]]\nid = \"n1\"\naddr = \"127.0.0.1:{}\"\nhttp = \"127.0.0.1:{}\"\n",
-        p[0], p[1]
+    let stderr = common::refused_start(
+        dir.path(),
+        "[tls]\nca = \"certs/ca.pem\"\n\
+         cert = \"certs/n2.pem\"\nkey = \"certs/n2.key\"",
     );
-    let path = dir.path().join("n1.toml");
-    std::fs::write(&path, config).unwrap();
-    let out = Command::new(ringkv_bin())
-        .args(["node", "--config"])
-        .arg(&path)
-        .output()
-        .unwrap();
-    let stderr = String::from_utf8_lossy(&out.stderr);
-    assert!(!out.status.success(), "{stderr}");
     assert!(stderr.contains("is not issued for node n1"), "{stderr}");
     assert!(
         !dir.path().join("data").exists(),

@@ -303,6 +303,31 @@ pub async fn eventually<T>(
     }
 }
 
+/// Starts `ringkv node` as a one-node `n1` with its data in `dir/data`,
+/// `head` (more top-level keys, then sections; paths relative to `dir`)
+/// and its `[[nodes]]` entry on free ports; the node must refuse to start.
+/// Answers its stderr.
+pub fn refused_start(dir: &Path, head: &str) -> String {
+    let ports = free_ports(2);
+    let config = format!(
+        "node_id = \"n1\"\ndata_dir = {:?}\n{head}\n\
+         [[nodes]]\nid = \"n1\"\naddr = \"127.0.0.1:{}\"\nhttp = \"127.0.0.1:{}\"\n",
+        dir.join("data"),
+        ports[0],
+        ports[1]
+    );
+    let path = dir.join("n1.toml");
+    std::fs::write(&path, config).expect("write config");
+    let out = std::process::Command::new(ringkv_bin())
+        .args(["node", "--config"])
+        .arg(&path)
+        .output()
+        .expect("run ringkv node");
+    let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
+    assert!(!out.status.success(), "the node started: {stderr}");
+    stderr
+}
+
 /// Run the `ringkv` CLI with `args` (no proxy from the environment in the
 /// way); panics unless it succeeds within `limit`, and answers its stdout.
 pub async fn run_cli(args: &[&str], limit: Duration) -> String {
