@@ -21,15 +21,18 @@ struct MemberJson {
     http: String,
     #[serde(default)]
     zone: Option<String>,
-    /// `joining` and `left` members own no ranges; every other status
-    /// (up, suspect, down, leaving) does.
+    /// `joining`, `left` and `removed` members own no ranges; every other
+    /// status (up, suspect, down, leaving, removing) does.
     #[serde(default)]
     status: Option<String>,
+    /// The id whose tokens it has, when not its own (a replacement).
+    #[serde(default)]
+    tokens_from: Option<String>,
 }
 
 impl MemberJson {
     fn owns_ranges(&self) -> bool {
-        !matches!(self.status.as_deref(), Some("joining" | "left"))
+        !matches!(self.status.as_deref(), Some("joining" | "left" | "removed"))
     }
 }
 
@@ -65,6 +68,7 @@ impl Topology {
                 .map(|m| RingMember {
                     id: NodeId::new(&m.id),
                     zone: m.zone.clone(),
+                    tokens_from: m.tokens_from.as_deref().map(NodeId::new),
                 }),
             status.vnodes_per_node,
         );

@@ -1,8 +1,9 @@
 //! Membership by gossip: every node keeps a member list, spreads it to a
 //! random peer each round, and judges who is down by agreement.
 //!
-//! Each member's entry is owned by that member: only it changes its status,
-//! suspicions and sync mark, and every change (and every gossip round, as a
+//! Each member's entry is owned by that member (the one exception: an
+//! operator removing a dead member, see [`removal`]): only it changes its
+//! status, suspicions and sync mark, and every change (and every gossip round, as a
 //! heartbeat) bumps its `version`. An entry with a higher
 //! `(generation, version)` replaces an older one, so entries spread by
 //! last-writer-wins without any coordination. A round is Cassandra's
@@ -20,10 +21,12 @@
 //! never gets a healthy node declared down.
 
 use crate::message::{fill_batch, BatchLimits};
-use crate::ring::{Ring, RingMember};
+use crate::ring::Ring;
 use crate::{Millis, NodeId};
 use serde::{Deserialize, Serialize};
 use std::collections::{BTreeMap, BTreeSet};
+
+pub use removal::{RemoveRefusal, FENCED_GENERATION};
 
 /// Gossip and failure-detector timing (the `[membership]` config section).
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -68,7 +71,9 @@ impl MembershipSettings {
     }
 }
 
-/// Where a member stands in the ring's life cycle (set only by the member).
+/// Where a member stands in the ring's life cycle: set by the member itself,
+/// except `Removing` and `Removed`, which an operator sets for a member that
+/// is never coming back (see [`removal`]).
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub enum MemberStatus {
     /// Announced; fetching its share of the data before it owns ranges.
@@ -79,6 +84,26 @@ pub enum MemberStatus {
     Leaving,
     /// Gone for good; kept so that stale gossip cannot bring it back.
     Left,
+    /// Removed by an operator while dead: still in the current ring (never
+    /// asked for anything) while the surviving replicas hand its ranges to
+    /// their new owners, as a leaving member's would be.
+    Removing,
+    /// Removed by an operator, its ranges handed over; fenced for good.
+    Removed,
+}
+
+impl MemberStatus {
+    /// Removed by an operator (being or done): the member's generation is
+    /// fenced, nothing it sends is taken, nothing is sent to it.
+    pub fn is_removed(self) -> bool {
+        matches!(self, MemberStatus::Removing | MemberStatus::Removed)
+    }
+
+    /// No longer a live member: it takes no part in gossip, failure
+    /// detection or agreement (left, or removed).
+    pub fn is_gone(self) -> bool {
+        self == MemberStatus::Left || self.is_removed()
+    }
 }
 
 /// One member's entry as gossip spreads it.
@@ -110,6 +135,11 @@ pub struct MemberState {
     /// copies or hints (see `node::ready`).
     #[serde(default)]
     pub read_only: bool,
+    /// The dead member this one replaces (`ringkv node --replace`): it
+    /// takes that member's tokens, and enters the ring only once that
+    /// member is removed.
+    #[serde(default)]
+    pub replaces: Option<NodeId>,
 }
 
 impl MemberState {
@@ -127,18 +157,12 @@ impl MemberState {
             synced: 0,
             settings_fingerprint: 0,
             read_only: false,
+            replaces: None,
         }
     }
 
     fn stamp(&self) -> (u64, u64) {
         (self.generation, self.version)
-    }
-
-    fn ring_member(&self) -> RingMember {
-        RingMember {
-            id: self.id.clone(),
-            zone: self.zone.clone(),
-        }
     }
 }
 
@@ -322,10 +346,14 @@ impl Membership {
         std::mem::take(&mut self.changed)
     }
 
-    /// The ring that owns data now: members and leaving members.
+    /// The ring that owns data now: members, and leaving or removing
+    /// members until their ranges are handed over.
     pub fn current_ring(&self, vnodes: u32) -> Ring {
         self.ring_of(vnodes, |s| {
-            matches!(s, MemberStatus::Member | MemberStatus::Leaving)
+            matches!(
+                s,
+                MemberStatus::Member | MemberStatus::Leaving | MemberStatus::Removing
+            )
         })
     }
 
@@ -338,12 +366,16 @@ impl Membership {
 
     fn ring_of(&self, vnodes: u32, owns: impl Fn(MemberStatus) -> bool) -> Ring {
         let owners = self.members.values().filter(|m| owns(m.status));
-        Ring::with_members(owners.map(MemberState::ring_member), vnodes)
+        Ring::with_members(owners.filter_map(|m| self.ring_member(m)), vnodes)
     }
 
     /// Change this node's own entry (status, sync mark) and spread it.
     pub fn update_me(&mut self, change: impl FnOnce(&mut MemberState)) {
         let me = self.members.get_mut(&self.me).expect("own entry exists");
+        if me.status.is_removed() {
+            // Fenced: the cluster's entry for this node is final.
+            return;
+        }
         let before = me.clone();
         change(me);
         if *me != before {
@@ -391,9 +423,7 @@ impl Membership {
     }
 
     fn live_entries(&self) -> impl Iterator<Item = &MemberState> {
-        self.members
-            .values()
-            .filter(|m| m.status != MemberStatus::Left)
+        self.members.values().filter(|m| !m.status.is_gone())
     }
 
     /// Any message from `peer` proves it alive to this node.
@@ -413,6 +443,10 @@ impl Membership {
             return out;
         }
         self.next_round = Some(now + self.settings.gossip_interval_ms);
+        if self.me().status.is_removed() {
+            // Fenced: nothing this node says counts any more.
+            return Vec::new();
+        }
         let me = self.members.get_mut(&self.me).expect("own entry exists");
         me.version += 1;
         if me.status == MemberStatus::Left {
@@ -436,6 +470,9 @@ impl Membership {
         from: NodeId,
         msg: GossipMsg,
     ) -> Vec<(NodeId, GossipMsg)> {
+        if self.me().status.is_removed() {
+            return Vec::new();
+        }
         match msg {
             GossipMsg::Syn { digests, sender } => {
                 // A node introduces only itself: `from` is the identity
@@ -558,6 +595,12 @@ impl Membership {
             if known.is_some_and(|m| m.stamp() >= state.stamp()) {
                 continue;
             }
+            if state.id == self.me && state.status.is_removed() {
+                tracing::error!("node {}: removed from the cluster by an operator", self.me);
+                self.members.insert(state.id.clone(), state);
+                self.mark_changed();
+                continue;
+            }
             if state.id == self.me {
                 let generation = state.generation + 1;
                 self.update_me(|me| {
@@ -638,5 +681,6 @@ fn same_but_heartbeat(a: &MemberState, b: &MemberState) -> bool {
     } == *b
 }
 
+pub mod removal;
 #[cfg(test)]
 mod tests;

@@ -15,6 +15,7 @@ mod hints;
 mod membership;
 mod read;
 mod ready;
+mod removal;
 mod write;
 
 pub use handoff::HandoffProgress;
@@ -134,8 +135,12 @@ pub struct Node<S: Store> {
     rng: u64,
     /// Peers the transport refused for their cluster settings, and why.
     incompatible: BTreeMap<NodeId, String>,
-    /// Set when this node gave up joining because its settings differ.
+    /// Set when this node gave up: joining with settings that differ,
+    /// replacing a member that is up, or serving after it was removed.
     refusal: Option<String>,
+    /// Since when a replacing node waits for the member it replaces to be
+    /// down (see `removal`).
+    replace_pending_since: Option<Millis>,
     /// Round trips per peer, for hedging (see [`crate::latency`]).
     latency: Latency,
     /// The time of the latest input, for what happens outside one (a
@@ -206,6 +211,7 @@ impl<S: Store> Node<S> {
             rng: rng_seed,
             incompatible: BTreeMap::new(),
             refusal: None,
+            replace_pending_since: None,
             latency,
             now: 0,
         };
@@ -291,6 +297,11 @@ impl<S: Store> Node<S> {
         self.now = now;
         self.members.heard_from(now, &from);
         self.heard_compatible(&from);
+        if self.is_removed_member(&from) && !matches!(msg, Message::Gossip(_)) {
+            // Fenced: whatever it still holds or coordinates must not come
+            // back. Its gossip is answered, which tells it it was removed.
+            return;
+        }
         match msg {
             Message::Replicate { req, key, siblings } => {
                 let result = self
@@ -423,6 +434,7 @@ impl<S: Store> Node<S> {
         self.hedge_forwards(now);
         self.tick_anti_entropy(now);
         self.tick_membership(now);
+        self.tick_removal(now);
         self.tick_hints(now);
         self.tick_handoff(now);
     }

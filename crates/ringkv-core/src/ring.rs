@@ -47,6 +47,12 @@ pub struct RingMember {
     /// Failure domain (rack, availability zone). Replicas are spread across
     /// zones first; all zoneless members share one "no zone" domain.
     pub zone: Option<String>,
+    /// The id whose tokens this member takes, when not its own: a node
+    /// that replaced a dead one (`ringkv node --replace`, as Cassandra's
+    /// `replace_address`) sits exactly where the dead one sat, so it owns
+    /// exactly the dead node's ranges and no other key moves.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_from: Option<NodeId>,
 }
 
 impl RingMember {
@@ -55,15 +61,21 @@ impl RingMember {
         RingMember {
             id: id.into(),
             zone: None,
+            tokens_from: None,
         }
     }
 
     /// A member in failure domain `zone`.
     pub fn zoned(id: impl Into<NodeId>, zone: impl Into<String>) -> Self {
         RingMember {
-            id: id.into(),
             zone: Some(zone.into()),
+            ..RingMember::new(id)
         }
+    }
+
+    /// The id its tokens hash from: its own, or the replaced node's.
+    pub fn token_id(&self) -> &NodeId {
+        self.tokens_from.as_ref().unwrap_or(&self.id)
     }
 }
 
@@ -135,9 +147,10 @@ impl Ring {
 
     /// Adds `member`, or replaces the member with the same id (e.g. to change
     /// its zone). Its tokens are `xxh3_64("{id}/{i}")` for `i` in
-    /// `0..vnodes_per_node`, so every process derives the same ring.
+    /// `0..vnodes_per_node`, `id` being [`RingMember::token_id`], so every
+    /// process derives the same ring.
     pub fn add(&mut self, member: RingMember) {
-        let claims = vnode_tokens(&member.id, self.vnodes_per_node);
+        let claims = vnode_tokens(member.token_id(), self.vnodes_per_node);
         self.insert(member, claims);
     }
 
@@ -349,8 +362,9 @@ impl Ring {
 }
 
 /// xxh3 over an unambiguous encoding of the placement inputs: members come
-/// sorted by id, ids and zones are length-prefixed, and a zone is tagged
-/// present or absent (so no zone differs from an empty one).
+/// sorted by id, ids, zones and token ids are length-prefixed, and a tag
+/// byte says which optional fields follow (so no zone differs from an
+/// empty one).
 fn fingerprint_of<'a>(vnodes: u32, members: impl Iterator<Item = &'a RingMember>) -> u64 {
     fn field(bytes: &mut Vec<u8>, text: &str) {
         bytes.extend((text.len() as u64).to_le_bytes());
@@ -359,12 +373,15 @@ fn fingerprint_of<'a>(vnodes: u32, members: impl Iterator<Item = &'a RingMember>
     let mut bytes = vnodes.to_le_bytes().to_vec();
     for member in members {
         field(&mut bytes, member.id.as_str());
-        match &member.zone {
-            Some(zone) => {
-                bytes.push(1);
-                field(&mut bytes, zone);
-            }
-            None => bytes.push(0),
+        // Bit 0: a zone follows; bit 1: a token id follows (absent before
+        // replacement existed, so older fingerprints are unchanged).
+        let tag = u8::from(member.zone.is_some()) | (u8::from(member.tokens_from.is_some()) << 1);
+        bytes.push(tag);
+        if let Some(zone) = &member.zone {
+            field(&mut bytes, zone);
+        }
+        if let Some(from) = &member.tokens_from {
+            field(&mut bytes, from.as_str());
         }
     }
     xxh3_64(&bytes)
@@ -558,10 +575,38 @@ mod tests {
         assert_ne!(zoned.fingerprint(), fingerprint);
         zoned.add(RingMember::zoned(node(0), "a"));
         assert_ne!(zoned.fingerprint(), fingerprint);
+        // Taking another id's tokens changes it too.
+        let mut replaced = base();
+        replaced.add(RingMember {
+            tokens_from: Some(node(9)),
+            ..RingMember::new(node(0))
+        });
+        assert_ne!(replaced.fingerprint(), fingerprint);
         // Pinned (the dev cluster's ring): clients of other builds compare
         // it with the nodes'.
         let dev = Ring::with_members(["n1", "n2", "n3"].map(RingMember::new), 128);
         assert_eq!(dev.fingerprint(), 0xc445794a0a2c6086);
+    }
+
+    #[test]
+    fn a_replacement_owns_exactly_the_replaced_members_ranges() {
+        let before = Ring::with_members(plain(4), 16);
+        let mut after = before.clone();
+        after.remove(&node(2));
+        after.add(RingMember {
+            tokens_from: Some(node(2)),
+            ..RingMember::new("new")
+        });
+        let new = NodeId::from("new");
+        for key in 0..2_000u32 {
+            let key = key.to_le_bytes();
+            let old: Vec<NodeId> = before
+                .preference_list(&key, 3)
+                .into_iter()
+                .map(|m| if m == node(2) { new.clone() } else { m })
+                .collect();
+            assert_eq!(after.preference_list(&key, 3), old);
+        }
     }
 
     #[test]

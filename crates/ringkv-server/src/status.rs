@@ -16,11 +16,19 @@ pub struct MemberReport {
     pub addr: Option<String>,
     pub http: Option<String>,
     pub zone: Option<String>,
-    /// `joining`, `up`, `read-only`, `suspect`, `down`, `leaving` or
-    /// `left`: the life cycle status, with a member's health in place of
-    /// plain "member" (`read-only`: up, but its store failed, so it takes
-    /// no writes until restarted).
+    /// `joining`, `up`, `read-only`, `suspect`, `down`, `leaving`, `left`,
+    /// `removing` or `removed`: the life cycle status, with a member's
+    /// health in place of plain "member" (`read-only`: up, but its store
+    /// failed, so it takes no writes until restarted; `removing`: removed
+    /// by an operator, its ranges being fetched from the survivors).
     pub status: String,
+    /// The dead member this one replaces (`ringkv node --replace`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub replaces: Option<String>,
+    /// The id whose tokens this ring member has, when not its own (a
+    /// replacement's): clients need it to compute the ring.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub tokens_from: Option<String>,
     /// The member says in gossip that its store failed.
     #[serde(default)]
     pub read_only: bool,
@@ -70,6 +78,12 @@ impl MembershipReport {
                 }
                 .into(),
                 read_only: m.read_only,
+                replaces: m.replaces.as_ref().map(ToString::to_string),
+                tokens_from: node
+                    .ring()
+                    .member(&m.id)
+                    .and_then(|r| r.tokens_from.as_ref())
+                    .map(ToString::to_string),
                 suspected_by: members
                     .suspecters(&m.id)
                     .iter()
@@ -102,6 +116,8 @@ fn status_text(status: MemberStatus, liveness: Liveness) -> &'static str {
         (MemberStatus::Joining, _) => "joining",
         (MemberStatus::Leaving, _) => "leaving",
         (MemberStatus::Left, _) => "left",
+        (MemberStatus::Removing, _) => "removing",
+        (MemberStatus::Removed, _) => "removed",
         (MemberStatus::Member, Liveness::Up) => "up",
         (MemberStatus::Member, Liveness::Suspect) => "suspect",
         (MemberStatus::Member, Liveness::Down) => "down",

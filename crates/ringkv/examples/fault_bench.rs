@@ -112,10 +112,7 @@ fn preference_list(ring: &Ring, key: &str) -> Vec<usize> {
 }
 
 fn ring() -> Ring {
-    let members = (1..=NODES).map(|i| RingMember {
-        id: NodeId::new(format!("n{i}")),
-        zone: None,
-    });
+    let members = (1..=NODES).map(|i| RingMember::new(NodeId::new(format!("n{i}"))));
     Ring::with_members(members, 128)
 }
 

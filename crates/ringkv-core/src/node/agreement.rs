@@ -65,7 +65,7 @@ impl<S: Store> Node<S> {
             && self
                 .members
                 .members()
-                .filter(|m| m.status != MemberStatus::Left)
+                .filter(|m| !m.status.is_gone())
                 .all(|m| m.settings_fingerprint == ours)
     }
 

@@ -15,7 +15,11 @@
 //! a write, and a strict read after the ring change would then miss it.
 //! When the displaced replica is not available, the range comes from every
 //! available current replica instead (the same guarantee while at most one
-//! of the write's replicas is away).
+//! of the write's replicas is away). When it was *removed* — dead for good
+//! (see [`crate::gossip::removal`]) — it is away already, so the range must
+//! come from every surviving current replica: one that is down meanwhile
+//! is waited for, never skipped, or a write whose other copies were on the
+//! removed node and that one would be missed.
 
 use super::Node;
 use crate::gossip::MemberStatus;
@@ -76,7 +80,9 @@ struct Fetch {
 pub(crate) struct Handoff {
     /// The future ring this plan is for.
     target: u64,
-    queue: VecDeque<TokenRange>,
+    /// Ranges waiting for a source, with the sources they came from
+    /// already.
+    queue: VecDeque<(TokenRange, BTreeSet<NodeId>)>,
     active: BTreeMap<TokenRange, Fetch>,
     progress: HandoffProgress,
     /// The ring whose no-longer-replicated keys are (being) dropped.
@@ -115,7 +121,7 @@ impl<S: Store> Node<S> {
                 ranges_total: gains.len(),
                 ..HandoffProgress::default()
             },
-            queue: gains.into(),
+            queue: gains.into_iter().map(|r| (r, BTreeSet::new())).collect(),
             active: BTreeMap::new(),
             dropped_for: self.handoff.dropped_for,
             dropping: std::mem::take(&mut self.handoff.dropping),
@@ -147,16 +153,31 @@ impl<S: Store> Node<S> {
         self.drop_unowned_when_settled();
     }
 
-    /// Keep up to `PARALLEL_FETCHES` ranges in flight.
+    /// Keep up to `PARALLEL_FETCHES` ranges in flight; each queued range is
+    /// tried once per call, so one waiting for a source holds up no other.
     fn start_fetches(&mut self, now: Millis) {
-        while self.handoff.active.len() < PARALLEL_FETCHES {
-            let Some(range) = self.handoff.queue.pop_front() else {
-                break;
-            };
-            if !self.start_fetch(now, range, 0, BTreeSet::new()) {
-                self.handoff.queue.push_back(range);
+        for _ in 0..self.handoff.queue.len() {
+            if self.handoff.active.len() >= PARALLEL_FETCHES {
                 break;
             }
+            let (range, done) = self.handoff.queue.pop_front().expect("counted");
+            self.start_or_finish(now, range, 0, done);
+        }
+    }
+
+    /// Fetch `range` from its next source, or wait for one (queued again),
+    /// or count it fetched.
+    fn start_or_finish(
+        &mut self,
+        now: Millis,
+        range: TokenRange,
+        attempts: usize,
+        done: BTreeSet<NodeId>,
+    ) {
+        match self.fetch_sources(now, range, &done) {
+            Sources::Ask(sources) => self.start_fetch(now, range, attempts, done, sources),
+            Sources::Wait => self.handoff.queue.push_back((range, done)),
+            Sources::Complete => self.range_fetched(),
         }
     }
 
@@ -175,25 +196,21 @@ impl<S: Store> Node<S> {
                 self.id,
                 fetch.source
             );
-            if !self.start_fetch(now, range, fetch.attempts + 1, fetch.done) {
-                self.handoff.queue.push_back(range);
-            }
+            self.start_or_finish(now, range, fetch.attempts + 1, fetch.done);
         }
     }
 
-    /// Ask the next source of `range` (see [`Node::fetch_sources`]) for its
-    /// first page; false when none is available now.
+    /// Ask one of `sources` (rotating with `attempts`) for the first page
+    /// of `range`.
     fn start_fetch(
         &mut self,
         now: Millis,
         range: TokenRange,
         attempts: usize,
         done: BTreeSet<NodeId>,
-    ) -> bool {
-        let sources = self.fetch_sources(now, range, &done);
-        if sources.is_empty() {
-            return false;
-        }
+        sources: Vec<NodeId>,
+    ) {
+        assert!(!sources.is_empty(), "a fetch needs a source");
         let source = sources[attempts % sources.len()].clone();
         self.send(
             source.clone(),
@@ -207,18 +224,13 @@ impl<S: Store> Node<S> {
             done,
         };
         self.handoff.active.insert(range, fetch);
-        true
     }
 
-    /// The current replicas `range` must still come from, `done` left out:
-    /// the displaced one when it is available, otherwise every available
-    /// one (see the module docs).
-    fn fetch_sources(
-        &self,
-        now: Millis,
-        range: TokenRange,
-        done: &BTreeSet<NodeId>,
-    ) -> Vec<NodeId> {
+    /// Where `range` must still come from, `done` left out (see the module
+    /// docs): the displaced replica when it is available; every surviving
+    /// replica when it was removed (waiting for any that is down);
+    /// otherwise every available current replica.
+    fn fetch_sources(&self, now: Millis, range: TokenRange, done: &BTreeSet<NodeId>) -> Sources {
         let n = self.settings.n;
         let future = self.future.preference_list_for_token(range.end, n);
         let current: Vec<NodeId> = self
@@ -228,20 +240,24 @@ impl<S: Store> Node<S> {
             .filter(|m| *m != self.id && !self.is_incompatible(m))
             .collect();
         let displaced: Vec<&NodeId> = current.iter().filter(|m| !future.contains(m)).collect();
-        let chosen: Vec<&NodeId> =
-            if !displaced.is_empty() && displaced.iter().all(|m| self.is_available(now, m)) {
-                displaced
-            } else {
-                current
-                    .iter()
-                    .filter(|m| self.is_available(now, m))
-                    .collect()
-            };
-        chosen
-            .into_iter()
-            .filter(|m| !done.contains(*m))
-            .cloned()
-            .collect()
+        let available = |m: &&NodeId| self.is_available(now, m);
+        let undone = |m: &&NodeId| !done.contains(*m);
+        if !displaced.is_empty() && displaced.iter().all(available) {
+            return Sources::of(displaced.into_iter().filter(undone).cloned().collect(), false);
+        }
+        if displaced.iter().any(|m| self.is_removed_member(m)) {
+            let needed: Vec<&NodeId> = current
+                .iter()
+                .filter(|m| !self.is_removed_member(m))
+                .filter(undone)
+                .collect();
+            if needed.is_empty() {
+                return Sources::Complete;
+            }
+            return Sources::of(needed.into_iter().filter(available).cloned().collect(), true);
+        }
+        let sources: Vec<NodeId> = current.iter().filter(available).filter(undone).cloned().collect();
+        Sources::of(sources, done.is_empty())
     }
 
     /// A peer fetches `range` from us: send the page after `after`.
@@ -345,10 +361,7 @@ impl<S: Store> Node<S> {
             return;
         }
         fetch.done.insert(from);
-        // No source left to ask: the range is here.
-        if !self.start_fetch(now, range, 0, fetch.done) {
-            self.range_fetched();
-        }
+        self.start_or_finish(now, range, 0, fetch.done);
         self.start_fetches(now);
     }
 
@@ -470,6 +483,28 @@ impl<S: Store> Node<S> {
             self.send_to_others(&replicas, Message::Repair { key, siblings });
         }
         Ok(more)
+    }
+}
+
+/// What a range waiting to be fetched needs next.
+#[derive(Debug, PartialEq, Eq)]
+enum Sources {
+    /// Fetch it from one of these.
+    Ask(Vec<NodeId>),
+    /// A source it needs is unavailable now: try again later.
+    Wait,
+    /// Every source it needs sent it whole.
+    Complete,
+}
+
+impl Sources {
+    /// Ask `sources`; with none, wait when `wait_if_none`, else complete.
+    fn of(sources: Vec<NodeId>, wait_if_none: bool) -> Sources {
+        match (sources.is_empty(), wait_if_none) {
+            (false, _) => Sources::Ask(sources),
+            (true, true) => Sources::Wait,
+            (true, false) => Sources::Complete,
+        }
     }
 }
 

@@ -12,7 +12,6 @@
 //! next batch — and the next batch goes at once.
 
 use super::Node;
-use crate::gossip::MemberStatus;
 use crate::message::{Batch, Message, RequestId};
 use crate::siblings::SiblingSet;
 use crate::store::{Hint, Store, StoreError};
@@ -287,9 +286,10 @@ impl<S: Store> Node<S> {
         }
     }
 
-    /// Hints for a member that left (or that no longer exists) can never be
-    /// handed back: send each to the key's current replicas instead (a
-    /// read-repair-style merge), a batch per owner and round, and forget it.
+    /// Hints for a member that left, was removed (or that no longer exists)
+    /// can never be handed back: send each to the key's replicas instead —
+    /// current and future ones, the gone member left out — as a
+    /// read-repair-style merge, a batch per owner and round, and forget it.
     fn rehome_hints_of_departed(&mut self) {
         let departed: Vec<NodeId> = self
             .hints
@@ -298,13 +298,13 @@ impl<S: Store> Node<S> {
             .filter(|o| {
                 self.members
                     .member(o)
-                    .is_none_or(|m| m.status == MemberStatus::Left)
+                    .is_none_or(|m| m.status.is_gone())
             })
             .cloned()
             .collect();
         for owner in departed {
             for (key, hint) in self.hint_batch(&owner) {
-                let replicas = self.ring.preference_list(&key, self.settings.n);
+                let replicas = self.heirs(&key);
                 if replicas.contains(&self.id) {
                     // A failed merge is left to anti-entropy.
                     let _ = self.merge_local(&key, &hint.siblings);
@@ -317,6 +317,18 @@ impl<S: Store> Node<S> {
                 self.forget_hint(&owner, &key);
             }
         }
+    }
+
+    /// The replicas of `key` in the current and the future ring that are
+    /// live members: where a departed member's hint goes instead.
+    fn heirs(&self, key: &[u8]) -> Vec<NodeId> {
+        let n = self.settings.n;
+        let mut heirs = self.ring.preference_list(key, n);
+        heirs.extend(self.future.preference_list(key, n));
+        heirs.sort();
+        heirs.dedup();
+        heirs.retain(|m| self.members.member(m).is_some_and(|m| !m.status.is_gone()));
+        heirs
     }
 
     /// Send `owner` the next batch of its hints, dropping (and counting)

@@ -68,6 +68,7 @@ impl<S: Store> Node<S> {
     pub(super) fn is_available(&self, now: Millis, peer: &NodeId) -> bool {
         *peer == self.id
             || (!self.is_down_to_me(peer)
+                && !self.is_removed_member(peer)
                 && self.unreachable.get(peer).is_none_or(|until| *until <= now)
                 && !self.is_incompatible(peer))
     }
@@ -167,6 +168,10 @@ impl<S: Store> Node<S> {
             self.plan_handoff(now);
         }
         self.advance_status(now);
+        if self.members.finish_removals(self.future.fingerprint()) {
+            tracing::info!("node {}: every removed member's ranges handed over", self.id);
+            self.follow_membership(now);
+        }
     }
 
     /// Joining → member once this node holds its share; leaving → left once
@@ -203,7 +208,7 @@ impl<S: Store> Node<S> {
     pub(super) fn others_synced(&self, target: u64) -> bool {
         self.members
             .members()
-            .filter(|m| m.id != self.id && m.status != MemberStatus::Left)
+            .filter(|m| m.id != self.id && !m.status.is_gone())
             .all(|m| m.synced == target)
     }
 

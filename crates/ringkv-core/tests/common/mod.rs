@@ -55,10 +55,7 @@ impl Net {
         settings: Settings,
         mut store_for: impl FnMut(&str) -> MemoryStore,
     ) -> Net {
-        let members = names.iter().map(|n| RingMember {
-            id: id(n),
-            zone: None,
-        });
+        let members = names.iter().map(|n| RingMember::new(id(n)));
         let ring = Ring::with_members(members, settings.vnodes);
         let nodes = names
             .iter()

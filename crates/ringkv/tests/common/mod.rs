@@ -245,10 +245,7 @@ pub fn ring(n_nodes: usize) -> Ring {
 
 /// Like [`ring`], for nodes configured with `vnodes` tokens each.
 pub fn ring_with_vnodes(n_nodes: usize, vnodes: u32) -> Ring {
-    let members = (1..=n_nodes).map(|i| RingMember {
-        id: NodeId::new(format!("n{i}")),
-        zone: None,
-    });
+    let members = (1..=n_nodes).map(|i| RingMember::new(NodeId::new(format!("n{i}"))));
     Ring::with_members(members, vnodes)
 }
 
