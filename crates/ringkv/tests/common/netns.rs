@@ -438,6 +438,20 @@ impl NsCluster {
     /// and wait until all answer and none marks another unreachable.
     /// `extra_toml` is appended to every config (whole sections).
     pub async fn start(binary: &Path, count: usize, extra_toml: &str) -> NsCluster {
+        Self::start_joining(binary, count, 0, extra_toml).await
+    }
+
+    /// Like [`NsCluster::start`], but the last `joiners` nodes join through
+    /// node 1 as a new machine does: their configs list only themselves,
+    /// with node 1's inter-node address as their seed. They answer once
+    /// started; whether they have joined is for the test to wait for.
+    pub async fn start_joining(
+        binary: &Path,
+        count: usize,
+        joiners: usize,
+        extra_toml: &str,
+    ) -> NsCluster {
+        assert!(joiners < count, "node 1 is a seed, not a joiner");
         let hosts = Hosts::create(count);
         let dir = tempfile::Builder::new()
             .prefix("ringkv-netns-")
@@ -452,8 +466,12 @@ impl NsCluster {
             dir: Some(dir),
             hosts,
         };
+        let founders: Vec<usize> = (1..=count - joiners).collect();
         for i in 1..=count {
-            cluster.write_config(i, extra_toml);
+            match founders.contains(&i) {
+                true => cluster.write_config(i, extra_toml, &founders, None),
+                false => cluster.write_config(i, extra_toml, &[i], Some(1)),
+            }
         }
         for i in 1..=count {
             cluster.spawn(i, binary);
@@ -469,14 +487,26 @@ impl NsCluster {
         self.dir.as_ref().expect("tempdir").path()
     }
 
-    fn write_config(&mut self, me: usize, extra_toml: &str) {
+    /// Node `me`'s config: `[[nodes]]` lists `members`, `seed` the node
+    /// whose inter-node address it joins through.
+    fn write_config(
+        &mut self,
+        me: usize,
+        extra_toml: &str,
+        members: &[usize],
+        seed: Option<usize>,
+    ) {
         let data = self.root().join(format!("n{me}-data"));
+        let seeds = match seed {
+            Some(j) => format!("seeds = [\"{}:{PEER_PORT}\"]\n", self.hosts.addr(j)),
+            None => String::new(),
+        };
         let mut text = format!(
-            "cluster = \"netns\"\ninsecure = true\nnode_id = \"n{me}\"\ndata_dir = {:?}\n\n\
+            "cluster = \"netns\"\ninsecure = true\nnode_id = \"n{me}\"\ndata_dir = {:?}\n{seeds}\n\
              [storage]\nengine = \"fjall\"\n\n{extra_toml}\n\n",
             data.to_str().expect("utf-8 temp path"),
         );
-        for i in 1..=self.hosts.len() {
+        for &i in members {
             let addr = self.hosts.addr(i);
             text.push_str(&format!(
                 "[[nodes]]\nid = \"n{i}\"\naddr = \"{addr}:{PEER_PORT}\"\n\
