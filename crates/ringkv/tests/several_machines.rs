@@ -44,7 +44,8 @@ async fn nodes_binding_the_wildcard_are_reached_at_the_addresses_they_advertise(
         async || members_as_advertised(&cluster).await,
     )
     .await;
-    advertised_http_answers_from_outside(&cluster).await;
+    listed_http_answers_from_outside(&cluster).await;
+    the_wildcard_is_bound(&cluster);
     writes_through_each_node_read_through_every_node(&cluster).await;
     client_library_reads_its_writes(&cluster).await;
     status_command_shows_the_advertised_addresses(&cluster).await;
@@ -86,20 +87,46 @@ async fn members_as_advertised(cluster: &NsCluster) -> Result<(), String> {
     Ok(())
 }
 
-/// Each listed `http` address, dialled from the root namespace, answers.
-async fn advertised_http_answers_from_outside(cluster: &NsCluster) {
+/// Each `http` address n1's `/status` lists (what clients learn), dialled
+/// from the root namespace, answers.
+async fn listed_http_answers_from_outside(cluster: &NsCluster) {
     let http = reqwest::Client::builder()
         .no_proxy()
         .timeout(REQUEST_LIMIT)
         .build()
         .expect("http client");
-    for [_, addr, _] in advertised(cluster).values() {
+    let status = cluster.status(1).await;
+    let members = status["members"].as_array().cloned().unwrap_or_default();
+    assert_eq!(members.len(), NODES, "{status}");
+    for member in &members {
+        let addr = member["http"].as_str().expect("http address");
         let url = format!("http://{addr}/health/live");
         let answer = http.get(&url).send().await;
         assert!(
             answer.as_ref().is_ok_and(|r| r.status().is_success()),
             "{url} from outside the namespaces: {answer:?}"
         );
+    }
+}
+
+/// Inside each node's namespace, its loopback address reaches both ports:
+/// the node bound the wildcard, not only the address it advertises.
+fn the_wildcard_is_bound(cluster: &NsCluster) {
+    for i in 1..=NODES {
+        for port in [PEER_PORT, HTTP_PORT] {
+            let connect = format!("exec 3<>/dev/tcp/127.0.0.1/{port}");
+            let out = cluster
+                .hosts
+                .command(i, "bash")
+                .args(["-c", &connect])
+                .output()
+                .expect("run bash in the namespace");
+            assert!(
+                out.status.success(),
+                "n{i} does not listen on 127.0.0.1:{port} in its namespace: {}",
+                String::from_utf8_lossy(&out.stderr).trim()
+            );
+        }
     }
 }
 
