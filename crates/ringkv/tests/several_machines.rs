@@ -4,14 +4,17 @@
 //! namespace's address in `[[nodes]]`. The last node joins through the
 //! first one's advertised address, as a new machine does. The test process,
 //! in the root namespace outside all of them, is the client: what the
-//! members advertise is all it has to reach them by.
+//! members advertise is all it has to reach them by. Once with
+//! `insecure = true`, once secure as the README sets machines up: inter-node
+//! TLS with certificates made by `ringkv cert` (they name node ids, not
+//! hosts) and a bearer token from `ringkv user add`.
 //!
 //! Needs root, `ip` and `iptables` (`scripts/test` installs them); without
 //! them the test fails with one sentence saying so.
 
 mod common;
 
-use common::netns::{NsCluster, HTTP_PORT, PEER_PORT};
+use common::netns::{Hosts, NsCluster, Setup, HTTP_PORT, PEER_PORT};
 use common::{eventually, ringkv_bin, run_cli};
 use ringkv_client::{Client, Context};
 use std::collections::BTreeMap;
@@ -36,19 +39,94 @@ fn wildcard_bind() -> String {
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn nodes_binding_the_wildcard_are_reached_at_the_addresses_they_advertise() {
-    let binary = Path::new(ringkv_bin());
-    let cluster = NsCluster::start_joining(binary, NODES, JOINERS, &wildcard_bind()).await;
+    let setup = Setup {
+        joiners: JOINERS,
+        extra_toml: &wildcard_bind(),
+        token: None,
+    };
+    let cluster = NsCluster::start_on(Hosts::create(NODES), Path::new(ringkv_bin()), &setup).await;
+    check_several_machines(&cluster, None).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn secure_nodes_on_several_machines_need_no_host_names_in_their_certificates() {
+    let hosts = Hosts::create(NODES);
+    let credentials = tempfile::tempdir().expect("tempdir");
+    let (extra_toml, token) = credentials_per_machine(credentials.path()).await;
+    let setup = Setup {
+        joiners: JOINERS,
+        extra_toml: &extra_toml,
+        token: Some(&token),
+    };
+    let cluster = NsCluster::start_on(hosts, Path::new(ringkv_bin()), &setup).await;
+    check_several_machines(&cluster, Some(&token)).await;
+}
+
+/// A CA, a certificate per node made by `ringkv cert` with no `--host` (so
+/// nothing in it names an address), an admin from `ringkv user add`:
+/// the config sections that use them (with the wildcard bind), and the
+/// admin's token.
+async fn credentials_per_machine(dir: &Path) -> (String, String) {
+    let certs = dir.join("certs");
+    let certs_arg = certs.to_str().expect("utf-8 temp path");
+    let create_ca = [
+        "cert",
+        "create-ca",
+        "--certs-dir",
+        certs_arg,
+        "--cluster",
+        "netns",
+    ];
+    run_cli(&create_ca, REQUEST_LIMIT).await;
+    for i in 1..=NODES {
+        let id = format!("n{i}");
+        let create_node = ["cert", "create-node", "--certs-dir", certs_arg, "--id", &id];
+        run_cli(&create_node, REQUEST_LIMIT).await;
+    }
+    let users = dir.join("users.toml");
+    let users_arg = users.to_str().expect("utf-8 temp path");
+    let add = [
+        "user",
+        "add",
+        "admin",
+        "--role",
+        "admin",
+        "--users-file",
+        users_arg,
+    ];
+    let token = run_cli(&add, REQUEST_LIMIT).await.trim().to_string();
+    let extra_toml = format!(
+        "{}
+[tls]
+ca = {:?}
+cert = {:?}
+key = {:?}
+
+[auth]
+users = {users_arg:?}
+",
+        wildcard_bind(),
+        certs.join("ca.pem"),
+        certs.join("{id}.pem"),
+        certs.join("{id}.key"),
+    );
+    (extra_toml, token)
+}
+
+/// What a cluster on several machines must do, seen from outside them;
+/// `token` is sent by the client library and `ringkv status`.
+async fn check_several_machines(cluster: &NsCluster, token: Option<&str>) {
     eventually(
         JOIN_LIMIT,
         "every node sees every member up at its advertised addresses",
-        async || members_as_advertised(&cluster).await,
+        async || members_as_advertised(cluster).await,
     )
     .await;
-    listed_http_answers_from_outside(&cluster).await;
-    the_wildcard_is_bound(&cluster);
-    writes_through_each_node_read_through_every_node(&cluster).await;
-    client_library_reads_its_writes(&cluster).await;
-    status_command_shows_the_advertised_addresses(&cluster).await;
+    listed_http_answers_from_outside(cluster).await;
+    the_wildcard_is_bound(cluster);
+    writes_through_each_node_read_through_every_node(cluster).await;
+    client_library_reads_its_writes(cluster, token).await;
+    status_command_shows_the_advertised_addresses(cluster, token).await;
 }
 
 /// What every member should be listed with: id → (addr, http, status).
@@ -152,9 +230,13 @@ async fn writes_through_each_node_read_through_every_node(cluster: &NsCluster) {
 
 /// The client library learns the members' advertised HTTP addresses from
 /// one seed and routes each key to its coordinator there.
-async fn client_library_reads_its_writes(cluster: &NsCluster) {
+async fn client_library_reads_its_writes(cluster: &NsCluster, token: Option<&str>) {
     let seed = format!("{}:{HTTP_PORT}", cluster.hosts.addr(1));
-    let client = Client::connect([seed]).await.expect("client connects");
+    let mut builder = Client::builder();
+    if let Some(token) = token {
+        builder = builder.token(token);
+    }
+    let client = builder.connect([seed]).await.expect("client connects");
     for k in 0..NODES * KEYS_PER_NODE {
         let (key, value) = (format!("client-{k}"), format!("client value {k}"));
         client
@@ -171,9 +253,13 @@ async fn client_library_reads_its_writes(cluster: &NsCluster) {
 
 /// `ringkv status`, run outside the namespaces, lists each member at its
 /// advertised HTTP address and never at a wildcard.
-async fn status_command_shows_the_advertised_addresses(cluster: &NsCluster) {
+async fn status_command_shows_the_advertised_addresses(cluster: &NsCluster, token: Option<&str>) {
     let node = format!("{}:{HTTP_PORT}", cluster.hosts.addr(2));
-    let table = run_cli(&["status", "--node", &node], REQUEST_LIMIT).await;
+    let mut args = vec!["status", "--node", &node];
+    if let Some(token) = token {
+        args.extend(["--token", token]);
+    }
+    let table = run_cli(&args, REQUEST_LIMIT).await;
     for [_, http, _] in advertised(cluster).values() {
         assert!(table.contains(http.as_str()), "{http} not in:\n{table}");
     }
