@@ -30,9 +30,12 @@
 //! [auth]             # client credentials; see crate::auth::config
 //! users = "users.toml"
 //!
+//! [bind]             # optional: where this node listens; see addresses
+//! addr = "0.0.0.0:7101"
+//!
 //! [[nodes]]
 //! id = "n1"
-//! addr = "127.0.0.1:7101"   # inter-node TCP
+//! addr = "127.0.0.1:7101"   # inter-node TCP (advertised, and bound without [bind])
 //! http = "127.0.0.1:8101"
 //! resp = "127.0.0.1:6101"   # optional: Redis protocol
 //! zone = "a"                # optional
@@ -47,6 +50,10 @@
 //! unless the config says `insecure = true` (CockroachDB's `--insecure`),
 //! which is for tests and local experiments only. Relative paths in the
 //! config are relative to the config file's directory.
+
+mod addresses;
+
+pub use addresses::{BindConfig, Listen};
 
 use crate::auth::config::{self as client_auth, AuthConfig, ClientTlsConfig};
 use ringkv_core::anti_entropy::AntiEntropySettings;
@@ -100,6 +107,10 @@ pub struct NodeConfig {
     /// TLS on the client ports, HTTP and RESP.
     #[serde(default)]
     pub client_tls: Option<ClientTlsConfig>,
+    /// Where this node listens, when not at the addresses it advertises.
+    #[serde(default)]
+    pub bind: BindConfig,
+    /// The members' advertised addresses (only this node's own with seeds).
     pub nodes: Vec<MemberConfig>,
 }
 
@@ -121,11 +132,12 @@ pub struct PeerTlsConfig {
 #[serde(deny_unknown_fields)]
 pub struct MemberConfig {
     pub id: String,
-    /// Inter-node TCP address.
+    /// Inter-node TCP address, as peers dial it.
     pub addr: SocketAddr,
-    /// HTTP API address.
+    /// HTTP API address, as clients reach it.
     pub http: SocketAddr,
-    /// Redis protocol (RESP2) address; the node serves no RESP without one.
+    /// Redis protocol (RESP2) address, as clients reach it; the node serves
+    /// no RESP without one.
     #[serde(default)]
     pub resp: Option<SocketAddr>,
     #[serde(default)]
@@ -241,7 +253,13 @@ impl NodeConfig {
         let Some(me) = self.me() else {
             return Err(format!("node_id {} is not in [[nodes]]", self.node_id));
         };
-        client_auth::validate(self.auth.as_ref(), self.insecure, me)?;
+        addresses::validate(self, me)?;
+        let client_addrs: Vec<SocketAddr> = [Some(me.http), me.resp]
+            .into_iter()
+            .flatten()
+            .chain(self.bind.listen(me).client_addrs())
+            .collect();
+        client_auth::validate(self.auth.as_ref(), self.insecure, &me.id, &client_addrs)?;
         self.validate_security()
     }
 
@@ -272,6 +290,11 @@ impl NodeConfig {
     /// This node's own entry (present once validated).
     pub fn me(&self) -> Option<&MemberConfig> {
         self.nodes.iter().find(|m| m.id == self.node_id)
+    }
+
+    /// The sockets this node binds (present once validated).
+    pub fn listen(&self) -> Option<Listen> {
+        self.me().map(|me| self.bind.listen(me))
     }
 }
 

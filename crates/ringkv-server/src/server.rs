@@ -54,7 +54,7 @@ pub async fn run(
     config: NodeConfig,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<(), ServerError> {
-    let me = config.me().cloned().ok_or_else(|| {
+    let (me, listen) = config.me().cloned().zip(config.listen()).ok_or_else(|| {
         std::io::Error::other(format!("node_id {} is not in [[nodes]]", config.node_id))
     })?;
     // Credentials first: a node that cannot use them fails before it
@@ -85,7 +85,7 @@ pub async fn run(
         cluster: config.cluster.clone(),
         node_id: NodeId::new(&me.id),
         settings: settings.cluster(),
-        listen: me.addr,
+        listen: listen.addr,
         // Known members; gossip adds the others as they are learned.
         peers: members
             .members()
@@ -105,7 +105,7 @@ pub async fn run(
     let transport = Transport::<Message>::bind(transport_config, sink)
         .await
         .map_err(|source| ServerError::Bind {
-            addr: me.addr,
+            addr: listen.addr,
             source,
         })?;
     let _ = acceptor.set(transport.downgrade());
@@ -120,14 +120,14 @@ pub async fn run(
         tokio::runtime::Handle::current(),
     )?;
     // Bound before HTTP: a node that answers HTTP serves RESP too.
-    let resp = match me.resp {
+    let resp = match listen.resp {
         Some(addr) => {
             let resp = start_resp(addr, &handle, &config, access.clone(), tls.clone());
             Some(resp.await?)
         }
         None => None,
     };
-    let listener = listen(me.http).await?;
+    let listener = bind(listen.http).await?;
     let api = Api {
         node: handle.clone(),
         transport,
@@ -140,10 +140,13 @@ pub async fn run(
     tracing::info!(
         "node {} up: inter-node {}, {} {}, resp {}{}, data {} ({:?})",
         me.id,
-        me.addr,
+        bound(listen.addr, me.addr),
         if tls.is_some() { "https" } else { "http" },
-        me.http,
-        me.resp.map_or("off".into(), |addr| addr.to_string()),
+        bound(listen.http, me.http),
+        listen
+            .resp
+            .zip(me.resp)
+            .map_or("off".into(), |(bound_at, told)| bound(bound_at, told)),
         if tls.is_some() && me.resp.is_some() {
             " (TLS)"
         } else {
@@ -206,13 +209,22 @@ async fn start_resp(
         addr.port(),
         access,
     );
-    Ok(tokio::spawn(resp::serve(listen(addr).await?, ctx, tls)))
+    Ok(tokio::spawn(resp::serve(bind(addr).await?, ctx, tls)))
 }
 
-async fn listen(addr: SocketAddr) -> Result<TcpListener, ServerError> {
+async fn bind(addr: SocketAddr) -> Result<TcpListener, ServerError> {
     TcpListener::bind(addr)
         .await
         .map_err(|source| ServerError::Bind { addr, source })
+}
+
+/// A listener for the start-up line: `ADDR`, or `BIND (advertised ADDR)`.
+fn bound(bind: SocketAddr, advertised: SocketAddr) -> String {
+    if bind == advertised {
+        bind.to_string()
+    } else {
+        format!("{bind} (advertised {advertised})")
+    }
 }
 
 /// The longest a client waits: every preference-list node tried in turn.

@@ -16,8 +16,8 @@
 //! credential, or the config says `insecure = true`.
 
 use super::role::Role;
-use crate::config::MemberConfig;
 use serde::{Deserialize, Serialize};
+use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
 
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
@@ -54,11 +54,14 @@ pub fn resolve_paths(
     }
 }
 
-/// Anonymous admin is refused; protected mode as the module says.
+/// Anonymous admin is refused; protected mode as the module says, for
+/// node `id` serving clients on `client_addrs` (bound and advertised: a
+/// loopback bind behind a port forward is exposed all the same).
 pub fn validate(
     auth: Option<&AuthConfig>,
     insecure: bool,
-    me: &MemberConfig,
+    id: &str,
+    client_addrs: &[SocketAddr],
 ) -> Result<(), String> {
     if auth.is_some_and(|a| a.anonymous == Some(Role::Admin)) {
         return Err(
@@ -67,27 +70,22 @@ pub fn validate(
                 .into(),
         );
     }
-    let exposed = [Some(me.http), me.resp]
-        .into_iter()
-        .flatten()
-        .find(|addr| !addr.ip().is_loopback());
+    let exposed = client_addrs.iter().find(|addr| !addr.ip().is_loopback());
     let (Some(addr), false) = (exposed, insecure) else {
         return Ok(());
     };
     match auth {
         None => Err(format!(
-            "node {} serves clients on {addr}, beyond loopback, without client \
+            "node {id} serves clients on {addr}, beyond loopback, without client \
              authentication: add an [auth] section with a users file (`ringkv user add`), \
-             or `insecure = true` for tests and local experiments",
-            me.id
+             or `insecure = true` for tests and local experiments"
         )),
         Some(AuthConfig {
             anonymous: Some(role),
             ..
         }) => Err(format!(
-            "node {} serves clients on {addr}, beyond loopback, with anonymous = \"{role}\": \
-             remove `anonymous` so every client needs a token, or set `insecure = true`",
-            me.id
+            "node {id} serves clients on {addr}, beyond loopback, with anonymous = \"{role}\": \
+             remove `anonymous` so every client needs a token, or set `insecure = true`"
         )),
         Some(_) => Ok(()),
     }
@@ -108,30 +106,34 @@ mod tests {
 
     #[test]
     fn protected_mode_refuses_clients_beyond_loopback_without_auth() {
-        let err = NodeConfig::parse(&config("0.0.0.0:8101", "")).unwrap_err();
+        let err = NodeConfig::parse(&config("10.0.0.1:8101", "")).unwrap_err();
         assert!(
             err.contains(
-                "serves clients on 0.0.0.0:8101, beyond loopback, without client \
+                "serves clients on 10.0.0.1:8101, beyond loopback, without client \
                           authentication: add an [auth] section"
             ),
             "{err}"
         );
         let anonymous = "[auth]\nusers = \"u.toml\"\nanonymous = \"read\"\n";
-        let err = NodeConfig::parse(&config("0.0.0.0:8101", anonymous)).unwrap_err();
+        let err = NodeConfig::parse(&config("10.0.0.1:8101", anonymous)).unwrap_err();
         assert!(err.contains("with anonymous = \"read\""), "{err}");
         let authed = "[auth]\nusers = \"u.toml\"\n";
-        assert!(NodeConfig::parse(&config("0.0.0.0:8101", authed)).is_ok());
+        assert!(NodeConfig::parse(&config("10.0.0.1:8101", authed)).is_ok());
         assert!(NodeConfig::parse(&config("127.0.0.1:8101", "")).is_ok());
         assert!(NodeConfig::parse(&config("[::1]:8101", anonymous)).is_ok());
         let resp =
-            config("127.0.0.1:8101", "").replace("http =", "resp = \"0.0.0.0:6379\"\nhttp =");
+            config("127.0.0.1:8101", "").replace("http =", "resp = \"10.0.0.1:6379\"\nhttp =");
         let err = NodeConfig::parse(&resp).unwrap_err();
-        assert!(err.contains("0.0.0.0:6379"), "{err}");
+        assert!(err.contains("10.0.0.1:6379"), "{err}");
+        // What is bound counts too: a wildcard bind behind a loopback entry.
+        let bound = config("127.0.0.1:8101", "[bind]\nhttp = \"0.0.0.0:8101\"");
+        let err = NodeConfig::parse(&bound).unwrap_err();
+        assert!(err.contains("serves clients on 0.0.0.0:8101"), "{err}");
     }
 
     #[test]
     fn insecure_opens_protected_mode_but_never_anonymous_admin() {
-        let insecure = config("0.0.0.0:8101", "insecure = true").replace("[tls]", "[x]");
+        let insecure = config("10.0.0.1:8101", "insecure = true").replace("[tls]", "[x]");
         let insecure = insecure.replace(
             "[x]\nca = \"ca.pem\"\ncert = \"n1.pem\"\nkey = \"n1.key\"\n",
             "",

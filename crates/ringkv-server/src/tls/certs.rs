@@ -49,6 +49,11 @@ pub enum CertError {
     Days(u32),
     #[error("--host {0:?} is neither an IP address nor a DNS name")]
     BadHost(String),
+    #[error(
+        "--host {0} is a wildcard that binds but that no client dials: name the address the \
+         node advertises in its [[nodes]] http and resp"
+    )]
+    WildcardHost(IpAddr),
     #[error("cluster name {0:?} must be 1 to 64 printable characters")]
     BadCluster(String),
 }
@@ -136,9 +141,13 @@ fn check_days(days: u32) -> Result<(), CertError> {
 }
 
 /// An IP address, or a DNS name as TLS clients check them (no wildcard,
-/// no spaces, no lists).
+/// no spaces, no lists). Clients check the address they dial, the advertised
+/// one: a wildcard bind address (`0.0.0.0`, `::`) is refused.
 fn san(host: &str) -> Result<SanType, CertError> {
     if let Ok(ip) = host.parse::<IpAddr>() {
+        if ip.is_unspecified() {
+            return Err(CertError::WildcardHost(ip));
+        }
         return Ok(SanType::IpAddress(ip));
     }
     let bad = || CertError::BadHost(host.to_owned());

@@ -46,6 +46,11 @@ fn the_tool_refuses_what_would_make_a_useless_or_ambiguous_certificate() {
         let err = create_node(d, "n1", &[host.to_string()], 10).unwrap_err();
         assert!(matches!(err, CertError::BadHost(_)), "{host:?}: {err}");
     }
+    for host in ["0.0.0.0", "::"] {
+        let err = create_node(d, "n1", &[host.to_string()], 10).unwrap_err();
+        assert!(matches!(err, CertError::WildcardHost(_)), "{host:?}: {err}");
+        assert!(err.to_string().contains("advertises"), "{err}");
+    }
     assert!(
         !d.join("n1.pem").exists(),
         "nothing written for refused input"

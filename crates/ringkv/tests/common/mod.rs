@@ -64,15 +64,8 @@ pub fn http_client() -> reqwest::Client {
 /// Like [`http_client`], sending `token` as `Authorization: Bearer` on
 /// every request.
 pub fn http_client_with_token(token: Option<&str>) -> reqwest::Client {
-    let mut headers = HeaderMap::new();
-    if let Some(token) = token {
-        let value = format!("Bearer {token}").parse().expect("token is ASCII");
-        headers.insert(reqwest::header::AUTHORIZATION, value);
-    }
-    reqwest::Client::builder()
+    netns::client_builder(token)
         .timeout(HTTP_TIMEOUT)
-        .no_proxy()
-        .default_headers(headers)
         .build()
         .expect("http client")
 }

@@ -386,6 +386,36 @@ impl Drop for Hosts {
     }
 }
 
+/// How [`NsCluster::start_on`] configures its nodes.
+#[derive(Default)]
+pub struct Setup<'a> {
+    /// The last `joiners` nodes join through node 1 as a new machine does:
+    /// their configs list only themselves, with node 1's inter-node address
+    /// as their seed. They answer once started; whether they have joined is
+    /// for the test to wait for.
+    pub joiners: usize,
+    /// Appended to every config (whole sections); `{id}` stands for the
+    /// node's id (`certs/{id}.pem`).
+    pub extra_toml: &'a str,
+    /// `None`: the nodes run `insecure = true`. `Some(token)`: they run
+    /// secure (`extra_toml` brings `[tls]` and `[auth]`), and every request
+    /// of the harness carries this bearer token.
+    pub token: Option<&'a str>,
+}
+
+/// An HTTP client that never goes through a proxy and sends `token` (if
+/// any) as `Authorization: Bearer` on every request.
+pub fn client_builder(token: Option<&str>) -> reqwest::ClientBuilder {
+    let mut headers = reqwest::header::HeaderMap::new();
+    if let Some(token) = token {
+        let value = format!("Bearer {token}").parse().expect("token is ASCII");
+        headers.insert(reqwest::header::AUTHORIZATION, value);
+    }
+    reqwest::Client::builder()
+        .no_proxy()
+        .default_headers(headers)
+}
+
 /// One node process in its host's namespace.
 struct NsNode {
     config: PathBuf,
@@ -438,22 +468,35 @@ impl NsCluster {
     /// and wait until all answer and none marks another unreachable.
     /// `extra_toml` is appended to every config (whole sections).
     pub async fn start(binary: &Path, count: usize, extra_toml: &str) -> NsCluster {
-        let hosts = Hosts::create(count);
+        let setup = Setup {
+            extra_toml,
+            ..Setup::default()
+        };
+        Self::start_on(Hosts::create(count), binary, &setup).await
+    }
+
+    /// Like [`NsCluster::start`], one node per host of `hosts` (made first,
+    /// so a test can issue certificates for their addresses), configured
+    /// as `setup` says.
+    pub async fn start_on(hosts: Hosts, binary: &Path, setup: &Setup<'_>) -> NsCluster {
+        let count = hosts.len();
+        assert!(setup.joiners < count, "node 1 is a seed, not a joiner");
         let dir = tempfile::Builder::new()
             .prefix("ringkv-netns-")
             .tempdir()
             .expect("tempdir");
         let mut cluster = NsCluster {
             nodes: Vec::new(),
-            http: reqwest::Client::builder()
-                .no_proxy()
-                .build()
-                .expect("http client"),
+            http: client_builder(setup.token).build().expect("http client"),
             dir: Some(dir),
             hosts,
         };
+        let founders: Vec<usize> = (1..=count - setup.joiners).collect();
         for i in 1..=count {
-            cluster.write_config(i, extra_toml);
+            match founders.contains(&i) {
+                true => cluster.write_config(i, setup, &founders, None),
+                false => cluster.write_config(i, setup, &[i], Some(1)),
+            }
         }
         for i in 1..=count {
             cluster.spawn(i, binary);
@@ -469,14 +512,25 @@ impl NsCluster {
         self.dir.as_ref().expect("tempdir").path()
     }
 
-    fn write_config(&mut self, me: usize, extra_toml: &str) {
+    /// Node `me`'s config: `[[nodes]]` lists `members`, `seed` the node
+    /// whose inter-node address it joins through.
+    fn write_config(&mut self, me: usize, setup: &Setup, members: &[usize], seed: Option<usize>) {
         let data = self.root().join(format!("n{me}-data"));
+        let seeds = match seed {
+            Some(j) => format!("seeds = [\"{}:{PEER_PORT}\"]\n", self.hosts.addr(j)),
+            None => String::new(),
+        };
+        let insecure = match setup.token {
+            Some(_) => "",
+            None => "insecure = true\n",
+        };
+        let extra_toml = setup.extra_toml.replace("{id}", &format!("n{me}"));
         let mut text = format!(
-            "cluster = \"netns\"\ninsecure = true\nnode_id = \"n{me}\"\ndata_dir = {:?}\n\n\
+            "cluster = \"netns\"\n{insecure}node_id = \"n{me}\"\ndata_dir = {:?}\n{seeds}\n\
              [storage]\nengine = \"fjall\"\n\n{extra_toml}\n\n",
             data.to_str().expect("utf-8 temp path"),
         );
-        for i in 1..=self.hosts.len() {
+        for &i in members {
             let addr = self.hosts.addr(i);
             text.push_str(&format!(
                 "[[nodes]]\nid = \"n{i}\"\naddr = \"{addr}:{PEER_PORT}\"\n\
