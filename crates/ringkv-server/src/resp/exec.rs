@@ -210,6 +210,8 @@ async fn info(ctx: &Context, section: Option<&str>) -> Outcome<BytesFrame> {
         format!("r:{}", report.r),
         format!("w:{}", report.w),
         format!("ring_fingerprint:{}", report.ring_fingerprint),
+        format!("stored_keys:{}", report.membership.stored_keys),
+        format!("stored_bytes:{}", report.membership.stored_bytes),
         "conflict_policy:lww".into(),
     ];
     let sections: Vec<&[String]> = match section {
