@@ -28,7 +28,11 @@ fn scanned(net: &Net, n: &str) -> StoreCounts {
 fn assert_counts_match_scans(net: &Net, when: &str) {
     for n in net.nodes.keys() {
         let n = n.as_str();
-        assert_eq!(net.nodes[&id(n)].store_counts(), scanned(net, n), "{n} {when}");
+        assert_eq!(
+            net.nodes[&id(n)].store_counts(),
+            scanned(net, n),
+            "{n} {when}"
+        );
     }
 }
 
@@ -39,7 +43,10 @@ fn delete(net: &mut Net, key: &str) {
         w: Some(3),
         pw: None,
     };
-    assert!(matches!(net.request("n1", op), Ok(ClientReply::Written { .. })));
+    assert!(matches!(
+        net.request("n1", op),
+        Ok(ClientReply::Written { .. })
+    ));
 }
 
 #[test]
@@ -59,7 +66,10 @@ fn new_keys_overwrites_and_deletes_keep_the_counts_exact() {
     put(&mut net, "a", "2");
     let siblings = net.nodes[&id("n1")].store_counts();
     assert_eq!(siblings.keys, 1);
-    assert!(siblings.bytes > after_one.bytes, "{siblings:?} {after_one:?}");
+    assert!(
+        siblings.bytes > after_one.bytes,
+        "{siblings:?} {after_one:?}"
+    );
     assert_counts_match_scans(&net, "after a sibling");
     // An overwrite with the context replaces both.
     let context = net.get("n1", "a", Some(3)).context();

@@ -23,9 +23,9 @@ use base64::Engine;
 use ringkv_core::context;
 use ringkv_core::keyspace;
 use ringkv_core::message::{ClientError, ClientOp, ClientReply, Message};
+use ringkv_core::ring_view::RingView;
 use ringkv_core::siblings::SiblingSet;
 use ringkv_core::version::CausalContext;
-use ringkv_core::ring_view::RingView;
 use ringkv_core::NodeId;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
@@ -81,7 +81,10 @@ pub fn router(api: Api) -> Router {
             auth::http::authorize,
         ))
         // Outermost: refusals are counted too.
-        .layer(middleware::from_fn_with_state(api.metrics.clone(), count_kv))
+        .layer(middleware::from_fn_with_state(
+            api.metrics.clone(),
+            count_kv,
+        ))
         .with_state(api)
 }
 
@@ -105,7 +108,11 @@ async fn ready(State(api): State<Api>) -> Response {
 /// The members, vnodes, N and fingerprints a client routes by; cheap
 /// (no per-member shares, no store access), unlike `/status`.
 async fn ring(State(api): State<Api>) -> Result<Json<RingView>, ApiError> {
-    api.node.ring_view().await.map(Json).ok_or_else(shutting_down)
+    api.node
+        .ring_view()
+        .await
+        .map(Json)
+        .ok_or_else(shutting_down)
 }
 
 /// Prometheus' text exposition format (version 0.0.4); admin only.

@@ -3,10 +3,10 @@
 //! its cheap subset for clients. Nothing here scans the store: its keys and
 //! bytes are counts the node keeps as it writes.
 
-use crate::driver::BoxedStore;
-use ringkv_core::gossip::{Liveness, MemberStatus};
 use crate::driver::fingerprint_text;
+use crate::driver::BoxedStore;
 use ringkv_core::gossip::MemberState;
+use ringkv_core::gossip::{Liveness, MemberStatus};
 use ringkv_core::node::{HandoffProgress, Node};
 use ringkv_core::ring_view::{RingView, RingViewMember};
 use serde::{Deserialize, Serialize};

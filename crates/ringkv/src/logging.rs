@@ -56,7 +56,9 @@ fn filter(args: &LogArgs) -> Result<EnvFilter, String> {
         None => match std::env::var(ENV) {
             Ok(value) => (ENV, value),
             // RUST_LOG as before RINGKV_LOG existed; a bad one is ignored.
-            Err(_) => return Ok(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into())),
+            Err(_) => {
+                return Ok(EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()))
+            }
         },
     };
     EnvFilter::try_new(&directives)

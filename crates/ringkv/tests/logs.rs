@@ -48,13 +48,17 @@ async fn logs_of(args: &[&str], env: Option<&str>) -> String {
     let child = Killed(command.spawn().expect("start ringkv node"));
     let client = http_client();
     let url = format!("http://{http}/kv/k");
-    eventually(Duration::from_secs(20), "the node takes a write", async || {
-        let put = client.put(&url).body("v").send().await;
-        match put {
-            Ok(r) if r.status().as_u16() == 204 => Ok(()),
-            other => Err(format!("{other:?}")),
-        }
-    })
+    eventually(
+        Duration::from_secs(20),
+        "the node takes a write",
+        async || {
+            let put = client.put(&url).body("v").send().await;
+            match put {
+                Ok(r) if r.status().as_u16() == 204 => Ok(()),
+                other => Err(format!("{other:?}")),
+            }
+        },
+    )
     .await;
     drop(child);
     std::fs::read_to_string(&log).expect("read log")
@@ -79,9 +83,7 @@ fn levels(lines: &[serde_json::Value]) -> Vec<String> {
 
 fn json_lines(text: &str) -> Vec<serde_json::Value> {
     text.lines()
-        .map(|line| {
-            serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}"))
-        })
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("not JSON ({e}): {line}")))
         .collect()
 }
 
@@ -94,19 +96,33 @@ async fn json_lines_parse_and_levels_filter() {
                 .as_str()
                 .is_some_and(|m| m.starts_with("node n1 up"))
     }));
-    assert!(info.iter().all(|l| l["timestamp"].is_string() && l["target"].is_string()));
-    assert!(!levels(&info).contains(&"DEBUG".to_string()), "info by default");
+    assert!(info
+        .iter()
+        .all(|l| l["timestamp"].is_string() && l["target"].is_string()));
+    assert!(
+        !levels(&info).contains(&"DEBUG".to_string()),
+        "info by default"
+    );
 
     let debug = json_lines(&logs_of(&["--log-format", "json"], Some("debug")).await);
-    assert!(levels(&debug).contains(&"DEBUG".to_string()), "RINGKV_LOG=debug");
+    assert!(
+        levels(&debug).contains(&"DEBUG".to_string()),
+        "RINGKV_LOG=debug"
+    );
 
     let args = ["--log-format", "json", "--log-level", "warn"];
     let warn = json_lines(&logs_of(&args, Some("debug")).await);
     assert!(!warn.is_empty(), "insecure = true is warned about");
-    assert!(levels(&warn).iter().all(|l| l == "WARN" || l == "ERROR"), "the flag wins");
+    assert!(
+        levels(&warn).iter().all(|l| l == "WARN" || l == "ERROR"),
+        "the flag wins"
+    );
 
     let text = logs_of(&[], None).await;
-    assert!(text.contains(" INFO ") && !text.trim_start().starts_with('{'), "{text}");
+    assert!(
+        text.contains(" INFO ") && !text.trim_start().starts_with('{'),
+        "{text}"
+    );
 }
 
 #[test]
@@ -121,6 +137,9 @@ fn a_filter_that_does_not_parse_is_refused() {
         .expect("run ringkv node");
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(!out.status.success());
-    assert!(stderr.starts_with("error: --log-level \"info,==\" is not a log filter"), "{stderr}");
+    assert!(
+        stderr.starts_with("error: --log-level \"info,==\" is not a log filter"),
+        "{stderr}"
+    );
     assert!(!dir.path().join("data").exists(), "the node did not start");
 }

@@ -23,7 +23,9 @@ impl Scraped {
             .filter(|line| !line.is_empty() && !line.starts_with('#'))
             .map(|line| {
                 let (series, value) = line.rsplit_once(' ').expect("a sample line");
-                let value = value.parse().unwrap_or_else(|_| panic!("bad value: {line}"));
+                let value = value
+                    .parse()
+                    .unwrap_or_else(|_| panic!("bad value: {line}"));
                 (series.to_string(), value)
             })
             .collect();
@@ -56,9 +58,15 @@ impl Scraped {
 }
 
 async fn metrics_text(c: &Cluster, i: usize) -> String {
-    let answer = c.request(Method::GET, i, "/metrics", &[], None).await.expect(200);
+    let answer = c
+        .request(Method::GET, i, "/metrics", &[], None)
+        .await
+        .expect(200);
     let content_type = answer.headers["content-type"].to_str().unwrap().to_string();
-    assert!(content_type.starts_with("text/plain; version=0.0.4"), "{content_type}");
+    assert!(
+        content_type.starts_with("text/plain; version=0.0.4"),
+        "{content_type}"
+    );
     answer.text()
 }
 
@@ -81,7 +89,9 @@ async fn counters_count_exactly_what_the_workload_did() {
     for k in 0..GETS {
         c.get(1, &format!("key{k}")).await.expect(200);
     }
-    c.request(Method::GET, 1, "/kv/key0?r=9", &[], None).await.expect(400);
+    c.request(Method::GET, 1, "/kv/key0?r=9", &[], None)
+        .await
+        .expect(400);
     let mut redis = Redis::connect(c.resp_addr(1));
     for k in 0..SETS {
         assert_eq!(redis.call(&["SET", &format!("r{k}"), "v"]), ok());
@@ -100,7 +110,10 @@ async fn counters_count_exactly_what_the_workload_did() {
     assert_eq!(m.requests("resp", "get", "ok"), RESP_GETS as f64);
     assert_eq!(m.requests("resp", "other", "invalid"), 1.0);
     let put_latency = [("frontend", "http"), ("op", "put")];
-    assert_eq!(m.get("ringkv_request_duration_seconds_count", &put_latency), PUTS as f64);
+    assert_eq!(
+        m.get("ringkv_request_duration_seconds_count", &put_latency),
+        PUTS as f64
+    );
     let ops = (PUTS + GETS + SETS + RESP_GETS) as f64;
     // Only n1 had clients: it coordinated or forwarded each operation once
     // (a hedged forward is the one way to do both).
@@ -119,17 +132,27 @@ async fn counters_count_exactly_what_the_workload_did() {
     assert_eq!(n2.requests("http", "put", "ok"), 0.0, "no client asked n2");
     // Every key on N = 3 replicas: HTTP and Redis keys apart.
     let keys = (3 * (PUTS + SETS)) as f64;
-    eventually(Duration::from_secs(20), "every replica holds every key", async || {
-        let mut held = 0.0;
-        for i in 1..=3 {
-            held += scrape(&c, i).await.get("ringkv_store_keys", &[]);
-        }
-        (held == keys).then_some(()).ok_or(format!("{held} of {keys}"))
-    })
+    eventually(
+        Duration::from_secs(20),
+        "every replica holds every key",
+        async || {
+            let mut held = 0.0;
+            for i in 1..=3 {
+                held += scrape(&c, i).await.get("ringkv_store_keys", &[]);
+            }
+            (held == keys)
+                .then_some(())
+                .ok_or(format!("{held} of {keys}"))
+        },
+    )
     .await;
     let stored = c.status(3).await["stored_keys"].as_u64().unwrap();
     let scraped = scrape(&c, 3).await;
-    assert_eq!(scraped.get("ringkv_store_keys", &[]), stored as f64, "/status agrees");
+    assert_eq!(
+        scraped.get("ringkv_store_keys", &[]),
+        stored as f64,
+        "/status agrees"
+    );
     assert!(scraped.get("ringkv_store_bytes", &[]) > 0.0);
     promtool_check(&metrics_text(&c, 1).await);
 }
@@ -181,7 +204,11 @@ fn is_root() -> bool {
 #[tokio::test]
 async fn ring_describes_the_cluster_and_ready_waits_for_joining() {
     let mut c = Cluster::start(3).await;
-    let ring = c.request(Method::GET, 2, "/ring", &[], None).await.expect(200).json();
+    let ring = c
+        .request(Method::GET, 2, "/ring", &[], None)
+        .await
+        .expect(200)
+        .json();
     let status = c.status(2).await;
     assert_eq!(ring["n"], 3);
     assert_eq!(ring["vnodes_per_node"], 128);
@@ -207,11 +234,18 @@ async fn ring_describes_the_cluster_and_ready_waits_for_joining() {
         config.replace(&seeds, &format!("seeds = [\"{dead_seed}\"]"))
     });
     let reason = eventually(Duration::from_secs(20), "the joiner answers", async || {
-        let answer = c.try_request(Method::GET, joiner, "/health/ready", &[], None).await;
-        answer.map_err(|e| e.to_string()).map(|r| (r.status, r.text()))
+        let answer = c
+            .try_request(Method::GET, joiner, "/health/ready", &[], None)
+            .await;
+        answer
+            .map_err(|e| e.to_string())
+            .map(|r| (r.status, r.text()))
     })
     .await;
-    assert_eq!(reason, (503, "the node is still joining the cluster\n".to_string()));
+    assert_eq!(
+        reason,
+        (503, "the node is still joining the cluster\n".to_string())
+    );
     let m = scrape(&c, joiner).await;
     assert_eq!(m.get("ringkv_ready", &[]), 0.0);
     assert_eq!(m.get("ringkv_members", &[("status", "joining")]), 1.0);

@@ -254,9 +254,10 @@ impl<S: Store> Node<S> {
         match self.read_page(range, after.as_deref()) {
             Ok((entries, more)) => {
                 self.stats.handoff_keys_sent += entries.len() as u64;
-                self.stats.handoff_bytes_sent += entries.iter().map(encoded_len).sum::<usize>() as u64;
+                self.stats.handoff_bytes_sent +=
+                    entries.iter().map(encoded_len).sum::<usize>() as u64;
                 self.send(
-                from,
+                    from,
                     Message::TransferPage {
                         range,
                         entries,

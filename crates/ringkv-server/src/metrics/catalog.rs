@@ -123,10 +123,16 @@ mod tests {
             let name = family.name;
             assert!(seen.insert(name), "{name} twice");
             assert!(name.starts_with("ringkv_"), "{name}");
-            assert!(name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'), "{name}");
+            assert!(
+                name.bytes().all(|b| b.is_ascii_lowercase() || b == b'_'),
+                "{name}"
+            );
             let counter = family.kind == Kind::Counter;
             assert_eq!(name.ends_with("_total"), counter, "{name}");
-            assert!(!name.ends_with("_count") && !name.ends_with("_sum"), "{name}");
+            assert!(
+                !name.ends_with("_count") && !name.ends_with("_sum"),
+                "{name}"
+            );
             assert!(family.help.ends_with('.'), "{name}");
         }
     }

@@ -23,7 +23,9 @@ pub use scrape::Scrape;
 
 use catalog::{Kind, FAMILIES};
 use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder};
-use metrics_exporter_prometheus::{Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder};
+use metrics_exporter_prometheus::{
+    Matcher, PrometheusBuilder, PrometheusHandle, PrometheusRecorder,
+};
 use ringkv_core::node::Observations;
 
 /// Where our series come from, for the recorder (it ignores it).
@@ -61,7 +63,8 @@ impl Metrics {
     }
 
     fn counter(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Counter {
-        self.recorder.register_counter(&key(name, labels), &METADATA)
+        self.recorder
+            .register_counter(&key(name, labels), &METADATA)
     }
 
     fn gauge(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Gauge {
@@ -69,7 +72,8 @@ impl Metrics {
     }
 
     fn histogram(&self, name: &'static str, labels: &[(&'static str, &str)]) -> Histogram {
-        self.recorder.register_histogram(&key(name, labels), &METADATA)
+        self.recorder
+            .register_histogram(&key(name, labels), &METADATA)
     }
 
     /// The core's measurements since the last batch (see [`Observations`]).

@@ -102,10 +102,17 @@ impl Metrics {
     /// `mset`, …), never user input, so the series stay few.
     pub fn request(&self, frontend: Frontend, op: &'static str, outcome: Outcome, took: Duration) {
         let front = frontend.label();
-        let labels = [("frontend", front), ("op", op), ("outcome", outcome.label())];
+        let labels = [
+            ("frontend", front),
+            ("op", op),
+            ("outcome", outcome.label()),
+        ];
         self.counter(catalog::REQUESTS, &labels).increment(1);
-        self.histogram(catalog::REQUEST_DURATION, &[("frontend", front), ("op", op)])
-            .record(took.as_secs_f64());
+        self.histogram(
+            catalog::REQUEST_DURATION,
+            &[("frontend", front), ("op", op)],
+        )
+        .record(took.as_secs_f64());
     }
 
     /// Series of every outcome of `op`, at zero, so rates exist before the

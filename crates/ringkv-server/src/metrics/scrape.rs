@@ -53,15 +53,27 @@ impl Scrape<'_> {
             m.counter(name, &[]).absolute(value);
         }
         let version = env!("CARGO_PKG_VERSION");
-        let info = [("node", r.node.as_str()), ("cluster", self.cluster), ("version", version)];
+        let info = [
+            ("node", r.node.as_str()),
+            ("cluster", self.cluster),
+            ("version", version),
+        ];
         for (name, labels, value) in [
-            ("ringkv_store_keys", &[][..], r.membership.stored_keys as f64),
+            (
+                "ringkv_store_keys",
+                &[][..],
+                r.membership.stored_keys as f64,
+            ),
             ("ringkv_store_bytes", &[], r.membership.stored_bytes as f64),
             ("ringkv_store_faulted", &[], flag(r.store_fault.is_some())),
             ("ringkv_ready", &[], flag(r.not_ready.is_none())),
             ("ringkv_in_flight_operations", &[], r.in_flight as f64),
             ("ringkv_event_queue_depth", &[], self.queue_depth as f64),
-            ("ringkv_unreachable_peers", &[], r.unreachable_peers.len() as f64),
+            (
+                "ringkv_unreachable_peers",
+                &[],
+                r.unreachable_peers.len() as f64,
+            ),
             ("ringkv_node_info", &info[..], 1.0),
             ("ringkv_start_time_seconds", &[], self.started),
         ] {
@@ -75,17 +87,28 @@ impl Scrape<'_> {
             ("ringkv_hints_stored_total", s.hints_stored),
             ("ringkv_hints_delivered_total", s.hints_delivered),
             ("ringkv_hints_dropped_total", s.hints_dropped),
-            ("ringkv_handoff_keys_received_total", s.handoff_keys_received),
-            ("ringkv_handoff_bytes_received_total", s.handoff_bytes_received),
+            (
+                "ringkv_handoff_keys_received_total",
+                s.handoff_keys_received,
+            ),
+            (
+                "ringkv_handoff_bytes_received_total",
+                s.handoff_bytes_received,
+            ),
             ("ringkv_handoff_keys_sent_total", s.handoff_keys_sent),
             ("ringkv_handoff_bytes_sent_total", s.handoff_bytes_sent),
             ("ringkv_handoff_keys_dropped_total", s.handoff_keys_dropped),
-            ("ringkv_handoff_ranges_fetched_total", s.handoff_ranges_fetched),
+            (
+                "ringkv_handoff_ranges_fetched_total",
+                s.handoff_ranges_fetched,
+            ),
         ] {
             m.counter(name, &[]).absolute(value);
         }
         let pending_ranges = membership.handoff.as_ref().map_or(0, |h| {
-            h.progress.ranges_total.saturating_sub(h.progress.ranges_done)
+            h.progress
+                .ranges_total
+                .saturating_sub(h.progress.ranges_done)
         });
         for (name, value) in [
             ("ringkv_hints_pending", membership.pending_hints_total),
@@ -100,17 +123,33 @@ impl Scrape<'_> {
         let ae = &self.report.anti_entropy;
         let s = &ae.stats;
         for (name, value) in [
-            ("ringkv_anti_entropy_exchanges_started_total", s.exchanges_started),
-            ("ringkv_anti_entropy_exchanges_completed_total", s.exchanges_completed),
-            ("ringkv_anti_entropy_exchanges_in_sync_total", s.exchanges_in_sync),
-            ("ringkv_anti_entropy_exchanges_failed_total", s.exchanges_failed),
+            (
+                "ringkv_anti_entropy_exchanges_started_total",
+                s.exchanges_started,
+            ),
+            (
+                "ringkv_anti_entropy_exchanges_completed_total",
+                s.exchanges_completed,
+            ),
+            (
+                "ringkv_anti_entropy_exchanges_in_sync_total",
+                s.exchanges_in_sync,
+            ),
+            (
+                "ringkv_anti_entropy_exchanges_failed_total",
+                s.exchanges_failed,
+            ),
             ("ringkv_anti_entropy_keys_sent_total", s.keys_sent),
             ("ringkv_anti_entropy_keys_repaired_total", s.keys_repaired),
             ("ringkv_anti_entropy_bytes_sent_total", s.bytes_sent),
         ] {
             m.counter(name, &[]).absolute(value);
         }
-        let synced = ae.ranges.iter().filter(|r| r.synced_ms_ago.is_some()).count();
+        let synced = ae
+            .ranges
+            .iter()
+            .filter(|r| r.synced_ms_ago.is_some())
+            .count();
         let unsynced = ae.ranges.len() - synced;
         for (label, count) in [("yes", synced), ("no", unsynced)] {
             m.gauge("ringkv_anti_entropy_ranges", &[("synced", label)])
@@ -130,17 +169,36 @@ impl Scrape<'_> {
     fn record_transport(&self, m: &Metrics) {
         let t = &self.transport;
         for (name, labels, value) in [
-            ("ringkv_transport_connections_accepted_total", &[][..], t.accepted),
-            ("ringkv_transport_connections_established_total", &[("direction", "inbound")], t.inbound_established),
-            ("ringkv_transport_connections_established_total", &[("direction", "outbound")], t.outbound_established),
+            (
+                "ringkv_transport_connections_accepted_total",
+                &[][..],
+                t.accepted,
+            ),
+            (
+                "ringkv_transport_connections_established_total",
+                &[("direction", "inbound")],
+                t.inbound_established,
+            ),
+            (
+                "ringkv_transport_connections_established_total",
+                &[("direction", "outbound")],
+                t.outbound_established,
+            ),
             ("ringkv_transport_reconnects_total", &[], t.reconnects),
-            ("ringkv_transport_connect_failures_total", &[], t.connect_failures),
+            (
+                "ringkv_transport_connect_failures_total",
+                &[],
+                t.connect_failures,
+            ),
         ] {
             m.counter(name, labels).absolute(value);
         }
         for (cause, frames) in &t.dropped {
-            m.counter("ringkv_transport_dropped_frames_total", &[("cause", cause.label())])
-                .absolute(*frames);
+            m.counter(
+                "ringkv_transport_dropped_frames_total",
+                &[("cause", cause.label())],
+            )
+            .absolute(*frames);
         }
         for (labels, value) in [
             (&[("direction", "inbound")][..], t.inbound_open),

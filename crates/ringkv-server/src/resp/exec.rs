@@ -180,11 +180,12 @@ where
 /// `INFO`: a `# Server` section with the fields tools read, and a
 /// `# ringkv` section about the node and its cluster.
 async fn info(ctx: &Context, section: Option<&str>) -> Outcome<BytesFrame> {
-    let report = ctx
-        .node
-        .report()
-        .await
-        .ok_or_else(|| Failure("node is shutting down".into(), metrics::Outcome::Unavailable))?;
+    let report = ctx.node.report().await.ok_or_else(|| {
+        Failure(
+            "node is shutting down".into(),
+            metrics::Outcome::Unavailable,
+        )
+    })?;
     let members: Vec<&str> = report
         .membership
         .members

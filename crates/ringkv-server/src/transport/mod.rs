@@ -65,8 +65,8 @@ use tracing::{debug, trace, warn};
 use handshake::Hello;
 use inbound::accept_loop;
 use outbound::PeerWriter;
-pub use stats::{DropCause, TransportCounts};
 use stats::TransportStats;
+pub use stats::{DropCause, TransportCounts};
 
 /// Version of the handshake + framing. Bump on any incompatible wire change;
 /// nodes refuse peers that speak another version instead of misparsing them.
