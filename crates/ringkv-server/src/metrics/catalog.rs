@@ -136,4 +136,27 @@ mod tests {
             assert!(family.help.ends_with('.'), "{name}");
         }
     }
+
+    /// The sample dashboard asks only for metrics that exist.
+    #[test]
+    fn the_dashboard_names_only_catalog_metrics() {
+        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/grafana-dashboard.json");
+        let text = std::fs::read_to_string(path).expect("deploy/grafana-dashboard.json");
+        let names: Vec<&str> = text
+            .split(|c: char| !(c.is_ascii_lowercase() || c == '_'))
+            .filter(|word| word.starts_with("ringkv_"))
+            .collect();
+        assert!(names.len() > 20, "{names:?}");
+        for name in names {
+            let family = ["_bucket", "_count", "_sum"]
+                .iter()
+                .find_map(|suffix| name.strip_suffix(suffix))
+                .filter(|base| FAMILIES.iter().any(|f| f.name == *base))
+                .unwrap_or(name);
+            assert!(
+                FAMILIES.iter().any(|f| f.name == family),
+                "{name} is not in the catalog"
+            );
+        }
+    }
 }
