@@ -140,7 +140,10 @@ mod tests {
     /// The sample dashboard asks only for metrics that exist.
     #[test]
     fn the_dashboard_names_only_catalog_metrics() {
-        let path = concat!(env!("CARGO_MANIFEST_DIR"), "/../../deploy/grafana-dashboard.json");
+        let path = concat!(
+            env!("CARGO_MANIFEST_DIR"),
+            "/../../deploy/grafana-dashboard.json"
+        );
         let text = std::fs::read_to_string(path).expect("deploy/grafana-dashboard.json");
         let names: Vec<&str> = text
             .split(|c: char| !(c.is_ascii_lowercase() || c == '_'))

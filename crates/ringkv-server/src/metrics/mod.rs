@@ -78,6 +78,9 @@ impl Metrics {
 
     /// The core's measurements since the last batch (see [`Observations`]).
     pub fn observe(&self, observations: Observations) {
+        if observations == Observations::default() {
+            return;
+        }
         let round_trips = self.histogram(catalog::ROUND_TRIP, &[]);
         for ms in observations.replica_round_trips_ms {
             round_trips.record(ms as f64 / 1000.0);
