@@ -41,17 +41,18 @@ impl Scrape<'_> {
     fn record_node(&self, m: &Metrics) {
         let r = self.report;
         let s = &r.stats;
-        for (name, value) in [
-            ("ringkv_coordinated_total", s.coordinated),
-            ("ringkv_sloppy_coordinated_total", s.sloppy_coordinated),
-            ("ringkv_forwards_total", s.forwarded),
-            ("ringkv_hedged_forwards_total", s.hedged_forwards),
-            ("ringkv_quorum_failures_total", s.unavailable),
-            ("ringkv_read_repairs_total", s.read_repairs),
-            ("ringkv_hinted_writes_total", s.hinted_writes),
-        ] {
-            m.counter(name, &[]).absolute(value);
-        }
+        counters(
+            m,
+            &[
+                ("ringkv_coordinated_total", s.coordinated),
+                ("ringkv_sloppy_coordinated_total", s.sloppy_coordinated),
+                ("ringkv_forwards_total", s.forwarded),
+                ("ringkv_hedged_forwards_total", s.hedged_forwards),
+                ("ringkv_quorum_failures_total", s.unavailable),
+                ("ringkv_read_repairs_total", s.read_repairs),
+                ("ringkv_hinted_writes_total", s.hinted_writes),
+            ],
+        );
         let version = env!("CARGO_PKG_VERSION");
         let info = [
             ("node", r.node.as_str()),
@@ -83,68 +84,71 @@ impl Scrape<'_> {
 
     fn record_hints_and_handoff(&self, m: &Metrics) {
         let (s, membership) = (&self.report.stats, &self.report.membership);
-        for (name, value) in [
-            ("ringkv_hints_stored_total", s.hints_stored),
-            ("ringkv_hints_delivered_total", s.hints_delivered),
-            ("ringkv_hints_dropped_total", s.hints_dropped),
-            (
-                "ringkv_handoff_keys_received_total",
-                s.handoff_keys_received,
-            ),
-            (
-                "ringkv_handoff_bytes_received_total",
-                s.handoff_bytes_received,
-            ),
-            ("ringkv_handoff_keys_sent_total", s.handoff_keys_sent),
-            ("ringkv_handoff_bytes_sent_total", s.handoff_bytes_sent),
-            ("ringkv_handoff_keys_dropped_total", s.handoff_keys_dropped),
-            (
-                "ringkv_handoff_ranges_fetched_total",
-                s.handoff_ranges_fetched,
-            ),
-        ] {
-            m.counter(name, &[]).absolute(value);
-        }
+        counters(
+            m,
+            &[
+                ("ringkv_hints_stored_total", s.hints_stored),
+                ("ringkv_hints_delivered_total", s.hints_delivered),
+                ("ringkv_hints_dropped_total", s.hints_dropped),
+                (
+                    "ringkv_handoff_keys_received_total",
+                    s.handoff_keys_received,
+                ),
+                (
+                    "ringkv_handoff_bytes_received_total",
+                    s.handoff_bytes_received,
+                ),
+                ("ringkv_handoff_keys_sent_total", s.handoff_keys_sent),
+                ("ringkv_handoff_bytes_sent_total", s.handoff_bytes_sent),
+                ("ringkv_handoff_keys_dropped_total", s.handoff_keys_dropped),
+                (
+                    "ringkv_handoff_ranges_fetched_total",
+                    s.handoff_ranges_fetched,
+                ),
+            ],
+        );
         let pending_ranges = membership.handoff.as_ref().map_or(0, |h| {
             h.progress
                 .ranges_total
                 .saturating_sub(h.progress.ranges_done)
         });
-        for (name, value) in [
-            ("ringkv_hints_pending", membership.pending_hints_total),
-            ("ringkv_hints_pending_bytes", membership.pending_hint_bytes),
-            ("ringkv_handoff_ranges_pending", pending_ranges as u64),
-        ] {
-            m.gauge(name, &[]).set(value as f64);
-        }
+        gauges(
+            m,
+            &[
+                ("ringkv_hints_pending", membership.pending_hints_total),
+                ("ringkv_hints_pending_bytes", membership.pending_hint_bytes),
+                ("ringkv_handoff_ranges_pending", pending_ranges as u64),
+            ],
+        );
     }
 
     fn record_anti_entropy(&self, m: &Metrics) {
         let ae = &self.report.anti_entropy;
         let s = &ae.stats;
-        for (name, value) in [
-            (
-                "ringkv_anti_entropy_exchanges_started_total",
-                s.exchanges_started,
-            ),
-            (
-                "ringkv_anti_entropy_exchanges_completed_total",
-                s.exchanges_completed,
-            ),
-            (
-                "ringkv_anti_entropy_exchanges_in_sync_total",
-                s.exchanges_in_sync,
-            ),
-            (
-                "ringkv_anti_entropy_exchanges_failed_total",
-                s.exchanges_failed,
-            ),
-            ("ringkv_anti_entropy_keys_sent_total", s.keys_sent),
-            ("ringkv_anti_entropy_keys_repaired_total", s.keys_repaired),
-            ("ringkv_anti_entropy_bytes_sent_total", s.bytes_sent),
-        ] {
-            m.counter(name, &[]).absolute(value);
-        }
+        counters(
+            m,
+            &[
+                (
+                    "ringkv_anti_entropy_exchanges_started_total",
+                    s.exchanges_started,
+                ),
+                (
+                    "ringkv_anti_entropy_exchanges_completed_total",
+                    s.exchanges_completed,
+                ),
+                (
+                    "ringkv_anti_entropy_exchanges_in_sync_total",
+                    s.exchanges_in_sync,
+                ),
+                (
+                    "ringkv_anti_entropy_exchanges_failed_total",
+                    s.exchanges_failed,
+                ),
+                ("ringkv_anti_entropy_keys_sent_total", s.keys_sent),
+                ("ringkv_anti_entropy_keys_repaired_total", s.keys_repaired),
+                ("ringkv_anti_entropy_bytes_sent_total", s.bytes_sent),
+            ],
+        );
         let synced = ae
             .ranges
             .iter()
@@ -209,6 +213,20 @@ impl Scrape<'_> {
         }
         m.gauge("ringkv_transport_queued_frames", &[])
             .set(t.queued_frames as f64);
+    }
+}
+
+/// Counters without labels, set to what was read.
+fn counters(m: &Metrics, values: &[(&'static str, u64)]) {
+    for (name, value) in values {
+        m.counter(name, &[]).absolute(*value);
+    }
+}
+
+/// Gauges without labels, set to what was read.
+fn gauges(m: &Metrics, values: &[(&'static str, u64)]) {
+    for (name, value) in values {
+        m.gauge(name, &[]).set(*value as f64);
     }
 }
 
