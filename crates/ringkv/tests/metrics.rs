@@ -227,6 +227,25 @@ async fn ring_describes_the_cluster_and_ready_waits_for_joining() {
         let ready = c.request(Method::GET, i, "/health/ready", &[], None).await;
         assert_eq!((ready.status, ready.text()), (200, "ready\n".to_string()));
     }
+    // A joining node becomes ready once it owns its ranges.
+    let joined = c.join(1).await;
+    eventually(
+        Duration::from_secs(30),
+        "the joined node is ready",
+        async || {
+            let answer = c
+                .request(Method::GET, joined, "/health/ready", &[], None)
+                .await;
+            (answer.status == 200).then_some(()).ok_or(answer.text())
+        },
+    )
+    .await;
+    let ring = c
+        .request(Method::GET, joined, "/ring", &[], None)
+        .await
+        .expect(200)
+        .json();
+    assert_eq!(ring["members"].as_array().unwrap().len(), 4);
     // A node whose seed never answers stays joining: not ready.
     let dead_seed = format!("127.0.0.1:{}", common::free_ports(1)[0]);
     let joiner = c.spawn_joiner(1, |config| {
