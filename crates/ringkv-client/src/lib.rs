@@ -1,7 +1,7 @@
 //! ringkv-client: an async (tokio) client for a ringkv cluster.
 //!
 //! [`Client::connect`] asks any seed node for the cluster's members and
-//! ring (`GET /status`) and from then on computes each key's preference
+//! ring (`GET /ring`) and from then on computes each key's preference
 //! list itself, exactly as the nodes do, so a request goes straight to the
 //! key's coordinator instead of taking a forwarding hop through whichever
 //! node it reached ([`Routing::PartitionAware`], the default).

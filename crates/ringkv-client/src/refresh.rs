@@ -1,12 +1,12 @@
-//! Keeping the client's topology fresh: fetching `/status`, on an
-//! interval and on demand.
+//! Keeping the client's topology fresh: fetching `/ring`, on an interval
+//! and on demand.
 
 use crate::call::{self, RING_HEADER};
 use crate::client::Inner;
 use crate::error::Error;
 use crate::http::Http;
 use crate::topology::Topology;
-use reqwest::Method;
+use reqwest::{Method, StatusCode};
 use std::sync::atomic::Ordering;
 use std::sync::{Arc, Weak};
 use std::time::Duration;
@@ -55,8 +55,8 @@ impl Inner {
     }
 }
 
-/// The topology from the first of `addrs` whose `/status` answers with
-/// one; the last failure when none does.
+/// The topology from the first of `addrs` whose `/ring` answers with one;
+/// the last failure when none does.
 pub(crate) async fn fetch_topology(
     http: &Http,
     addrs: &[String],
@@ -64,7 +64,7 @@ pub(crate) async fn fetch_topology(
 ) -> Result<Topology, Error> {
     let mut failure = Error::NoSeeds;
     for addr in addrs {
-        match status_of(http, addr, limit).await {
+        match ring_of(http, addr, limit).await {
             Ok(topology) => return Ok(topology),
             Err(error) => failure = error,
         }
@@ -72,10 +72,16 @@ pub(crate) async fn fetch_topology(
     Err(failure)
 }
 
-async fn status_of(http: &Http, addr: &str, limit: Duration) -> Result<Topology, Error> {
-    let request = http.request(Method::GET, addr, "/status");
-    let answer = call::attempt(request, addr, limit).await?;
-    let topology = Topology::from_status(&answer.body).map_err(|reason| Error::BadAnswer {
+/// `addr`'s `/ring`; from a node without one (an older release answers
+/// `404`), its `/status`, which has the same fields.
+async fn ring_of(http: &Http, addr: &str, limit: Duration) -> Result<Topology, Error> {
+    let request = http.request(Method::GET, addr, "/ring");
+    let mut answer = call::attempt(request, addr, limit).await?;
+    if answer.status == StatusCode::NOT_FOUND {
+        let request = http.request(Method::GET, addr, "/status");
+        answer = call::attempt(request, addr, limit).await?;
+    }
+    let topology = Topology::from_ring(&answer.body).map_err(|reason| Error::BadAnswer {
         node: addr.to_string(),
         reason,
     })?;

@@ -104,7 +104,7 @@ mod tests {
                 {{"id":"a","http":"127.0.0.1:11"}},{{"id":"b","http":"127.0.0.1:12"}},
                 {{"id":"c","http":"127.0.0.1:13"}}]}}"#
         );
-        Topology::from_status(status.as_bytes()).unwrap()
+        Topology::from_ring(status.as_bytes()).unwrap()
     }
 
     fn all() -> Vec<String> {

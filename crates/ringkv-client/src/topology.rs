@@ -1,40 +1,10 @@
 //! The client's picture of the cluster: members, N, and the ring, built
-//! from a node's `/status` the same way every node builds it.
+//! from a node's `/ring` (or, from a node too old for it, `/status`, which
+//! carries the same fields) the same way every node builds it.
 
 use ringkv_core::ring::{Ring, RingMember};
+use ringkv_core::ring_view::{RingView, RingViewMember};
 use ringkv_core::NodeId;
-use serde::Deserialize;
-
-/// The parts of `/status` the client needs (the rest is ignored).
-#[derive(Deserialize)]
-struct StatusJson {
-    n: usize,
-    vnodes_per_node: u32,
-    ring_fingerprint: String,
-    members: Vec<MemberJson>,
-}
-
-#[derive(Deserialize)]
-struct MemberJson {
-    id: String,
-    /// `host:port` of the member's HTTP API.
-    http: String,
-    #[serde(default)]
-    zone: Option<String>,
-    /// `joining`, `left` and `removed` members own no ranges; every other
-    /// status (up, suspect, down, leaving, removing) does.
-    #[serde(default)]
-    status: Option<String>,
-    /// The id whose tokens it has, when not its own (a replacement).
-    #[serde(default)]
-    tokens_from: Option<String>,
-}
-
-impl MemberJson {
-    fn owns_ranges(&self) -> bool {
-        !matches!(self.status.as_deref(), Some("joining" | "left" | "removed"))
-    }
-}
 
 #[derive(Debug)]
 pub(crate) struct Member {
@@ -51,41 +21,41 @@ pub(crate) struct Topology {
     /// client built from another ringkv version): routing a key by a wrong
     /// ring would only add hops, so the client routes generically instead.
     ring: Option<Ring>,
-    /// The nodes' ring fingerprint, as `/status` and every `/kv` answer
+    /// The nodes' ring fingerprint, as `/ring` and every `/kv` answer
     /// carry it.
     pub fingerprint: String,
 }
 
 impl Topology {
-    pub fn from_status(body: &[u8]) -> Result<Topology, String> {
-        let status: StatusJson =
-            serde_json::from_slice(body).map_err(|e| format!("not a ringkv status: {e}"))?;
+    /// The topology a `/ring` (or `/status`) document describes. Members
+    /// that own no ranges, or have no HTTP address, are left out.
+    pub fn from_ring(body: &[u8]) -> Result<Topology, String> {
+        let view: RingView =
+            serde_json::from_slice(body).map_err(|e| format!("not a ringkv ring: {e}"))?;
+        let owners: Vec<&RingViewMember> =
+            view.members.iter().filter(|m| m.owns_ranges()).collect();
         let ring = Ring::with_members(
-            status
-                .members
-                .iter()
-                .filter(|m| m.owns_ranges())
-                .map(|m| RingMember {
-                    id: NodeId::new(&m.id),
-                    zone: m.zone.clone(),
-                    tokens_from: m.tokens_from.as_deref().map(NodeId::new),
-                }),
-            status.vnodes_per_node,
+            owners.iter().map(|m| RingMember {
+                id: NodeId::new(&m.id),
+                zone: m.zone.clone(),
+                tokens_from: m.tokens_from.as_deref().map(NodeId::new),
+            }),
+            view.vnodes_per_node,
         );
         let computed = format!("{:016x}", ring.fingerprint());
         Ok(Topology {
-            members: status
-                .members
+            members: owners
                 .into_iter()
-                .filter(MemberJson::owns_ranges)
-                .map(|m| Member {
-                    id: NodeId::new(m.id),
-                    addr: m.http,
+                .filter_map(|m| {
+                    Some(Member {
+                        id: NodeId::new(&m.id),
+                        addr: m.http.clone()?,
+                    })
                 })
                 .collect(),
-            n: status.n,
-            ring: (computed == status.ring_fingerprint).then_some(ring),
-            fingerprint: status.ring_fingerprint,
+            n: view.n,
+            ring: (computed == view.ring_fingerprint).then_some(ring),
+            fingerprint: view.ring_fingerprint,
         })
     }
 
@@ -131,7 +101,7 @@ mod tests {
     fn routes_keys_exactly_as_the_nodes_ring_does() {
         let ring = nodes_ring();
         let topology =
-            Topology::from_status(status(&format!("{:016x}", ring.fingerprint())).as_bytes())
+            Topology::from_ring(status(&format!("{:016x}", ring.fingerprint())).as_bytes())
                 .unwrap();
         for i in 0..200 {
             let key = format!("key{i}");
@@ -156,7 +126,7 @@ mod tests {
                {"id":"d","http":"127.0.0.1:14","status":"joining"},
                {"id":"e","http":"127.0.0.1:15","status":"left"}"#,
         );
-        let topology = Topology::from_status(text.as_bytes()).unwrap();
+        let topology = Topology::from_ring(text.as_bytes()).unwrap();
         assert_eq!(topology.members.len(), 3);
         assert!(
             !topology.preference_list("key").is_empty(),
@@ -166,9 +136,9 @@ mod tests {
 
     #[test]
     fn a_ring_that_does_not_match_the_nodes_is_not_used() {
-        let topology = Topology::from_status(status("0000000000000000").as_bytes()).unwrap();
+        let topology = Topology::from_ring(status("0000000000000000").as_bytes()).unwrap();
         assert!(topology.preference_list("key").is_empty());
         assert_eq!(topology.members.len(), 3);
-        assert!(Topology::from_status(b"{}").is_err());
+        assert!(Topology::from_ring(b"{}").is_err());
     }
 }

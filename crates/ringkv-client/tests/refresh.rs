@@ -1,7 +1,8 @@
 //! Keeping the topology fresh, against a fake one-member node on loopback
 //! whose ring can be switched (real clusters cannot change membership yet):
 //! an answer carrying another ring fingerprint makes the client refetch
-//! `/status` at once, and it also refetches on its interval.
+//! `/ring` at once, and it also refetches on its interval. A node too old
+//! for `/ring` answers `/status` instead.
 
 use ringkv_client::{Client, Routing};
 use ringkv_core::ring::{Ring, RingMember};
@@ -26,7 +27,12 @@ fn ring(zoned: bool) -> Ring {
 #[derive(Default)]
 struct Fake {
     zoned: AtomicBool,
+    /// Serves the topology at `/status` only, as releases before `/ring`.
+    old: AtomicBool,
+    /// Topology documents served.
     status_requests: AtomicUsize,
+    /// Requests for `/status`.
+    old_requests: AtomicUsize,
 }
 
 impl Fake {
@@ -34,6 +40,14 @@ impl Fake {
         let zoned = self.zoned.load(Ordering::SeqCst);
         let fingerprint = format!("{:016x}", ring(zoned).fingerprint());
         if path == "/status" {
+            self.old_requests.fetch_add(1, Ordering::SeqCst);
+        }
+        let topology = if self.old.load(Ordering::SeqCst) {
+            "/status"
+        } else {
+            "/ring"
+        };
+        if path == topology {
             self.status_requests.fetch_add(1, Ordering::SeqCst);
             let zone = if zoned { "\"b\"" } else { "null" };
             let body = format!(
@@ -141,6 +155,21 @@ async fn the_topology_is_refetched_on_an_interval() {
         .await
         .expect("connect");
     wait_for_status_requests(&fake, 3).await;
+    assert_eq!(fake.old_requests.load(Ordering::SeqCst), 0, "/ring only");
+}
+
+#[tokio::test]
+async fn a_node_without_ring_gives_its_status() {
+    let fake = Arc::new(Fake::default());
+    fake.old.store(true, Ordering::SeqCst);
+    let addr = serve(fake.clone()).await;
+    let client = Client::builder()
+        .routing(Routing::PartitionAware)
+        .connect([addr.as_str()])
+        .await
+        .expect("connect through /status");
+    assert_eq!(fake.status_requests.load(Ordering::SeqCst), 1);
+    assert!(client.get("k").await.expect("get").is_empty());
 }
 
 #[tokio::test]

@@ -17,6 +17,7 @@ pub mod message;
 pub mod node;
 pub mod range;
 pub mod ring;
+pub mod ring_view;
 pub mod settings;
 pub mod siblings;
 pub mod store;

@@ -8,17 +8,22 @@
 //! a batch, so no write is acknowledged before it is durable.
 
 mod agreement;
+mod counts;
 mod exchange;
 mod forward;
 mod handoff;
 mod hints;
 mod membership;
+mod observations;
 mod read;
+mod readiness;
 mod ready;
 mod removal;
 mod write;
 
+pub use counts::StoreCounts;
 pub use handoff::HandoffProgress;
+pub use observations::{Observations, MAX_OBSERVATIONS};
 pub use ready::{Persisted, Ready, StoreFault};
 
 use crate::anti_entropy::AntiEntropy;
@@ -53,7 +58,8 @@ pub enum Effect {
     },
 }
 
-/// Counters for status pages and tests.
+/// Counters for status pages, metrics and tests: each only ever grows
+/// (from zero at start-up), so a scraper can take rates of them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Stats {
     /// Client requests this node sent on to a coordinator (one hop).
@@ -83,6 +89,17 @@ pub struct Stats {
     /// Operations this node coordinated although it is not in the key's
     /// preference list (no replica was healthy: sloppy quorum).
     pub sloppy_coordinated: u64,
+    /// Keys (and their encoded bytes) this node received in transfer
+    /// pages of ownership handoffs, over every handoff since start-up.
+    pub handoff_keys_received: u64,
+    pub handoff_bytes_received: u64,
+    /// Ranges whose handoff completed here.
+    pub handoff_ranges_fetched: u64,
+    /// Keys (and bytes) this node sent in transfer pages to new owners.
+    pub handoff_keys_sent: u64,
+    pub handoff_bytes_sent: u64,
+    /// Keys dropped after their new owners reported holding them.
+    pub handoff_keys_dropped: u64,
 }
 
 /// Counters are leased in blocks this large: one fsync per block, and a
@@ -143,6 +160,10 @@ pub struct Node<S: Store> {
     replace_pending_since: Option<Millis>,
     /// Round trips per peer, for hedging (see [`crate::latency`]).
     latency: Latency,
+    /// Keys and bytes in the store, kept on every write (see [`counts`]).
+    counts: StoreCounts,
+    /// Measurements for the shell's histograms (see [`observations`]).
+    observations: Observations,
     /// The time of the latest input, for what happens outside one (a
     /// store failure found deep in a write).
     now: Millis,
@@ -153,8 +174,8 @@ pub struct Node<S: Store> {
 const MAX_HEDGE_MS: Millis = 250;
 
 impl<S: Store> Node<S> {
-    /// A node over `store`, whose anti-entropy trees are built from a full
-    /// scan of it. Fails only when the store cannot tell the node's counter
+    /// A node over `store`, whose anti-entropy trees (and store counts)
+    /// are built from a full scan of it. Fails only when the store cannot tell the node's counter
     /// lease: without it the node could reissue a dot.
     pub fn new(id: NodeId, settings: Settings, ring: Ring, store: S) -> Result<Self, StoreError> {
         let members = Membership::bootstrap(&id, &ring, settings.membership.clone());
@@ -213,6 +234,8 @@ impl<S: Store> Node<S> {
             refusal: None,
             replace_pending_since: None,
             latency,
+            counts: StoreCounts::default(),
+            observations: Observations::default(),
             now: 0,
         };
         node.rebuild_trees();
@@ -240,6 +263,11 @@ impl<S: Store> Node<S> {
 
     pub fn stats(&self) -> &Stats {
         &self.stats
+    }
+
+    /// Keys and bytes in the store, without scanning it.
+    pub fn store_counts(&self) -> StoreCounts {
+        self.counts
     }
 
     pub fn store(&self) -> &S {
@@ -588,6 +616,7 @@ impl<S: Store> Node<S> {
             return self.writable();
         }
         self.track_write(key, old, new);
+        self.counts.replace(key, old, new);
         Ok(())
     }
 

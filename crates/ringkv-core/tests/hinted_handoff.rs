@@ -6,9 +6,10 @@ mod common;
 
 use common::*;
 use ringkv_core::message::{ClientError, ClientOp, ClientResult, Message};
-use ringkv_core::node::Node;
+use ringkv_core::node::{Node, StoreCounts};
 use ringkv_core::settings::Settings;
 use ringkv_core::siblings::{SiblingSet, WriteLimits};
+use ringkv_core::store::Store;
 use ringkv_core::version::CausalContext;
 use ringkv_core::NodeId;
 
@@ -63,6 +64,25 @@ fn stat(net: &Net, f: impl Fn(&ringkv_core::node::Stats) -> u64) -> u64 {
     net.nodes.values().map(|n| f(n.stats())).sum()
 }
 
+/// Every node's kept hint count and bytes, checked against its store.
+fn hint_totals(net: &Net) -> StoreCounts {
+    let mut all = StoreCounts::default();
+    for node in net.nodes.values() {
+        let mut scanned = StoreCounts::default();
+        let store = node.store();
+        store
+            .scan_hints(&mut |_, key, hint| {
+                scanned.add(key, &hint.siblings);
+                true
+            })
+            .unwrap();
+        assert_eq!(node.pending_hint_totals(), scanned, "{}", node.id());
+        all.keys += scanned.keys;
+        all.bytes += scanned.bytes;
+    }
+    all
+}
+
 fn is_unavailable(result: &ClientResult) -> bool {
     matches!(result, Err(ClientError::Unavailable { .. }))
 }
@@ -88,11 +108,15 @@ fn with_a_node_down_writes_go_to_stand_ins_and_drain_back_when_it_returns() {
         assert!(net.local(&stand_in, k).is_empty(), "{k}: hint kept apart");
     }
     assert_eq!(pending_total(&net), owned.len(), "one hint per key");
+    let kept = hint_totals(&net);
+    assert_eq!(kept.keys, owned.len() as u64);
+    assert!(kept.bytes > 0);
     assert_eq!(stat(&net, |s| s.hints_stored), owned.len() as u64);
     assert_eq!(stat(&net, |s| s.hinted_writes), owned.len() as u64);
     // Stand-in acks count towards W: even W = 3 is met.
     let w3 = net.put("n1", owned[0], "w3", CausalContext::new(), Some(3));
     assert!(w3.is_ok(), "{w3:?}");
+    assert!(hint_totals(&net).bytes > kept.bytes, "a merged hint grows");
 
     // Long enough for gossip to agree n4 is down and for deliveries to fail.
     net.run_for(8_000, 100);
@@ -100,6 +124,7 @@ fn with_a_node_down_writes_go_to_stand_ins_and_drain_back_when_it_returns() {
     net.down.remove(&id("n4"));
     net.run_for(15_000, 100);
     assert_eq!(pending_total(&net), 0, "every hint delivered");
+    assert_eq!(hint_totals(&net), StoreCounts::default());
     assert_eq!(stat(&net, |s| s.hints_delivered), owned.len() as u64);
     for k in &owned {
         let local = net.local("n4", k);

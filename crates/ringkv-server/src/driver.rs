@@ -8,19 +8,21 @@
 //! write it acknowledges is as durable as the fsync policy promises.
 
 use crate::members_file;
-use crate::status::MembershipReport;
+use crate::metrics::Metrics;
+use crate::status::{self, MembershipReport};
 use crate::transport::{Inbound, InboundSink, Transport, WeakTransport};
 use ringkv_core::anti_entropy::{AeStats, RepairProgress};
 use ringkv_core::coordinator::ClientId;
 use ringkv_core::message::{ClientError, ClientOp, ClientResult, Message};
 use ringkv_core::node::{Effect, Node, Ready, Stats, StoreFault};
+use ringkv_core::ring_view::RingView;
 use ringkv_core::siblings::SiblingSet;
 use ringkv_core::store::Store;
 use ringkv_core::{Millis, NodeId};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{mpsc, Arc, OnceLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
@@ -41,6 +43,10 @@ pub enum Event {
     },
     Peer(Inbound<Message>),
     Status(oneshot::Sender<NodeReport>),
+    /// The `/ring` document.
+    Ring(oneshot::Sender<RingView>),
+    /// Whether the node is ready, or why not (see [`Node::readiness`]).
+    Readiness(oneshot::Sender<Result<(), String>>),
     /// This node's own stored state of a key, bypassing the quorum.
     ReadReplica {
         key: Vec<u8>,
@@ -72,6 +78,8 @@ pub struct NodeReport {
     pub settings_fingerprint: String,
     /// Set when the store failed: the node is read-only until restarted.
     pub store_fault: Option<StoreFault>,
+    /// Why the node is not ready (`null` when it is; see `/health/ready`).
+    pub not_ready: Option<String>,
     pub in_flight: usize,
     pub stats: Stats,
     /// Peers this node could not reach lately (it skips them as
@@ -114,10 +122,31 @@ pub struct RingShare {
     pub ownership: f64,
 }
 
+/// The sending side of the node thread's queue, counting what waits in it
+/// (std's channel cannot tell its length).
+#[derive(Clone)]
+struct EventSender {
+    tx: mpsc::Sender<Event>,
+    /// Events sent and not yet taken by the node thread.
+    depth: Arc<AtomicUsize>,
+}
+
+impl EventSender {
+    /// False once the node thread is gone.
+    fn send(&self, event: Event) -> bool {
+        self.depth.fetch_add(1, Ordering::Relaxed);
+        let sent = self.tx.send(event).is_ok();
+        if !sent {
+            self.depth.fetch_sub(1, Ordering::Relaxed);
+        }
+        sent
+    }
+}
+
 /// A cheap, cloneable way to talk to the node thread from async code.
 #[derive(Clone)]
 pub struct NodeHandle {
-    tx: mpsc::Sender<Event>,
+    tx: EventSender,
     /// The fingerprint of the node's current ring, published by the node
     /// thread after every batch, so HTTP answers can carry it without a
     /// round trip to that thread.
@@ -156,9 +185,9 @@ impl NodeHandle {
             node: "local".into(),
             message: "the node is shutting down".into(),
         };
-        self.tx
-            .send(Event::Client { op, reply })
-            .map_err(|_| gone())?;
+        if !self.tx.send(Event::Client { op, reply }) {
+            return Err(gone());
+        }
         match tokio::time::timeout(limit, answer).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(gone()),
@@ -173,8 +202,7 @@ impl NodeHandle {
 
     pub async fn read_replica(&self, key: Vec<u8>) -> Option<Result<SiblingSet, String>> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Event::ReadReplica { key, reply }).ok()?;
-        answer.await.ok()
+        self.ask(Event::ReadReplica { key, reply }, answer).await
     }
 
     pub async fn repair(&self, token: Option<u64>, rebuild: bool) -> Option<usize> {
@@ -184,14 +212,12 @@ impl NodeHandle {
             rebuild,
             reply,
         };
-        self.tx.send(event).ok()?;
-        answer.await.ok()
+        self.ask(event, answer).await
     }
 
     pub async fn leave(&self) -> Option<()> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Event::Leave(reply)).ok()?;
-        answer.await.ok()
+        self.ask(Event::Leave(reply), answer).await
     }
 
     /// Resolves once the node stops by itself (never, if it does not).
@@ -211,26 +237,55 @@ impl NodeHandle {
 
     pub async fn report(&self) -> Option<NodeReport> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Event::Status(tx)).ok()?;
-        rx.await.ok()
+        self.ask(Event::Status(tx), rx).await
+    }
+
+    /// The `/ring` document: members and ring, nothing computed per key.
+    pub async fn ring_view(&self) -> Option<RingView> {
+        let (tx, rx) = oneshot::channel();
+        self.ask(Event::Ring(tx), rx).await
+    }
+
+    /// `Ok` when the node is ready, otherwise why not (see
+    /// [`Node::readiness`]); `None` when the node thread is gone.
+    pub async fn readiness(&self) -> Option<Result<(), String>> {
+        let (tx, rx) = oneshot::channel();
+        self.ask(Event::Readiness(tx), rx).await
+    }
+
+    /// Events waiting for the node thread now.
+    pub fn queue_depth(&self) -> usize {
+        self.tx.depth.load(Ordering::Relaxed)
+    }
+
+    /// Send `event` and wait for its answer on `answer`.
+    async fn ask<T>(&self, event: Event, answer: oneshot::Receiver<T>) -> Option<T> {
+        if !self.tx.send(event) {
+            return None;
+        }
+        answer.await.ok()
     }
 
     pub fn stop(&self) {
-        let _ = self.tx.send(Event::Stop);
+        self.tx.send(Event::Stop);
     }
 }
 
 /// The node thread's event queue, made before the node so the transport
 /// can deliver straight into it (no task hop per message).
 pub struct EventQueue {
-    tx: mpsc::Sender<Event>,
+    tx: EventSender,
     rx: mpsc::Receiver<Event>,
 }
 
 impl EventQueue {
     pub fn new() -> Self {
         let (tx, rx) = mpsc::channel();
-        EventQueue { tx, rx }
+        let depth = Arc::new(AtomicUsize::new(0));
+        EventQueue {
+            tx: EventSender { tx, depth },
+            rx,
+        }
     }
 
     /// What the transport delivers peer messages and reports into; give
@@ -258,7 +313,7 @@ impl Default for EventQueue {
 /// loaded machine) — answering from the node thread made a busy but live
 /// coordinator look silent and its write got coordinated twice.
 pub struct PeerSink {
-    tx: mpsc::Sender<Event>,
+    tx: EventSender,
     transport: Arc<OnceLock<WeakTransport<Message>>>,
 }
 
@@ -280,21 +335,24 @@ impl InboundSink<Message> for PeerSink {
                 transport.send(from, Message::ForwardAccepted { req: *req });
             }
         }
-        self.tx.send(Event::Peer(inbound)).is_ok()
+        self.tx.send(Event::Peer(inbound))
     }
 }
 
 /// Start the node thread on `queue`. It enters `runtime` so the transport
 /// can spawn its connection tasks from it. `data_dir` is where the node's
-/// member list is saved when it changes.
+/// member list is saved when it changes; `metrics` gets the node's
+/// measurements after every batch.
 pub fn spawn(
     node: Node<BoxedStore>,
     transport: Transport<Message>,
     queue: EventQueue,
     data_dir: PathBuf,
+    metrics: Arc<Metrics>,
     runtime: tokio::runtime::Handle,
 ) -> std::io::Result<(NodeHandle, JoinHandle<()>)> {
     let EventQueue { tx, rx } = queue;
+    let depth = tx.depth.clone();
     let ring = Arc::new(AtomicU64::new(node.ring().fingerprint()));
     let (ended_tx, ended) = watch::channel(None);
     let name = format!("node-{}", node.id());
@@ -310,6 +368,8 @@ pub fn spawn(
             ring: published,
             data_dir,
             ended: ended_tx,
+            metrics,
+            depth,
         }
         .run(rx)
     })?;
@@ -326,6 +386,9 @@ struct Driver {
     /// The member-list change count last saved to disk.
     saved_changes: u64,
     ended: watch::Sender<Option<Ending>>,
+    metrics: Arc<Metrics>,
+    /// The queue's depth counter, taken down as events are received.
+    depth: Arc<AtomicUsize>,
 }
 
 impl Driver {
@@ -342,6 +405,7 @@ impl Driver {
                 .chain(std::iter::from_fn(|| rx.try_recv().ok()).take(MAX_BATCH));
             let mut stop = false;
             for event in batch {
+                self.depth.fetch_sub(1, Ordering::Relaxed);
                 stop |= self.handle(event);
             }
             let now = now_ms();
@@ -350,6 +414,7 @@ impl Driver {
                 last_tick = now;
             }
             self.commit_and_release(now);
+            self.metrics.observe(self.node.take_observations());
             // The protocol may replace the ring while handling events.
             self.ring
                 .store(self.node.ring().fingerprint(), Ordering::Relaxed);
@@ -382,6 +447,12 @@ impl Driver {
             }
             Event::Status(tx) => {
                 let _ = tx.send(self.report(now));
+            }
+            Event::Ring(tx) => {
+                let _ = tx.send(status::ring_view(&self.node));
+            }
+            Event::Readiness(tx) => {
+                let _ = tx.send(self.node.readiness());
             }
             Event::ReadReplica { key, reply } => {
                 let found = self.node.store().get(&key).map_err(|e| e.to_string());
@@ -485,6 +556,7 @@ impl Driver {
             w: settings.w,
             settings_fingerprint: fingerprint_text(settings.cluster().fingerprint()),
             store_fault: self.node.store_fault().cloned(),
+            not_ready: self.node.readiness().err(),
             in_flight: self.node.in_flight(),
             stats: self.node.stats().clone(),
             unreachable_peers: self

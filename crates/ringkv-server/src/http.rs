@@ -1,5 +1,6 @@
-//! The HTTP API: `/kv/{key}` for data, `/status` for operators, `/health/live`
-//! for probes; who may call what is [`crate::auth`]'s rule.
+//! The HTTP API: `/kv/{key}` for data, `/status` and `/metrics` for
+//! operators, `/ring` for clients, `/health/live` and `/health/ready` for
+//! probes; who may call what is [`crate::auth`]'s rule.
 //!
 //! Siblings are first-class: one live version is `200` with the raw bytes,
 //! several are `300 Multiple Choices` with every version in JSON, and the
@@ -7,12 +8,13 @@
 
 use crate::auth::{self, Access};
 use crate::driver::{fingerprint_text, NodeHandle, NodeReport};
+use crate::metrics::{Frontend, Metrics, Outcome, Scrape};
 use crate::transport::Transport;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
-use axum::extract::{DefaultBodyLimit, Path, Query, State};
+use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
-use axum::middleware;
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
@@ -21,12 +23,13 @@ use base64::Engine;
 use ringkv_core::context;
 use ringkv_core::keyspace;
 use ringkv_core::message::{ClientError, ClientOp, ClientReply, Message};
+use ringkv_core::ring_view::RingView;
 use ringkv_core::siblings::SiblingSet;
 use ringkv_core::version::CausalContext;
 use ringkv_core::NodeId;
 use serde::{Deserialize, Serialize};
 use std::sync::Arc;
-use std::time::Duration;
+use std::time::{Duration, Instant};
 
 pub const CONTEXT_HEADER: &str = "x-ringkv-context";
 /// On every `/kv` answer: the fingerprint of the answering node's ring, so
@@ -45,7 +48,13 @@ pub struct Api {
     pub fault_injection: bool,
     /// Who may do what (see [`crate::auth`]).
     pub access: Arc<Access>,
+    pub metrics: Arc<Metrics>,
+    /// When the node started, seconds since the Unix epoch.
+    pub started: f64,
 }
+
+/// The operations `/kv` requests are counted under.
+pub const KV_OPS: [&str; 4] = ["get", "head", "put", "delete"];
 
 pub fn router(api: Api) -> Router {
     let body_limit = api.max_value_bytes + 1;
@@ -57,16 +66,24 @@ pub fn router(api: Api) -> Router {
             ),
         )
         .route("/status", get(status))
+        .route("/ring", get(ring))
+        .route("/metrics", get(metrics))
         .route("/admin/links/{peer}/{action}", post(link_fault))
         .route("/admin/repair", post(repair))
         .route("/admin/replica/{*key}", get(read_replica))
         .route("/admin/leave", post(leave))
         .route("/health/live", get(live))
+        .route("/health/ready", get(ready))
         .layer(DefaultBodyLimit::max(body_limit))
-        // Outermost: a refused request reaches no handler.
+        // A refused request reaches no handler.
         .layer(middleware::from_fn_with_state(
             api.access.clone(),
             auth::http::authorize,
+        ))
+        // Outermost: refusals are counted too.
+        .layer(middleware::from_fn_with_state(
+            api.metrics.clone(),
+            count_kv,
         ))
         .with_state(api)
 }
@@ -75,6 +92,59 @@ pub fn router(api: Api) -> Router {
 /// to anyone, and says nothing else.
 async fn live() -> &'static str {
     "ok\n"
+}
+
+/// Readiness for load balancers and orchestrators: `200 ready` when the
+/// node serves its share (see [`ringkv_core::node::Node::readiness`]),
+/// otherwise `503` and why not, in one sentence. Open to anyone.
+async fn ready(State(api): State<Api>) -> Response {
+    match api.node.readiness().await {
+        Some(Ok(())) => "ready\n".into_response(),
+        Some(Err(reason)) => ApiError(StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
+        None => shutting_down().into_response(),
+    }
+}
+
+/// The members, vnodes, N and fingerprints a client routes by; cheap
+/// (no per-member shares, no store access), unlike `/status`.
+async fn ring(State(api): State<Api>) -> Result<Json<RingView>, ApiError> {
+    api.node
+        .ring_view()
+        .await
+        .map(Json)
+        .ok_or_else(shutting_down)
+}
+
+/// Prometheus' text exposition format (version 0.0.4); admin only.
+async fn metrics(State(api): State<Api>) -> Result<Response, ApiError> {
+    let report = api.node.report().await.ok_or_else(shutting_down)?;
+    let scrape = Scrape {
+        report: &report,
+        transport: api.transport.counts(),
+        queue_depth: api.node.queue_depth(),
+        cluster: &api.cluster,
+        started: api.started,
+    };
+    let text = api.metrics.render(&scrape);
+    let content_type = "text/plain; version=0.0.4; charset=utf-8";
+    Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
+}
+
+/// Count and time every `/kv` request by method and answer, refusals
+/// included.
+async fn count_kv(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
+    if !request.uri().path().starts_with("/kv/") {
+        return next.run(request).await;
+    }
+    let op = KV_OPS
+        .into_iter()
+        .find(|op| request.method().as_str().eq_ignore_ascii_case(op))
+        .unwrap_or("other");
+    let started = Instant::now();
+    let response = next.run(request).await;
+    let outcome = Outcome::of_http(response.status().as_u16());
+    metrics.request(Frontend::Http, op, outcome, started.elapsed());
+    response
 }
 
 async fn ring_header(State(api): State<Api>, mut response: Response) -> Response {

@@ -10,6 +10,7 @@ pub mod driver;
 pub mod http;
 pub mod local;
 pub mod members_file;
+pub mod metrics;
 pub mod resp;
 pub mod server;
 pub mod status;

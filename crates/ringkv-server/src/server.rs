@@ -8,6 +8,7 @@ use crate::config::NodeConfig;
 use crate::driver::{self, Ending, NodeHandle};
 use crate::http::{self, Api};
 use crate::members_file::{self, MembersFileError};
+use crate::metrics::{Frontend, Metrics};
 use crate::resp;
 use crate::transport::{Transport, TransportConfig};
 use ringkv_core::message::Message;
@@ -110,6 +111,9 @@ pub async fn run(
         })?;
     let _ = acceptor.set(transport.downgrade());
 
+    let metrics = Arc::new(Metrics::new());
+    metrics.declare_requests(Frontend::Http, &http::KV_OPS);
+    let started = driver::now_ms() as f64 / 1000.0;
     let rng_seed = driver::now_ms() ^ u64::from(std::process::id());
     let node = Node::with_membership(settings.clone(), members, store, rng_seed)?;
     let (handle, thread) = driver::spawn(
@@ -117,12 +121,14 @@ pub async fn run(
         transport.clone(),
         queue,
         config.data_dir.clone(),
+        metrics.clone(),
         tokio::runtime::Handle::current(),
     )?;
     // Bound before HTTP: a node that answers HTTP serves RESP too.
     let resp = match listen.resp {
         Some(addr) => {
-            let resp = start_resp(addr, &handle, &config, access.clone(), tls.clone());
+            let shared = (access.clone(), metrics.clone());
+            let resp = start_resp(addr, &handle, &config, shared, tls.clone());
             Some(resp.await?)
         }
         None => None,
@@ -136,6 +142,8 @@ pub async fn run(
         max_value_bytes: settings.max_value_bytes,
         fault_injection: config.fault_injection,
         access,
+        metrics,
+        started,
     };
     tracing::info!(
         "node {} up: inter-node {}, {} {}, resp {}{}, data {} ({:?})",
@@ -197,10 +205,11 @@ async fn start_resp(
     addr: SocketAddr,
     node: &NodeHandle,
     config: &NodeConfig,
-    access: Arc<Access>,
+    (access, metrics): (Arc<Access>, Arc<Metrics>),
     tls: Option<TlsAcceptor>,
 ) -> Result<JoinHandle<()>, ServerError> {
     let settings = config.settings();
+    metrics.declare_requests(Frontend::Resp, &resp::OPS);
     let ctx = resp::Context::new(
         node.clone(),
         config.cluster.clone(),
@@ -208,6 +217,7 @@ async fn start_resp(
         client_limit(&settings),
         addr.port(),
         access,
+        metrics,
     );
     Ok(tokio::spawn(resp::serve(bind(addr).await?, ctx, tls)))
 }

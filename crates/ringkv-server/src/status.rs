@@ -1,11 +1,15 @@
 //! The membership part of `/status`: every member as this node sees it,
-//! the hints it keeps, and the ownership handoff in progress.
+//! the hints it keeps, and the ownership handoff in progress; and `/ring`,
+//! its cheap subset for clients. Nothing here scans the store: its keys and
+//! bytes are counts the node keeps as it writes.
 
+use crate::driver::fingerprint_text;
 use crate::driver::BoxedStore;
+use ringkv_core::gossip::MemberState;
 use ringkv_core::gossip::{Liveness, MemberStatus};
 use ringkv_core::node::{HandoffProgress, Node};
-use ringkv_core::ring::Token;
-use ringkv_core::store::Store;
+use ringkv_core::ring_view::{RingView, RingViewMember};
+use ringkv_core::NodeId;
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
 
@@ -48,10 +52,16 @@ pub struct MembershipReport {
     pub members: Vec<MemberReport>,
     /// Hints this node keeps, per owner.
     pub pending_hints: BTreeMap<String, usize>,
+    /// Hints this node keeps over every owner, and their bytes.
+    pub pending_hints_total: u64,
+    pub pending_hint_bytes: u64,
     /// The ownership handoff this node is running, if any.
     pub handoff: Option<HandoffReport>,
-    /// Keys in this node's own store (a full scan).
+    /// Keys in this node's own store, tombstones included, and their
+    /// logical bytes (key plus encoded sibling set): counted as the node
+    /// writes, not scanned.
     pub stored_keys: u64,
+    pub stored_bytes: u64,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -72,18 +82,10 @@ impl MembershipReport {
                 addr: m.addr.clone(),
                 http: m.http.clone(),
                 zone: m.zone.clone(),
-                status: match status_text(m.status, members.liveness(&m.id)) {
-                    "up" if m.read_only => "read-only",
-                    text => text,
-                }
-                .into(),
+                status: status_word(node, m).into(),
                 read_only: m.read_only,
                 replaces: m.replaces.as_ref().map(ToString::to_string),
-                tokens_from: node
-                    .ring()
-                    .member(&m.id)
-                    .and_then(|r| r.tokens_from.as_ref())
-                    .map(ToString::to_string),
+                tokens_from: tokens_from(node, &m.id),
                 suspected_by: members
                     .suspecters(&m.id)
                     .iter()
@@ -94,8 +96,11 @@ impl MembershipReport {
                 settings_mismatch: node.settings_mismatch(&m.id),
             })
             .collect();
+        let (store, hints) = (node.store_counts(), node.pending_hint_totals());
         MembershipReport {
             members: reports,
+            pending_hints_total: hints.keys,
+            pending_hint_bytes: hints.bytes,
             pending_hints: node
                 .pending_hints()
                 .into_iter()
@@ -105,7 +110,8 @@ impl MembershipReport {
                 progress: p.clone(),
                 percent: p.percent(),
             }),
-            stored_keys: stored_keys(node.store()),
+            stored_keys: store.keys,
+            stored_bytes: store.bytes,
         }
     }
 }
@@ -124,14 +130,39 @@ fn status_text(status: MemberStatus, liveness: Liveness) -> &'static str {
     }
 }
 
-fn stored_keys(store: &BoxedStore) -> u64 {
-    let mut count = 0;
-    let scanned = store.scan(0, Token::MAX, &mut |_, _| {
-        count += 1;
-        true
-    });
-    if let Err(e) = scanned {
-        tracing::warn!("cannot count stored keys: {e}");
+/// The word `/status`, `/ring` and `ringkv status` show for member `m`.
+fn status_word(node: &Node<BoxedStore>, m: &MemberState) -> &'static str {
+    match status_text(m.status, node.membership().liveness(&m.id)) {
+        "up" if m.read_only => "read-only",
+        text => text,
     }
-    count
+}
+
+/// The id whose tokens ring member `id` has, when not its own.
+fn tokens_from(node: &Node<BoxedStore>, id: &NodeId) -> Option<String> {
+    let member = node.ring().member(id)?;
+    member.tokens_from.as_ref().map(ToString::to_string)
+}
+
+/// `/ring`: what a client routes by (see [`RingView`]), without the
+/// per-member ownership shares and suspicions `/status` computes.
+pub fn ring_view(node: &Node<BoxedStore>) -> RingView {
+    RingView {
+        n: node.settings().n,
+        vnodes_per_node: node.ring().vnodes_per_node(),
+        ring_fingerprint: fingerprint_text(node.ring().fingerprint()),
+        settings_fingerprint: fingerprint_text(node.settings().cluster().fingerprint()),
+        members: node
+            .membership()
+            .members()
+            .map(|m| RingViewMember {
+                id: m.id.to_string(),
+                addr: m.addr.clone(),
+                http: m.http.clone(),
+                zone: m.zone.clone(),
+                status: Some(status_word(node, m).into()),
+                tokens_from: tokens_from(node, &m.id),
+            })
+            .collect(),
+    }
 }

@@ -4,6 +4,7 @@ mod bench;
 mod cert;
 mod client;
 mod dev;
+mod logging;
 mod sim;
 mod status_table;
 mod user;
@@ -40,6 +41,8 @@ enum Command {
         /// (repeatable; adds to the config's `seeds`).
         #[arg(long = "join", value_name = "ADDR")]
         join: Vec<std::net::SocketAddr>,
+        #[command(flatten)]
+        log: logging::LogArgs,
     },
     /// Make a node leave the cluster: it hands its data to the new owners,
     /// then stops.
@@ -117,9 +120,15 @@ enum Command {
 }
 
 fn main() -> ExitCode {
-    init_logging();
-    // Commands that need no runtime.
     let cli = Cli::parse();
+    let log = match &cli.command {
+        Command::Node { log, .. } => log.clone(),
+        _ => logging::LogArgs::default(),
+    };
+    if let Err(message) = logging::init(&log) {
+        return fail(message);
+    }
+    // Commands that need no runtime.
     client::set_credential(cli.credential);
     let command = match cli.command {
         Command::Sim(args) => return finish(sim::run_sims(args)),
@@ -133,7 +142,7 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match command {
-            Command::Node { config, join } => ringkv_server::local::run_node(&config, join)
+            Command::Node { config, join, .. } => ringkv_server::local::run_node(&config, join)
                 .await
                 .map_err(|e| e.to_string()),
             Command::Leave { target } => client::leave(&target).await,
@@ -177,15 +186,4 @@ fn finish(outcome: Result<(), String>) -> ExitCode {
 fn fail(message: String) -> ExitCode {
     eprintln!("error: {message}");
     ExitCode::FAILURE
-}
-
-fn init_logging() {
-    let filter = tracing_subscriber::EnvFilter::try_from_default_env()
-        .unwrap_or_else(|_| tracing_subscriber::EnvFilter::new("info"));
-    use std::io::IsTerminal;
-    tracing_subscriber::fmt()
-        .with_env_filter(filter)
-        .with_ansi(std::io::stderr().is_terminal())
-        .with_writer(std::io::stderr)
-        .init();
 }

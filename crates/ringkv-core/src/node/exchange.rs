@@ -2,7 +2,7 @@
 //! keeping them current on every write, and answering each exchange step
 //! (see [`crate::anti_entropy`] for the protocol).
 
-use super::{Effect, Node};
+use super::{Effect, Node, StoreCounts};
 use crate::anti_entropy::{AeStep, ExchangeId, RepairProgress, TokenWindow};
 use crate::merkle::item_hash;
 use crate::message::{encoded_len, fill_batch, Batch, BatchLimits, Message};
@@ -15,12 +15,15 @@ use std::collections::BTreeMap;
 
 impl<S: Store> Node<S> {
     /// Fresh trees for the current ring, filled from a full store scan (on
-    /// start-up, whenever the ring changes, and when an operator asks).
+    /// start-up, whenever the ring changes, and when an operator asks);
+    /// the store counts are taken afresh from the same scan.
     pub fn rebuild_trees(&mut self) {
         self.ae.reset(&self.ring, &self.id, self.settings.n);
         let (ae, store, ring) = (&mut self.ae, &self.store, &self.ring);
         let empty = SiblingSet::new();
+        let mut counts = StoreCounts::default();
         let scanned = store.scan(0, Token::MAX, &mut |key, set| {
+            counts.add(key, set);
             if let Some(range) = ring.range_of(Ring::key_token(key)) {
                 if let Some(tree) = ae.tree_mut(&range) {
                     tree.update(key, &empty, set);
@@ -28,9 +31,11 @@ impl<S: Store> Node<S> {
             }
             true
         });
-        if let Err(e) = scanned {
+        match scanned {
+            Ok(()) => self.counts = counts,
             // Trees stay partial; exchanges then repair more than needed.
-            tracing::warn!("anti-entropy tree rebuild stopped early: {e}");
+            // The counts kept so far are better than a partial count.
+            Err(e) => tracing::warn!("anti-entropy tree rebuild stopped early: {e}"),
         }
     }
 

@@ -268,14 +268,19 @@ impl<S: Store> Node<S> {
         after: Option<Vec<u8>>,
     ) {
         match self.read_page(range, after.as_deref()) {
-            Ok((entries, more)) => self.send(
-                from,
-                Message::TransferPage {
-                    range,
-                    entries,
-                    more,
-                },
-            ),
+            Ok((entries, more)) => {
+                self.stats.handoff_keys_sent += entries.len() as u64;
+                self.stats.handoff_bytes_sent +=
+                    entries.iter().map(encoded_len).sum::<usize>() as u64;
+                self.send(
+                    from,
+                    Message::TransferPage {
+                        range,
+                        entries,
+                        more,
+                    },
+                )
+            }
             // The fetcher times out and asks another replica.
             Err(e) => tracing::warn!("node {}: cannot read transfer page: {e}", self.id),
         }
@@ -338,8 +343,11 @@ impl<S: Store> Node<S> {
                 tracing::warn!("node {}: cannot store transferred key: {e}", self.id);
                 return;
             }
+            let bytes = encoded_len(&(key, set)) as u64;
             self.handoff.progress.keys += 1;
-            self.handoff.progress.bytes += encoded_len(&(key, set)) as u64;
+            self.handoff.progress.bytes += bytes;
+            self.stats.handoff_keys_received += 1;
+            self.stats.handoff_bytes_received += bytes;
             last = Some(key.clone());
         }
         let mut fetch = self.handoff.active.remove(&range).expect("checked above");
@@ -368,6 +376,7 @@ impl<S: Store> Node<S> {
     fn range_fetched(&mut self) {
         let before = self.handoff.progress.percent();
         self.handoff.progress.ranges_done += 1;
+        self.stats.handoff_ranges_fetched += 1;
         let p = &self.handoff.progress;
         if p.percent() / 10 != before / 10 {
             tracing::info!(
@@ -479,7 +488,9 @@ impl<S: Store> Node<S> {
         }
         for (key, siblings) in entries {
             self.store.delete(&key)?;
+            self.counts.remove(&key, &siblings);
             self.handoff.progress.keys_dropped += 1;
+            self.stats.handoff_keys_dropped += 1;
             self.send_to_others(&replicas, Message::Repair { key, siblings });
         }
         Ok(more)

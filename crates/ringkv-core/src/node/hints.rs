@@ -11,7 +11,7 @@
 //! unless a new hinted write changed one meanwhile, which then waits for the
 //! next batch — and the next batch goes at once.
 
-use super::Node;
+use super::{Node, StoreCounts};
 use crate::message::{Batch, Message, RequestId};
 use crate::siblings::SiblingSet;
 use crate::store::{Hint, Store, StoreError};
@@ -25,6 +25,8 @@ struct Entry {
     /// Bumped on every change of the hint, to tell whether the version a
     /// delivery carried is still the stored one.
     revision: u64,
+    /// Its key plus encoded sibling set, as [`StoreCounts::size_of`] counts.
+    bytes: u64,
 }
 
 /// A batch of hints sent to their owner and not acknowledged yet.
@@ -44,6 +46,8 @@ pub(crate) struct HintBook {
     index: BTreeMap<NodeId, BTreeMap<Vec<u8>, Entry>>,
     /// Hints kept, over every owner (bounded by `max_hints`).
     count: usize,
+    /// Their bytes, over every owner.
+    bytes: u64,
     next_revision: u64,
     /// At most one per owner.
     deliveries: BTreeMap<RequestId, Delivery>,
@@ -56,7 +60,7 @@ impl HintBook {
     pub(crate) fn load(store: &impl Store) -> Result<Self, StoreError> {
         let mut book = HintBook::default();
         store.scan_hints(&mut |owner, key, hint| {
-            book.insert(owner, key, hint.stored_at);
+            book.insert(owner, key, hint);
             true
         })?;
         Ok(book)
@@ -88,15 +92,18 @@ impl HintBook {
     }
 
     /// Record a new or changed hint (keeping its first `stored_at`).
-    fn insert(&mut self, owner: &NodeId, key: &[u8], stored_at: Millis) {
+    fn insert(&mut self, owner: &NodeId, key: &[u8], hint: &Hint) {
         self.next_revision += 1;
         let entry = Entry {
-            stored_at,
+            stored_at: hint.stored_at,
             revision: self.next_revision,
+            bytes: StoreCounts::size_of(key, &hint.siblings),
         };
+        self.bytes += entry.bytes;
         let keys = self.index.entry(owner.clone()).or_default();
-        if keys.insert(key.to_vec(), entry).is_none() {
-            self.count += 1;
+        match keys.insert(key.to_vec(), entry) {
+            Some(old) => self.bytes -= old.bytes,
+            None => self.count += 1,
         }
     }
 
@@ -104,8 +111,9 @@ impl HintBook {
         let Some(keys) = self.index.get_mut(owner) else {
             return;
         };
-        if keys.remove(key).is_some() {
+        if let Some(old) = keys.remove(key) {
             self.count -= 1;
+            self.bytes -= old.bytes;
         }
         if keys.is_empty() {
             self.index.remove(owner);
@@ -129,6 +137,15 @@ impl<S: Store> Node<S> {
     /// Hints this node keeps, per owner (for the status page).
     pub fn pending_hints(&self) -> BTreeMap<NodeId, usize> {
         self.hints.pending()
+    }
+
+    /// Hints this node keeps over every owner, and their bytes (key plus
+    /// encoded sibling set each), without reading the store.
+    pub fn pending_hint_totals(&self) -> StoreCounts {
+        StoreCounts {
+            keys: self.hints.count as u64,
+            bytes: self.hints.bytes,
+        }
     }
 
     /// The hints this node keeps for any owner's copy of `key`.
@@ -200,7 +217,7 @@ impl<S: Store> Node<S> {
         if existing.is_none() {
             self.stats.hints_stored += 1;
         }
-        self.hints.insert(owner, key, hint.stored_at);
+        self.hints.insert(owner, key, &hint);
         Ok(())
     }
 

@@ -164,6 +164,7 @@ impl<S: Store> Node<S> {
         if reply.is_some() && *from != self.id && get.quorum.awaits(from) {
             let rtt = now.saturating_sub(*started);
             self.latency.observe(from, RequestKind::Replica, rtt);
+            self.observe_round_trip(rtt);
         }
         if replace {
             self.add_read_stand_in(now, req, from);
@@ -203,6 +204,7 @@ impl<S: Store> Node<S> {
             }
             (Verdict::Reached, ReadPurpose::Get) => {
                 let merged = get.merged();
+                self.observe_siblings(merged.live().count());
                 self.finish(origin, Ok(ClientReply::Value(merged)));
             }
             (Verdict::Reached, ReadPurpose::DeleteAfterRead(acks)) => {

@@ -189,6 +189,7 @@ impl<S: Store> Node<S> {
         if ok && *from != self.id {
             let rtt = now.saturating_sub(started);
             self.latency.observe(from, RequestKind::Replica, rtt);
+            self.observe_round_trip(rtt);
         }
         if replace {
             self.add_stand_in(now, req, from);

@@ -28,6 +28,9 @@ const HTTP_RULES: &[HttpRule] = &[
     rule(Some("HEAD"), "/kv/", Some(Role::Read)),
     rule(None, "/kv/", Some(Role::Write)),
     rule(Some("GET"), "/status", Some(Role::Read)),
+    // Read, like /status: it names every member's addresses, which a
+    // stranger has no business learning; clients send their token anyway.
+    rule(Some("GET"), "/ring", Some(Role::Read)),
     rule(None, "/admin/", Some(Role::Admin)),
     rule(None, "/metrics", Some(Role::Admin)),
 ];
@@ -79,6 +82,8 @@ mod tests {
         let cases = [
             ("GET", "/health/live", None),
             ("GET", "/status", Some(Role::Read)),
+            ("GET", "/ring", Some(Role::Read)),
+            ("GET", "/health/ready", None),
             ("GET", "/kv/a/b", Some(Role::Read)),
             ("HEAD", "/kv/a", Some(Role::Read)),
             ("PUT", "/kv/a", Some(Role::Write)),

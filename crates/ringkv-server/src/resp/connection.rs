@@ -11,6 +11,7 @@ use super::command::{error, Command};
 use super::frame::{ProtocolError, RequestCodec};
 use super::session::Session;
 use super::{exec, Context};
+use crate::metrics::Frontend;
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
@@ -20,6 +21,7 @@ use redis_protocol::resp2::types::BytesFrame;
 use std::collections::HashSet;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{FramedRead, FramedWrite};
 
@@ -85,30 +87,39 @@ impl Connection {
                 Event::Request(Some(Err(e))) => {
                     tracing::warn!("resp client {peer}: {e}; closing the connection");
                     let refusal = Command::Reply(error(format!("ERR {e}")));
-                    self.start(refusal).await?;
+                    self.start(refusal, "other").await?;
                     return self.drain().await;
                 }
             };
+            let op = args.first().map_or("other", |name| super::op_label(name));
             let command = self.session.admit(&self.ctx.access, &args);
             let quit = command == Command::Quit;
-            self.start(command).await?;
+            self.start(command, op).await?;
             if quit {
                 return self.drain().await;
             }
         }
     }
 
-    /// Start `command`, after the requests in flight when it names one of
-    /// their keys.
-    async fn start(&mut self, command: Command) -> Result<(), String> {
+    /// Start `command` (counted as `op`), after the requests in flight when
+    /// it names one of their keys.
+    async fn start(&mut self, command: Command, op: &'static str) -> Result<(), String> {
         let keys = command.keys();
         if keys.iter().any(|key| self.keys.contains(*key)) {
             self.drain().await?;
         }
         self.keys.extend(keys.into_iter().cloned());
         let ctx = self.ctx.clone();
-        self.pending
-            .push_back(async move { exec::run(command, &ctx).await }.boxed());
+        let started = Instant::now();
+        self.pending.push_back(
+            async move {
+                let (reply, outcome) = exec::run(command, &ctx).await;
+                let took = started.elapsed();
+                ctx.metrics.request(Frontend::Resp, op, outcome, took);
+                reply
+            }
+            .boxed(),
+        );
         Ok(())
     }
 

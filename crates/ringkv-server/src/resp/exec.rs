@@ -4,6 +4,7 @@
 
 use super::command::{error, ok, Command};
 use super::Context;
+use crate::metrics;
 use bytes::Bytes;
 use futures::{stream, StreamExt};
 use redis_protocol::resp2::types::BytesFrame;
@@ -15,19 +16,26 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Node requests one multi-key command keeps in flight at once.
 const FAN_OUT: usize = 64;
 
-/// A refusal or failure, as the `-ERR` line the client gets.
-struct Failure(String);
+/// A refusal or failure: the `-ERR` line the client gets, and its class
+/// for the request metrics.
+struct Failure(String, metrics::Outcome);
 
 impl From<ClientError> for Failure {
     fn from(e: ClientError) -> Self {
-        Failure(e.to_string())
+        Failure(e.to_string(), metrics::Outcome::of_error(&e))
+    }
+}
+
+impl Failure {
+    fn invalid(message: String) -> Failure {
+        Failure(message, metrics::Outcome::Invalid)
     }
 }
 
 type Outcome<T> = Result<T, Failure>;
 
-/// Run `command` and answer it.
-pub async fn run(command: Command, ctx: &Context) -> BytesFrame {
+/// Run `command` and answer it, with the outcome it counts as.
+pub async fn run(command: Command, ctx: &Context) -> (BytesFrame, metrics::Outcome) {
     let reply = match command {
         Command::Get(key) => get(ctx, key).await.map(bulk_or_nil),
         Command::Set(key, value) => set(ctx, key, value).await.map(|()| ok()),
@@ -39,9 +47,15 @@ pub async fn run(command: Command, ctx: &Context) -> BytesFrame {
         Command::MSet(pairs) => mset(ctx, pairs).await.map(|()| ok()),
         Command::Info(section) => info(ctx, section.as_deref()).await,
         Command::Quit => Ok(ok()),
-        Command::Reply(frame) => Ok(frame),
+        Command::Reply(frame) => {
+            let outcome = metrics::Outcome::of_resp(&frame);
+            return (frame, outcome);
+        }
     };
-    reply.unwrap_or_else(|Failure(message)| error(format!("ERR {message}")))
+    match reply {
+        Ok(frame) => (frame, metrics::Outcome::Ok),
+        Err(Failure(message, outcome)) => (error(format!("ERR {message}")), outcome),
+    }
 }
 
 fn bulk_or_nil(value: Option<Bytes>) -> BytesFrame {
@@ -53,7 +67,7 @@ fn bulk_or_nil(value: Option<Bytes>) -> BytesFrame {
 fn internal_key(ctx: &Context, key: &[u8]) -> Outcome<Vec<u8>> {
     let limit = ctx.max_key_bytes - LWW_PREFIX.len();
     if key.len() > limit {
-        return Err(Failure(format!(
+        return Err(Failure::invalid(format!(
             "key is {} bytes; Redis keys may be at most {limit} bytes (max_key_bytes {} \
              minus the {}-byte keyspace prefix)",
             key.len(),
@@ -87,7 +101,10 @@ async fn write(ctx: &Context, op: ClientOp) -> Outcome<()> {
 /// The node answered a read with a write's reply or the reverse: a bug on
 /// our side.
 fn unexpected_reply() -> Failure {
-    Failure("the node gave an unexpected kind of reply".into())
+    Failure(
+        "the node gave an unexpected kind of reply".into(),
+        metrics::Outcome::Error,
+    )
 }
 
 async fn get(ctx: &Context, key: Bytes) -> Outcome<Option<Bytes>> {
@@ -163,11 +180,12 @@ where
 /// `INFO`: a `# Server` section with the fields tools read, and a
 /// `# ringkv` section about the node and its cluster.
 async fn info(ctx: &Context, section: Option<&str>) -> Outcome<BytesFrame> {
-    let report = ctx
-        .node
-        .report()
-        .await
-        .ok_or_else(|| Failure("node is shutting down".into()))?;
+    let report = ctx.node.report().await.ok_or_else(|| {
+        Failure(
+            "node is shutting down".into(),
+            metrics::Outcome::Unavailable,
+        )
+    })?;
     let members: Vec<&str> = report
         .membership
         .members
@@ -193,6 +211,8 @@ async fn info(ctx: &Context, section: Option<&str>) -> Outcome<BytesFrame> {
         format!("r:{}", report.r),
         format!("w:{}", report.w),
         format!("ring_fingerprint:{}", report.ring_fingerprint),
+        format!("stored_keys:{}", report.membership.stored_keys),
+        format!("stored_bytes:{}", report.membership.stored_bytes),
         "conflict_policy:lww".into(),
     ];
     let sections: Vec<&[String]> = match section {

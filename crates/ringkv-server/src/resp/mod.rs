@@ -16,6 +16,7 @@ mod session;
 use crate::auth::Access;
 use crate::client_tls;
 use crate::driver::NodeHandle;
+use crate::metrics::Metrics;
 use frame::FrameLimits;
 use ringkv_core::settings::Settings;
 use std::net::SocketAddr;
@@ -42,6 +43,21 @@ pub struct Context {
     pub started: Instant,
     /// Who may run which command (see [`crate::auth`]).
     pub access: Arc<Access>,
+    pub metrics: Arc<Metrics>,
+}
+
+/// The operations Redis requests are counted under: the commands that
+/// reach the node, `auth`, and `other` for everything else (so a client
+/// cannot make up series).
+pub const OPS: [&str; 9] = [
+    "get", "set", "del", "exists", "mget", "mset", "info", "auth", "other",
+];
+
+/// The `op` label of a request named `name`.
+pub fn op_label(name: &[u8]) -> &'static str {
+    OPS.into_iter()
+        .find(|op| name.eq_ignore_ascii_case(op.as_bytes()))
+        .unwrap_or("other")
 }
 
 impl Context {
@@ -52,6 +68,7 @@ impl Context {
         request_limit: Duration,
         port: u16,
         access: Arc<Access>,
+        metrics: Arc<Metrics>,
     ) -> Self {
         Context {
             node,
@@ -62,6 +79,7 @@ impl Context {
             port,
             started: Instant::now(),
             access,
+            metrics,
         }
     }
 }

@@ -36,7 +36,7 @@ where
         };
         match accepted {
             Ok((stream, remote)) => {
-                shared.accepted.fetch_add(1, Ordering::Relaxed);
+                shared.stats.accepted.fetch_add(1, Ordering::Relaxed);
                 tokio::spawn(serve_inbound(Arc::clone(&shared), stream, remote));
             }
             Err(err) => {
@@ -140,6 +140,7 @@ async fn forward_messages<M>(
     M: DeserializeOwned,
 {
     debug!(peer = %from, %remote, "inbound connection established");
+    let _open = shared.stats.inbound_opened();
     match serve_frames(shared, frames, from).await {
         Close::ByPeer => debug!(peer = %from, %remote, "inbound connection closed by peer"),
         Close::Silent => debug!(

@@ -37,6 +37,7 @@ mod liveness;
 mod liveness_tests;
 mod outbound;
 mod secure;
+mod stats;
 #[cfg(test)]
 mod tests;
 #[cfg(test)]
@@ -46,7 +47,6 @@ use std::collections::{BTreeMap, HashMap, HashSet};
 use std::fmt;
 use std::io;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
@@ -65,6 +65,8 @@ use tracing::{debug, trace, warn};
 use handshake::Hello;
 use inbound::accept_loop;
 use outbound::PeerWriter;
+use stats::TransportStats;
+pub use stats::{DropCause, TransportCounts};
 
 /// Version of the handshake + framing. Bump on any incompatible wire change;
 /// nodes refuse peers that speak another version instead of misparsing them.
@@ -223,7 +225,8 @@ struct Shared<M> {
     /// Peers refused for their settings, and the reason last reported.
     refused: Mutex<HashMap<NodeId, String>>,
     inbound: Box<dyn InboundSink<M>>,
-    accepted: AtomicU64,
+    /// Connections, reconnects and dropped frames (see [`stats`]).
+    stats: Arc<TransportStats>,
     shutdown: CancellationToken,
 }
 
@@ -299,7 +302,7 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Transport<M> {
             blocked: Mutex::new(HashSet::new()),
             refused: Mutex::new(HashMap::new()),
             inbound: Box::new(inbound),
-            accepted: AtomicU64::new(0),
+            stats: Arc::default(),
             shutdown: CancellationToken::new(),
         });
         let runtime = Handle::current();
@@ -328,7 +331,12 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Transport<M> {
     /// Number of TCP connections accepted by the listener so far, including
     /// ones later rejected. Each live peer should account for one.
     pub fn accepted_connections(&self) -> u64 {
-        self.inner.shared.accepted.load(Ordering::Relaxed)
+        self.counts().accepted
+    }
+
+    /// Every transport counter and gauge now, for `/metrics`.
+    pub fn counts(&self) -> TransportCounts {
+        self.inner.shared.stats.snapshot()
     }
 
     /// Queues `msg` for `to` and returns immediately. Never blocks, never
@@ -345,22 +353,25 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Transport<M> {
         }
         if shared.is_blocked(to) {
             trace!(peer = %to, "dropping message to blocked peer");
+            shared.stats.dropped(DropCause::Blocked, 1);
             return;
         }
         if !shared.is_known_peer(to) {
             warn!(peer = %to, "dropping message to unknown peer");
+            shared.stats.dropped(DropCause::UnknownPeer, 1);
             shared.report_unreachable(to);
             return;
         }
         match self.encode_message(to, &msg) {
             Ok(frame) => self.queue_frame(to, frame),
             Err(Some(bytes)) => {
+                shared.stats.dropped(DropCause::TooLarge, 1);
                 let peer = to.clone();
                 shared
                     .inbound
                     .deliver(Inbound::TooLarge { peer, msg, bytes });
             }
-            Err(None) => {}
+            Err(None) => shared.stats.dropped(DropCause::Unencodable, 1),
         }
     }
 
@@ -421,6 +432,8 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Transport<M> {
     /// Hands a frame to the peer's writer task, starting one if needed.
     fn queue_frame(&self, to: &NodeId, frame: Bytes) {
         let mut outbound = lock(&self.inner.outbound);
+        // Taken off again by the writer (see `PeerWriter::take`).
+        self.inner.shared.stats.queued(1);
         let frame = match outbound.get(to) {
             None => frame,
             Some(tx) => match tx.send(frame) {

@@ -17,6 +17,7 @@ use tracing::{debug, trace, warn};
 use super::handshake::{next_hello, Rejection};
 use super::liveness::{self, Progress, MAX_ACK_FRAME, PROGRESS_TIMEOUT};
 use super::secure::{secure_outbound, PeerStream};
+use super::stats::{DropCause, OpenGuard};
 use super::{codec, message_codec, Shared, MAX_BATCH, RECONNECT_BACKOFF};
 
 /// An established outbound connection. Past the handshake's answer, the
@@ -28,6 +29,8 @@ struct Connection {
     frames: FramedWrite<WriteHalf<PeerStream>, LengthDelimitedCodec>,
     acks: FramedRead<ReadHalf<PeerStream>, LengthDelimitedCodec>,
     progress: Progress,
+    /// Counts the connection as open while it lives.
+    _open: Option<OpenGuard>,
 }
 
 /// What a live connection has to react to besides messages to write.
@@ -49,6 +52,8 @@ pub(super) struct PeerWriter<M> {
     /// While set and in the future, the peer recently failed: hold messages
     /// in the queue until then instead of hammering it with connects.
     retry_at: Option<Instant>,
+    /// Whether this writer had a connection before (the next is a reconnect).
+    connected_before: bool,
 }
 
 impl<M> PeerWriter<M> {
@@ -63,6 +68,7 @@ impl<M> PeerWriter<M> {
             queue,
             conn: None,
             retry_at: None,
+            connected_before: false,
         }
     }
 
@@ -78,7 +84,7 @@ impl<M> PeerWriter<M> {
                     continue;
                 }
                 next = self.queue.recv() => match next {
-                    Some(frame) => frame,
+                    Some(frame) => self.take(frame),
                     None => return,
                 },
             };
@@ -105,13 +111,19 @@ impl<M> PeerWriter<M> {
         }
     }
 
+    /// A frame leaves the queue (for the queued-frames gauge).
+    fn take(&self, frame: Bytes) -> Bytes {
+        self.shared.stats.queued(-1);
+        frame
+    }
+
     /// Takes whatever else is already queued, so a burst of small messages is
     /// written with one flush (few syscalls, few TCP segments).
     fn drain_batch(&mut self, first: Bytes) -> Vec<Bytes> {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match self.queue.try_recv() {
-                Ok(frame) => batch.push(frame),
+                Ok(frame) => batch.push(self.take(frame)),
                 Err(_) => break,
             }
         }
@@ -130,17 +142,23 @@ impl<M> PeerWriter<M> {
                 tokio::time::sleep_until(at).await;
             }
             match self.connect().await {
-                Ok(conn) => {
+                Ok(mut conn) => {
                     debug!(peer = %self.peer, "outbound connection established");
                     self.shared.agreed(&self.peer);
+                    conn._open = Some(self.shared.stats.outbound_opened(self.connected_before));
+                    self.connected_before = true;
                     self.conn = Some(conn);
                     self.retry_at = None;
                 }
                 Err(Rejection::Settings { reason, .. }) => {
                     self.shared.refuse(&self.peer, &reason);
+                    self.shared.stats.dropped(DropCause::Refused, batch.len());
                     return self.back_off(batch.len());
                 }
-                Err(err) => return self.fail(&format!("connect failed: {err}"), batch.len()),
+                Err(err) => {
+                    self.shared.stats.connect_failed();
+                    return self.fail(&format!("connect failed: {err}"), batch.len());
+                }
             }
         }
         let Some(conn) = self.conn.as_mut() else {
@@ -187,6 +205,7 @@ impl<M> PeerWriter<M> {
                 frames,
                 acks,
                 progress,
+                _open: None,
             })
         };
         tokio::time::timeout(limit, attempt).await.map_err(|_| {
@@ -213,6 +232,7 @@ impl<M> PeerWriter<M> {
     /// Starts a failure episode: log it, then [`back_off`](Self::back_off).
     fn fail(&mut self, reason: &str, dropped: usize) {
         warn!(peer = %self.peer, reason, dropped, "peer unreachable");
+        self.shared.stats.dropped(DropCause::Unreachable, dropped);
         self.back_off(dropped);
     }
 
