@@ -180,7 +180,9 @@ impl<S: Store> Node<S> {
         let target = self.future.fingerprint();
         let me = self.members.me();
         match me.status {
-            MemberStatus::Joining if me.synced == target => {
+            // A replacement is in no ring until the member it replaces is
+            // removed: holding its share of a ring without it means nothing.
+            MemberStatus::Joining if me.synced == target && self.future.contains(&self.id) => {
                 tracing::info!("node {}: joined, now owns ranges", self.id);
                 self.members
                     .update_me(|me| me.status = MemberStatus::Member);
