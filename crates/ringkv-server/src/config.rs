@@ -89,6 +89,11 @@ pub struct NodeConfig {
     /// node starts as joining and `nodes` lists only itself.
     #[serde(default)]
     pub seeds: Vec<SocketAddr>,
+    /// The dead member this node replaces (`ringkv node --replace ID`, as
+    /// Cassandra's `replace_address`): it joins through `seeds` and takes
+    /// exactly that member's ranges. A start option, not a setting.
+    #[serde(skip)]
+    pub replace: Option<String>,
     /// Enables `POST /admin/links/{peer}/{cut|heal}`, a switch that silently
     /// drops traffic to and from a peer. For fault tests only.
     #[serde(default)]
@@ -201,6 +206,29 @@ impl NodeConfig {
             path: path.to_path_buf(),
             message,
         })?;
+        Ok(self)
+    }
+
+    /// Replace dead member `id` (`ringkv node --replace`): only when
+    /// joining through seeds, and never this node itself.
+    pub fn with_replace(mut self, id: Option<String>, path: &Path) -> Result<Self, ConfigError> {
+        let invalid = |message: &str| ConfigError::Invalid {
+            path: path.to_path_buf(),
+            message: message.into(),
+        };
+        if let Some(dead) = &id {
+            if self.seeds.is_empty() {
+                return Err(invalid(
+                    "--replace needs seeds to join through (the config's seeds or --join ADDR)",
+                ));
+            }
+            if *dead == self.node_id {
+                return Err(invalid(
+                    "--replace names this node itself; a replacement needs an id of its own",
+                ));
+            }
+        }
+        self.replace = id;
         Ok(self)
     }
 

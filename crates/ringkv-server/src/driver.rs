@@ -13,6 +13,7 @@ use crate::status::{self, MembershipReport};
 use crate::transport::{Inbound, InboundSink, Transport, WeakTransport};
 use ringkv_core::anti_entropy::{AeStats, RepairProgress};
 use ringkv_core::coordinator::ClientId;
+use ringkv_core::gossip::{MemberStatus, RemoveRefusal};
 use ringkv_core::message::{ClientError, ClientOp, ClientResult, Message};
 use ringkv_core::node::{Effect, Node, Ready, Stats, StoreFault};
 use ringkv_core::ring_view::RingView;
@@ -62,6 +63,13 @@ pub enum Event {
     },
     /// Start leaving the cluster (the node stops once it has left).
     Leave(oneshot::Sender<()>),
+    /// Remove a dead member for good (`force`: even if it is up); answers
+    /// its new status, or why not.
+    Remove {
+        id: NodeId,
+        force: bool,
+        reply: oneshot::Sender<Result<MemberStatus, RemoveRefusal>>,
+    },
     Stop,
 }
 
@@ -218,6 +226,16 @@ impl NodeHandle {
     pub async fn leave(&self) -> Option<()> {
         let (reply, answer) = oneshot::channel();
         self.ask(Event::Leave(reply), answer).await
+    }
+
+    /// See [`Event::Remove`]; `None` when the node is shutting down.
+    pub async fn remove(
+        &self,
+        id: NodeId,
+        force: bool,
+    ) -> Option<Result<MemberStatus, RemoveRefusal>> {
+        let (reply, answer) = oneshot::channel();
+        self.ask(Event::Remove { id, force, reply }, answer).await
     }
 
     /// Resolves once the node stops by itself (never, if it does not).
@@ -471,6 +489,9 @@ impl Driver {
             Event::Leave(reply) => {
                 self.node.leave(now);
                 let _ = reply.send(());
+            }
+            Event::Remove { id, force, reply } => {
+                let _ = reply.send(self.node.remove(now, &id, force));
             }
             Event::Stop => return true,
         }

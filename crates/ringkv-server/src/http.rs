@@ -21,6 +21,7 @@ use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use ringkv_core::context;
+use ringkv_core::gossip::RemoveRefusal;
 use ringkv_core::keyspace;
 use ringkv_core::message::{ClientError, ClientOp, ClientReply, Message};
 use ringkv_core::ring_view::RingView;
@@ -72,6 +73,7 @@ pub fn router(api: Api) -> Router {
         .route("/admin/repair", post(repair))
         .route("/admin/replica/{*key}", get(read_replica))
         .route("/admin/leave", post(leave))
+        .route("/admin/remove/{node}", post(remove))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .layer(DefaultBodyLimit::max(body_limit))
@@ -419,6 +421,42 @@ async fn leave(State(api): State<Api>) -> Result<(StatusCode, Json<serde_json::V
     api.node.leave().await.ok_or_else(shutting_down)?;
     let body = serde_json::json!({ "status": "leaving" });
     Ok((StatusCode::ACCEPTED, Json(body)))
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RemoveQuery {
+    /// Remove the member even though it is up.
+    #[serde(default)]
+    force: bool,
+}
+
+/// Remove a member that will never come back (`?force=true`: even if it is
+/// up): `202 {"node", "status": "removing"|"removed"}`; `404` for an
+/// unknown member, `409` with the reason for one that is up, left or
+/// removed already, or this node itself. Progress shows in `/status` (the
+/// member's status, `handoff` on the new owners).
+async fn remove(
+    State(api): State<Api>,
+    Path(node): Path<String>,
+    Query(query): Query<RemoveQuery>,
+) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    let removed = api
+        .node
+        .remove(NodeId::new(&node), query.force)
+        .await
+        .ok_or_else(shutting_down)?;
+    match removed {
+        Ok(status) => {
+            let status = format!("{status:?}").to_lowercase();
+            let body = serde_json::json!({ "node": node, "status": status });
+            Ok((StatusCode::ACCEPTED, Json(body)))
+        }
+        Err(refusal @ RemoveRefusal::Unknown(_)) => {
+            Err(ApiError(StatusCode::NOT_FOUND, refusal.to_string()))
+        }
+        Err(refusal) => Err(ApiError(StatusCode::CONFLICT, refusal.to_string())),
+    }
 }
 
 #[derive(Deserialize)]

@@ -357,7 +357,7 @@ pub fn run_if_node_process() -> Option<ExitCode> {
     }
     let served = tokio::runtime::Runtime::new()
         .map_err(ServerError::from)
-        .and_then(|runtime| runtime.block_on(run_node(Path::new(config), Vec::new())));
+        .and_then(|runtime| runtime.block_on(run_node(Path::new(config), Vec::new(), None)));
     Some(match served {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
@@ -368,10 +368,17 @@ pub fn run_if_node_process() -> Option<ExitCode> {
 }
 
 /// Run a node from its config file until SIGINT or SIGTERM, then stop it
-/// cleanly.
-/// `join`: seed addresses given on the command line, added to the config's.
-pub async fn run_node(config: &Path, join: Vec<SocketAddr>) -> Result<(), ServerError> {
-    let config = NodeConfig::load(config)?.with_seeds(join, config)?;
+/// cleanly. `join`: seed addresses given on the command line, added to the
+/// config's; `replace`: the dead member it replaces, if any (see
+/// [`NodeConfig::with_replace`]).
+pub async fn run_node(
+    config: &Path,
+    join: Vec<SocketAddr>,
+    replace: Option<String>,
+) -> Result<(), ServerError> {
+    let config = NodeConfig::load(config)?
+        .with_seeds(join, config)?
+        .with_replace(replace, config)?;
     crate::run(config, shutdown_signal()).await
 }
 

@@ -52,6 +52,12 @@ pub enum MembersFileError {
          settings its data was written with"
     )]
     Settings { path: PathBuf, reason: String },
+    #[error(
+        "node {id} was removed from the cluster (its entry in {path} says so) and may not serve \
+         its old data again; start a new node with a new id and an empty data directory \
+         (ringkv node --replace {id} to take over its ranges)"
+    )]
+    Removed { path: PathBuf, id: String },
 }
 
 /// Load the remembered member list (or build the first one from the
@@ -137,10 +143,18 @@ fn restored(
     let (mine, others): (Vec<MemberState>, Vec<MemberState>) =
         saved.members.into_iter().partition(|m| m.id == id);
     let before = mine.into_iter().next();
+    if before.as_ref().is_some_and(|m| m.status.is_removed()) {
+        return Err(MembersFileError::Removed {
+            path: path.to_path_buf(),
+            id: config.node_id.clone(),
+        });
+    }
     let me = MemberState {
         generation: before.as_ref().map_or(0, |m| m.generation) + 1,
         version: 0,
         suspects: Default::default(),
+        // A replacement stays one across restarts.
+        replaces: before.as_ref().and_then(|m| m.replaces.clone()),
         ..own_entry(config, before.map_or(MemberStatus::Member, |m| m.status))
     };
     Ok((me, others))
@@ -165,6 +179,7 @@ fn first_start(config: &NodeConfig) -> (MemberState, Vec<MemberState>) {
     if !config.seeds.is_empty() {
         let me = MemberState {
             generation: 1,
+            replaces: config.replace.as_deref().map(NodeId::new),
             ..own_entry(config, MemberStatus::Joining)
         };
         return (me, Vec::new());

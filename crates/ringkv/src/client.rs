@@ -265,6 +265,26 @@ pub async fn leave(target: &Target) -> Result<(), String> {
     Ok(())
 }
 
+/// Remove a member for good and follow until every range it held has been
+/// handed over by the survivors (its status turns `removed`).
+pub async fn remove(target: &Target, node_id: &str, force: bool) -> Result<(), String> {
+    let path = format!("/admin/remove/{node_id}?force={force}");
+    check(send(target.request(Method::POST, &path)?, &target.node).await?).await?;
+    eprintln!("{node_id} is being removed: the survivors hand its ranges to their new owners");
+    loop {
+        let status = status_json(target).await?;
+        let member = status["members"]
+            .as_array()
+            .and_then(|ms| ms.iter().find(|m| m["id"] == node_id));
+        let now = member.map_or("unknown", |m| m["status"].as_str().unwrap_or("unknown"));
+        eprintln!("{node_id}: {now}");
+        if now == "removed" {
+            return Ok(());
+        }
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
 /// Start a forced anti-entropy repair and follow its progress until done.
 pub async fn repair(target: &Target, range: Option<u64>, rebuild: bool) -> Result<(), String> {
     let before = status_json(target).await?;

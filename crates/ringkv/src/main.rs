@@ -41,12 +41,31 @@ enum Command {
         /// (repeatable; adds to the config's `seeds`).
         #[arg(long = "join", value_name = "ADDR")]
         join: Vec<std::net::SocketAddr>,
+        /// Take over the ranges of this dead member (Cassandra's
+        /// replace_address): the new node joins through its seeds, removes
+        /// the dead one once the cluster sees it down, and fetches exactly
+        /// its share from the surviving replicas.
+        #[arg(long = "replace", value_name = "DEAD_ID")]
+        replace: Option<String>,
         #[command(flatten)]
         log: logging::LogArgs,
     },
     /// Make a node leave the cluster: it hands its data to the new owners,
     /// then stops.
     Leave {
+        #[command(flatten)]
+        target: client::Target,
+    },
+    /// Remove a member that will never come back (dead disk, lost machine):
+    /// the survivors hand its ranges to their new owners. Refused for a
+    /// member that is up unless --force; a removed node can never rejoin
+    /// under its id.
+    Remove {
+        /// The id of the member to remove.
+        node_id: String,
+        /// Remove it even though it is up (it is then fenced and stops).
+        #[arg(long)]
+        force: bool,
         #[command(flatten)]
         target: client::Target,
     },
@@ -142,10 +161,20 @@ fn main() -> ExitCode {
     };
     let outcome = runtime.block_on(async {
         match command {
-            Command::Node { config, join, .. } => ringkv_server::local::run_node(&config, join)
+            Command::Node {
+                config,
+                join,
+                replace,
+                ..
+            } => ringkv_server::local::run_node(&config, join, replace)
                 .await
                 .map_err(|e| e.to_string()),
             Command::Leave { target } => client::leave(&target).await,
+            Command::Remove {
+                node_id,
+                force,
+                target,
+            } => client::remove(&target, &node_id, force).await,
             Command::Bench(args) => bench::run(args).await,
             Command::Dev(args) => dev::run(args).await,
             Command::Put {

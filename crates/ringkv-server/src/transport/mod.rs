@@ -76,7 +76,9 @@ pub use stats::{DropCause, TransportCounts};
 /// leaf, and contexts and write receipts have their new shapes.
 /// Version 3: frames past the handshake carry a one-byte tag (message or
 /// ping), and the acceptor sends acks back (see `liveness`).
-pub const PROTOCOL_VERSION: u16 = 3;
+/// Version 4: members may be removed (two more statuses) and gossip
+/// entries name the member a replacement replaces.
+pub const PROTOCOL_VERSION: u16 = 4;
 
 /// First field of every handshake ("RKV1"). Lets an acceptor tell a ringkv
 /// peer from a stray client (a port scanner, an HTTP request) immediately.
