@@ -1,5 +1,7 @@
-//! Membership changes in the fault schedule: one node joins through a seed
-//! or one member leaves, at a random time of the faulty phase. Also how a
+//! Membership changes in the fault schedule: one node joins through a seed,
+//! one member leaves, one dies for good and is removed by an operator, or
+//! one dies for good and a new node replaces it — at a random time of the
+//! faulty phase. Also how a
 //! node is (re)built from a member list, as the server does from its
 //! `members.json`, and whether a change has finished everywhere.
 
@@ -28,6 +30,19 @@ pub enum MembershipChange {
     },
     /// Member `node` starts leaving at `at`, or as soon after as it is up.
     Leave { node: NodeId, at: Millis },
+    /// Member `node` dies for good at `at` and an operator removes it
+    /// through another member as soon as it is down there; once removed,
+    /// it comes back with its old disk and must be fenced.
+    Remove { node: NodeId, at: Millis },
+    /// Member `dead` dies for good at `at`, and new node `node` replaces it
+    /// through `seed`; `dead` then comes back with its old disk and must be
+    /// fenced.
+    Replace {
+        dead: NodeId,
+        node: NodeId,
+        seed: NodeId,
+        at: Millis,
+    },
 }
 
 impl MembershipChange {
@@ -39,43 +54,73 @@ impl MembershipChange {
             return None;
         }
         let at = rng.random_range(fault_ms / 10..=fault_ms * 8 / 10);
-        let existing = NodeId::new(format!("n{}", rng.random_range(1..=nodes)));
-        if nodes >= MIN_NODES_TO_LEAVE && rng.random_bool(0.5) {
-            return Some(MembershipChange::Leave { node: existing, at });
-        }
-        Some(MembershipChange::Join {
-            node: NodeId::new(format!("n{}", nodes + 1)),
-            seed: existing,
-            at,
+        let pick = rng.random_range(1..=nodes);
+        let existing = NodeId::new(format!("n{pick}"));
+        let leaves = nodes >= MIN_NODES_TO_LEAVE && rng.random_bool(0.5);
+        // Half of the departures and arrivals happen the hard way.
+        let hard = rng.random_bool(0.5);
+        let new = NodeId::new(format!("n{}", nodes + 1));
+        Some(match (leaves, hard) {
+            (true, false) => MembershipChange::Leave { node: existing, at },
+            (true, true) => MembershipChange::Remove { node: existing, at },
+            (false, false) => MembershipChange::Join {
+                node: new,
+                seed: existing,
+                at,
+            },
+            (false, true) => MembershipChange::Replace {
+                dead: NodeId::new(format!("n{}", pick % nodes + 1)),
+                node: new,
+                seed: existing,
+                at,
+            },
         })
-    }
-
-    /// The node that joins or leaves.
-    pub fn node(&self) -> &NodeId {
-        match self {
-            MembershipChange::Join { node, .. } | MembershipChange::Leave { node, .. } => node,
-        }
     }
 
     pub fn at(&self) -> Millis {
         match self {
-            MembershipChange::Join { at, .. } | MembershipChange::Leave { at, .. } => *at,
+            MembershipChange::Join { at, .. }
+            | MembershipChange::Leave { at, .. }
+            | MembershipChange::Remove { at, .. }
+            | MembershipChange::Replace { at, .. } => *at,
         }
     }
 
+    /// A node joins (plainly or as a replacement).
     pub fn is_join(&self) -> bool {
-        matches!(self, MembershipChange::Join { .. })
+        matches!(
+            self,
+            MembershipChange::Join { .. } | MembershipChange::Replace { .. }
+        )
     }
 
+    /// A member goes (leaves or is removed).
     pub fn is_leave(&self) -> bool {
-        matches!(self, MembershipChange::Leave { .. })
+        matches!(
+            self,
+            MembershipChange::Leave { .. } | MembershipChange::Remove { .. }
+        )
     }
 
-    /// The status every node must see the moving node in once it is done.
-    fn outcome(&self) -> MemberStatus {
+    /// The member that dies for good and is removed, if any.
+    pub fn removed(&self) -> Option<&NodeId> {
         match self {
-            MembershipChange::Join { .. } => MemberStatus::Member,
-            MembershipChange::Leave { .. } => MemberStatus::Left,
+            MembershipChange::Remove { node, .. } => Some(node),
+            MembershipChange::Replace { dead, .. } => Some(dead),
+            _ => None,
+        }
+    }
+
+    /// The statuses every node must see once the change is done.
+    fn outcomes(&self) -> Vec<(&NodeId, MemberStatus)> {
+        match self {
+            MembershipChange::Join { node, .. } => vec![(node, MemberStatus::Member)],
+            MembershipChange::Leave { node, .. } => vec![(node, MemberStatus::Left)],
+            MembershipChange::Remove { node, .. } => vec![(node, MemberStatus::Removed)],
+            MembershipChange::Replace { dead, node, .. } => vec![
+                (dead, MemberStatus::Removed),
+                (node, MemberStatus::Member),
+            ],
         }
     }
 }
@@ -87,6 +132,18 @@ impl fmt::Display for MembershipChange {
                 write!(f, "join of {node} through {seed} at {at} ms")
             }
             MembershipChange::Leave { node, at } => write!(f, "leave of {node} at {at} ms"),
+            MembershipChange::Remove { node, at } => {
+                write!(f, "death of {node} at {at} ms, then its removal")
+            }
+            MembershipChange::Replace {
+                dead,
+                node,
+                seed,
+                at,
+            } => write!(
+                f,
+                "death of {dead} at {at} ms, replaced by {node} through {seed}"
+            ),
         }
     }
 }
@@ -101,10 +158,18 @@ pub fn route(to: NodeId) -> NodeId {
     }
 }
 
-/// A brand-new node that knows only `seed`'s address (generation 1).
-pub fn joiner(id: &NodeId, seed: &NodeId, settings: &Settings, rng_seed: u64) -> Node<SimDisk> {
+/// A brand-new node that knows only `seed`'s address (generation 1), and
+/// replaces dead member `replaces` if given.
+pub fn joiner(
+    id: &NodeId,
+    seed: &NodeId,
+    replaces: Option<&NodeId>,
+    settings: &Settings,
+    rng_seed: u64,
+) -> Node<SimDisk> {
     let me = MemberState {
         generation: 1,
+        replaces: replaces.cloned(),
         ..MemberState::new(id.clone(), MemberStatus::Joining)
     };
     let seeds = vec![seed.to_string()];
@@ -126,7 +191,8 @@ pub fn restored(
         remembered.into_iter().partition(|m| m.id == *id);
     let before = mine.into_iter().next();
     let me = MemberState {
-        generation: before.as_ref().map_or(0, |m| m.generation) + 1,
+        generation: before.as_ref().map_or(0, |m| m.generation).saturating_add(1),
+        replaces: before.as_ref().and_then(|m| m.replaces.clone()),
         ..MemberState::new(
             id.clone(),
             before.map_or(MemberStatus::Member, |m| m.status),
@@ -148,19 +214,23 @@ fn build(
         .expect("a memory store always has a lease")
 }
 
-/// How the running `nodes` that do not yet see `change` done see its node
-/// (`"n1 sees n4 Joining"`); empty once every one of them sees the outcome.
+/// How the running `nodes` that do not yet see `change` done see the nodes
+/// it moves (`"n1 sees n4 Joining"`); empty once every one of them sees
+/// every outcome. A removed node that came back is not asked.
 pub fn lagging_views<'a>(
     change: &MembershipChange,
     nodes: impl Iterator<Item = &'a Node<SimDisk>>,
 ) -> Vec<String> {
-    let (id, outcome) = (change.node(), change.outcome());
+    let outcomes = change.outcomes();
     nodes
-        .filter_map(|node| {
-            let status = node.membership().member(id).map(|m| m.status);
-            (status != Some(outcome)).then(|| match status {
-                Some(status) => format!("{} sees {id} {status:?}", node.id()),
-                None => format!("{} does not know {id}", node.id()),
+        .filter(|node| change.removed() != Some(node.id()))
+        .flat_map(|node| {
+            outcomes.iter().filter_map(move |(id, outcome)| {
+                let status = node.membership().member(id).map(|m| m.status);
+                (status != Some(*outcome)).then(|| match status {
+                    Some(status) => format!("{} sees {id} {status:?}", node.id()),
+                    None => format!("{} does not know {id}", node.id()),
+                })
             })
         })
         .collect()

@@ -11,6 +11,7 @@
 //! check.
 
 mod identity;
+mod removal;
 
 use crate::checker::{check_with, Promises, Verdict};
 use crate::disk::{DiskFault, SimDisk, FSYNC_MS};
@@ -240,6 +241,8 @@ struct SimNode {
     seeds: Vec<String>,
     /// Paused until then: no ticks, no input; messages to it are held.
     paused_until: Option<Millis>,
+    /// Dead for good (a removal's victim): never restarted by itself.
+    dead_for_good: bool,
 }
 
 impl SimNode {
@@ -250,6 +253,7 @@ impl SimNode {
             skew,
             seeds,
             paused_until: None,
+            dead_for_good: false,
         }
     }
 }
@@ -340,6 +344,8 @@ struct Sim {
     forger: ChaCha8Rng,
     /// Forged entries some node took (see `identity`).
     forgeries_taken: Vec<String>,
+    /// Removals and replacements (see `removal`).
+    removal: removal::RemovalState,
 }
 
 pub fn run(cfg: SimConfig) -> SimReport {
@@ -437,6 +443,7 @@ impl Sim {
             partition_until: None,
             disk_fault: None,
             broken_promises: Vec::new(),
+            removal: removal::RemovalState::default(),
             trace: Xxh3::new(),
             forger: ChaCha8Rng::seed_from_u64(cfg_seed ^ 0x00F0_F6E5),
             forgeries_taken: Vec::new(),
@@ -482,6 +489,7 @@ impl Sim {
             Activity::Clients,
             |s| s.unfinished_change().is_none(),
         );
+        self.revive_removed();
         self.run_phase(WORK_AFTER_CHANGE_MS, Activity::Clients);
     }
 
@@ -510,6 +518,8 @@ impl Sim {
                 self.collect(&id);
             }
             self.stop_departed_nodes();
+            self.push_removal();
+            self.stop_refused_nodes();
         }
     }
 
@@ -576,7 +586,7 @@ impl Sim {
             return;
         };
         match &change {
-            MembershipChange::Join { node, seed, .. } => self.join(node, seed),
+            MembershipChange::Join { node, seed, .. } => self.join(node, seed, None),
             MembershipChange::Leave { node, .. } if self.node_up(node).is_some() => {
                 let now = self.clock(node);
                 self.node_mut(node).leave(now);
@@ -586,14 +596,21 @@ impl Sim {
                 self.pending_change = Some(change);
                 return;
             }
+            MembershipChange::Remove { node, .. } => self.kill_for_good(node),
+            MembershipChange::Replace {
+                dead, node, seed, ..
+            } => {
+                self.kill_for_good(dead);
+                self.join(node, seed, Some(dead));
+            }
         }
         self.record(&(self.now, &change));
     }
 
-    /// Start a new node that knows only `seed`.
-    fn join(&mut self, id: &NodeId, seed: &NodeId) {
+    /// Start a new node that knows only `seed` (replacing `replaces`).
+    fn join(&mut self, id: &NodeId, seed: &NodeId, replaces: Option<&NodeId>) {
         let skew = self.rng.random_range(0..=self.cfg.max_clock_skew_ms);
-        let node = membership::joiner(id, seed, &self.settings, self.rng.random());
+        let node = membership::joiner(id, seed, replaces, &self.settings, self.rng.random());
         let seeds = node.membership().seeds().to_vec();
         self.nodes
             .insert(id.clone(), SimNode::up(node, skew, seeds));
@@ -744,6 +761,9 @@ impl Sim {
     /// Restart a crashed node from its store and remembered member list.
     fn restart(&mut self, id: &NodeId) {
         let sim_node = self.nodes.get_mut(id).expect("node");
+        if sim_node.dead_for_good {
+            return;
+        }
         let Some(crashed) = sim_node.crashed.take() else {
             return;
         };
@@ -949,6 +969,7 @@ impl Sim {
             .violations
             .extend(self.broken_promises.iter().cloned());
         verdict.violations.extend(self.unfinished_change());
+        verdict.violations.extend(self.removal_violations());
         verdict
             .violations
             .extend(self.forgeries_taken.iter().take(3).cloned());
