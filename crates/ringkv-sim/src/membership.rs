@@ -117,10 +117,9 @@ impl MembershipChange {
             MembershipChange::Join { node, .. } => vec![(node, MemberStatus::Member)],
             MembershipChange::Leave { node, .. } => vec![(node, MemberStatus::Left)],
             MembershipChange::Remove { node, .. } => vec![(node, MemberStatus::Removed)],
-            MembershipChange::Replace { dead, node, .. } => vec![
-                (dead, MemberStatus::Removed),
-                (node, MemberStatus::Member),
-            ],
+            MembershipChange::Replace { dead, node, .. } => {
+                vec![(dead, MemberStatus::Removed), (node, MemberStatus::Member)]
+            }
         }
     }
 }
@@ -191,7 +190,10 @@ pub fn restored(
         remembered.into_iter().partition(|m| m.id == *id);
     let before = mine.into_iter().next();
     let me = MemberState {
-        generation: before.as_ref().map_or(0, |m| m.generation).saturating_add(1),
+        generation: before
+            .as_ref()
+            .map_or(0, |m| m.generation)
+            .saturating_add(1),
         replaces: before.as_ref().and_then(|m| m.replaces.clone()),
         ..MemberState::new(
             id.clone(),

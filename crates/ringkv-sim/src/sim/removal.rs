@@ -53,7 +53,9 @@ impl Sim {
             Ok(_) | Err(RemoveRefusal::AlreadyRemoved(_)) => self.removal.pending = None,
             Err(RemoveRefusal::Up { .. }) => return,
             Err(e) => {
-                self.removal.errors.push(format!("removal of {target} via {via}: {e}"));
+                self.removal
+                    .errors
+                    .push(format!("removal of {target} via {via}: {e}"));
                 self.removal.pending = None;
             }
         }
@@ -101,7 +103,9 @@ impl Sim {
         }
         if let Some(dead) = &self.removal.revived {
             if !self.removal.refusals.contains_key(dead) {
-                found.push(format!("{dead} was removed, came back and was never fenced"));
+                found.push(format!(
+                    "{dead} was removed, came back and was never fenced"
+                ));
             }
         }
         found
