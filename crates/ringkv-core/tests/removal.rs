@@ -45,9 +45,14 @@ fn cluster_with_dead(dead: &str, lone: &str) -> Net {
         let put = net.put("n1", &key(i), "v", CausalContext::new(), Some(3));
         assert!(put.is_ok(), "{put:?}");
     }
-    let others: Vec<&str> = names.into_iter().filter(|n| ![dead, lone].contains(n)).collect();
+    let others: Vec<&str> = names
+        .into_iter()
+        .filter(|n| ![dead, lone].contains(n))
+        .collect();
     for i in KEYS / 2..KEYS {
-        let pair = net.nodes[&id(lone)].ring().preference_list(key(i).as_bytes(), 3);
+        let pair = net.nodes[&id(lone)]
+            .ring()
+            .preference_list(key(i).as_bytes(), 3);
         let only_pair = pair.contains(&id(dead)) && pair.contains(&id(lone));
         if only_pair {
             net.down.extend(others.iter().map(|n| id(n)));
@@ -82,7 +87,10 @@ fn scarce(net: &Net, nodes: &[&str]) -> Vec<String> {
 fn a_removed_dead_node_s_keys_are_back_on_two_replicas_fetched_from_the_survivors() {
     let mut net = cluster_with_dead("n4", "n1");
     let survivors = ["n1", "n2", "n3"];
-    assert!(scarce(&net, &survivors).len() > 10, "keys with one surviving copy");
+    assert!(
+        scarce(&net, &survivors).len() > 10,
+        "keys with one surviving copy"
+    );
     let now = net.now;
     assert_eq!(
         net.node("n1").remove(now, &id("n4"), false),
@@ -103,7 +111,10 @@ fn a_removed_dead_node_s_keys_are_back_on_two_replicas_fetched_from_the_survivor
 fn removal_waits_for_every_surviving_replica_not_the_first_available() {
     let mut net = cluster_with_dead("n4", "n3");
     let survivors = ["n1", "n2", "n3"];
-    assert!(scarce(&net, &survivors).len() > 10, "keys with one surviving copy");
+    assert!(
+        scarce(&net, &survivors).len() > 10,
+        "keys with one surviving copy"
+    );
     // The one survivor holding those keys is away while n4's ranges move:
     // they must be waited for, not skipped.
     net.down.insert(id("n3"));
@@ -208,11 +219,17 @@ fn a_replacement_takes_exactly_the_dead_node_s_share() {
     }
     let ring = net.nodes[&id("n1")].ring().clone();
     let now_share: Vec<usize> = (0..KEYS)
-        .filter(|i| ring.preference_list(key(*i).as_bytes(), 3).contains(&id("n5")))
+        .filter(|i| {
+            ring.preference_list(key(*i).as_bytes(), 3)
+                .contains(&id("n5"))
+        })
         .collect();
     assert_eq!(now_share, dead_share, "n5 replicates exactly n3's keys");
     assert_eq!(net.held("n5", KEYS), dead_share.len());
-    assert_eq!(scarce(&net, &["n1", "n2", "n4", "n5"]), Vec::<String>::new());
+    assert_eq!(
+        scarce(&net, &["n1", "n2", "n4", "n5"]),
+        Vec::<String>::new()
+    );
     for i in 0..KEYS {
         assert_eq!(values(&net.get("n2", &key(i), Some(2))), vec!["v"]);
     }

@@ -243,7 +243,10 @@ impl<S: Store> Node<S> {
         let available = |m: &&NodeId| self.is_available(now, m);
         let undone = |m: &&NodeId| !done.contains(*m);
         if !displaced.is_empty() && displaced.iter().all(available) {
-            return Sources::of(displaced.into_iter().filter(undone).cloned().collect(), false);
+            return Sources::of(
+                displaced.into_iter().filter(undone).cloned().collect(),
+                false,
+            );
         }
         if displaced.iter().any(|m| self.is_removed_member(m)) {
             let needed: Vec<&NodeId> = current
@@ -254,9 +257,17 @@ impl<S: Store> Node<S> {
             if needed.is_empty() {
                 return Sources::Complete;
             }
-            return Sources::of(needed.into_iter().filter(available).cloned().collect(), true);
+            return Sources::of(
+                needed.into_iter().filter(available).cloned().collect(),
+                true,
+            );
         }
-        let sources: Vec<NodeId> = current.iter().filter(available).filter(undone).cloned().collect();
+        let sources: Vec<NodeId> = current
+            .iter()
+            .filter(available)
+            .filter(undone)
+            .cloned()
+            .collect();
         Sources::of(sources, done.is_empty())
     }
 

@@ -312,11 +312,7 @@ impl<S: Store> Node<S> {
             .hints
             .index
             .keys()
-            .filter(|o| {
-                self.members
-                    .member(o)
-                    .is_none_or(|m| m.status.is_gone())
-            })
+            .filter(|o| self.members.member(o).is_none_or(|m| m.status.is_gone()))
             .cloned()
             .collect();
         for owner in departed {

@@ -169,7 +169,10 @@ impl<S: Store> Node<S> {
         }
         self.advance_status(now);
         if self.members.finish_removals(self.future.fingerprint()) {
-            tracing::info!("node {}: every removed member's ranges handed over", self.id);
+            tracing::info!(
+                "node {}: every removed member's ranges handed over",
+                self.id
+            );
             self.follow_membership(now);
         }
     }

@@ -67,8 +67,7 @@ impl<S: Store> Node<S> {
         match self.members.remove_replaced() {
             Ok(true) => self.replace_pending_since = None,
             Ok(false) => {}
-            Err(RemoveRefusal::Up { .. })
-                if now < self.replace_give_up_at(now) => {}
+            Err(RemoveRefusal::Up { .. }) if now < self.replace_give_up_at(now) => {}
             Err(refusal) => {
                 tracing::error!("node {}: cannot replace: {refusal}", self.id);
                 self.refusal = Some(format!("cannot replace: {refusal}"));
