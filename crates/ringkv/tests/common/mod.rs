@@ -321,6 +321,19 @@ pub fn refused_start(dir: &Path, head: &str) -> String {
 /// Run the `ringkv` CLI with `args` (no proxy from the environment in the
 /// way); panics unless it succeeds within `limit`, and answers its stdout.
 pub async fn run_cli(args: &[&str], limit: Duration) -> String {
+    let output = cli_output(args, limit).await;
+    assert!(
+        output.status.success(),
+        "ringkv {args:?} failed ({}): {}",
+        output.status,
+        String::from_utf8_lossy(&output.stderr)
+    );
+    String::from_utf8_lossy(&output.stdout).into_owned()
+}
+
+/// Like [`run_cli`], answering how it ended whether it succeeded or not
+/// (panics only when it does not end within `limit`).
+pub async fn cli_output(args: &[&str], limit: Duration) -> std::process::Output {
     let mut command = tokio::process::Command::new(ringkv_bin());
     command
         .args(args)
@@ -333,17 +346,10 @@ pub async fn run_cli(args: &[&str], limit: Duration) -> String {
     for var in ["HTTP_PROXY", "http_proxy", "ALL_PROXY", "all_proxy"] {
         command.env_remove(var);
     }
-    let output = tokio::time::timeout(limit, command.output())
+    tokio::time::timeout(limit, command.output())
         .await
         .unwrap_or_else(|_| panic!("ringkv {args:?} did not finish within {limit:?}"))
-        .unwrap_or_else(|e| panic!("cannot run ringkv {args:?}: {e}"));
-    assert!(
-        output.status.success(),
-        "ringkv {args:?} failed ({}): {}",
-        output.status,
-        String::from_utf8_lossy(&output.stderr)
-    );
-    String::from_utf8_lossy(&output.stdout).into_owned()
+        .unwrap_or_else(|e| panic!("cannot run ringkv {args:?}: {e}"))
 }
 
 /// How a joining node learns its seed.
@@ -612,6 +618,27 @@ impl Cluster {
         let i = self.nodes.len() + 1;
         self.nodes.push(self.new_node(i, &free_ports(3)));
         let text = edit(self.config_text(i, &[i], &[seed]));
+        std::fs::write(&self.node(i).config, text).expect("write config");
+        self.spawn(i);
+        i
+    }
+
+    /// Start a new node (the next number) with `ringkv node --join SEED
+    /// --replace n{dead}`, its config listing only itself, without waiting
+    /// for it (it may be meant to exit: a live `dead` is refused). Answers
+    /// its number.
+    pub fn spawn_replacement(&mut self, seed: usize, dead: usize) -> usize {
+        let seed = self.peer_addr(seed);
+        let i = self.nodes.len() + 1;
+        let mut node = self.new_node(i, &free_ports(3));
+        node.args = vec![
+            "--join".into(),
+            seed.to_string(),
+            "--replace".into(),
+            format!("n{dead}"),
+        ];
+        self.nodes.push(node);
+        let text = self.config_text(i, &[i], &[]);
         std::fs::write(&self.node(i).config, text).expect("write config");
         self.spawn(i);
         i
