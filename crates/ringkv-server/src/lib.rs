@@ -12,6 +12,7 @@ pub mod local;
 pub mod members_file;
 pub mod resp;
 pub mod server;
+pub mod shed;
 pub mod status;
 pub mod tls;
 pub mod transport;

@@ -9,6 +9,8 @@ use crate::driver::{self, Ending, NodeHandle};
 use crate::http::{self, Api};
 use crate::members_file::{self, MembersFileError};
 use crate::resp;
+use crate::shed::http::LimitedListener;
+use crate::shed::{Budget, Shedding};
 use crate::transport::{Transport, TransportConfig};
 use ringkv_core::message::Message;
 use ringkv_core::node::Node;
@@ -80,10 +82,13 @@ pub async fn run(
     // Refuses a data directory written with other cluster settings, before
     // any protocol code runs over the store.
     let members = members_file::start(&config)?;
-    let queue = driver::EventQueue::new();
+    let shedding = Arc::new(Shedding::default());
+    let node_id = NodeId::new(&me.id);
+    let queue_budget = Budget::new(config.limits.node_queue());
+    let queue = driver::EventQueue::new(&node_id, queue_budget, shedding.clone());
     let transport_config = TransportConfig {
         cluster: config.cluster.clone(),
-        node_id: NodeId::new(&me.id),
+        node_id,
         settings: settings.cluster(),
         listen: me.addr,
         // Known members; gossip adds the others as they are learned.
@@ -99,6 +104,8 @@ pub async fn run(
         // within 1 s. A LAN handshake takes well under a millisecond.
         connect_timeout: Duration::from_millis(500),
         tls: peer_tls,
+        queue: config.limits.peer_queue(),
+        shedding: shedding.clone(),
     };
     let sink = queue.peer_sink();
     let acceptor = sink.acceptor();
@@ -122,7 +129,8 @@ pub async fn run(
     // Bound before HTTP: a node that answers HTTP serves RESP too.
     let resp = match me.resp {
         Some(addr) => {
-            let resp = start_resp(addr, &handle, &config, access.clone(), tls.clone());
+            let (access, shedding) = (access.clone(), shedding.clone());
+            let resp = start_resp(addr, &handle, &config, access, shedding, tls.clone());
             Some(resp.await?)
         }
         None => None,
@@ -136,6 +144,8 @@ pub async fn run(
         max_value_bytes: settings.max_value_bytes,
         fault_injection: config.fault_injection,
         access,
+        limits: config.limits.clone(),
+        shedding: shedding.clone(),
     };
     tracing::info!(
         "node {} up: inter-node {}, {} {}, resp {}{}, data {} ({:?})",
@@ -160,9 +170,14 @@ pub async fn run(
         }
     };
     let router = http::router(api);
+    let max = config.limits.http_connections;
     let served = match tls {
-        Some(acceptor) => serve_http(TlsListener::new(listener, acceptor)?, router, stop_on).await,
-        None => serve_http(listener, router, stop_on).await,
+        Some(acceptor) => {
+            let listener = TlsListener::new(listener, acceptor)?;
+            let limited = LimitedListener::new(listener, max, shedding);
+            serve_http(limited, router, stop_on).await
+        }
+        None => serve_http(LimitedListener::new(listener, max, shedding), router, stop_on).await,
     };
     if let Some(resp) = resp {
         resp.abort();
@@ -195,9 +210,14 @@ async fn start_resp(
     node: &NodeHandle,
     config: &NodeConfig,
     access: Arc<Access>,
+    shedding: Arc<Shedding>,
     tls: Option<TlsAcceptor>,
 ) -> Result<JoinHandle<()>, ServerError> {
     let settings = config.settings();
+    let load = resp::Load {
+        limits: &config.limits,
+        shedding,
+    };
     let ctx = resp::Context::new(
         node.clone(),
         config.cluster.clone(),
@@ -205,6 +225,7 @@ async fn start_resp(
         client_limit(&settings),
         addr.port(),
         access,
+        load,
     );
     Ok(tokio::spawn(resp::serve(listen(addr).await?, ctx, tls)))
 }

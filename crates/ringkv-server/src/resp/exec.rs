@@ -15,12 +15,26 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Node requests one multi-key command keeps in flight at once.
 const FAN_OUT: usize = 64;
 
-/// A refusal or failure, as the `-ERR` line the client gets.
+/// A refusal or failure, as the error line the client gets (its prefix
+/// included).
 struct Failure(String);
 
 impl From<ClientError> for Failure {
+    /// `-ERR` and the sentence, but `-BUSY` when the node shed the
+    /// command. Redis answers `BUSY` when it is busy running a script and
+    /// will take commands again shortly, which is this case too; client
+    /// libraries pass it on as a plain error (redis-py and go-redis map no
+    /// class to it; Jedis and Lettuce raise a data error), so it is shown
+    /// and neither tears the connection down nor is retried at once.
+    /// `LOADING` would be: redis-py raises a connection error (and
+    /// reconnects), go-redis retries it immediately — more load on a node
+    /// shedding it. `OOM` means memory full for good.
     fn from(e: ClientError) -> Self {
-        Failure(e.to_string())
+        let prefix = match e {
+            ClientError::Overloaded { .. } => "BUSY",
+            _ => "ERR",
+        };
+        Failure(format!("{prefix} {e}"))
     }
 }
 
@@ -41,7 +55,7 @@ pub async fn run(command: Command, ctx: &Context) -> BytesFrame {
         Command::Quit => Ok(ok()),
         Command::Reply(frame) => Ok(frame),
     };
-    reply.unwrap_or_else(|Failure(message)| error(format!("ERR {message}")))
+    reply.unwrap_or_else(|Failure(line)| error(line))
 }
 
 fn bulk_or_nil(value: Option<Bytes>) -> BytesFrame {
@@ -54,7 +68,7 @@ fn internal_key(ctx: &Context, key: &[u8]) -> Outcome<Vec<u8>> {
     let limit = ctx.max_key_bytes - LWW_PREFIX.len();
     if key.len() > limit {
         return Err(Failure(format!(
-            "key is {} bytes; Redis keys may be at most {limit} bytes (max_key_bytes {} \
+            "ERR key is {} bytes; Redis keys may be at most {limit} bytes (max_key_bytes {} \
              minus the {}-byte keyspace prefix)",
             key.len(),
             ctx.max_key_bytes,
@@ -87,7 +101,7 @@ async fn write(ctx: &Context, op: ClientOp) -> Outcome<()> {
 /// The node answered a read with a write's reply or the reverse: a bug on
 /// our side.
 fn unexpected_reply() -> Failure {
-    Failure("the node gave an unexpected kind of reply".into())
+    Failure("ERR the node gave an unexpected kind of reply".into())
 }
 
 async fn get(ctx: &Context, key: Bytes) -> Outcome<Option<Bytes>> {
@@ -167,7 +181,7 @@ async fn info(ctx: &Context, section: Option<&str>) -> Outcome<BytesFrame> {
         .node
         .report()
         .await
-        .ok_or_else(|| Failure("node is shutting down".into()))?;
+        .ok_or_else(|| Failure("ERR node is shutting down".into()))?;
     let members: Vec<&str> = report
         .membership
         .members

@@ -7,12 +7,18 @@
 //! releases the batch's effects. No acknowledgement ever leaves before the
 //! write it acknowledges is as durable as the fsync policy promises.
 
+mod queue;
+
+pub use queue::{EventQueue, PeerSink};
+
 use crate::members_file;
+use crate::shed::{Cause, Held, Queue, Shedding};
 use crate::status::MembershipReport;
-use crate::transport::{Inbound, InboundSink, Transport, WeakTransport};
+use crate::transport::{Inbound, Transport};
+use queue::{Queued, Sender};
 use ringkv_core::anti_entropy::{AeStats, RepairProgress};
 use ringkv_core::coordinator::ClientId;
-use ringkv_core::message::{ClientError, ClientOp, ClientResult, Message};
+use ringkv_core::message::{encoded_len, ClientError, ClientOp, ClientResult, Message};
 use ringkv_core::node::{Effect, Node, Ready, Stats, StoreFault};
 use ringkv_core::siblings::SiblingSet;
 use ringkv_core::store::Store;
@@ -21,7 +27,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc, OnceLock};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{oneshot, watch};
@@ -117,7 +123,7 @@ pub struct RingShare {
 /// A cheap, cloneable way to talk to the node thread from async code.
 #[derive(Clone)]
 pub struct NodeHandle {
-    tx: mpsc::Sender<Event>,
+    tx: Sender,
     /// The fingerprint of the node's current ring, published by the node
     /// thread after every batch, so HTTP answers can carry it without a
     /// round trip to that thread.
@@ -149,6 +155,8 @@ impl NodeHandle {
 
     /// Run a client operation. `limit` is a safety net only: the node
     /// answers every operation itself when its quorum timeout expires.
+    /// Refused at once with [`ClientError::Overloaded`] when the node
+    /// thread's queue is full.
     pub async fn request(&self, op: ClientOp, limit: Duration) -> ClientResult {
         let name = op.name().to_string();
         let (reply, answer) = oneshot::channel();
@@ -156,9 +164,10 @@ impl NodeHandle {
             node: "local".into(),
             message: "the node is shutting down".into(),
         };
-        self.tx
-            .send(Event::Client { op, reply })
-            .map_err(|_| gone())?;
+        let bytes = encoded_len(&op);
+        if !self.tx.client(Event::Client { op, reply }, bytes)? {
+            return Err(gone());
+        }
         match tokio::time::timeout(limit, answer).await {
             Ok(Ok(result)) => result,
             Ok(Err(_)) => Err(gone()),
@@ -173,7 +182,7 @@ impl NodeHandle {
 
     pub async fn read_replica(&self, key: Vec<u8>) -> Option<Result<SiblingSet, String>> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Event::ReadReplica { key, reply }).ok()?;
+        self.tx.control(Event::ReadReplica { key, reply }).then_some(())?;
         answer.await.ok()
     }
 
@@ -184,13 +193,13 @@ impl NodeHandle {
             rebuild,
             reply,
         };
-        self.tx.send(event).ok()?;
+        self.tx.control(event).then_some(())?;
         answer.await.ok()
     }
 
     pub async fn leave(&self) -> Option<()> {
         let (reply, answer) = oneshot::channel();
-        self.tx.send(Event::Leave(reply)).ok()?;
+        self.tx.control(Event::Leave(reply)).then_some(())?;
         answer.await.ok()
     }
 
@@ -211,76 +220,17 @@ impl NodeHandle {
 
     pub async fn report(&self) -> Option<NodeReport> {
         let (tx, rx) = oneshot::channel();
-        self.tx.send(Event::Status(tx)).ok()?;
+        self.tx.control(Event::Status(tx)).then_some(())?;
         rx.await.ok()
     }
 
     pub fn stop(&self) {
-        let _ = self.tx.send(Event::Stop);
-    }
-}
-
-/// The node thread's event queue, made before the node so the transport
-/// can deliver straight into it (no task hop per message).
-pub struct EventQueue {
-    tx: mpsc::Sender<Event>,
-    rx: mpsc::Receiver<Event>,
-}
-
-impl EventQueue {
-    pub fn new() -> Self {
-        let (tx, rx) = mpsc::channel();
-        EventQueue { tx, rx }
+        self.tx.control(Event::Stop);
     }
 
-    /// What the transport delivers peer messages and reports into; give
-    /// it the transport, once bound, through [`PeerSink::acceptor`].
-    pub fn peer_sink(&self) -> PeerSink {
-        PeerSink {
-            tx: self.tx.clone(),
-            transport: Arc::new(OnceLock::new()),
-        }
-    }
-}
-
-impl Default for EventQueue {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// The transport's side of the node thread's queue.
-///
-/// It also answers a forwarded request with `ForwardAccepted` the moment
-/// it arrives, from the transport's own task: the forwarder hedges a write
-/// only with a coordinator that has not, and a process that reads its
-/// socket is alive even while its node thread is busy (a group commit, a
-/// loaded machine) — answering from the node thread made a busy but live
-/// coordinator look silent and its write got coordinated twice.
-pub struct PeerSink {
-    tx: mpsc::Sender<Event>,
-    transport: Arc<OnceLock<WeakTransport<Message>>>,
-}
-
-impl PeerSink {
-    /// Where to set the transport once bound.
-    pub fn acceptor(&self) -> Arc<OnceLock<WeakTransport<Message>>> {
-        Arc::clone(&self.transport)
-    }
-}
-
-impl InboundSink<Message> for PeerSink {
-    fn deliver(&self, inbound: Inbound<Message>) -> bool {
-        if let Inbound::Message {
-            from,
-            msg: Message::Forward { req, .. },
-        } = &inbound
-        {
-            if let Some(transport) = self.transport.get().and_then(WeakTransport::upgrade) {
-                transport.send(from, Message::ForwardAccepted { req: *req });
-            }
-        }
-        self.tx.send(Event::Peer(inbound)).is_ok()
+    /// What the node thread's queue holds now.
+    pub fn queued(&self) -> Held {
+        self.tx.held()
     }
 }
 
@@ -294,7 +244,8 @@ pub fn spawn(
     data_dir: PathBuf,
     runtime: tokio::runtime::Handle,
 ) -> std::io::Result<(NodeHandle, JoinHandle<()>)> {
-    let EventQueue { tx, rx } = queue;
+    let EventQueue { sender, rx } = queue;
+    let shedding = sender.shedding.clone();
     let ring = Arc::new(AtomicU64::new(node.ring().fingerprint()));
     let (ended_tx, ended) = watch::channel(None);
     let name = format!("node-{}", node.id());
@@ -310,10 +261,16 @@ pub fn spawn(
             ring: published,
             data_dir,
             ended: ended_tx,
+            shedding,
         }
         .run(rx)
     })?;
-    Ok((NodeHandle { tx, ring, ended }, thread))
+    let handle = NodeHandle {
+        tx: sender,
+        ring,
+        ended,
+    };
+    Ok((handle, thread))
 }
 
 struct Driver {
@@ -326,10 +283,12 @@ struct Driver {
     /// The member-list change count last saved to disk.
     saved_changes: u64,
     ended: watch::Sender<Option<Ending>>,
+    /// Where the core's count of shed operations is mirrored.
+    shedding: Arc<Shedding>,
 }
 
 impl Driver {
-    fn run(mut self, rx: mpsc::Receiver<Event>) {
+    fn run(mut self, rx: mpsc::Receiver<Queued>) {
         let mut last_tick = now_ms();
         loop {
             let first = match rx.recv_timeout(TICK) {
@@ -341,8 +300,9 @@ impl Driver {
                 .into_iter()
                 .chain(std::iter::from_fn(|| rx.try_recv().ok()).take(MAX_BATCH));
             let mut stop = false;
-            for event in batch {
-                stop |= self.handle(event);
+            for queued in batch {
+                // Its permit goes back once handled.
+                stop |= self.handle(queued.event);
             }
             let now = now_ms();
             if now >= last_tick + TICK.as_millis() as Millis {
@@ -355,6 +315,8 @@ impl Driver {
                 .store(self.node.ring().fingerprint(), Ordering::Relaxed);
             self.save_members();
             self.signal_departure(now);
+            let shed = self.node.stats().shed_ops;
+            self.shedding.mirror(Queue::InFlight, Cause::Count, shed);
             if stop {
                 tracing::info!("node {} stopped", self.node.id());
                 return;
