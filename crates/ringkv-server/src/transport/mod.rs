@@ -42,6 +42,8 @@ mod liveness;
 #[cfg(test)]
 mod liveness_tests;
 mod outbound;
+#[cfg(test)]
+mod queue_tests;
 mod secure;
 #[cfg(test)]
 mod tests;
