@@ -202,3 +202,117 @@ impl InboundSink<Message> for PeerSink {
         self.sender.send(Event::Peer(inbound), Some(permit))
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::shed::Bound;
+    use ringkv_core::message::ClientOp;
+    use tokio::sync::oneshot;
+
+    fn queue(count: usize, bytes: usize) -> (EventQueue, Arc<Shedding>) {
+        let shedding = Arc::new(Shedding::default());
+        let budget = Budget::new(Bound { count, bytes });
+        (EventQueue::new(&NodeId::from("n1"), budget, shedding.clone()), shedding)
+    }
+
+    fn client() -> Event {
+        let op = ClientOp::Get {
+            key: b"k".to_vec(),
+            r: None,
+            pr: None,
+        };
+        Event::Client {
+            op,
+            reply: oneshot::channel().0,
+        }
+    }
+
+    fn peer(msg: Message) -> Inbound<Message> {
+        Inbound::Message {
+            from: NodeId::from("n2"),
+            msg,
+        }
+    }
+
+    fn replicate_ack() -> Message {
+        Message::ReplicateAck {
+            req: 1,
+            result: Ok(()),
+        }
+    }
+
+    fn read() -> Message {
+        Message::Read {
+            req: 1,
+            key: b"k".to_vec(),
+        }
+    }
+
+    #[test]
+    fn client_requests_beyond_the_bound_are_refused_at_once_and_counted() {
+        let (queue, shedding) = queue(2, 1 << 20);
+        assert_eq!(queue.sender.client(client(), 10), Ok(true));
+        assert_eq!(queue.sender.client(client(), 10), Ok(true));
+        let refused = queue.sender.client(client(), 10).unwrap_err();
+        assert_eq!(
+            refused.to_string(),
+            "n1 is overloaded (queued events at its limit of 2); nothing was done, retry shortly"
+        );
+        assert_eq!(shedding.get(Queue::NodeClients, Cause::Count), 1);
+        // Handled events give their room back.
+        drop(queue.rx.recv().unwrap());
+        assert_eq!(queue.sender.client(client(), 10), Ok(true));
+    }
+
+    #[test]
+    fn client_requests_beyond_the_byte_bound_are_refused_naming_it() {
+        let (queue, shedding) = queue(100, 1024);
+        assert_eq!(queue.sender.client(client(), 600), Ok(true));
+        let refused = queue.sender.client(client(), 600).unwrap_err();
+        assert!(refused.to_string().contains("queued event bytes at its limit of 1024"));
+        assert_eq!(shedding.get(Queue::NodeClients, Cause::Bytes), 1);
+    }
+
+    #[test]
+    fn peer_requests_are_dropped_first_and_answers_and_reports_keep_a_reserve() {
+        let (queue, shedding) = queue(2, 1 << 20);
+        let sink = queue.peer_sink();
+        assert!(sink.deliver(peer(read()), 10));
+        assert!(sink.deliver(peer(read()), 10));
+        // Full for new work: dropped (still "delivered": the node listens).
+        assert!(sink.deliver(peer(read()), 10));
+        assert_eq!(shedding.get(Queue::NodePeers, Cause::Count), 1);
+        // Answers, gossip and reports still get in, up to twice the bound.
+        assert!(sink.deliver(peer(replicate_ack()), 10));
+        let report = Inbound::Unreachable {
+            peer: NodeId::from("n3"),
+        };
+        assert!(sink.deliver(report, 0));
+        assert!(sink.deliver(peer(replicate_ack()), 10));
+        assert_eq!(shedding.get(Queue::NodePeers, Cause::Count), 2);
+        // A client request is refused, a control event is not.
+        assert!(queue.sender.client(client(), 10).is_err());
+        assert!(queue.sender.control(Event::Stop));
+        let queued = std::iter::from_fn(|| queue.rx.try_recv().ok()).count();
+        assert_eq!(queued, 5, "two reads, one ack, one report, the stop");
+    }
+
+    #[test]
+    fn a_forward_the_queue_has_no_room_for_is_refused_as_a_client_request() {
+        let (queue, shedding) = queue(1, 1 << 20);
+        let sink = queue.peer_sink();
+        assert!(sink.deliver(peer(read()), 10));
+        let forward = Message::Forward {
+            req: 7,
+            op: ClientOp::Get {
+                key: b"k".to_vec(),
+                r: None,
+                pr: None,
+            },
+        };
+        assert!(sink.deliver(peer(forward), 10));
+        assert_eq!(shedding.get(Queue::NodeClients, Cause::Count), 1);
+        assert_eq!(shedding.get(Queue::NodePeers, Cause::Count), 0);
+    }
+}

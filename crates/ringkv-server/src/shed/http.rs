@@ -186,3 +186,93 @@ impl<Io: AsyncWrite + Unpin> AsyncWrite for Slotted<Io> {
         self.io.is_write_vectored()
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use axum::body::Body;
+    use axum::http::Request;
+    use axum::routing::get;
+    use tokio::net::{TcpListener, TcpStream};
+    use tokio::sync::{mpsc, Notify};
+    use tower::ServiceExt;
+
+    const LIMIT: Duration = Duration::from_secs(10);
+
+    #[tokio::test]
+    async fn a_request_beyond_the_limit_is_answered_503_at_once_and_counted() {
+        let shedding = Arc::new(Shedding::default());
+        let (entered, mut inside) = mpsc::unbounded_channel();
+        let release = Arc::new(Notify::new());
+        let held = release.clone();
+        let slow = move || {
+            let (entered, held) = (entered.clone(), held.clone());
+            async move {
+                let _ = entered.send(());
+                held.notified().await;
+                "done"
+            }
+        };
+        let router: Router = limit_requests(Router::new().route("/", get(slow)), 1, shedding.clone());
+        let request = || Request::get("/").body(Body::empty()).unwrap();
+        let first = tokio::spawn(router.clone().oneshot(request()));
+        tokio::time::timeout(LIMIT, inside.recv()).await.unwrap();
+
+        let refused = tokio::time::timeout(LIMIT, router.clone().oneshot(request())).await;
+        let refused = refused.expect("refused at once, not queued").unwrap();
+        assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
+        assert_eq!(refused.headers()[header::RETRY_AFTER], "1");
+        let body = axum::body::to_bytes(refused.into_body(), 1024).await.unwrap();
+        assert!(String::from_utf8_lossy(&body).contains("serving 1 requests, its limit (http_requests)"));
+        assert_eq!(shedding.get(Queue::HttpRequests, Cause::Count), 1);
+
+        release.notify_one();
+        assert_eq!(first.await.unwrap().unwrap().status(), StatusCode::OK);
+        let again = router.oneshot(request());
+        release.notify_one();
+        assert_eq!(again.await.unwrap().status(), StatusCode::OK);
+    }
+
+    /// The answer to a request on a new connection (its whole text).
+    async fn ask(addr: std::net::SocketAddr) -> String {
+        let mut stream = TcpStream::connect(addr).await.unwrap();
+        let get = "GET / HTTP/1.1\r\nhost: x\r\nconnection: close\r\n\r\n";
+        let _ = stream.write_all(get.as_bytes()).await;
+        let mut answer = Vec::new();
+        let _ = tokio::time::timeout(LIMIT, stream.read_to_end(&mut answer)).await;
+        String::from_utf8_lossy(&answer).into_owned()
+    }
+
+    #[tokio::test]
+    async fn a_connection_beyond_the_limit_is_answered_503_and_closed() {
+        let shedding = Arc::new(Shedding::default());
+        let tcp = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = tcp.local_addr().unwrap();
+        let listener = LimitedListener::new(tcp, 2, shedding.clone());
+        let router = Router::new().route("/", get(|| async { "hello" }));
+        tokio::spawn(async move { axum::serve(listener, router).await });
+
+        let idle = [
+            TcpStream::connect(addr).await.unwrap(),
+            TcpStream::connect(addr).await.unwrap(),
+        ];
+        let refused = ask(addr).await;
+        assert!(refused.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{refused}");
+        assert!(refused.contains("retry-after: 1\r\n"), "{refused}");
+        assert!(refused.ends_with("its limit (http_connections); retry shortly\n"));
+        assert_eq!(shedding.get(Queue::HttpConnections, Cause::Count), 1);
+
+        // A closed connection gives its slot back.
+        drop(idle);
+        let served = tokio::time::timeout(LIMIT, async {
+            loop {
+                let answer = ask(addr).await;
+                if answer.starts_with("HTTP/1.1 200") {
+                    return answer;
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+        });
+        assert!(served.await.unwrap().ends_with("hello"));
+    }
+}
