@@ -14,7 +14,11 @@
 # what node 1 shed (its /status `load.shed`, nonzero entries). Flat memory
 # means the bounded queues hold: without them the backlog of refused work
 # would show up here. Environment: DURATION (60), INTERVAL (5), WARMUP
-# (10), RESP_CLIENTS (500), PIPELINE (32), HTTP_CONCURRENCY (2000), BASE
+# (10), RESP_CLIENTS (500), PIPELINE (32), HTTP_CONCURRENCY (2000), KEYS
+# (10000: a fixed key space, so the stored data stops growing once every
+# key is written and what remains is the nodes' own memory), ENGINE
+# (fjall; `memory` keeps the data in a map, so an LSM's memtables, caches
+# and file indexes are not in the figures), BASE
 # (first port of three ranges, 27101: Redis BASE.., inter-node BASE+1000..,
 # HTTP BASE+2000..).
 set -euo pipefail
@@ -25,11 +29,13 @@ WARMUP=${WARMUP:-10}
 RESP_CLIENTS=${RESP_CLIENTS:-500}
 PIPELINE=${PIPELINE:-32}
 HTTP_CONCURRENCY=${HTTP_CONCURRENCY:-2000}
+KEYS=${KEYS:-10000}
+ENGINE=${ENGINE:-fjall}
 BASE=${BASE:-27101}
 HTTP=$((BASE + 2000))
 command -v redis-benchmark >/dev/null || { echo "needs redis-benchmark (Debian: redis-tools)" >&2; exit 1; }
 DIR=$(mktemp -d)
-"$BIN" dev --data-dir "$DIR" --resp-base-port "$BASE" \
+"$BIN" dev --data-dir "$DIR" --engine "$ENGINE" --resp-base-port "$BASE" \
   --peer-base-port $((BASE + 1000)) --http-base-port "$HTTP" >"$DIR/dev.log" 2>&1 &
 DEV=$!
 LOADS=()
@@ -49,14 +55,14 @@ mapfile -t PIDS < <(ps -o pid= --ppid "$DEV" --sort=start_time | tr -d ' ')
 rss_mib() { awk '/^VmRSS:/ { printf "%.1f", $2 / 1024 }' "/proc/$1/status"; }
 sample() { local line="$1"; for p in "${PIDS[@]}"; do line+=" $(rss_mib "$p")"; done; echo "$line"; }
 
-echo "# overload for ${DURATION}s: redis-benchmark -c $RESP_CLIENTS -P $PIPELINE SET 1 KiB into n1," \
-  "ringkv bench YCSB A --concurrency $HTTP_CONCURRENCY over HTTP"
+echo "# $ENGINE engine, overload for ${DURATION}s on $KEYS keys: redis-benchmark -c $RESP_CLIENTS -P $PIPELINE" \
+  "SET 1 KiB into n1, ringkv bench YCSB A --concurrency $HTTP_CONCURRENCY over HTTP"
 echo "# seconds  rss_n1_MiB  rss_n2_MiB  rss_n3_MiB"
 sample "before"
 timeout "$((DURATION + 5))" redis-benchmark -p "$BASE" -t set -d 1024 -c "$RESP_CLIENTS" \
-  -P "$PIPELINE" -r 10000000 -n 2000000000 -q >"$DIR/redis-benchmark.log" 2>&1 &
+  -P "$PIPELINE" -r "$KEYS" -n 2000000000 -q >"$DIR/redis-benchmark.log" 2>&1 &
 LOADS+=($!)
-"$BIN" bench --nodes "127.0.0.1:$HTTP" --workload a --records 100000 --value-size 1024 \
+"$BIN" bench --nodes "127.0.0.1:$HTTP" --workload a --records "$KEYS" --value-size 1024 \
   --concurrency "$HTTP_CONCURRENCY" --duration "${DURATION}s" >"$DIR/bench.log" 2>&1 &
 LOADS+=($!)
 
@@ -80,5 +86,6 @@ awk -v warmup="$WARMUP" '
 echo "# what n1 shed (load.shed in /status, nonzero):"
 curl -s "http://127.0.0.1:$HTTP/status" |
   python3 -c 'import json,sys; s=json.load(sys.stdin)["load"]["shed"]; print("\n".join(f"{q}.{c}: {n}" for q,cs in s.items() for c,n in cs.items() if n) or "nothing")'
-echo "# ringkv bench (HTTP) summary:"
-grep -iE "ops/s|error|shed|overload" "$DIR/bench.log" | head -8 || true
+echo "# ringkv bench (HTTP), its last progress line and its errors:"
+grep -E "ops/s now" "$DIR/bench.log" | tail -1 || true
+grep -iE "overloaded|503" "$DIR/bench.log" | head -4 || true

@@ -140,12 +140,6 @@ pub struct Permit {
     bytes: usize,
 }
 
-impl Permit {
-    pub fn bytes(&self) -> usize {
-        self.bytes
-    }
-}
-
 impl Drop for Permit {
     fn drop(&mut self) {
         self.budget.release(self.bytes);

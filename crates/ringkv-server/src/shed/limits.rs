@@ -2,13 +2,14 @@
 //! hold before the node sheds load.
 //!
 //! The defaults are sized from what this kind of machine does (2 cores: a
-//! node thread handles roughly 100,000 events a second, a cluster ~25,000
-//! replicated operations a second) and from the request timeout (2 s): a
-//! queue longer than what the node can serve well within the timeout only
-//! holds requests whose clients have given up by the time they are served
-//! (the reasoning of CoDel and of Cassandra's native transport limits), so
-//! queues are kept to about a tenth of a second of work, and byte limits
-//! keep a few dozen of the largest values (1 MiB), not thousands.
+//! 3-node cluster serves ~25,000 replicated SETs a second, about seven
+//! events each, so some 60,000 events a second pass each node thread — an
+//! estimate from the README's figures) and from the request timeout (2 s):
+//! a queue longer than what the node can serve well within the timeout
+//! only holds requests whose clients have given up by the time they are
+//! served (the reasoning of CoDel and of Cassandra's native transport
+//! limits), so queues are kept to a fraction of a second of work, and byte
+//! limits keep a few dozen of the largest values (1 MiB), not thousands.
 
 use super::Bound;
 use serde::{Deserialize, Serialize};
@@ -32,7 +33,7 @@ pub struct Limits {
     /// A client request beyond it is refused at once (HTTP 503, RESP
     /// `-BUSY`), a peer's request dropped (the protocol retries); answers
     /// to this node's own requests may use twice as much. Default 10,000:
-    /// about 100 ms of the node thread's work.
+    /// about a sixth of a second of the node thread's work.
     pub node_queue_events: usize,
     /// Bytes of those events (encoded). Default 64 MiB.
     pub node_queue_bytes: usize,
@@ -68,8 +69,9 @@ pub struct Limits {
     /// each costs a task and its buffers.
     pub http_connections: usize,
     /// `/kv` requests served at once; one more is answered `503` with
-    /// `Retry-After: 1` at once. Default 1,024: four times what keeps the
-    /// node thread busy, and a bound on request bodies held (each at most
+    /// `Retry-After: 1` at once. Default 1,024: some twenty times what
+    /// 25,000 operations a second at 2 ms each keep in flight (Little's
+    /// law: 50), and a bound on request bodies held (each at most
     /// `max_value_bytes`).
     pub http_requests: usize,
 }
