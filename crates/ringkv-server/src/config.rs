@@ -325,6 +325,8 @@ mod tests {
         assert_eq!(c.cluster, "ringkv");
         assert_eq!(c.replication, Settings::default());
         assert_eq!(c.storage, StorageConfig::default());
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.settings().max_in_flight, c.limits.in_flight_ops);
         assert_eq!(c.me().unwrap().http.port(), 8101);
         assert_eq!(c.me().unwrap().resp.map(|a| a.port()), Some(6101));
         assert_eq!(c.nodes[1].resp, None);
