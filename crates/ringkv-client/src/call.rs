@@ -156,7 +156,9 @@ fn shed(answer: &Answer) -> Option<Duration> {
 /// so clients shed together do not come back together.
 pub(crate) fn backoff(retry: usize, retry_after: Duration) -> Duration {
     use std::hash::BuildHasher;
-    let exponent = u32::try_from(retry.saturating_sub(1)).unwrap_or(u32::MAX).min(16);
+    let exponent = u32::try_from(retry.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(16);
     let ceiling = (Duration::from_millis(50) * 2u32.pow(exponent)).min(retry_after);
     let random = std::collections::hash_map::RandomState::new().hash_one(retry);
     let share = (random % 1000) as u32;
@@ -255,8 +257,12 @@ mod tests {
         let second = Duration::from_secs(1);
         for retry in 1..20 {
             let wait = backoff(retry, second);
-            let ceiling = (Duration::from_millis(50) * 2u32.pow((retry as u32 - 1).min(16))).min(second);
-            assert!(wait >= ceiling / 2 && wait <= ceiling, "retry {retry}: {wait:?}");
+            let ceiling =
+                (Duration::from_millis(50) * 2u32.pow((retry as u32 - 1).min(16))).min(second);
+            assert!(
+                wait >= ceiling / 2 && wait <= ceiling,
+                "retry {retry}: {wait:?}"
+            );
         }
         assert!(backoff(1, Duration::ZERO).is_zero());
     }

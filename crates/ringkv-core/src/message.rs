@@ -307,7 +307,9 @@ pub enum ClientError {
     /// (one of its queues or its operations in flight) was at its limit.
     /// Nothing was written, so the client may retry — after a pause, since
     /// an immediate retry only adds to the load that caused it.
-    #[error("{node} is overloaded ({what} at its limit of {limit}); nothing was done, retry shortly")]
+    #[error(
+        "{node} is overloaded ({what} at its limit of {limit}); nothing was done, retry shortly"
+    )]
     Overloaded {
         node: String,
         what: String,

@@ -169,7 +169,10 @@ impl<S: Store> Node<S> {
         store: S,
         rng_seed: u64,
     ) -> Result<Self, StoreError> {
-        assert!(settings.max_in_flight >= 1, "a node must take on one operation");
+        assert!(
+            settings.max_in_flight >= 1,
+            "a node must take on one operation"
+        );
         let fingerprint = settings.cluster().fingerprint();
         members.update_me(|me| {
             me.settings_fingerprint = fingerprint;
@@ -313,7 +316,10 @@ impl<S: Store> Node<S> {
                 self.send(from, Message::ReadReply { req, result });
             }
             Message::Forward { req, op } => {
-                let origin = Origin::Peer { node: from.clone(), req };
+                let origin = Origin::Peer {
+                    node: from.clone(),
+                    req,
+                };
                 if let Err(e) = self.admit() {
                     return self.finish(origin, Err(e));
                 }

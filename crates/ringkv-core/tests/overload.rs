@@ -5,7 +5,8 @@
 mod common;
 
 use common::Net;
-use ringkv_core::message::{ClientError, ClientOp, ClientReply};
+use ringkv_core::coordinator::ClientId;
+use ringkv_core::message::{ClientError, ClientOp};
 use ringkv_core::settings::Settings;
 use ringkv_core::version::CausalContext;
 
@@ -37,8 +38,15 @@ fn put(key: &str) -> ClientOp {
     }
 }
 
-fn is_overloaded(result: Option<&Result<ClientReply, ClientError>>) -> bool {
-    matches!(result, Some(Err(ClientError::Overloaded { what, limit: 2, .. })) if what == "operations in flight")
+/// The client's answer is n1's refusal at its limit of 2 operations.
+#[track_caller]
+fn assert_overloaded(net: &Net, client: ClientId) {
+    let answer = net.replies.get(&client);
+    assert!(
+        matches!(answer, Some(Err(ClientError::Overloaded { node, what, limit: 2 }))
+            if node == "n1" && what == "operations in flight"),
+        "{answer:?}"
+    );
 }
 
 #[test]
@@ -53,13 +61,13 @@ fn operations_beyond_the_in_flight_limit_are_refused_at_once_and_the_node_recove
     assert!(net.replies.is_empty(), "both wait for their quorum");
 
     let refused = net.submit("n1", put(&keys[2]));
-    assert!(is_overloaded(net.replies.get(&refused)), "{:?}", net.replies);
+    assert_overloaded(&net, refused);
     assert_eq!(net.node("n1").stats().shed_ops, 1);
     assert!(net.local("n1", &keys[2]).is_empty(), "nothing was written");
 
     // A forward reaching n1 at its limit is refused too, and n2 relays it.
     let forwarded = net.submit("n2", put(&keys[3]));
-    assert!(is_overloaded(net.replies.get(&forwarded)), "{:?}", net.replies);
+    assert_overloaded(&net, forwarded);
     assert_eq!(net.node("n1").stats().shed_ops, 2);
 
     // What was in flight ends as it would have, and then n1 takes work again.

@@ -58,13 +58,13 @@ pub struct Api {
 /// being shed.
 pub fn router(api: Api) -> Router {
     let body_limit = api.max_value_bytes + 1;
-    let kv = Router::new().route(
-        "/kv/{*key}",
-        get(get_key)
-            .put(put_key)
-            .delete(delete_key)
-            .layer(middleware::map_response_with_state(api.clone(), ring_header)),
-    );
+    let kv =
+        Router::new().route(
+            "/kv/{*key}",
+            get(get_key).put(put_key).delete(delete_key).layer(
+                middleware::map_response_with_state(api.clone(), ring_header),
+            ),
+        );
     let kv = shed::http::limit_requests(kv, api.limits.http_requests, api.shedding.clone());
     Router::new()
         .merge(kv)
@@ -182,10 +182,7 @@ impl From<ClientError> for ApiError {
 
 /// The node thread is gone (the process is stopping).
 fn shutting_down() -> ApiError {
-    ApiError::new(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "node is shutting down",
-    )
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "node is shutting down")
 }
 
 /// The node answered a read with a write's reply or the reverse: a bug on

@@ -177,7 +177,14 @@ pub async fn run(
             let limited = LimitedListener::new(listener, max, shedding);
             serve_http(limited, router, stop_on).await
         }
-        None => serve_http(LimitedListener::new(listener, max, shedding), router, stop_on).await,
+        None => {
+            serve_http(
+                LimitedListener::new(listener, max, shedding),
+                router,
+                stop_on,
+            )
+            .await
+        }
     };
     if let Some(resp) = resp {
         resp.abort();

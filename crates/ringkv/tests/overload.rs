@@ -51,7 +51,14 @@ fn http_value(i: usize) -> String {
 /// One PUT of `h{i}` to node 1: 204, or 503 with `Retry-After: 1`.
 async fn http_put(http: reqwest::Client, url: String, i: usize) -> Outcome {
     let (key, value) = (format!("h{i}"), http_value(i));
-    let put = send(&http, Method::PUT, &url, &[], Some(value.clone().into_bytes())).await;
+    let put = send(
+        &http,
+        Method::PUT,
+        &url,
+        &[],
+        Some(value.clone().into_bytes()),
+    )
+    .await;
     match put {
         Ok(Resp { status: 204, .. }) => Outcome::Done { key, value },
         Ok(answer) if is_shed(&answer) => Outcome::Shed(answer.text().trim().to_string()),
@@ -61,7 +68,10 @@ async fn http_put(http: reqwest::Client, url: String, i: usize) -> Outcome {
 }
 
 fn is_shed(answer: &Resp) -> bool {
-    let retry = answer.headers.get("retry-after").and_then(|v| v.to_str().ok());
+    let retry = answer
+        .headers
+        .get("retry-after")
+        .and_then(|v| v.to_str().ok());
     answer.status == 503 && retry == Some("1")
 }
 
@@ -102,13 +112,23 @@ async fn resp_pipeline(addr: std::net::SocketAddr, c: usize) -> Vec<Outcome> {
 async fn burst(cluster: &Cluster) -> (Vec<Outcome>, Vec<Outcome>) {
     let http = common::http_client();
     let puts: Vec<_> = (0..HTTP_CLIENTS)
-        .map(|i| tokio::spawn(http_put(http.clone(), cluster.url(1, &key_path(&format!("h{i}"))), i)))
+        .map(|i| {
+            tokio::spawn(http_put(
+                http.clone(),
+                cluster.url(1, &key_path(&format!("h{i}"))),
+                i,
+            ))
+        })
         .collect();
     let pipelines: Vec<_> = (0..RESP_CLIENTS)
         .map(|c| tokio::spawn(resp_pipeline(cluster.resp_addr(1), c)))
         .collect();
     let status = send(&http, Method::GET, &cluster.url(1, "/status"), &[], None).await;
-    assert_eq!(status.map(|s| s.status).ok(), Some(200), "status during the burst");
+    assert_eq!(
+        status.map(|s| s.status).ok(),
+        Some(200),
+        "status during the burst"
+    );
     let mut from_http = Vec::new();
     for put in puts {
         from_http.push(put.await.expect("http client task"));
@@ -143,14 +163,26 @@ async fn check_counters(cluster: &Cluster, outcomes: &[&Outcome]) {
     let at_node = seen(outcomes, "(queued event") + seen(outcomes, "(operations in flight");
     let at_http = seen(outcomes, "(http_requests)");
     eprintln!("refused by the HTTP limit: {at_http}, by a node: {at_node}");
-    assert!(at_http > 0 && at_node > 0, "both the front end and the node shed");
+    assert!(
+        at_http > 0 && at_node > 0,
+        "both the front end and the node shed"
+    );
     let n1 = cluster.status(1).await;
-    assert_eq!(shed(&n1, "http_requests", "count"), seen(outcomes, "(http_requests)"));
+    assert_eq!(
+        shed(&n1, "http_requests", "count"),
+        seen(outcomes, "(http_requests)")
+    );
     let queue = shed(&n1, "node_clients", "count") + shed(&n1, "node_clients", "bytes");
     assert_eq!(queue, seen(outcomes, "n1 is overloaded (queued event"));
     let ops = shed(&n1, "in_flight", "count");
-    assert_eq!(ops, seen(outcomes, "n1 is overloaded (operations in flight"));
-    assert!(shed(&n1, "resp_pipeline", "count") > 0, "pipelines were held back: {n1}");
+    assert_eq!(
+        ops,
+        seen(outcomes, "n1 is overloaded (operations in flight")
+    );
+    assert!(
+        shed(&n1, "resp_pipeline", "count") > 0,
+        "pipelines were held back: {n1}"
+    );
     for i in 2..=3 {
         let status = cluster.status(i).await;
         let counted = shed(&status, "node_clients", "count")
@@ -186,13 +218,16 @@ async fn check_acknowledged(cluster: &Cluster, from_http: &[Outcome], from_resp:
     let mut redis = Redis::connect(cluster.resp_addr(3));
     for outcome in from_resp {
         if let Outcome::Done { key, value } = outcome {
-            let read = eventually(Duration::from_secs(30), &format!("GET {key}"), async || {
-                match redis.call(&["GET", key]) {
-                    Reply::Error(busy) if busy.starts_with("BUSY ") => Err(busy),
-                    reply => Ok(reply),
-                }
-            })
-            .await;
+            let read =
+                eventually(
+                    Duration::from_secs(30),
+                    &format!("GET {key}"),
+                    async || match redis.call(&["GET", key]) {
+                        Reply::Error(busy) if busy.starts_with("BUSY ") => Err(busy),
+                        reply => Ok(reply),
+                    },
+                )
+                .await;
             assert_eq!(read, bulk(value), "{key}");
         }
     }
@@ -203,11 +238,15 @@ async fn check_acknowledged(cluster: &Cluster, from_http: &[Outcome], from_resp:
 /// and plain requests one at a time all succeed.
 async fn check_recovered(cluster: &Cluster) {
     for i in 1..=3 {
-        eventually(Duration::from_secs(30), &format!("n{i} drained"), async || {
-            let status = cluster.status(i).await;
-            let idle = status["in_flight"] == 0 && status["load"]["node_queue"]["count"] == 0;
-            idle.then_some(()).ok_or(format!("{}", status["load"]))
-        })
+        eventually(
+            Duration::from_secs(30),
+            &format!("n{i} drained"),
+            async || {
+                let status = cluster.status(i).await;
+                let idle = status["in_flight"] == 0 && status["load"]["node_queue"]["count"] == 0;
+                idle.then_some(()).ok_or(format!("{}", status["load"]))
+            },
+        )
         .await;
     }
     let mut redis = Redis::connect(cluster.resp_addr(1));
@@ -232,11 +271,17 @@ async fn a_node_far_past_its_limits_sheds_fast_counts_it_loses_nothing_acknowled
             _ => None,
         })
         .collect();
-    assert!(failed.is_empty(), "neither acknowledged nor shed: {failed:#?}");
+    assert!(
+        failed.is_empty(),
+        "neither acknowledged nor shed: {failed:#?}"
+    );
     // Both front ends shed; something got through (which front end's
     // requests did is luck: with 4 operations in flight, a few that wait
     // out a shed replica answer can hold every slot for a while).
-    let done = all.iter().filter(|o| matches!(o, Outcome::Done { .. })).count();
+    let done = all
+        .iter()
+        .filter(|o| matches!(o, Outcome::Done { .. }))
+        .count();
     for (front, outcomes) in [("HTTP", &from_http), ("RESP", &from_resp)] {
         let shed = outcomes.iter().filter(|o| matches!(o, Outcome::Shed(_)));
         let shed = shed.count();

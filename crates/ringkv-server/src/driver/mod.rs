@@ -182,7 +182,9 @@ impl NodeHandle {
 
     pub async fn read_replica(&self, key: Vec<u8>) -> Option<Result<SiblingSet, String>> {
         let (reply, answer) = oneshot::channel();
-        self.tx.control(Event::ReadReplica { key, reply }).then_some(())?;
+        self.tx
+            .control(Event::ReadReplica { key, reply })
+            .then_some(())?;
         answer.await.ok()
     }
 

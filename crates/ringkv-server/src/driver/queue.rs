@@ -166,7 +166,9 @@ impl PeerSink {
             };
             return self.answer(from, reply);
         }
-        self.sender.shedding.record(Queue::NodePeers, Cause::from(full));
+        self.sender
+            .shedding
+            .record(Queue::NodePeers, Cause::from(full));
     }
 }
 
@@ -213,7 +215,10 @@ mod tests {
     fn queue(count: usize, bytes: usize) -> (EventQueue, Arc<Shedding>) {
         let shedding = Arc::new(Shedding::default());
         let budget = Budget::new(Bound { count, bytes });
-        (EventQueue::new(&NodeId::from("n1"), budget, shedding.clone()), shedding)
+        (
+            EventQueue::new(&NodeId::from("n1"), budget, shedding.clone()),
+            shedding,
+        )
     }
 
     fn client() -> Event {
@@ -270,7 +275,9 @@ mod tests {
         let (queue, shedding) = queue(100, 1024);
         assert_eq!(queue.sender.client(client(), 600), Ok(true));
         let refused = queue.sender.client(client(), 600).unwrap_err();
-        assert!(refused.to_string().contains("queued event bytes at its limit of 1024"));
+        assert!(refused
+            .to_string()
+            .contains("queued event bytes at its limit of 1024"));
         assert_eq!(shedding.get(Queue::NodeClients, Cause::Bytes), 1);
     }
 

@@ -129,7 +129,10 @@ impl Budget {
     fn release(&self, bytes: usize) {
         let count = self.count.fetch_sub(1, Ordering::AcqRel);
         let held = self.bytes.fetch_sub(bytes, Ordering::AcqRel);
-        debug_assert!(count >= 1 && held >= bytes, "a budget gave back more than it lent");
+        debug_assert!(
+            count >= 1 && held >= bytes,
+            "a budget gave back more than it lent"
+        );
     }
 }
 
@@ -161,9 +164,21 @@ mod tests {
         assert_eq!(b.try_take(41, Priority::Normal).unwrap_err(), Full::Bytes);
         let second = b.try_take(40, Priority::Normal).unwrap();
         assert_eq!(b.try_take(0, Priority::Normal).unwrap_err(), Full::Count);
-        assert_eq!(b.held(), Held { count: 2, bytes: 100 });
+        assert_eq!(
+            b.held(),
+            Held {
+                count: 2,
+                bytes: 100
+            }
+        );
         drop(first);
-        assert_eq!(b.held(), Held { count: 1, bytes: 40 });
+        assert_eq!(
+            b.held(),
+            Held {
+                count: 1,
+                bytes: 40
+            }
+        );
         drop(second);
         assert_eq!(b.held(), Held::default());
     }

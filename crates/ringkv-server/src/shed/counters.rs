@@ -109,7 +109,10 @@ impl Shedding {
     }
 
     pub fn record_many(&self, queue: Queue, cause: Cause, n: u64) {
-        debug_assert!(queue.causes().contains(&cause), "{queue:?} has no {cause:?}");
+        debug_assert!(
+            queue.causes().contains(&cause),
+            "{queue:?} has no {cause:?}"
+        );
         self.cell(queue, cause).fetch_add(n, Ordering::Relaxed);
     }
 

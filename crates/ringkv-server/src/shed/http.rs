@@ -13,7 +13,6 @@ use axum::error_handling::HandleErrorLayer;
 use axum::http::{header, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
-use std::future::Future;
 use std::io;
 use std::pin::Pin;
 use std::sync::Arc;
@@ -37,7 +36,12 @@ const REFUSAL_LINGER: Duration = Duration::from_secs(1);
 /// `503` with `Retry-After` and `message` as the body.
 pub fn overloaded(message: &str) -> Response {
     let retry = [(header::RETRY_AFTER, RETRY_AFTER_SECS.to_string())];
-    (StatusCode::SERVICE_UNAVAILABLE, retry, format!("{message}\n")).into_response()
+    (
+        StatusCode::SERVICE_UNAVAILABLE,
+        retry,
+        format!("{message}\n"),
+    )
+        .into_response()
 }
 
 /// `router` (its routes so far) serving at most `max` requests at once;
@@ -114,31 +118,25 @@ where
 /// answer goes out before the request is read (HTTP allows it), then
 /// whatever the client sends is read and thrown away for a moment, so
 /// the close does not reset the connection before the answer is read.
-fn refuse<Io>(
-    mut io: Io,
-    max: usize,
-    refusal: OwnedSemaphorePermit,
-) -> impl Future<Output = ()> + Send
+async fn refuse<Io>(mut io: Io, max: usize, refusal: OwnedSemaphorePermit)
 where
     Io: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    async move {
-        let body = format!(
-            "this node has {max} connections open, its limit (http_connections); retry shortly\n"
-        );
-        let answer = format!(
-            "HTTP/1.1 503 Service Unavailable\r\nretry-after: {RETRY_AFTER_SECS}\r\n\
-             content-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\
-             connection: close\r\n\r\n{body}",
-            body.len()
-        );
-        if io.write_all(answer.as_bytes()).await.is_ok() && io.shutdown().await.is_ok() {
-            let mut sink = [0u8; 4096];
-            let drain = async { while matches!(io.read(&mut sink).await, Ok(n) if n > 0) {} };
-            let _ = tokio::time::timeout(REFUSAL_LINGER, drain).await;
-        }
-        drop(refusal);
+    let body = format!(
+        "this node has {max} connections open, its limit (http_connections); retry shortly\n"
+    );
+    let answer = format!(
+        "HTTP/1.1 503 Service Unavailable\r\nretry-after: {RETRY_AFTER_SECS}\r\n\
+         content-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\
+         connection: close\r\n\r\n{body}",
+        body.len()
+    );
+    if io.write_all(answer.as_bytes()).await.is_ok() && io.shutdown().await.is_ok() {
+        let mut sink = [0u8; 4096];
+        let drain = async { while matches!(io.read(&mut sink).await, Ok(n) if n > 0) {} };
+        let _ = tokio::time::timeout(REFUSAL_LINGER, drain).await;
     }
+    drop(refusal);
 }
 
 /// A connection holding one of the listener's slots until it closes.
@@ -213,7 +211,8 @@ mod tests {
                 "done"
             }
         };
-        let router: Router = limit_requests(Router::new().route("/", get(slow)), 1, shedding.clone());
+        let router: Router =
+            limit_requests(Router::new().route("/", get(slow)), 1, shedding.clone());
         let request = || Request::get("/").body(Body::empty()).unwrap();
         let first = tokio::spawn(router.clone().oneshot(request()));
         tokio::time::timeout(LIMIT, inside.recv()).await.unwrap();
@@ -222,8 +221,11 @@ mod tests {
         let refused = refused.expect("refused at once, not queued").unwrap();
         assert_eq!(refused.status(), StatusCode::SERVICE_UNAVAILABLE);
         assert_eq!(refused.headers()[header::RETRY_AFTER], "1");
-        let body = axum::body::to_bytes(refused.into_body(), 1024).await.unwrap();
-        assert!(String::from_utf8_lossy(&body).contains("serving 1 requests, its limit (http_requests)"));
+        let body = axum::body::to_bytes(refused.into_body(), 1024)
+            .await
+            .unwrap();
+        assert!(String::from_utf8_lossy(&body)
+            .contains("serving 1 requests, its limit (http_requests)"));
         assert_eq!(shedding.get(Queue::HttpRequests, Cause::Count), 1);
 
         release.notify_one();
@@ -257,7 +259,10 @@ mod tests {
             TcpStream::connect(addr).await.unwrap(),
         ];
         let refused = ask(addr).await;
-        assert!(refused.starts_with("HTTP/1.1 503 Service Unavailable\r\n"), "{refused}");
+        assert!(
+            refused.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),
+            "{refused}"
+        );
         assert!(refused.contains("retry-after: 1\r\n"), "{refused}");
         assert!(refused.ends_with("its limit (http_connections); retry shortly\n"));
         assert_eq!(shedding.get(Queue::HttpConnections, Cause::Count), 1);

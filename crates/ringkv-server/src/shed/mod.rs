@@ -27,8 +27,8 @@
 
 mod budget;
 mod counters;
-mod limits;
 pub mod http;
+mod limits;
 
 pub use budget::{Bound, Budget, Full, Held, Permit, Priority};
 pub use counters::{Cause, Queue, ShedReport, Shedding};

@@ -58,9 +58,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use crate::shed::{Bound, Budget, Cause, Held, Priority, Queue, Shedding};
 use bytes::Bytes;
 use ringkv_core::settings::ClusterSettings;
-use crate::shed::{Bound, Budget, Cause, Held, Priority, Queue, Shedding};
 use ringkv_core::NodeId;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -73,7 +73,7 @@ use tracing::{debug, trace, warn};
 
 use handshake::Hello;
 use inbound::accept_loop;
-use outbound::{Queued, PeerWriter};
+use outbound::{PeerWriter, Queued};
 
 /// Version of the handshake + framing. Bump on any incompatible wire change;
 /// nodes refuse peers that speak another version instead of misparsing them.
@@ -370,7 +370,9 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Transport<M> {
         if *to == shared.node_id {
             let from = to.clone();
             let bytes = postcard::experimental::serialized_size(&msg).unwrap_or(0);
-            shared.inbound.deliver(Inbound::Message { from, msg }, bytes);
+            shared
+                .inbound
+                .deliver(Inbound::Message { from, msg }, bytes);
             return;
         }
         if shared.is_blocked(to) {
@@ -462,7 +464,9 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Transport<M> {
             Ok(permit) => permit,
             Err(full) => {
                 trace!(peer = %to, ?full, "peer queue full; dropping a frame");
-                return shared.shedding.record(Queue::PeerOutbound, Cause::from(full));
+                return shared
+                    .shedding
+                    .record(Queue::PeerOutbound, Cause::from(full));
             }
         };
         let mut queued = Queued::new(frame, permit);

@@ -51,7 +51,10 @@ fn burst(a: &Transport<TestMsg>, count: usize, bound: Bound) {
     for _ in 0..count {
         a.send(&id("b"), text());
         let now = held(a);
-        assert!(now.count <= bound.count && now.bytes <= bound.bytes, "{now:?}");
+        assert!(
+            now.count <= bound.count && now.bytes <= bound.bytes,
+            "{now:?}"
+        );
     }
 }
 
@@ -64,7 +67,13 @@ async fn a_stalled_peers_queue_stops_at_its_frame_bound_and_counts_the_drops() {
         };
         let (a, mut a_rx, shedding, _done) = with_stalled_peer(bound).await;
         burst(&a, 5000, bound);
-        assert_eq!(held(&a), Held { count: 16, bytes: 16 * FRAME });
+        assert_eq!(
+            held(&a),
+            Held {
+                count: 16,
+                bytes: 16 * FRAME
+            }
+        );
         assert_eq!(shedding.get(Queue::PeerOutbound, Cause::Count), 5000 - 16);
         assert_eq!(shedding.get(Queue::PeerOutbound, Cause::Bytes), 0);
 
@@ -101,7 +110,14 @@ async fn frames_of_a_batch_that_cannot_be_delivered_are_counted_and_released() {
         config.shedding = shedding.clone();
         let (a, mut a_rx) = node_with(config).await;
         a.set_peer(id("b"), addr);
-        burst(&a, 16, Bound { count: 16, bytes: 1 << 20 });
+        burst(
+            &a,
+            16,
+            Bound {
+                count: 16,
+                bytes: 1 << 20,
+            },
+        );
         assert_eq!(held(&a).count, 16);
         match a_rx.recv().await {
             Some(Inbound::Unreachable { peer }) => assert_eq!(peer, id("b")),
@@ -122,7 +138,13 @@ async fn a_stalled_peers_queue_stops_at_its_byte_bound() {
         };
         let (a, _a_rx, shedding, _done) = with_stalled_peer(bound).await;
         burst(&a, 500, bound);
-        assert_eq!(held(&a), Held { count: 10, bytes: 10 * FRAME });
+        assert_eq!(
+            held(&a),
+            Held {
+                count: 10,
+                bytes: 10 * FRAME
+            }
+        );
         assert_eq!(shedding.get(Queue::PeerOutbound, Cause::Bytes), 490);
         assert_eq!(shedding.get(Queue::PeerOutbound, Cause::Count), 0);
     })
