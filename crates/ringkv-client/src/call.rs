@@ -54,6 +54,12 @@ impl Op<'_> {
             // That coordinator could not reach a quorum, or its disk
             // failed; another coordinator may do better.
             Error::Server { status, .. } => self.is_read() && (*status == 503 || *status == 500),
+            // Shed before it was started: a write too (see `backoff`). A
+            // write a node forwarded to a coordinator that refused it may,
+            // rarely, also have reached one that applied it before failing
+            // (a hedge): the retry then leaves a duplicate sibling, the
+            // same as a hedged write, never a lost one.
+            Error::Overloaded { .. } => true,
             _ => false,
         }
     }
@@ -113,6 +119,13 @@ pub(crate) async fn attempt(
         headers,
         body,
     };
+    if let Some(retry_after) = shed(&answer) {
+        return Err(Error::Overloaded {
+            node: answer.node,
+            message: String::from_utf8_lossy(&answer.body).trim().to_string(),
+            retry_after,
+        });
+    }
     // 404 is a read's answer (missing key), not a failure.
     let is_error = status.is_server_error() || status.is_client_error();
     if is_error && status != StatusCode::NOT_FOUND {
@@ -123,6 +136,33 @@ pub(crate) async fn attempt(
         });
     }
     Ok(answer)
+}
+
+/// How long the node asks to be left alone when it shed the request: a
+/// `503` with `Retry-After` (in seconds) is an overload refusal, which a
+/// `503` for a lost quorum never carries.
+fn shed(answer: &Answer) -> Option<Duration> {
+    if answer.status != StatusCode::SERVICE_UNAVAILABLE {
+        return None;
+    }
+    let value = answer.headers.get(reqwest::header::RETRY_AFTER)?;
+    let seconds = value.to_str().ok()?.trim().parse::<u64>().ok()?;
+    Some(Duration::from_secs(seconds))
+}
+
+/// How long to wait before attempt `retry` (1 for the first retry) after
+/// an overloaded node asked for `retry_after`: exponential from 50 ms,
+/// never above `retry_after`, with "full jitter" (a random share of it)
+/// so clients shed together do not come back together.
+pub(crate) fn backoff(retry: usize, retry_after: Duration) -> Duration {
+    use std::hash::BuildHasher;
+    let exponent = u32::try_from(retry.saturating_sub(1))
+        .unwrap_or(u32::MAX)
+        .min(16);
+    let ceiling = (Duration::from_millis(50) * 2u32.pow(exponent)).min(retry_after);
+    let random = std::collections::hash_map::RandomState::new().hash_one(retry);
+    let share = (random % 1000) as u32;
+    ceiling / 2 + ceiling / 2 * share / 1000
 }
 
 impl Answer {
@@ -199,10 +239,51 @@ mod tests {
             node: "n".into(),
             limit: Duration::from_secs(1),
         };
+        let shed = Error::Overloaded {
+            node: "n".into(),
+            message: String::new(),
+            retry_after: Duration::from_secs(1),
+        };
         assert!(get.may_retry(&server(503)));
         assert!(get.may_retry(&timeout));
         assert!(!get.may_retry(&server(400)));
         assert!(!put.may_retry(&server(503)));
         assert!(!put.may_retry(&timeout));
+        assert!(put.may_retry(&shed) && get.may_retry(&shed));
+    }
+
+    #[test]
+    fn backoff_grows_from_50_ms_within_retry_after_with_jitter() {
+        let second = Duration::from_secs(1);
+        for retry in 1..20 {
+            let wait = backoff(retry, second);
+            let ceiling =
+                (Duration::from_millis(50) * 2u32.pow((retry as u32 - 1).min(16))).min(second);
+            assert!(
+                wait >= ceiling / 2 && wait <= ceiling,
+                "retry {retry}: {wait:?}"
+            );
+        }
+        assert!(backoff(1, Duration::ZERO).is_zero());
+    }
+
+    #[test]
+    fn only_a_503_with_retry_after_is_an_overload() {
+        let answer = |status: u16, retry: Option<&str>| {
+            let mut headers = HeaderMap::new();
+            if let Some(value) = retry {
+                headers.insert(reqwest::header::RETRY_AFTER, value.parse().unwrap());
+            }
+            Answer {
+                node: "n".into(),
+                status: StatusCode::from_u16(status).unwrap(),
+                headers,
+                body: Vec::new(),
+            }
+        };
+        assert_eq!(shed(&answer(503, Some("1"))), Some(Duration::from_secs(1)));
+        assert_eq!(shed(&answer(503, None)), None);
+        assert_eq!(shed(&answer(500, Some("1"))), None);
+        assert_eq!(shed(&answer(503, Some("soon"))), None);
     }
 }

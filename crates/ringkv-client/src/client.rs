@@ -74,8 +74,10 @@ impl ClientBuilder {
         self
     }
 
-    /// Further nodes to try after a failed attempt: any failed read, and a
-    /// write whose node could not be reached (it was never delivered).
+    /// Further nodes to try after a failed attempt: any failed read, a
+    /// write whose node could not be reached (it was never delivered), and
+    /// any operation a node shed as overloaded (`503` with `Retry-After`),
+    /// after a backoff (see `call::backoff`).
     pub fn retries(mut self, retries: usize) -> Self {
         self.retries = retries;
         self
@@ -291,7 +293,10 @@ impl Client {
             first_seed,
         );
         let mut failure = Error::NoMembers;
-        for node in nodes.iter().take(1 + inner.settings.retries) {
+        for (attempt, node) in nodes.iter().take(1 + inner.settings.retries).enumerate() {
+            if let Error::Overloaded { retry_after, .. } = &failure {
+                tokio::time::sleep(call::backoff(attempt, *retry_after)).await;
+            }
             let request = op.request(&inner.http, node, key);
             match call::attempt(request, node, limit).await {
                 Ok(answer) => {
@@ -300,7 +305,7 @@ impl Client {
                     return Ok(answer);
                 }
                 Err(error) => {
-                    if !matches!(error, Error::Server { .. }) {
+                    if !matches!(error, Error::Server { .. } | Error::Overloaded { .. }) {
                         inner.health.mark_down(node);
                     }
                     if !op.may_retry(&error) {

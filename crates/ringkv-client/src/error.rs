@@ -43,6 +43,15 @@ pub enum Error {
         status: u16,
         message: String,
     },
+    /// The node shed the request (`503` with `Retry-After`): it was
+    /// overloaded and started nothing, so any operation may be sent again
+    /// — after `retry_after`, not at once, or the retry adds to the load.
+    #[error("node {node} is overloaded: {message}")]
+    Overloaded {
+        node: String,
+        message: String,
+        retry_after: Duration,
+    },
     #[error("unexpected answer from node {node}: {reason}")]
     BadAnswer { node: String, reason: String },
 }
@@ -52,6 +61,7 @@ impl Error {
     pub fn status(&self) -> Option<u16> {
         match self {
             Error::Server { status, .. } => Some(*status),
+            Error::Overloaded { .. } => Some(503),
             _ => None,
         }
     }

@@ -193,6 +193,25 @@ impl Message {
             Message::ForwardAccepted { .. } => "forward accepted",
         }
     }
+
+    /// Whether this message answers something the receiving node asked
+    /// (an ack, a reply, a transfer page, a forward's outcome), rather than
+    /// asking it for new work. A node under load sheds new work first:
+    /// an answer completes work it already took on — it frees an operation
+    /// in flight, or completes a write a client may be waiting for — and
+    /// dropping it would only turn finished work into a timeout and a
+    /// retry.
+    pub fn is_answer(&self) -> bool {
+        matches!(
+            self,
+            Message::ReplicateAck { .. }
+                | Message::ReadReply { .. }
+                | Message::ForwardReply { .. }
+                | Message::ForwardAccepted { .. }
+                | Message::HintDeliveryAck { .. }
+                | Message::TransferPage { .. }
+        )
+    }
 }
 
 /// A client request, as every front end (HTTP, later RESP) hands it over.
@@ -284,6 +303,18 @@ pub enum ClientError {
          restarted, and nothing was written"
     )]
     ReadOnly { node: String, reason: String },
+    /// The node shed the operation before doing anything with it: `what`
+    /// (one of its queues or its operations in flight) was at its limit.
+    /// Nothing was written, so the client may retry — after a pause, since
+    /// an immediate retry only adds to the load that caused it.
+    #[error(
+        "{node} is overloaded ({what} at its limit of {limit}); nothing was done, retry shortly"
+    )]
+    Overloaded {
+        node: String,
+        what: String,
+        limit: usize,
+    },
 }
 
 impl From<WriteError> for ClientError {

@@ -100,6 +100,9 @@ pub struct Stats {
     pub handoff_bytes_sent: u64,
     /// Keys dropped after their new owners reported holding them.
     pub handoff_keys_dropped: u64,
+    /// Client operations (its own clients' and forwarded ones) refused
+    /// because [`Settings::max_in_flight`] were in flight.
+    pub shed_ops: u64,
 }
 
 /// Counters are leased in blocks this large: one fsync per block, and a
@@ -192,6 +195,10 @@ impl<S: Store> Node<S> {
         store: S,
         rng_seed: u64,
     ) -> Result<Self, StoreError> {
+        assert!(
+            settings.max_in_flight >= 1,
+            "a node must take on one operation"
+        );
         let fingerprint = settings.cluster().fingerprint();
         members.update_me(|me| {
             me.settings_fingerprint = fingerprint;
@@ -308,7 +315,7 @@ impl<S: Store> Node<S> {
     /// nodes known to be gone helps nobody.
     pub fn on_client(&mut self, now: Millis, client: ClientId, op: ClientOp) {
         self.now = now;
-        if let Err(e) = self.validate(&op) {
+        if let Err(e) = self.admit().and_then(|()| self.validate(&op)) {
             return self.finish(Origin::Client(client), Err(e));
         }
         let candidates = self.coordinator_candidates(now, op.key(), op.is_write());
@@ -348,8 +355,14 @@ impl<S: Store> Node<S> {
                 self.send(from, Message::ReadReply { req, result });
             }
             Message::Forward { req, op } => {
-                self.send(from.clone(), Message::ForwardAccepted { req });
-                let origin = Origin::Peer { node: from, req };
+                let origin = Origin::Peer {
+                    node: from.clone(),
+                    req,
+                };
+                if let Err(e) = self.admit() {
+                    return self.finish(origin, Err(e));
+                }
+                self.send(from, Message::ForwardAccepted { req });
                 match self.validate(&op) {
                     Ok(()) => self.coordinate(now, origin, op),
                     Err(e) => self.finish(origin, Err(e)),
@@ -465,6 +478,34 @@ impl<S: Store> Node<S> {
         self.tick_removal(now);
         self.tick_hints(now);
         self.tick_handoff(now);
+    }
+
+    /// Load shedding: a new client operation (this node's client's, or
+    /// one forwarded to it) is refused at once, before anything is done
+    /// with it, while [`Settings::max_in_flight`] operations are in
+    /// flight. Refusing early is cheap and tells the client to back off;
+    /// taking it on would only make every operation in flight slower, and
+    /// the node's memory grow with the backlog. What is in flight is
+    /// never touched: a continuation (a delete's write after its read, a
+    /// forward moving on to the next coordinator) is not a new operation.
+    ///
+    /// Why this bounds `ops` by twice the limit (asserted in `track`):
+    /// every operation taken on holds at least one entry of `ops` until it
+    /// ends, so fewer than `max_in_flight` operations are live when one is
+    /// admitted, at most `max_in_flight` after; and one holds at most two
+    /// entries (a delete without a context keeps its read, for read
+    /// repair, while its write runs).
+    fn admit(&mut self) -> Result<(), ClientError> {
+        let limit = self.settings.max_in_flight;
+        if self.ops.len() < limit {
+            return Ok(());
+        }
+        self.stats.shed_ops += 1;
+        Err(ClientError::Overloaded {
+            node: self.id.to_string(),
+            what: "operations in flight".into(),
+            limit,
+        })
     }
 
     fn validate(&self, op: &ClientOp) -> Result<(), ClientError> {
@@ -709,6 +750,12 @@ impl<S: Store> Node<S> {
             state,
         };
         self.ops.insert(req, op);
+        assert!(
+            self.ops.len() <= 2 * self.settings.max_in_flight,
+            "{} operations in flight, over twice the limit of {} (see `admit`)",
+            self.ops.len(),
+            self.settings.max_in_flight
+        );
     }
 
     /// Everything this node holds of `key`: its own copy merged with the

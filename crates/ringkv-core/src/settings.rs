@@ -93,7 +93,16 @@ pub struct Settings {
     /// Sloppy quorum and hinted handoff (`[hints]` section).
     #[serde(skip)]
     pub hints: HintSettings,
+    /// Client operations this node takes on at once, as coordinator or
+    /// forwarder (`in_flight_ops` of the server's `[limits]` section, which
+    /// explains the default). Beyond it a new one is refused at once with
+    /// [`ClientError::Overloaded`](crate::message::ClientError::Overloaded).
+    #[serde(skip)]
+    pub max_in_flight: usize,
 }
+
+/// Default of [`Settings::max_in_flight`].
+pub const DEFAULT_MAX_IN_FLIGHT: usize = 10_000;
 
 impl Default for Settings {
     fn default() -> Self {
@@ -111,6 +120,7 @@ impl Default for Settings {
             anti_entropy: AntiEntropySettings::default(),
             membership: MembershipSettings::default(),
             hints: HintSettings::default(),
+            max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         }
     }
 }

@@ -22,6 +22,9 @@
 //! [hints]             # optional; see ringkv_core::hints
 //! max_hints = 100000
 //!
+//! [limits]            # optional; see crate::shed::Limits
+//! node_queue_events = 10000
+//!
 //! [tls]              # inter-node mutual TLS; `ringkv cert` makes these
 //! ca = "certs/ca.pem"       # trusted CA certificates (one or more: rotation)
 //! cert = "certs/n1.pem"     # this node's certificate, issued for its id
@@ -56,6 +59,7 @@ mod addresses;
 pub use addresses::{BindConfig, Listen};
 
 use crate::auth::config::{self as client_auth, AuthConfig, ClientTlsConfig};
+use crate::shed::Limits;
 use ringkv_core::anti_entropy::AntiEntropySettings;
 use ringkv_core::gossip::MembershipSettings;
 use ringkv_core::hints::HintSettings;
@@ -85,6 +89,9 @@ pub struct NodeConfig {
     pub membership: MembershipSettings,
     #[serde(default)]
     pub hints: HintSettings,
+    /// How much each queue may hold before the node sheds load.
+    #[serde(default)]
+    pub limits: Limits,
     /// Inter-node addresses of members to join through. With seeds, a new
     /// node starts as joining and `nodes` lists only itself.
     #[serde(default)]
@@ -233,12 +240,13 @@ impl NodeConfig {
     }
 
     /// The protocol settings, with the `[anti_entropy]`, `[membership]` and
-    /// `[hints]` sections folded in.
+    /// `[hints]` sections and the in-flight limit folded in.
     pub fn settings(&self) -> Settings {
         Settings {
             anti_entropy: self.anti_entropy.clone(),
             membership: self.membership.clone(),
             hints: self.hints.clone(),
+            max_in_flight: self.limits.in_flight_ops,
             ..self.replication.clone()
         }
     }
@@ -260,6 +268,7 @@ impl NodeConfig {
         if !self.seeds.is_empty() && self.nodes.len() > 1 {
             return Err("a node joining through seeds lists only itself in [[nodes]]".into());
         }
+        self.limits.validate()?;
         if self.storage.fsync_interval_ms == 0 {
             return Err("storage fsync_interval_ms must be at least 1".into());
         }
@@ -367,6 +376,8 @@ mod tests {
         assert_eq!(c.cluster, "ringkv");
         assert_eq!(c.replication, Settings::default());
         assert_eq!(c.storage, StorageConfig::default());
+        assert_eq!(c.limits, Limits::default());
+        assert_eq!(c.settings().max_in_flight, c.limits.in_flight_ops);
         assert_eq!(c.me().unwrap().http.port(), 8101);
         assert_eq!(c.me().unwrap().resp.map(|a| a.port()), Some(6101));
         assert_eq!(c.nodes[1].resp, None);
@@ -449,6 +460,14 @@ mod tests {
             (
                 format!("{GOOD}\n[membership]\nsuspect_after_ms = 10"),
                 "must exceed probe_interval_ms",
+            ),
+            (
+                format!("{GOOD}\n[limits]\nin_flight_ops = 0"),
+                "limits in_flight_ops = 0 must be within 1..=1000000",
+            ),
+            (
+                format!("{GOOD}\n[limits]\nhttp_conections = 5"),
+                "unknown field `http_conections`",
             ),
         ];
         for (text, expected) in cases {

@@ -9,6 +9,7 @@
 use crate::auth::{self, Access};
 use crate::driver::{fingerprint_text, NodeHandle, NodeReport};
 use crate::metrics::{Frontend, Metrics, Outcome, Scrape};
+use crate::shed::{self, Held, Limits, ShedReport, Shedding};
 use crate::transport::Transport;
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
@@ -29,6 +30,7 @@ use ringkv_core::siblings::SiblingSet;
 use ringkv_core::version::CausalContext;
 use ringkv_core::NodeId;
 use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
@@ -52,20 +54,30 @@ pub struct Api {
     pub metrics: Arc<Metrics>,
     /// When the node started, seconds since the Unix epoch.
     pub started: f64,
+    /// The node's load limits, and what it shed.
+    pub limits: Limits,
+    pub shedding: Arc<Shedding>,
 }
 
 /// The operations `/kv` requests are counted under.
 pub const KV_OPS: [&str; 4] = ["get", "head", "put", "delete"];
 
+/// The API's routes. `/kv` requests are limited to `http_requests` at
+/// once (see [`shed::http`]); the others — status, admin, health — are
+/// few, bounded by the connection limit, and must answer while `/kv` is
+/// being shed.
 pub fn router(api: Api) -> Router {
     let body_limit = api.max_value_bytes + 1;
-    Router::new()
-        .route(
+    let kv =
+        Router::new().route(
             "/kv/{*key}",
             get(get_key).put(put_key).delete(delete_key).layer(
                 middleware::map_response_with_state(api.clone(), ring_header),
             ),
-        )
+        );
+    let kv = shed::http::limit_requests(kv, api.limits.http_requests, api.shedding.clone());
+    Router::new()
+        .merge(kv)
         .route("/status", get(status))
         .route("/ring", get(ring))
         .route("/metrics", get(metrics))
@@ -102,7 +114,7 @@ async fn live() -> &'static str {
 async fn ready(State(api): State<Api>) -> Response {
     match api.node.readiness().await {
         Some(Ok(())) => "ready\n".into_response(),
-        Some(Err(reason)) => ApiError(StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
+        Some(Err(reason)) => ApiError::new(StatusCode::SERVICE_UNAVAILABLE, reason).into_response(),
         None => shutting_down().into_response(),
     }
 }
@@ -123,7 +135,8 @@ async fn metrics(State(api): State<Api>) -> Result<Response, ApiError> {
     let scrape = Scrape {
         report: &report,
         transport: api.transport.counts(),
-        queue_depth: api.node.queue_depth(),
+        queued: api.node.queued(),
+        shedding: &api.shedding,
         cluster: &api.cluster,
         started: api.started,
     };
@@ -144,7 +157,11 @@ async fn count_kv(State(metrics): State<Arc<Metrics>>, request: Request, next: N
         .unwrap_or("other");
     let started = Instant::now();
     let response = next.run(request).await;
-    let outcome = Outcome::of_http(response.status().as_u16());
+    let outcome = if response.headers().contains_key(header::RETRY_AFTER) {
+        Outcome::Overloaded
+    } else {
+        Outcome::of_http(response.status().as_u16())
+    };
     metrics.request(Frontend::Http, op, outcome, started.elapsed());
     response
 }
@@ -194,47 +211,68 @@ pub struct SiblingsJson {
 }
 
 /// A user-facing error: a status and one sentence.
-struct ApiError(StatusCode, String);
+struct ApiError {
+    status: StatusCode,
+    message: String,
+    /// The node shed the request: a `503` with `Retry-After` (see
+    /// [`shed::http`]), which is how a client tells it from a quorum that
+    /// failed — the operation was not started at all.
+    overloaded: bool,
+}
+
+impl ApiError {
+    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+        ApiError {
+            status,
+            message: message.into(),
+            overloaded: false,
+        }
+    }
+}
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        (self.0, format!("{}\n", self.1)).into_response()
+        if self.overloaded {
+            return shed::http::overloaded(&self.message);
+        }
+        (self.status, format!("{}\n", self.message)).into_response()
     }
 }
 
 impl From<ClientError> for ApiError {
     fn from(e: ClientError) -> Self {
+        let overloaded = matches!(e, ClientError::Overloaded { .. });
         let status = match e {
             ClientError::Invalid(_) => StatusCode::BAD_REQUEST,
             ClientError::Conflict(_) => StatusCode::CONFLICT,
-            ClientError::Unavailable { .. } | ClientError::ReadOnly { .. } => {
-                StatusCode::SERVICE_UNAVAILABLE
-            }
+            ClientError::Unavailable { .. }
+            | ClientError::ReadOnly { .. }
+            | ClientError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ClientError::Storage { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         };
-        ApiError(status, e.to_string())
+        ApiError {
+            overloaded,
+            ..ApiError::new(status, e.to_string())
+        }
     }
 }
 
 /// The node thread is gone (the process is stopping).
 fn shutting_down() -> ApiError {
-    ApiError(
-        StatusCode::SERVICE_UNAVAILABLE,
-        "node is shutting down".into(),
-    )
+    ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "node is shutting down")
 }
 
 /// The node answered a read with a write's reply or the reverse: a bug on
 /// our side, never the client's.
 fn unexpected_reply() -> ApiError {
-    ApiError(
+    ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
-        "the node gave an unexpected kind of reply".into(),
+        "the node gave an unexpected kind of reply",
     )
 }
 
 fn bad_request(message: impl Into<String>) -> ApiError {
-    ApiError(StatusCode::BAD_REQUEST, message.into())
+    ApiError::new(StatusCode::BAD_REQUEST, message.into())
 }
 
 async fn get_key(
@@ -376,14 +414,39 @@ struct StatusJson {
     #[serde(flatten)]
     node: NodeReport,
     inter_node_connections_accepted: u64,
+    load: LoadReport,
+}
+
+/// `load` in `/status`: the limits, what the bounded queues hold now
+/// (operations in flight are `in_flight` at the top level), and what was
+/// shed, by queue and cause.
+#[derive(Serialize)]
+struct LoadReport {
+    limits: Limits,
+    node_queue: Held,
+    /// Per peer: frames queued or being written, and their bytes.
+    peer_queues: BTreeMap<String, Held>,
+    shed: ShedReport,
 }
 
 async fn status(State(api): State<Api>) -> Result<Json<StatusJson>, ApiError> {
     let node = api.node.report().await.ok_or_else(shutting_down)?;
+    let load = LoadReport {
+        limits: api.limits.clone(),
+        node_queue: api.node.queued(),
+        peer_queues: api
+            .transport
+            .queued()
+            .into_iter()
+            .map(|(peer, held)| (peer.to_string(), held))
+            .collect(),
+        shed: api.shedding.report(),
+    };
     Ok(Json(StatusJson {
         cluster: api.cluster.clone(),
         node,
         inter_node_connections_accepted: api.transport.accepted_connections(),
+        load,
     }))
 }
 
@@ -394,13 +457,13 @@ async fn link_fault(
     Path((peer, action)): Path<(String, String)>,
 ) -> Result<StatusCode, ApiError> {
     if !api.fault_injection {
-        return Err(ApiError(
+        return Err(ApiError::new(
             StatusCode::FORBIDDEN,
-            "fault injection is disabled in this node's config".into(),
+            "fault injection is disabled in this node's config",
         ));
     }
     if !api.transport.knows(&NodeId::new(&peer)) {
-        return Err(ApiError(
+        return Err(ApiError::new(
             StatusCode::NOT_FOUND,
             format!("unknown node {peer}"),
         ));
@@ -453,9 +516,9 @@ async fn remove(
             Ok((StatusCode::ACCEPTED, Json(body)))
         }
         Err(refusal @ RemoveRefusal::Unknown(_)) => {
-            Err(ApiError(StatusCode::NOT_FOUND, refusal.to_string()))
+            Err(ApiError::new(StatusCode::NOT_FOUND, refusal.to_string()))
         }
-        Err(refusal) => Err(ApiError(StatusCode::CONFLICT, refusal.to_string())),
+        Err(refusal) => Err(ApiError::new(StatusCode::CONFLICT, refusal.to_string())),
     }
 }
 
@@ -504,5 +567,5 @@ async fn read_replica(
         .ok_or_else(shutting_down)?;
     found
         .map(Json)
-        .map_err(|e| ApiError(StatusCode::INTERNAL_SERVER_ERROR, e))
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))
 }

@@ -13,6 +13,7 @@ pub mod members_file;
 pub mod metrics;
 pub mod resp;
 pub mod server;
+pub mod shed;
 pub mod status;
 pub mod tls;
 pub mod transport;

@@ -10,6 +10,8 @@ use crate::http::{self, Api};
 use crate::members_file::{self, MembersFileError};
 use crate::metrics::{Frontend, Metrics};
 use crate::resp;
+use crate::shed::http::LimitedListener;
+use crate::shed::{Budget, Shedding};
 use crate::transport::{Transport, TransportConfig};
 use ringkv_core::message::Message;
 use ringkv_core::node::Node;
@@ -81,10 +83,13 @@ pub async fn run(
     // Refuses a data directory written with other cluster settings, before
     // any protocol code runs over the store.
     let members = members_file::start(&config)?;
-    let queue = driver::EventQueue::new();
+    let shedding = Arc::new(Shedding::default());
+    let node_id = NodeId::new(&me.id);
+    let queue_budget = Budget::new(config.limits.node_queue());
+    let queue = driver::EventQueue::new(&node_id, queue_budget, shedding.clone());
     let transport_config = TransportConfig {
         cluster: config.cluster.clone(),
-        node_id: NodeId::new(&me.id),
+        node_id,
         settings: settings.cluster(),
         listen: listen.addr,
         // Known members; gossip adds the others as they are learned.
@@ -100,6 +105,8 @@ pub async fn run(
         // within 1 s. A LAN handshake takes well under a millisecond.
         connect_timeout: Duration::from_millis(500),
         tls: peer_tls,
+        queue: config.limits.peer_queue(),
+        shedding: shedding.clone(),
     };
     let sink = queue.peer_sink();
     let acceptor = sink.acceptor();
@@ -127,7 +134,7 @@ pub async fn run(
     // Bound before HTTP: a node that answers HTTP serves RESP too.
     let resp = match listen.resp {
         Some(addr) => {
-            let shared = (access.clone(), metrics.clone());
+            let shared = (access.clone(), metrics.clone(), shedding.clone());
             let resp = start_resp(addr, &handle, &config, shared, tls.clone());
             Some(resp.await?)
         }
@@ -144,6 +151,8 @@ pub async fn run(
         access,
         metrics,
         started,
+        limits: config.limits.clone(),
+        shedding: shedding.clone(),
     };
     tracing::info!(
         "node {} up: inter-node {}, {} {}, resp {}{}, data {} ({:?})",
@@ -171,9 +180,21 @@ pub async fn run(
         }
     };
     let router = http::router(api);
+    let max = config.limits.http_connections;
     let served = match tls {
-        Some(acceptor) => serve_http(TlsListener::new(listener, acceptor)?, router, stop_on).await,
-        None => serve_http(listener, router, stop_on).await,
+        Some(acceptor) => {
+            let listener = TlsListener::new(listener, acceptor)?;
+            let limited = LimitedListener::new(listener, max, shedding);
+            serve_http(limited, router, stop_on).await
+        }
+        None => {
+            serve_http(
+                LimitedListener::new(listener, max, shedding),
+                router,
+                stop_on,
+            )
+            .await
+        }
     };
     if let Some(resp) = resp {
         resp.abort();
@@ -205,19 +226,23 @@ async fn start_resp(
     addr: SocketAddr,
     node: &NodeHandle,
     config: &NodeConfig,
-    (access, metrics): (Arc<Access>, Arc<Metrics>),
+    (access, metrics, shedding): (Arc<Access>, Arc<Metrics>, Arc<Shedding>),
     tls: Option<TlsAcceptor>,
 ) -> Result<JoinHandle<()>, ServerError> {
     let settings = config.settings();
     metrics.declare_requests(Frontend::Resp, &resp::OPS);
+    let load = resp::Load {
+        limits: &config.limits,
+        shedding,
+    };
     let ctx = resp::Context::new(
         node.clone(),
         config.cluster.clone(),
         &settings,
         client_limit(&settings),
         addr.port(),
-        access,
-        metrics,
+        (access, metrics),
+        load,
     );
     Ok(tokio::spawn(resp::serve(bind(addr).await?, ctx, tls)))
 }

@@ -270,6 +270,8 @@ async fn a_foreign_certificate_delivers_no_write_hint_exchange_or_read() {
         max_frame_bytes: 1 << 20,
         connect_timeout: Duration::from_secs(2),
         tls: Some(PeerTls::load(&creds, "n4").unwrap()),
+        queue: ringkv_server::shed::Limits::default().peer_queue(),
+        shedding: Default::default(),
     };
     let stranger = Transport::<Message>::bind(config, tx).await.unwrap();
     for msg in every_kind_of_message() {

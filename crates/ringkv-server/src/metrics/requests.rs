@@ -37,16 +37,19 @@ pub enum Outcome {
     Unavailable,
     /// A storage failure or a bug (500).
     Error,
+    /// Shed at a bound before any work (HTTP 503 + `Retry-After`, `-BUSY`).
+    Overloaded,
 }
 
 impl Outcome {
-    pub const ALL: [Outcome; 6] = [
+    pub const ALL: [Outcome; 7] = [
         Outcome::Ok,
         Outcome::Invalid,
         Outcome::Denied,
         Outcome::Conflict,
         Outcome::Unavailable,
         Outcome::Error,
+        Outcome::Overloaded,
     ];
 
     fn label(self) -> &'static str {
@@ -57,6 +60,7 @@ impl Outcome {
             Outcome::Conflict => "conflict",
             Outcome::Unavailable => "unavailable",
             Outcome::Error => "error",
+            Outcome::Overloaded => "overloaded",
         }
     }
 
@@ -67,6 +71,7 @@ impl Outcome {
             ClientError::Conflict(_) => Outcome::Conflict,
             ClientError::Unavailable { .. } | ClientError::ReadOnly { .. } => Outcome::Unavailable,
             ClientError::Storage { .. } => Outcome::Error,
+            ClientError::Overloaded { .. } => Outcome::Overloaded,
         }
     }
 
@@ -79,6 +84,8 @@ impl Outcome {
         let denied = ["NOAUTH", "NOPERM", "WRONGPASS"];
         if denied.iter().any(|code| message.starts_with(code)) {
             Outcome::Denied
+        } else if message.starts_with("BUSY") {
+            Outcome::Overloaded
         } else {
             Outcome::Invalid
         }

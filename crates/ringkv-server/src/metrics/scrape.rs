@@ -4,11 +4,12 @@
 
 use super::Metrics;
 use crate::driver::NodeReport;
+use crate::shed::{Held, Shedding};
 use crate::transport::TransportCounts;
 
 /// Every member status word `/status` uses, so each has a series (at 0
 /// when no member has it).
-const MEMBER_STATUSES: [&str; 7] = [
+const MEMBER_STATUSES: [&str; 9] = [
     "joining",
     "up",
     "read-only",
@@ -16,14 +17,18 @@ const MEMBER_STATUSES: [&str; 7] = [
     "down",
     "leaving",
     "left",
+    "removing",
+    "removed",
 ];
 
 /// The numbers one scrape reads.
 pub struct Scrape<'a> {
     pub report: &'a NodeReport,
     pub transport: TransportCounts,
-    /// Events waiting for the node thread.
-    pub queue_depth: usize,
+    /// What waits for the node thread (events and their bytes).
+    pub queued: Held,
+    /// What every bounded queue shed.
+    pub shedding: &'a Shedding,
     pub cluster: &'a str,
     /// When the node started, seconds since the Unix epoch.
     pub started: f64,
@@ -36,6 +41,14 @@ impl Scrape<'_> {
         self.record_anti_entropy(m);
         self.record_members(m);
         self.record_transport(m);
+        self.record_shedding(m);
+    }
+
+    fn record_shedding(&self, m: &Metrics) {
+        for (queue, cause, n) in self.shedding.iter() {
+            let labels = [("queue", queue.name()), ("cause", cause.name())];
+            m.counter("ringkv_shed_total", &labels).absolute(n);
+        }
     }
 
     fn record_node(&self, m: &Metrics) {
@@ -69,7 +82,8 @@ impl Scrape<'_> {
             ("ringkv_store_faulted", &[], flag(r.store_fault.is_some())),
             ("ringkv_ready", &[], flag(r.not_ready.is_none())),
             ("ringkv_in_flight_operations", &[], r.in_flight as f64),
-            ("ringkv_event_queue_depth", &[], self.queue_depth as f64),
+            ("ringkv_event_queue_depth", &[], self.queued.count as f64),
+            ("ringkv_event_queue_bytes", &[], self.queued.bytes as f64),
             (
                 "ringkv_unreachable_peers",
                 &[],

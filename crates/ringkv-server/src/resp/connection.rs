@@ -6,27 +6,37 @@
 //! also names waits for those to finish first, so one connection's
 //! commands on one key take effect in the order it sent them (`SET k a`,
 //! `SET k b`, `GET k` answers `b`; a `DEL` reads before it writes).
+//!
+//! A pipeline is bounded in commands and bytes (`[limits]
+//! resp_pipeline_commands`, `resp_pipeline_bytes`): each command read
+//! holds its share until its reply is written. At the bound the
+//! connection stops reading — backpressure, not refusal. A RESP server
+//! cannot skip a command without reading it (only parsing finds where the
+//! next one starts) and must answer in order, so refusing read-ahead
+//! commands would cost the same reading and parsing as serving them, and
+//! would fail a well-behaved pipelining client for being fast. Not
+//! reading lets TCP's flow control slow the client to the node's pace,
+//! while a node that is overloaded as a whole refuses commands it does
+//! read with `-BUSY` (see [`super::exec`]).
 
 use super::command::{error, Command};
 use super::frame::{ProtocolError, RequestCodec};
 use super::session::Session;
 use super::{exec, Context};
 use crate::metrics::Frontend;
+use crate::shed::{Budget, Cause, Permit, Queue};
 use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, SinkExt, StreamExt};
 use redis_protocol::codec::Resp2;
 use redis_protocol::resp2::types::BytesFrame;
-use std::collections::HashSet;
+use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Instant;
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio_util::codec::{FramedRead, FramedWrite};
-
-/// Requests of one connection in flight at once; reading waits beyond it.
-const MAX_IN_FLIGHT: usize = 1024;
 
 /// The halves of a connection, plain TCP or TLS.
 pub type ReadHalf = Box<dyn AsyncRead + Send + Unpin>;
@@ -40,6 +50,9 @@ pub async fn serve(read: ReadHalf, write: WriteHalf, peer: SocketAddr, ctx: &Arc
     let mut connection = Connection {
         replies: FramedWrite::new(write, Resp2::default()),
         pending: FuturesOrdered::new(),
+        permits: VecDeque::new(),
+        budget: Budget::new(ctx.pipeline),
+        paused: false,
         keys: HashSet::new(),
         ctx: ctx.clone(),
         session: Session::new(),
@@ -53,6 +66,13 @@ struct Connection {
     replies: FramedWrite<WriteHalf, Resp2>,
     /// Replies still being worked out, in request order.
     pending: FuturesOrdered<BoxFuture<'static, BytesFrame>>,
+    /// The pipeline's share of each request in `pending`, in the same
+    /// order: given back as its reply is written.
+    permits: VecDeque<Permit>,
+    /// This connection's pipeline bound.
+    budget: std::sync::Arc<Budget>,
+    /// Reading stopped at the bound (counted once per pause).
+    paused: bool,
     /// Keys named by requests in `pending` (cleared when it empties).
     keys: HashSet<Bytes>,
     ctx: Arc<Context>,
@@ -69,11 +89,10 @@ enum Event {
 impl Connection {
     async fn run(&mut self, requests: &mut Requests, peer: SocketAddr) -> Result<(), String> {
         loop {
+            let room = self.has_room();
             let event = tokio::select! {
                 Some(reply) = self.pending.next(), if !self.pending.is_empty() => Event::Reply(reply),
-                request = requests.next(), if self.pending.len() < MAX_IN_FLIGHT => {
-                    Event::Request(request)
-                }
+                request = requests.next(), if room => Event::Request(request),
             };
             let args = match event {
                 Event::Reply(reply) => {
@@ -87,27 +106,51 @@ impl Connection {
                 Event::Request(Some(Err(e))) => {
                     tracing::warn!("resp client {peer}: {e}; closing the connection");
                     let refusal = Command::Reply(error(format!("ERR {e}")));
-                    self.start(refusal, "other").await?;
+                    self.start(refusal, "other", 0).await?;
                     return self.drain().await;
                 }
             };
             let op = args.first().map_or("other", |name| super::op_label(name));
+            let bytes = args.iter().map(Bytes::len).sum();
             let command = self.session.admit(&self.ctx.access, &args);
             let quit = command == Command::Quit;
-            self.start(command, op).await?;
+            self.start(command, op, bytes).await?;
             if quit {
                 return self.drain().await;
             }
         }
     }
 
+    /// Whether another request may be read now; counts a new pause.
+    fn has_room(&mut self) -> bool {
+        let room = self.budget.has_room();
+        if !room && !self.paused {
+            let held = self.budget.held();
+            let cause = if held.count >= self.budget.bound().count {
+                Cause::Count
+            } else {
+                Cause::Bytes
+            };
+            self.ctx.shedding.record(Queue::RespPipeline, cause);
+        }
+        self.paused = !room;
+        room
+    }
+
     /// Start `command` (counted as `op`), after the requests in flight when
-    /// it names one of their keys.
-    async fn start(&mut self, command: Command, op: &'static str) -> Result<(), String> {
+    /// it names one of their keys. It holds `bytes` of the pipeline until
+    /// answered.
+    async fn start(
+        &mut self,
+        command: Command,
+        op: &'static str,
+        bytes: usize,
+    ) -> Result<(), String> {
         let keys = command.keys();
         if keys.iter().any(|key| self.keys.contains(*key)) {
             self.drain().await?;
         }
+        self.permits.push_back(self.budget.take(bytes));
         self.keys.extend(keys.into_iter().cloned());
         let ctx = self.ctx.clone();
         let started = Instant::now();
@@ -123,11 +166,12 @@ impl Connection {
         Ok(())
     }
 
-    /// Write `reply` and every reply ready behind it, then flush.
+    /// Write `reply` and every reply ready behind it, then flush; each
+    /// gives its request's share of the pipeline back.
     async fn write(&mut self, reply: BytesFrame) -> Result<(), String> {
-        self.replies.feed(reply).await.map_err(|e| e.to_string())?;
+        self.feed(reply).await?;
         while let Some(Some(reply)) = self.pending.next().now_or_never() {
-            self.replies.feed(reply).await.map_err(|e| e.to_string())?;
+            self.feed(reply).await?;
         }
         if self.pending.is_empty() {
             self.keys.clear();
@@ -135,6 +179,11 @@ impl Connection {
         SinkExt::<BytesFrame>::flush(&mut self.replies)
             .await
             .map_err(|e| e.to_string())
+    }
+
+    async fn feed(&mut self, reply: BytesFrame) -> Result<(), String> {
+        self.permits.pop_front();
+        self.replies.feed(reply).await.map_err(|e| e.to_string())
     }
 
     /// Wait for every request in flight and write its reply.

@@ -16,19 +16,32 @@ use std::collections::{BTreeMap, BTreeSet};
 /// Node requests one multi-key command keeps in flight at once.
 const FAN_OUT: usize = 64;
 
-/// A refusal or failure: the `-ERR` line the client gets, and its class
-/// for the request metrics.
+/// A refusal or failure: the error line the client gets (its prefix
+/// included), and its class for the request metrics.
 struct Failure(String, metrics::Outcome);
 
 impl From<ClientError> for Failure {
+    /// `-ERR` and the sentence, but `-BUSY` when the node shed the
+    /// command. Redis answers `BUSY` when it is busy running a script and
+    /// will take commands again shortly, which is this case too; client
+    /// libraries pass it on as a plain error (redis-py and go-redis map no
+    /// class to it; Jedis and Lettuce raise a data error), so it is shown
+    /// and neither tears the connection down nor is retried at once.
+    /// `LOADING` would be: redis-py raises a connection error (and
+    /// reconnects), go-redis retries it immediately — more load on a node
+    /// shedding it. `OOM` means memory full for good.
     fn from(e: ClientError) -> Self {
-        Failure(e.to_string(), metrics::Outcome::of_error(&e))
+        let prefix = match e {
+            ClientError::Overloaded { .. } => "BUSY",
+            _ => "ERR",
+        };
+        Failure(format!("{prefix} {e}"), metrics::Outcome::of_error(&e))
     }
 }
 
 impl Failure {
     fn invalid(message: String) -> Failure {
-        Failure(message, metrics::Outcome::Invalid)
+        Failure(format!("ERR {message}"), metrics::Outcome::Invalid)
     }
 }
 
@@ -54,7 +67,7 @@ pub async fn run(command: Command, ctx: &Context) -> (BytesFrame, metrics::Outco
     };
     match reply {
         Ok(frame) => (frame, metrics::Outcome::Ok),
-        Err(Failure(message, outcome)) => (error(format!("ERR {message}")), outcome),
+        Err(Failure(line, outcome)) => (error(line), outcome),
     }
 }
 
@@ -102,7 +115,7 @@ async fn write(ctx: &Context, op: ClientOp) -> Outcome<()> {
 /// our side.
 fn unexpected_reply() -> Failure {
     Failure(
-        "the node gave an unexpected kind of reply".into(),
+        "ERR the node gave an unexpected kind of reply".into(),
         metrics::Outcome::Error,
     )
 }
@@ -182,7 +195,7 @@ where
 async fn info(ctx: &Context, section: Option<&str>) -> Outcome<BytesFrame> {
     let report = ctx.node.report().await.ok_or_else(|| {
         Failure(
-            "node is shutting down".into(),
+            "ERR node is shutting down".into(),
             metrics::Outcome::Unavailable,
         )
     })?;

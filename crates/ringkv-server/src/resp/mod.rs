@@ -17,6 +17,7 @@ use crate::auth::Access;
 use crate::client_tls;
 use crate::driver::NodeHandle;
 use crate::metrics::Metrics;
+use crate::shed::{Bound, Cause, Limits, Queue, Shedding};
 use frame::FrameLimits;
 use ringkv_core::settings::Settings;
 use std::net::SocketAddr;
@@ -26,9 +27,6 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::Semaphore;
 use tokio::task::JoinSet;
 use tokio_rustls::TlsAcceptor;
-
-/// Connections served at once, as Redis's default `maxclients`.
-const MAX_CLIENTS: usize = 10_000;
 
 /// What every connection shares.
 pub struct Context {
@@ -44,6 +42,17 @@ pub struct Context {
     /// Who may run which command (see [`crate::auth`]).
     pub access: Arc<Access>,
     pub metrics: Arc<Metrics>,
+    /// Connections served at once (`[limits] resp_connections`).
+    pub max_clients: usize,
+    /// What one connection may read ahead (`resp_pipeline_*`).
+    pub pipeline: Bound,
+    pub shedding: Arc<Shedding>,
+}
+
+/// How a RESP port is limited: its connections and their pipelines.
+pub struct Load<'a> {
+    pub limits: &'a Limits,
+    pub shedding: Arc<Shedding>,
 }
 
 /// The operations Redis requests are counted under: the commands that
@@ -67,8 +76,8 @@ impl Context {
         settings: &Settings,
         request_limit: Duration,
         port: u16,
-        access: Arc<Access>,
-        metrics: Arc<Metrics>,
+        (access, metrics): (Arc<Access>, Arc<Metrics>),
+        load: Load<'_>,
     ) -> Self {
         Context {
             node,
@@ -80,6 +89,9 @@ impl Context {
             started: Instant::now(),
             access,
             metrics,
+            max_clients: load.limits.resp_connections,
+            pipeline: load.limits.resp_pipeline(),
+            shedding: load.shedding,
         }
     }
 }
@@ -89,13 +101,14 @@ impl Context {
 /// own task, so a slow one holds up no other.
 pub async fn serve(listener: TcpListener, ctx: Context, tls: Option<TlsAcceptor>) {
     let ctx = Arc::new(ctx);
-    let slots = Arc::new(Semaphore::new(MAX_CLIENTS));
+    let slots = Arc::new(Semaphore::new(ctx.max_clients));
     let mut connections = JoinSet::new();
     loop {
         let (stream, peer) = client_tls::accept(&listener, "resp").await;
         while connections.try_join_next().is_some() {}
         let _ = stream.set_nodelay(true);
         let Ok(slot) = slots.clone().try_acquire_owned() else {
+            ctx.shedding.record(Queue::RespConnections, Cause::Count);
             connections.spawn(refuse(stream));
             continue;
         };
@@ -124,7 +137,8 @@ async fn serve_one(
     }
 }
 
-/// Tell a client over [`MAX_CLIENTS`] why it is turned away.
+/// Tell a client over `resp_connections` why it is turned away, in
+/// Redis's own words (which client libraries recognise).
 async fn refuse(mut stream: TcpStream) {
     use tokio::io::AsyncWriteExt;
     let _ = stream

@@ -170,10 +170,11 @@ impl<M> Shared<M> {
             return;
         }
         warn!(%peer, "refusing peer: {reason}");
-        self.inbound.deliver(Inbound::Incompatible {
+        let report = Inbound::Incompatible {
             peer: peer.clone(),
             reason: reason.to_owned(),
-        });
+        };
+        self.inbound.deliver(report, 0);
     }
 
     /// A handshake with `peer` succeeded: a refusal logged before is over.

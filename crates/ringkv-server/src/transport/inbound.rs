@@ -208,7 +208,10 @@ where
         return Ok(());
     }
     let from = from.clone();
-    match shared.inbound.deliver(Inbound::Message { from, msg }) {
+    match shared
+        .inbound
+        .deliver(Inbound::Message { from, msg }, bytes.len())
+    {
         true => Ok(()),
         false => Err(Close::NodeGone),
     }

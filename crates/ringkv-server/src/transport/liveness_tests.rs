@@ -191,7 +191,7 @@ async fn a_stalled_connection_is_reported_and_replaced_after_the_heal() {
 }
 
 /// How a fake acceptor behaves once it answered the handshake.
-enum FakePeer {
+pub(super) enum FakePeer {
     /// Never reads again (a paused process: its kernel still acks TCP).
     Paused,
     /// Acknowledges every frame with this absurd count.
@@ -200,7 +200,11 @@ enum FakePeer {
 
 /// Serves one connection on `listener` as peer "b" would, then behaves as
 /// `behaviour` says, until `done` fires.
-async fn fake_peer(listener: TcpListener, behaviour: FakePeer, done: oneshot::Receiver<()>) {
+pub(super) async fn fake_peer(
+    listener: TcpListener,
+    behaviour: FakePeer,
+    done: oneshot::Receiver<()>,
+) {
     let (stream, _) = listener.accept().await.unwrap();
     let mut framed = Framed::new(stream, codec(MAX_FRAME + 1));
     next_hello(&mut framed).await.expect("a's hello");

@@ -29,6 +29,12 @@
 //! messages anyway. A message that encodes larger than `max_frame_bytes` is
 //! never sent, and handed back as [`Inbound::TooLarge`] so the protocol can
 //! fail what waits on it at once, with the real cause.
+//!
+//! Each peer's queue is bounded in frames and bytes (`[limits]
+//! peer_queue_frames`, `peer_queue_bytes`): a frame beyond is dropped and
+//! counted (see [`crate::shed`]), so a slow or dead peer costs at most its
+//! bound of memory. Frames are held against the bound until written (or
+//! dropped with a failed batch), so the batch being written counts too.
 
 mod handshake;
 mod inbound;
@@ -36,6 +42,8 @@ mod liveness;
 #[cfg(test)]
 mod liveness_tests;
 mod outbound;
+#[cfg(test)]
+mod queue_tests;
 mod secure;
 mod stats;
 #[cfg(test)]
@@ -50,6 +58,7 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex, MutexGuard, PoisonError};
 use std::time::Duration;
 
+use crate::shed::{Bound, Budget, Cause, Held, Priority, Queue, Shedding};
 use bytes::Bytes;
 use ringkv_core::settings::ClusterSettings;
 use ringkv_core::NodeId;
@@ -64,7 +73,7 @@ use tracing::{debug, trace, warn};
 
 use handshake::Hello;
 use inbound::accept_loop;
-use outbound::PeerWriter;
+use outbound::{PeerWriter, Queued};
 use stats::TransportStats;
 pub use stats::{DropCause, TransportCounts};
 
@@ -78,7 +87,9 @@ pub use stats::{DropCause, TransportCounts};
 /// ping), and the acceptor sends acks back (see `liveness`).
 /// Version 4: members may be removed (two more statuses) and gossip
 /// entries name the member a replacement replaces.
-pub const PROTOCOL_VERSION: u16 = 4;
+/// Version 5: a forwarded request may be answered `Overloaded` (a node
+/// sheds load at its bounds).
+pub const PROTOCOL_VERSION: u16 = 5;
 
 /// First field of every handshake ("RKV1"). Lets an acceptor tell a ringkv
 /// peer from a stray client (a port scanner, an HTTP request) immediately.
@@ -128,6 +139,10 @@ pub struct TransportConfig {
     /// Mutual TLS on every connection; `None` only for an `insecure`
     /// node (and transport tests), which speaks plaintext.
     pub tls: Option<crate::tls::PeerTls>,
+    /// Bound of each peer's outbound queue.
+    pub queue: Bound,
+    /// Where dropped frames are counted.
+    pub shedding: Arc<Shedding>,
 }
 
 /// What the transport hands to the node.
@@ -199,10 +214,18 @@ impl<M> fmt::Debug for Transport<M> {
 struct Inner<M> {
     shared: Arc<Shared<M>>,
     /// One queue per peer, drained by that peer's writer task.
-    outbound: Mutex<HashMap<NodeId, mpsc::UnboundedSender<Bytes>>>,
+    outbound: Mutex<HashMap<NodeId, PeerQueue>>,
     /// Captured at bind time so the synchronous `send` can spawn writer tasks
     /// even when called from outside the runtime (it must never panic).
     runtime: Handle,
+}
+
+/// One peer's outbound queue: the channel to its writer (none until the
+/// first frame, or after its address changed) and the budget bounding it,
+/// kept across writers so a reconnect to a new address does not double it.
+struct PeerQueue {
+    tx: Option<mpsc::UnboundedSender<Queued>>,
+    budget: Arc<Budget>,
 }
 
 impl<M> Drop for Inner<M> {
@@ -230,6 +253,8 @@ struct Shared<M> {
     /// Connections, reconnects and dropped frames (see [`stats`]).
     stats: Arc<TransportStats>,
     shutdown: CancellationToken,
+    queue: Bound,
+    shedding: Arc<Shedding>,
 }
 
 /// Locks a mutex, ignoring poisoning: every critical section here is a plain
@@ -258,12 +283,16 @@ fn codec(max_frame_bytes: usize) -> LengthDelimitedCodec {
 /// thread's own queue, so a message reaches the protocol without another
 /// task hop; tests give it a tokio channel.
 pub trait InboundSink<M>: Send + Sync {
-    /// Hand over one event; false once nobody listens any more.
-    fn deliver(&self, inbound: Inbound<M>) -> bool;
+    /// Hand over one event; `bytes` is the encoded size of the message it
+    /// carries (the frame's payload; 0 for a report without one), so a
+    /// bounded sink need not measure it again. False once nobody listens
+    /// any more; a sink that drops the event for lack of room still
+    /// answers true.
+    fn deliver(&self, inbound: Inbound<M>, bytes: usize) -> bool;
 }
 
 impl<M: Send + 'static> InboundSink<M> for mpsc::UnboundedSender<Inbound<M>> {
-    fn deliver(&self, inbound: Inbound<M>) -> bool {
+    fn deliver(&self, inbound: Inbound<M>, _bytes: usize) -> bool {
         self.send(inbound).is_ok()
     }
 }
@@ -306,6 +335,8 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Transport<M> {
             inbound: Box::new(inbound),
             stats: Arc::default(),
             shutdown: CancellationToken::new(),
+            queue: config.queue,
+            shedding: config.shedding,
         });
         let runtime = Handle::current();
         runtime.spawn(accept_loop(Arc::clone(&shared), listener));
@@ -350,7 +381,10 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Transport<M> {
         let shared = &self.inner.shared;
         if *to == shared.node_id {
             let from = to.clone();
-            shared.inbound.deliver(Inbound::Message { from, msg });
+            let bytes = postcard::experimental::serialized_size(&msg).unwrap_or(0);
+            shared
+                .inbound
+                .deliver(Inbound::Message { from, msg }, bytes);
             return;
         }
         if shared.is_blocked(to) {
@@ -369,9 +403,8 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Transport<M> {
             Err(Some(bytes)) => {
                 shared.stats.dropped(DropCause::TooLarge, 1);
                 let peer = to.clone();
-                shared
-                    .inbound
-                    .deliver(Inbound::TooLarge { peer, msg, bytes });
+                let report = Inbound::TooLarge { peer, msg, bytes };
+                shared.inbound.deliver(report, bytes);
             }
             Err(None) => shared.stats.dropped(DropCause::Unencodable, 1),
         }
@@ -389,7 +422,9 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Transport<M> {
         if previous.is_some_and(|old| old != addr) {
             debug!(peer = %id, %addr, "peer address changed; reconnecting");
             // Dropping the sender lets the writer drain its queue and exit.
-            lock(&self.inner.outbound).remove(&id);
+            if let Some(queue) = lock(&self.inner.outbound).get_mut(&id) {
+                queue.tx = None;
+            }
         }
     }
 
@@ -431,34 +466,50 @@ impl<M: Serialize + DeserializeOwned + Send + 'static> Transport<M> {
         }
     }
 
-    /// Hands a frame to the peer's writer task, starting one if needed.
+    /// Hands a frame to the peer's writer task, starting one if needed;
+    /// drops it (counted) when the peer's queue is at its bound.
     fn queue_frame(&self, to: &NodeId, frame: Bytes) {
+        let shared = &self.inner.shared;
         let mut outbound = lock(&self.inner.outbound);
+        let queue = outbound.entry(to.clone()).or_insert_with(|| PeerQueue {
+            tx: None,
+            budget: Budget::new(shared.queue),
+        });
+        let permit = match queue.budget.try_take(frame.len(), Priority::Normal) {
+            Ok(permit) => permit,
+            Err(full) => {
+                trace!(peer = %to, ?full, "peer queue full; dropping a frame");
+                shared.stats.dropped(DropCause::QueueFull, 1);
+                return shared
+                    .shedding
+                    .record(Queue::PeerOutbound, Cause::from(full));
+            }
+        };
         // Taken off again by the writer (see `PeerWriter::take`).
-        self.inner.shared.stats.queued(1);
-        let frame = match outbound.get(to) {
-            None => frame,
-            Some(tx) => match tx.send(frame) {
+        shared.stats.queued(1);
+        let mut queued = Queued::new(frame, permit);
+        if let Some(tx) = &queue.tx {
+            match tx.send(queued) {
                 Ok(()) => return,
                 // The writer is gone (it can only stop on shutdown); start afresh.
-                Err(mpsc::error::SendError(frame)) => frame,
-            },
-        };
-        self.spawn_writer(&mut outbound, to, frame);
-    }
-
-    fn spawn_writer(
-        &self,
-        outbound: &mut HashMap<NodeId, mpsc::UnboundedSender<Bytes>>,
-        to: &NodeId,
-        first: Bytes,
-    ) {
+                Err(mpsc::error::SendError(back)) => queued = back,
+            }
+        }
         let (tx, rx) = mpsc::unbounded_channel();
         // Cannot fail: `rx` is alive right here.
-        let _ = tx.send(first);
-        outbound.insert(to.clone(), tx);
-        let writer = PeerWriter::new(Arc::clone(&self.inner.shared), to.clone(), rx);
+        let _ = tx.send(queued);
+        queue.tx = Some(tx);
+        let writer = PeerWriter::new(Arc::clone(shared), to.clone(), rx);
         self.inner.runtime.spawn(writer.run());
+    }
+
+    /// What each peer's outbound queue holds now (frames being written
+    /// included).
+    pub fn queued(&self) -> BTreeMap<NodeId, Held> {
+        lock(&self.inner.outbound)
+            .iter()
+            .map(|(peer, queue)| (peer.clone(), queue.budget.held()))
+            .collect()
     }
 }
 
@@ -478,6 +529,6 @@ impl<M> Shared<M> {
     fn report_unreachable(&self, peer: &NodeId) {
         let peer = peer.clone();
         // The node may have stopped listening (shutting down); nothing to do.
-        self.inbound.deliver(Inbound::Unreachable { peer });
+        self.inbound.deliver(Inbound::Unreachable { peer }, 0);
     }
 }

@@ -19,6 +19,20 @@ use super::liveness::{self, Progress, MAX_ACK_FRAME, PROGRESS_TIMEOUT};
 use super::secure::{secure_outbound, PeerStream};
 use super::stats::{DropCause, OpenGuard};
 use super::{codec, message_codec, Shared, MAX_BATCH, RECONNECT_BACKOFF};
+use crate::shed::{Cause, Permit, Queue};
+
+/// A frame in a peer's queue, holding its share of the queue's budget
+/// until it is written or dropped.
+pub(super) struct Queued {
+    frame: Bytes,
+    permit: Permit,
+}
+
+impl Queued {
+    pub(super) fn new(frame: Bytes, permit: Permit) -> Queued {
+        Queued { frame, permit }
+    }
+}
 
 /// An established outbound connection. Past the handshake's answer, the
 /// read half carries only the acceptor's acks, which tell whether the peer
@@ -47,7 +61,7 @@ enum LinkEvent {
 pub(super) struct PeerWriter<M> {
     shared: Arc<Shared<M>>,
     peer: NodeId,
-    queue: mpsc::UnboundedReceiver<Bytes>,
+    queue: mpsc::UnboundedReceiver<Queued>,
     conn: Option<Connection>,
     /// While set and in the future, the peer recently failed: hold messages
     /// in the queue until then instead of hammering it with connects.
@@ -60,7 +74,7 @@ impl<M> PeerWriter<M> {
     pub(super) fn new(
         shared: Arc<Shared<M>>,
         peer: NodeId,
-        queue: mpsc::UnboundedReceiver<Bytes>,
+        queue: mpsc::UnboundedReceiver<Queued>,
     ) -> Self {
         PeerWriter {
             shared,
@@ -84,7 +98,7 @@ impl<M> PeerWriter<M> {
                     continue;
                 }
                 next = self.queue.recv() => match next {
-                    Some(frame) => self.take(frame),
+                    Some(queued) => self.take(queued),
                     None => return,
                 },
             };
@@ -112,18 +126,18 @@ impl<M> PeerWriter<M> {
     }
 
     /// A frame leaves the queue (for the queued-frames gauge).
-    fn take(&self, frame: Bytes) -> Bytes {
+    fn take(&self, queued: Queued) -> Queued {
         self.shared.stats.queued(-1);
-        frame
+        queued
     }
 
     /// Takes whatever else is already queued, so a burst of small messages is
     /// written with one flush (few syscalls, few TCP segments).
-    fn drain_batch(&mut self, first: Bytes) -> Vec<Bytes> {
+    fn drain_batch(&mut self, first: Queued) -> Vec<Queued> {
         let mut batch = vec![first];
         while batch.len() < MAX_BATCH {
             match self.queue.try_recv() {
-                Ok(frame) => batch.push(self.take(frame)),
+                Ok(queued) => batch.push(self.take(queued)),
                 Err(_) => break,
             }
         }
@@ -135,7 +149,7 @@ impl<M> PeerWriter<M> {
     /// batch is dropped and reported, so every message is either delivered
     /// or reported and a quorum waiting on the peer never waits in silence;
     /// the protocol layer decides whether to retry.
-    async fn deliver(&mut self, batch: Vec<Bytes>) {
+    async fn deliver(&mut self, batch: Vec<Queued>) {
         if self.conn.is_none() {
             if let Some(at) = self.retry_at.filter(|at| Instant::now() < *at) {
                 trace!(peer = %self.peer, waiting = batch.len(), "peer in reconnect backoff");
@@ -165,7 +179,10 @@ impl<M> PeerWriter<M> {
             return;
         };
         let count = batch.len();
-        if let Err(cause) = conn.write(batch).await {
+        // The permits go back once the batch is written (or dropped).
+        let (frames, _permits): (Vec<Bytes>, Vec<Permit>) =
+            batch.into_iter().map(|q| (q.frame, q.permit)).unzip();
+        if let Err(cause) = conn.write(frames).await {
             self.fail(&cause, count);
         }
     }
@@ -237,9 +254,12 @@ impl<M> PeerWriter<M> {
     }
 
     /// Drop the connection, report the peer unreachable once, and hold off
-    /// reconnecting for a while.
+    /// reconnecting for a while. The `dropped` frames of the failed batch
+    /// are counted.
     fn back_off(&mut self, dropped: usize) {
         trace!(peer = %self.peer, dropped, "backing off");
+        let shedding = &self.shared.shedding;
+        shedding.record_many(Queue::PeerOutbound, Cause::Unreachable, dropped as u64);
         self.conn = None;
         self.retry_at = Some(Instant::now() + RECONNECT_BACKOFF);
         self.shared.report_unreachable(&self.peer);

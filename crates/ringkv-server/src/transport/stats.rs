@@ -21,16 +21,19 @@ pub enum DropCause {
     Unencodable,
     /// The link is cut by fault injection (tests).
     Blocked,
+    /// The peer's outbound queue was at its bound (`[limits]`).
+    QueueFull,
 }
 
 impl DropCause {
-    pub const ALL: [DropCause; 6] = [
+    pub const ALL: [DropCause; 7] = [
         DropCause::Unreachable,
         DropCause::Refused,
         DropCause::UnknownPeer,
         DropCause::TooLarge,
         DropCause::Unencodable,
         DropCause::Blocked,
+        DropCause::QueueFull,
     ];
 
     /// The `cause` label of `ringkv_transport_dropped_frames_total`.
@@ -42,6 +45,7 @@ impl DropCause {
             DropCause::TooLarge => "too_large",
             DropCause::Unencodable => "unencodable",
             DropCause::Blocked => "blocked",
+            DropCause::QueueFull => "queue_full",
         }
     }
 }

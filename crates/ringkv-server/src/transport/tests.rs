@@ -21,6 +21,7 @@ use tokio_util::codec::Framed;
 use super::handshake::{next_hello, Hello};
 use super::liveness::{TAG_BYTES, TAG_MESSAGE};
 use super::{codec, Inbound, Transport, TransportConfig, HANDSHAKE_MAGIC, PROTOCOL_VERSION};
+use crate::shed::Limits;
 
 /// Every test body runs under this bound so a bug cannot hang the suite.
 pub(super) const TEST_TIMEOUT: Duration = Duration::from_secs(20);
@@ -67,6 +68,8 @@ pub(super) fn config(name: &str, listen: SocketAddr) -> TransportConfig {
         max_frame_bytes: MAX_FRAME,
         connect_timeout: Duration::from_secs(2),
         tls: None,
+        queue: Limits::default().peer_queue(),
+        shedding: Default::default(),
     }
 }
 

@@ -7,14 +7,20 @@
 //! releases the batch's effects. No acknowledgement ever leaves before the
 //! write it acknowledges is as durable as the fsync policy promises.
 
+mod queue;
+
+pub use queue::{EventQueue, PeerSink};
+
 use crate::members_file;
 use crate::metrics::Metrics;
+use crate::shed::{Cause, Held, Queue, Shedding};
 use crate::status::{self, MembershipReport};
-use crate::transport::{Inbound, InboundSink, Transport, WeakTransport};
+use crate::transport::{Inbound, Transport};
+use queue::{Queued, Sender};
 use ringkv_core::anti_entropy::{AeStats, RepairProgress};
 use ringkv_core::coordinator::ClientId;
 use ringkv_core::gossip::{MemberStatus, RemoveRefusal};
-use ringkv_core::message::{ClientError, ClientOp, ClientResult, Message};
+use ringkv_core::message::{encoded_len, ClientError, ClientOp, ClientResult, Message};
 use ringkv_core::node::{Effect, Node, Ready, Stats, StoreFault};
 use ringkv_core::ring_view::RingView;
 use ringkv_core::siblings::SiblingSet;
@@ -23,8 +29,8 @@ use ringkv_core::{Millis, NodeId};
 use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
-use std::sync::{mpsc, Arc, OnceLock};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{mpsc, Arc};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{oneshot, watch};
@@ -130,31 +136,10 @@ pub struct RingShare {
     pub ownership: f64,
 }
 
-/// The sending side of the node thread's queue, counting what waits in it
-/// (std's channel cannot tell its length).
-#[derive(Clone)]
-struct EventSender {
-    tx: mpsc::Sender<Event>,
-    /// Events sent and not yet taken by the node thread.
-    depth: Arc<AtomicUsize>,
-}
-
-impl EventSender {
-    /// False once the node thread is gone.
-    fn send(&self, event: Event) -> bool {
-        self.depth.fetch_add(1, Ordering::Relaxed);
-        let sent = self.tx.send(event).is_ok();
-        if !sent {
-            self.depth.fetch_sub(1, Ordering::Relaxed);
-        }
-        sent
-    }
-}
-
 /// A cheap, cloneable way to talk to the node thread from async code.
 #[derive(Clone)]
 pub struct NodeHandle {
-    tx: EventSender,
+    tx: Sender,
     /// The fingerprint of the node's current ring, published by the node
     /// thread after every batch, so HTTP answers can carry it without a
     /// round trip to that thread.
@@ -186,6 +171,8 @@ impl NodeHandle {
 
     /// Run a client operation. `limit` is a safety net only: the node
     /// answers every operation itself when its quorum timeout expires.
+    /// Refused at once with [`ClientError::Overloaded`] when the node
+    /// thread's queue is full.
     pub async fn request(&self, op: ClientOp, limit: Duration) -> ClientResult {
         let name = op.name().to_string();
         let (reply, answer) = oneshot::channel();
@@ -193,7 +180,8 @@ impl NodeHandle {
             node: "local".into(),
             message: "the node is shutting down".into(),
         };
-        if !self.tx.send(Event::Client { op, reply }) {
+        let bytes = encoded_len(&op);
+        if !self.tx.client(Event::Client { op, reply }, bytes)? {
             return Err(gone());
         }
         match tokio::time::timeout(limit, answer).await {
@@ -271,89 +259,20 @@ impl NodeHandle {
         self.ask(Event::Readiness(tx), rx).await
     }
 
-    /// Events waiting for the node thread now.
-    pub fn queue_depth(&self) -> usize {
-        self.tx.depth.load(Ordering::Relaxed)
-    }
-
-    /// Send `event` and wait for its answer on `answer`.
+    /// Send the control `event` and wait for its answer on `answer`;
+    /// `None` when the node thread is gone.
     async fn ask<T>(&self, event: Event, answer: oneshot::Receiver<T>) -> Option<T> {
-        if !self.tx.send(event) {
-            return None;
-        }
+        self.tx.control(event).then_some(())?;
         answer.await.ok()
     }
 
     pub fn stop(&self) {
-        self.tx.send(Event::Stop);
-    }
-}
-
-/// The node thread's event queue, made before the node so the transport
-/// can deliver straight into it (no task hop per message).
-pub struct EventQueue {
-    tx: EventSender,
-    rx: mpsc::Receiver<Event>,
-}
-
-impl EventQueue {
-    pub fn new() -> Self {
-        let (tx, rx) = mpsc::channel();
-        let depth = Arc::new(AtomicUsize::new(0));
-        EventQueue {
-            tx: EventSender { tx, depth },
-            rx,
-        }
+        self.tx.control(Event::Stop);
     }
 
-    /// What the transport delivers peer messages and reports into; give
-    /// it the transport, once bound, through [`PeerSink::acceptor`].
-    pub fn peer_sink(&self) -> PeerSink {
-        PeerSink {
-            tx: self.tx.clone(),
-            transport: Arc::new(OnceLock::new()),
-        }
-    }
-}
-
-impl Default for EventQueue {
-    fn default() -> Self {
-        Self::new()
-    }
-}
-
-/// The transport's side of the node thread's queue.
-///
-/// It also answers a forwarded request with `ForwardAccepted` the moment
-/// it arrives, from the transport's own task: the forwarder hedges a write
-/// only with a coordinator that has not, and a process that reads its
-/// socket is alive even while its node thread is busy (a group commit, a
-/// loaded machine) — answering from the node thread made a busy but live
-/// coordinator look silent and its write got coordinated twice.
-pub struct PeerSink {
-    tx: EventSender,
-    transport: Arc<OnceLock<WeakTransport<Message>>>,
-}
-
-impl PeerSink {
-    /// Where to set the transport once bound.
-    pub fn acceptor(&self) -> Arc<OnceLock<WeakTransport<Message>>> {
-        Arc::clone(&self.transport)
-    }
-}
-
-impl InboundSink<Message> for PeerSink {
-    fn deliver(&self, inbound: Inbound<Message>) -> bool {
-        if let Inbound::Message {
-            from,
-            msg: Message::Forward { req, .. },
-        } = &inbound
-        {
-            if let Some(transport) = self.transport.get().and_then(WeakTransport::upgrade) {
-                transport.send(from, Message::ForwardAccepted { req: *req });
-            }
-        }
-        self.tx.send(Event::Peer(inbound))
+    /// What the node thread's queue holds now.
+    pub fn queued(&self) -> Held {
+        self.tx.held()
     }
 }
 
@@ -369,8 +288,8 @@ pub fn spawn(
     metrics: Arc<Metrics>,
     runtime: tokio::runtime::Handle,
 ) -> std::io::Result<(NodeHandle, JoinHandle<()>)> {
-    let EventQueue { tx, rx } = queue;
-    let depth = tx.depth.clone();
+    let EventQueue { sender, rx } = queue;
+    let shedding = sender.shedding.clone();
     let ring = Arc::new(AtomicU64::new(node.ring().fingerprint()));
     let (ended_tx, ended) = watch::channel(None);
     let name = format!("node-{}", node.id());
@@ -387,11 +306,16 @@ pub fn spawn(
             data_dir,
             ended: ended_tx,
             metrics,
-            depth,
+            shedding,
         }
         .run(rx)
     })?;
-    Ok((NodeHandle { tx, ring, ended }, thread))
+    let handle = NodeHandle {
+        tx: sender,
+        ring,
+        ended,
+    };
+    Ok((handle, thread))
 }
 
 struct Driver {
@@ -405,12 +329,12 @@ struct Driver {
     saved_changes: u64,
     ended: watch::Sender<Option<Ending>>,
     metrics: Arc<Metrics>,
-    /// The queue's depth counter, taken down as events are received.
-    depth: Arc<AtomicUsize>,
+    /// Where the core's count of shed operations is mirrored.
+    shedding: Arc<Shedding>,
 }
 
 impl Driver {
-    fn run(mut self, rx: mpsc::Receiver<Event>) {
+    fn run(mut self, rx: mpsc::Receiver<Queued>) {
         let mut last_tick = now_ms();
         loop {
             let first = match rx.recv_timeout(TICK) {
@@ -422,9 +346,9 @@ impl Driver {
                 .into_iter()
                 .chain(std::iter::from_fn(|| rx.try_recv().ok()).take(MAX_BATCH));
             let mut stop = false;
-            for event in batch {
-                self.depth.fetch_sub(1, Ordering::Relaxed);
-                stop |= self.handle(event);
+            for queued in batch {
+                // Its permit goes back once handled.
+                stop |= self.handle(queued.event);
             }
             let now = now_ms();
             if now >= last_tick + TICK.as_millis() as Millis {
@@ -438,6 +362,8 @@ impl Driver {
                 .store(self.node.ring().fingerprint(), Ordering::Relaxed);
             self.save_members();
             self.signal_departure(now);
+            let shed = self.node.stats().shed_ops;
+            self.shedding.mirror(Queue::InFlight, Cause::Count, shed);
             if stop {
                 tracing::info!("node {} stopped", self.node.id());
                 return;
