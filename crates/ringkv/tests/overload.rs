@@ -194,6 +194,51 @@ async fn check_counters(cluster: &Cluster, outcomes: &[&Outcome]) {
     assert_eq!(limits["in_flight_ops"], 4, "{limits}");
 }
 
+/// `/metrics` of node 1 agrees with its `/status`, and counts every HTTP
+/// request the clients saw shed under `outcome="overloaded"`.
+async fn check_metrics(cluster: &Cluster, from_http: &[Outcome]) {
+    let n1 = cluster.status(1).await;
+    let text = cluster
+        .request(Method::GET, 1, "/metrics", &[], None)
+        .await
+        .expect(200)
+        .text();
+    for queue in [
+        "http_requests",
+        "node_clients",
+        "in_flight",
+        "resp_pipeline",
+    ] {
+        let labels = [("queue", queue), ("cause", "count")];
+        let value = sample(&text, "ringkv_shed_total", &labels);
+        assert_eq!(value, shed(&n1, queue, "count"), "{queue}: {n1}");
+    }
+    let shed = from_http.iter().filter(|o| matches!(o, Outcome::Shed(_)));
+    let labels = [
+        ("frontend", "http"),
+        ("op", "put"),
+        ("outcome", "overloaded"),
+    ];
+    let counted = sample(&text, "ringkv_requests_total", &labels);
+    assert_eq!(counted, shed.count() as u64);
+}
+
+/// The value of the series `name` with `labels` in a Prometheus text
+/// exposition.
+fn sample(text: &str, name: &str, labels: &[(&str, &str)]) -> u64 {
+    let line = text
+        .lines()
+        .filter(|line| line.starts_with(&format!("{name}{{")))
+        .find(|line| {
+            labels
+                .iter()
+                .all(|(k, v)| line.contains(&format!("{k}=\"{v}\"")))
+        })
+        .unwrap_or_else(|| panic!("no {name} {labels:?} in:\n{text}"));
+    let value = line.rsplit(' ').next().unwrap();
+    value.parse::<f64>().unwrap() as u64
+}
+
 /// A read that the nodes may still shed while they settle: retried.
 async fn read_http(cluster: &Cluster, key: &str) -> Resp {
     eventually(Duration::from_secs(30), &format!("GET {key}"), async || {
@@ -290,6 +335,7 @@ async fn a_node_far_past_its_limits_sheds_fast_counts_it_loses_nothing_acknowled
     }
     assert!(done > 0, "nothing acknowledged");
     check_counters(&cluster, &all).await;
+    check_metrics(&cluster, &from_http).await;
     check_acknowledged(&cluster, &from_http, &from_resp).await;
     check_recovered(&cluster).await;
 }
