@@ -9,7 +9,7 @@
 
 use crate::members_file;
 use crate::metrics::Metrics;
-use crate::status::{self, MembershipReport};
+use crate::status::{self, MembershipReport, VnodeAt};
 use crate::transport::{Inbound, InboundSink, Transport, WeakTransport};
 use ringkv_core::anti_entropy::{AeStats, RepairProgress};
 use ringkv_core::coordinator::ClientId;
@@ -45,6 +45,8 @@ pub enum Event {
     Status(oneshot::Sender<NodeReport>),
     /// The `/ring` document.
     Ring(oneshot::Sender<RingView>),
+    /// Every vnode and its owner, for the web console's drawing.
+    Vnodes(oneshot::Sender<Vec<VnodeAt>>),
     /// Whether the node is ready, or why not (see [`Node::readiness`]).
     Readiness(oneshot::Sender<Result<(), String>>),
     /// This node's own stored state of a key, bypassing the quorum.
@@ -244,6 +246,13 @@ impl NodeHandle {
     pub async fn ring_view(&self) -> Option<RingView> {
         let (tx, rx) = oneshot::channel();
         self.ask(Event::Ring(tx), rx).await
+    }
+
+    /// Every vnode of the node's current ring with its owner (see
+    /// [`status::vnodes`]).
+    pub async fn vnodes(&self) -> Option<Vec<VnodeAt>> {
+        let (tx, rx) = oneshot::channel();
+        self.ask(Event::Vnodes(tx), rx).await
     }
 
     /// `Ok` when the node is ready, otherwise why not (see
@@ -450,6 +459,9 @@ impl Driver {
             }
             Event::Ring(tx) => {
                 let _ = tx.send(status::ring_view(&self.node));
+            }
+            Event::Vnodes(tx) => {
+                let _ = tx.send(status::vnodes(&self.node));
             }
             Event::Readiness(tx) => {
                 let _ = tx.send(self.node.readiness());
