@@ -1,12 +1,14 @@
 //! The HTTP API: `/kv/{key}` for data, `/status` and `/metrics` for
 //! operators, `/ring` for clients, `/health/live` and `/health/ready` for
-//! probes; who may call what is [`crate::auth`]'s rule.
+//! probes, the web console at `/ui` ([`crate::console`]); who may call
+//! what is [`crate::auth`]'s rule.
 //!
 //! Siblings are first-class: one live version is `200` with the raw bytes,
 //! several are `300 Multiple Choices` with every version in JSON, and the
 //! causal context travels in the `X-Ringkv-Context` header both ways.
 
 use crate::auth::{self, Access};
+use crate::console;
 use crate::driver::{fingerprint_text, NodeHandle, NodeReport};
 use crate::metrics::{Frontend, Metrics, Outcome, Scrape};
 use crate::transport::Transport;
@@ -74,6 +76,7 @@ pub fn router(api: Api) -> Router {
         .route("/admin/leave", post(leave))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
+        .merge(console::routes())
         .layer(DefaultBodyLimit::max(body_limit))
         // A refused request reaches no handler.
         .layer(middleware::from_fn_with_state(
@@ -192,7 +195,7 @@ pub struct SiblingsJson {
 }
 
 /// A user-facing error: a status and one sentence.
-struct ApiError(StatusCode, String);
+pub(crate) struct ApiError(StatusCode, String);
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
@@ -215,7 +218,7 @@ impl From<ClientError> for ApiError {
 }
 
 /// The node thread is gone (the process is stopping).
-fn shutting_down() -> ApiError {
+pub(crate) fn shutting_down() -> ApiError {
     ApiError(
         StatusCode::SERVICE_UNAVAILABLE,
         "node is shutting down".into(),
@@ -368,21 +371,28 @@ fn render(siblings: &SiblingSet, json: bool) -> Response {
     }
 }
 
+/// The `/status` document (also in the web console's `/ui/data`).
 #[derive(Serialize)]
-struct StatusJson {
+pub struct StatusJson {
     cluster: String,
     #[serde(flatten)]
     node: NodeReport,
     inter_node_connections_accepted: u64,
 }
 
-async fn status(State(api): State<Api>) -> Result<Json<StatusJson>, ApiError> {
-    let node = api.node.report().await.ok_or_else(shutting_down)?;
-    Ok(Json(StatusJson {
+/// This node's `/status` document; `None` once the node thread is gone.
+pub(crate) async fn status_document(api: &Api) -> Option<StatusJson> {
+    let node = api.node.report().await?;
+    Some(StatusJson {
         cluster: api.cluster.clone(),
         node,
         inter_node_connections_accepted: api.transport.accepted_connections(),
-    }))
+    })
+}
+
+async fn status(State(api): State<Api>) -> Result<Json<StatusJson>, ApiError> {
+    let document = status_document(&api).await.ok_or_else(shutting_down)?;
+    Ok(Json(document))
 }
 
 /// Test fault switch: `cut` silently drops all traffic with `peer`, `heal`
