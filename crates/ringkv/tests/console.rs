@@ -10,6 +10,7 @@ use common::browser::Browser;
 use common::users::Users;
 use common::{eventually, Cluster};
 use reqwest::Method;
+use std::collections::{BTreeMap, BTreeSet};
 use std::time::Duration;
 
 /// Fast failure detection, so suspicion and agreement on "down" take
@@ -22,6 +23,13 @@ const LIMIT: Duration = Duration::from_secs(90);
 /// The members table as shown: `(node, status, suspected by)` per row.
 const MEMBERS: &str = "JSON.stringify([...document.querySelectorAll('#members-body tr')]\
     .map(row => [...row.querySelectorAll('td')].slice(0, 3).map(td => td.textContent.trim())))";
+
+/// The ring as drawn: per owner, its vnodes and the distinct fill colours
+/// they have.
+const RING_COLOURS: &str = "JSON.stringify([...document.querySelectorAll('#ring path.vnode')]\
+    .reduce((by, p) => { const o = p.dataset.owner, f = p.getAttribute('fill'); \
+      by[o] = by[o] || [0, []]; by[o][0]++; if (!by[o][1].includes(f)) by[o][1].push(f); \
+      return by; }, {}))";
 
 async fn members(browser: &mut Browser) -> Result<Vec<[String; 3]>, String> {
     let text = browser.eval(MEMBERS).await?;
@@ -61,9 +69,14 @@ async fn the_console_shows_a_node_turn_suspect_then_down() {
         (drawn == 3 * 128).then_some(()).ok_or(format!("{drawn}"))
     })
     .await;
-    for owner in ["n1", "n2", "n3"] {
-        let owned = format!("document.querySelectorAll('#ring path[data-owner=\"{owner}\"]').length");
-        assert_eq!(number(&mut browser, &owned).await, Ok(128), "{owner}");
+    let colours = browser.eval(RING_COLOURS).await.expect("the ring's colours");
+    let colours: BTreeMap<String, (u64, Vec<String>)> =
+        serde_json::from_str(colours.as_str().unwrap_or("")).expect("owner -> (vnodes, fills)");
+    let fills: BTreeSet<&Vec<String>> = colours.values().map(|(_, fills)| fills).collect();
+    assert_eq!(colours.len(), 3, "{colours:?}");
+    assert_eq!(fills.len(), 3, "one colour per owner: {colours:?}");
+    for (owner, (vnodes, fills)) in &colours {
+        assert_eq!((*vnodes, fills.len()), (128, 1), "{owner}: {colours:?}");
     }
 
     // Requests through node 1 show up in its request table, counted by

@@ -149,6 +149,7 @@ function renderMembers(s, colours) {
   const rows = s.members.map((m) => {
     const name = el('td', {}, el('span', { class: 'swatch' }), m.id);
     name.firstChild.style.background = colours.get(m.id);
+    name.title = `generation ${m.generation}`;
     const notes = [m.read_only ? 'store failed' : '', m.settings_mismatch || '',
       m.replaces ? 'replaces ' + m.replaces : ''].filter(Boolean).join('; ');
     const row = el('tr', { 'data-member': m.id, 'data-status': m.status },
@@ -158,7 +159,6 @@ function renderMembers(s, colours) {
       el('td', {}, m.zone || '—'),
       el('td', { class: 'num' }, percent(m.ownership)),
       el('td', { class: 'num' }, String(s.pending_hints[m.id] || 0)),
-      el('td', { class: 'num' }, String(m.generation)),
       el('td', {}, m.http ? el('a', { href: `http://${m.http}/ui` }, m.http) : '—'));
     if (m.id === s.node) row.classList.add('self');
     return row;
