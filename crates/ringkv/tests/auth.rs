@@ -10,7 +10,7 @@ use common::users::Users;
 use common::{http_client, key_path, run_cli, send, Cluster, Resp};
 use reqwest::Method;
 use ringkv_client::Client;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 

@@ -33,7 +33,9 @@ const RING_COLOURS: &str = "JSON.stringify([...document.querySelectorAll('#ring 
 
 async fn members(browser: &mut Browser) -> Result<Vec<[String; 3]>, String> {
     let text = browser.eval(MEMBERS).await?;
-    let text = text.as_str().ok_or("the members expression gave no string")?;
+    let text = text
+        .as_str()
+        .ok_or("the members expression gave no string")?;
     serde_json::from_str(text).map_err(|e| format!("{e}: {text}"))
 }
 
@@ -41,8 +43,8 @@ async fn members(browser: &mut Browser) -> Result<Vec<[String; 3]>, String> {
 async fn shows(browser: &mut Browser, what: &str, want: [[&str; 3]; 3]) {
     eventually(LIMIT, what, async || {
         let rows = members(browser).await?;
-        let same = rows.len() == want.len()
-            && rows.iter().zip(&want).all(|(row, want)| row == want);
+        let same =
+            rows.len() == want.len() && rows.iter().zip(&want).all(|(row, want)| row == want);
         same.then_some(()).ok_or(format!("{rows:?}"))
     })
     .await;
@@ -69,7 +71,10 @@ async fn the_console_shows_a_node_turn_suspect_then_down() {
         (drawn == 3 * 128).then_some(()).ok_or(format!("{drawn}"))
     })
     .await;
-    let colours = browser.eval(RING_COLOURS).await.expect("the ring's colours");
+    let colours = browser
+        .eval(RING_COLOURS)
+        .await
+        .expect("the ring's colours");
     let colours: BTreeMap<String, (u64, Vec<String>)> =
         serde_json::from_str(colours.as_str().unwrap_or("")).expect("owner -> (vnodes, fills)");
     let fills: BTreeSet<&Vec<String>> = colours.values().map(|(_, fills)| fills).collect();
@@ -98,22 +103,38 @@ async fn the_console_shows_a_node_turn_suspect_then_down() {
     // suspects the other, and node 1 (hearing from both) sees each
     // suspected by one member — short of the two "down" needs.
     c.link_one_way(2, 3, "cut").await;
-    let cut = [["n1", "up", "—"], ["n2", "suspect", "n3"], ["n3", "suspect", "n2"]];
+    let cut = [
+        ["n1", "up", "—"],
+        ["n2", "suspect", "n3"],
+        ["n3", "suspect", "n2"],
+    ];
     shows(&mut browser, "n2 and n3 suspect each other", cut).await;
 
     // n3 dies for good: node 1 suspects it too, which makes two, and
     // n3's own suspicion of n2 no longer counts.
     c.kill(3);
-    let down = [["n1", "up", "—"], ["n2", "up", "—"], ["n3", "down", "n1, n2"]];
+    let down = [
+        ["n1", "up", "—"],
+        ["n2", "up", "—"],
+        ["n3", "down", "n1, n2"],
+    ];
     shows(&mut browser, "n3 is down, suspected by n1 and n2", down).await;
     let faded = "document.querySelectorAll('#ring path.vnode.faded[data-owner=\"n3\"]').length";
-    assert_eq!(number(&mut browser, faded).await, Ok(128), "n3's vnodes fade");
+    assert_eq!(
+        number(&mut browser, faded).await,
+        Ok(128),
+        "n3's vnodes fade"
+    );
 
     let png = browser.screenshot().await;
     let path = std::path::Path::new(env!("CARGO_TARGET_TMPDIR")).join("console.png");
     std::fs::write(&path, &png).expect("write the screenshot");
     assert!(png.starts_with(b"\x89PNG\r\n\x1a\n"), "not a PNG");
-    assert!(png.len() > 10_000, "a {} byte screenshot is blank", png.len());
+    assert!(
+        png.len() > 10_000,
+        "a {} byte screenshot is blank",
+        png.len()
+    );
     eprintln!("console screenshot: {}", path.display());
 }
 
@@ -135,7 +156,11 @@ async fn the_console_asks_for_a_token_when_the_node_needs_one() {
     .await;
     let said = browser.eval(reason).await.expect("the reason");
     assert!(said.as_str().unwrap_or("").contains("read role"), "{said}");
-    assert_eq!(members(&mut browser).await, Ok(Vec::new()), "nothing shown yet");
+    assert_eq!(
+        members(&mut browser).await,
+        Ok(Vec::new()),
+        "nothing shown yet"
+    );
 
     let submit = format!(
         "document.getElementById('token').value = {:?}; \
@@ -144,7 +169,12 @@ async fn the_console_asks_for_a_token_when_the_node_needs_one() {
     );
     browser.eval(&submit).await.expect("submit the token");
     let up = [["n1", "up", "—"], ["n2", "up", "—"], ["n3", "up", "—"]];
-    shows(&mut browser, "the console shows the members with the token", up).await;
+    shows(
+        &mut browser,
+        "the console shows the members with the token",
+        up,
+    )
+    .await;
     let kept = browser.eval("sessionStorage.getItem('ringkv-token')").await;
     assert_eq!(kept, Ok(serde_json::json!(users.reader)));
     assert_eq!(browser.eval(form_shown).await, Ok(serde_json::json!(false)));

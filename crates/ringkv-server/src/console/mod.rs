@@ -37,7 +37,10 @@ const CSP: &str = "default-src 'none'; script-src 'self'; style-src 'self'; \
 pub fn routes() -> Router<Api> {
     Router::new()
         .route("/", get(|| async { Redirect::to("/ui") }))
-        .route("/ui", get(|| async { asset("text/html; charset=utf-8", PAGE) }))
+        .route(
+            "/ui",
+            get(|| async { asset("text/html; charset=utf-8", PAGE) }),
+        )
         .route(
             "/ui/console.js",
             get(|| async { asset("text/javascript; charset=utf-8", SCRIPT) }),

@@ -58,7 +58,9 @@ impl Browser {
 
     /// Open `url` in a new tab and attach to it.
     pub async fn open(&mut self, url: &str) {
-        let target = self.call("Target.createTarget", json!({ "url": url })).await;
+        let target = self
+            .call("Target.createTarget", json!({ "url": url }))
+            .await;
         let target = target["targetId"].clone();
         let attach = json!({ "targetId": target, "flatten": true });
         let attached = self.call("Target.attachToTarget", attach).await;
@@ -125,7 +127,10 @@ impl Browser {
     fn stderr(&self) -> String {
         let text = std::fs::read_to_string(&self.log).unwrap_or_default();
         let lines: Vec<&str> = text.lines().rev().take(20).collect();
-        format!("Chromium's stderr ends with:\n{}", lines.into_iter().rev().collect::<Vec<_>>().join("\n"))
+        format!(
+            "Chromium's stderr ends with:\n{}",
+            lines.into_iter().rev().collect::<Vec<_>>().join("\n")
+        )
     }
 }
 
