@@ -262,6 +262,18 @@ impl Ring {
         })
     }
 
+    /// Every vnode, `(token, owner)` in token order: the ring as the web
+    /// console draws it.
+    pub fn vnodes(&self) -> impl Iterator<Item = (Token, &NodeId)> {
+        self.vnodes.iter().map(|(token, owner)| (*token, owner))
+    }
+
+    /// Where `token` sits on the circle, as a fraction of it in `[0, 1]`
+    /// (the top tokens round to 1.0, the same point as 0).
+    pub fn circle_fraction(token: Token) -> f64 {
+        token as f64 / CIRCLE
+    }
+
     /// Where `key` sits on the circle.
     pub fn key_token(key: &[u8]) -> Token {
         xxh3_64(key)
@@ -781,6 +793,24 @@ mod tests {
         let single = Ring::with_members(plain(1), 1);
         assert_eq!(single.ownership()[&node(0)], 1.0);
         assert!(Ring::new(8).ownership().is_empty());
+    }
+
+    /// The console draws the ring from `vnodes`: every vnode once, in token
+    /// order, each owner with its `vnode_count`, inside the circle.
+    #[test]
+    fn vnodes_list_every_token_in_order_with_its_owner() {
+        let ring = Ring::with_members(plain(3), 16);
+        let vnodes: Vec<(Token, &NodeId)> = ring.vnodes().collect();
+        assert_eq!(vnodes.len(), 48);
+        assert!(vnodes.windows(2).all(|w| w[0].0 < w[1].0));
+        for k in 0..3 {
+            let owned = vnodes.iter().filter(|(_, o)| **o == node(k)).count();
+            assert_eq!(owned, ring.vnode_count(&node(k)));
+        }
+        for (token, _) in vnodes {
+            assert!((0.0..1.0).contains(&Ring::circle_fraction(token)));
+        }
+        assert_eq!(Ring::circle_fraction(u64::MAX / 2 + 1), 0.5);
     }
 
     #[test]

@@ -1,12 +1,14 @@
 //! The HTTP API: `/kv/{key}` for data, `/status` and `/metrics` for
 //! operators, `/ring` for clients, `/health/live` and `/health/ready` for
-//! probes; who may call what is [`crate::auth`]'s rule.
+//! probes, the web console at `/ui` ([`crate::console`]); who may call
+//! what is [`crate::auth`]'s rule.
 //!
 //! Siblings are first-class: one live version is `200` with the raw bytes,
 //! several are `300 Multiple Choices` with every version in JSON, and the
 //! causal context travels in the `X-Ringkv-Context` header both ways.
 
 use crate::auth::{self, Access};
+use crate::console;
 use crate::driver::{fingerprint_text, NodeHandle, NodeReport};
 use crate::metrics::{Frontend, Metrics, Outcome, Scrape};
 use crate::shed::{self, Held, Limits, ShedReport, Shedding};
@@ -88,6 +90,7 @@ pub fn router(api: Api) -> Router {
         .route("/admin/remove/{node}", post(remove))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
+        .merge(console::routes())
         .layer(DefaultBodyLimit::max(body_limit))
         // A refused request reaches no handler.
         .layer(middleware::from_fn_with_state(
@@ -211,7 +214,7 @@ pub struct SiblingsJson {
 }
 
 /// A user-facing error: a status and one sentence.
-struct ApiError {
+pub(crate) struct ApiError {
     status: StatusCode,
     message: String,
     /// The node shed the request: a `503` with `Retry-After` (see
@@ -258,7 +261,7 @@ impl From<ClientError> for ApiError {
 }
 
 /// The node thread is gone (the process is stopping).
-fn shutting_down() -> ApiError {
+pub(crate) fn shutting_down() -> ApiError {
     ApiError::new(StatusCode::SERVICE_UNAVAILABLE, "node is shutting down")
 }
 
@@ -408,8 +411,9 @@ fn render(siblings: &SiblingSet, json: bool) -> Response {
     }
 }
 
+/// The `/status` document (also in the web console's `/ui/data`).
 #[derive(Serialize)]
-struct StatusJson {
+pub struct StatusJson {
     cluster: String,
     #[serde(flatten)]
     node: NodeReport,
@@ -429,8 +433,9 @@ struct LoadReport {
     shed: ShedReport,
 }
 
-async fn status(State(api): State<Api>) -> Result<Json<StatusJson>, ApiError> {
-    let node = api.node.report().await.ok_or_else(shutting_down)?;
+/// This node's `/status` document; `None` once the node thread is gone.
+pub(crate) async fn status_document(api: &Api) -> Option<StatusJson> {
+    let node = api.node.report().await?;
     let load = LoadReport {
         limits: api.limits.clone(),
         node_queue: api.node.queued(),
@@ -442,12 +447,17 @@ async fn status(State(api): State<Api>) -> Result<Json<StatusJson>, ApiError> {
             .collect(),
         shed: api.shedding.report(),
     };
-    Ok(Json(StatusJson {
+    Some(StatusJson {
         cluster: api.cluster.clone(),
         node,
         inter_node_connections_accepted: api.transport.accepted_connections(),
         load,
-    }))
+    })
+}
+
+async fn status(State(api): State<Api>) -> Result<Json<StatusJson>, ApiError> {
+    let document = status_document(&api).await.ok_or_else(shutting_down)?;
+    Ok(Json(document))
 }
 
 /// Test fault switch: `cut` silently drops all traffic with `peer`, `heal`

@@ -6,6 +6,7 @@
 pub mod auth;
 pub mod client_tls;
 pub mod config;
+pub mod console;
 pub mod driver;
 pub mod http;
 pub mod local;

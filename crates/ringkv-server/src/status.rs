@@ -8,6 +8,7 @@ use crate::driver::BoxedStore;
 use ringkv_core::gossip::MemberState;
 use ringkv_core::gossip::{Liveness, MemberStatus};
 use ringkv_core::node::{HandoffProgress, Node};
+use ringkv_core::ring::Ring;
 use ringkv_core::ring_view::{RingView, RingViewMember};
 use ringkv_core::NodeId;
 use serde::{Deserialize, Serialize};
@@ -165,4 +166,20 @@ pub fn ring_view(node: &Node<BoxedStore>) -> RingView {
             })
             .collect(),
     }
+}
+
+/// One vnode as the web console draws it: where its token sits on the
+/// circle (a fraction, see [`Ring::circle_fraction`]) and its owner's id;
+/// serialized as `[0.1234, "n1"]`. The vnode owns the arc from the
+/// previous vnode's position to its own.
+#[derive(Clone, Debug, Serialize)]
+pub struct VnodeAt(pub f64, pub String);
+
+/// Every vnode of `node`'s current ring, in token order: the console
+/// reads positions rather than hashing `"{id}/{i}"` itself.
+pub fn vnodes(node: &Node<BoxedStore>) -> Vec<VnodeAt> {
+    node.ring()
+        .vnodes()
+        .map(|(token, owner)| VnodeAt(Ring::circle_fraction(token), owner.to_string()))
+        .collect()
 }

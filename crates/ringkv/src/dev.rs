@@ -127,6 +127,7 @@ fn print_banner(args: &DevArgs, cluster: &LocalCluster) {
         cluster.http_addr(cluster.len())
     );
     println!("  curl -s http://{first}/status");
+    println!("  open http://{first}/ui in a browser              # the live web console");
     let resp = cluster.resp_addr(1).port();
     println!("  redis-cli -p {resp} set greeting hello    # the Redis keyspace (last-write-wins)");
     let token = cluster.admin_token_path();

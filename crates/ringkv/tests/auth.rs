@@ -6,53 +6,15 @@
 mod common;
 
 use common::redis::{bulk, ok, Redis, Reply};
+use common::users::Users;
 use common::{http_client, key_path, run_cli, send, Cluster, Resp};
 use reqwest::Method;
 use ringkv_client::Client;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::Output;
 use std::time::Duration;
 
 const CLI_LIMIT: Duration = Duration::from_secs(30);
-
-/// A users file with one user of each role, made by the CLI.
-struct Users {
-    _dir: tempfile::TempDir,
-    path: PathBuf,
-    admin: String,
-    writer: String,
-    reader: String,
-}
-
-impl Users {
-    async fn new() -> Users {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let path = dir.path().join("users.toml");
-        let file = path.to_str().expect("utf-8 temp path");
-        let add = |name: &'static str, role: &'static str| async move {
-            let args = ["user", "add", name, "--role", role, "--users-file", file];
-            run_cli(&args, CLI_LIMIT).await.trim().to_string()
-        };
-        let (admin, writer, reader) = (
-            add("admin", "admin").await,
-            add("w", "write").await,
-            add("r", "read").await,
-        );
-        Users {
-            path: path.clone(),
-            _dir: dir,
-            admin,
-            writer,
-            reader,
-        }
-    }
-
-    /// The `[auth]` section naming this file.
-    fn toml(&self, anonymous: Option<&str>) -> String {
-        let anonymous = anonymous.map_or(String::new(), |role| format!("anonymous = \"{role}\"\n"));
-        format!("[auth]\nusers = {:?}\n{anonymous}", self.path)
-    }
-}
 
 /// `method path` on node `i` with `headers` (no credential unless given).
 async fn call(c: &Cluster, i: usize, method: Method, path: &str, headers: &[(&str, &str)]) -> Resp {

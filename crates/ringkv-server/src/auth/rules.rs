@@ -6,7 +6,7 @@
 use super::role::Role;
 
 /// One HTTP rule: a method (`None`: any) and a path — exact, or a prefix
-/// when it ends in `/`.
+/// when it ends in `/` (the root `/` alone is exact).
 struct HttpRule {
     method: Option<&'static str>,
     path: &'static str,
@@ -33,13 +33,21 @@ const HTTP_RULES: &[HttpRule] = &[
     rule(Some("GET"), "/ring", Some(Role::Read)),
     rule(None, "/admin/", Some(Role::Admin)),
     rule(None, "/metrics", Some(Role::Admin)),
+    // The web console: its page, script and style say nothing about the
+    // cluster, so anyone may load them (and then type a token into the
+    // page); what it shows comes from /ui/data, which is /status and
+    // request rates, so it needs read like /status.
+    rule(Some("GET"), "/ui/data", Some(Role::Read)),
+    rule(Some("GET"), "/ui/", None),
+    rule(Some("GET"), "/ui", None),
+    rule(Some("GET"), "/", None),
 ];
 
 impl HttpRule {
     fn matches(&self, method: &str, path: &str) -> bool {
         let path_matches = match self.path.strip_suffix('/') {
-            Some(_) => path.starts_with(self.path),
-            None => path == self.path,
+            Some(rest) if !rest.is_empty() => path.starts_with(self.path),
+            _ => path == self.path,
         };
         path_matches && self.method.is_none_or(|m| m == method)
     }
@@ -96,7 +104,15 @@ mod tests {
             ("GET", "/statusx", Some(Role::Admin)),
             ("GET", "/kv", Some(Role::Admin)),
             ("GET", "/healthz", Some(Role::Admin)),
-            ("GET", "/", Some(Role::Admin)),
+            ("GET", "/ui/data", Some(Role::Read)),
+            ("GET", "/ui", None),
+            ("GET", "/ui/console.js", None),
+            ("GET", "/ui/console.css", None),
+            ("GET", "/", None),
+            ("POST", "/", Some(Role::Admin)),
+            ("POST", "/ui/data", Some(Role::Admin)),
+            ("GET", "/uix", Some(Role::Admin)),
+            ("GET", "/favicon.ico", Some(Role::Admin)),
         ];
         for (method, path, needs) in cases {
             assert_eq!(http_needs(method, path), needs, "{method} {path}");

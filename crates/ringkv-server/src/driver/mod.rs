@@ -14,7 +14,7 @@ pub use queue::{EventQueue, PeerSink};
 use crate::members_file;
 use crate::metrics::Metrics;
 use crate::shed::{Cause, Held, Queue, Shedding};
-use crate::status::{self, MembershipReport};
+use crate::status::{self, MembershipReport, VnodeAt};
 use crate::transport::{Inbound, Transport};
 use queue::{Queued, Sender};
 use ringkv_core::anti_entropy::{AeStats, RepairProgress};
@@ -52,6 +52,8 @@ pub enum Event {
     Status(oneshot::Sender<NodeReport>),
     /// The `/ring` document.
     Ring(oneshot::Sender<RingView>),
+    /// Every vnode and its owner, for the web console's drawing.
+    Vnodes(oneshot::Sender<Vec<VnodeAt>>),
     /// Whether the node is ready, or why not (see [`Node::readiness`]).
     Readiness(oneshot::Sender<Result<(), String>>),
     /// This node's own stored state of a key, bypassing the quorum.
@@ -252,6 +254,13 @@ impl NodeHandle {
         self.ask(Event::Ring(tx), rx).await
     }
 
+    /// Every vnode of the node's current ring with its owner (see
+    /// [`status::vnodes`]).
+    pub async fn vnodes(&self) -> Option<Vec<VnodeAt>> {
+        let (tx, rx) = oneshot::channel();
+        self.ask(Event::Vnodes(tx), rx).await
+    }
+
     /// `Ok` when the node is ready, otherwise why not (see
     /// [`Node::readiness`]); `None` when the node thread is gone.
     pub async fn readiness(&self) -> Option<Result<(), String>> {
@@ -394,6 +403,9 @@ impl Driver {
             }
             Event::Ring(tx) => {
                 let _ = tx.send(status::ring_view(&self.node));
+            }
+            Event::Vnodes(tx) => {
+                let _ = tx.send(status::vnodes(&self.node));
             }
             Event::Readiness(tx) => {
                 let _ = tx.send(self.node.readiness());

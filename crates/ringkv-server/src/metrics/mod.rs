@@ -8,7 +8,8 @@
 //! way is recorded as it happens: client requests and their latency by the
 //! front ends ([`requests`]), and the core's measurements (replica round
 //! trips, siblings per read) which the node thread drains after every
-//! batch ([`Metrics::observe`]).
+//! batch ([`Metrics::observe`]). The web console reads the request
+//! totals back from the same recorder ([`Metrics::request_totals`]).
 //!
 //! The crates are `metrics` and `metrics-exporter-prometheus`, used through
 //! a recorder of our own (not the global one), so several nodes in one
@@ -17,9 +18,11 @@
 pub mod catalog;
 mod requests;
 mod scrape;
+mod totals;
 
 pub use requests::{Frontend, Outcome};
 pub use scrape::Scrape;
+pub use totals::RequestTotals;
 
 use catalog::{Kind, FAMILIES};
 use metrics::{Counter, Gauge, Histogram, Key, Label, Level, Metadata, Recorder};

@@ -15,8 +15,10 @@
 
 #![allow(dead_code)] // Each test binary uses a different part of the harness.
 
+pub mod browser;
 pub mod netns;
 pub mod redis;
+pub mod users;
 
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
