@@ -247,3 +247,20 @@ fn a_replacement_refuses_to_take_over_a_member_that_is_up() {
     assert!(!net.nodes[&id("n1")].ring().contains(&id("n5")));
     assert_eq!(values(&net.get("n1", &key(1), Some(3))), vec!["v"]);
 }
+
+#[test]
+fn a_replacement_of_an_unknown_member_gives_up_and_says_so() {
+    let mut net = Net::loaded(&["n1", "n2", "n3"], 10);
+    net.run_for(500, 50);
+    net.add(replacement("n5", "ghost", "n1"));
+    net.run_for(30_000, 50);
+    let refusal = net.nodes[&id("n5")].refusal().expect("n5 gives up");
+    assert!(
+        refusal.contains("ghost is not a member of this cluster"),
+        "{refusal}"
+    );
+    for viewer in ["n1", "n2", "n3"] {
+        assert!(!net.nodes[&id(viewer)].ring().contains(&id("n5")));
+        assert_eq!(status(&net, viewer, "n3"), Some(MemberStatus::Member));
+    }
+}

@@ -66,7 +66,17 @@ impl<S: Store> Node<S> {
         }
         match self.members.remove_replaced() {
             Ok(true) => self.replace_pending_since = None,
-            Ok(false) => {}
+            // Not known yet: wait for the seed's member list, then as long
+            // as for a member that is up (gossip may still be on its way).
+            Ok(false) if !self.knows_cluster() || now < self.replace_give_up_at(now) => {}
+            Ok(false) => {
+                let dead = self.members.me().replaces.clone();
+                let refusal = RemoveRefusal::Unknown(dead.expect("a replacement names its member"));
+                tracing::error!("node {}: cannot replace: {refusal}", self.id);
+                self.refusal = Some(format!(
+                    "cannot replace: {refusal} (check the id with ringkv status)"
+                ));
+            }
             Err(RemoveRefusal::Up { .. }) if now < self.replace_give_up_at(now) => {}
             Err(refusal) => {
                 tracing::error!("node {}: cannot replace: {refusal}", self.id);
@@ -74,6 +84,12 @@ impl<S: Store> Node<S> {
             }
         }
         self.follow_membership(now);
+    }
+
+    /// Whether this node has heard of any other member (a joining node
+    /// knows only itself until its seed answers).
+    fn knows_cluster(&self) -> bool {
+        self.members.members().any(|m| m.id != self.id)
     }
 
     /// When a replacing node stops waiting for the replaced member to be
