@@ -27,6 +27,11 @@ pub struct MemberReport {
     /// failed, so it takes no writes until restarted; `removing`: removed
     /// by an operator, its ranges being fetched from the survivors).
     pub status: String,
+    /// `up`, `suspect` or `down` by this node's failure detector, whatever
+    /// the life cycle status: a joining or leaving member that died shows
+    /// `joining` with `down` here.
+    #[serde(default)]
+    pub liveness: String,
     /// The dead member this one replaces (`ringkv node --replace`).
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub replaces: Option<String>,
@@ -84,6 +89,7 @@ impl MembershipReport {
                 http: m.http.clone(),
                 zone: m.zone.clone(),
                 status: status_word(node, m).into(),
+                liveness: liveness_word(members.liveness(&m.id)).into(),
                 read_only: m.read_only,
                 replaces: m.replaces.as_ref().map(ToString::to_string),
                 tokens_from: tokens_from(node, &m.id),
@@ -128,6 +134,14 @@ fn status_text(status: MemberStatus, liveness: Liveness) -> &'static str {
         (MemberStatus::Member, Liveness::Up) => "up",
         (MemberStatus::Member, Liveness::Suspect) => "suspect",
         (MemberStatus::Member, Liveness::Down) => "down",
+    }
+}
+
+fn liveness_word(liveness: Liveness) -> &'static str {
+    match liveness {
+        Liveness::Up => "up",
+        Liveness::Suspect => "suspect",
+        Liveness::Down => "down",
     }
 }
 

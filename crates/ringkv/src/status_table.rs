@@ -20,7 +20,7 @@ pub fn render(status: &Value) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<12} {:<9} {:>6} {:>5}  {:<22} suspected by",
+        "{:<12} {:<14} {:>6} {:>5}  {:<22} suspected by",
         "member", "status", "share", "gen", "address"
     );
     for m in status["members"].as_array().into_iter().flatten() {
@@ -32,9 +32,9 @@ pub fn render(status: &Value) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "{:<12} {:<9} {:>5.1}% {:>5}  {:<22} {}",
+            "{:<12} {:<14} {:>5.1}% {:>5}  {:<22} {}",
             text(&m["id"]),
-            text(&m["status"]),
+            status_cell(m),
             m["ownership"].as_f64().unwrap_or(0.0) * 100.0,
             m["generation"].as_u64().unwrap_or(0),
             text(&m["http"]),
@@ -42,6 +42,9 @@ pub fn render(status: &Value) -> String {
         );
     }
     for m in status["members"].as_array().into_iter().flatten() {
+        if let Some(dead) = m["replaces"].as_str() {
+            let _ = writeln!(out, "{} replaces {dead}", text(&m["id"]));
+        }
         if let Some(reason) = m["settings_mismatch"].as_str() {
             let _ = writeln!(out, "{} is not used: {reason}", text(&m["id"]));
         }
@@ -67,6 +70,19 @@ pub fn render(status: &Value) -> String {
     out
 }
 
+/// The status, and `(down)` after one that does not say it (a joining or
+/// leaving member that died; see `liveness` in `/status`).
+fn status_cell(m: &Value) -> String {
+    let status = m["status"].as_str().unwrap_or("-");
+    let gone = ["down", "left", "removed", "removing"].contains(&status);
+    match m["liveness"].as_str() {
+        Some(liveness @ ("down" | "suspect")) if !gone && status != liveness => {
+            format!("{status} ({liveness})")
+        }
+        _ => status.to_string(),
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -81,7 +97,10 @@ mod tests {
                  "http": "127.0.0.1:8101", "suspected_by": []},
                 {"id": "n2", "status": "down", "ownership": 0.5, "generation": 1,
                  "http": "127.0.0.1:8102", "suspected_by": ["n1", "n3"],
-                 "settings_mismatch": "replication n differs: this node has 3, peer n2 has 2"}
+                 "settings_mismatch": "replication n differs: this node has 3, peer n2 has 2"},
+                {"id": "n4", "status": "joining", "liveness": "down", "ownership": 0.0,
+                 "generation": 1, "http": "127.0.0.1:8104", "suspected_by": ["n1"],
+                 "replaces": "n3"}
             ],
             "pending_hints": {"n2": 12},
             "handoff": {"percent": 40, "ranges_done": 4, "ranges_total": 10, "keys": 7, "bytes": 700},
@@ -89,9 +108,11 @@ mod tests {
         });
         let text = render(&status);
         assert!(
-            text.contains("n2           down       50.0%     1  127.0.0.1:8102"),
+            text.contains("n2           down            50.0%     1  127.0.0.1:8102"),
             "{text}"
         );
+        assert!(text.contains("n4           joining (down)"), "{text}");
+        assert!(text.contains("n4 replaces n3"), "{text}");
         assert!(text.contains("n1, n3"), "{text}");
         assert!(
             text.contains("n2 is not used: replication n differs: this node has 3, peer n2 has 2"),

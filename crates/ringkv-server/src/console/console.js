@@ -145,6 +145,12 @@ function memberColours(members) {
   return colours;
 }
 
+// A joining or leaving member that died says so (its status alone would not).
+function statusText(m) {
+  const moving = m.status === 'joining' || m.status === 'leaving';
+  return moving && m.liveness && m.liveness !== 'up' ? `${m.status} (${m.liveness})` : m.status;
+}
+
 function renderMembers(s, colours) {
   const rows = s.members.map((m) => {
     const name = el('td', {}, el('span', { class: 'swatch' }), m.id);
@@ -154,7 +160,7 @@ function renderMembers(s, colours) {
       m.replaces ? 'replaces ' + m.replaces : ''].filter(Boolean).join('; ');
     const row = el('tr', { 'data-member': m.id, 'data-status': m.status },
       name,
-      el('td', { class: 'status status-' + m.status, title: notes }, m.status),
+      el('td', { class: 'status status-' + m.status, title: notes }, statusText(m)),
       el('td', { class: 'suspected-by' }, m.suspected_by.join(', ') || '—'),
       el('td', {}, m.zone || '—'),
       el('td', { class: 'num' }, percent(m.ownership)),
