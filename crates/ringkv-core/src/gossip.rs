@@ -140,6 +140,11 @@ pub struct MemberState {
     /// member is removed.
     #[serde(default)]
     pub replaces: Option<NodeId>,
+    /// Drawn at random when the member's data directory was created, and
+    /// kept by its restarts: two lives of one id differ in it (see
+    /// [`identity`]). 0 in placeholders and in entries from before it.
+    #[serde(default)]
+    pub incarnation: u64,
 }
 
 impl MemberState {
@@ -158,6 +163,7 @@ impl MemberState {
             settings_fingerprint: 0,
             read_only: false,
             replaces: None,
+            incarnation: 0,
         }
     }
 
@@ -253,6 +259,10 @@ pub struct Membership {
     changes: u64,
     /// Once this node has left: the peers known to hold its departure.
     departure_seen_by: BTreeSet<NodeId>,
+    /// This node started without a saved member list (see [`identity`]).
+    first_life: bool,
+    /// Why this node may not use its id, once gossip showed it taken.
+    identity_conflict: Option<String>,
 }
 
 /// The id under which a seed address is contacted before its real id is
@@ -292,6 +302,8 @@ impl Membership {
             changed: true,
             changes: 0,
             departure_seen_by: BTreeSet::new(),
+            first_life: false,
+            identity_conflict: None,
         }
     }
 
@@ -591,10 +603,17 @@ impl Membership {
     /// comes from an earlier life whose generation was lost: outrun it.
     fn absorb(&mut self, now: Millis, states: Vec<MemberState>) {
         for state in states {
-            let known = self.members.get(&state.id);
-            if known.is_some_and(|m| m.stamp() >= state.stamp()) {
+            if self.conflicts_with_me(&state) {
                 continue;
             }
+            let stale = self
+                .members
+                .get(&state.id)
+                .is_some_and(|m| m.stamp() >= state.stamp());
+            if stale {
+                continue;
+            }
+            let known = self.members.get(&state.id);
             if state.id == self.me && state.status.is_removed() {
                 tracing::error!("node {}: removed from the cluster by an operator", self.me);
                 self.members.insert(state.id.clone(), state);
@@ -602,6 +621,7 @@ impl Membership {
                 continue;
             }
             if state.id == self.me {
+                self.warn_other_life(&state);
                 let generation = state.generation + 1;
                 self.update_me(|me| {
                     me.generation = generation;
@@ -681,6 +701,7 @@ fn same_but_heartbeat(a: &MemberState, b: &MemberState) -> bool {
     } == *b
 }
 
+pub mod identity;
 pub mod removal;
 #[cfg(test)]
 mod tests;

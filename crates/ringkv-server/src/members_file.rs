@@ -67,12 +67,17 @@ pub fn start(config: &NodeConfig) -> Result<Membership, MembersFileError> {
     let path = config.data_dir.join(FILE);
     let settings = config.settings();
     let cluster = settings.cluster();
-    let (me, known) = match load(&path)? {
+    let saved = load(&path)?;
+    let first_life = saved.is_none();
+    let (me, known) = match saved {
         Some(saved) => restored(config, &path, saved, &cluster)?,
         None => first_start(config),
     };
     let seeds = config.seeds.iter().map(ToString::to_string).collect();
-    let members = Membership::new(me, known, seeds, settings.membership);
+    let mut members = Membership::new(me, known, seeds, settings.membership);
+    if first_life {
+        members = members.first_life();
+    }
     save(&config.data_dir, &members, &cluster)?;
     Ok(members)
 }
@@ -155,6 +160,13 @@ fn restored(
         suspects: Default::default(),
         // A replacement stays one across restarts.
         replaces: before.as_ref().and_then(|m| m.replaces.clone()),
+        // Kept: a restart is the same life (a file from before
+        // incarnations gets one now).
+        incarnation: before
+            .as_ref()
+            .map(|m| m.incarnation)
+            .filter(|i| *i != 0)
+            .unwrap_or_else(new_incarnation),
         ..own_entry(config, before.map_or(MemberStatus::Member, |m| m.status))
     };
     Ok((me, others))
@@ -201,9 +213,19 @@ fn first_start(config: &NodeConfig) -> (MemberState, Vec<MemberState>) {
     (me, known)
 }
 
+/// A random incarnation for a new data directory (never 0, which means
+/// "unknown"); std's hasher keys are random per process.
+fn new_incarnation() -> u64 {
+    use std::hash::BuildHasher;
+    let now = std::time::SystemTime::now();
+    let random = std::collections::hash_map::RandomState::new();
+    random.hash_one((now, std::process::id())).max(1)
+}
+
 fn own_entry(config: &NodeConfig, status: MemberStatus) -> MemberState {
     let mine = config.me().expect("validated: node_id is in [[nodes]]");
     MemberState {
+        incarnation: new_incarnation(),
         zone: mine.zone.clone(),
         addr: Some(mine.addr.to_string()),
         http: Some(mine.http.to_string()),

@@ -313,3 +313,26 @@ async fn a_replacement_takes_exactly_the_dead_node_s_share() {
         assert_eq!(got.expect(200).text(), value_of(key), "{key}");
     }
 }
+
+/// A node whose disk was lost, started again under its id on an empty
+/// data directory, exits non-zero saying the cluster has that member
+/// already (as Cassandra refuses a host id that is in the ring) instead
+/// of serving reads of keys it does not hold; the others keep its entry.
+#[tokio::test]
+async fn a_node_restarted_on_an_empty_data_directory_refuses_its_old_id() {
+    let mut c = Cluster::start_with(3, QUIET).await;
+    wait_settled(&c, &[1, 2, 3]).await;
+    load_everywhere(&c, 3, "lost", 30).await;
+    c.kill(3);
+    std::fs::remove_dir_all(c.data_dir(3)).expect("wipe n3's data directory");
+    c.spawn_again(3);
+    let exit = c.wait_exit(3, MOVE_LIMIT).await;
+    assert!(!exit.success(), "the new n3 exited with {exit}");
+    let log = std::fs::read_to_string(c.log_path(3)).expect("n3's log");
+    assert!(
+        log.contains("the cluster already has a member n3"),
+        "n3's log does not say why:\n{}",
+        common::tail(c.log_path(3), 20)
+    );
+    wait_seen_as(&c, &[1, 2], "n3", "down").await;
+}

@@ -52,6 +52,10 @@ impl<S: Store> Node<S> {
         if self.refusal.is_some() {
             return;
         }
+        if let Some(conflict) = self.members.identity_conflict() {
+            self.refusal = Some(format!("refusing to start: {conflict}"));
+            return;
+        }
         if self.members.me().status.is_removed() {
             self.refusal = Some(format!(
                 "node {} was removed from the cluster (ringkv remove); it may not serve its \

@@ -88,7 +88,7 @@ pub use stats::{DropCause, TransportCounts};
 /// Version 4: members may be removed (two more statuses) and gossip
 /// entries name the member a replacement replaces.
 /// Version 5: a forwarded request may be answered `Overloaded` (a node
-/// sheds load at its bounds).
+/// sheds load at its bounds); gossip entries carry an incarnation.
 pub const PROTOCOL_VERSION: u16 = 5;
 
 /// First field of every handshake ("RKV1"). Lets an acceptor tell a ringkv

@@ -527,7 +527,7 @@ impl Cluster {
         }
     }
 
-    fn data_dir(&self, i: usize) -> PathBuf {
+    pub fn data_dir(&self, i: usize) -> PathBuf {
         self.root.join(format!("n{i}-data"))
     }
 
