@@ -514,6 +514,7 @@ async fn remove(
     Path(node): Path<String>,
     Query(query): Query<RemoveQuery>,
 ) -> Result<(StatusCode, Json<serde_json::Value>), ApiError> {
+    check_node_id(&node)?;
     let removed = api
         .node
         .remove(NodeId::new(&node), query.force)
@@ -530,6 +531,19 @@ async fn remove(
         }
         Err(refusal) => Err(ApiError::new(StatusCode::CONFLICT, refusal.to_string())),
     }
+}
+
+/// Node ids are short printable names (they are echoed in answers and
+/// logs): anything else is refused before it is looked up.
+fn check_node_id(id: &str) -> Result<(), ApiError> {
+    const MAX: usize = 256;
+    if id.len() <= MAX && !id.is_empty() && !id.chars().any(char::is_control) {
+        return Ok(());
+    }
+    Err(ApiError::new(
+        StatusCode::BAD_REQUEST,
+        format!("a node id is 1 to {MAX} bytes of printable characters"),
+    ))
 }
 
 #[derive(Deserialize)]

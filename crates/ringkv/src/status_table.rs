@@ -20,7 +20,7 @@ pub fn render(status: &Value) -> String {
     );
     let _ = writeln!(
         out,
-        "{:<12} {:<14} {:>6} {:>5}  {:<22} suspected by",
+        "{:<12} {:<14} {:>6} {:>6}  {:<22} suspected by",
         "member", "status", "share", "gen", "address"
     );
     for m in status["members"].as_array().into_iter().flatten() {
@@ -32,11 +32,11 @@ pub fn render(status: &Value) -> String {
             .collect();
         let _ = writeln!(
             out,
-            "{:<12} {:<14} {:>5.1}% {:>5}  {:<22} {}",
+            "{:<12} {:<14} {:>5.1}% {:>6}  {:<22} {}",
             text(&m["id"]),
             status_cell(m),
             m["ownership"].as_f64().unwrap_or(0.0) * 100.0,
-            m["generation"].as_u64().unwrap_or(0),
+            generation_cell(m),
             text(&m["http"]),
             suspecters.join(", ")
         );
@@ -70,6 +70,15 @@ pub fn render(status: &Value) -> String {
     out
 }
 
+/// The generation, or `fenced` for a removed member's (`u64::MAX`, which
+/// no restart can outrun).
+fn generation_cell(m: &Value) -> String {
+    match m["generation"].as_u64() {
+        Some(u64::MAX) => "fenced".into(),
+        generation => generation.unwrap_or(0).to_string(),
+    }
+}
+
 /// The status, and `(down)` after one that does not say it (a joining or
 /// leaving member that died; see `liveness` in `/status`).
 fn status_cell(m: &Value) -> String {
@@ -100,7 +109,9 @@ mod tests {
                  "settings_mismatch": "replication n differs: this node has 3, peer n2 has 2"},
                 {"id": "n4", "status": "joining", "liveness": "down", "ownership": 0.0,
                  "generation": 1, "http": "127.0.0.1:8104", "suspected_by": ["n1"],
-                 "replaces": "n3"}
+                 "replaces": "n3"},
+                {"id": "n3", "status": "removed", "ownership": 0.0,
+                 "generation": 18446744073709551615u64, "suspected_by": []}
             ],
             "pending_hints": {"n2": 12},
             "handoff": {"percent": 40, "ranges_done": 4, "ranges_total": 10, "keys": 7, "bytes": 700},
@@ -108,11 +119,12 @@ mod tests {
         });
         let text = render(&status);
         assert!(
-            text.contains("n2           down            50.0%     1  127.0.0.1:8102"),
+            text.contains("n2           down            50.0%      1  127.0.0.1:8102"),
             "{text}"
         );
         assert!(text.contains("n4           joining (down)"), "{text}");
         assert!(text.contains("n4 replaces n3"), "{text}");
+        assert!(text.contains("removed          0.0% fenced"), "{text}");
         assert!(text.contains("n1, n3"), "{text}");
         assert!(
             text.contains("n2 is not used: replication n differs: this node has 3, peer n2 has 2"),

@@ -83,8 +83,16 @@ impl<S: Store> Node<S> {
             }
             Err(RemoveRefusal::Up { .. }) if now < self.replace_give_up_at(now) => {}
             Err(refusal) => {
-                tracing::error!("node {}: cannot replace: {refusal}", self.id);
-                self.refusal = Some(format!("cannot replace: {refusal}"));
+                let why = match &refusal {
+                    // Not the removal's sentence: `--force` is no way out here.
+                    RemoveRefusal::Up { id, liveness } => format!(
+                        "{id} is {liveness} to this node, not down: a replacement takes over \
+                         a dead member only; stop {id} first, or join with a new id"
+                    ),
+                    refusal => refusal.to_string(),
+                };
+                tracing::error!("node {}: cannot replace: {why}", self.id);
+                self.refusal = Some(format!("cannot replace: {why}"));
             }
         }
         self.follow_membership(now);

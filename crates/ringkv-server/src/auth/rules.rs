@@ -49,7 +49,9 @@ impl HttpRule {
             Some(rest) if !rest.is_empty() => path.starts_with(self.path),
             _ => path == self.path,
         };
-        path_matches && self.method.is_none_or(|m| m == method)
+        // HEAD is GET without the body (RFC 9110 §9.3.2): a GET rule covers it.
+        let method_matches = |m: &str| m == method || (m == "GET" && method == "HEAD");
+        path_matches && self.method.is_none_or(method_matches)
     }
 }
 
@@ -106,6 +108,10 @@ mod tests {
             ("GET", "/healthz", Some(Role::Admin)),
             ("GET", "/ui/data", Some(Role::Read)),
             ("GET", "/ui", None),
+            ("HEAD", "/ui", None),
+            ("HEAD", "/", None),
+            ("HEAD", "/status", Some(Role::Read)),
+            ("HEAD", "/admin/leave", Some(Role::Admin)),
             ("GET", "/ui/console.js", None),
             ("GET", "/ui/console.css", None),
             ("GET", "/", None),

@@ -165,7 +165,7 @@ function renderMembers(s, colours) {
       el('td', {}, m.zone || '—'),
       el('td', { class: 'num' }, percent(m.ownership)),
       el('td', { class: 'num' }, String(s.pending_hints[m.id] || 0)),
-      el('td', {}, m.http ? el('a', { href: `http://${m.http}/ui` }, m.http) : '—'));
+      el('td', {}, m.http && SERVING.has(m.status) ? el('a', { href: `http://${m.http}/ui` }, m.http) : (m.http || '—')));
     if (m.id === s.node) row.classList.add('self');
     return row;
   });
@@ -225,7 +225,8 @@ function renderRing(data, colours) {
     }));
   }
   const title = svgEl('text', { class: 'big', y: -4 });
-  title.textContent = `${s.members.length} members`;
+  const gone = new Set(['left', 'removed']);
+  title.textContent = `${s.members.filter((m) => !gone.has(m.status)).length} members`;
   const sub = svgEl('text', { y: 8 });
   sub.textContent = `${vnodes.length} vnodes · ${s.vnodes_per_node} per node`;
   const print = svgEl('text', { y: 18 });

@@ -62,7 +62,7 @@ pub const ROUND_TRIP: &str = "ringkv_replica_round_trip_seconds";
 pub const READ_SIBLINGS: &str = "ringkv_read_siblings";
 
 pub const FAMILIES: &[Family] = &[
-    counter(REQUESTS, "Client requests answered, by front end (http, resp), operation and outcome (ok, invalid, denied, conflict, unavailable, error)."),
+    counter(REQUESTS, "Client requests answered, by front end (http, resp), operation and outcome (ok, invalid, denied, conflict, unavailable, error, overloaded)."),
     histogram(REQUEST_DURATION, REQUEST_SECONDS, "Time from a client request's arrival to its answer, by front end and operation."),
     histogram(ROUND_TRIP, ROUND_TRIP_SECONDS, "Time from the start of an operation this node coordinated to each other replica's answer."),
     histogram(READ_SIBLINGS, SIBLINGS, "Live siblings returned by each read this node coordinated."),
