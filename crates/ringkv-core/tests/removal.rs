@@ -264,3 +264,33 @@ fn a_replacement_of_an_unknown_member_gives_up_and_says_so() {
         assert_eq!(status(&net, viewer, "n3"), Some(MemberStatus::Member));
     }
 }
+
+#[test]
+fn a_replacement_that_gave_up_blocks_no_later_removal() {
+    let mut net = Net::loaded(&["n1", "n2", "n3", "n4"], 10);
+    net.run_for(500, 50);
+    // n5 tries to replace n3, which is up: it gives up and dies, and stays
+    // a joining entry in everyone's list.
+    net.add(replacement("n5", "n3", "n1"));
+    net.run_for(30_000, 50);
+    assert!(net.nodes[&id("n5")].refusal().is_some(), "n5 gives up");
+    net.down.insert(id("n5"));
+    net.down.insert(id("n4"));
+    net.run_for(12_000, 50);
+    let now = net.now;
+    let removed = net.node("n1").remove(now, &id("n4"), false);
+    assert!(removed.is_ok(), "{removed:?}");
+    net.run_for(30_000, 50);
+    for viewer in ["n1", "n2", "n3"] {
+        assert_eq!(
+            status(&net, viewer, "n4"),
+            Some(MemberStatus::Removed),
+            "{viewer}"
+        );
+        assert_eq!(
+            status(&net, viewer, "n5"),
+            Some(MemberStatus::Joining),
+            "{viewer}"
+        );
+    }
+}

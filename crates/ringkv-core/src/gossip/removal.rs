@@ -132,7 +132,10 @@ impl Membership {
             .filter(|m| m.status == MemberStatus::Removing)
             .map(|m| m.id.clone())
             .collect();
-        if removing.is_empty() || self.live_entries().any(|m| m.synced != target) {
+        let behind = self
+            .live_entries()
+            .any(|m| self.owes_share(m) && m.synced != target);
+        if removing.is_empty() || behind {
             return false;
         }
         for id in removing {
@@ -141,6 +144,15 @@ impl Membership {
         }
         self.mark_changed();
         true
+    }
+
+    /// Whether `m` must hold its share of a ring before the ring moves on:
+    /// every member in it. A replacement still waiting for its member to be
+    /// removed is in no ring and holds nothing — and one that gave up (the
+    /// member was up) stays so until removed itself, which must block no
+    /// other removal, join or leave.
+    pub fn owes_share(&self, m: &MemberState) -> bool {
+        !m.status.is_gone() && self.ring_member(m).is_some()
     }
 
     /// `m` as a ring member: a replacement takes the replaced member's

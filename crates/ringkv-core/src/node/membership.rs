@@ -213,7 +213,7 @@ impl<S: Store> Node<S> {
     pub(super) fn others_synced(&self, target: u64) -> bool {
         self.members
             .members()
-            .filter(|m| m.id != self.id && !m.status.is_gone())
+            .filter(|m| m.id != self.id && self.members.owes_share(m))
             .all(|m| m.synced == target)
     }
 
