@@ -6,10 +6,15 @@
 
 use clap::{Args, ValueEnum};
 use std::io::IsTerminal;
+use std::sync::atomic::{AtomicBool, Ordering};
 use tracing_subscriber::EnvFilter;
 
 /// The environment variable naming the log filter.
 pub const ENV: &str = "RINGKV_LOG";
+
+/// Set once JSON logging is installed: the process's last words then go
+/// out as a JSON line too, so a log shipper parses every line.
+static JSON: AtomicBool = AtomicBool::new(false);
 
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, ValueEnum)]
 pub enum LogFormat {
@@ -41,12 +46,24 @@ pub fn init(args: &LogArgs) -> Result<(), String> {
         .with_env_filter(filter)
         .with_writer(std::io::stderr);
     let installed = match args.log_format {
-        LogFormat::Json => builder.json().try_init(),
+        LogFormat::Json => {
+            JSON.store(true, Ordering::Relaxed);
+            builder.json().try_init()
+        }
         LogFormat::Text => builder
             .with_ansi(std::io::stderr().is_terminal())
             .try_init(),
     };
     installed.map_err(|e| format!("cannot set up logging: {e}"))
+}
+
+/// Report the error that ends the process, in the log's format.
+pub fn fatal(message: &str) {
+    if JSON.load(Ordering::Relaxed) {
+        tracing::error!(fatal = true, "{message}");
+    } else {
+        eprintln!("error: {message}");
+    }
 }
 
 /// The flag's filter, else the environment's, else `info`.

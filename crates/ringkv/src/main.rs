@@ -213,6 +213,6 @@ fn finish(outcome: Result<(), String>) -> ExitCode {
 }
 
 fn fail(message: String) -> ExitCode {
-    eprintln!("error: {message}");
+    logging::fatal(&message);
     ExitCode::FAILURE
 }

@@ -143,3 +143,31 @@ fn a_filter_that_does_not_parse_is_refused() {
     );
     assert!(!dir.path().join("data").exists(), "the node did not start");
 }
+
+/// With `--log-format json` even the error that stops the node is a JSON
+/// line (a log shipper parses every line): here its HTTP port is taken.
+#[test]
+fn the_fatal_error_of_a_json_logging_node_is_a_json_line() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let (path, http) = config(dir.path());
+    let _taken = std::net::TcpListener::bind(&http).expect("take the HTTP port");
+    let out = Command::new(ringkv_bin())
+        .args(["node", "--config"])
+        .arg(&path)
+        .args(["--log-format", "json"])
+        .env_remove("RUST_LOG")
+        .env_remove("RINGKV_LOG")
+        .output()
+        .expect("run ringkv node");
+    assert!(!out.status.success());
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let lines: Vec<serde_json::Value> = stderr
+        .lines()
+        .map(|line| serde_json::from_str(line).unwrap_or_else(|e| panic!("{e}: {line}")))
+        .collect();
+    let last = lines.last().expect("some log line");
+    assert_eq!(last["level"], "ERROR", "{last}");
+    assert_eq!(last["fields"]["fatal"], true, "{last}");
+    let message = last["fields"]["message"].as_str().unwrap_or_default();
+    assert!(message.contains(&http), "{message}");
+}
