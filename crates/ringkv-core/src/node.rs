@@ -77,6 +77,9 @@ pub struct Stats {
     pub hints_stored: u64,
     /// Hints handed back to their owner and deleted.
     pub hints_delivered: u64,
+    /// Hints of a member that left or was removed, sent to the key's
+    /// replicas instead and forgotten.
+    pub hints_rehomed: u64,
     /// Hints refused because `max_hints` were kept, or dropped because they
     /// outlived `max_age_ms`.
     pub hints_dropped: u64,

@@ -294,3 +294,40 @@ fn a_replacement_that_gave_up_blocks_no_later_removal() {
         );
     }
 }
+
+#[test]
+fn hints_kept_for_a_removed_member_go_to_the_replicas_and_are_counted() {
+    let mut net = Net::loaded(&["n1", "n2", "n3", "n4"], 0);
+    net.run_for(500, 50);
+    net.down.insert(id("n4"));
+    net.run_for(12_000, 50);
+    for i in 0..40 {
+        let put = net.put("n1", &key(i), "h", CausalContext::new(), Some(2));
+        assert!(put.is_ok(), "{put:?}");
+    }
+    let names = ["n1", "n2", "n3"];
+    let stored: u64 = names
+        .iter()
+        .map(|n| net.nodes[&id(n)].stats().hints_stored)
+        .sum();
+    assert!(stored > 0, "no write was hinted for n4");
+    let now = net.now;
+    net.node("n1")
+        .remove(now, &id("n4"), false)
+        .expect("n4 is down");
+    net.run_for(30_000, 50);
+    let rehomed: u64 = names
+        .iter()
+        .map(|n| net.nodes[&id(n)].stats().hints_rehomed)
+        .sum();
+    assert_eq!(
+        rehomed, stored,
+        "every hint kept for n4 went to the replicas"
+    );
+    for n in names {
+        assert_eq!(net.nodes[&id(n)].pending_hint_totals().keys, 0, "{n}");
+    }
+    for i in 0..40 {
+        assert_eq!(values(&net.get("n2", &key(i), Some(3))), vec!["h"]);
+    }
+}

@@ -327,7 +327,9 @@ impl<S: Store> Node<S> {
                     siblings: hint.siblings,
                 };
                 self.send_to_others(&replicas, repair);
-                self.forget_hint(&owner, &key);
+                if self.forget_hint(&owner, &key) {
+                    self.stats.hints_rehomed += 1;
+                }
             }
         }
     }

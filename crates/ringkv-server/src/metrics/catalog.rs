@@ -75,6 +75,7 @@ pub const FAMILIES: &[Family] = &[
     counter("ringkv_hinted_writes_total", "Replicas this node sent to stand-ins as coordinator (sloppy quorum)."),
     counter("ringkv_hints_stored_total", "New hints this node stored as a stand-in."),
     counter("ringkv_hints_delivered_total", "Hints handed back to their owner and deleted."),
+    counter("ringkv_hints_rehomed_total", "Hints of a member that left or was removed, sent to the key's replicas instead and deleted."),
     counter("ringkv_hints_dropped_total", "Hints refused (max_hints) or dropped for age (max_age_ms)."),
     gauge("ringkv_hints_pending", "Hints this node keeps for other nodes."),
     gauge("ringkv_hints_pending_bytes", "Bytes of those hints (keys plus encoded sibling sets)."),

@@ -103,6 +103,7 @@ impl Scrape<'_> {
             &[
                 ("ringkv_hints_stored_total", s.hints_stored),
                 ("ringkv_hints_delivered_total", s.hints_delivered),
+                ("ringkv_hints_rehomed_total", s.hints_rehomed),
                 ("ringkv_hints_dropped_total", s.hints_dropped),
                 (
                     "ringkv_handoff_keys_received_total",
