@@ -92,6 +92,7 @@ pub fn router(api: Api) -> Router {
         .route("/health/ready", get(ready))
         .merge(console::routes())
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(body_limit, refuse_declared))
         // A refused request reaches no handler.
         .layer(middleware::from_fn_with_state(
             api.access.clone(),
@@ -103,6 +104,21 @@ pub fn router(api: Api) -> Router {
             count_kv,
         ))
         .with_state(api)
+}
+
+/// `413` at once for a request whose `Content-Length` is over `limit`
+/// (the body limit). `DefaultBodyLimit` refuses a body only once it has
+/// read past the limit, so a client that declared terabytes and sent
+/// nothing held its connection and a `/kv` slot waiting for the body.
+async fn refuse_declared(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    let declared = axum::body::HttpBody::size_hint(request.body()).lower();
+    if declared > limit as u64 {
+        let message = format!(
+            "the request declares a body of {declared} bytes, more than this node takes ({limit})"
+        );
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
+    }
+    next.run(request).await
 }
 
 /// Liveness for probes and load balancers: the process serves HTTP. Open

@@ -7,6 +7,7 @@ use crate::client_tls::{self, TlsListener};
 use crate::config::NodeConfig;
 use crate::driver::{self, Ending, NodeHandle};
 use crate::http::{self, Api};
+use crate::http_serve;
 use crate::members_file::{self, MembersFileError};
 use crate::metrics::{Frontend, Metrics};
 use crate::resp;
@@ -180,20 +181,19 @@ pub async fn run(
         }
     };
     let router = http::router(api);
-    let max = config.limits.http_connections;
-    let served = match tls {
+    let (max, header_timeout) = (
+        config.limits.http_connections,
+        config.limits.http_header_timeout(),
+    );
+    match tls {
         Some(acceptor) => {
             let listener = TlsListener::new(listener, acceptor)?;
-            let limited = LimitedListener::new(listener, max, shedding);
-            serve_http(limited, router, stop_on).await
+            let limited = LimitedListener::new(listener, max, shedding.clone());
+            http_serve::serve(limited, router, header_timeout, shedding, stop_on).await
         }
         None => {
-            serve_http(
-                LimitedListener::new(listener, max, shedding),
-                router,
-                stop_on,
-            )
-            .await
+            let limited = LimitedListener::new(listener, max, shedding.clone());
+            http_serve::serve(limited, router, header_timeout, shedding, stop_on).await
         }
     };
     if let Some(resp) = resp {
@@ -203,22 +203,7 @@ pub async fn run(
     if let Some(Ending::Refused(reason)) = handle.ending() {
         return Err(ServerError::Refused(reason));
     }
-    served.map_err(ServerError::from)
-}
-
-/// Serve HTTP (or HTTPS: `listener` decides) until `stop_on` resolves.
-async fn serve_http<L>(
-    listener: L,
-    router: axum::Router,
-    stop_on: impl Future<Output = ()> + Send + 'static,
-) -> std::io::Result<()>
-where
-    L: axum::serve::Listener,
-    L::Addr: std::fmt::Debug,
-{
-    axum::serve(listener, router)
-        .with_graceful_shutdown(stop_on)
-        .await
+    Ok(())
 }
 
 /// Serve the Redis protocol on `addr` until the task is aborted.

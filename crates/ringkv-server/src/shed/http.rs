@@ -1,7 +1,9 @@
 //! HTTP's share of load shedding: at most `http_requests` `/kv` requests
 //! served at once — tower's `GlobalConcurrencyLimit` behind `LoadShed`, so
 //! one more is answered at once instead of waiting for a slot — and at
-//! most `http_connections` connections, one more answered and closed.
+//! most `http_connections` connections, one more answered and closed —
+//! but for a small reserve kept for operators' requests (see
+//! [`OPERATOR_RESERVE`]).
 //!
 //! Every overload answer is `503 Service Unavailable` with `Retry-After: 1`
 //! (RFC 9110 §10.2.3: how long the client should wait) and one sentence.
@@ -10,7 +12,9 @@
 
 use super::{Cause, Queue, Shedding};
 use axum::error_handling::HandleErrorLayer;
+use axum::extract::Request;
 use axum::http::{header, StatusCode};
+use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use axum::Router;
 use std::io;
@@ -26,6 +30,23 @@ use tower::{BoxError, ServiceBuilder};
 
 /// The `Retry-After` of every overload answer, in seconds.
 pub const RETRY_AFTER_SECS: u64 = 1;
+
+/// Connections admitted beyond `http_connections` that may only ask for
+/// [`for_operators`] paths (a request for anything else is answered
+/// [`overloaded`]). The README promises that an overloaded node can still
+/// be seen and stopped: clients that fill every slot — busy ones, or idle
+/// ones until the header timeout closes them — must not lock out the
+/// probe, `ringkv status` or `ringkv leave`. A reserve rather than
+/// reading each connection's first request at the cap: the path is known
+/// only once hyper has parsed the head, and a reserved connection is an
+/// ordinary one whose requests are filtered. Operators' tools open a
+/// connection or two each, so a few suffice; it is bounded so that the
+/// reserve costs no more than a few ordinary connections (the header
+/// timeout closes reserved connections that say nothing, too).
+pub const OPERATOR_RESERVE: usize = 16;
+/// Path prefixes an overloaded node still answers on reserved
+/// connections: probes, status, metrics and the admin operations.
+const OPERATOR_PATHS: [&str; 4] = ["/health/", "/status", "/metrics", "/admin/"];
 
 /// Connections being turned away at once; beyond, one is just closed.
 const MAX_REFUSALS: usize = 256;
@@ -67,12 +88,45 @@ where
     )
 }
 
+/// Whether `path` is one an overloaded node answers on a reserved
+/// connection.
+pub fn for_operators(path: &str) -> bool {
+    OPERATOR_PATHS.iter().any(|prefix| path.starts_with(prefix))
+}
+
+/// `router` for a reserved connection: [`for_operators`] paths served,
+/// anything else answered [`overloaded`] (counted), and the connection
+/// closed after that answer so that its client reconnects to a slot.
+pub fn operators_only(router: Router, max: usize, shedding: Arc<Shedding>) -> Router {
+    let filter = move |request: Request, next: Next| {
+        let shedding = shedding.clone();
+        async move {
+            if for_operators(request.uri().path()) {
+                return next.run(request).await;
+            }
+            shedding.record(Queue::HttpConnections, Cause::Count);
+            let mut answer = overloaded(&connections_full(max));
+            let close = header::HeaderValue::from_static("close");
+            answer.headers_mut().insert(header::CONNECTION, close);
+            answer
+        }
+    };
+    router.layer(middleware::from_fn(filter))
+}
+
+/// The sentence of a connection refused at `max`.
+fn connections_full(max: usize) -> String {
+    format!("this node has {max} connections open, its limit (http_connections); retry shortly")
+}
+
 /// An `axum::serve` listener that hands over at most `max` connections at
-/// once; one more is answered `503` and closed (counted).
+/// once, and [`OPERATOR_RESERVE`] more marked as reserved; one more is
+/// answered `503` and closed (counted).
 pub struct LimitedListener<L> {
     inner: L,
     max: usize,
     slots: Arc<Semaphore>,
+    reserve: Arc<Semaphore>,
     refusals: Arc<Semaphore>,
     shedding: Arc<Shedding>,
 }
@@ -83,9 +137,24 @@ impl<L> LimitedListener<L> {
             inner,
             max,
             slots: Arc::new(Semaphore::new(max)),
+            reserve: Arc::new(Semaphore::new(OPERATOR_RESERVE)),
             refusals: Arc::new(Semaphore::new(MAX_REFUSALS)),
             shedding,
         }
+    }
+
+    /// The connection limit (for the sentence of reserved connections).
+    pub fn max(&self) -> usize {
+        self.max
+    }
+
+    /// A slot for a new connection: an ordinary one, else a reserved one.
+    fn slot(&self) -> Option<(OwnedSemaphorePermit, bool)> {
+        if let Ok(slot) = self.slots.clone().try_acquire_owned() {
+            return Some((slot, false));
+        }
+        let reserved = self.reserve.clone().try_acquire_owned().ok()?;
+        Some((reserved, true))
     }
 }
 
@@ -99,8 +168,13 @@ where
     async fn accept(&mut self) -> (Self::Io, Self::Addr) {
         loop {
             let (io, addr) = self.inner.accept().await;
-            if let Ok(slot) = self.slots.clone().try_acquire_owned() {
-                return (Slotted { io, _slot: slot }, addr);
+            if let Some((slot, reserved)) = self.slot() {
+                let io = Slotted {
+                    io,
+                    reserved,
+                    _slot: slot,
+                };
+                return (io, addr);
             }
             self.shedding.record(Queue::HttpConnections, Cause::Count);
             if let Ok(refusal) = self.refusals.clone().try_acquire_owned() {
@@ -122,9 +196,7 @@ async fn refuse<Io>(mut io: Io, max: usize, refusal: OwnedSemaphorePermit)
 where
     Io: AsyncRead + AsyncWrite + Unpin + Send,
 {
-    let body = format!(
-        "this node has {max} connections open, its limit (http_connections); retry shortly\n"
-    );
+    let body = format!("{}\n", connections_full(max));
     let answer = format!(
         "HTTP/1.1 503 Service Unavailable\r\nretry-after: {RETRY_AFTER_SECS}\r\n\
          content-type: text/plain; charset=utf-8\r\ncontent-length: {}\r\n\
@@ -142,7 +214,16 @@ where
 /// A connection holding one of the listener's slots until it closes.
 pub struct Slotted<Io> {
     io: Io,
+    /// Admitted from the [`OPERATOR_RESERVE`]: serve [`operators_only`].
+    reserved: bool,
     _slot: OwnedSemaphorePermit,
+}
+
+impl<Io> Slotted<Io> {
+    /// Whether this connection holds a reserved slot.
+    pub fn reserved(&self) -> bool {
+        self.reserved
+    }
 }
 
 impl<Io: AsyncRead + Unpin> AsyncRead for Slotted<Io> {
@@ -254,10 +335,10 @@ mod tests {
         let router = Router::new().route("/", get(|| async { "hello" }));
         tokio::spawn(async move { axum::serve(listener, router).await });
 
-        let idle = [
-            TcpStream::connect(addr).await.unwrap(),
-            TcpStream::connect(addr).await.unwrap(),
-        ];
+        let mut idle = Vec::new();
+        for _ in 0..2 + OPERATOR_RESERVE {
+            idle.push(TcpStream::connect(addr).await.unwrap());
+        }
         let refused = ask(addr).await;
         assert!(
             refused.starts_with("HTTP/1.1 503 Service Unavailable\r\n"),

@@ -13,6 +13,7 @@
 
 use super::Bound;
 use serde::{Deserialize, Serialize};
+use std::time::Duration;
 
 const MIB: usize = 1 << 20;
 /// No queue needs more items than this: a million is already tens of
@@ -22,6 +23,10 @@ const MAX_COUNT: usize = 1_000_000;
 /// and end at 64 GiB (more than the machine's memory is no limit).
 const MIN_BYTES: usize = 1024;
 const MAX_BYTES: usize = 64 << 30;
+/// Timeouts start at 100 ms (below, a client across a slow link could not
+/// send a request's head in time) and end at an hour (longer is no bound).
+const MIN_TIMEOUT_MS: u64 = 100;
+const MAX_TIMEOUT_MS: u64 = 3_600_000;
 
 /// Per-node load limits. Every one must be at least 1 (bytes: 1 KiB);
 /// what exceeds one is refused, dropped or paused as its doc says, and
@@ -74,6 +79,16 @@ pub struct Limits {
     /// law: 50), and a bound on request bodies held (each at most
     /// `max_value_bytes`).
     pub http_requests: usize,
+    /// Milliseconds an HTTP connection has to send a request's whole head
+    /// (request line and headers), counted from when it opens or its
+    /// previous answer went out; a connection that has not is closed
+    /// (hyper's `header_read_timeout`, nginx's `client_header_timeout`).
+    /// It is the idle keep-alive timeout too: without it, connections that
+    /// say nothing — or a slow header a byte at a time (slowloris) — hold
+    /// their `http_connections` slots for ever and lock every client out.
+    /// Default 10,000 (10 s): a client anywhere sends a head well within
+    /// it, and a keep-alive pool reconnects when its idle connection goes.
+    pub http_header_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -89,6 +104,7 @@ impl Default for Limits {
             resp_pipeline_bytes: 4 * MIB,
             http_connections: 4096,
             http_requests: 1024,
+            http_header_timeout_ms: 10_000,
         }
     }
 }
@@ -124,7 +140,19 @@ impl Limits {
                 ));
             }
         }
+        let timeout = self.http_header_timeout_ms;
+        if !(MIN_TIMEOUT_MS..=MAX_TIMEOUT_MS).contains(&timeout) {
+            return Err(format!(
+                "limits http_header_timeout_ms = {timeout} must be within \
+                 {MIN_TIMEOUT_MS}..={MAX_TIMEOUT_MS} ms"
+            ));
+        }
         Ok(())
+    }
+
+    /// How long an HTTP connection may take to send a request's head.
+    pub fn http_header_timeout(&self) -> Duration {
+        Duration::from_millis(self.http_header_timeout_ms)
     }
 
     /// The node thread's queue.
@@ -177,5 +205,13 @@ mod tests {
             ..Limits::default()
         };
         assert!(tiny.validate().unwrap_err().contains("1024..="));
+        let hasty = Limits {
+            http_header_timeout_ms: 0,
+            ..Limits::default()
+        };
+        assert_eq!(
+            hasty.validate().unwrap_err(),
+            "limits http_header_timeout_ms = 0 must be within 100..=3600000 ms"
+        );
     }
 }

@@ -15,7 +15,8 @@
 //! | a RESP connection's pipeline | `resp_pipeline_commands`, `resp_pipeline_bytes` | the connection stops reading (backpressure) |
 //! | RESP connections | `resp_connections` | refused with `-ERR max number of clients reached` |
 //! | HTTP `/kv` requests | `http_requests` | `503`, `Retry-After: 1` |
-//! | HTTP connections | `http_connections` | `503` and closed |
+//! | HTTP connections | `http_connections` | `503` and closed; [`http::OPERATOR_RESERVE`] more for operators' paths only |
+//! | an HTTP connection's request head | `http_header_timeout_ms` | closed (see [`crate::http_serve`]) |
 //!
 //! Nothing already acknowledged is touched: shedding refuses or drops
 //! only what has not been taken on (a client request before the node

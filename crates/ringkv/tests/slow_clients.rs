@@ -1,0 +1,119 @@
+//! Slow and idle HTTP clients: connections that send half a request head,
+//! or nothing, are closed by the node after `http_header_timeout_ms`;
+//! while they fill every `http_connections` slot, `/health/live`,
+//! `/health/ready` and `/status` still answer (the operators' reserve);
+//! and a body declared larger than the node takes is refused `413` before
+//! any of it is sent.
+//!
+//! Real node processes, raw TCP for the misbehaving clients. No tight
+//! wall-clock bounds: a socket must be closed by the server eventually,
+//! within a deadline many times the configured timeout.
+
+mod common;
+
+use common::Cluster;
+use std::net::SocketAddr;
+use std::time::Duration;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The node's connection limit in these tests.
+const CONNECTIONS: usize = 4;
+/// Generous: how long any answer or close may take here.
+const DEADLINE: Duration = Duration::from_secs(30);
+
+fn limits(header_timeout_ms: u64) -> String {
+    format!(
+        "[limits]\nhttp_connections = {CONNECTIONS}\nhttp_header_timeout_ms = {header_timeout_ms}\n"
+    )
+}
+
+/// A connection that sent half a request head and then nothing.
+async fn half_request(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let half = "GET /kv/x HTTP/1.1\r\nHost: a\r\n";
+    stream.write_all(half.as_bytes()).await.expect("send");
+    stream
+}
+
+/// What the server sent on `stream` until it closed it (or reset it):
+/// `Err` if it was still open at the [`DEADLINE`].
+async fn until_closed(stream: &mut TcpStream) -> Result<String, String> {
+    let mut got = Vec::new();
+    let read = tokio::time::timeout(DEADLINE, async {
+        let mut chunk = [0u8; 4096];
+        while let Ok(n @ 1..) = stream.read(&mut chunk).await {
+            got.extend_from_slice(&chunk[..n]);
+        }
+    })
+    .await;
+    let text = String::from_utf8_lossy(&got).into_owned();
+    match read {
+        Ok(()) => Ok(text),
+        Err(_) => Err(format!("still open after {DEADLINE:?}; got {text:?}")),
+    }
+}
+
+/// `request` on a new connection, and the answer until the server closes.
+async fn exchange(addr: SocketAddr, request: &str) -> String {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    stream.write_all(request.as_bytes()).await.expect("send");
+    until_closed(&mut stream)
+        .await
+        .expect("an answer, then close")
+}
+
+/// `GET path` on a new connection that asks to be closed after it.
+async fn get(addr: SocketAddr, path: &str) -> String {
+    let request = format!("GET {path} HTTP/1.1\r\nHost: a\r\nConnection: close\r\n\r\n");
+    exchange(addr, &request).await
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn operators_get_through_while_half_requests_hold_every_connection() {
+    // A timeout far beyond the test: the half requests hold their slots.
+    let cluster = Cluster::start_with(1, &limits(600_000)).await;
+    let addr = cluster.http_addr(1);
+    let mut held = Vec::new();
+    for _ in 0..CONNECTIONS {
+        held.push(half_request(addr).await);
+    }
+
+    let refused = get(addr, "/kv/x").await;
+    assert!(refused.starts_with("HTTP/1.1 503 "), "{refused}");
+    assert!(
+        refused.contains("its limit (http_connections)"),
+        "{refused}"
+    );
+    for path in ["/health/live", "/health/ready", "/status"] {
+        let answer = get(addr, path).await;
+        assert!(answer.starts_with("HTTP/1.1 200 "), "{path}: {answer}");
+    }
+    drop(held);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn idle_connections_are_closed_and_an_oversize_body_is_refused_unsent() {
+    let cluster = Cluster::start_with(1, &limits(500)).await;
+    let addr = cluster.http_addr(1);
+    let mut idle = Vec::new();
+    for _ in 0..CONNECTIONS {
+        idle.push(half_request(addr).await);
+    }
+    idle.push(TcpStream::connect(addr).await.expect("connect"));
+    for (i, stream) in idle.iter_mut().enumerate() {
+        let closed = until_closed(stream).await;
+        assert!(closed.is_ok(), "idle connection {i}: {closed:?}");
+    }
+    // Every slot is free again.
+    let live = get(addr, "/kv/x").await;
+    assert!(live.starts_with("HTTP/1.1 404 "), "{live}");
+
+    let put = "PUT /kv/huge HTTP/1.1\r\nHost: a\r\nContent-Length: 99999999999\r\n\r\n";
+    let refused = exchange(addr, put).await;
+    assert!(refused.starts_with("HTTP/1.1 413 "), "{refused}");
+    assert!(
+        refused.contains("declares a body of 99999999999 bytes"),
+        "{refused}"
+    );
+}
