@@ -154,6 +154,73 @@ async fn redis_benchmark_runs_the_default_tests_ringkv_serves() {
     assert_eq!(finished_tests(&out), expected);
 }
 
+/// Interactive redis-cli asks `COMMAND DOCS` at start for its help and
+/// hints; a reply it cannot parse crashes it (redis-cli 7.0 follows a
+/// `block` argument's sub-arguments without checking they exist). Run in
+/// a pseudo-terminal (util-linux `script`), it shows the hint for `GET`
+/// and exits cleanly on `quit`.
+#[tokio::test]
+async fn interactive_redis_cli_starts_with_hints_from_command_docs() {
+    if !tool("redis-cli", &["--version"], "apt-get install redis-tools")
+        || !tool("script", &["--version"], "apt-get install bsdutils")
+    {
+        return;
+    }
+    let c = Cluster::start(3).await;
+    let dir = tempfile::tempdir().unwrap();
+    let typescript = dir.path().join("typescript");
+    // A window size, else linenoise asks the terminal where its cursor is.
+    let cli = format!(
+        "stty cols 120 rows 40; redis-cli -p {}",
+        c.resp_addr(1).port()
+    );
+    let mut child = tokio::process::Command::new("script")
+        .args(["-q", "-f", "-e", "-c", &cli])
+        .arg(&typescript)
+        .stdin(std::process::Stdio::piped())
+        .stdout(std::process::Stdio::null())
+        .kill_on_drop(true)
+        .spawn()
+        .expect("script runs");
+    let mut stdin = child.stdin.take().unwrap();
+    use tokio::io::AsyncWriteExt;
+    for typed in ["get ", "\r", "help mset\r", "quit\r"] {
+        tokio::time::sleep(Duration::from_millis(700)).await;
+        if stdin.write_all(typed.as_bytes()).await.is_err() {
+            break; // redis-cli is gone: its exit status tells why
+        }
+    }
+    drop(stdin);
+    let status = tokio::time::timeout(Duration::from_secs(20), child.wait()).await;
+    let shown = without_escapes(&String::from_utf8_lossy(
+        &std::fs::read(&typescript).unwrap(),
+    ));
+    let Ok(status) = status else {
+        panic!("redis-cli did not exit on quit:\n{shown}");
+    };
+    let status = status.unwrap();
+    assert!(status.success(), "redis-cli exited with {status}:\n{shown}");
+    assert!(shown.contains("get key"), "no GET hint:\n{shown}");
+    assert!(
+        shown.contains("MSET key value [key value ...]"),
+        "no MSET help:\n{shown}"
+    );
+}
+
+/// `text` without terminal escape sequences (`ESC [ … letter`).
+fn without_escapes(text: &str) -> String {
+    let mut out = String::new();
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\x1b' {
+            chars.find(|c| c.is_ascii_alphabetic());
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}
+
 /// The value of `name` in a `HELLO` reply, a RESP2 flat array or a map.
 fn field(reply: &Reply, name: &str) -> Reply {
     let pairs: Vec<(&Reply, &Reply)> = match reply {
