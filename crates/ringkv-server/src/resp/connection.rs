@@ -116,7 +116,12 @@ impl Connection {
                     return self.drain().await;
                 }
             };
-            let op = args.first().map_or("other", |name| super::op_label(name));
+            // After MULTI a command is counted when EXEC runs it, under its
+            // own op; its +QUEUED, and EXEC itself, count as `other`.
+            let op = match args.first() {
+                Some(name) if !self.session.queueing() => super::op_label(name),
+                _ => "other",
+            };
             let bytes = args.iter().map(Bytes::len).sum();
             let command = self.session.admit(&self.ctx.access, &args);
             let quit = command == Command::Quit;

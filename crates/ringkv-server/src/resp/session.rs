@@ -44,6 +44,11 @@ impl Session {
         }
     }
 
+    /// Whether commands are being queued for `EXEC`.
+    pub fn queueing(&self) -> bool {
+        self.transaction.is_some()
+    }
+
     /// The protocol replies are written in from now on.
     pub fn protocol(&self) -> Protocol {
         self.protocol
