@@ -100,6 +100,11 @@ async fn counters_count_exactly_what_the_workload_did() {
         assert_eq!(redis.call(&["GET", &format!("r{k}")]), bulk("v"));
     }
     assert!(matches!(redis.call(&["NOSUCH"]), Reply::Error(_)));
+    // A transaction: MULTI, the +QUEUED and EXEC count as `other`; the GET
+    // counts once, as a `get`, when EXEC runs it.
+    assert_eq!(redis.call(&["MULTI"]), ok());
+    assert_eq!(redis.call(&["GET", "r0"]), Reply::Simple("QUEUED".into()));
+    assert_eq!(redis.call(&["EXEC"]), Reply::Array(vec![bulk("v")]));
 
     let m = scrape(&c, 1).await;
     assert_eq!(m.requests("http", "put", "ok"), PUTS as f64);
@@ -107,14 +112,19 @@ async fn counters_count_exactly_what_the_workload_did() {
     assert_eq!(m.requests("http", "get", "invalid"), 1.0);
     assert_eq!(m.requests("http", "delete", "ok"), 0.0, "declared at zero");
     assert_eq!(m.requests("resp", "set", "ok"), SETS as f64);
-    assert_eq!(m.requests("resp", "get", "ok"), RESP_GETS as f64);
+    assert_eq!(m.requests("resp", "get", "ok"), (RESP_GETS + 1) as f64);
     assert_eq!(m.requests("resp", "other", "invalid"), 1.0);
+    assert_eq!(
+        m.requests("resp", "other", "ok"),
+        3.0,
+        "MULTI, QUEUED, EXEC"
+    );
     let put_latency = [("frontend", "http"), ("op", "put")];
     assert_eq!(
         m.get("ringkv_request_duration_seconds_count", &put_latency),
         PUTS as f64
     );
-    let ops = (PUTS + GETS + SETS + RESP_GETS) as f64;
+    let ops = (PUTS + GETS + SETS + RESP_GETS + 1) as f64;
     // Only n1 had clients: it coordinated or forwarded each operation once
     // (a hedged forward is the one way to do both).
     let routed = m.get("ringkv_coordinated_total", &[]) + m.get("ringkv_forwards_total", &[]);

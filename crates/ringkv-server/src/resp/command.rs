@@ -1,13 +1,18 @@
 //! Turning a request's arguments into a command: the name looked up, the
-//! number of arguments checked. Commands that need no node (PING, ECHO,
-//! COMMAND, CONFIG GET, SELECT, CLIENT) and every refusal are answered here
-//! and now, as [`Command::Reply`].
+//! number of arguments checked. Commands that need neither the node nor
+//! the connection's state (PING, ECHO, COMMAND, CONFIG GET, SELECT) and
+//! every refusal are answered here and now, as [`Command::Reply`];
+//! commands about the connection itself (AUTH, HELLO, CLIENT, MULTI …)
+//! are the session's (see [`super::session`]).
 
+use super::docs;
+use super::protocol::Reply;
+use super::transaction::Queued;
 use bytes::Bytes;
 use redis_protocol::resp2::types::BytesFrame;
 
 /// What a request asks for.
-#[derive(Debug, PartialEq, Eq)]
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     Get(Bytes),
     Set(Bytes, Bytes),
@@ -15,18 +20,22 @@ pub enum Command {
     Exists(Vec<Bytes>),
     MGet(Vec<Bytes>),
     MSet(Vec<(Bytes, Bytes)>),
-    /// `INFO [section]`, the section in lower case.
-    Info(Option<String>),
+    /// `INFO [section …]`, the sections in lower case.
+    Info(Vec<String>),
+    /// `DBSIZE`: what this node stores (see [`super::info::dbsize`]).
+    DbSize,
+    /// `EXEC`: the commands queued since `MULTI`, run in order.
+    Exec(Vec<Queued>),
     /// Answer what came before, then close the connection.
     Quit,
     /// Answered without the node.
-    Reply(BytesFrame),
+    Reply(Reply),
 }
 
-/// Every command this front end knows, for arity errors.
+/// Every command this front end parses, for arity errors.
 const KNOWN: [&[u8]; 14] = [
-    b"GET", b"SET", b"DEL", b"EXISTS", b"MGET", b"MSET", b"INFO", b"QUIT", b"PING", b"ECHO",
-    b"COMMAND", b"CONFIG", b"SELECT", b"CLIENT",
+    b"GET", b"SET", b"DEL", b"EXISTS", b"MGET", b"MSET", b"INFO", b"DBSIZE", b"QUIT", b"PING",
+    b"ECHO", b"COMMAND", b"CONFIG", b"SELECT",
 ];
 
 /// What `CONFIG GET` reports: redis-benchmark asks for `save` and
@@ -37,12 +46,12 @@ impl Command {
     /// The command for `args` (the name first; never empty).
     pub fn parse(args: &[Bytes]) -> Command {
         let Some((name, args)) = args.split_first() else {
-            return Command::Reply(error("ERR empty command"));
+            return answer(error("ERR empty command"));
         };
         match (name.to_ascii_uppercase().as_slice(), args) {
             (b"GET", [key]) => Command::Get(key.clone()),
             (b"SET", [key, value]) => Command::Set(key.clone(), value.clone()),
-            (b"SET", [_, _, option, ..]) => Command::Reply(error(format!(
+            (b"SET", [_, _, option, ..]) => answer(error(format!(
                 "ERR SET option '{}' is not supported by ringkv",
                 text(option)
             ))),
@@ -55,25 +64,24 @@ impl Command {
                     .map(|kv| (kv[0].clone(), kv[1].clone()))
                     .collect(),
             ),
-            (b"INFO", []) => Command::Info(None),
-            (b"INFO", [section]) => Command::Info(Some(text(section).to_lowercase())),
+            (b"INFO", sections) => Command::Info(
+                sections
+                    .iter()
+                    .map(|section| text(section).to_lowercase())
+                    .collect(),
+            ),
+            (b"DBSIZE", []) => Command::DbSize,
             (b"QUIT", _) => Command::Quit,
-            (b"PING", []) => Command::Reply(BytesFrame::SimpleString("PONG".into())),
-            (b"PING" | b"ECHO", [message]) => {
-                Command::Reply(BytesFrame::BulkString(message.clone()))
-            }
-            (b"COMMAND", sub) => Command::Reply(command_table(sub)),
+            (b"PING", []) => answer(BytesFrame::SimpleString("PONG".into())),
+            (b"PING" | b"ECHO", [message]) => answer(BytesFrame::BulkString(message.clone())),
+            (b"COMMAND", sub) => Command::Reply(docs::command(sub)),
             (b"CONFIG", [sub, params @ ..]) => Command::Reply(config(sub, params)),
-            (b"SELECT", [db]) => Command::Reply(select(db)),
-            (b"CLIENT", [sub, ..]) => Command::Reply(client(sub)),
-            (b"HELLO", _) => Command::Reply(error(
-                "ERR unknown command 'HELLO': ringkv speaks RESP2 only",
-            )),
-            (upper, _) if KNOWN.contains(&upper) => Command::Reply(error(format!(
+            (b"SELECT", [db]) => answer(select(db)),
+            (upper, _) if KNOWN.contains(&upper) => answer(error(format!(
                 "ERR wrong number of arguments for '{}' command",
                 text(name).to_lowercase()
             ))),
-            _ => Command::Reply(error(format!("ERR unknown command '{}'", text(name)))),
+            _ => answer(error(format!("ERR unknown command '{}'", text(name)))),
         }
     }
 
@@ -85,9 +93,15 @@ impl Command {
                 keys.iter().collect()
             }
             Command::MSet(pairs) => pairs.iter().map(|(key, _)| key).collect(),
-            Command::Info(_) | Command::Quit | Command::Reply(_) => Vec::new(),
+            Command::Exec(batch) => batch.iter().flat_map(|q| q.command.keys()).collect(),
+            Command::Info(_) | Command::DbSize | Command::Quit | Command::Reply(_) => Vec::new(),
         }
     }
+}
+
+/// A command answered at once with `frame`.
+pub fn answer(frame: BytesFrame) -> Command {
+    Command::Reply(frame.into())
 }
 
 /// An error reply; `message` starts with its code word (`ERR`).
@@ -100,27 +114,15 @@ pub fn ok() -> BytesFrame {
 }
 
 /// An argument as text for messages (invalid UTF-8 replaced).
-fn text(arg: &Bytes) -> String {
+pub fn text(arg: &Bytes) -> String {
     String::from_utf8_lossy(arg).into_owned()
 }
 
-/// `COMMAND`: an empty command table (clients then use their own), and an
-/// error for `DOCS`, on which redis-cli falls back to its built-in help.
-fn command_table(sub: &[Bytes]) -> BytesFrame {
-    let Some(sub) = sub.first() else {
-        return BytesFrame::Array(Vec::new());
-    };
-    match sub.to_ascii_uppercase().as_slice() {
-        b"COUNT" => BytesFrame::Integer(0),
-        b"INFO" | b"LIST" => BytesFrame::Array(Vec::new()),
-        _ => unsupported("COMMAND", sub),
-    }
-}
-
-/// `CONFIG GET name...` (`*` for all) from [`CONFIG`]; nothing else.
-fn config(sub: &Bytes, params: &[Bytes]) -> BytesFrame {
+/// `CONFIG GET name...` (`*` for all) from [`CONFIG`], a map as in
+/// Redis; nothing else.
+fn config(sub: &Bytes, params: &[Bytes]) -> Reply {
     if !sub.eq_ignore_ascii_case(b"GET") || params.is_empty() {
-        return unsupported("CONFIG", sub);
+        return unsupported("CONFIG", sub).into();
     }
     let wanted = |name: &str| {
         params
@@ -128,8 +130,7 @@ fn config(sub: &Bytes, params: &[Bytes]) -> BytesFrame {
             .any(|p| p.as_ref() == b"*" || p.eq_ignore_ascii_case(name.as_bytes()))
     };
     let found = CONFIG.iter().filter(|(name, _)| wanted(name));
-    let flat = found.flat_map(|(name, value)| [*name, *value]);
-    BytesFrame::Array(flat.map(|s| BytesFrame::BulkString(s.into())).collect())
+    Reply::map(found.map(|(name, value)| (*name, BytesFrame::BulkString((*value).into()).into())))
 }
 
 /// `SELECT 0`: there is one database.
@@ -141,17 +142,7 @@ fn select(db: &Bytes) -> BytesFrame {
     }
 }
 
-/// `CLIENT SETNAME` / `SETINFO` (sent by client libraries) are accepted
-/// and forgotten; `GETNAME` has nothing to tell.
-fn client(sub: &Bytes) -> BytesFrame {
-    match sub.to_ascii_uppercase().as_slice() {
-        b"SETNAME" | b"SETINFO" => ok(),
-        b"GETNAME" => BytesFrame::Null,
-        _ => unsupported("CLIENT", sub),
-    }
-}
-
-fn unsupported(command: &str, sub: &Bytes) -> BytesFrame {
+pub fn unsupported(command: &str, sub: &Bytes) -> BytesFrame {
     error(format!(
         "ERR {command} {} is not supported by ringkv",
         text(sub).to_uppercase()
@@ -172,17 +163,16 @@ mod tests {
 
     fn error_text(line: &str) -> String {
         match parse(line) {
-            Command::Reply(BytesFrame::Error(e)) => e.to_string(),
+            Command::Reply(Reply::Plain(BytesFrame::Error(e))) => e.to_string(),
             other => panic!("{line:?} parsed as {other:?}"),
         }
     }
 
-    fn bulks(items: &[&str]) -> BytesFrame {
-        BytesFrame::Array(
+    fn pairs(items: &[(&'static str, &'static str)]) -> Reply {
+        Reply::map(
             items
                 .iter()
-                .map(|s| BytesFrame::BulkString(Bytes::from(s.to_string())))
-                .collect(),
+                .map(|(name, value)| (*name, BytesFrame::BulkString((*value).into()).into())),
         )
     }
 
@@ -201,7 +191,8 @@ mod tests {
             Command::MSet(vec![("a".into(), "1".into()), ("b".into(), "2".into())])
         );
         assert_eq!(mset.keys(), [&Bytes::from("a"), &Bytes::from("b")]);
-        assert_eq!(parse("INFO Server"), Command::Info(Some("server".into())));
+        assert_eq!(parse("INFO Server"), Command::Info(vec!["server".into()]));
+        assert_eq!(parse("DBSIZE"), Command::DbSize);
         assert_eq!(parse("quit"), Command::Quit);
         assert!(parse("PING").keys().is_empty());
     }
@@ -221,34 +212,34 @@ mod tests {
         }
         assert_eq!(error_text("FLUSHALL"), "ERR unknown command 'FLUSHALL'");
         assert!(error_text("SET k v EX 10").contains("SET option 'EX' is not supported"));
-        assert!(error_text("HELLO 3").starts_with("ERR unknown command 'HELLO'"));
     }
 
     #[test]
     fn housekeeping_commands_answer_what_tools_expect() {
         let reply = |line| match parse(line) {
-            Command::Reply(frame) => frame,
+            Command::Reply(reply) => reply,
             other => panic!("{line:?} parsed as {other:?}"),
         };
-        assert_eq!(reply("PING"), BytesFrame::SimpleString("PONG".into()));
-        assert_eq!(reply("ECHO hi"), BytesFrame::BulkString("hi".into()));
-        assert_eq!(reply("COMMAND"), BytesFrame::Array(Vec::new()));
-        assert_eq!(reply("COMMAND COUNT"), BytesFrame::Integer(0));
-        assert!(matches!(reply("COMMAND DOCS"), BytesFrame::Error(_)));
-        assert_eq!(reply("CONFIG GET save"), bulks(&["save", ""]));
+        let plain = |frame: BytesFrame| Reply::from(frame);
+        assert_eq!(
+            reply("PING"),
+            plain(BytesFrame::SimpleString("PONG".into()))
+        );
+        assert_eq!(reply("ECHO hi"), plain(BytesFrame::BulkString("hi".into())));
+        assert_eq!(reply("CONFIG GET save"), pairs(&[("save", "")]));
         assert_eq!(
             reply("config get APPENDONLY nothing"),
-            bulks(&["appendonly", "no"])
+            pairs(&[("appendonly", "no")])
         );
         assert_eq!(
             reply("CONFIG GET *"),
-            bulks(&["save", "", "appendonly", "no", "databases", "1"])
+            pairs(&[("save", ""), ("appendonly", "no"), ("databases", "1")])
         );
-        assert!(matches!(reply("CONFIG SET save x"), BytesFrame::Error(_)));
-        assert_eq!(reply("SELECT 0"), ok());
-        assert_eq!(reply("SELECT 1"), error("ERR DB index is out of range"));
-        assert_eq!(reply("CLIENT SETNAME app"), ok());
-        assert_eq!(reply("CLIENT GETNAME"), BytesFrame::Null);
-        assert!(matches!(reply("CLIENT KILL x"), BytesFrame::Error(_)));
+        assert!(reply("CONFIG SET save x").is_error());
+        assert_eq!(reply("SELECT 0"), plain(ok()));
+        assert_eq!(
+            reply("SELECT 1"),
+            plain(error("ERR DB index is out of range"))
+        );
     }
 }

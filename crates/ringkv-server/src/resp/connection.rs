@@ -19,8 +19,10 @@
 //! while a node that is overloaded as a whole refuses commands it does
 //! read with `-BUSY` (see [`super::exec`]).
 
-use super::command::{error, Command};
+use super::client::Client;
+use super::command::{answer, error, Command};
 use super::frame::{ProtocolError, RequestCodec};
+use super::protocol::{Protocol, ReplyCodec, Wire};
 use super::session::Session;
 use super::{exec, Context};
 use crate::metrics::Frontend;
@@ -29,8 +31,6 @@ use bytes::Bytes;
 use futures::future::BoxFuture;
 use futures::stream::FuturesOrdered;
 use futures::{FutureExt, SinkExt, StreamExt};
-use redis_protocol::codec::Resp2;
-use redis_protocol::resp2::types::BytesFrame;
 use std::collections::{HashSet, VecDeque};
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -48,14 +48,14 @@ type Requests = FramedRead<ReadHalf, RequestCodec>;
 pub async fn serve(read: ReadHalf, write: WriteHalf, peer: SocketAddr, ctx: &Arc<Context>) {
     let mut requests = FramedRead::new(read, RequestCodec::new(ctx.limits));
     let mut connection = Connection {
-        replies: FramedWrite::new(write, Resp2::default()),
+        replies: FramedWrite::new(write, ReplyCodec),
         pending: FuturesOrdered::new(),
         permits: VecDeque::new(),
         budget: Budget::new(ctx.pipeline),
         paused: false,
         keys: HashSet::new(),
         ctx: ctx.clone(),
-        session: Session::new(),
+        session: Session::new(Client::new(&ctx.clients, peer), ctx.pipeline),
     };
     if let Err(e) = connection.run(&mut requests, peer).await {
         tracing::debug!("resp client {peer}: {e}");
@@ -63,9 +63,10 @@ pub async fn serve(read: ReadHalf, write: WriteHalf, peer: SocketAddr, ctx: &Arc
 }
 
 struct Connection {
-    replies: FramedWrite<WriteHalf, Resp2>,
-    /// Replies still being worked out, in request order.
-    pending: FuturesOrdered<BoxFuture<'static, BytesFrame>>,
+    replies: FramedWrite<WriteHalf, ReplyCodec>,
+    /// Replies still being worked out, in request order, each in the
+    /// protocol the connection spoke when its request was admitted.
+    pending: FuturesOrdered<BoxFuture<'static, Wire>>,
     /// The pipeline's share of each request in `pending`, in the same
     /// order: given back as its reply is written.
     permits: VecDeque<Permit>,
@@ -82,7 +83,7 @@ struct Connection {
 
 /// What the connection waits for next.
 enum Event {
-    Reply(BytesFrame),
+    Reply(Wire),
     Request(Option<Result<Vec<Bytes>, ProtocolError>>),
 }
 
@@ -103,18 +104,30 @@ impl Connection {
                 // The client is done sending: answer what it sent.
                 Event::Request(None) => return self.drain().await,
                 Event::Request(Some(Err(ProtocolError::Io(e)))) => return Err(e.to_string()),
+                Event::Request(Some(Err(e @ ProtocolError::CrossProtocol(_)))) => {
+                    tracing::warn!("resp client {peer}: {e}");
+                    return self.drain().await;
+                }
                 Event::Request(Some(Err(e))) => {
                     tracing::warn!("resp client {peer}: {e}; closing the connection");
-                    let refusal = Command::Reply(error(format!("ERR {e}")));
-                    self.start(refusal, "other", 0).await?;
+                    let refusal = answer(error(format!("ERR {e}")));
+                    let protocol = self.session.protocol();
+                    self.start(refusal, "other", 0, protocol).await?;
                     return self.drain().await;
                 }
             };
-            let op = args.first().map_or("other", |name| super::op_label(name));
+            // After MULTI a command is counted when EXEC runs it, under its
+            // own op; its +QUEUED, and EXEC itself, count as `other`.
+            let op = match args.first() {
+                Some(name) if !self.session.queueing() => super::op_label(name),
+                _ => "other",
+            };
             let bytes = args.iter().map(Bytes::len).sum();
             let command = self.session.admit(&self.ctx.access, &args);
             let quit = command == Command::Quit;
-            self.start(command, op, bytes).await?;
+            // After admitting: `HELLO 3` is itself answered in RESP3.
+            let protocol = self.session.protocol();
+            self.start(command, op, bytes, protocol).await?;
             if quit {
                 return self.drain().await;
             }
@@ -137,14 +150,15 @@ impl Connection {
         room
     }
 
-    /// Start `command` (counted as `op`), after the requests in flight when
-    /// it names one of their keys. It holds `bytes` of the pipeline until
-    /// answered.
+    /// Start `command` (counted as `op`, answered in `protocol`), after
+    /// the requests in flight when it names one of their keys. It holds
+    /// `bytes` of the pipeline until answered.
     async fn start(
         &mut self,
         command: Command,
         op: &'static str,
         bytes: usize,
+        protocol: Protocol,
     ) -> Result<(), String> {
         let keys = command.keys();
         if keys.iter().any(|key| self.keys.contains(*key)) {
@@ -159,7 +173,7 @@ impl Connection {
                 let (reply, outcome) = exec::run(command, &ctx).await;
                 let took = started.elapsed();
                 ctx.metrics.request(Frontend::Resp, op, outcome, took);
-                reply
+                reply.into_wire(protocol)
             }
             .boxed(),
         );
@@ -168,7 +182,7 @@ impl Connection {
 
     /// Write `reply` and every reply ready behind it, then flush; each
     /// gives its request's share of the pipeline back.
-    async fn write(&mut self, reply: BytesFrame) -> Result<(), String> {
+    async fn write(&mut self, reply: Wire) -> Result<(), String> {
         self.feed(reply).await?;
         while let Some(Some(reply)) = self.pending.next().now_or_never() {
             self.feed(reply).await?;
@@ -176,12 +190,12 @@ impl Connection {
         if self.pending.is_empty() {
             self.keys.clear();
         }
-        SinkExt::<BytesFrame>::flush(&mut self.replies)
+        SinkExt::<Wire>::flush(&mut self.replies)
             .await
             .map_err(|e| e.to_string())
     }
 
-    async fn feed(&mut self, reply: BytesFrame) -> Result<(), String> {
+    async fn feed(&mut self, reply: Wire) -> Result<(), String> {
         self.permits.pop_front();
         self.replies.feed(reply).await.map_err(|e| e.to_string())
     }

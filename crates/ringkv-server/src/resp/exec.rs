@@ -3,8 +3,10 @@
 //! answers the [`lww_value`] of what the quorum returned.
 
 use super::command::{error, ok, Command};
-use super::Context;
-use crate::metrics;
+use super::protocol::Reply;
+use super::transaction::Queued;
+use super::{info, Context};
+use crate::metrics::{self, Frontend};
 use bytes::Bytes;
 use futures::{stream, StreamExt};
 use redis_protocol::resp2::types::BytesFrame;
@@ -12,13 +14,14 @@ use ringkv_core::keyspace::{lww_key, lww_value, LWW_PREFIX};
 use ringkv_core::message::{ClientError, ClientOp, ClientReply};
 use ringkv_core::siblings::SiblingSet;
 use std::collections::{BTreeMap, BTreeSet};
+use std::time::Instant;
 
 /// Node requests one multi-key command keeps in flight at once.
 const FAN_OUT: usize = 64;
 
 /// A refusal or failure: the error line the client gets (its prefix
 /// included), and its class for the request metrics.
-struct Failure(String, metrics::Outcome);
+pub struct Failure(String, metrics::Outcome);
 
 impl From<ClientError> for Failure {
     /// `-ERR` and the sentence, but `-BUSY` when the node shed the
@@ -43,12 +46,17 @@ impl Failure {
     fn invalid(message: String) -> Failure {
         Failure(format!("ERR {message}"), metrics::Outcome::Invalid)
     }
+
+    /// The node cannot answer (it is shutting down); `line` as sent.
+    pub fn unavailable(line: &str) -> Failure {
+        Failure(line.into(), metrics::Outcome::Unavailable)
+    }
 }
 
 type Outcome<T> = Result<T, Failure>;
 
 /// Run `command` and answer it, with the outcome it counts as.
-pub async fn run(command: Command, ctx: &Context) -> (BytesFrame, metrics::Outcome) {
+pub async fn run(command: Command, ctx: &Context) -> (Reply, metrics::Outcome) {
     let reply = match command {
         Command::Get(key) => get(ctx, key).await.map(bulk_or_nil),
         Command::Set(key, value) => set(ctx, key, value).await.map(|()| ok()),
@@ -58,17 +66,34 @@ pub async fn run(command: Command, ctx: &Context) -> (BytesFrame, metrics::Outco
             .await
             .map(|values| BytesFrame::Array(values.into_iter().map(bulk_or_nil).collect())),
         Command::MSet(pairs) => mset(ctx, pairs).await.map(|()| ok()),
-        Command::Info(section) => info(ctx, section.as_deref()).await,
+        Command::Info(sections) => info::info(ctx, &sections).await,
+        Command::DbSize => info::dbsize(ctx).await,
         Command::Quit => Ok(ok()),
-        Command::Reply(frame) => {
-            let outcome = metrics::Outcome::of_resp(&frame);
-            return (frame, outcome);
+        Command::Exec(batch) => return (exec(ctx, batch).await, metrics::Outcome::Ok),
+        Command::Reply(reply) => {
+            let outcome = reply.outcome();
+            return (reply, outcome);
         }
     };
     match reply {
-        Ok(frame) => (frame, metrics::Outcome::Ok),
-        Err(Failure(line, outcome)) => (error(line), outcome),
+        Ok(frame) => (frame.into(), metrics::Outcome::Ok),
+        Err(Failure(line, outcome)) => (error(line).into(), outcome),
     }
+}
+
+/// `EXEC`: the queued commands one after another, in order, each counted
+/// as the request it is; the array of their replies (see
+/// [`super::transaction`] for why this is not atomic).
+async fn exec(ctx: &Context, batch: Vec<Queued>) -> Reply {
+    let mut replies = Vec::with_capacity(batch.len());
+    for Queued { op, command } in batch {
+        let started = Instant::now();
+        let (reply, outcome) = Box::pin(run(command, ctx)).await;
+        ctx.metrics
+            .request(Frontend::Resp, op, outcome, started.elapsed());
+        replies.push(reply);
+    }
+    Reply::Array(replies)
 }
 
 fn bulk_or_nil(value: Option<Bytes>) -> BytesFrame {
@@ -188,55 +213,4 @@ where
         .collect()
         .await;
     answers.into_iter().collect()
-}
-
-/// `INFO`: a `# Server` section with the fields tools read, and a
-/// `# ringkv` section about the node and its cluster.
-async fn info(ctx: &Context, section: Option<&str>) -> Outcome<BytesFrame> {
-    let report = ctx.node.report().await.ok_or_else(|| {
-        Failure(
-            "ERR node is shutting down".into(),
-            metrics::Outcome::Unavailable,
-        )
-    })?;
-    let members: Vec<&str> = report
-        .membership
-        .members
-        .iter()
-        .map(|m| m.id.as_str())
-        .collect();
-    let server = [
-        "# Server".to_string(),
-        "redis_version:7.0.0".into(),
-        "server_name:ringkv".into(),
-        format!("ringkv_version:{}", env!("CARGO_PKG_VERSION")),
-        "redis_mode:standalone".into(),
-        format!("process_id:{}", std::process::id()),
-        format!("tcp_port:{}", ctx.port),
-        format!("uptime_in_seconds:{}", ctx.started.elapsed().as_secs()),
-    ];
-    let ringkv = [
-        "# ringkv".to_string(),
-        format!("node:{}", report.node),
-        format!("cluster:{}", ctx.cluster),
-        format!("members:{}", members.join(",")),
-        format!("n:{}", report.n),
-        format!("r:{}", report.r),
-        format!("w:{}", report.w),
-        format!("ring_fingerprint:{}", report.ring_fingerprint),
-        format!("stored_keys:{}", report.membership.stored_keys),
-        format!("stored_bytes:{}", report.membership.stored_bytes),
-        "conflict_policy:lww".into(),
-    ];
-    let sections: Vec<&[String]> = match section {
-        None | Some("default" | "all" | "everything") => vec![&server, &ringkv],
-        Some("server") => vec![&server],
-        Some("ringkv") => vec![&ringkv],
-        Some(_) => Vec::new(),
-    };
-    let text: Vec<String> = sections
-        .iter()
-        .map(|lines| lines.join("\r\n") + "\r\n")
-        .collect();
-    Ok(BytesFrame::BulkString(text.join("\r\n").into()))
 }

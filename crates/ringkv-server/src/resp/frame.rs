@@ -1,7 +1,10 @@
 //! Reading Redis requests off a connection, within limits.
 //!
 //! A request is an array of bulk strings (`*2\r\n$3\r\nGET\r\n$1\r\nk\r\n`),
-//! which is all redis-cli, redis-benchmark and client libraries send.
+//! which is what redis-cli and client libraries send, or — when it does not
+//! start with `*` — an inline command line (see [`super::inline`]), which
+//! is what telnet users and redis-benchmark's `PING_INLINE` send; an empty
+//! line is skipped, as Redis skips it.
 //! [`request_len`] finds where the next request ends from its length lines
 //! alone, refusing absurd counts and lengths before any of their bytes are
 //! buffered, and anything but a flat array of bulk strings — the
@@ -10,6 +13,7 @@
 //! complete, checked request reaches that decoder, which then splits it off
 //! the buffer without copying.
 
+use super::inline::{self, MAX_INLINE};
 use bytes::{Bytes, BytesMut};
 use redis_protocol::resp2::decode::decode_bytes_mut;
 use redis_protocol::resp2::types::BytesFrame;
@@ -49,6 +53,10 @@ impl FrameLimits {
 pub enum ProtocolError {
     #[error("Protocol error: {0}")]
     Invalid(String),
+    /// An HTTP request sent to the Redis port (see [`cross_protocol`]):
+    /// closed without a reply.
+    #[error("an HTTP request ({0}) on the Redis port, closing the connection unanswered")]
+    CrossProtocol(String),
     #[error(transparent)]
     Io(#[from] std::io::Error),
 }
@@ -73,6 +81,13 @@ impl Decoder for RequestCodec {
     type Error = ProtocolError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+        while src.first().is_some_and(|&b| b != b'*') {
+            match inline_request(src)? {
+                None => return Ok(None),
+                Some(words) if words.is_empty() => continue,
+                Some(words) => return cross_protocol(words).map(Some),
+            }
+        }
         if request_len(src, &self.limits)?.is_none() {
             return Ok(None);
         }
@@ -86,6 +101,38 @@ impl Decoder for RequestCodec {
             _ => Err(invalid("expected an array of bulk strings")),
         }
     }
+}
+
+/// Refuse what a browser sends: with inline commands, a web page could
+/// otherwise make a browser `POST` Redis commands to a node on the
+/// user's machine (cross-protocol scripting). Redis closes the connection
+/// on a `POST` or `Host:` command for this reason; so does ringkv.
+fn cross_protocol(words: Vec<Bytes>) -> Result<Vec<Bytes>, ProtocolError> {
+    let name = words.first().map(|w| w.to_ascii_lowercase());
+    match name.as_deref() {
+        Some(b"post") | Some(b"host:") => Err(ProtocolError::CrossProtocol(
+            String::from_utf8_lossy(&words[0]).into_owned(),
+        )),
+        _ => Ok(words),
+    }
+}
+
+/// The words of the inline line at the start of `src`, split off it;
+/// `None` while its end has not arrived.
+fn inline_request(src: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
+    let window = &src[..src.len().min(MAX_INLINE)];
+    let Some(end) = window.iter().position(|&b| b == b'\n') else {
+        if src.len() < MAX_INLINE {
+            return Ok(None);
+        }
+        return Err(invalid(format!(
+            "too big inline request (over {MAX_INLINE} bytes without a newline)"
+        )));
+    };
+    let line = src.split_to(end + 1);
+    let text = line.strip_suffix(b"\r\n").unwrap_or(&line[..end]);
+    let words = inline::split(text).map_err(|_| invalid("unbalanced quotes in request"))?;
+    Ok(Some(words.into_iter().map(Bytes::from).collect()))
 }
 
 fn bulk(frame: BytesFrame) -> Result<Bytes, ProtocolError> {
@@ -196,15 +243,22 @@ mod tests {
         assert_eq!(args, [Bytes::from("GET"), Bytes::new()]);
     }
 
+    /// `input` decodes into `expected`, one request at a time, leaving
+    /// `rest` for more bytes to complete.
+    fn assert_stream(input: &[u8], expected: &[&[&str]], rest: &[u8]) {
+        let mut buf = BytesMut::from(input);
+        let mut codec = RequestCodec::new(LIMITS);
+        for args in expected {
+            assert_eq!(codec.decode(&mut buf).unwrap().unwrap(), *args);
+        }
+        assert!(codec.decode(&mut buf).unwrap().is_none());
+        assert_eq!(&buf[..], rest);
+    }
+
     #[test]
     fn pipelined_requests_come_out_one_by_one() {
-        let mut buf =
-            BytesMut::from(&b"*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\n*1"[..]);
-        let mut codec = RequestCodec::new(LIMITS);
-        assert_eq!(codec.decode(&mut buf).unwrap().unwrap(), ["PING"]);
-        assert_eq!(codec.decode(&mut buf).unwrap().unwrap(), ["ECHO", "hi"]);
-        assert!(codec.decode(&mut buf).unwrap().is_none());
-        assert_eq!(&buf[..], b"*1");
+        let input = b"*1\r\n$4\r\nPING\r\n*2\r\n$4\r\nECHO\r\n$2\r\nhi\r\n*1";
+        assert_stream(input, &[&["PING"], &["ECHO", "hi"]], b"*1");
     }
 
     #[test]
@@ -222,10 +276,20 @@ mod tests {
     }
 
     #[test]
+    fn inline_lines_decode_and_empty_lines_are_skipped() {
+        let input = b"\r\n\nPING\r\n  \r\nSET k \"a b\"\n*1\r\n$4\r\nPING\r\n\r\nEC";
+        assert_stream(input, &[&["PING"], &["SET", "k", "a b"], &["PING"]], b"EC");
+        let long = vec![b'a'; MAX_INLINE - 1];
+        assert!(decode(&long).unwrap().is_none(), "a line may still end");
+    }
+
+    #[test]
     fn garbage_and_nesting_are_protocol_errors() {
         assert_refused(&[
-            (b"hello\r\n", "expected '*', got 'h'"),
-            (b"\x00\xff", "expected '*', got '\\x00'"),
+            (&[b'a'; MAX_INLINE], "too big inline request"),
+            (b"SET k \"v\r\n", "unbalanced quotes"),
+            (b"POST / HTTP/1.1\r\n", "an HTTP request (POST)"),
+            (b"host: x\r\n", "an HTTP request (host:)"),
             (b"*1\r\n*1\r\n*1\r\n", "expected '$', got '*'"),
             (b"*1\r\n:5\r\n", "expected '$'"),
             (b"*x\r\n", "invalid length"),

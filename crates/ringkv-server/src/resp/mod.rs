@@ -1,5 +1,6 @@
-//! The Redis protocol (RESP2) front end, so `redis-cli`, `redis-benchmark`
-//! and Redis client libraries work unchanged.
+//! The Redis protocol front end (RESP2, and RESP3 after `HELLO 3`), so
+//! `redis-cli`, `redis-benchmark` and Redis client libraries work
+//! unchanged.
 //!
 //! Its keys are a keyspace of their own, resolved by last-write-wins (see
 //! [`ringkv_core::keyspace`]): RESP has no way to hand a client the causal
@@ -7,17 +8,25 @@
 //! requests in order; the node requests of a pipeline run concurrently,
 //! since each waits for a quorum (see [`connection`]).
 
+mod client;
 mod command;
 mod connection;
+mod docs;
 mod exec;
 mod frame;
+mod hello;
+mod info;
+mod inline;
+mod protocol;
 mod session;
+mod transaction;
 
 use crate::auth::Access;
 use crate::client_tls;
 use crate::driver::NodeHandle;
 use crate::metrics::Metrics;
 use crate::shed::{Bound, Cause, Limits, Queue, Shedding};
+use client::Clients;
 use frame::FrameLimits;
 use ringkv_core::settings::Settings;
 use std::net::SocketAddr;
@@ -47,7 +56,14 @@ pub struct Context {
     /// What one connection may read ahead (`resp_pipeline_*`).
     pub pipeline: Bound,
     pub shedding: Arc<Shedding>,
+    /// Connection ids and the count of open connections.
+    pub clients: Arc<Clients>,
 }
+
+/// The Redis version ringkv answers as (`INFO`'s `redis_version`,
+/// `HELLO`'s `version`): client libraries read it to choose commands,
+/// and ringkv's commands behave as Redis 7.0's.
+pub const REDIS_VERSION: &str = "7.0.0";
 
 /// How a RESP port is limited: its connections and their pipelines.
 pub struct Load<'a> {
@@ -58,8 +74,8 @@ pub struct Load<'a> {
 /// The operations Redis requests are counted under: the commands that
 /// reach the node, `auth`, and `other` for everything else (so a client
 /// cannot make up series).
-pub const OPS: [&str; 9] = [
-    "get", "set", "del", "exists", "mget", "mset", "info", "auth", "other",
+pub const OPS: [&str; 10] = [
+    "get", "set", "del", "exists", "mget", "mset", "info", "dbsize", "auth", "other",
 ];
 
 /// The `op` label of a request named `name`.
@@ -92,6 +108,7 @@ impl Context {
             max_clients: load.limits.resp_connections,
             pipeline: load.limits.resp_pipeline(),
             shedding: load.shedding,
+            clients: Arc::default(),
         }
     }
 }

@@ -1,5 +1,7 @@
-//! The smallest Redis (RESP2) client, for the tests that speak the Redis
-//! protocol to real nodes without needing redis-cli.
+//! The smallest Redis client (RESP2, and the RESP3 types ringkv sends
+//! after `HELLO 3`), for the tests that speak the Redis protocol to real
+//! nodes without needing redis-cli; and [`tool`], for the tests that use
+//! the real Redis tools.
 
 use std::io::{BufRead, BufReader, Read, Write};
 use std::net::{SocketAddr, TcpStream};
@@ -8,8 +10,8 @@ use std::time::Duration;
 /// Bound on waiting for any one reply.
 pub const REPLY_TIMEOUT: Duration = Duration::from_secs(15);
 
-/// A RESP2 reply.
-#[derive(Debug, PartialEq, Eq)]
+/// A reply.
+#[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Reply {
     Simple(String),
     Error(String),
@@ -17,6 +19,10 @@ pub enum Reply {
     /// `None` is the nil bulk string.
     Bulk(Option<Vec<u8>>),
     Array(Vec<Reply>),
+    /// RESP3's `%` map, its pairs in the order sent.
+    Map(Vec<(Reply, Reply)>),
+    /// RESP3's `_`.
+    Null,
 }
 
 pub fn ok() -> Reply {
@@ -64,6 +70,11 @@ impl Redis {
                 let count: usize = rest.parse().expect("array length");
                 Reply::Array((0..count).map(|_| self.reply()).collect())
             }
+            "%" => {
+                let count: usize = rest.parse().expect("map length");
+                Reply::Map((0..count).map(|_| (self.reply(), self.reply())).collect())
+            }
+            "_" => Reply::Null,
             _ => panic!("not a RESP reply: {line:?}"),
         }
     }
@@ -102,4 +113,25 @@ pub fn request<A: AsRef<[u8]>>(args: &[A]) -> Vec<u8> {
         out.extend_from_slice(b"\r\n");
     }
     out
+}
+
+/// Whether the test may use `program` (checked by running `check`):
+/// missing, it fails the test when run as root — scripts/test installs
+/// it then, so missing means broken — and is skipped with a message
+/// otherwise, naming `install`.
+pub fn tool(program: &str, check: &[&str], install: &str) -> bool {
+    let found = std::process::Command::new(program)
+        .args(check)
+        .output()
+        .is_ok_and(|out| out.status.success());
+    if found {
+        return true;
+    }
+    let root = std::process::Command::new("id")
+        .arg("-u")
+        .output()
+        .is_ok_and(|out| out.stdout.starts_with(b"0\n"));
+    assert!(!root, "{program} is missing: {install} (scripts/test does)");
+    eprintln!("SKIPPED: {program} is missing and this is not root ({install}, or run scripts/test as root)");
+    false
 }

@@ -1,0 +1,143 @@
+//! `COMMAND`: what redis-cli asks at start (`COMMAND DOCS`, for its help
+//! and its argument hints) and client libraries ask at times (`COMMAND
+//! COUNT`, `COMMAND INFO`). The docs cover the commands ringkv serves, so
+//! redis-cli's hints and `help` show only those.
+
+use super::command::unsupported;
+use super::protocol::Reply;
+use bytes::Bytes;
+use redis_protocol::resp2::types::BytesFrame;
+
+/// An argument: its name, its type, and whether it may repeat. Only
+/// types that need no nested `arguments` (key, string, integer): redis-cli
+/// 7.0 dereferences a `block`'s or `oneof`'s without checking, and crashes.
+type Arg = (&'static str, &'static str, bool);
+
+/// A command's documentation: name, summary, group, arguments.
+type Doc = (&'static str, &'static str, &'static str, &'static [Arg]);
+
+const KEY: Arg = ("key", "key", false);
+const KEYS: Arg = ("key", "key", true);
+const VALUE: Arg = ("value", "string", false);
+const MESSAGE: Arg = ("message", "string", false);
+const SUBCOMMAND: Arg = ("subcommand", "string", false);
+
+/// The commands ringkv serves, as `COMMAND DOCS` describes them: one
+/// line each, as a table.
+#[rustfmt::skip]
+const DOCS: [Doc; 22] = [
+    ("get", "Returns the string value of a key.", "string", &[KEY]),
+    ("set", "Sets the string value of a key.", "string", &[KEY, VALUE]),
+    ("mget", "Returns the values of keys.", "string", &[KEYS]),
+    ("mset", "Sets the values of keys (not atomically in ringkv).", "string", &[("key value", "string", true)]),
+    ("del", "Deletes keys; answers how many held a value.", "generic", &[KEYS]),
+    ("exists", "Counts the keys that hold a value.", "generic", &[KEYS]),
+    ("dbsize", "Keys stored on this node, every keyspace.", "server", &[]),
+    ("info", "Server, clients, keyspace and ringkv sections.", "server", &[("section", "string", true)]),
+    ("ping", "Answers PONG, or the message.", "connection", &[MESSAGE]),
+    ("echo", "Answers the message.", "connection", &[MESSAGE]),
+    ("quit", "Closes the connection.", "connection", &[]),
+    ("select", "Selects database 0, the only one.", "connection", &[("index", "integer", false)]),
+    ("auth", "Authenticates the connection.", "connection", &[("username", "string", false), ("password", "string", false)]),
+    ("hello", "Handshakes, choosing RESP2 or RESP3.", "connection", &[("protover", "integer", false)]),
+    ("client", "CLIENT ID, INFO, SETNAME, GETNAME, SETINFO.", "connection", &[SUBCOMMAND]),
+    ("multi", "Starts queueing commands for EXEC.", "transactions", &[]),
+    ("exec", "Runs the queued commands in order (not atomically in ringkv).", "transactions", &[]),
+    ("discard", "Drops the queued commands.", "transactions", &[]),
+    ("watch", "Refused: ringkv cannot offer optimistic locking.", "transactions", &[KEYS]),
+    ("unwatch", "Nothing to forget: WATCH is refused.", "transactions", &[]),
+    ("config", "CONFIG GET of a few fixed values.", "server", &[SUBCOMMAND]),
+    ("command", "COMMAND DOCS, COUNT, INFO.", "server", &[SUBCOMMAND]),
+];
+
+/// `COMMAND [sub …]`. The bare command table is empty (clients then use
+/// their own), as are `INFO` and `LIST`.
+pub fn command(sub: &[Bytes]) -> Reply {
+    let Some((name, names)) = sub.split_first() else {
+        return BytesFrame::Array(Vec::new()).into();
+    };
+    match name.to_ascii_uppercase().as_slice() {
+        b"COUNT" => BytesFrame::Integer(DOCS.len() as i64).into(),
+        b"INFO" | b"LIST" => BytesFrame::Array(Vec::new()).into(),
+        b"DOCS" => docs(names),
+        _ => unsupported("COMMAND", name).into(),
+    }
+}
+
+/// The docs of `names`, or of every command when none is named.
+fn docs(names: &[Bytes]) -> Reply {
+    let wanted = |doc: &&Doc| {
+        names.is_empty()
+            || names
+                .iter()
+                .any(|n| n.eq_ignore_ascii_case(doc.0.as_bytes()))
+    };
+    Reply::map(DOCS.iter().filter(wanted).map(|doc| (doc.0, entry(doc))))
+}
+
+fn entry(&(_, summary, group, args): &Doc) -> Reply {
+    Reply::map([
+        ("summary", bulk(summary)),
+        ("since", bulk("1.0.0")),
+        ("group", bulk(group)),
+        (
+            "arguments",
+            Reply::Array(args.iter().map(argument).collect()),
+        ),
+    ])
+}
+
+fn argument(&(name, kind, multiple): &Arg) -> Reply {
+    let mut fields = vec![("name", bulk(name)), ("type", bulk(kind))];
+    if multiple {
+        let flags = BytesFrame::Array(vec![BytesFrame::SimpleString("multiple".into())]);
+        fields.push(("flags", flags.into()));
+    }
+    Reply::map(fields)
+}
+
+fn bulk(text: &'static str) -> Reply {
+    BytesFrame::BulkString(Bytes::from_static(text.as_bytes())).into()
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn run(line: &str) -> Reply {
+        let sub: Vec<Bytes> = line
+            .split_whitespace()
+            .map(|a| Bytes::from(a.to_string()))
+            .collect();
+        command(&sub)
+    }
+
+    #[test]
+    fn docs_describe_the_commands_served() {
+        assert_eq!(run(""), BytesFrame::Array(Vec::new()).into());
+        assert_eq!(run("count"), BytesFrame::Integer(DOCS.len() as i64).into());
+        let Reply::Map(all) = run("DOCS") else {
+            panic!("COMMAND DOCS is a map");
+        };
+        assert_eq!(all.len(), DOCS.len());
+        let Reply::Map(one) = run("DOCS GET nosuch") else {
+            panic!("COMMAND DOCS GET is a map");
+        };
+        assert_eq!(one.len(), 1);
+        assert_eq!(one[0].0, "get");
+        let Reply::Map(fields) = &one[0].1 else {
+            panic!("an entry is a map");
+        };
+        let names: Vec<&[u8]> = fields.iter().map(|(name, _)| name.as_ref()).collect();
+        assert_eq!(names, [&b"summary"[..], b"since", b"group", b"arguments"]);
+        assert!(run("COMMAND GETKEYS").is_error());
+        for (name, _, _, args) in DOCS {
+            for (_, kind, _) in args {
+                assert!(
+                    ["key", "string", "integer"].contains(kind),
+                    "{name}: {kind}"
+                );
+            }
+        }
+    }
+}
