@@ -122,10 +122,14 @@ fn removal_waits_for_every_surviving_replica_not_the_first_available() {
     net.node("n1").remove(now, &id("n4"), false).unwrap();
     net.run_for(20_000, 50);
     assert_eq!(status(&net, "n1", "n4"), Some(MemberStatus::Removing));
+    let waits = net.nodes[&id("n1")].ring_change_waits_for();
+    assert!(!waits.is_empty(), "what the removal waits for is shown");
     net.down.remove(&id("n3"));
     net.run_for(20_000, 50);
     for viewer in survivors {
         assert_eq!(status(&net, viewer, "n4"), Some(MemberStatus::Removed));
+        let waits = net.nodes[&id(viewer)].ring_change_waits_for();
+        assert_eq!(waits, Vec::<ringkv_core::NodeId>::new(), "{viewer}");
     }
     assert_eq!(scarce(&net, &survivors), Vec::<String>::new());
 }

@@ -68,6 +68,9 @@ pub struct MembershipReport {
     /// writes, not scanned.
     pub stored_keys: u64,
     pub stored_bytes: u64,
+    /// Members that do not yet hold their share of the ring in progress:
+    /// what a removal, leave or drop waits for (empty when none is).
+    pub ring_change_waits_for: Vec<String>,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -119,6 +122,11 @@ impl MembershipReport {
             }),
             stored_keys: store.keys,
             stored_bytes: store.bytes,
+            ring_change_waits_for: node
+                .ring_change_waits_for()
+                .iter()
+                .map(ToString::to_string)
+                .collect(),
         }
     }
 }

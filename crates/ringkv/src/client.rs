@@ -271,18 +271,42 @@ pub async fn remove(target: &Target, node_id: &str, force: bool) -> Result<(), S
     let path = format!("/admin/remove/{node_id}?force={force}");
     check(send(target.request(Method::POST, &path)?, &target.node).await?).await?;
     eprintln!("{node_id} is being removed: the survivors hand its ranges to their new owners");
+    let mut said = String::new();
     loop {
         let status = status_json(target).await?;
-        let member = status["members"]
-            .as_array()
-            .and_then(|ms| ms.iter().find(|m| m["id"] == node_id));
-        let now = member.map_or("unknown", |m| m["status"].as_str().unwrap_or("unknown"));
-        eprintln!("{node_id}: {now}");
-        if now == "removed" {
+        let line = removal_line(&status, node_id);
+        if line != said {
+            eprintln!("{line}");
+            said = line;
+        }
+        if said == format!("{node_id}: removed") {
             return Ok(());
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
     }
+}
+
+/// `n4: removing (waiting for n2, n3 to hold their share)`: the member's
+/// status and, while it is not removed, whom the removal waits for (a
+/// member down meanwhile is waited for: the operator must see it).
+fn removal_line(status: &serde_json::Value, node_id: &str) -> String {
+    let member = status["members"]
+        .as_array()
+        .and_then(|ms| ms.iter().find(|m| m["id"] == node_id));
+    let now = member.map_or("unknown", |m| m["status"].as_str().unwrap_or("unknown"));
+    let waits: Vec<&str> = status["ring_change_waits_for"]
+        .as_array()
+        .into_iter()
+        .flatten()
+        .filter_map(|m| m.as_str())
+        .collect();
+    if now == "removed" || waits.is_empty() {
+        return format!("{node_id}: {now}");
+    }
+    format!(
+        "{node_id}: {now} (waiting for {} to hold their share)",
+        waits.join(", ")
+    )
 }
 
 /// Start a forced anti-entropy repair and follow its progress until done.
@@ -322,5 +346,27 @@ pub async fn repair(target: &Target, range: Option<u64>, rebuild: bool) -> Resul
             };
         }
         tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+}
+
+#[cfg(test)]
+mod removal_line_tests {
+    use super::removal_line;
+
+    #[test]
+    fn says_whom_a_removal_waits_for_until_it_is_done() {
+        let waiting = serde_json::json!({
+            "members": [{"id": "n4", "status": "removing"}],
+            "ring_change_waits_for": ["n2", "n3"]
+        });
+        assert_eq!(
+            removal_line(&waiting, "n4"),
+            "n4: removing (waiting for n2, n3 to hold their share)"
+        );
+        let done = serde_json::json!({
+            "members": [{"id": "n4", "status": "removed"}],
+            "ring_change_waits_for": []
+        });
+        assert_eq!(removal_line(&done, "n4"), "n4: removed");
     }
 }

@@ -132,10 +132,7 @@ impl Membership {
             .filter(|m| m.status == MemberStatus::Removing)
             .map(|m| m.id.clone())
             .collect();
-        let behind = self
-            .live_entries()
-            .any(|m| self.owes_share(m) && m.synced != target);
-        if removing.is_empty() || behind {
+        if removing.is_empty() || !self.behind(target).is_empty() {
             return false;
         }
         for id in removing {
@@ -144,6 +141,15 @@ impl Membership {
         }
         self.mark_changed();
         true
+    }
+
+    /// The live members that must hold their share of ring `target` and do
+    /// not report it yet: what a removal (or a leave) waits for.
+    pub fn behind(&self, target: u64) -> Vec<NodeId> {
+        self.live_entries()
+            .filter(|m| self.owes_share(m) && m.synced != target)
+            .map(|m| m.id.clone())
+            .collect()
     }
 
     /// Whether `m` must hold its share of a ring before the ring moves on:

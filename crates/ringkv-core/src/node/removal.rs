@@ -110,4 +110,12 @@ impl<S: Store> Node<S> {
         let patience = REPLACE_PATIENCE * self.members.settings().suspect_after_ms;
         *self.replace_pending_since.get_or_insert(now) + patience
     }
+
+    /// The live members that do not yet report holding their share of the
+    /// ring in progress (empty when none is): what a removal, a leave or
+    /// an old owner's drop waits for. A member down meanwhile is waited
+    /// for, not skipped (see `handoff`), so an operator must see it.
+    pub fn ring_change_waits_for(&self) -> Vec<NodeId> {
+        self.members.behind(self.future.fingerprint())
+    }
 }
