@@ -234,6 +234,8 @@ pub struct PutOp {
     pub siblings: SiblingSet,
     /// When replicas that have not answered yet get stand-ins (once).
     pub silent_after: Option<Millis>,
+    /// For a CRDT update, its reply (the write's dot is not returned).
+    pub updated: Option<i64>,
 }
 
 /// What a read is for: answering the client, or finding what a
@@ -242,6 +244,8 @@ pub struct PutOp {
 pub enum ReadPurpose {
     Get,
     DeleteAfterRead(WriteAcks),
+    /// What a CRDT update applies to (see [`crate::crdt`]).
+    UpdateAfterRead(crate::crdt::Update, WriteAcks),
 }
 
 /// A read waiting for R replies; it keeps collecting after answering so that

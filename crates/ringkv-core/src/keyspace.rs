@@ -8,6 +8,14 @@
 //! the internal key (a 0x00 byte and a tag byte), so the Redis key `foo`
 //! and the HTTP key `foo` are different keys, and front ends refuse user
 //! keys that start with the reserved byte.
+//!
+//! A Redis key's value is typed — a string, a counter or a set, tagged (see
+//! [`crate::crdt::Value`]) — and its siblings resolve by
+//! [`crate::crdt::resolve`]: last-write-wins picks the type, and siblings
+//! of a CRDT type are joined. Keyspace version 1 (prefix `\0l`) held
+//! untagged strings; version 2 moved the Redis keyspace to the prefix
+//! `\0r`, so an older store's Redis keys are not read (never misread) by
+//! this release.
 
 use crate::siblings::{Sibling, SiblingSet};
 use crate::version::CausalContext;
@@ -15,15 +23,16 @@ use crate::version::CausalContext;
 /// First byte of every internal keyspace's keys; no user key may start
 /// with it.
 pub const RESERVED: u8 = 0x00;
-/// Prefix of the last-write-wins keyspace (the Redis protocol's keys).
-pub const LWW_PREFIX: [u8; 2] = [RESERVED, b'l'];
+/// Prefix of the last-write-wins keyspace (the Redis protocol's keys,
+/// holding typed values since keyspace version 2).
+pub const LWW_PREFIX: [u8; 2] = [RESERVED, b'r'];
 
 /// Version of the keyspace rule: the reserved prefix and which keys it
 /// makes last-write-wins. Part of the cluster settings fingerprint
 /// ([`crate::settings::ClusterSettings`]): replicas that resolved the same
 /// key by different policies would disagree on its value. Bump it with any
 /// change to the prefixes or to [`policy_of`].
-pub const POLICY_VERSION: u32 = 1;
+pub const POLICY_VERSION: u32 = 2;
 
 /// How the versions of a key that no write superseded are resolved.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -101,12 +110,13 @@ mod tests {
 
     #[test]
     fn keyspaces_are_disjoint() {
-        assert_eq!(lww_key(b"foo"), b"\0lfoo");
+        assert_eq!(lww_key(b"foo"), b"\0rfoo");
         assert_ne!(lww_key(b"foo"), b"foo");
         assert_eq!(policy_of(&lww_key(b"foo")), ConflictPolicy::Lww);
         assert_eq!(policy_of(&lww_key(b"")), ConflictPolicy::Lww);
         assert_eq!(policy_of(b"foo"), ConflictPolicy::Siblings);
-        assert_eq!(policy_of(b"lfoo"), ConflictPolicy::Siblings);
+        assert_eq!(policy_of(b"rfoo"), ConflictPolicy::Siblings);
+        assert_eq!(policy_of(b"\0lfoo"), ConflictPolicy::Siblings);
         assert!(is_reserved(&lww_key(b"foo")));
         assert!(!is_reserved(b"foo"));
     }

@@ -7,6 +7,7 @@
 //! protocol version.
 
 use crate::anti_entropy::{AeStep, ExchangeId};
+use crate::crdt::{CrdtError, Update};
 use crate::gossip::GossipMsg;
 use crate::range::TokenRange;
 use crate::siblings::{SiblingSet, WriteError};
@@ -245,6 +246,17 @@ pub enum ClientOp {
         w: Option<usize>,
         pw: Option<usize>,
     },
+    /// Change a Redis key's value by a CRDT update (see [`crate::crdt`]):
+    /// the coordinator reads the key (R replicas, but goes on with what it
+    /// has when they do not answer: an update never needs a quorum to be
+    /// correct), applies `update` to that and its own copy, and writes the
+    /// result (W acks). The reply is [`ClientReply::Updated`].
+    Update {
+        key: Vec<u8>,
+        update: Update,
+        w: Option<usize>,
+        pw: Option<usize>,
+    },
 }
 
 impl ClientOp {
@@ -252,7 +264,8 @@ impl ClientOp {
         match self {
             ClientOp::Get { key, .. }
             | ClientOp::Put { key, .. }
-            | ClientOp::Delete { key, .. } => key,
+            | ClientOp::Delete { key, .. }
+            | ClientOp::Update { key, .. } => key,
         }
     }
 
@@ -266,6 +279,17 @@ impl ClientOp {
             ClientOp::Get { .. } => "get",
             ClientOp::Put { .. } => "put",
             ClientOp::Delete { .. } => "delete",
+            ClientOp::Update { update, .. } => update.name(),
+        }
+    }
+
+    /// False when applying the operation twice would count it twice (an
+    /// increment): such a forward is never hedged, nor retried elsewhere
+    /// once sent; the client is told its outcome is unknown instead.
+    pub fn is_idempotent(&self) -> bool {
+        match self {
+            ClientOp::Update { update, .. } => update.is_idempotent(),
+            _ => true,
         }
     }
 }
@@ -278,6 +302,8 @@ pub enum ClientReply {
     /// follow-up write — the one the client sent plus that dot, exactly what
     /// its writer has seen (never another sibling the coordinator holds).
     Written { dot: Dot, context: CausalContext },
+    /// An update's reply (see [`crate::crdt::Update`]).
+    Updated(i64),
 }
 
 /// Why a client operation failed — each is one sentence for the user.
@@ -315,6 +341,27 @@ pub enum ClientError {
         what: String,
         limit: usize,
     },
+    /// A CRDT update refused (wrong type, overflow, not an integer): the
+    /// Redis error line, prefix included.
+    #[error("{0}")]
+    Refused(String),
+    /// An operation that must not be applied twice was sent to `node`,
+    /// which did not answer: it may or may not have been applied, and was
+    /// not sent anywhere else.
+    #[error(
+        "{node} took the {op} but did not answer in time; it may or may not have been \
+         applied (it was not retried, so it counts at most once): read the key before retrying"
+    )]
+    Indeterminate { op: String, node: String },
+}
+
+impl From<CrdtError> for ClientError {
+    fn from(e: CrdtError) -> Self {
+        match e {
+            CrdtError::WrongType => ClientError::Refused(e.to_string()),
+            _ => ClientError::Refused(format!("ERR {e}")),
+        }
+    }
 }
 
 impl From<WriteError> for ClientError {

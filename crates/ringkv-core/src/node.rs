@@ -19,6 +19,7 @@ mod read;
 mod readiness;
 mod ready;
 mod removal;
+mod update;
 mod write;
 
 pub use counts::StoreCounts;
@@ -28,7 +29,9 @@ pub use ready::{Persisted, Ready, StoreFault};
 
 use crate::anti_entropy::AntiEntropy;
 use crate::coordinator::{ClientId, InFlight, OpState, Origin, Quorum, ReadPurpose, WriteAcks};
+use crate::crdt::Update;
 use crate::gossip::Membership;
+use crate::keyspace;
 use crate::latency::Latency;
 use crate::message::{encoded_len, ClientError, ClientOp, ClientResult, Message, RequestId};
 use crate::ring::Ring;
@@ -428,7 +431,7 @@ impl<S: Store> Node<S> {
             match self.ops.get(&req).map(|op| &op.state) {
                 Some(OpState::Put(_)) => self.on_put_ack(now, req, &peer, false),
                 Some(OpState::Get(_)) => self.on_read_reply(now, req, &peer, None),
-                _ => self.forward_target_failed(now, req, &peer),
+                _ => self.forward_target_failed(now, req, &peer, false),
             }
         }
     }
@@ -556,6 +559,10 @@ impl<S: Store> Node<S> {
                 }
                 (*w, *pw)
             }
+            ClientOp::Update { update, w, pw, .. } => {
+                check_update(key, update, s)?;
+                (*w, *pw)
+            }
         };
         check_quorum("w", w, s.n)?;
         check_quorum("pw", pw, s.n)?;
@@ -599,6 +606,10 @@ impl<S: Store> Node<S> {
                 let purpose = ReadPurpose::DeleteAfterRead(WriteAcks { w, pw });
                 self.start_read(now, origin, key, (None, None), purpose)
             }
+            ClientOp::Update { key, update, w, pw } => {
+                let purpose = ReadPurpose::UpdateAfterRead(update, WriteAcks { w, pw });
+                self.start_read(now, origin, key, (None, None), purpose)
+            }
         }
     }
 
@@ -618,7 +629,10 @@ impl<S: Store> Node<S> {
         let verdict = match self.ops.get_mut(&req).map(|op| &mut op.state) {
             Some(OpState::Put(p)) => p.quorum.expire(),
             Some(OpState::Get(g)) => g.quorum.expire(),
-            Some(OpState::Forward(_)) => return self.retry_forward(now, req),
+            Some(OpState::Forward(f)) => {
+                let silent = f.asked.first().map(|(n, _)| n.clone());
+                return self.retry_forward(now, req, silent.as_ref());
+            }
             None => return,
         };
         match (verdict, self.ops.get(&req).map(|op| &op.state)) {
@@ -833,4 +847,22 @@ fn no_coordinator(op: &ClientOp, replicas: usize) -> ClientError {
         answered: 0,
         replicas,
     }
+}
+
+/// An update applies to the Redis keyspace only (sibling keys have no
+/// type), and carries at most a value's worth of members.
+fn check_update(key: &[u8], update: &Update, s: &Settings) -> Result<(), ClientError> {
+    if keyspace::policy_of(key) != keyspace::ConflictPolicy::Lww {
+        return Err(ClientError::Invalid(
+            "typed updates (counters, sets) apply to Redis keys only".into(),
+        ));
+    }
+    if update.size() > s.max_value_bytes {
+        return Err(ClientError::Invalid(format!(
+            "members must be at most {} bytes in all, got {}",
+            s.max_value_bytes,
+            update.size()
+        )));
+    }
+    Ok(())
 }

@@ -134,6 +134,18 @@ impl SiblingSet {
             .unwrap_or(0)
     }
 
+    /// The dot [`SiblingSet::write`] gives `node`'s next write against
+    /// `context`: its counter exceeds every event of `node` this key has
+    /// seen, locally or in the context, and is at least `min_counter` (the
+    /// lease floor), so dots never repeat.
+    pub fn next_dot(&self, node: &NodeId, context: &CausalContext, min_counter: u64) -> Dot {
+        let seen = self.max_counter(node).max(context.max_counter(node));
+        Dot {
+            node: node.clone(),
+            counter: (seen + 1).max(min_counter),
+        }
+    }
+
     /// Coordinate a client write on `node`: a new version (`None` = delete)
     /// written against `context`. Drops the siblings `context` covers and
     /// keeps the concurrent ones. Returns the new version's dot.
@@ -158,14 +170,7 @@ impl SiblingSet {
             });
         }
         let keep: BTreeSet<Dot> = superseded.iter().map(|s| s.dot.clone()).collect();
-        // The next counter must exceed every event of `node` this key has
-        // seen, locally or in the client's context, so dots never repeat.
-        let seen = self.max_counter(node).max(context.max_counter(node));
-        let counter = (seen + 1).max(limits.min_counter);
-        let dot = Dot {
-            node: node.clone(),
-            counter,
-        };
+        let dot = self.next_dot(node, context, limits.min_counter);
         let mut written_against = context.clone();
         written_against.prune(limits.max_clock_entries, &keep, now, limits.young_clock_ms);
         self.siblings.retain(|s| !context.covers(&s.dot));

@@ -263,7 +263,8 @@ impl From<ClientError> for ApiError {
         let overloaded = matches!(e, ClientError::Overloaded { .. });
         let status = match e {
             ClientError::Invalid(_) => StatusCode::BAD_REQUEST,
-            ClientError::Conflict(_) => StatusCode::CONFLICT,
+            ClientError::Conflict(_) | ClientError::Refused(_) => StatusCode::CONFLICT,
+            ClientError::Indeterminate { .. } => StatusCode::GATEWAY_TIMEOUT,
             ClientError::Unavailable { .. }
             | ClientError::ReadOnly { .. }
             | ClientError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
@@ -308,7 +309,7 @@ async fn get_key(
     };
     let siblings = match api.node.request(op, api.request_limit).await? {
         ClientReply::Value(set) => set,
-        ClientReply::Written { .. } => return Err(unexpected_reply()),
+        _ => return Err(unexpected_reply()),
     };
     Ok(render(&siblings, wants_json(&headers)))
 }

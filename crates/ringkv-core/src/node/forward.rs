@@ -6,6 +6,14 @@
 //! is hedged only while no coordinator asked has confirmed it is at work
 //! ([`Message::ForwardAccepted`], sent on receipt): a slow but live
 //! coordinator would otherwise apply it too, leaving a duplicate sibling.
+//!
+//! An operation that must not be applied twice (an increment: see
+//! [`ClientOp::is_idempotent`]) is never hedged, and once sent it is not
+//! retried elsewhere unless its coordinator said it did nothing (a
+//! read-only or overloaded refusal): when the coordinator falls silent or
+//! unreachable the client is told the outcome is unknown
+//! ([`ClientError::Indeterminate`]). Increments thus count at most once —
+//! never twice — and exactly once when acknowledged.
 
 use super::{no_coordinator, Node};
 use crate::coordinator::{ClientId, ForwardOp, InFlight, OpState, Origin};
@@ -100,7 +108,9 @@ impl<S: Store> Node<S> {
             .iter()
             .filter(|(_, op)| match &op.state {
                 OpState::Forward(f) => {
-                    f.hedge_at <= now && f.fallbacks.iter().any(|n| *n != self.id)
+                    f.hedge_at <= now
+                        && f.op.is_idempotent()
+                        && f.fallbacks.iter().any(|n| *n != self.id)
                 }
                 _ => false,
             })
@@ -132,7 +142,15 @@ impl<S: Store> Node<S> {
     /// coordinating locally when that is this node. (Riak does the same; a
     /// write may then be applied twice, which at worst yields a duplicate
     /// sibling — never a lost one.)
-    pub(super) fn retry_forward(&mut self, now: Millis, req: RequestId) {
+    /// `maybe_applied`: a coordinator asked may have applied it (it fell
+    /// silent or unreachable rather than refusing): an operation that must
+    /// not be applied twice then ends with [`ClientError::Indeterminate`].
+    pub(super) fn retry_forward(
+        &mut self,
+        now: Millis,
+        req: RequestId,
+        maybe_applied: Option<&NodeId>,
+    ) {
         let Some(InFlight {
             state: OpState::Forward(mut fwd),
             ..
@@ -140,6 +158,13 @@ impl<S: Store> Node<S> {
         else {
             return;
         };
+        if let (Some(node), false) = (maybe_applied, fwd.op.is_idempotent()) {
+            let err = ClientError::Indeterminate {
+                op: fwd.op.name().into(),
+                node: node.to_string(),
+            };
+            return self.finish(Origin::Client(fwd.client), Err(err));
+        }
         if fwd.fallbacks.is_empty() {
             let err = no_coordinator(&fwd.op, self.settings.n);
             return self.finish(Origin::Client(fwd.client), Err(err));
@@ -154,13 +179,20 @@ impl<S: Store> Node<S> {
 
     /// `peer`, asked to coordinate `req`, will not answer (unreachable):
     /// wait for the others asked, or try the next candidate.
-    pub(super) fn forward_target_failed(&mut self, now: Millis, req: RequestId, peer: &NodeId) {
+    /// `refused`: it answered that it did nothing.
+    pub(super) fn forward_target_failed(
+        &mut self,
+        now: Millis,
+        req: RequestId,
+        peer: &NodeId,
+        refused: bool,
+    ) {
         let Some(OpState::Forward(f)) = self.ops.get_mut(&req).map(|op| &mut op.state) else {
             return;
         };
         f.drop_target(peer);
         if f.asked.is_empty() {
-            self.retry_forward(now, req);
+            self.retry_forward(now, req, (!refused).then_some(peer));
         }
     }
 
@@ -220,11 +252,14 @@ impl<S: Store> Node<S> {
             return;
         };
         let others_asked = f.asked.len() > 1;
-        let read_only = matches!(result, Err(ClientError::ReadOnly { .. }));
+        let read_only = matches!(
+            result,
+            Err(ClientError::ReadOnly { .. } | ClientError::Overloaded { .. })
+        );
         self.latency
             .observe(from, RequestKind::Forward, now.saturating_sub(asked_at));
         if read_only || (result.is_err() && others_asked) {
-            return self.forward_target_failed(now, req, from);
+            return self.forward_target_failed(now, req, from, read_only);
         }
         let client = f.client;
         self.ops.remove(&req);

@@ -194,10 +194,18 @@ impl<S: Store> Node<S> {
         };
         let origin = get.origin.clone();
         match (verdict, get.purpose.clone()) {
+            (_, ReadPurpose::UpdateAfterRead(update, acks)) => {
+                // Short of R, an update goes on with what it has: a CRDT
+                // needs no quorum to merge right (only a remove may then
+                // miss an add it did not observe, and the add survives).
+                let (key, read) = (get.key.clone(), get.merged());
+                self.apply_update(now, origin, key, read, update, acks);
+            }
             (Verdict::Lost { answered }, _) => {
                 let op = match get.purpose {
                     ReadPurpose::Get => "get",
                     ReadPurpose::DeleteAfterRead(_) => "delete",
+                    ReadPurpose::UpdateAfterRead(..) => unreachable!("matched above"),
                 };
                 let err = unavailable(op, &get.quorum, answered);
                 self.finish(origin, Err(err));

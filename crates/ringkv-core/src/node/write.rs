@@ -22,7 +22,7 @@ use crate::latency::RequestKind;
 use crate::message::{ClientError, ClientReply, Message, RequestId};
 use crate::siblings::WriteLimits;
 use crate::store::Store;
-use crate::version::CausalContext;
+use crate::version::{CausalContext, Dot};
 use crate::{Millis, NodeId};
 use std::collections::BTreeSet;
 
@@ -41,6 +41,23 @@ impl<S: Store> Node<S> {
         context: CausalContext,
         acks: WriteAcks,
     ) {
+        self.write_version(now, origin, key, value, context, acks, None)
+    }
+
+    /// [`Node::start_write`], for a CRDT update too: `updated` is the dot
+    /// the update's value was made with (the write must get exactly it)
+    /// and the update's reply.
+    #[allow(clippy::too_many_arguments)]
+    pub(super) fn write_version(
+        &mut self,
+        now: Millis,
+        origin: Origin,
+        key: Vec<u8>,
+        value: Option<Vec<u8>>,
+        context: CausalContext,
+        acks: WriteAcks,
+        updated: Option<(Dot, i64)>,
+    ) {
         let limits = WriteLimits {
             max_siblings: self.settings.max_siblings,
             max_clock_entries: self.settings.max_clock_entries,
@@ -58,6 +75,12 @@ impl<S: Store> Node<S> {
             let dot = set
                 .write(&self.id, &stored_context, value, now, limits)
                 .map_err(ClientError::from)?;
+            if let Some((made_with, _)) = &updated {
+                assert_eq!(
+                    &dot, made_with,
+                    "an update's value is made with its write's dot"
+                );
+            }
             self.cover_counter(dot.counter)?;
             match &keeper {
                 None => self.write_local(&key, &old, &set)?,
@@ -101,6 +124,7 @@ impl<S: Store> Node<S> {
             key,
             siblings: set,
             silent_after: Some(now + hedge),
+            updated: updated.map(|(_, reply)| reply),
         };
         self.track(now, now + timeout, req, OpState::Put(op));
         self.record_put(req, &self.id.clone(), true);
@@ -293,9 +317,12 @@ impl<S: Store> Node<S> {
         };
         let origin = put.origin.clone();
         let result = match verdict {
-            Verdict::Reached => Ok(ClientReply::Written {
-                dot: put.dot.clone(),
-                context: put.returned.clone(),
+            Verdict::Reached => Ok(match put.updated {
+                Some(reply) => ClientReply::Updated(reply),
+                None => ClientReply::Written {
+                    dot: put.dot.clone(),
+                    context: put.returned.clone(),
+                },
             }),
             Verdict::Lost { answered } => Err(unavailable("put", &put.quorum, answered)),
         };

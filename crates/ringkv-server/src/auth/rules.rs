@@ -67,7 +67,9 @@ pub fn http_needs(method: &str, path: &str) -> Option<Role> {
 /// the liveness check and goodbye that health probes and clients send.
 const RESP_OPEN: [&[u8]; 4] = [b"AUTH", b"PING", b"QUIT", b"HELLO"];
 /// Commands that change data.
-const RESP_WRITE: [&[u8]; 3] = [b"SET", b"DEL", b"MSET"];
+const RESP_WRITE: [&[u8]; 9] = [
+    b"SET", b"DEL", b"MSET", b"INCR", b"INCRBY", b"DECR", b"DECRBY", b"SADD", b"SREM",
+];
 
 /// The role a Redis command (its name, any case) needs; `None`: anyone
 /// may. Everything else — reads, `INFO`, `CONFIG GET`, unknown names —

@@ -67,9 +67,11 @@ impl Outcome {
     /// The outcome of a request the node refused or failed.
     pub fn of_error(error: &ClientError) -> Outcome {
         match error {
-            ClientError::Invalid(_) => Outcome::Invalid,
+            ClientError::Invalid(_) | ClientError::Refused(_) => Outcome::Invalid,
             ClientError::Conflict(_) => Outcome::Conflict,
-            ClientError::Unavailable { .. } | ClientError::ReadOnly { .. } => Outcome::Unavailable,
+            ClientError::Unavailable { .. }
+            | ClientError::ReadOnly { .. }
+            | ClientError::Indeterminate { .. } => Outcome::Unavailable,
             ClientError::Storage { .. } => Outcome::Error,
             ClientError::Overloaded { .. } => Outcome::Overloaded,
         }

@@ -20,6 +20,15 @@ pub enum Command {
     Exists(Vec<Bytes>),
     MGet(Vec<Bytes>),
     MSet(Vec<(Bytes, Bytes)>),
+    /// `INCR`, `DECR`, `INCRBY`, `DECRBY`: the key and the signed delta.
+    IncrBy(Bytes, i64),
+    SAdd(Bytes, Vec<Bytes>),
+    SRem(Bytes, Vec<Bytes>),
+    SMembers(Bytes),
+    SIsMember(Bytes, Bytes),
+    SMIsMember(Bytes, Vec<Bytes>),
+    SCard(Bytes),
+    Type(Bytes),
     /// `INFO [section …]`, the sections in lower case.
     Info(Vec<String>),
     /// `DBSIZE`: what this node stores (see [`super::info::dbsize`]).
@@ -33,9 +42,32 @@ pub enum Command {
 }
 
 /// Every command this front end parses, for arity errors.
-const KNOWN: [&[u8]; 14] = [
-    b"GET", b"SET", b"DEL", b"EXISTS", b"MGET", b"MSET", b"INFO", b"DBSIZE", b"QUIT", b"PING",
-    b"ECHO", b"COMMAND", b"CONFIG", b"SELECT",
+const KNOWN: [&[u8]; 25] = [
+    b"GET",
+    b"SET",
+    b"DEL",
+    b"EXISTS",
+    b"MGET",
+    b"MSET",
+    b"INFO",
+    b"DBSIZE",
+    b"QUIT",
+    b"PING",
+    b"ECHO",
+    b"COMMAND",
+    b"CONFIG",
+    b"SELECT",
+    b"INCR",
+    b"DECR",
+    b"INCRBY",
+    b"DECRBY",
+    b"SADD",
+    b"SREM",
+    b"SMEMBERS",
+    b"SISMEMBER",
+    b"SMISMEMBER",
+    b"SCARD",
+    b"TYPE",
 ];
 
 /// What `CONFIG GET` reports: redis-benchmark asks for `save` and
@@ -64,6 +96,23 @@ impl Command {
                     .map(|kv| (kv[0].clone(), kv[1].clone()))
                     .collect(),
             ),
+            (b"INCR", [key]) => Command::IncrBy(key.clone(), 1),
+            (b"DECR", [key]) => Command::IncrBy(key.clone(), -1),
+            (b"INCRBY", [key, by]) => incr_by(key, by, false),
+            (b"DECRBY", [key, by]) => incr_by(key, by, true),
+            (b"SADD", [key, members @ ..]) if !members.is_empty() => {
+                Command::SAdd(key.clone(), members.to_vec())
+            }
+            (b"SREM", [key, members @ ..]) if !members.is_empty() => {
+                Command::SRem(key.clone(), members.to_vec())
+            }
+            (b"SMEMBERS", [key]) => Command::SMembers(key.clone()),
+            (b"SISMEMBER", [key, member]) => Command::SIsMember(key.clone(), member.clone()),
+            (b"SMISMEMBER", [key, members @ ..]) if !members.is_empty() => {
+                Command::SMIsMember(key.clone(), members.to_vec())
+            }
+            (b"SCARD", [key]) => Command::SCard(key.clone()),
+            (b"TYPE", [key]) => Command::Type(key.clone()),
             (b"INFO", sections) => Command::Info(
                 sections
                     .iter()
@@ -88,7 +137,16 @@ impl Command {
     /// The keys the command reads or writes.
     pub fn keys(&self) -> Vec<&Bytes> {
         match self {
-            Command::Get(key) | Command::Set(key, _) => vec![key],
+            Command::Get(key)
+            | Command::Set(key, _)
+            | Command::IncrBy(key, _)
+            | Command::SAdd(key, _)
+            | Command::SRem(key, _)
+            | Command::SMembers(key)
+            | Command::SIsMember(key, _)
+            | Command::SMIsMember(key, _)
+            | Command::SCard(key)
+            | Command::Type(key) => vec![key],
             Command::Del(keys) | Command::Exists(keys) | Command::MGet(keys) => {
                 keys.iter().collect()
             }
@@ -96,6 +154,19 @@ impl Command {
             Command::Exec(batch) => batch.iter().flat_map(|q| q.command.keys()).collect(),
             Command::Info(_) | Command::DbSize | Command::Quit | Command::Reply(_) => Vec::new(),
         }
+    }
+}
+
+/// `INCRBY`/`DECRBY key by`: `by` read as Redis reads an integer.
+fn incr_by(key: &Bytes, by: &Bytes, negate: bool) -> Command {
+    let delta = match ringkv_core::crdt::parse_integer(by) {
+        Ok(by) if negate => by.checked_neg(),
+        Ok(by) => Some(by),
+        Err(_) => return answer(error("ERR value is not an integer or out of range")),
+    };
+    match delta {
+        Some(delta) => Command::IncrBy(key.clone(), delta),
+        None => answer(error("ERR decrement would overflow")),
     }
 }
 

@@ -1,6 +1,8 @@
-//! Running data commands against the node, in the last-write-wins keyspace:
-//! every Redis key `k` is the internal key [`lww_key`]`(k)`, and a read
-//! answers the [`lww_value`] of what the quorum returned.
+//! Running data commands against the node, in the Redis keyspace: every
+//! Redis key `k` is the internal key [`lww_key`]`(k)`, holding a typed
+//! [`Value`]; a read answers what [`crdt::resolve`] makes of the siblings
+//! the quorum returned, and counters and sets change by CRDT updates
+//! ([`ClientOp::Update`]) that the coordinator applies.
 
 use super::command::{error, ok, Command};
 use super::protocol::Reply;
@@ -10,7 +12,8 @@ use crate::metrics::{self, Frontend};
 use bytes::Bytes;
 use futures::{stream, StreamExt};
 use redis_protocol::resp2::types::BytesFrame;
-use ringkv_core::keyspace::{lww_key, lww_value, LWW_PREFIX};
+use ringkv_core::crdt::{self, CrdtError, Update, Value};
+use ringkv_core::keyspace::{lww_key, LWW_PREFIX};
 use ringkv_core::message::{ClientError, ClientOp, ClientReply};
 use ringkv_core::siblings::SiblingSet;
 use std::collections::{BTreeMap, BTreeSet};
@@ -36,6 +39,8 @@ impl From<ClientError> for Failure {
     fn from(e: ClientError) -> Self {
         let prefix = match e {
             ClientError::Overloaded { .. } => "BUSY",
+            // The Redis error line, prefix included.
+            ClientError::Refused(line) => return Failure(line, metrics::Outcome::Invalid),
             _ => "ERR",
         };
         Failure(format!("{prefix} {e}"), metrics::Outcome::of_error(&e))
@@ -59,13 +64,37 @@ type Outcome<T> = Result<T, Failure>;
 pub async fn run(command: Command, ctx: &Context) -> (Reply, metrics::Outcome) {
     let reply = match command {
         Command::Get(key) => get(ctx, key).await.map(bulk_or_nil),
-        Command::Set(key, value) => set(ctx, key, value).await.map(|()| ok()),
+        Command::Set(key, value) => set_string(ctx, key, value).await.map(|()| ok()),
         Command::Del(keys) => del(ctx, keys).await.map(BytesFrame::Integer),
         Command::Exists(keys) => exists(ctx, keys).await.map(BytesFrame::Integer),
-        Command::MGet(keys) => each(ctx, keys, get)
+        Command::MGet(keys) => each(ctx, keys, get_or_nil)
             .await
             .map(|values| BytesFrame::Array(values.into_iter().map(bulk_or_nil).collect())),
         Command::MSet(pairs) => mset(ctx, pairs).await.map(|()| ok()),
+        Command::IncrBy(key, delta) => update(ctx, key, Update::IncrBy(delta))
+            .await
+            .map(BytesFrame::Integer),
+        Command::SAdd(key, members) => update(ctx, key, Update::SAdd(to_vecs(members)))
+            .await
+            .map(BytesFrame::Integer),
+        Command::SRem(key, members) => update(ctx, key, Update::SRem(to_vecs(members)))
+            .await
+            .map(BytesFrame::Integer),
+        Command::SMembers(key) => return answered(smembers(ctx, key).await),
+        Command::SIsMember(key, member) => set(ctx, key)
+            .await
+            .map(|s| BytesFrame::Integer(s.is_some_and(|s| s.contains(&member)).into())),
+        Command::SMIsMember(key, members) => set(ctx, key).await.map(|s| {
+            let one =
+                |m: &Bytes| BytesFrame::Integer(s.as_ref().is_some_and(|s| s.contains(m)).into());
+            BytesFrame::Array(members.iter().map(one).collect())
+        }),
+        Command::SCard(key) => set(ctx, key)
+            .await
+            .map(|s| BytesFrame::Integer(s.map_or(0, |s| s.len() as i64))),
+        Command::Type(key) => value(ctx, &key)
+            .await
+            .map(|v| BytesFrame::SimpleString(v.map_or("none", |v| v.type_name()).into())),
         Command::Info(sections) => info::info(ctx, &sections).await,
         Command::DbSize => info::dbsize(ctx).await,
         Command::Quit => Ok(ok()),
@@ -75,10 +104,22 @@ pub async fn run(command: Command, ctx: &Context) -> (Reply, metrics::Outcome) {
             return (reply, outcome);
         }
     };
+    answered(reply.map(Reply::from))
+}
+
+/// The reply to send and the outcome to count.
+fn answered(reply: Outcome<Reply>) -> (Reply, metrics::Outcome) {
     match reply {
-        Ok(frame) => (frame.into(), metrics::Outcome::Ok),
+        Ok(reply) => (reply, metrics::Outcome::Ok),
         Err(Failure(line, outcome)) => (error(line).into(), outcome),
     }
+}
+
+/// `SMEMBERS`: in byte order (Redis's order is its hash table's).
+async fn smembers(ctx: &Context, key: Bytes) -> Outcome<Reply> {
+    let members = set(ctx, key).await?;
+    let members = members.map(|s| s.iter().map(Bytes::copy_from_slice).collect());
+    Ok(Reply::Set(members.unwrap_or_default()))
 }
 
 /// `EXEC`: the queued commands one after another, in order, each counted
@@ -125,14 +166,14 @@ async fn read(ctx: &Context, key: &[u8]) -> Outcome<SiblingSet> {
     };
     match ctx.node.request(op, ctx.request_limit).await? {
         ClientReply::Value(set) => Ok(set),
-        ClientReply::Written { .. } => Err(unexpected_reply()),
+        _ => Err(unexpected_reply()),
     }
 }
 
 async fn write(ctx: &Context, op: ClientOp) -> Outcome<()> {
     match ctx.node.request(op, ctx.request_limit).await? {
         ClientReply::Written { .. } => Ok(()),
-        ClientReply::Value(_) => Err(unexpected_reply()),
+        _ => Err(unexpected_reply()),
     }
 }
 
@@ -145,16 +186,65 @@ fn unexpected_reply() -> Failure {
     )
 }
 
-async fn get(ctx: &Context, key: Bytes) -> Outcome<Option<Bytes>> {
-    let set = read(ctx, &key).await?;
-    Ok(lww_value(&set).map(Bytes::copy_from_slice))
+/// The key's value as the siblings an R quorum holds resolve; `None` when
+/// it holds none (or a set emptied by removes).
+async fn value(ctx: &Context, key: &[u8]) -> Outcome<Option<Value>> {
+    let siblings = read(ctx, key).await?;
+    let resolved = crdt::resolve(&siblings).map_err(ClientError::from)?;
+    Ok(resolved.map(|(value, _)| value).filter(Value::exists))
 }
 
-/// A blind write: the coordinator overwrites whatever it holds.
-async fn set(ctx: &Context, key: Bytes, value: Bytes) -> Outcome<()> {
+/// `GET`: a string, a counter's value, or `WRONGTYPE` for a set.
+async fn get(ctx: &Context, key: Bytes) -> Outcome<Option<Bytes>> {
+    match value(ctx, &key).await? {
+        None => Ok(None),
+        Some(v) => v
+            .as_string()
+            .map(Bytes::from)
+            .map(Some)
+            .map_err(|e| ClientError::from(e).into()),
+    }
+}
+
+/// `MGET` answers nil for a key that does not hold a string, as Redis.
+async fn get_or_nil(ctx: &Context, key: Bytes) -> Outcome<Option<Bytes>> {
+    Ok(value(ctx, &key)
+        .await?
+        .and_then(|v| v.as_string().ok().map(Bytes::from)))
+}
+
+/// The key's set, `None` when it holds nothing, `WRONGTYPE` for another type.
+async fn set(ctx: &Context, key: Bytes) -> Outcome<Option<crdt::OrSet>> {
+    match value(ctx, &key).await? {
+        None => Ok(None),
+        Some(Value::Set(s)) => Ok(Some(s)),
+        Some(_) => Err(ClientError::from(CrdtError::WrongType).into()),
+    }
+}
+
+/// A CRDT update of `key`, applied by its coordinator; its integer reply.
+async fn update(ctx: &Context, key: Bytes, update: Update) -> Outcome<i64> {
+    let op = ClientOp::Update {
+        key: internal_key(ctx, &key)?,
+        update,
+        w: None,
+        pw: None,
+    };
+    match ctx.node.request(op, ctx.request_limit).await? {
+        ClientReply::Updated(reply) => Ok(reply),
+        _ => Err(unexpected_reply()),
+    }
+}
+
+fn to_vecs(members: Vec<Bytes>) -> Vec<Vec<u8>> {
+    members.into_iter().map(|m| m.to_vec()).collect()
+}
+
+/// A blind write of a string: the coordinator overwrites whatever it holds.
+async fn set_string(ctx: &Context, key: Bytes, value: Bytes) -> Outcome<()> {
     let op = ClientOp::Put {
         key: internal_key(ctx, &key)?,
-        value: value.to_vec(),
+        value: Value::String(value.to_vec()).encode(),
         context: Default::default(),
         w: None,
         pw: None,
@@ -162,20 +252,11 @@ async fn set(ctx: &Context, key: Bytes, value: Bytes) -> Outcome<()> {
     write(ctx, op).await
 }
 
-/// Delete `key` if it holds a value (a tombstone over what the read saw);
-/// true when it did.
+/// Delete `key` if it holds a value (see [`Update::Del`]); true when it did.
 async fn delete(ctx: &Context, key: Bytes) -> Outcome<bool> {
-    let set = read(ctx, &key).await?;
-    if lww_value(&set).is_none() {
-        return Ok(false);
-    }
-    let op = ClientOp::Delete {
-        key: internal_key(ctx, &key)?,
-        context: Some(set.context()),
-        w: None,
-        pw: None,
-    };
-    write(ctx, op).await.map(|()| true)
+    update(ctx, key, Update::Del)
+        .await
+        .map(|deleted| deleted > 0)
 }
 
 /// Keys that held a value, each counted once however often it is named.
@@ -187,7 +268,7 @@ async fn del(ctx: &Context, keys: Vec<Bytes>) -> Outcome<i64> {
 
 /// Keys that hold a value, counted as often as they are named (as Redis).
 async fn exists(ctx: &Context, keys: Vec<Bytes>) -> Outcome<i64> {
-    let values = each(ctx, keys, get).await?;
+    let values = each(ctx, keys, |ctx, key| async move { value(ctx, &key).await }).await?;
     Ok(values.into_iter().flatten().count() as i64)
 }
 
@@ -195,7 +276,7 @@ async fn exists(ctx: &Context, keys: Vec<Bytes>) -> Outcome<i64> {
 /// on an error some pairs may have been written.
 async fn mset(ctx: &Context, pairs: Vec<(Bytes, Bytes)>) -> Outcome<()> {
     let last: BTreeMap<Bytes, Bytes> = pairs.into_iter().collect();
-    each(ctx, last, |ctx, (key, value)| set(ctx, key, value)).await?;
+    each(ctx, last, |ctx, (key, value)| set_string(ctx, key, value)).await?;
     Ok(())
 }
 

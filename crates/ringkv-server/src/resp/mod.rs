@@ -74,8 +74,28 @@ pub struct Load<'a> {
 /// The operations Redis requests are counted under: the commands that
 /// reach the node, `auth`, and `other` for everything else (so a client
 /// cannot make up series).
-pub const OPS: [&str; 10] = [
-    "get", "set", "del", "exists", "mget", "mset", "info", "dbsize", "auth", "other",
+pub const OPS: [&str; 21] = [
+    "get",
+    "set",
+    "del",
+    "exists",
+    "mget",
+    "mset",
+    "info",
+    "dbsize",
+    "auth",
+    "incr",
+    "incrby",
+    "decr",
+    "decrby",
+    "sadd",
+    "srem",
+    "smembers",
+    "sismember",
+    "smismember",
+    "scard",
+    "type",
+    "other",
 ];
 
 /// The `op` label of a request named `name`.

@@ -56,6 +56,8 @@ pub enum Reply {
     Map(Vec<(Bytes, Reply)>),
     /// An array whose items may be maps (EXEC's replies, COMMAND DOCS).
     Array(Vec<Reply>),
+    /// Members of a set (`SMEMBERS`): an array in RESP2, a set in RESP3.
+    Set(Vec<Bytes>),
 }
 
 impl From<Resp2> for Reply {
@@ -79,7 +81,7 @@ impl Reply {
     pub fn outcome(&self) -> Outcome {
         match self {
             Reply::Plain(frame) => Outcome::of_resp(frame),
-            Reply::Map(_) | Reply::Array(_) => Outcome::Ok,
+            Reply::Map(_) | Reply::Array(_) | Reply::Set(_) => Outcome::Ok,
         }
     }
 
@@ -106,6 +108,9 @@ impl Reply {
                     .collect(),
             ),
             Reply::Array(items) => Resp2::Array(items.into_iter().map(Reply::into_resp2).collect()),
+            Reply::Set(members) => {
+                Resp2::Array(members.into_iter().map(Resp2::BulkString).collect())
+            }
         }
     }
 
@@ -121,6 +126,10 @@ impl Reply {
             },
             Reply::Array(items) => Resp3::Array {
                 data: items.into_iter().map(Reply::into_resp3).collect(),
+                attributes: None,
+            },
+            Reply::Set(members) => Resp3::Set {
+                data: members.into_iter().map(blob).collect(),
                 attributes: None,
             },
         }

@@ -89,7 +89,9 @@ pub use stats::{DropCause, TransportCounts};
 /// entries name the member a replacement replaces.
 /// Version 5: a forwarded request may be answered `Overloaded` (a node
 /// sheds load at its bounds); gossip entries carry an incarnation.
-pub const PROTOCOL_VERSION: u16 = 5;
+/// Version 6: CRDT updates (`ClientOp::Update`, `ClientReply::Updated`,
+/// two more client errors) and typed Redis values.
+pub const PROTOCOL_VERSION: u16 = 6;
 
 /// First field of every handshake ("RKV1"). Lets an acceptor tell a ringkv
 /// peer from a stray client (a port scanner, an HTTP request) immediately.
