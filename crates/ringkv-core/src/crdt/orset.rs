@@ -61,6 +61,14 @@ impl OrSet {
         removed
     }
 
+    /// The add events that keep `elem` in the set (several after
+    /// concurrent adds merged).
+    pub fn dots_of(&self, elem: &[u8]) -> Vec<Dot> {
+        self.entries
+            .get(elem)
+            .map_or_else(Vec::new, |dots| dots.keys().cloned().collect())
+    }
+
     pub fn contains(&self, elem: &[u8]) -> bool {
         self.entries.contains_key(elem)
     }
