@@ -39,6 +39,12 @@ pub enum Command {
     Quit,
     /// Answered without the node.
     Reply(Reply),
+    /// An error Redis finds only when the command runs (an `INCRBY` whose
+    /// increment is not an integer), the line as sent: answered without
+    /// the node, but queued after `MULTI` and answered in `EXEC`'s array,
+    /// as in Redis, where a [`Command::Reply`] error aborts the
+    /// transaction.
+    Fail(String),
 }
 
 /// Every command this front end parses, for arity errors.
@@ -130,7 +136,7 @@ impl Command {
                 "ERR wrong number of arguments for '{}' command",
                 text(name).to_lowercase()
             ))),
-            _ => answer(error(format!("ERR unknown command '{}'", text(name)))),
+            _ => answer(unknown(name, args)),
         }
     }
 
@@ -152,7 +158,11 @@ impl Command {
             }
             Command::MSet(pairs) => pairs.iter().map(|(key, _)| key).collect(),
             Command::Exec(batch) => batch.iter().flat_map(|q| q.command.keys()).collect(),
-            Command::Info(_) | Command::DbSize | Command::Quit | Command::Reply(_) => Vec::new(),
+            Command::Info(_)
+            | Command::DbSize
+            | Command::Quit
+            | Command::Reply(_)
+            | Command::Fail(_) => Vec::new(),
         }
     }
 }
@@ -162,12 +172,36 @@ fn incr_by(key: &Bytes, by: &Bytes, negate: bool) -> Command {
     let delta = match ringkv_core::crdt::parse_integer(by) {
         Ok(by) if negate => by.checked_neg(),
         Ok(by) => Some(by),
-        Err(_) => return answer(error("ERR value is not an integer or out of range")),
+        Err(_) => return Command::Fail("ERR value is not an integer or out of range".into()),
     };
     match delta {
         Some(delta) => Command::IncrBy(key.clone(), delta),
-        None => answer(error("ERR decrement would overflow")),
+        None => Command::Fail("ERR decrement would overflow".into()),
     }
+}
+
+/// Redis's words for a command it does not know: the name, then the
+/// first arguments quoted (while they take under 128 bytes), each cut to
+/// the room left; line breaks as spaces.
+fn unknown(name: &[u8], args: &[Bytes]) -> BytesFrame {
+    const ROOM: usize = 128;
+    let mut quoted = Vec::new();
+    for arg in args {
+        if quoted.len() >= ROOM {
+            break;
+        }
+        let room = ROOM - quoted.len();
+        quoted.extend_from_slice(&[b"'", &arg[..arg.len().min(room)], b"' "].concat());
+    }
+    let name = &name[..name.len().min(ROOM)];
+    let line = [
+        b"ERR unknown command '",
+        name,
+        b"', with args beginning with: ",
+        &quoted,
+    ]
+    .concat();
+    error(String::from_utf8_lossy(&line).replace(['\r', '\n'], " "))
 }
 
 /// A command answered at once with `frame`.
@@ -281,7 +315,14 @@ mod tests {
             let expected = format!("ERR wrong number of arguments for '{name}' command");
             assert_eq!(error_text(line), expected);
         }
-        assert_eq!(error_text("FLUSHALL"), "ERR unknown command 'FLUSHALL'");
+        assert_eq!(
+            error_text("FLUSHALL"),
+            "ERR unknown command 'FLUSHALL', with args beginning with: "
+        );
+        assert_eq!(
+            error_text("nope a b"),
+            "ERR unknown command 'nope', with args beginning with: 'a' 'b' "
+        );
         assert!(error_text("SET k v EX 10").contains("SET option 'EX' is not supported"));
     }
 

@@ -103,6 +103,7 @@ pub async fn run(command: Command, ctx: &Context) -> (Reply, metrics::Outcome) {
             let outcome = reply.outcome();
             return (reply, outcome);
         }
+        Command::Fail(line) => Err(Failure(line, metrics::Outcome::Invalid)),
     };
     answered(reply.map(Reply::from))
 }

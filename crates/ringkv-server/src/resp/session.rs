@@ -350,7 +350,7 @@ mod tests {
         assert_eq!(reply(&mut session, &access, "MULTI"), "+OK");
         assert_eq!(
             reply(&mut session, &access, "NOPE"),
-            "-ERR unknown command 'NOPE'"
+            "-ERR unknown command 'NOPE', with args beginning with: "
         );
         assert_eq!(reply(&mut session, &access, "DISCARD"), "+OK");
         assert_eq!(
