@@ -24,6 +24,22 @@ async fn held(c: &Cluster, i: usize, key: &str) -> Option<Value> {
         .map(|(v, _)| v)
 }
 
+/// Every node's siblings of `key` and the dots keeping `removed` in its
+/// set: what a failure shows.
+async fn copies(c: &Cluster, key: &str) -> String {
+    let mut shown = String::new();
+    for j in 1..=c.len() {
+        let copy = c.replica(j, &internal(key)).await;
+        let dots: Vec<_> = copy.iter().map(|s| (s.dot.clone(), s.timestamp)).collect();
+        let removed = match resolve(&copy) {
+            Ok(Some((Value::Set(s), _))) => format!("{:?}", s.dots_of(b"removed")),
+            other => format!("{other:?}"),
+        };
+        shown += &format!("\n  n{j}: siblings {dots:?}, 'removed' kept by {removed}");
+    }
+    shown
+}
+
 /// Wait until node `i` no longer counts `peer` as up.
 async fn suspects(c: &Cluster, i: usize, peer: usize) {
     eventually(Duration::from_secs(15), "the cut is noticed", async || {
@@ -130,8 +146,12 @@ async fn increments_and_adds_on_both_sides_of_a_partition_all_count() {
                 };
                 let v: i64 = String::from_utf8_lossy(v).parse().unwrap_or(-1);
                 let all = cardinality == Reply::Int(want.len() as i64) && counted.contains(&v);
-                all.then_some(()).ok_or(format!(
-                    "via n{i}: {v} counted, SCARD {cardinality:?}, {tally:?}"
+                if all {
+                    return Ok(());
+                }
+                Err(format!(
+                    "via n{i}: {v} counted, SCARD {cardinality:?}, {tally:?}{}",
+                    copies(&c, cart).await
                 ))
             },
         )

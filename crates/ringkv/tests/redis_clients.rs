@@ -117,8 +117,8 @@ fn finished_tests(out: &Output) -> Vec<String> {
 }
 
 /// redis-benchmark 7 exits at the first error reply it gets ("to avoid
-/// false results"), so its default list stops at `INCR`, the first test of
-/// a type ringkv lacks; every test before it runs, over inline and array
+/// false results"), so its default list stops at `LPUSH`, the first test of
+/// a type ringkv lacks (lists); every test before it runs, over inline and array
 /// requests, and the ones ringkv serves run to the end when named.
 #[tokio::test]
 async fn redis_benchmark_runs_the_default_tests_ringkv_serves() {
@@ -134,15 +134,15 @@ async fn redis_benchmark_runs_the_default_tests_ringkv_serves() {
     let default = run("redis-benchmark", &["-p", &port, "-n", "300", "-q"], None).await;
     assert_eq!(
         finished_tests(&default),
-        ["PING_INLINE", "PING_MBULK", "SET", "GET"]
+        ["PING_INLINE", "PING_MBULK", "SET", "GET", "INCR"]
     );
     let stderr = String::from_utf8_lossy(&default.stderr);
     assert!(
-        stderr.contains("Error from server: ERR unknown command 'INCR'"),
+        stderr.contains("Error from server: ERR unknown command 'LPUSH'"),
         "{stderr}"
     );
 
-    let served = "ping_inline,ping_mbulk,set,get,mset";
+    let served = "ping_inline,ping_mbulk,set,get,incr,sadd,mset";
     let args = ["-p", &port, "-n", "300", "-q", "-t", served];
     let out = run("redis-benchmark", &args, None).await;
     assert!(
@@ -150,7 +150,15 @@ async fn redis_benchmark_runs_the_default_tests_ringkv_serves() {
         "{}",
         String::from_utf8_lossy(&out.stderr)
     );
-    let expected = ["PING_INLINE", "PING_MBULK", "SET", "GET", "MSET (10 keys)"];
+    let expected = [
+        "PING_INLINE",
+        "PING_MBULK",
+        "SET",
+        "GET",
+        "INCR",
+        "SADD",
+        "MSET (10 keys)",
+    ];
     assert_eq!(finished_tests(&out), expected);
 }
 
