@@ -10,7 +10,8 @@
 //! An operation that must not be applied twice (an increment: see
 //! [`ClientOp::is_idempotent`]) is never hedged, and once sent it is not
 //! retried elsewhere unless its coordinator said it did nothing (a
-//! read-only or overloaded refusal): when the coordinator falls silent or
+//! read-only refusal; an overloaded one goes back to the client, as for
+//! every operation): when the coordinator falls silent or
 //! unreachable the client is told the outcome is unknown
 //! ([`ClientError::Indeterminate`]). Increments thus count at most once —
 //! never twice — and exactly once when acknowledged.
@@ -252,10 +253,7 @@ impl<S: Store> Node<S> {
             return;
         };
         let others_asked = f.asked.len() > 1;
-        let read_only = matches!(
-            result,
-            Err(ClientError::ReadOnly { .. } | ClientError::Overloaded { .. })
-        );
+        let read_only = matches!(result, Err(ClientError::ReadOnly { .. }));
         self.latency
             .observe(from, RequestKind::Forward, now.saturating_sub(asked_at));
         if read_only || (result.is_err() && others_asked) {
