@@ -257,6 +257,11 @@ pub enum ClientOp {
         w: Option<usize>,
         pw: Option<usize>,
     },
+    /// Redis `SCAN`: the Redis keys whose ring token is at least `cursor`,
+    /// from one replica of the range holding it (a coverage query: see
+    /// [`crate::node`]'s `scan`), examining about `count` keys. The reply
+    /// is [`ClientReply::Keys`].
+    Scan { cursor: u64, count: usize },
 }
 
 impl ClientOp {
@@ -266,12 +271,13 @@ impl ClientOp {
             | ClientOp::Put { key, .. }
             | ClientOp::Delete { key, .. }
             | ClientOp::Update { key, .. } => key,
+            ClientOp::Scan { .. } => &[],
         }
     }
 
     /// True for the operations that write (PUT, DELETE).
     pub fn is_write(&self) -> bool {
-        !matches!(self, ClientOp::Get { .. })
+        !matches!(self, ClientOp::Get { .. } | ClientOp::Scan { .. })
     }
 
     pub fn name(&self) -> &'static str {
@@ -280,6 +286,7 @@ impl ClientOp {
             ClientOp::Put { .. } => "put",
             ClientOp::Delete { .. } => "delete",
             ClientOp::Update { update, .. } => update.name(),
+            ClientOp::Scan { .. } => "scan",
         }
     }
 
@@ -304,6 +311,12 @@ pub enum ClientReply {
     Written { dot: Dot, context: CausalContext },
     /// An update's reply (see [`crate::crdt::Update`]).
     Updated(i64),
+    /// A scan's page: Redis keys (without the keyspace prefix) with their
+    /// type names, and the cursor to go on from (0: the scan is done).
+    Keys {
+        keys: Vec<(Vec<u8>, String)>,
+        cursor: u64,
+    },
 }
 
 /// Why a client operation failed — each is one sentence for the user.

@@ -19,6 +19,8 @@ mod read;
 mod readiness;
 mod ready;
 mod removal;
+mod scan;
+pub use scan::MAX_COUNT as SCAN_MAX_COUNT;
 mod update;
 mod write;
 
@@ -324,7 +326,10 @@ impl<S: Store> Node<S> {
         if let Err(e) = self.admit().and_then(|()| self.validate(&op)) {
             return self.finish(Origin::Client(client), Err(e));
         }
-        let candidates = self.coordinator_candidates(now, op.key(), op.is_write());
+        let candidates = match &op {
+            ClientOp::Scan { cursor, .. } => self.scan_candidates(now, *cursor),
+            _ => self.coordinator_candidates(now, op.key(), op.is_write()),
+        };
         if candidates.first() == Some(&self.id) {
             self.coordinate(now, Origin::Client(client), op)
         } else if candidates.is_empty() {
@@ -516,6 +521,10 @@ impl<S: Store> Node<S> {
 
     fn validate(&self, op: &ClientOp) -> Result<(), ClientError> {
         let s = &self.settings;
+        if let ClientOp::Scan { count, .. } = op {
+            return scan::check_count(*count);
+        }
+
         let key = op.key();
         if key.is_empty() || key.len() > s.max_key_bytes {
             return Err(ClientError::Invalid(format!(
@@ -563,6 +572,8 @@ impl<S: Store> Node<S> {
                 check_update(key, update, s)?;
                 (*w, *pw)
             }
+            // Checked first: a scan has no key.
+            ClientOp::Scan { count, .. } => return scan::check_count(*count),
         };
         check_quorum("w", w, s.n)?;
         check_quorum("pw", pw, s.n)?;
@@ -609,6 +620,10 @@ impl<S: Store> Node<S> {
             ClientOp::Update { key, update, w, pw } => {
                 let purpose = ReadPurpose::UpdateAfterRead(update, WriteAcks { w, pw });
                 self.start_read(now, origin, key, (None, None), purpose)
+            }
+            ClientOp::Scan { cursor, count } => {
+                let page = self.scan(cursor, count);
+                self.finish(origin, page)
             }
         }
     }

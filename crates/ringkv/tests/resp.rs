@@ -291,3 +291,95 @@ async fn quorum_failures_are_error_replies() {
     }
     assert_eq!(redis.call(&["PING"]), Reply::Simple("PONG".into()));
 }
+
+/// `SCAN` pages through the ring from any node: on four nodes (three
+/// replicas each) the cursor moves between nodes, and a whole iteration
+/// returns every key at least once — filtered by `MATCH` and `TYPE` — as
+/// does `KEYS` and redis-cli's `--scan`. Deleted keys and HTTP keys never
+/// show.
+#[tokio::test]
+async fn scan_and_keys_cover_the_ring_through_any_node() {
+    let c = Cluster::start(4).await;
+    let mut n1 = Redis::connect(c.resp_addr(1));
+    let mut want = std::collections::BTreeSet::new();
+    for i in 0..150 {
+        let key = format!("user:{i}");
+        assert_eq!(n1.call(&["SET", &key, "v"]), ok());
+        want.insert(key);
+    }
+    for i in 0..20 {
+        let key = format!("cart:{i}");
+        assert_eq!(n1.call(&["SADD", &key, "sku"]), Reply::Int(1));
+        want.insert(key);
+    }
+    assert_eq!(n1.call(&["DEL", "user:7"]), Reply::Int(1));
+    want.remove("user:7");
+    c.put(2, "http-key", "not a Redis key").await.expect(204);
+
+    let mut n2 = Redis::connect(c.resp_addr(2));
+    let scanned = |redis: &mut Redis, options: &[&str]| {
+        let (mut cursor, mut seen, mut calls) = ("0".to_string(), Vec::new(), 0);
+        loop {
+            let args: Vec<&str> = ["SCAN", cursor.as_str()]
+                .iter()
+                .copied()
+                .chain(options.iter().copied())
+                .collect();
+            let Reply::Array(reply) = redis.call(&args) else {
+                panic!("SCAN reply");
+            };
+            let [Reply::Bulk(Some(next)), Reply::Array(keys)] = &reply[..] else {
+                panic!("SCAN reply {reply:?}");
+            };
+            calls += 1;
+            for key in keys {
+                let Reply::Bulk(Some(key)) = key else {
+                    panic!("{key:?}")
+                };
+                seen.push(String::from_utf8(key.clone()).unwrap());
+            }
+            cursor = String::from_utf8(next.clone()).unwrap();
+            if cursor == "0" {
+                return (seen, calls);
+            }
+        }
+    };
+    let (all, calls) = scanned(&mut n2, &["COUNT", "7"]);
+    assert!(
+        calls > 10,
+        "COUNT 7 over 171 keys takes many pages: {calls}"
+    );
+    let distinct: std::collections::BTreeSet<String> = all.iter().cloned().collect();
+    assert_eq!(distinct, want, "every key at least once, nothing else");
+
+    let (carts, _) = scanned(
+        &mut n2,
+        &["MATCH", "cart:*", "TYPE", "set", "COUNT", "1000"],
+    );
+    let carts: std::collections::BTreeSet<String> = carts.into_iter().collect();
+    assert_eq!(carts.len(), 20);
+    assert!(carts.iter().all(|k| k.starts_with("cart:")));
+    let (none, _) = scanned(&mut n2, &["MATCH", "cart:*", "TYPE", "string"]);
+    assert!(none.is_empty(), "{none:?}");
+
+    let Reply::Array(keys) = n1.call(&["KEYS", "user:1?"]) else {
+        panic!("KEYS reply");
+    };
+    assert_eq!(keys.len(), 10, "user:10 … user:19");
+
+    let port = c.resp_addr(3).port().to_string();
+    let out = std::process::Command::new("redis-cli")
+        .args(["-p", &port, "--scan", "--pattern", "user:*"])
+        .output()
+        .expect("redis-cli runs (scripts/test installs redis-tools)");
+    let listed: std::collections::BTreeSet<String> = String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .map(String::from)
+        .collect();
+    assert_eq!(
+        listed.len(),
+        149,
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}

@@ -20,6 +20,7 @@ use super::{no_coordinator, Node};
 use crate::coordinator::{ClientId, ForwardOp, InFlight, OpState, Origin};
 use crate::latency::RequestKind;
 use crate::message::{ClientError, ClientOp, ClientResult, Message, RequestId};
+use crate::ring::{Ring, Token};
 use crate::store::Store;
 use crate::{Millis, NodeId};
 
@@ -50,8 +51,18 @@ impl<S: Store> Node<S> {
         key: &[u8],
         write: bool,
     ) -> Vec<NodeId> {
+        self.candidates_for_token(now, Ring::key_token(key), write)
+    }
+
+    /// [`Node::coordinator_candidates`] for the keys of `token`.
+    pub(super) fn candidates_for_token(
+        &self,
+        now: Millis,
+        token: Token,
+        write: bool,
+    ) -> Vec<NodeId> {
         let n = self.settings.n;
-        let extended = self.ring.preference_list(key, self.ring.len());
+        let extended = self.ring.preference_list_for_token(token, self.ring.len());
         let (pref, beyond) = extended.split_at(n.min(extended.len()));
         let mut candidates: Vec<NodeId> = pref
             .iter()

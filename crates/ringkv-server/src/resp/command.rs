@@ -7,6 +7,7 @@
 
 use super::docs;
 use super::protocol::Reply;
+use super::scan::Scan;
 use super::transaction::Queued;
 use bytes::Bytes;
 use redis_protocol::resp2::types::BytesFrame;
@@ -29,6 +30,8 @@ pub enum Command {
     SMIsMember(Bytes, Vec<Bytes>),
     SCard(Bytes),
     Type(Bytes),
+    Scan(Scan),
+    Keys(Bytes),
     /// `INFO [section …]`, the sections in lower case.
     Info(Vec<String>),
     /// `DBSIZE`: what this node stores (see [`super::info::dbsize`]).
@@ -48,7 +51,9 @@ pub enum Command {
 }
 
 /// Every command this front end parses, for arity errors.
-const KNOWN: [&[u8]; 25] = [
+const KNOWN: [&[u8]; 27] = [
+    b"SCAN",
+    b"KEYS",
     b"GET",
     b"SET",
     b"DEL",
@@ -119,6 +124,8 @@ impl Command {
             }
             (b"SCARD", [key]) => Command::SCard(key.clone()),
             (b"TYPE", [key]) => Command::Type(key.clone()),
+            (b"SCAN", args @ [_, ..]) => Scan::parse(args).map_or_else(answer, Command::Scan),
+            (b"KEYS", [pattern]) => Command::Keys(pattern.clone()),
             (b"INFO", sections) => Command::Info(
                 sections
                     .iter()
@@ -159,6 +166,8 @@ impl Command {
             Command::MSet(pairs) => pairs.iter().map(|(key, _)| key).collect(),
             Command::Exec(batch) => batch.iter().flat_map(|q| q.command.keys()).collect(),
             Command::Info(_)
+            | Command::Scan(_)
+            | Command::Keys(_)
             | Command::DbSize
             | Command::Quit
             | Command::Reply(_)

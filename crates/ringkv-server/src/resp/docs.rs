@@ -25,7 +25,7 @@ const SUBCOMMAND: Arg = ("subcommand", "string", false);
 /// The commands ringkv serves, as `COMMAND DOCS` describes them: one
 /// line each, as a table.
 #[rustfmt::skip]
-const DOCS: [Doc; 22] = [
+const DOCS: [Doc; 35] = [
     ("get", "Returns the string value of a key.", "string", &[KEY]),
     ("set", "Sets the string value of a key.", "string", &[KEY, VALUE]),
     ("mget", "Returns the values of keys.", "string", &[KEYS]),
@@ -48,6 +48,19 @@ const DOCS: [Doc; 22] = [
     ("unwatch", "Nothing to forget: WATCH is refused.", "transactions", &[]),
     ("config", "CONFIG GET of a few fixed values.", "server", &[SUBCOMMAND]),
     ("command", "COMMAND DOCS, COUNT, INFO.", "server", &[SUBCOMMAND]),
+    ("incr", "Increments a counter (a PN-counter CRDT) by one.", "string", &[KEY]),
+    ("decr", "Decrements a counter by one.", "string", &[KEY]),
+    ("incrby", "Increments a counter by a number.", "string", &[KEY, ("increment", "integer", false)]),
+    ("decrby", "Decrements a counter by a number.", "string", &[KEY, ("decrement", "integer", false)]),
+    ("sadd", "Adds members to a set (an add-wins OR-set CRDT).", "set", &[KEY, ("member", "string", true)]),
+    ("srem", "Removes the members this node's read observed.", "set", &[KEY, ("member", "string", true)]),
+    ("smembers", "Returns the members of a set.", "set", &[KEY]),
+    ("sismember", "Whether a member is in a set.", "set", &[KEY, ("member", "string", false)]),
+    ("smismember", "Whether each member is in a set.", "set", &[KEY, ("member", "string", true)]),
+    ("scard", "Counts the members of a set.", "set", &[KEY]),
+    ("type", "Returns the type of a key: none, string or set.", "generic", &[KEY]),
+    ("scan", "Pages through the keys of the ring (MATCH, COUNT, TYPE).", "generic", &[("cursor", "integer", false)]),
+    ("keys", "Every key matching a pattern (a whole SCAN: prefer SCAN).", "generic", &[("pattern", "string", false)]),
 ];
 
 /// `COMMAND [sub …]`. The bare command table is empty (clients then use

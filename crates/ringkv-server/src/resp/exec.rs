@@ -7,7 +7,7 @@
 use super::command::{error, ok, Command};
 use super::protocol::Reply;
 use super::transaction::Queued;
-use super::{info, Context};
+use super::{info, scan, Context};
 use crate::metrics::{self, Frontend};
 use bytes::Bytes;
 use futures::{stream, StreamExt};
@@ -48,7 +48,7 @@ impl From<ClientError> for Failure {
 }
 
 impl Failure {
-    fn invalid(message: String) -> Failure {
+    pub fn invalid(message: String) -> Failure {
         Failure(format!("ERR {message}"), metrics::Outcome::Invalid)
     }
 
@@ -58,7 +58,8 @@ impl Failure {
     }
 }
 
-type Outcome<T> = Result<T, Failure>;
+/// A command's answer or its failure.
+pub type Outcome<T> = Result<T, Failure>;
 
 /// Run `command` and answer it, with the outcome it counts as.
 pub async fn run(command: Command, ctx: &Context) -> (Reply, metrics::Outcome) {
@@ -92,6 +93,8 @@ pub async fn run(command: Command, ctx: &Context) -> (Reply, metrics::Outcome) {
         Command::SCard(key) => set(ctx, key)
             .await
             .map(|s| BytesFrame::Integer(s.map_or(0, |s| s.len() as i64))),
+        Command::Scan(scan) => scan::scan(ctx, scan).await,
+        Command::Keys(pattern) => scan::keys(ctx, pattern).await,
         Command::Type(key) => value(ctx, &key)
             .await
             .map(|v| BytesFrame::SimpleString(v.map_or("none", |v| v.type_name()).into())),
@@ -181,10 +184,16 @@ async fn write(ctx: &Context, op: ClientOp) -> Outcome<()> {
 /// The node answered a read with a write's reply or the reverse: a bug on
 /// our side.
 fn unexpected_reply() -> Failure {
-    Failure(
-        "ERR the node gave an unexpected kind of reply".into(),
-        metrics::Outcome::Error,
-    )
+    Failure::unexpected()
+}
+
+impl Failure {
+    pub fn unexpected() -> Failure {
+        Failure(
+            "ERR the node gave an unexpected kind of reply".into(),
+            metrics::Outcome::Error,
+        )
+    }
 }
 
 /// The key's value as the siblings an R quorum holds resolve; `None` when

@@ -18,6 +18,7 @@ mod hello;
 mod info;
 mod inline;
 mod protocol;
+mod scan;
 mod session;
 mod transaction;
 
@@ -74,7 +75,7 @@ pub struct Load<'a> {
 /// The operations Redis requests are counted under: the commands that
 /// reach the node, `auth`, and `other` for everything else (so a client
 /// cannot make up series).
-pub const OPS: [&str; 21] = [
+pub const OPS: [&str; 23] = [
     "get",
     "set",
     "del",
@@ -95,6 +96,8 @@ pub const OPS: [&str; 21] = [
     "smismember",
     "scard",
     "type",
+    "scan",
+    "keys",
     "other",
 ];
 

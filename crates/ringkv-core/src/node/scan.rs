@@ -1,0 +1,128 @@
+//! Redis `SCAN` as a coverage query over the ring: the cursor is a ring
+//! token, and a page is the Redis keys of the ranges from there on that one
+//! replica holds — the node that takes the request scans its own store
+//! through consecutive ranges it replicates, and stops at the first it
+//! does not (the client's next `SCAN` goes to a replica of that one) or
+//! when it has examined `count` keys. Riak's 2i/list-keys and Cassandra's
+//! token-range paging cover the ring the same way.
+//!
+//! What a scan promises: a key stored on the asked replica of its range
+//! the whole time is returned at least once. One replica answers per range,
+//! so a key acknowledged by W replicas but not yet on that one (a sloppy or
+//! recent write) can be missed until anti-entropy or read repair brings it;
+//! keys whose 64-bit tokens collide exactly stay on one page.
+
+use super::Node;
+use crate::crdt;
+use crate::keyspace::LWW_PREFIX;
+use crate::message::{ClientError, ClientReply, ClientResult};
+use crate::ring::{Ring, Token};
+use crate::store::Store;
+use crate::{Millis, NodeId};
+
+/// The most keys one page may examine: a page's bytes stay well within a
+/// frame (keys are at most `max_key_bytes`, and [`MAX_PAGE_BYTES`] caps
+/// what is returned).
+pub const MAX_COUNT: usize = 10_000;
+/// A page stops once the keys it returns add up to this many bytes.
+const MAX_PAGE_BYTES: usize = 1 << 20;
+
+/// `count` must be 1 to [`MAX_COUNT`].
+pub(super) fn check_count(count: usize) -> Result<(), ClientError> {
+    if (1..=MAX_COUNT).contains(&count) {
+        return Ok(());
+    }
+    Err(ClientError::Invalid(format!(
+        "scan count must be 1 to {MAX_COUNT}, got {count}"
+    )))
+}
+
+/// Keys of one page so far, and what it has examined.
+#[derive(Default)]
+struct Page {
+    keys: Vec<(Vec<u8>, String)>,
+    examined: usize,
+    bytes: usize,
+}
+
+impl<S: Store> Node<S> {
+    /// The nodes that may answer a scan from `cursor`: the healthy
+    /// replicas of the range holding it, best first.
+    pub(super) fn scan_candidates(&self, now: Millis, cursor: Token) -> Vec<NodeId> {
+        match self.ring.range_of(cursor) {
+            Some(range) => self.candidates_for_token(now, range.end, false),
+            None => Vec::new(),
+        }
+    }
+
+    /// One page from this node's store, from `cursor` on through the
+    /// ranges it replicates, examining about `count` keys.
+    pub(super) fn scan(&self, mut cursor: Token, count: usize) -> ClientResult {
+        let mut page = Page::default();
+        while let Some(to) = self.span_end(cursor) {
+            let stopped = self.scan_span(cursor, to, count, &mut page)?;
+            cursor = match stopped {
+                Some(at) => at,
+                None => to.wrapping_add(1),
+            };
+            let replica = |c| self.ring.preference_list_for_token(c, self.settings.n);
+            if stopped.is_some() || cursor == 0 || !replica(cursor).contains(&self.id) {
+                break;
+            }
+        }
+        Ok(ClientReply::Keys {
+            keys: page.keys,
+            cursor,
+        })
+    }
+
+    /// The last token of the range holding `cursor`, not past `u64::MAX`
+    /// (a range that wraps is scanned to the end of the token space, and
+    /// the next cursor starts again at 0 — which ends the scan).
+    fn span_end(&self, cursor: Token) -> Option<Token> {
+        let range = self.ring.range_of(cursor)?;
+        Some(if range.end >= cursor {
+            range.end
+        } else {
+            Token::MAX
+        })
+    }
+
+    /// Scan `from..=to` into `page`; the token it stopped at (its keys not
+    /// taken) when the page is full, `None` when the span is done.
+    fn scan_span(
+        &self,
+        from: Token,
+        to: Token,
+        count: usize,
+        page: &mut Page,
+    ) -> Result<Option<Token>, ClientError> {
+        let mut last = None;
+        let mut stopped = None;
+        let full = |p: &Page| p.examined >= count || p.bytes >= MAX_PAGE_BYTES;
+        let visit = &mut |key: &[u8], set: &crate::siblings::SiblingSet| {
+            let token = Ring::key_token(key);
+            if full(page) && last != Some(token) {
+                stopped = Some(token);
+                return false;
+            }
+            last = Some(token);
+            page.examined += 1;
+            let Some(user_key) = key.strip_prefix(&LWW_PREFIX[..]) else {
+                return true;
+            };
+            if let Ok(Some((value, _))) = crdt::resolve(set) {
+                if value.exists() {
+                    page.bytes += user_key.len();
+                    page.keys
+                        .push((user_key.to_vec(), value.type_name().into()));
+                }
+            }
+            true
+        };
+        self.store
+            .scan(from, to, visit)
+            .map_err(|e| self.storage_error(e))?;
+        Ok(stopped)
+    }
+}
