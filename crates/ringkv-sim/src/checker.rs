@@ -33,6 +33,11 @@
 //!    cover a version their holder did not see. And every stored version's
 //!    context is within the context its client sent: a node never makes a
 //!    write supersede more than its writer asked.
+//!
+//! Rules 8 (every increment counts exactly once) and 9 (no lost add, no
+//! phantom member) check the CRDT updates of Redis keys: see [`crdt`].
+
+mod crdt;
 
 use crate::history::{FinalState, History, Write, WriteOutcome};
 use ringkv_core::siblings::{Sibling, SiblingSet};
@@ -47,6 +52,8 @@ pub struct Verdict {
     /// (read, earlier acknowledged write) pairs checked by rule 4.
     pub reads_checked: usize,
     pub keys_checked: usize,
+    /// Acknowledged CRDT updates checked by rules 8 and 9.
+    pub updates_checked: usize,
     pub violations: Vec<String>,
 }
 
@@ -101,6 +108,7 @@ pub fn check_with(history: &History, state: &FinalState, promises: Promises) -> 
     if promises.intersecting_quorums {
         reads_see_acknowledged_writes(history, &ancestry, &mut verdict);
     }
+    crdt::check(history, state, &mut verdict);
     verdict
 }
 
@@ -565,6 +573,7 @@ mod tests {
         let history = History {
             writes: vec![a, b],
             reads: vec![shown],
+            ..History::default()
         };
         let verdict = check(&history, &state(set.clone()));
         assert!(verdict.ok(), "{:?}", verdict.violations);
@@ -684,6 +693,7 @@ mod tests {
             writes: vec![a],
             // Before the ack an empty read is fine; after it, it is stale.
             reads: vec![read(1, 0, &before), read(1, 5, &set), read(1, 6, &before)],
+            ..History::default()
         };
         let verdict = check_with_intersecting_quorums(&history, &state(set));
         assert_eq!(verdict.reads_checked, 2);
@@ -702,6 +712,7 @@ mod tests {
         let history = History {
             writes: vec![a],
             reads: vec![read(1, 6, &before)],
+            ..History::default()
         };
         let verdict = check_with_intersecting_quorums(&history, &state(set));
         assert!(verdict.violations.is_empty(), "{:?}", verdict.violations);

@@ -1,6 +1,8 @@
 //! What clients did and saw: the input of the checker. Recorded by the
 //! simulator, and equally by a test driving real processes.
 
+use ringkv_core::crdt;
+use ringkv_core::message::ClientError;
 use ringkv_core::siblings::SiblingSet;
 use ringkv_core::version::{CausalContext, Dot};
 use ringkv_core::Millis;
@@ -88,11 +90,98 @@ pub struct Read {
     pub strict: bool,
 }
 
+/// How a CRDT update ended, as far as its client knows.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub enum UpdateOutcome {
+    /// Acknowledged (W replicas hold it) with this reply: an increment's
+    /// new value, or how many members a `SADD`/`SREM` added or removed.
+    Acked(i64),
+    /// Refused before anything was written (see [`UpdateOutcome::of_error`]):
+    /// it was applied nowhere.
+    Failed(String),
+    /// A timeout, a lost quorum after the coordinator applied it, a silent
+    /// or lost coordinator: applied at most once (an increment is never
+    /// retried elsewhere), maybe not at all.
+    Indeterminate(String),
+    /// Still waiting when the history was closed (also indeterminate).
+    Pending,
+}
+
+impl UpdateOutcome {
+    /// What an error tells of an update (`idempotent`: one that may be
+    /// applied twice, see `ClientOp::is_idempotent`). A bad request is a
+    /// definite failure: the node the client asked refuses it before
+    /// anything. So is a refusal of a node that wrote nothing — shedding
+    /// load, read-only, or a CRDT refusal (wrong type, overflow, a value
+    /// over the size limit) — for an increment, which is never sent on once
+    /// a coordinator may have applied it. But an idempotent update is sent
+    /// on after a coordinator fell silent, maybe having applied it, and
+    /// such a refusal may then come from the next one. Everything else — a
+    /// lost quorum after the local write, a silent coordinator, a failed
+    /// sync — may have been applied.
+    pub fn of_error(e: &ClientError, idempotent: bool) -> UpdateOutcome {
+        let definite = match e {
+            ClientError::Invalid(_) => true,
+            ClientError::Overloaded { .. }
+            | ClientError::ReadOnly { .. }
+            | ClientError::Refused(_) => !idempotent,
+            _ => false,
+        };
+        match definite {
+            true => UpdateOutcome::Failed(e.to_string()),
+            false => UpdateOutcome::Indeterminate(e.to_string()),
+        }
+    }
+
+    pub fn is_acked(&self) -> bool {
+        matches!(self, UpdateOutcome::Acked(_))
+    }
+
+    /// False only for an update that was applied nowhere.
+    pub fn may_have_applied(&self) -> bool {
+        !matches!(self, UpdateOutcome::Failed(_))
+    }
+}
+
+/// One CRDT update of a Redis key (`ClientOp::Update`): an increment, or a
+/// set's `SADD`/`SREM` with the members the client named.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct Update {
+    /// The workload client that made it.
+    pub client: usize,
+    /// The internal key (Redis keyspace prefix included).
+    pub key: String,
+    pub update: crdt::Update,
+    pub invoked_at: Millis,
+    /// When the client got its answer (acknowledged or not).
+    pub completed_at: Option<Millis>,
+    pub outcome: UpdateOutcome,
+}
+
+impl Update {
+    /// The members a `SADD` or `SREM` named (none for other updates).
+    pub fn members(&self) -> &[Vec<u8>] {
+        match &self.update {
+            crdt::Update::SAdd(m) | crdt::Update::SRem(m) => m,
+            // Hash updates are not in the simulated workload (yet).
+            _ => &[],
+        }
+    }
+
+    /// Acknowledged strictly before `at`: then it was done (read, applied
+    /// and written) before anything invoked at `at` began.
+    pub fn acked_before(&self, at: Millis) -> bool {
+        self.outcome.is_acked() && self.completed_at.is_some_and(|done| done < at)
+    }
+}
+
 /// Everything one run recorded.
 #[derive(Clone, Debug, Default)]
 pub struct History {
     pub writes: Vec<Write>,
     pub reads: Vec<Read>,
+    /// CRDT updates of the Redis-keyspace keys.
+    pub updates: Vec<Update>,
 }
 
 /// The state after faults healed and the cluster quiesced.

@@ -16,6 +16,6 @@ pub mod sim;
 pub mod workload;
 
 pub use checker::{check, check_with, check_with_intersecting_quorums, Promises, Verdict};
-pub use history::{FinalState, History, Read, Write, WriteOutcome};
+pub use history::{FinalState, History, Read, Update, UpdateOutcome, Write, WriteOutcome};
 pub use membership::MembershipChange;
 pub use sim::{run, SimConfig, SimReport};

@@ -15,14 +15,15 @@ mod removal;
 
 use crate::checker::{check_with, Promises, Verdict};
 use crate::disk::{DiskFault, SimDisk, FSYNC_MS};
-use crate::history::{FinalState, History, WriteOutcome};
+use crate::history::{FinalState, History, UpdateOutcome, WriteOutcome};
 use crate::membership::{self, MembershipChange};
 use crate::network::{Faults, NetStats, Network, TooLarge};
-use crate::workload::{Client, Step};
+use crate::workload::{Client, CrdtKeys, Step};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
 use ringkv_core::coordinator::ClientId;
 use ringkv_core::gossip::MemberState;
+use ringkv_core::keyspace;
 use ringkv_core::message::{ClientOp, ClientReply, Message};
 use ringkv_core::node::{Effect, Node, Ready};
 use ringkv_core::ring::{Ring, RingMember};
@@ -207,6 +208,10 @@ pub struct SimReport {
     pub writes: usize,
     pub acked: usize,
     pub reads: usize,
+    /// CRDT updates (increments, set adds and removes), and how many were
+    /// acknowledged.
+    pub updates: usize,
+    pub updates_acked: usize,
     pub faults: FaultCounts,
     /// Simulated milliseconds from heal until all replicas agreed.
     pub converged_after_ms: Option<Millis>,
@@ -327,6 +332,8 @@ struct Sim {
     requests: BTreeMap<ClientId, Request>,
     next_request: ClientId,
     keys: Vec<String>,
+    /// The Redis-keyspace keys of the CRDT updates, checked like `keys`.
+    crdt_keys: CrdtKeys,
     history: History,
     final_reads: BTreeMap<String, Option<SiblingSet>>,
     /// Whether each key's resolving write was acknowledged.
@@ -380,6 +387,13 @@ pub fn run(cfg: SimConfig) -> SimReport {
             .filter(|w| matches!(w.outcome, WriteOutcome::Acked { .. }))
             .count(),
         reads: sim.history.reads.len(),
+        updates: sim.history.updates.len(),
+        updates_acked: sim
+            .history
+            .updates
+            .iter()
+            .filter(|u| u.outcome.is_acked())
+            .count(),
         faults: FaultCounts {
             net: sim.net.stats,
             ..sim.counts
@@ -424,6 +438,7 @@ impl Sim {
             .collect();
         Sim {
             keys: (0..cfg.keys).map(|k| format!("key{k}")).collect(),
+            crdt_keys: CrdtKeys::default(),
             clients: (0..cfg.clients).map(|c| Client::new(c, pad_to)).collect(),
             busy: vec![false; cfg.clients],
             faults: cfg.faults,
@@ -738,8 +753,15 @@ impl Sim {
             if let Some(Waiter::Client { client, step }) =
                 self.requests.remove(&c).map(|r| r.waiter)
             {
-                if let Step::Write(index) = step {
-                    self.history.writes[index].outcome = WriteOutcome::Indeterminate(why.into());
+                match step {
+                    Step::Write(index) => {
+                        self.history.writes[index].outcome = WriteOutcome::Indeterminate(why.into())
+                    }
+                    Step::Update(index) => {
+                        self.history.updates[index].outcome =
+                            UpdateOutcome::Indeterminate(why.into())
+                    }
+                    Step::Read { .. } | Step::SetRead { .. } => {}
                 }
                 self.busy[client] = false;
             }
@@ -804,8 +826,13 @@ impl Sim {
             if self.busy[c] || !self.rng.random_bool(rate) {
                 continue;
             }
-            let (op, step) =
-                self.clients[c].start(&mut self.rng, self.now, &self.keys, &mut self.history);
+            let (op, step) = self.clients[c].start(
+                &mut self.rng,
+                self.now,
+                &self.keys,
+                &self.crdt_keys,
+                &mut self.history,
+            );
             self.busy[c] = true;
             self.submit(op, Waiter::Client { client: c, step });
         }
@@ -865,6 +892,7 @@ impl Sim {
                         Some(Waiter::Client { client, step }) => {
                             self.busy[client] = false;
                             let next = self.clients[client].on_reply(
+                                &mut self.rng,
                                 self.now,
                                 step,
                                 result,
@@ -912,7 +940,7 @@ impl Sim {
             && self
                 .live()
                 .all(|n| n.ring().fingerprint() == ring.fingerprint())
-            && self.keys.iter().all(|key| {
+            && self.all_keys().all(|key| {
                 let sets: Vec<_> = self.replica_states(ring, key).into_values().collect();
                 sets.windows(2).all(|w| w[0] == w[1])
             })
@@ -997,7 +1025,8 @@ impl Sim {
     fn final_state(&mut self) -> FinalState {
         let mut state = FinalState::default();
         let ring = self.serving_ring().cloned().unwrap_or_default();
-        for key in self.keys.clone() {
+        let keys: Vec<String> = self.all_keys().cloned().collect();
+        for key in keys {
             state
                 .replicas
                 .insert(key.clone(), self.replica_states(&ring, &key));
@@ -1008,15 +1037,23 @@ impl Sim {
         state
     }
 
+    /// Every key the workload uses: the plain ones, then the CRDT ones.
+    fn all_keys(&self) -> impl Iterator<Item = &String> {
+        self.keys.iter().chain(self.crdt_keys.all())
+    }
+
     /// Siblings must never outlive a write that resolves them: write every
     /// key that has several back with its final read's context (a full,
     /// R = N read), let the cluster settle, and read it again — one version
     /// must be left. Pruned contexts that dropped what they resolved would
-    /// leave the old siblings beside the new one.
+    /// leave the old siblings beside the new one. Not the Redis keys: their
+    /// siblings are CRDT states every read joins, and a plain write would
+    /// replace the value rather than resolve them.
     fn resolve_siblings(&mut self, state: &FinalState) -> Vec<String> {
         let mut problems = Vec::new();
         for (key, set) in &state.reads {
-            if set.len() < 2 {
+            let lww = keyspace::policy_of(key.as_bytes()) == keyspace::ConflictPolicy::Lww;
+            if set.len() < 2 || lww {
                 continue;
             }
             let op = ClientOp::Put {

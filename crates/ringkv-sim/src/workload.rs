@@ -9,10 +9,20 @@
 //! checker can tell versions apart. In seeds with small size limits values
 //! are padded (`~....`) up to near `max_value_bytes`, so sibling sets fill
 //! batches and frames.
+//!
+//! A share of the operations ([`CRDT_SHARE`]) go to two Redis-keyspace keys
+//! apart from those ([`CrdtKeys`]): increments by small deltas of either
+//! sign on a counter, and on a set `SADD`s of fresh members (named like
+//! values, `c<client>.<seq>`, unique per add), `SREM`s of members a read of
+//! the set showed or the client added itself, and re-adds of members the
+//! client removed — so the checker can tell which add each member's
+//! presence comes from.
 
-use crate::history::{History, Read, Write, WriteOutcome};
+use crate::history::{History, Read, Update, UpdateOutcome, Write, WriteOutcome};
 use rand::rngs::ChaCha8Rng;
 use rand::RngExt;
+use ringkv_core::crdt::{self, Value};
+use ringkv_core::keyspace;
 use ringkv_core::message::{ClientOp, ClientReply, ClientResult};
 use ringkv_core::siblings::SiblingSet;
 use ringkv_core::version::CausalContext;
@@ -21,6 +31,43 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 
 /// Contexts a client remembers per key, for chained and stale writes.
 const REMEMBERED_CONTEXTS: usize = 8;
+/// Share of operations that are CRDT updates (or a set read before a
+/// remove): enough to contend on the two keys, few enough that the plain
+/// keys keep nearly all of their workload.
+pub const CRDT_SHARE: f64 = 0.15;
+/// Increments are by 1 to this much, up or down.
+pub const MAX_DELTA: i64 = 5;
+/// Members a client remembers having added and having removed, for
+/// `SREM`s of its own members and re-adds.
+const REMEMBERED_MEMBERS: usize = 16;
+
+/// The Redis-keyspace keys the CRDT updates go to (internal keys, prefix
+/// included, so the simulator reads and checks them like any other).
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CrdtKeys {
+    pub counter: String,
+    pub set: String,
+}
+
+impl Default for CrdtKeys {
+    fn default() -> Self {
+        CrdtKeys {
+            counter: redis_key("counter"),
+            set: redis_key("set"),
+        }
+    }
+}
+
+impl CrdtKeys {
+    pub fn all(&self) -> [&String; 2] {
+        [&self.counter, &self.set]
+    }
+}
+
+/// The internal key of the Redis key `name` (`\0r` + name: valid UTF-8).
+fn redis_key(name: &str) -> String {
+    String::from_utf8_lossy(&keyspace::lww_key(name.as_bytes())).into_owned()
+}
 
 /// What a client is waiting for.
 #[derive(Clone, Debug)]
@@ -29,6 +76,10 @@ pub enum Step {
     Read { key: String, at: Millis, then: Then },
     /// A write recorded at this index of `History::writes`.
     Write(usize),
+    /// A CRDT update recorded at this index of `History::updates`.
+    Update(usize),
+    /// A read of the CRDT set, to remove some of the members it shows.
+    SetRead { key: String },
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -46,6 +97,9 @@ pub struct Client {
     contexts: BTreeMap<String, VecDeque<CausalContext>>,
     /// Pad values to this many bytes.
     pad_to: Option<usize>,
+    /// Set members this client added, and asked to remove, newest last.
+    added: VecDeque<Vec<u8>>,
+    removed: VecDeque<Vec<u8>>,
 }
 
 /// Separates a value from its padding.
@@ -58,6 +112,8 @@ impl Client {
             seq: 0,
             pad_to,
             contexts: BTreeMap::new(),
+            added: VecDeque::new(),
+            removed: VecDeque::new(),
         }
     }
 
@@ -88,14 +144,19 @@ impl Client {
         self.pw()
     }
 
-    /// Start a new operation on one of `keys`.
+    /// Start a new operation on one of `keys`, or now and then
+    /// ([`CRDT_SHARE`]) a CRDT operation on one of `crdt`.
     pub fn start(
         &mut self,
         rng: &mut ChaCha8Rng,
         now: Millis,
         keys: &[String],
+        crdt: &CrdtKeys,
         history: &mut History,
     ) -> (ClientOp, Step) {
+        if rng.random_bool(CRDT_SHARE) {
+            return self.start_crdt(rng, now, crdt, history);
+        }
         let key = keys[rng.random_range(0..keys.len())].clone();
         let roll: f64 = rng.random();
         let then = match roll {
@@ -147,12 +208,28 @@ impl Client {
     /// The answer to `step`; a read-modify-write continues with its write.
     pub fn on_reply(
         &mut self,
+        rng: &mut ChaCha8Rng,
         now: Millis,
         step: Step,
         result: ClientResult,
         history: &mut History,
     ) -> Option<(ClientOp, Step)> {
         match step {
+            Step::Update(index) => {
+                let update = &mut history.updates[index];
+                update.completed_at = Some(now);
+                update.outcome = match result {
+                    Ok(ClientReply::Updated(reply)) => UpdateOutcome::Acked(reply),
+                    Ok(other) => UpdateOutcome::Indeterminate(format!("unexpected {other:?}")),
+                    Err(e) => UpdateOutcome::of_error(&e, update.update.is_idempotent()),
+                };
+                None
+            }
+            Step::SetRead { key } => {
+                let members = set_members(result)?;
+                let chosen = pick_some(rng, &members);
+                (!chosen.is_empty()).then(|| self.remove(now, key, chosen, history))
+            }
             Step::Write(index) => {
                 let write = &mut history.writes[index];
                 write.completed_at = Some(now);
@@ -258,8 +335,139 @@ impl Client {
         self.padded(format!("{item}|{}", list.join(",")))
     }
 
+    /// A CRDT operation: half increments, half set operations — about as
+    /// many removes (of members a read showed, or of its own) as adds (of
+    /// fresh members, or re-adds of removed ones), so the set stays small
+    /// enough for the small size limits.
+    fn start_crdt(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        now: Millis,
+        keys: &CrdtKeys,
+        history: &mut History,
+    ) -> (ClientOp, Step) {
+        let roll: f64 = rng.random();
+        let key = keys.set.clone();
+        match roll {
+            r if r < 0.5 => {
+                let delta = rng.random_range(1..=MAX_DELTA);
+                let delta = if rng.random_bool(0.4) { -delta } else { delta };
+                let update = crdt::Update::IncrBy(delta);
+                self.update(now, keys.counter.clone(), update, history)
+            }
+            r if r < 0.65 => {
+                let op = ClientOp::Get {
+                    key: key.clone().into_bytes(),
+                    r: None,
+                    pr: self.pr(),
+                };
+                (op, Step::SetRead { key })
+            }
+            r if r < 0.75 && !self.added.is_empty() => {
+                let own = self.added[rng.random_range(0..self.added.len())].clone();
+                self.remove(now, key, vec![own], history)
+            }
+            r if r < 0.82 && !self.removed.is_empty() => {
+                let again = self.removed[rng.random_range(0..self.removed.len())].clone();
+                self.add(now, key, vec![again], history)
+            }
+            _ => {
+                let count = if rng.random_bool(0.2) { 2 } else { 1 };
+                let fresh = (0..count).map(|_| self.next_item().into_bytes()).collect();
+                self.add(now, key, fresh, history)
+            }
+        }
+    }
+
+    fn add(
+        &mut self,
+        now: Millis,
+        key: String,
+        members: Vec<Vec<u8>>,
+        history: &mut History,
+    ) -> (ClientOp, Step) {
+        for m in &members {
+            remember_member(&mut self.added, m);
+        }
+        self.update(now, key, crdt::Update::SAdd(members), history)
+    }
+
+    fn remove(
+        &mut self,
+        now: Millis,
+        key: String,
+        members: Vec<Vec<u8>>,
+        history: &mut History,
+    ) -> (ClientOp, Step) {
+        for m in &members {
+            remember_member(&mut self.removed, m);
+        }
+        self.update(now, key, crdt::Update::SRem(members), history)
+    }
+
+    /// Record and send a CRDT update of `key`.
+    fn update(
+        &mut self,
+        now: Millis,
+        key: String,
+        update: crdt::Update,
+        history: &mut History,
+    ) -> (ClientOp, Step) {
+        history.updates.push(Update {
+            client: self.id,
+            key: key.clone(),
+            update: update.clone(),
+            invoked_at: now,
+            completed_at: None,
+            outcome: UpdateOutcome::Pending,
+        });
+        let op = ClientOp::Update {
+            key: key.into_bytes(),
+            update,
+            w: None,
+            pw: self.pw(),
+        };
+        (op, Step::Update(history.updates.len() - 1))
+    }
+
     fn next_item(&mut self) -> String {
         self.seq += 1;
         format!("c{}.{}", self.id, self.seq)
+    }
+}
+
+/// The members a read of a set shows (none when it failed or the key holds
+/// something else: then there is nothing to remove).
+fn set_members(result: ClientResult) -> Option<Vec<Vec<u8>>> {
+    let Ok(ClientReply::Value(set)) = result else {
+        return None;
+    };
+    match crdt::resolve(&set).ok()?? {
+        (Value::Set(s), _) => Some(s.iter().map(<[u8]>::to_vec).collect()),
+        _ => None,
+    }
+}
+
+/// One or two of `members`, at random (none when there are none).
+fn pick_some(rng: &mut ChaCha8Rng, members: &[Vec<u8>]) -> Vec<Vec<u8>> {
+    if members.is_empty() {
+        return Vec::new();
+    }
+    let count = if members.len() > 1 && rng.random_bool(0.3) {
+        2
+    } else {
+        1
+    };
+    let start = rng.random_range(0..members.len());
+    (0..count)
+        .map(|i| members[(start + i) % members.len()].clone())
+        .collect()
+}
+
+fn remember_member(list: &mut VecDeque<Vec<u8>>, member: &[u8]) {
+    list.retain(|m| m != member);
+    list.push_back(member.to_vec());
+    if list.len() > REMEMBERED_MEMBERS {
+        list.pop_front();
     }
 }

@@ -5,12 +5,13 @@ use ringkv_sim::{run, SimConfig};
 
 /// Seeds run on every build (each a few hundred simulated operations under
 /// drops, duplicates, delays, partitions, crashes and clock skew; about a
-/// third also with a node joining or leaving).
+/// third also with a node joining or leaving; a share of the operations are
+/// counter increments and set adds and removes).
 const CI_SEEDS: u64 = 100;
 
 #[test]
 fn no_acknowledged_write_is_lost_and_replicas_converge() {
-    let (mut ops, mut faults) = (0, 0);
+    let (mut ops, mut faults, mut updates_checked) = (0, 0, 0);
     let (mut joins, mut leaves) = (0, 0);
     let mut nothing_checked = Vec::new();
     for seed in 1..=CI_SEEDS {
@@ -27,16 +28,22 @@ fn no_acknowledged_write_is_lost_and_replicas_converge() {
         if report.verdict.writes_checked == 0 {
             nothing_checked.push(seed);
         }
-        ops += report.writes + report.reads;
+        ops += report.writes + report.reads + report.updates;
+        updates_checked += report.verdict.updates_checked;
         faults += report.faults.partitions + report.faults.crashes + report.faults.net.dropped;
         joins += usize::from(report.had_join());
         leaves += usize::from(report.had_leave());
     }
     println!(
         "{CI_SEEDS} seeds ({joins} with a join, {leaves} with a leave), {ops} operations \
-         checked, {faults} faults injected"
+         checked ({updates_checked} acknowledged CRDT updates), {faults} faults injected"
     );
     assert!(joins > 0 && leaves > 0, "the seeds cover joins and leaves");
+    // Some twenty per seed: fewer than one means the CRDT workload is gone.
+    assert!(
+        updates_checked >= CI_SEEDS as usize,
+        "only {updates_checked} acknowledged CRDT updates checked"
+    );
     // Faults may leave a run without a single acknowledged write, but
     // rarely: more such seeds means the simulation lost its teeth.
     assert!(
