@@ -88,10 +88,13 @@ async fn increments_and_adds_on_both_sides_of_a_partition_all_count() {
     let c = Cluster::start(5).await;
     let (cart, hits) = (key_on_1_2_3(&c, "cart"), key_on_1_2_3(&c, "hits"));
     let (cart, hits) = (cart.as_str(), hits.as_str());
+    let qty = key_on_1_2_3(&c, "qty");
+    let qty = qty.as_str();
     let mut n1 = Redis::connect(c.resp_addr(1));
     let mut n2 = Redis::connect(c.resp_addr(2));
     assert_eq!(n1.call(&["SADD", cart, "shared", "removed"]), Reply::Int(2));
     assert_eq!(n1.call(&["SET", hits, "100"]), common::redis::ok());
+    assert_eq!(n1.call(&["HSET", qty, "sku", "1"]), Reply::Int(1));
 
     let links = [(1, 2), (1, 3), (1, 5), (4, 2), (4, 3), (4, 5)];
     for (a, b) in links {
@@ -112,10 +115,20 @@ async fn increments_and_adds_on_both_sides_of_a_partition_all_count() {
         );
         incr(&mut n1, hits, 1, &mut tally);
         incr(&mut n2, hits, 3, &mut tally);
+        assert!(matches!(
+            n1.call(&["HINCRBY", qty, "sku", "1"]),
+            Reply::Int(_)
+        ));
+        assert!(matches!(
+            n2.call(&["HINCRBY", qty, "sku", "2"]),
+            Reply::Int(_)
+        ));
     }
     // A remove on one side of what both saw; a re-add on the other of
     // something removed before the cut would be an add it never observed.
     assert_eq!(n2.call(&["SREM", cart, "removed"]), Reply::Int(1));
+    assert_eq!(n1.call(&["HSET", qty, "n1-field", "a"]), Reply::Int(1));
+    assert_eq!(n2.call(&["HSET", qty, "n2-field", "b"]), Reply::Int(1));
     assert_eq!(n1.call(&["SADD", cart, "shared"]), Reply::Int(0));
     assert!(
         tally.acked >= 20,
@@ -141,6 +154,11 @@ async fn increments_and_adds_on_both_sides_of_a_partition_all_count() {
             async || {
                 let value = redis.call(&["GET", hits]);
                 let cardinality = redis.call(&["SCARD", cart]);
+                let quantity = redis.call(&["HGET", qty, "sku"]);
+                let fields = redis.call(&["HLEN", qty]);
+                if quantity != common::redis::bulk("31") || fields != Reply::Int(3) {
+                    return Err(format!("via n{i}: HGET {quantity:?}, HLEN {fields:?}"));
+                }
                 let Reply::Bulk(Some(v)) = &value else {
                     return Err(format!("GET {hits} via n{i}: {value:?}"));
                 };

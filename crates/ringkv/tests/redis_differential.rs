@@ -6,8 +6,8 @@
 //! counters (`INCR` … `DECRBY`, their "not an integer" and overflow
 //! errors), sets (`SADD` … `SCARD`), `TYPE`, `WRONGTYPE`, `DEL`/`EXISTS`/
 //! `MGET`/`MSET` over typed values, `MULTI`/`EXEC`, and the same again in
-//! RESP3 after `HELLO 3`. `SMEMBERS` is compared as a sorted list (Redis's
-//! order is its hash table's). Replies that cannot be equal by nature are
+//! RESP3 after `HELLO 3`, hashes (`HSET` … `HINCRBY`). `SMEMBERS` and
+//! `HGETALL` are compared sorted (Redis's order is its own). Replies that cannot be equal by nature are
 //! listed in [`SHAPE_ONLY`] and only their shape is checked.
 //!
 //! `redis-server` missing fails the test: scripts/test installs it.
@@ -345,8 +345,59 @@ const STEPS: &[&[&str]] = &[
     &["GET", "tx:ctr"],
     &["EXEC"],
     &["DISCARD"],
+    // Hashes (fields in byte order: HGETALL is compared sorted).
+    &["HSET", "h:a", "f1", "v1", "f2", "2"],
+    &["HSET", "h:a", "f1", "new", "f3", "x"],
+    &["HGET", "h:a", "f1"],
+    &["HGET", "h:a", "nope"],
+    &["HGET", "h:missing", "f1"],
+    &["HMGET", "h:a", "f1", "nope", "f2"],
+    &["HMGET", "h:missing", "f1"],
+    &["HGETALL", "h:a"],
+    &["HGETALL", "h:missing"],
+    &["HLEN", "h:a"],
+    &["HLEN", "h:missing"],
+    &["HEXISTS", "h:a", "f2"],
+    &["HEXISTS", "h:a", "nope"],
+    &["HINCRBY", "h:a", "f2", "5"],
+    &["HINCRBY", "h:a", "f2", "-10"],
+    &["HINCRBY", "h:a", "new", "3"],
+    &["HINCRBY", "h:a", "f1", "1"],
+    &["HINCRBY", "h:a", "f2", "x"],
+    &["HINCRBY", "h:a", "f2", "9223372036854775807"],
+    &["HSET", "h:a", "big", "9223372036854775807"],
+    &["HINCRBY", "h:a", "big", "1"],
+    &["HSET", "h:a", "f2", "010"],
+    &["HINCRBY", "h:a", "f2", "1"],
+    &["HGET", "h:a", "f2"],
+    &["HDEL", "h:a", "f3", "nope", "f3"],
+    &["HDEL", "h:missing", "f1"],
+    &["HGETALL", "h:a"],
+    &["HMSET", "h:b", "a", "1", "b", "2"],
+    &["HGETALL", "h:b"],
+    &["HDEL", "h:b", "a", "b"],
+    &["EXISTS", "h:b"],
+    &["TYPE", "h:b"],
+    &["HSET", "h:b", "c", "3"],
+    &["TYPE", "h:a"],
+    &["GET", "h:a"],
+    &["SADD", "h:a", "m"],
+    &["HGET", "set:c", "f"],
+    &["HSET", "str:a", "f", "v"],
+    &["HINCRBY", "ctr:a", "f", "1"],
+    &["MGET", "h:a", "str:missing"],
+    &["DEL", "h:a", "h:b"],
+    &["HLEN", "h:a"],
+    &["HSET", "h:a"],
+    &["HSET", "h:a", "f"],
+    &["HSET", "h:a", "f", "v", "g"],
+    &["HGET", "h:a"],
+    &["HINCRBY", "h:a", "f"],
+    &["HSET", "h:c", "f", "v"],
     // RESP3.
     &["HELLO", "3"],
+    &["HGETALL", "h:c"],
+    &["HGETALL", "h:missing"],
     &["GET", "str:missing"],
     &["GET", "mset:a"],
     &["MGET", "mset:a", "str:missing", "set:c"],
@@ -545,7 +596,8 @@ fn hello_proto(reply: &Wire) -> Option<i64> {
     })
 }
 
-/// The reply as compared: `SMEMBERS`'s members sorted.
+/// The reply as compared: `SMEMBERS`'s members and `HGETALL`'s fields
+/// sorted.
 fn normalized(args: &[&str], reply: Wire) -> Wire {
     let sort = |mut items: Vec<Wire>| {
         items.sort_by_key(ToString::to_string);
@@ -556,6 +608,15 @@ fn normalized(args: &[&str], reply: Wire) -> Wire {
             Wire::Array(Some(sort(items)))
         }
         Wire::Set(items) => Wire::Set(sort(items)),
+        Wire::Array(Some(items)) if args[0].eq_ignore_ascii_case("HGETALL") => {
+            let mut pairs: Vec<Vec<Wire>> = items.chunks(2).map(<[Wire]>::to_vec).collect();
+            pairs.sort_by_key(|pair| pair[0].to_string());
+            Wire::Array(Some(pairs.concat()))
+        }
+        Wire::Map(mut pairs) => {
+            pairs.sort_by_key(|(name, _)| name.to_string());
+            Wire::Map(pairs)
+        }
         other => other,
     }
 }

@@ -18,10 +18,12 @@
 
 mod counter;
 mod dots;
+mod map;
 mod orset;
 mod value;
 
 pub use counter::{Actor, PnCounter};
+pub use map::{Field, FieldValue, OrMap};
 pub use orset::OrSet;
 pub use value::{apply, parse_integer, resolve, Applied, Stamp, Update, Value, Writer};
 
@@ -35,6 +37,8 @@ pub enum CrdtError {
     Overflow,
     #[error("value is not an integer or out of range")]
     NotInteger,
+    #[error("hash value is not an integer")]
+    HashNotInteger,
     #[error("WRONGTYPE Operation against a key holding the wrong kind of value")]
     WrongType,
     /// A coordinator minted a dot the state has seen: a bug, refused

@@ -2,6 +2,7 @@
 //! siblings resolve to one ([`resolve`]), and how an update changes it
 //! ([`apply`]).
 
+use super::map::{Field, FieldValue, OrMap};
 use super::{Actor, CrdtError, OrSet, PnCounter};
 use crate::keyspace::lww_winner;
 use crate::siblings::SiblingSet;
@@ -12,6 +13,7 @@ use serde::{Deserialize, Serialize};
 const TAG_STRING: u8 = 0;
 const TAG_COUNTER: u8 = 1;
 const TAG_SET: u8 = 2;
+const TAG_HASH: u8 = 3;
 
 /// What a Redis key holds. Stored as one tag byte and the payload: the
 /// string's bytes, or the postcard encoding of the CRDT state.
@@ -20,6 +22,7 @@ pub enum Value {
     String(Vec<u8>),
     Counter(PnCounter),
     Set(OrSet),
+    Hash(OrMap),
 }
 
 /// The version a resolved value comes from: its `(timestamp, dot)`.
@@ -31,6 +34,7 @@ impl Value {
             Value::String(bytes) => return [&[TAG_STRING][..], bytes].concat(),
             Value::Counter(c) => (TAG_COUNTER, postcard::to_stdvec(c)),
             Value::Set(s) => (TAG_SET, postcard::to_stdvec(s)),
+            Value::Hash(h) => (TAG_HASH, postcard::to_stdvec(h)),
         };
         // Encoding maps and integers into a Vec cannot fail.
         let body = body.expect("postcard encodes CRDT states");
@@ -45,6 +49,7 @@ impl Value {
                 .map(Value::Counter)
                 .map_err(corrupt),
             Some((&TAG_SET, body)) => postcard::from_bytes(body).map(Value::Set).map_err(corrupt),
+            Some((&TAG_HASH, body)) => postcard::from_bytes(body).map(Value::Hash).map_err(corrupt),
             Some((tag, _)) => Err(CrdtError::Corrupt(format!("unknown type tag {tag}"))),
             None => Err(CrdtError::Corrupt("empty value".into())),
         }
@@ -55,13 +60,18 @@ impl Value {
         match self {
             Value::String(_) | Value::Counter(_) => "string",
             Value::Set(_) => "set",
+            Value::Hash(_) => "hash",
         }
     }
 
     /// A set emptied by removes or `DEL` is kept for its causal context
     /// (what it removed), but to Redis the key does not exist.
     pub fn exists(&self) -> bool {
-        !matches!(self, Value::Set(s) if s.is_empty())
+        match self {
+            Value::Set(s) => !s.is_empty(),
+            Value::Hash(h) => !h.is_empty(),
+            Value::String(_) | Value::Counter(_) => true,
+        }
     }
 
     /// The bytes `GET` answers: a string's, or a counter's decimal value.
@@ -69,7 +79,7 @@ impl Value {
         match self {
             Value::String(bytes) => Ok(bytes.clone()),
             Value::Counter(c) => Ok(c.value().to_string().into_bytes()),
-            Value::Set(_) => Err(CrdtError::WrongType),
+            Value::Set(_) | Value::Hash(_) => Err(CrdtError::WrongType),
         }
     }
 
@@ -79,6 +89,7 @@ impl Value {
         match (self, other) {
             (Value::Counter(a), Value::Counter(b)) => a.merge(b),
             (Value::Set(a), Value::Set(b)) => a.merge(b),
+            (Value::Hash(a), Value::Hash(b)) => a.merge(b),
             _ => return false,
         }
         true
@@ -113,6 +124,12 @@ pub enum Update {
     SAdd(Vec<Vec<u8>>),
     /// `SREM`: the reply is how many were members.
     SRem(Vec<Vec<u8>>),
+    /// `HSET`: the reply is how many fields were new.
+    HSet(Vec<(Vec<u8>, Vec<u8>)>),
+    /// `HDEL`: the reply is how many fields were present.
+    HDel(Vec<Vec<u8>>),
+    /// `HINCRBY`: the field as a PN-counter; the reply is its new value.
+    HIncrBy(Vec<u8>, i64),
     /// `DEL`: a set's observed members are removed (a concurrent `SADD`
     /// survives); a string or counter gets a tombstone. The reply is 1
     /// when the key existed.
@@ -123,7 +140,7 @@ impl Update {
     /// False for an update that must not be applied twice: a forward of it
     /// is never hedged or retried once sent (see the node's forwarding).
     pub fn is_idempotent(&self) -> bool {
-        !matches!(self, Update::IncrBy(_))
+        !matches!(self, Update::IncrBy(_) | Update::HIncrBy(..))
     }
 
     pub fn name(&self) -> &'static str {
@@ -131,6 +148,9 @@ impl Update {
             Update::IncrBy(_) => "incrby",
             Update::SAdd(_) => "sadd",
             Update::SRem(_) => "srem",
+            Update::HSet(_) => "hset",
+            Update::HDel(_) => "hdel",
+            Update::HIncrBy(..) => "hincrby",
             Update::Del => "del",
         }
     }
@@ -139,6 +159,9 @@ impl Update {
     pub fn size(&self) -> usize {
         match self {
             Update::SAdd(elems) | Update::SRem(elems) => elems.iter().map(Vec::len).sum(),
+            Update::HDel(fields) => fields.iter().map(Vec::len).sum(),
+            Update::HSet(pairs) => pairs.iter().map(|(f, v)| f.len() + v.len()).sum(),
+            Update::HIncrBy(field, _) => field.len(),
             Update::IncrBy(_) | Update::Del => 0,
         }
     }
@@ -157,6 +180,8 @@ pub struct Writer<'a> {
     pub node: &'a NodeId,
     /// The node's dot floor (see [`PnCounter::actor_for`]).
     pub floor: u64,
+    /// The write's timestamp (a hash field's last-write-wins clock).
+    pub now: Millis,
     pub dot: &'a Dot,
 }
 
@@ -189,11 +214,16 @@ pub fn apply(
             }
             Some(_) => Err(CrdtError::WrongType),
         },
+        Update::HSet(_) | Update::HDel(_) | Update::HIncrBy(..) => hash(current, update, writer),
         Update::Del => match current {
             None => Ok(unchanged(0)),
             Some((Value::Set(mut set), _)) => {
                 set.clear();
                 Ok(changed(1, Some(Value::Set(set))))
+            }
+            Some((Value::Hash(mut hash), _)) => {
+                hash.clear();
+                Ok(changed(1, Some(Value::Hash(hash))))
             }
             Some(_) => Ok(changed(1, None)),
         },
@@ -211,7 +241,7 @@ fn incr(
         Some((Value::String(s), (timestamp, dot))) => {
             PnCounter::from_string(timestamp, dot, parse_integer(&s)?)
         }
-        Some((Value::Set(_), _)) => return Err(CrdtError::WrongType),
+        Some((Value::Set(_) | Value::Hash(_), _)) => return Err(CrdtError::WrongType),
     };
     let actor: Actor = counter.actor_for(writer.node, writer.floor, writer.dot);
     let value = counter.apply(&actor, delta)?;
@@ -219,6 +249,56 @@ fn incr(
         reply: value,
         write: Some(Some(Value::Counter(counter))),
     })
+}
+
+/// A hash update: `HSET`, `HDEL`, `HINCRBY`.
+fn hash(
+    current: Option<(Value, Stamp)>,
+    update: &Update,
+    writer: &Writer,
+) -> Result<Applied, CrdtError> {
+    let mut hash = match current {
+        None => OrMap::new(),
+        Some((Value::Hash(h), _)) => h,
+        Some(_) => return Err(CrdtError::WrongType),
+    };
+    match update {
+        Update::HSet(pairs) => {
+            let writes = pairs
+                .iter()
+                .map(|(f, v)| (f.clone(), FieldValue::Bytes(writer.now, v.clone())))
+                .collect();
+            let added = hash.put(writer.dot, writes)?;
+            Ok(changed(added, Some(Value::Hash(hash))))
+        }
+        Update::HDel(fields) => {
+            let removed = fields.iter().filter(|f| hash.remove(f)).count();
+            match removed {
+                0 => Ok(unchanged(0)),
+                n => Ok(changed(n, Some(Value::Hash(hash)))),
+            }
+        }
+        Update::HIncrBy(field, delta) => {
+            let mut counter = match hash.get(field) {
+                None => PnCounter::new(),
+                Some((Field::Counter(c), _, _)) => c,
+                Some((Field::Bytes(b), timestamp, dot)) => PnCounter::from_string(
+                    timestamp,
+                    dot,
+                    parse_integer(&b).map_err(|_| CrdtError::HashNotInteger)?,
+                ),
+            };
+            let actor = counter.actor_for(writer.node, writer.floor, writer.dot);
+            let value = counter.apply(&actor, *delta)?;
+            let writes = vec![(field.clone(), FieldValue::Counter(writer.now, counter))];
+            hash.put(writer.dot, writes)?;
+            Ok(Applied {
+                reply: value,
+                write: Some(Some(Value::Hash(hash))),
+            })
+        }
+        _ => unreachable!("hash() takes hash updates only"),
+    }
 }
 
 fn changed(reply: usize, value: Option<Value>) -> Applied {

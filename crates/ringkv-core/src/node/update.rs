@@ -26,7 +26,7 @@ impl<S: Store> Node<S> {
         update: Update,
         acks: WriteAcks,
     ) {
-        let prepared = self.prepare_update(&key, read, &update);
+        let prepared = self.prepare_update(now, &key, read, &update);
         let (applied, context, dot) = match prepared {
             Ok(prepared) => prepared,
             Err(e) => return self.finish(origin, Err(e)),
@@ -53,6 +53,7 @@ impl<S: Store> Node<S> {
     /// and a counter's new actor carry the version's own, unique dot.
     fn prepare_update(
         &self,
+        now: Millis,
         key: &[u8],
         read: SiblingSet,
         update: &Update,
@@ -68,6 +69,7 @@ impl<S: Store> Node<S> {
         let writer = Writer {
             node: &self.id,
             floor,
+            now,
             dot: &dot,
         };
         let applied = crdt::apply(current, update, &writer)?;

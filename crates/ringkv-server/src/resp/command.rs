@@ -32,6 +32,15 @@ pub enum Command {
     Type(Bytes),
     Scan(Scan),
     Keys(Bytes),
+    /// `HSET` (`true`: answer the count) or `HMSET` (`false`: answer OK).
+    HSet(Bytes, Vec<(Bytes, Bytes)>, bool),
+    HGet(Bytes, Bytes),
+    HMGet(Bytes, Vec<Bytes>),
+    HDel(Bytes, Vec<Bytes>),
+    HGetAll(Bytes),
+    HLen(Bytes),
+    HExists(Bytes, Bytes),
+    HIncrBy(Bytes, Bytes, i64),
     /// `INFO [section …]`, the sections in lower case.
     Info(Vec<String>),
     /// `DBSIZE`: what this node stores (see [`super::info::dbsize`]).
@@ -51,7 +60,16 @@ pub enum Command {
 }
 
 /// Every command this front end parses, for arity errors.
-const KNOWN: [&[u8]; 27] = [
+const KNOWN: [&[u8]; 36] = [
+    b"HSET",
+    b"HMSET",
+    b"HGET",
+    b"HMGET",
+    b"HDEL",
+    b"HGETALL",
+    b"HLEN",
+    b"HEXISTS",
+    b"HINCRBY",
     b"SCAN",
     b"KEYS",
     b"GET",
@@ -126,6 +144,29 @@ impl Command {
             (b"TYPE", [key]) => Command::Type(key.clone()),
             (b"SCAN", args @ [_, ..]) => Scan::parse(args).map_or_else(answer, Command::Scan),
             (b"KEYS", [pattern]) => Command::Keys(pattern.clone()),
+            (b"HSET" | b"HMSET", [key, pairs @ ..])
+                if !pairs.is_empty() && pairs.len() % 2 == 0 =>
+            {
+                let pairs = pairs
+                    .chunks(2)
+                    .map(|fv| (fv[0].clone(), fv[1].clone()))
+                    .collect();
+                Command::HSet(key.clone(), pairs, name.eq_ignore_ascii_case(b"HSET"))
+            }
+            (b"HGET", [key, field]) => Command::HGet(key.clone(), field.clone()),
+            (b"HMGET", [key, fields @ ..]) if !fields.is_empty() => {
+                Command::HMGet(key.clone(), fields.to_vec())
+            }
+            (b"HDEL", [key, fields @ ..]) if !fields.is_empty() => {
+                Command::HDel(key.clone(), fields.to_vec())
+            }
+            (b"HGETALL", [key]) => Command::HGetAll(key.clone()),
+            (b"HLEN", [key]) => Command::HLen(key.clone()),
+            (b"HEXISTS", [key, field]) => Command::HExists(key.clone(), field.clone()),
+            (b"HINCRBY", [key, field, by]) => match ringkv_core::crdt::parse_integer(by) {
+                Ok(by) => Command::HIncrBy(key.clone(), field.clone(), by),
+                Err(_) => Command::Fail("ERR value is not an integer or out of range".into()),
+            },
             (b"INFO", sections) => Command::Info(
                 sections
                     .iter()
@@ -159,7 +200,15 @@ impl Command {
             | Command::SIsMember(key, _)
             | Command::SMIsMember(key, _)
             | Command::SCard(key)
-            | Command::Type(key) => vec![key],
+            | Command::Type(key)
+            | Command::HSet(key, ..)
+            | Command::HGet(key, _)
+            | Command::HMGet(key, _)
+            | Command::HDel(key, _)
+            | Command::HGetAll(key)
+            | Command::HLen(key)
+            | Command::HExists(key, _)
+            | Command::HIncrBy(key, ..) => vec![key],
             Command::Del(keys) | Command::Exists(keys) | Command::MGet(keys) => {
                 keys.iter().collect()
             }

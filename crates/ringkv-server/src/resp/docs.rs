@@ -25,7 +25,7 @@ const SUBCOMMAND: Arg = ("subcommand", "string", false);
 /// The commands ringkv serves, as `COMMAND DOCS` describes them: one
 /// line each, as a table.
 #[rustfmt::skip]
-const DOCS: [Doc; 35] = [
+const DOCS: [Doc; 44] = [
     ("get", "Returns the string value of a key.", "string", &[KEY]),
     ("set", "Sets the string value of a key.", "string", &[KEY, VALUE]),
     ("mget", "Returns the values of keys.", "string", &[KEYS]),
@@ -61,6 +61,15 @@ const DOCS: [Doc; 35] = [
     ("type", "Returns the type of a key: none, string or set.", "generic", &[KEY]),
     ("scan", "Pages through the keys of the ring (MATCH, COUNT, TYPE).", "generic", &[("cursor", "integer", false)]),
     ("keys", "Every key matching a pattern (a whole SCAN: prefer SCAN).", "generic", &[("pattern", "string", false)]),
+    ("hset", "Sets fields of a hash (an observed-remove map CRDT).", "hash", &[KEY, ("field value", "string", true)]),
+    ("hmset", "Sets fields of a hash; answers OK.", "hash", &[KEY, ("field value", "string", true)]),
+    ("hget", "Returns a field of a hash.", "hash", &[KEY, ("field", "string", false)]),
+    ("hmget", "Returns fields of a hash.", "hash", &[KEY, ("field", "string", true)]),
+    ("hdel", "Removes the fields this node's read observed.", "hash", &[KEY, ("field", "string", true)]),
+    ("hgetall", "Returns every field and value of a hash.", "hash", &[KEY]),
+    ("hlen", "Counts the fields of a hash.", "hash", &[KEY]),
+    ("hexists", "Whether a field is in a hash.", "hash", &[KEY, ("field", "string", false)]),
+    ("hincrby", "Increments a hash field (a PN-counter) by a number.", "hash", &[KEY, ("field", "string", false), ("increment", "integer", false)]),
 ];
 
 /// `COMMAND [sub …]`. The bare command table is empty (clients then use

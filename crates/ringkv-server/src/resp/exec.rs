@@ -93,6 +93,38 @@ pub async fn run(command: Command, ctx: &Context) -> (Reply, metrics::Outcome) {
         Command::SCard(key) => set(ctx, key)
             .await
             .map(|s| BytesFrame::Integer(s.map_or(0, |s| s.len() as i64))),
+        Command::HSet(key, pairs, count) => {
+            let pairs = pairs
+                .into_iter()
+                .map(|(f, v)| (f.to_vec(), v.to_vec()))
+                .collect();
+            let added = update(ctx, key, Update::HSet(pairs)).await;
+            added.map(|n| if count { BytesFrame::Integer(n) } else { ok() })
+        }
+        Command::HDel(key, fields) => update(ctx, key, Update::HDel(to_vecs(fields)))
+            .await
+            .map(BytesFrame::Integer),
+        Command::HIncrBy(key, field, by) => update(ctx, key, Update::HIncrBy(field.to_vec(), by))
+            .await
+            .map(BytesFrame::Integer),
+        Command::HGet(key, field) => hash(ctx, key)
+            .await
+            .map(|h| bulk_or_nil(field_of(&h, &field))),
+        Command::HMGet(key, fields) => hash(ctx, key).await.map(|h| {
+            BytesFrame::Array(
+                fields
+                    .iter()
+                    .map(|f| bulk_or_nil(field_of(&h, f)))
+                    .collect(),
+            )
+        }),
+        Command::HLen(key) => hash(ctx, key)
+            .await
+            .map(|h| BytesFrame::Integer(h.map_or(0, |h| h.len() as i64))),
+        Command::HExists(key, field) => hash(ctx, key)
+            .await
+            .map(|h| BytesFrame::Integer(field_of(&h, &field).is_some().into())),
+        Command::HGetAll(key) => return answered(hgetall(ctx, key).await),
         Command::Scan(scan) => scan::scan(ctx, scan).await,
         Command::Keys(pattern) => scan::keys(ctx, pattern).await,
         Command::Type(key) => value(ctx, &key)
@@ -230,6 +262,36 @@ async fn set(ctx: &Context, key: Bytes) -> Outcome<Option<crdt::OrSet>> {
         Some(Value::Set(s)) => Ok(Some(s)),
         Some(_) => Err(ClientError::from(CrdtError::WrongType).into()),
     }
+}
+
+/// The key's hash, `None` when it holds nothing, `WRONGTYPE` for another type.
+async fn hash(ctx: &Context, key: Bytes) -> Outcome<Option<crdt::OrMap>> {
+    match value(ctx, &key).await? {
+        None => Ok(None),
+        Some(Value::Hash(h)) => Ok(Some(h)),
+        Some(_) => Err(ClientError::from(CrdtError::WrongType).into()),
+    }
+}
+
+fn field_of(hash: &Option<crdt::OrMap>, field: &[u8]) -> Option<Bytes> {
+    let (value, _, _) = hash.as_ref()?.get(field)?;
+    Some(value.bytes().into())
+}
+
+/// `HGETALL`: fields and values in field byte order (Redis's order is its
+/// own); a map in RESP3.
+async fn hgetall(ctx: &Context, key: Bytes) -> Outcome<Reply> {
+    let hash = hash(ctx, key).await?.unwrap_or_default();
+    let pairs = hash
+        .iter()
+        .map(|(f, v)| {
+            (
+                Bytes::copy_from_slice(f),
+                Reply::from(BytesFrame::BulkString(v.bytes().into())),
+            )
+        })
+        .collect();
+    Ok(Reply::Map(pairs))
 }
 
 /// A CRDT update of `key`, applied by its coordinator; its integer reply.

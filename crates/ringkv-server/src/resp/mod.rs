@@ -75,7 +75,7 @@ pub struct Load<'a> {
 /// The operations Redis requests are counted under: the commands that
 /// reach the node, `auth`, and `other` for everything else (so a client
 /// cannot make up series).
-pub const OPS: [&str; 23] = [
+pub const OPS: [&str; 32] = [
     "get",
     "set",
     "del",
@@ -98,6 +98,15 @@ pub const OPS: [&str; 23] = [
     "type",
     "scan",
     "keys",
+    "hset",
+    "hmset",
+    "hget",
+    "hmget",
+    "hdel",
+    "hgetall",
+    "hlen",
+    "hexists",
+    "hincrby",
     "other",
 ];
 
