@@ -1,9 +1,12 @@
-//! The shopping cart of the Dynamo paper, on a real local cluster: four
-//! shoppers add and remove items in one cart at the same time, through
-//! different nodes and both routing modes, while a node is killed and
-//! restarted. Concurrent writes come back as siblings, the set-union
-//! resolver merges them, and at the end the cart holds every item added
-//! except the ones removed.
+//! The shopping cart of the Dynamo paper, on a real local cluster, as a
+//! set: four shoppers add and remove items in one cart at the same time,
+//! through different nodes and both routing modes, while a node is killed
+//! and restarted. The cart is ringkv's add-wins observed-remove set — the
+//! one Redis's `SADD`/`SREM` change — so concurrent changes through any
+//! nodes merge by themselves, a removal takes out what it saw, and a
+//! removed item can be put back (each shopper changes their mind about
+//! one). At the end the cart holds every item added except the ones
+//! removed for good.
 //!
 //! ```sh
 //! cargo run --example shopping_cart
@@ -14,8 +17,9 @@
 //! nodes — with their data in a temporary directory, and stops them and
 //! removes the directory when done (a few seconds).
 
-use ringkv_client::{resolve, Client, Error, Item, ItemSet, Options, Routing};
+use ringkv_client::{Client, Error, Options, Routing};
 use ringkv_server::local::{self, LocalCluster};
+use std::collections::BTreeSet;
 use std::process::ExitCode;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
@@ -28,12 +32,13 @@ const VICTIM: usize = 2;
 const FRUIT: [&str; 10] = [
     "apple", "banana", "cherry", "date", "fig", "grape", "kiwi", "lemon", "mango", "pear",
 ];
-/// Each shopper takes its 3rd and 7th item out again.
+/// Each shopper takes its 3rd and 7th item out again...
 const REMOVED: [usize; 2] = [2, 6];
-/// Attempts per cart change: a change is a read, a merge and a write, and
-/// a write cut off by the crash may or may not have happened, so the
-/// shopper does the whole change again — safe, because adding or removing
-/// an item twice is the same as once.
+/// ...and puts the 3rd back at the end.
+const PUT_BACK: usize = 2;
+/// Attempts per cart change. A change cut off by the crash may or may not
+/// have happened, so the shopper makes it again — safe, because adding or
+/// removing an item twice is the same as once.
 const ATTEMPTS: usize = 10;
 
 fn main() -> ExitCode {
@@ -66,8 +71,6 @@ impl Clock {
 struct Tally {
     changes: AtomicUsize,
     retries: AtomicUsize,
-    /// Reads that found concurrent versions to merge.
-    conflicts: AtomicUsize,
 }
 
 async fn demo() -> Result<(), String> {
@@ -97,7 +100,6 @@ async fn demo() -> Result<(), String> {
         let routing = [Routing::PartitionAware, Routing::Generic][s % 2];
         let client = Client::builder()
             .routing(routing)
-            .timeout(Duration::from_secs(5))
             .connect([seed.clone()])
             .await
             .map_err(|e| e.to_string())?;
@@ -121,52 +123,61 @@ async fn demo() -> Result<(), String> {
         .map_err(|e| e.to_string())?;
     clock.say(&format!("n{VICTIM} restarted"));
 
-    let mut expected = ItemSet::new();
+    let mut expected = BTreeSet::new();
     for task in tasks {
         let bought = task
             .await
             .map_err(|e| format!("a shopper panicked: {e}"))??;
-        expected.merge(&bought);
+        expected.extend(bought);
     }
     clock.say(&format!(
-        "shoppers done: {} cart changes, {} retried after an error, {} reads merged siblings",
+        "shoppers done: {} cart changes, {} retried after an error",
         tally.changes.load(Ordering::Relaxed),
         tally.retries.load(Ordering::Relaxed),
-        tally.conflicts.load(Ordering::Relaxed),
     ));
 
     check(&cluster, &expected, clock).await
 }
 
-/// Add every fruit (as `{name}-{fruit}`), one change at a time, and take
-/// two out again. Returns what this shopper's cart changes amount to.
-async fn shop(name: &str, client: &Client, tally: &Tally, clock: Clock) -> Result<ItemSet, String> {
-    let mut mine = ItemSet::new();
-    for (i, fruit) in FRUIT.iter().enumerate() {
-        let item = Item::new(format!("{name}-{fruit}")).map_err(|e| e.to_string())?;
-        change(client, tally, clock, name, &item, true).await?;
-        mine.add(&item);
+/// Add every fruit (as `{name}-{fruit}`), one change at a time, take two
+/// out again and put one of those back. Returns the items this shopper
+/// leaves in the cart.
+async fn shop(
+    name: &str,
+    client: &Client,
+    tally: &Tally,
+    clock: Clock,
+) -> Result<BTreeSet<String>, String> {
+    let item = |i: usize| format!("{name}-{}", FRUIT[i]);
+    let mut mine = BTreeSet::new();
+    for i in 0..FRUIT.len() {
+        change(client, tally, clock, &item(i), true).await?;
+        mine.insert(item(i));
         if REMOVED.contains(&i) {
-            change(client, tally, clock, name, &item, false).await?;
-            mine.remove(&item);
+            change(client, tally, clock, &item(i), false).await?;
+            mine.remove(&item(i));
         }
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
+    // Changed their mind: the removed item goes back in, which a set
+    // that remembers removals for ever (a two-phase set) cannot do.
+    change(client, tally, clock, &item(PUT_BACK), true).await?;
+    mine.insert(item(PUT_BACK));
     clock.say(&format!(
-        "{name} done: {} items in, {} taken out",
+        "{name} done: {} items in, put {} back",
         mine.len(),
-        mine.removed().count()
+        item(PUT_BACK)
     ));
     Ok(mine)
 }
 
-/// One cart change: read, merge the siblings, add or remove, write back.
+/// One cart change (`SADD` or `SREM` of one item), made again after an
+/// error.
 async fn change(
     client: &Client,
     tally: &Tally,
     clock: Clock,
-    name: &str,
-    item: &Item,
+    item: &str,
     add: bool,
 ) -> Result<(), String> {
     let verb = if add { "add" } else { "remove" };
@@ -174,27 +185,15 @@ async fn change(
     for _ in 0..ATTEMPTS {
         if let Some(error) = &last {
             tally.retries.fetch_add(1, Ordering::Relaxed);
-            clock.say(&format!(
-                "{name}: {verb} {} failed ({error}); again",
-                item.as_str()
-            ));
+            clock.say(&format!("{verb} {item} failed ({error}); again"));
             tokio::time::sleep(Duration::from_millis(100)).await;
         }
-        let updated = client
-            .update(CART, |siblings| {
-                if siblings.len() > 1 {
-                    tally.conflicts.fetch_add(1, Ordering::Relaxed);
-                }
-                let mut cart = ItemSet::union(siblings);
-                if add {
-                    cart.add(item);
-                } else {
-                    cart.remove(item);
-                }
-                cart.encode()
-            })
-            .await;
-        match updated {
+        let changed = if add {
+            client.sadd(CART, item).await
+        } else {
+            client.srem(CART, item).await
+        };
+        match changed {
             Ok(_) => {
                 tally.changes.fetch_add(1, Ordering::Relaxed);
                 return Ok(());
@@ -203,15 +202,18 @@ async fn change(
         }
     }
     Err(format!(
-        "{name} could not {verb} {} after {ATTEMPTS} attempts: {}",
-        item.as_str(),
+        "could not {verb} {item} after {ATTEMPTS} attempts: {}",
         last.map(|e| e.to_string()).unwrap_or_default()
     ))
 }
 
-/// Merge the cart's siblings into one version, read it from every replica
-/// and compare it with what the shoppers did.
-async fn check(cluster: &LocalCluster, expected: &ItemSet, clock: Clock) -> Result<(), String> {
+/// Read the cart from every replica and compare it with what the
+/// shoppers did.
+async fn check(
+    cluster: &LocalCluster,
+    expected: &BTreeSet<String>,
+    clock: Clock,
+) -> Result<(), String> {
     let client = Client::connect([cluster.http_addr(1).to_string()])
         .await
         .map_err(|e| e.to_string())?;
@@ -219,43 +221,28 @@ async fn check(cluster: &LocalCluster, expected: &ItemSet, clock: Clock) -> Resu
         r: Some(NODES),
         ..Options::default()
     };
-    let before = client
-        .get_with(CART, &all)
+    let cart: BTreeSet<String> = client
+        .smembers_with(CART, &all)
         .await
-        .map_err(|e| e.to_string())?;
-    client
-        .update_with(CART, &all, resolve::set_union)
-        .await
-        .map_err(|e| e.to_string())?;
-    let after = client
-        .get_with(CART, &all)
-        .await
-        .map_err(|e| e.to_string())?;
-    let cart = ItemSet::union(&after.siblings);
-    clock.say(&format!(
-        "final cart: {} version(s) before the set-union merge, {} after; {} items, {} removed",
-        before.siblings.len(),
-        after.siblings.len(),
-        cart.len(),
-        cart.removed().count()
-    ));
+        .map_err(|e| e.to_string())?
+        .into_iter()
+        .collect();
+    clock.say(&format!("final cart: {} items", cart.len()));
     println!(
         "  in the cart: {}",
-        cart.items().collect::<Vec<_>>().join(" ")
+        cart.iter().cloned().collect::<Vec<_>>().join(" ")
     );
-    println!(
-        "  removed:     {}",
-        cart.removed().collect::<Vec<_>>().join(" ")
-    );
-    if cart != *expected {
+    let missing: Vec<&String> = expected.difference(&cart).collect();
+    let extra: Vec<&String> = cart.difference(expected).collect();
+    if !missing.is_empty() || !extra.is_empty() {
         return Err(format!(
-            "the cart differs from what the shoppers did: expected {:?}",
-            expected.items().collect::<Vec<_>>()
+            "the cart differs from what the shoppers did: missing {missing:?}, \
+             not expected {extra:?}"
         ));
     }
     println!(
-        "OK: every added item is in the cart and every removed one is out, \
-         despite n{VICTIM} crashing mid-shopping"
+        "OK: every added item is in the cart, every removed one is out and every \
+         one put back is in again, despite n{VICTIM} crashing mid-shopping"
     );
     Ok(())
 }

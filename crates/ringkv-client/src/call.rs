@@ -6,6 +6,8 @@ use crate::http::Http;
 use crate::versions::{Context, Versions};
 use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
+use ringkv_core::keyspace::lww_key;
+use serde::Deserialize;
 use std::time::Duration;
 
 pub(crate) const CONTEXT_HEADER: &str = "x-ringkv-context";
@@ -25,6 +27,29 @@ pub(crate) enum Op<'a> {
         w: Option<usize>,
         context: &'a Context,
     },
+    /// `GET /counter/{key}`.
+    Counter {
+        r: Option<usize>,
+    },
+    /// `POST /counter/{key}?by=`: not idempotent, see [`Op::may_retry`].
+    Incr {
+        by: i64,
+        w: Option<usize>,
+    },
+    /// `GET /set/{key}`.
+    SMembers {
+        r: Option<usize>,
+    },
+    /// `PUT /set/{key}/{member}`.
+    SAdd {
+        member: &'a str,
+        w: Option<usize>,
+    },
+    /// `DELETE /set/{key}/{member}`.
+    SRem {
+        member: &'a str,
+        w: Option<usize>,
+    },
 }
 
 /// A node's complete answer.
@@ -40,15 +65,27 @@ impl Op<'_> {
     /// node; a write only when it surely was not delivered (see
     /// [`Op::may_retry`]).
     fn is_read(&self) -> bool {
-        matches!(self, Op::Get { .. })
+        matches!(
+            self,
+            Op::Get { .. } | Op::Counter { .. } | Op::SMembers { .. }
+        )
     }
 
     /// Whether `error` from one node allows trying the next one. A write
     /// that may have been applied is not resent: the caller decides (a
     /// resent write with the same context at worst adds a duplicate
     /// sibling, but it is the caller's write).
+    ///
+    /// An increment ([`Op::Incr`]) is resent only when the node answered
+    /// that it did nothing — never once it may have been applied, since
+    /// applying it twice would count it twice. So after a timeout, a
+    /// connection lost after sending, a `503` without `Retry-After` (a
+    /// quorum not reached: the coordinator may have written to some
+    /// replicas) or a `504` (the node's coordinator fell silent with it) it
+    /// is not retried, and the error says its outcome is unknown.
     pub fn may_retry(&self, error: &Error) -> bool {
         match error {
+            // The connection could not be made: nothing was sent.
             Error::Unreachable { .. } => true,
             Error::Interrupted { .. } | Error::Timeout { .. } => self.is_read(),
             // That coordinator could not reach a quorum, or its disk
@@ -58,25 +95,59 @@ impl Op<'_> {
             // write a node forwarded to a coordinator that refused it may,
             // rarely, also have reached one that applied it before failing
             // (a hedge): the retry then leaves a duplicate sibling, the
-            // same as a hedged write, never a lost one.
+            // same as a hedged write, never a lost one. An increment is
+            // never hedged nor sent on once a coordinator may have taken
+            // it (the node answers `504` then), so its `503` with
+            // `Retry-After` means that no node applied it.
             Error::Overloaded { .. } => true,
             _ => false,
         }
     }
 
+    /// The key the nodes store it under, which the client routes by: a
+    /// counter or set key `k` is the Redis keyspace's internal key
+    /// (`\0r` then `k`), a `/kv` key itself.
+    pub fn routing_key(&self, key: &str) -> Vec<u8> {
+        match self {
+            Op::Get { .. } | Op::Put { .. } | Op::Delete { .. } => key.as_bytes().to_vec(),
+            Op::Counter { .. }
+            | Op::Incr { .. }
+            | Op::SMembers { .. }
+            | Op::SAdd { .. }
+            | Op::SRem { .. } => lww_key(key.as_bytes()),
+        }
+    }
+
     /// The request for `node` (`host:port`).
     pub fn request(&self, http: &Http, node: &str, key: &str) -> reqwest::RequestBuilder {
-        let (method, quorum) = match self {
-            Op::Get { r } => (Method::GET, r.map(|r| format!("?r={r}"))),
-            Op::Put { w, .. } => (Method::PUT, w.map(|w| format!("?w={w}"))),
-            Op::Delete { w, .. } => (Method::DELETE, w.map(|w| format!("?w={w}"))),
+        let r = |r: &Option<usize>| r.map(|r| format!("?r={r}")).unwrap_or_default();
+        let w = |w: &Option<usize>| w.map(|w| format!("?w={w}")).unwrap_or_default();
+        let key = encode_key(key);
+        let (method, path) = match self {
+            Op::Get { r: q } => (Method::GET, format!("/kv/{key}{}", r(q))),
+            Op::Put { w: q, .. } => (Method::PUT, format!("/kv/{key}{}", w(q))),
+            Op::Delete { w: q, .. } => (Method::DELETE, format!("/kv/{key}{}", w(q))),
+            Op::Counter { r: q } => (Method::GET, format!("/counter/{key}{}", r(q))),
+            Op::Incr { by, w: q } => {
+                let quorum = q.map(|w| format!("&w={w}")).unwrap_or_default();
+                (Method::POST, format!("/counter/{key}?by={by}{quorum}"))
+            }
+            Op::SMembers { r: q } => (Method::GET, format!("/set/{key}{}", r(q))),
+            Op::SAdd { member, w: q } => {
+                let member = encode_key(member);
+                (Method::PUT, format!("/set/{key}/{member}{}", w(q)))
+            }
+            Op::SRem { member, w: q } => {
+                let member = encode_key(member);
+                (Method::DELETE, format!("/set/{key}/{member}{}", w(q)))
+            }
         };
-        let path = format!("/kv/{}{}", encode_key(key), quorum.unwrap_or_default());
         let builder = http.request(method, node, &path);
         match self {
             Op::Get { .. } => builder.header(reqwest::header::ACCEPT, "application/json"),
             Op::Put { value, context, .. } => with_context(builder, context).body(value.to_vec()),
             Op::Delete { context, .. } => with_context(builder, context),
+            _ => builder,
         }
     }
 }
@@ -203,12 +274,79 @@ impl Answer {
         }
     }
 
+    /// A counter read's answer: `None` when the key holds nothing.
+    pub fn counter(&self) -> Result<Option<i64>, Error> {
+        match self.status {
+            StatusCode::NOT_FOUND => Ok(None),
+            StatusCode::OK => Ok(Some(self.json::<CounterJson>()?.value)),
+            other => Err(self.bad(&format!("status {other} to a counter read"))),
+        }
+    }
+
+    /// An increment's answer: the counter's new value.
+    pub fn incremented(&self) -> Result<i64, Error> {
+        match self.status {
+            StatusCode::OK => Ok(self.json::<CounterJson>()?.value),
+            other => Err(self.bad(&format!("status {other} to an increment"))),
+        }
+    }
+
+    /// A set read's answer: its members, none when the key holds nothing.
+    /// A member that is not UTF-8 (only the Redis protocol can add one)
+    /// fails the read rather than being left out.
+    pub fn members(&self) -> Result<Vec<String>, Error> {
+        match self.status {
+            StatusCode::NOT_FOUND => Ok(Vec::new()),
+            StatusCode::OK => {
+                let json = self.json::<MembersJson>()?;
+                match json.binary_members.len() {
+                    0 => Ok(json.members),
+                    n => Err(self.bad(&format!(
+                        "the set holds {n} member(s) that are not UTF-8 text (added over the \
+                         Redis protocol; read them with SMEMBERS)"
+                    ))),
+                }
+            }
+            other => Err(self.bad(&format!("status {other} to a set read"))),
+        }
+    }
+
+    /// A set update's answer: whether it changed the set (`field` is
+    /// `added` or `removed`).
+    pub fn changed(&self, field: &str) -> Result<bool, Error> {
+        if self.status != StatusCode::OK {
+            return Err(self.bad(&format!("status {} to a set update", self.status)));
+        }
+        let json: serde_json::Value = self.json()?;
+        match json.get(field).and_then(serde_json::Value::as_i64) {
+            Some(n) => Ok(n > 0),
+            None => Err(self.bad(&format!("no {field} in the answer"))),
+        }
+    }
+
+    fn json<T: serde::de::DeserializeOwned>(&self) -> Result<T, Error> {
+        serde_json::from_slice(&self.body)
+            .map_err(|e| self.bad(&format!("not the JSON expected: {e}")))
+    }
+
     fn bad(&self, reason: &str) -> Error {
         Error::BadAnswer {
             node: self.node.clone(),
             reason: reason.to_string(),
         }
     }
+}
+
+#[derive(Deserialize)]
+struct CounterJson {
+    value: i64,
+}
+
+#[derive(Deserialize)]
+struct MembersJson {
+    members: Vec<String>,
+    #[serde(default)]
+    binary_members: Vec<String>,
 }
 
 #[cfg(test)]
@@ -250,6 +388,43 @@ mod tests {
         assert!(!put.may_retry(&server(503)));
         assert!(!put.may_retry(&timeout));
         assert!(put.may_retry(&shed) && get.may_retry(&shed));
+    }
+
+    #[test]
+    fn an_increment_is_resent_only_after_a_refusal_that_did_nothing() {
+        let incr = Op::Incr { by: 1, w: None };
+        let counter = Op::Counter { r: None };
+        let server = |status| Error::Server {
+            node: "n".into(),
+            status,
+            message: String::new(),
+        };
+        let timeout = Error::Timeout {
+            node: "n".into(),
+            limit: Duration::from_secs(1),
+        };
+        let shed = Error::Overloaded {
+            node: "n".into(),
+            message: String::new(),
+            retry_after: Duration::from_secs(1),
+        };
+        // May have been applied: never sent again.
+        for error in [timeout, server(503), server(504), server(500), server(409)] {
+            assert!(!incr.may_retry(&error), "{error}");
+        }
+        // The node said it did nothing.
+        assert!(incr.may_retry(&shed));
+        // Reading the counter is safe to ask anyone.
+        assert!(counter.may_retry(&server(503)) && counter.may_retry(&shed));
+        // tests/retries.rs sends each case over the wire, refused
+        // connections and cut-off answers included.
+    }
+
+    #[test]
+    fn typed_keys_route_by_their_internal_key() {
+        let incr = Op::Incr { by: 1, w: None };
+        assert_eq!(incr.routing_key("hits"), b"\0rhits");
+        assert_eq!(Op::Get { r: None }.routing_key("hits"), b"hits");
     }
 
     #[test]

@@ -1,5 +1,6 @@
 //! The client: a fresh copy of the cluster's topology, routing, retries,
-//! and the get / put / delete / update API.
+//! the get / put / delete / update API, and counters and sets
+//! (incr / counter / sadd / srem / smembers).
 
 use crate::call::{self, Op};
 use crate::error::Error;
@@ -269,6 +270,89 @@ impl Client {
         self.put_with(key, value, &read.context, options).await
     }
 
+    /// Add `by` (negative to subtract) to the counter `key` and return its
+    /// new value — the counter Redis's `INCRBY key by` changes, a
+    /// PN-counter (concurrent increments through any nodes all count).
+    ///
+    /// Never sent twice: only when a node answered that it did nothing
+    /// (overloaded, `Error::Overloaded`) or could not be reached at all
+    /// (`Error::Unreachable`) is it sent to the next node. After a timeout
+    /// (`Error::Timeout`), a lost connection (`Error::Interrupted`), a
+    /// `503` without `Retry-After` or a `504` it may or may not have been
+    /// applied, and counts at most once: read the counter before trying
+    /// again. A key holding a set, or a string that is not an integer, is
+    /// refused (`409`).
+    pub async fn incr(&self, key: &str, by: i64) -> Result<i64, Error> {
+        self.incr_with(key, by, &Options::default()).await
+    }
+
+    pub async fn incr_with(&self, key: &str, by: i64, options: &Options) -> Result<i64, Error> {
+        let op = Op::Incr { by, w: options.w };
+        self.call(key, &op, options).await?.incremented()
+    }
+
+    /// The counter `key`'s value; `None` when the key holds nothing. A
+    /// string holding an integer (Redis `SET key 10`) reads as it.
+    pub async fn counter(&self, key: &str) -> Result<Option<i64>, Error> {
+        self.counter_with(key, &Options::default()).await
+    }
+
+    pub async fn counter_with(&self, key: &str, options: &Options) -> Result<Option<i64>, Error> {
+        let op = Op::Counter { r: options.r };
+        self.call(key, &op, options).await?.counter()
+    }
+
+    /// Add `member` to the set `key` (Redis's `SADD`, an add-wins
+    /// observed-remove set); true when it was not a member. A removed
+    /// member can be added again, and an add concurrent with a remove wins.
+    pub async fn sadd(&self, key: &str, member: &str) -> Result<bool, Error> {
+        self.sadd_with(key, member, &Options::default()).await
+    }
+
+    pub async fn sadd_with(
+        &self,
+        key: &str,
+        member: &str,
+        options: &Options,
+    ) -> Result<bool, Error> {
+        let op = Op::SAdd {
+            member,
+            w: options.w,
+        };
+        self.call(key, &op, options).await?.changed("added")
+    }
+
+    /// Remove `member` from the set `key` (Redis's `SREM`): the additions
+    /// of it that the coordinator has seen; true when it was a member.
+    pub async fn srem(&self, key: &str, member: &str) -> Result<bool, Error> {
+        self.srem_with(key, member, &Options::default()).await
+    }
+
+    pub async fn srem_with(
+        &self,
+        key: &str,
+        member: &str,
+        options: &Options,
+    ) -> Result<bool, Error> {
+        let op = Op::SRem {
+            member,
+            w: options.w,
+        };
+        self.call(key, &op, options).await?.changed("removed")
+    }
+
+    /// The members of the set `key` in byte order; none when the key holds
+    /// nothing. A member that is not UTF-8 (only the Redis protocol can
+    /// add one) makes it `Error::BadAnswer`.
+    pub async fn smembers(&self, key: &str) -> Result<Vec<String>, Error> {
+        self.smembers_with(key, &Options::default()).await
+    }
+
+    pub async fn smembers_with(&self, key: &str, options: &Options) -> Result<Vec<String>, Error> {
+        let op = Op::SMembers { r: options.r };
+        self.call(key, &op, options).await?.members()
+    }
+
     /// Fetch the members and ring again now.
     pub async fn refresh(&self) -> Result<(), Error> {
         self.inner.refresh().await
@@ -288,7 +372,7 @@ impl Client {
             &topology,
             inner.settings.routing,
             &inner.health,
-            key,
+            &op.routing_key(key),
             &inner.seeds,
             first_seed,
         );

@@ -14,6 +14,12 @@
 //! [`Client::update`] does the whole read → resolve → write cycle, with a
 //! resolver from [`resolve`] or your own.
 //!
+//! Counters and sets need no resolving: [`Client::incr`], [`Client::sadd`],
+//! [`Client::srem`] (and [`Client::counter`], [`Client::smembers`]) change
+//! the Redis keyspace's PN-counters and add-wins observed-remove sets,
+//! which merge concurrent changes by themselves. An increment is never
+//! sent to a second node once the first may have applied it.
+//!
 //! A cluster with client authentication wants a token:
 //! `Client::builder().token(token).connect(seeds)` sends it as
 //! `Authorization: Bearer` on every request; a missing, wrong or too weak
@@ -21,23 +27,22 @@
 //!
 //! ```no_run
 //! # async fn demo() -> Result<(), ringkv_client::Error> {
-//! use ringkv_client::{resolve, Client, Context, Item, ItemSet};
+//! use ringkv_client::{resolve, Client, Context};
 //! let client = Client::connect(["127.0.0.1:8101"]).await?;
 //! client.put("greeting", "hello", &Context::none()).await?;
 //! let versions = client.get("greeting").await?;
 //! println!("{} version(s)", versions.siblings.len());
-//!
-//! // A shopping cart: siblings are merged by set union.
-//! let apple = Item::new("apple").expect("a valid item");
-//! client
-//!     .update("cart:ada", |siblings| {
-//!         let mut cart = ItemSet::union(siblings);
-//!         cart.add(&apple);
-//!         cart.encode()
-//!     })
-//!     .await?;
 //! // Last-write-wins resolution of whatever siblings there are.
 //! client.update("greeting", resolve::last_write_wins).await?;
+//!
+//! // A shopping cart: a set, which a removed item can come back to.
+//! client.sadd("cart:ada", "apple").await?;
+//! client.srem("cart:ada", "apple").await?;
+//! client.sadd("cart:ada", "apple").await?;
+//! assert_eq!(client.smembers("cart:ada").await?, ["apple"]);
+//! // A counter: the one Redis's `INCR visits` changes.
+//! let visits = client.incr("visits", 1).await?;
+//! println!("visit number {visits}");
 //! # Ok(())
 //! # }
 //! ```

@@ -61,7 +61,7 @@ pub(crate) fn candidates(
     topology: &Topology,
     routing: Routing,
     health: &Health,
-    key: &str,
+    key: &[u8],
     seeds: &[String],
     first_seed: usize,
 ) -> Vec<String> {
@@ -116,8 +116,8 @@ mod tests {
         let topology = topology(true);
         let health = Health::default();
         let seeds = vec!["127.0.0.1:13".to_string()];
-        let order = candidates(&topology, Routing::PartitionAware, &health, "k", &seeds, 0);
-        let pref = topology.preference_list("k");
+        let order = candidates(&topology, Routing::PartitionAware, &health, b"k", &seeds, 0);
+        let pref = topology.preference_list(b"k");
         assert_eq!(pref.len(), 2);
         assert_eq!(order[..2], pref);
         let mut sorted = order.clone();
@@ -126,11 +126,11 @@ mod tests {
 
         // A node marked down goes last, until it is marked up again.
         health.mark_down(pref[0]);
-        let order = candidates(&topology, Routing::PartitionAware, &health, "k", &seeds, 0);
+        let order = candidates(&topology, Routing::PartitionAware, &health, b"k", &seeds, 0);
         assert_eq!(order[0], pref[1]);
         assert_eq!(order[2], pref[0]);
         health.mark_up(pref[0]);
-        let order = candidates(&topology, Routing::PartitionAware, &health, "k", &seeds, 0);
+        let order = candidates(&topology, Routing::PartitionAware, &health, b"k", &seeds, 0);
         assert_eq!(order[0], pref[0]);
     }
 
@@ -142,7 +142,7 @@ mod tests {
             (topology(true), Routing::Generic),
             (topology(false), Routing::PartitionAware),
         ] {
-            let order = |first| candidates(&topology, routing, &health, "k", &seeds, first);
+            let order = |first| candidates(&topology, routing, &health, b"k", &seeds, first);
             assert_eq!(order(0), ["127.0.0.1:12", "127.0.0.1:13", "127.0.0.1:11"]);
             assert_eq!(order(1), ["127.0.0.1:13", "127.0.0.1:12", "127.0.0.1:11"]);
             assert_eq!(order(2), order(0));

@@ -59,13 +59,13 @@ impl Topology {
         })
     }
 
-    /// HTTP addresses of the nodes holding `key`, coordinator first; empty
-    /// when the ring is unknown.
-    pub fn preference_list(&self, key: &str) -> Vec<&str> {
+    /// HTTP addresses of the nodes holding `key` (the internal key the
+    /// nodes store), coordinator first; empty when the ring is unknown.
+    pub fn preference_list(&self, key: &[u8]) -> Vec<&str> {
         let Some(ring) = &self.ring else {
             return Vec::new();
         };
-        ring.preference_list(key.as_bytes(), self.n)
+        ring.preference_list(key, self.n)
             .iter()
             .filter_map(|id| self.members.iter().find(|m| m.id == *id))
             .map(|m| m.addr.as_str())
@@ -113,7 +113,7 @@ mod tests {
                     format!("127.0.0.1:{port}")
                 })
                 .collect();
-            assert_eq!(topology.preference_list(&key), expected);
+            assert_eq!(topology.preference_list(key.as_bytes()), expected);
         }
     }
 
@@ -129,7 +129,7 @@ mod tests {
         let topology = Topology::from_ring(text.as_bytes()).unwrap();
         assert_eq!(topology.members.len(), 3);
         assert!(
-            !topology.preference_list("key").is_empty(),
+            !topology.preference_list(b"key").is_empty(),
             "the ring matches"
         );
     }
@@ -137,7 +137,7 @@ mod tests {
     #[test]
     fn a_ring_that_does_not_match_the_nodes_is_not_used() {
         let topology = Topology::from_ring(status("0000000000000000").as_bytes()).unwrap();
-        assert!(topology.preference_list("key").is_empty());
+        assert!(topology.preference_list(b"key").is_empty());
         assert_eq!(topology.members.len(), 3);
         assert!(Topology::from_ring(b"{}").is_err());
     }

@@ -1,4 +1,6 @@
-//! The HTTP API: `/kv/{key}` for data, `/status` and `/metrics` for
+//! The HTTP API: `/kv/{key}` for data, `/counter/{key}` and `/set/{key}`
+//! for the Redis keyspace's counters and sets ([`crate::http_crdt`]),
+//! `/status` and `/metrics` for
 //! operators, `/ring` for clients, `/health/live` and `/health/ready` for
 //! probes, the web console at `/ui` ([`crate::console`]); who may call
 //! what is [`crate::auth`]'s rule.
@@ -10,6 +12,7 @@
 use crate::auth::{self, Access};
 use crate::console;
 use crate::driver::{fingerprint_text, NodeHandle, NodeReport};
+use crate::http_crdt;
 use crate::metrics::{Frontend, Metrics, Outcome, Scrape};
 use crate::shed::{self, Held, Limits, ShedReport, Shedding};
 use crate::transport::Transport;
@@ -50,6 +53,9 @@ pub struct Api {
     /// Safety net on top of the node's own quorum timeouts.
     pub request_limit: Duration,
     pub max_value_bytes: usize,
+    /// The node's key limit (counter and set keys lose two bytes of it to
+    /// the keyspace prefix).
+    pub max_key_bytes: usize,
     pub fault_injection: bool,
     /// Who may do what (see [`crate::auth`]).
     pub access: Arc<Access>,
@@ -64,19 +70,19 @@ pub struct Api {
 /// The operations `/kv` requests are counted under.
 pub const KV_OPS: [&str; 4] = ["get", "head", "put", "delete"];
 
-/// The API's routes. `/kv` requests are limited to `http_requests` at
-/// once (see [`shed::http`]); the others — status, admin, health — are
-/// few, bounded by the connection limit, and must answer while `/kv` is
-/// being shed.
+/// The API's routes. Data requests (`/kv`, `/counter`, `/set`) are
+/// limited to `http_requests` at once (see [`shed::http`]); the others —
+/// status, admin, health — are few, bounded by the connection limit, and
+/// must answer while data requests are being shed.
 pub fn router(api: Api) -> Router {
     let body_limit = api.max_value_bytes + 1;
-    let kv =
-        Router::new().route(
-            "/kv/{*key}",
-            get(get_key).put(put_key).delete(delete_key).layer(
-                middleware::map_response_with_state(api.clone(), ring_header),
-            ),
-        );
+    let kv = Router::new()
+        .route("/kv/{*key}", get(get_key).put(put_key).delete(delete_key))
+        .merge(http_crdt::routes())
+        .layer(middleware::map_response_with_state(
+            api.clone(),
+            ring_header,
+        ));
     let kv = shed::http::limit_requests(kv, api.limits.http_requests, api.shedding.clone());
     Router::new()
         .merge(kv)
@@ -164,20 +170,28 @@ async fn metrics(State(api): State<Api>) -> Result<Response, ApiError> {
     Ok(([(header::CONTENT_TYPE, content_type)], text).into_response())
 }
 
-/// Count and time every `/kv` request by method and answer, refusals
-/// included.
+/// Count and time every data request (`/kv`, `/counter`, `/set`) by
+/// operation and answer, refusals included.
 async fn count_kv(State(metrics): State<Arc<Metrics>>, request: Request, next: Next) -> Response {
-    if !request.uri().path().starts_with("/kv/") {
+    let path = request.uri().path();
+    let op = if path.starts_with("/kv/") {
+        KV_OPS
+            .into_iter()
+            .find(|op| request.method().as_str().eq_ignore_ascii_case(op))
+            .unwrap_or("other")
+    } else if let Some(op) = http_crdt::op_of(request.method(), path) {
+        op
+    } else {
         return next.run(request).await;
-    }
-    let op = KV_OPS
-        .into_iter()
-        .find(|op| request.method().as_str().eq_ignore_ascii_case(op))
-        .unwrap_or("other");
+    };
     let started = Instant::now();
     let response = next.run(request).await;
     let outcome = if response.headers().contains_key(header::RETRY_AFTER) {
         Outcome::Overloaded
+    } else if let Some(outcome) = response.extensions().get::<Outcome>() {
+        // The node's own error class: a refused update (`409`, as Redis's
+        // `WRONGTYPE`) is `invalid`, not a sibling `conflict`.
+        *outcome
     } else {
         Outcome::of_http(response.status().as_u16())
     };
@@ -196,11 +210,11 @@ async fn ring_header(State(api): State<Api>, mut response: Response) -> Response
 /// `?r=` and `?pr=` on reads; anything else in the query is refused.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct ReadQuorum {
-    r: Option<usize>,
+pub(crate) struct ReadQuorum {
+    pub r: Option<usize>,
     /// Replies that must come from the key's real preference list (Riak's
     /// PR); without it, stand-ins holding hints may answer in their place.
-    pr: Option<usize>,
+    pub pr: Option<usize>,
 }
 
 /// `?w=` on writes; anything else in the query is refused.
@@ -237,30 +251,39 @@ pub(crate) struct ApiError {
     /// [`shed::http`]), which is how a client tells it from a quorum that
     /// failed — the operation was not started at all.
     overloaded: bool,
+    /// The request metrics' class of a node's error (see `count_kv`).
+    outcome: Option<Outcome>,
 }
 
 impl ApiError {
-    fn new(status: StatusCode, message: impl Into<String>) -> Self {
+    pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
             message: message.into(),
             overloaded: false,
+            outcome: None,
         }
     }
 }
 
 impl IntoResponse for ApiError {
     fn into_response(self) -> Response {
-        if self.overloaded {
-            return shed::http::overloaded(&self.message);
+        let mut response = if self.overloaded {
+            shed::http::overloaded(&self.message)
+        } else {
+            (self.status, format!("{}\n", self.message)).into_response()
+        };
+        if let Some(outcome) = self.outcome {
+            response.extensions_mut().insert(outcome);
         }
-        (self.status, format!("{}\n", self.message)).into_response()
+        response
     }
 }
 
 impl From<ClientError> for ApiError {
     fn from(e: ClientError) -> Self {
         let overloaded = matches!(e, ClientError::Overloaded { .. });
+        let outcome = Some(Outcome::of_error(&e));
         let status = match e {
             ClientError::Invalid(_) => StatusCode::BAD_REQUEST,
             ClientError::Conflict(_) | ClientError::Refused(_) => StatusCode::CONFLICT,
@@ -270,9 +293,19 @@ impl From<ClientError> for ApiError {
             | ClientError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ClientError::Storage { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         };
+        let message = match e {
+            // The Redis error line: its `ERR ` prefix means nothing here
+            // (`WRONGTYPE` is kept: it names the refusal).
+            ClientError::Refused(line) => match line.strip_prefix("ERR ") {
+                Some(sentence) => sentence.to_string(),
+                None => line,
+            },
+            e => e.to_string(),
+        };
         ApiError {
             overloaded,
-            ..ApiError::new(status, e.to_string())
+            outcome,
+            ..ApiError::new(status, message)
         }
     }
 }
@@ -284,15 +317,21 @@ pub(crate) fn shutting_down() -> ApiError {
 
 /// The node answered a read with a write's reply or the reverse: a bug on
 /// our side, never the client's.
-fn unexpected_reply() -> ApiError {
+pub(crate) fn unexpected_reply() -> ApiError {
     ApiError::new(
         StatusCode::INTERNAL_SERVER_ERROR,
         "the node gave an unexpected kind of reply",
     )
 }
 
-fn bad_request(message: impl Into<String>) -> ApiError {
+pub(crate) fn bad_request(message: impl Into<String>) -> ApiError {
     ApiError::new(StatusCode::BAD_REQUEST, message.into())
+}
+
+/// `404` for a counter or set key that holds nothing (`/kv` answers its
+/// own, with a context).
+pub(crate) fn not_found() -> Response {
+    (StatusCode::NOT_FOUND, "not found\n").into_response()
 }
 
 async fn get_key(

@@ -9,6 +9,7 @@ pub mod config;
 pub mod console;
 pub mod driver;
 pub mod http;
+pub mod http_crdt;
 pub mod http_serve;
 pub mod local;
 pub mod members_file;

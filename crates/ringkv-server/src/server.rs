@@ -121,6 +121,7 @@ pub async fn run(
 
     let metrics = Arc::new(Metrics::new());
     metrics.declare_requests(Frontend::Http, &http::KV_OPS);
+    metrics.declare_requests(Frontend::Http, &crate::http_crdt::OPS);
     let started = driver::now_ms() as f64 / 1000.0;
     let rng_seed = driver::now_ms() ^ u64::from(std::process::id());
     let node = Node::with_membership(settings.clone(), members, store, rng_seed)?;
@@ -148,6 +149,7 @@ pub async fn run(
         cluster: config.cluster.clone(),
         request_limit: client_limit(&settings),
         max_value_bytes: settings.max_value_bytes,
+        max_key_bytes: settings.max_key_bytes,
         fault_injection: config.fault_injection,
         access,
         metrics,

@@ -772,6 +772,24 @@ impl Cluster {
         let _ = child.wait();
     }
 
+    /// Send `signal` (`STOP`, `CONT`, …) to node `i`'s process: `STOP`
+    /// pauses it with its sockets open — the kernel still accepts
+    /// connections and takes in requests, which nobody answers.
+    pub fn signal(&self, i: usize, signal: &str) {
+        let pid = self
+            .node(i)
+            .child
+            .as_ref()
+            .unwrap_or_else(|| panic!("n{i} is not running"))
+            .id();
+        let status = Command::new("kill")
+            .arg(format!("-{signal}"))
+            .arg(pid.to_string())
+            .status()
+            .expect("run kill");
+        assert!(status.success(), "kill -{signal} n{i} failed");
+    }
+
     /// Wait until node `i`'s process exits by itself (it must not be
     /// killed); panics after `limit`.
     pub async fn wait_exit(&mut self, i: usize, limit: Duration) -> ExitStatus {
