@@ -9,6 +9,7 @@
 
 mod agreement;
 mod counts;
+mod dedup;
 mod exchange;
 mod forward;
 mod handoff;
@@ -94,6 +95,8 @@ pub struct Stats {
     /// Forwards also sent to the next candidate because the first was
     /// later than its recent answers (hedged requests).
     pub hedged_forwards: u64,
+    /// Forwards of increments received twice and dropped (see `dedup`).
+    pub duplicate_forwards: u64,
     /// Operations this node coordinated although it is not in the key's
     /// preference list (no replica was healthy: sloppy quorum).
     pub sloppy_coordinated: u64,
@@ -139,6 +142,8 @@ pub struct Node<S: Store> {
     store: S,
     next_req: RequestId,
     ops: BTreeMap<RequestId, InFlight>,
+    /// Non-idempotent forwards taken recently (see `dedup`).
+    recent_forwards: dedup::RecentForwards,
     /// Peers the transport could not reach, until when to skip them.
     unreachable: BTreeMap<NodeId, Millis>,
     effects: Vec<Effect>,
@@ -231,6 +236,7 @@ impl<S: Store> Node<S> {
             ring,
             store,
             next_req: 1,
+            recent_forwards: Default::default(),
             ops: BTreeMap::new(),
             unreachable: BTreeMap::new(),
             effects: Vec::new(),
@@ -366,6 +372,10 @@ impl<S: Store> Node<S> {
                 self.send(from, Message::ReadReply { req, result });
             }
             Message::Forward { req, op } => {
+                if !op.is_idempotent() && !self.recent_forwards.first(&from, req) {
+                    self.stats.duplicate_forwards += 1;
+                    return;
+                }
                 let origin = Origin::Peer {
                     node: from.clone(),
                     req,
