@@ -47,20 +47,26 @@ const REMEMBERED_MEMBERS: usize = 16;
 pub struct CrdtKeys {
     pub counter: String,
     pub set: String,
+    /// A hash whose field [`HASH_FIELD`] only `HINCRBY` writes.
+    pub hash: String,
 }
+
+/// The field of [`CrdtKeys::hash`] the workload increments.
+pub const HASH_FIELD: &[u8] = b"qty";
 
 impl Default for CrdtKeys {
     fn default() -> Self {
         CrdtKeys {
             counter: redis_key("counter"),
             set: redis_key("set"),
+            hash: redis_key("hash"),
         }
     }
 }
 
 impl CrdtKeys {
-    pub fn all(&self) -> [&String; 2] {
-        [&self.counter, &self.set]
+    pub fn all(&self) -> [&String; 3] {
+        [&self.counter, &self.set, &self.hash]
     }
 }
 
@@ -352,6 +358,11 @@ impl Client {
             r if r < 0.5 => {
                 let delta = rng.random_range(1..=MAX_DELTA);
                 let delta = if rng.random_bool(0.4) { -delta } else { delta };
+                // Half of them on a hash field: the same rule 8 holds there.
+                if rng.random_bool(0.5) {
+                    let update = crdt::Update::HIncrBy(HASH_FIELD.to_vec(), delta);
+                    return self.update(now, keys.hash.clone(), update, history);
+                }
                 let update = crdt::Update::IncrBy(delta);
                 self.update(now, keys.counter.clone(), update, history)
             }

@@ -35,9 +35,12 @@ pub(super) fn check(history: &History, state: &FinalState, verdict: &mut Verdict
             }
         };
         verdict.updates_checked += updates.iter().filter(|u| u.outcome.is_acked()).count();
-        let increments = updates
-            .iter()
-            .any(|u| matches!(u.update, crdt::Update::IncrBy(_)));
+        let increments = updates.iter().any(|u| {
+            matches!(
+                u.update,
+                crdt::Update::IncrBy(_) | crdt::Update::HIncrBy(..)
+            )
+        });
         let problems = if increments {
             Vec::from_iter(counted_exactly_once(key, &updates, value.as_ref()))
         } else {
@@ -86,10 +89,15 @@ fn counted_exactly_once(key: &str, updates: &[&Update], value: Option<&Value>) -
     let counted = match value {
         None => 0,
         Some(Value::Counter(c)) => c.value(),
+        Some(Value::Hash(h)) => match h.get(crate::workload::HASH_FIELD) {
+            None => 0,
+            Some((crdt::Field::Counter(c), _, _)) => c.value(),
+            Some(other) => return Some(format!("wrong field: hash {} holds {other:?}", name(key))),
+        },
         Some(other) => return Some(format!("wrong type: counter {} holds {other:?}", name(key))),
     };
     let deltas = updates.iter().filter_map(|u| match u.update {
-        crdt::Update::IncrBy(delta) => Some((delta, u)),
+        crdt::Update::IncrBy(delta) | crdt::Update::HIncrBy(_, delta) => Some((delta, u)),
         _ => None,
     });
     let (mut acked, mut maybe) = (0i64, Vec::new());
