@@ -234,8 +234,18 @@ pub struct PutOp {
     pub siblings: SiblingSet,
     /// When replicas that have not answered yet get stand-ins (once).
     pub silent_after: Option<Millis>,
-    /// For a CRDT update, its reply (the write's dot is not returned).
-    pub updated: Option<i64>,
+    /// For a CRDT update, what it was and its reply (the write's dot is
+    /// not returned).
+    pub updated: Option<Updated>,
+}
+
+/// A CRDT update being written: its reply once the write's quorum is
+/// reached, and what to say when it is not.
+#[derive(Clone, Debug)]
+pub struct Updated {
+    pub name: &'static str,
+    pub idempotent: bool,
+    pub reply: crate::crdt::Reply,
 }
 
 /// What a read is for: answering the client, or finding what a

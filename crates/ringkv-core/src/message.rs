@@ -310,7 +310,7 @@ pub enum ClientReply {
     /// its writer has seen (never another sibling the coordinator holds).
     Written { dot: Dot, context: CausalContext },
     /// An update's reply (see [`crate::crdt::Update`]).
-    Updated(i64),
+    Updated(crate::crdt::Reply),
     /// A scan's page: Redis keys (without the keyspace prefix) with their
     /// type names, and the cursor to go on from (0: the scan is done).
     Keys {
@@ -322,12 +322,19 @@ pub enum ClientReply {
 /// Why a client operation failed — each is one sentence for the user.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize, thiserror::Error)]
 pub enum ClientError {
-    #[error("{op} needed {needed} of {replicas} replicas but only {answered} answered in time")]
+    /// A quorum was not reached. `after` is empty for a read; for a write
+    /// it says what became of it — the coordinator wrote it, so it stays
+    /// where it was acknowledged and spreads from there, and a retry of an
+    /// increment would count it twice.
+    #[error(
+        "{op} needed {needed} of {replicas} replicas but only {answered} answered in time{after}"
+    )]
     Unavailable {
         op: String,
         needed: usize,
         answered: usize,
         replicas: usize,
+        after: String,
     },
     #[error("{0}")]
     Invalid(String),

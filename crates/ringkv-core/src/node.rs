@@ -506,8 +506,9 @@ impl<S: Store> Node<S> {
     /// with it, while [`Settings::max_in_flight`] operations are in
     /// flight. Refusing early is cheap and tells the client to back off;
     /// taking it on would only make every operation in flight slower, and
-    /// the node's memory grow with the backlog. What is in flight is
-    /// never touched: a continuation (a delete's write after its read, a
+    /// the node's memory grow with the backlog. What is in flight and has
+    /// not answered is never touched (see [`Self::yield_oldest_answered`]
+    /// for what has): a continuation (a delete's write after its read, a
     /// forward moving on to the next coordinator) is not a new operation.
     ///
     /// Why this bounds `ops` by twice the limit (asserted in `track`):
@@ -518,6 +519,9 @@ impl<S: Store> Node<S> {
     /// repair, while its write runs).
     fn admit(&mut self) -> Result<(), ClientError> {
         let limit = self.settings.max_in_flight;
+        if self.ops.len() >= limit {
+            self.yield_oldest_answered();
+        }
         if self.ops.len() < limit {
             return Ok(());
         }
@@ -527,6 +531,29 @@ impl<S: Store> Node<S> {
             what: "operations in flight".into(),
             limit,
         })
+    }
+
+    /// An operation whose quorum is decided has answered its client; it
+    /// stays only to hear from late replicas (for read repair, or to give
+    /// a silent one a stand-in). At the limit, the oldest such yields its
+    /// place to a new client operation: otherwise one slow replica would
+    /// have a single client, sending one request at a time, shed as if the
+    /// node were overloaded. What the late replica misses, anti-entropy
+    /// brings it.
+    fn yield_oldest_answered(&mut self) {
+        let oldest = self
+            .ops
+            .iter()
+            .filter(|(_, op)| match &op.state {
+                OpState::Put(p) => p.quorum.decided(),
+                OpState::Get(g) => g.quorum.decided(),
+                OpState::Forward(_) => false,
+            })
+            .min_by_key(|(req, op)| (op.started, **req))
+            .map(|(req, _)| *req);
+        if let Some(req) = oldest {
+            self.retire(req);
+        }
     }
 
     fn validate(&self, op: &ClientOp) -> Result<(), ClientError> {
@@ -821,23 +848,44 @@ impl<S: Store> Node<S> {
 
 /// A lost quorum as the client sees it: counted against the preference
 /// list, and when the PW rule is what failed, its numbers under "(pw)".
-fn unavailable(op: &str, quorum: &Quorum, answered: usize) -> ClientError {
+fn unavailable(op: Lost, quorum: &Quorum, answered: usize) -> ClientError {
     let replicas = quorum.primaries().len();
+    let (name, after) = match op {
+        Lost::Read(name) => (name, String::new()),
+        Lost::Write(name) => (name, "; it was written where acknowledged and will reach the other replicas".to_string()),
+        Lost::Increment(name) => (name, "; it was applied where acknowledged and will reach the other replicas: read the key before retrying, a retry would count it twice".to_string()),
+    };
     if quorum.short_of_primaries() {
-        let rule = if op == "get" { "pr" } else { "pw" };
+        let rule = if matches!(op, Lost::Read(_)) {
+            "pr"
+        } else {
+            "pw"
+        };
         return ClientError::Unavailable {
-            op: format!("{op} ({rule})"),
+            op: format!("{name} ({rule})"),
             needed: quorum.primaries_needed,
             answered: quorum.primary_successes(),
             replicas,
+            after,
         };
     }
     ClientError::Unavailable {
-        op: op.to_string(),
+        op: name.to_string(),
         needed: quorum.needed,
         answered,
         replicas,
+        after,
     }
+}
+
+/// What lost its quorum, for [`unavailable`]'s sentence.
+#[derive(Clone, Copy)]
+enum Lost {
+    Read(&'static str),
+    /// A write that a retry applies once more without harm.
+    Write(&'static str),
+    /// A write that a retry would apply twice.
+    Increment(&'static str),
 }
 
 /// An optional `r`, `w` or `pw` must be within `1..=n`.
@@ -871,6 +919,7 @@ fn no_coordinator(op: &ClientOp, replicas: usize) -> ClientError {
         needed: 1,
         answered: 0,
         replicas,
+        after: String::new(),
     }
 }
 

@@ -118,7 +118,11 @@ fn step(run: &mut Run, op: &Op) {
         Op::Remove(i, e) => {
             // The remove observes the element's adds this replica holds.
             ex.dead.extend(rs[i].set.dots_of(&[e]));
-            rs[i].set.remove(&[e]);
+            if rs[i].set.remove(&[e]) {
+                // Its write's dot joins the context, as the node's does.
+                let dot = rs[i].next_dot();
+                rs[i].set.witness(&dot).expect("a fresh dot");
+            }
         }
         Op::Sync(i, j) => {
             let (count, set) = (rs[j].count.clone(), rs[j].set.clone());

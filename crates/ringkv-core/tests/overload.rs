@@ -1,6 +1,7 @@
 //! Load shedding in the node: at most `max_in_flight` client operations
 //! are taken on at once; a new one beyond is refused at once, and what is
-//! in flight is never touched.
+//! in flight and unanswered is never touched (an answered one waiting for
+//! a late replica yields its place).
 
 mod common;
 
@@ -104,4 +105,21 @@ fn a_delete_after_read_holds_two_entries_within_the_asserted_bound() {
         Some(Err(ClientError::Overloaded { limit: 1, .. }))
     ));
     assert_eq!(net.node("n1").stats().shed_ops, 1);
+}
+
+/// One client, one request at a time, with a replica that never answers:
+/// each write reaches W = 2 and answers, then waits for the silent replica.
+/// Those answered operations yield their places, so the client is never
+/// shed as if n1 were overloaded.
+#[test]
+fn answered_operations_waiting_for_a_slow_replica_yield_to_new_ones() {
+    let mut net = net(2);
+    let keys = keys_of_n1(&net, 10);
+    net.cut_link("n1", "n3");
+    for key in &keys {
+        let written = net.put("n1", key, "v", CausalContext::new(), Some(2));
+        assert!(written.is_ok(), "{key}: {written:?}");
+        assert!(net.node("n1").in_flight() <= 2);
+    }
+    assert_eq!(net.node("n1").stats().shed_ops, 0);
 }

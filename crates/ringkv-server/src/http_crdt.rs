@@ -238,7 +238,7 @@ async fn update(
 ) -> Result<i64, ApiError> {
     let op = ClientOp::Update { key, update, w, pw };
     match api.node.request(op, api.request_limit).await? {
-        ClientReply::Updated(reply) => Ok(reply),
+        ClientReply::Updated(crdt::Reply::Integer(reply)) => Ok(reply),
         _ => Err(unexpected_reply()),
     }
 }

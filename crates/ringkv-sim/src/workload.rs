@@ -21,7 +21,7 @@
 use crate::history::{History, Read, Update, UpdateOutcome, Write, WriteOutcome};
 use rand::rngs::ChaCha8Rng;
 use rand::RngExt;
-use ringkv_core::crdt::{self, Value};
+use ringkv_core::crdt::{self, Reply, Value};
 use ringkv_core::keyspace;
 use ringkv_core::message::{ClientOp, ClientReply, ClientResult};
 use ringkv_core::siblings::SiblingSet;
@@ -225,7 +225,7 @@ impl Client {
                 let update = &mut history.updates[index];
                 update.completed_at = Some(now);
                 update.outcome = match result {
-                    Ok(ClientReply::Updated(reply)) => UpdateOutcome::Acked(reply),
+                    Ok(ClientReply::Updated(Reply::Integer(reply))) => UpdateOutcome::Acked(reply),
                     Ok(other) => UpdateOutcome::Indeterminate(format!("unexpected {other:?}")),
                     Err(e) => UpdateOutcome::of_error(&e, update.update.is_idempotent()),
                 };

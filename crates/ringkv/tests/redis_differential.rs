@@ -6,8 +6,10 @@
 //! counters (`INCR` … `DECRBY`, their "not an integer" and overflow
 //! errors), sets (`SADD` … `SCARD`), `TYPE`, `WRONGTYPE`, `DEL`/`EXISTS`/
 //! `MGET`/`MSET` over typed values, `MULTI`/`EXEC`, and the same again in
-//! RESP3 after `HELLO 3`, hashes (`HSET` … `HINCRBY`). `SMEMBERS` and
-//! `HGETALL` are compared sorted (Redis's order is its own). Replies that cannot be equal by nature are
+//! RESP3 after `HELLO 3`, hashes (`HSET` … `HINCRBY`), lists (`LPUSH` …
+//! `LINDEX`), sorted sets (`ZADD` … `ZPOPMAX`) and `SPOP`. `SMEMBERS`,
+//! `SPOP`'s arrays and `HGETALL` are compared sorted (Redis's order is its
+//! own). Replies that cannot be equal by nature are
 //! listed in [`SHAPE_ONLY`] and only their shape is checked.
 //!
 //! `redis-server` missing fails the test: scripts/test installs it.
@@ -394,10 +396,114 @@ const STEPS: &[&[&str]] = &[
     &["HGET", "h:a"],
     &["HINCRBY", "h:a", "f"],
     &["HSET", "h:c", "f", "v"],
+    // Lists.
+    &["RPUSH", "l:a", "a", "b", "c"],
+    &["LPUSH", "l:a", "x", "y"],
+    &["LRANGE", "l:a", "0", "-1"],
+    &["LRANGE", "l:a", "-2", "100"],
+    &["LRANGE", "l:a", "5", "10"],
+    &["LRANGE", "l:a", "x", "1"],
+    &["LLEN", "l:a"],
+    &["LINDEX", "l:a", "0"],
+    &["LINDEX", "l:a", "-1"],
+    &["LINDEX", "l:a", "9"],
+    &["LINDEX", "l:a", "one"],
+    &["LPOP", "l:a"],
+    &["RPOP", "l:a"],
+    &["LPOP", "l:a", "2"],
+    &["RPOP", "l:a", "0"],
+    &["LPOP", "l:a", "-1"],
+    &["LPOP", "l:a", "x"],
+    &["LPOP", "l:a", "1", "2"],
+    &["RPOP", "l:a", "5"],
+    &["LPOP", "l:a"],
+    &["LPOP", "l:a", "2"],
+    &["LLEN", "l:a"],
+    &["TYPE", "l:a"],
+    &["EXISTS", "l:a"],
+    &["RPUSH", "l:b", "1"],
+    &["TYPE", "l:b"],
+    &["GET", "l:b"],
+    &["INCR", "l:b"],
+    &["SADD", "l:b", "m"],
+    &["LPUSH", "h:c", "x"],
+    &["LRANGE", "h:c", "0", "1"],
+    &["LPUSH", "l:b"],
+    &["LRANGE", "l:b", "0"],
+    &["LRANGE", "l:missing", "0", "-1"],
+    &["LLEN", "l:missing"],
+    &["LINDEX", "l:missing", "0"],
+    &["LPOP", "l:missing"],
+    &["LPOP", "l:missing", "3"],
+    &["DEL", "l:b"],
+    &["LLEN", "l:b"],
+    // Sorted sets.
+    &["ZADD", "z:a", "1", "one", "2", "two", "1.5", "mid"],
+    &["ZADD", "z:a", "3", "one"],
+    &["ZADD", "z:a", "x", "m"],
+    &["ZADD", "z:a", "1"],
+    &["ZADD", "z:a", "1", "a", "2"],
+    &["ZADD", "z:a", "-inf", "low", "+inf", "high"],
+    &["ZSCORE", "z:a", "mid"],
+    &["ZSCORE", "z:a", "high"],
+    &["ZSCORE", "z:a", "low"],
+    &["ZSCORE", "z:a", "nope"],
+    &["ZCARD", "z:a"],
+    &["ZRANGE", "z:a", "0", "-1"],
+    &["ZRANGE", "z:a", "0", "-1", "WITHSCORES"],
+    &["ZRANGE", "z:a", "1", "2", "withscores"],
+    &["ZRANGE", "z:a", "-2", "-1"],
+    &["ZRANGE", "z:a", "0", "1", "BOGUS"],
+    &["ZRANGE", "z:a", "a", "1"],
+    &["ZREM", "z:a", "mid", "nope"],
+    &["ZREM", "z:a", "nope"],
+    &["ZPOPMIN", "z:a"],
+    &["ZPOPMAX", "z:a", "2"],
+    &["ZPOPMIN", "z:a", "0"],
+    &["ZPOPMIN", "z:a", "-1"],
+    &["ZPOPMIN", "z:missing"],
+    &["ZPOPMIN", "z:missing", "2"],
+    &["ZCARD", "z:missing"],
+    &["ZSCORE", "z:missing", "a"],
+    &["ZRANGE", "z:missing", "0", "-1"],
+    &["TYPE", "z:a"],
+    &["GET", "z:a"],
+    &["ZADD", "h:c", "1", "m"],
+    &["ZSCORE", "h:c", "f"],
+    &["ZPOPMAX", "z:a", "10"],
+    &["EXISTS", "z:a"],
+    // SPOP.
+    &["SADD", "sp:a", "only"],
+    &["SPOP", "sp:a"],
+    &["SPOP", "sp:a"],
+    &["EXISTS", "sp:a"],
+    &["SADD", "sp:b", "x", "y"],
+    &["SPOP", "sp:b", "5"],
+    &["SPOP", "sp:b", "5"],
+    &["SPOP", "sp:missing"],
+    &["SPOP", "sp:missing", "1"],
+    &["SPOP", "sp:b", "-1"],
+    &["SPOP", "h:c"],
     // RESP3.
     &["HELLO", "3"],
     &["HGETALL", "h:c"],
     &["HGETALL", "h:missing"],
+    &["RPUSH", "r3:l", "a", "b"],
+    &["LPOP", "r3:l", "5"],
+    &["LPOP", "r3:l", "5"],
+    &["LPOP", "r3:l"],
+    &["ZADD", "r3:z", "1", "a", "2.5", "b", "-inf", "c"],
+    &["ZSCORE", "r3:z", "b"],
+    &["ZSCORE", "r3:z", "c"],
+    &["ZRANGE", "r3:z", "0", "-1", "WITHSCORES"],
+    &["ZRANGE", "r3:z", "0", "-1"],
+    &["ZPOPMIN", "r3:z"],
+    &["ZPOPMAX", "r3:z", "3"],
+    &["ZPOPMIN", "r3:z", "1"],
+    &["SADD", "r3:s", "x"],
+    &["SPOP", "r3:s", "2"],
+    &["SPOP", "r3:s", "2"],
+    &["SPOP", "r3:s"],
     &["GET", "str:missing"],
     &["GET", "mset:a"],
     &["MGET", "mset:a", "str:missing", "set:c"],
@@ -604,7 +710,9 @@ fn normalized(args: &[&str], reply: Wire) -> Wire {
         items
     };
     match reply {
-        Wire::Array(Some(items)) if args[0].eq_ignore_ascii_case("SMEMBERS") => {
+        Wire::Array(Some(items))
+            if args[0].eq_ignore_ascii_case("SMEMBERS") || args[0].eq_ignore_ascii_case("SPOP") =>
+        {
             Wire::Array(Some(sort(items)))
         }
         Wire::Set(items) => Wire::Set(sort(items)),

@@ -34,7 +34,12 @@
 //!
 //! # Arithmetic
 //!
-//! Entries are `u64`, raised with checked addition; sums are `i128`.
+//! Entries are `u128`, raised with checked addition: each `INCRBY` adds at
+//! most 2^63 to its actor's entry, and `P` and `N` only grow, so `u64`
+//! entries would refuse a counter that went up and down by `i64::MAX`
+//! twice although its value is 0; `u128` takes 2^65 such operations.
+//! (postcard writes both as the same varint, so `u64` states decode.)
+//! Sums saturate in `i128`.
 //! [`PnCounter::apply`] refuses (as Redis does) an operation that would
 //! take the value out of `i64`. Concurrent increments can still merge past
 //! the range; [`PnCounter::value`] then *saturates*.
@@ -70,8 +75,8 @@ impl Base {
 pub struct PnCounter {
     /// `None`: born from nothing, the earliest incarnation.
     base: Option<Base>,
-    p: BTreeMap<Actor, u64>,
-    n: BTreeMap<Actor, u64>,
+    p: BTreeMap<Actor, u128>,
+    n: BTreeMap<Actor, u128>,
 }
 
 impl Default for PnCounter {
@@ -127,9 +132,15 @@ impl PnCounter {
     }
 
     fn exact(&self) -> i128 {
-        let sum = |m: &BTreeMap<Actor, u64>| m.values().map(|&v| i128::from(v)).sum::<i128>();
+        let sum = |m: &BTreeMap<Actor, u128>| {
+            m.values().fold(0i128, |acc, &v| {
+                acc.saturating_add(i128::try_from(v).unwrap_or(i128::MAX))
+            })
+        };
         let base = self.base.as_ref().map_or(0, |b| b.value);
-        i128::from(base) + sum(&self.p) - sum(&self.n)
+        i128::from(base)
+            .saturating_add(sum(&self.p))
+            .saturating_sub(sum(&self.n))
     }
 
     /// The counter's value, saturated to the `i64` range.
@@ -146,7 +157,7 @@ impl PnCounter {
         let map = if delta >= 0 { &mut self.p } else { &mut self.n };
         let entry = map.entry(actor.clone()).or_insert(0);
         *entry = entry
-            .checked_add(delta.unsigned_abs())
+            .checked_add(u128::from(delta.unsigned_abs()))
             .ok_or(CrdtError::Overflow)?;
         debug_assert_eq!(self.exact(), next);
         Ok(value)
@@ -221,6 +232,35 @@ mod tests {
         assert_eq!(c.apply(&actor("n1", 0), 1), Err(CrdtError::Overflow));
         assert_eq!(c, before);
         assert_eq!(c.apply(&actor("n1", 0), i64::MIN), Ok(-1));
+    }
+
+    #[test]
+    fn going_up_and_down_by_the_whole_range_never_overflows_the_entries() {
+        let mut c = PnCounter::new();
+        let a = actor("n1", 0);
+        for _ in 0..1_000 {
+            assert_eq!(c.apply(&a, i64::MAX), Ok(i64::MAX));
+            assert_eq!(c.apply(&a, -i64::MAX), Ok(0));
+        }
+    }
+
+    #[test]
+    fn a_u64_state_decodes_as_the_same_counter() {
+        #[derive(Serialize)]
+        struct Old {
+            base: Option<Base>,
+            p: BTreeMap<Actor, u64>,
+            n: BTreeMap<Actor, u64>,
+        }
+        let old = Old {
+            base: None,
+            p: BTreeMap::from([(actor("n1", 3), u64::MAX)]),
+            n: BTreeMap::from([(actor("n2", 0), 7)]),
+        };
+        let bytes = postcard::to_stdvec(&old).unwrap();
+        let new: PnCounter = postcard::from_bytes(&bytes).unwrap();
+        assert_eq!(new.p[&actor("n1", 3)], u128::from(u64::MAX));
+        assert_eq!(new.n[&actor("n2", 0)], 7);
     }
 }
 

@@ -22,22 +22,38 @@ pub fn join_fun<V: Clone + PartialEq + std::fmt::Debug>(
     theirs: &DotFun<V>,
     their_context: &CausalContext,
 ) -> DotFun<V> {
-    let mut out = DotFun::new();
-    for (dot, v) in mine {
-        match theirs.get(dot) {
+    join_events(mine, my_context, theirs, their_context, |dot| dot)
+}
+
+/// [`join_fun`] for maps whose keys are events made by a dot (`dot_of`):
+/// a list's elements are `(dot, index)`, several per write.
+pub fn join_events<K, V>(
+    mine: &BTreeMap<K, V>,
+    my_context: &CausalContext,
+    theirs: &BTreeMap<K, V>,
+    their_context: &CausalContext,
+    dot_of: impl Fn(&K) -> &Dot,
+) -> BTreeMap<K, V>
+where
+    K: Ord + Clone + std::fmt::Debug,
+    V: Clone + PartialEq + std::fmt::Debug,
+{
+    let mut out = BTreeMap::new();
+    for (event, v) in mine {
+        match theirs.get(event) {
             Some(w) => {
-                debug_assert_eq!(v, w, "one dot, one value: {dot:?}");
-                out.insert(dot.clone(), v.clone());
+                debug_assert_eq!(v, w, "one event, one value: {event:?}");
+                out.insert(event.clone(), v.clone());
             }
-            None if !their_context.covers(dot) => {
-                out.insert(dot.clone(), v.clone());
+            None if !their_context.covers(dot_of(event)) => {
+                out.insert(event.clone(), v.clone());
             }
             None => {}
         }
     }
-    for (dot, w) in theirs {
-        if !mine.contains_key(dot) && !my_context.covers(dot) {
-            out.insert(dot.clone(), w.clone());
+    for (event, w) in theirs {
+        if !mine.contains_key(event) && !my_context.covers(dot_of(event)) {
+            out.insert(event.clone(), w.clone());
         }
     }
     out

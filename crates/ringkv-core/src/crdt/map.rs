@@ -111,8 +111,7 @@ impl OrMap {
         dot: &Dot,
         writes: Vec<(Vec<u8>, FieldValue)>,
     ) -> Result<usize, CrdtError> {
-        fresh(&self.context, dot)?;
-        self.context.add(dot, 0);
+        self.witness(dot)?;
         let mut added = 0;
         for (field, value) in writes {
             let old = self
@@ -121,6 +120,19 @@ impl OrMap {
             added += usize::from(old.is_none());
         }
         Ok(added)
+    }
+
+    /// Record `dot`, the write that carries a removal, in the context (see
+    /// [`super::OrSet::witness`]: without it each `HDEL` opens a gap).
+    pub fn witness(&mut self, dot: &Dot) -> Result<(), CrdtError> {
+        fresh(&self.context, dot)?;
+        self.context.add(dot, 0);
+        Ok(())
+    }
+
+    /// Intervals in the causal context.
+    pub fn context_size(&self) -> usize {
+        self.context.size()
     }
 
     /// Remove `field` as observed here; true when it was present.

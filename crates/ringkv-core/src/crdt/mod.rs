@@ -1,5 +1,6 @@
 //! Conflict-free replicated data types for the Redis keyspace: a key holds
-//! a string, a [`PnCounter`] or an [`OrSet`] ([`Value`]), stored as the
+//! a string, a [`PnCounter`], an [`OrSet`], an [`OrMap`] (hash), an
+//! [`OrList`] or an [`OrZSet`] ([`Value`]), stored as the
 //! value of an ordinary sibling, so replication, hints, read repair,
 //! handoff and anti-entropy carry them unchanged.
 //!
@@ -18,14 +19,18 @@
 
 mod counter;
 mod dots;
+mod list;
 mod map;
 mod orset;
 mod value;
+mod zset;
 
 pub use counter::{Actor, PnCounter};
+pub use list::{index_range, End, OrList, Slot};
 pub use map::{Field, FieldValue, OrMap};
 pub use orset::OrSet;
-pub use value::{apply, parse_integer, resolve, Applied, Stamp, Update, Value, Writer};
+pub use value::{apply, parse_integer, resolve, Applied, Reply, Stamp, Update, Value, Writer};
+pub use zset::{format_score, parse_score, OrZSet};
 
 use crate::version::Dot;
 use serde::{Deserialize, Serialize};
@@ -39,6 +44,9 @@ pub enum CrdtError {
     NotInteger,
     #[error("hash value is not an integer")]
     HashNotInteger,
+    /// A list pushed to one end 2^63 times: no positions are left there.
+    #[error("the list has no positions left at that end")]
+    ListEnd,
     #[error("WRONGTYPE Operation against a key holding the wrong kind of value")]
     WrongType,
     /// A coordinator minted a dot the state has seen: a bug, refused

@@ -34,8 +34,7 @@ impl OrSet {
     /// them). Each element's older dots are replaced: the new dot's context
     /// covers them. Returns how many were not present.
     pub fn add(&mut self, dot: &Dot, elems: &[Vec<u8>]) -> Result<usize, CrdtError> {
-        fresh(&self.context, dot)?;
-        self.context.add(dot, 0);
+        self.witness(dot)?;
         let mut added = 0;
         for elem in elems {
             let old = self
@@ -45,6 +44,17 @@ impl OrSet {
         }
         debug_assert!(self.well_formed());
         Ok(added)
+    }
+
+    /// Record `dot`, the write that carries a remove, in the context. A
+    /// remove needs no dot of its own, but its write took the coordinator's
+    /// next counter: left out, every remove would open a gap, and the
+    /// context of a set added to and removed from would grow an interval
+    /// per cycle instead of staying one interval per actor.
+    pub fn witness(&mut self, dot: &Dot) -> Result<(), CrdtError> {
+        fresh(&self.context, dot)?;
+        self.context.add(dot, 0);
+        Ok(())
     }
 
     /// Remove `elem` as observed here: its dots leave the store, stay in
@@ -91,6 +101,12 @@ impl OrSet {
         self.entries = join_map(&self.entries, &self.context, &other.entries, &other.context);
         self.context.merge(&other.context);
         debug_assert!(self.well_formed());
+    }
+
+    /// Intervals in the causal context: what removes would cost without
+    /// [`Self::witness`].
+    pub fn context_size(&self) -> usize {
+        self.context.size()
     }
 
     /// Every stored dot is in the context, no element is dotless.

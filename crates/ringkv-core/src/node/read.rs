@@ -10,7 +10,7 @@
 //! replies from the real list, for readers that must meet every strict
 //! write (PR + PW > N).
 
-use super::{unavailable, Node};
+use super::{unavailable, Lost, Node};
 use crate::coordinator::{GetOp, InFlight, OpState, Origin, Quorum, ReadPurpose, Verdict};
 use crate::latency::RequestKind;
 use crate::message::{ClientReply, Message, RequestId};
@@ -203,8 +203,8 @@ impl<S: Store> Node<S> {
             }
             (Verdict::Lost { answered }, _) => {
                 let op = match get.purpose {
-                    ReadPurpose::Get => "get",
-                    ReadPurpose::DeleteAfterRead(_) => "delete",
+                    ReadPurpose::Get => Lost::Read("get"),
+                    ReadPurpose::DeleteAfterRead(_) => Lost::Read("delete"),
                     ReadPurpose::UpdateAfterRead(..) => unreachable!("matched above"),
                 };
                 let err = unavailable(op, &get.quorum, answered);

@@ -43,7 +43,7 @@ impl<S: Store> Node<S> {
             ));
             return self.finish(origin, Err(err));
         }
-        let updated = Some((dot, applied.reply));
+        let updated = Some((dot, &update, applied.reply));
         self.write_version(now, origin, key, bytes, context, acks, updated);
     }
 

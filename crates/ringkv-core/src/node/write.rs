@@ -15,8 +15,9 @@
 //! raises the floor of its counters (see `hints::forget_hint`), as
 //! forgetting its copy does.
 
-use super::{unavailable, Node};
-use crate::coordinator::{OpState, Origin, PutOp, Quorum, Verdict, WriteAcks};
+use super::{unavailable, Lost, Node};
+use crate::coordinator::{OpState, Origin, PutOp, Quorum, Updated, Verdict, WriteAcks};
+use crate::crdt::{Reply, Update};
 use crate::keyspace;
 use crate::latency::RequestKind;
 use crate::message::{ClientError, ClientReply, Message, RequestId};
@@ -45,8 +46,8 @@ impl<S: Store> Node<S> {
     }
 
     /// [`Node::start_write`], for a CRDT update too: `updated` is the dot
-    /// the update's value was made with (the write must get exactly it)
-    /// and the update's reply.
+    /// the update's value was made with (the write must get exactly it),
+    /// the update and its reply.
     #[allow(clippy::too_many_arguments)]
     pub(super) fn write_version(
         &mut self,
@@ -56,7 +57,7 @@ impl<S: Store> Node<S> {
         value: Option<Vec<u8>>,
         context: CausalContext,
         acks: WriteAcks,
-        updated: Option<(Dot, i64)>,
+        updated: Option<(Dot, &Update, Reply)>,
     ) {
         let limits = WriteLimits {
             max_siblings: self.settings.max_siblings,
@@ -75,7 +76,7 @@ impl<S: Store> Node<S> {
             let dot = set
                 .write(&self.id, &stored_context, value, now, limits)
                 .map_err(ClientError::from)?;
-            if let Some((made_with, _)) = &updated {
+            if let Some((made_with, ..)) = &updated {
                 assert_eq!(
                     &dot, made_with,
                     "an update's value is made with its write's dot"
@@ -124,7 +125,11 @@ impl<S: Store> Node<S> {
             key,
             siblings: set,
             silent_after: Some(now + hedge),
-            updated: updated.map(|(_, reply)| reply),
+            updated: updated.map(|(_, update, reply)| Updated {
+                name: update.name(),
+                idempotent: update.is_idempotent(),
+                reply,
+            }),
         };
         self.track(now, now + timeout, req, OpState::Put(op));
         self.record_put(req, &self.id.clone(), true);
@@ -317,14 +322,21 @@ impl<S: Store> Node<S> {
         };
         let origin = put.origin.clone();
         let result = match verdict {
-            Verdict::Reached => Ok(match put.updated {
-                Some(reply) => ClientReply::Updated(reply),
+            Verdict::Reached => Ok(match &put.updated {
+                Some(u) => ClientReply::Updated(u.reply.clone()),
                 None => ClientReply::Written {
                     dot: put.dot.clone(),
                     context: put.returned.clone(),
                 },
             }),
-            Verdict::Lost { answered } => Err(unavailable("put", &put.quorum, answered)),
+            Verdict::Lost { answered } => {
+                let lost = match &put.updated {
+                    None => Lost::Write("put"),
+                    Some(u) if u.idempotent => Lost::Write(u.name),
+                    Some(u) => Lost::Increment(u.name),
+                };
+                Err(unavailable(lost, &put.quorum, answered))
+            }
         };
         self.finish_after_sync(origin, result);
     }

@@ -194,6 +194,7 @@ impl NodeHandle {
                 needed: 1,
                 answered: 0,
                 replicas: 0,
+                after: String::new(),
             }),
         }
     }

@@ -51,6 +51,8 @@ pub enum Command {
     Quit,
     /// Answered without the node.
     Reply(Reply),
+    /// A list or sorted-set command, or `SPOP` (see [`super::collections`]).
+    Collection(super::collections::Op),
     /// An error Redis finds only when the command runs (an `INCRBY` whose
     /// increment is not an integer), the line as sent: answered without
     /// the node, but queued after `MULTI` and answered in `EXEC`'s array,
@@ -180,10 +182,14 @@ impl Command {
             (b"COMMAND", sub) => Command::Reply(docs::command(sub)),
             (b"CONFIG", [sub, params @ ..]) => Command::Reply(config(sub, params)),
             (b"SELECT", [db]) => answer(select(db)),
-            (upper, _) if KNOWN.contains(&upper) => answer(error(format!(
-                "ERR wrong number of arguments for '{}' command",
-                text(name).to_lowercase()
-            ))),
+            (upper, args)
+                if super::collections::NAMES
+                    .iter()
+                    .any(|n| n.as_bytes().eq_ignore_ascii_case(upper)) =>
+            {
+                super::collections::parse(upper, args).unwrap_or_else(|| arity(name))
+            }
+            (upper, _) if KNOWN.contains(&upper) => arity(name),
             _ => answer(unknown(name, args)),
         }
     }
@@ -209,6 +215,7 @@ impl Command {
             | Command::HLen(key)
             | Command::HExists(key, _)
             | Command::HIncrBy(key, ..) => vec![key],
+            Command::Collection(op) => vec![op.key()],
             Command::Del(keys) | Command::Exists(keys) | Command::MGet(keys) => {
                 keys.iter().collect()
             }
@@ -223,6 +230,14 @@ impl Command {
             | Command::Fail(_) => Vec::new(),
         }
     }
+}
+
+/// Redis's arity error for `name`.
+fn arity(name: &Bytes) -> Command {
+    answer(error(format!(
+        "ERR wrong number of arguments for '{}' command",
+        text(name).to_lowercase()
+    )))
 }
 
 /// `INCRBY`/`DECRBY key by`: `by` read as Redis reads an integer.

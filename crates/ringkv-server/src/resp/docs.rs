@@ -21,11 +21,12 @@ const KEYS: Arg = ("key", "key", true);
 const VALUE: Arg = ("value", "string", false);
 const MESSAGE: Arg = ("message", "string", false);
 const SUBCOMMAND: Arg = ("subcommand", "string", false);
+const COUNT: Arg = ("count", "integer", false);
 
 /// The commands ringkv serves, as `COMMAND DOCS` describes them: one
 /// line each, as a table.
 #[rustfmt::skip]
-const DOCS: [Doc; 44] = [
+const DOCS: [Doc; 59] = [
     ("get", "Returns the string value of a key.", "string", &[KEY]),
     ("set", "Sets the string value of a key.", "string", &[KEY, VALUE]),
     ("mget", "Returns the values of keys.", "string", &[KEYS]),
@@ -58,7 +59,7 @@ const DOCS: [Doc; 44] = [
     ("sismember", "Whether a member is in a set.", "set", &[KEY, ("member", "string", false)]),
     ("smismember", "Whether each member is in a set.", "set", &[KEY, ("member", "string", true)]),
     ("scard", "Counts the members of a set.", "set", &[KEY]),
-    ("type", "Returns the type of a key: none, string or set.", "generic", &[KEY]),
+    ("type", "Returns the type of a key: none, string, set, hash, list or zset.", "generic", &[KEY]),
     ("scan", "Pages through the keys of the ring (MATCH, COUNT, TYPE).", "generic", &[("cursor", "integer", false)]),
     ("keys", "Every key matching a pattern (a whole SCAN: prefer SCAN).", "generic", &[("pattern", "string", false)]),
     ("hset", "Sets fields of a hash (an observed-remove map CRDT).", "hash", &[KEY, ("field value", "string", true)]),
@@ -70,6 +71,21 @@ const DOCS: [Doc; 44] = [
     ("hlen", "Counts the fields of a hash.", "hash", &[KEY]),
     ("hexists", "Whether a field is in a hash.", "hash", &[KEY, ("field", "string", false)]),
     ("hincrby", "Increments a hash field (a PN-counter) by a number.", "hash", &[KEY, ("field", "string", false), ("increment", "integer", false)]),
+    ("lpush", "Pushes elements at the head of a list (an observed-remove list CRDT).", "list", &[KEY, ("element", "string", true)]),
+    ("rpush", "Pushes elements at the tail of a list.", "list", &[KEY, ("element", "string", true)]),
+    ("lpop", "Pops from the head; concurrent pops through two nodes may both get one element.", "list", &[KEY, COUNT]),
+    ("rpop", "Pops from the tail; concurrent pops through two nodes may both get one element.", "list", &[KEY, COUNT]),
+    ("lrange", "Returns a range of a list's elements.", "list", &[KEY, ("start", "integer", false), ("stop", "integer", false)]),
+    ("llen", "Counts a list's elements.", "list", &[KEY]),
+    ("lindex", "Returns a list's element at an index.", "list", &[KEY, ("index", "integer", false)]),
+    ("spop", "Removes and returns members of a set.", "set", &[KEY, COUNT]),
+    ("zadd", "Sets members' scores (an observed-remove map of last-write-wins scores); no options.", "sorted-set", &[KEY, ("score member", "string", true)]),
+    ("zrem", "Removes the members this node's read observed.", "sorted-set", &[KEY, ("member", "string", true)]),
+    ("zscore", "Returns a member's score.", "sorted-set", &[KEY, ("member", "string", false)]),
+    ("zcard", "Counts the members of a sorted set.", "sorted-set", &[KEY]),
+    ("zrange", "Returns members by rank (WITHSCORES; no BYSCORE, BYLEX, REV, LIMIT).", "sorted-set", &[KEY, ("start", "integer", false), ("stop", "integer", false)]),
+    ("zpopmin", "Removes and returns the lowest-scored members.", "sorted-set", &[KEY, COUNT]),
+    ("zpopmax", "Removes and returns the highest-scored members.", "sorted-set", &[KEY, COUNT]),
 ];
 
 /// `COMMAND [sub …]`. The bare command table is empty (clients then use

@@ -7,7 +7,7 @@
 use super::command::{error, ok, Command};
 use super::protocol::Reply;
 use super::transaction::Queued;
-use super::{info, scan, Context};
+use super::{collections, info, scan, Context};
 use crate::metrics::{self, Frontend};
 use bytes::Bytes;
 use futures::{stream, StreamExt};
@@ -139,6 +139,7 @@ pub async fn run(command: Command, ctx: &Context) -> (Reply, metrics::Outcome) {
             return (reply, outcome);
         }
         Command::Fail(line) => Err(Failure(line, metrics::Outcome::Invalid)),
+        Command::Collection(op) => return answered(collections::run(ctx, op).await),
     };
     answered(reply.map(Reply::from))
 }
@@ -257,20 +258,20 @@ async fn get_or_nil(ctx: &Context, key: Bytes) -> Outcome<Option<Bytes>> {
 
 /// The key's set, `None` when it holds nothing, `WRONGTYPE` for another type.
 async fn set(ctx: &Context, key: Bytes) -> Outcome<Option<crdt::OrSet>> {
-    match value(ctx, &key).await? {
-        None => Ok(None),
-        Some(Value::Set(s)) => Ok(Some(s)),
-        Some(_) => Err(ClientError::from(CrdtError::WrongType).into()),
-    }
+    typed(ctx, &key, |v| match v {
+        Value::Set(s) => Some(s),
+        _ => None,
+    })
+    .await
 }
 
 /// The key's hash, `None` when it holds nothing, `WRONGTYPE` for another type.
 async fn hash(ctx: &Context, key: Bytes) -> Outcome<Option<crdt::OrMap>> {
-    match value(ctx, &key).await? {
-        None => Ok(None),
-        Some(Value::Hash(h)) => Ok(Some(h)),
-        Some(_) => Err(ClientError::from(CrdtError::WrongType).into()),
-    }
+    typed(ctx, &key, |v| match v {
+        Value::Hash(h) => Some(h),
+        _ => None,
+    })
+    .await
 }
 
 fn field_of(hash: &Option<crdt::OrMap>, field: &[u8]) -> Option<Bytes> {
@@ -294,8 +295,8 @@ async fn hgetall(ctx: &Context, key: Bytes) -> Outcome<Reply> {
     Ok(Reply::Map(pairs))
 }
 
-/// A CRDT update of `key`, applied by its coordinator; its integer reply.
-async fn update(ctx: &Context, key: Bytes, update: Update) -> Outcome<i64> {
+/// A CRDT update of `key`, applied by its coordinator; its reply.
+async fn update_reply(ctx: &Context, key: Bytes, update: Update) -> Outcome<crdt::Reply> {
     let op = ClientOp::Update {
         key: internal_key(ctx, &key)?,
         update,
@@ -305,6 +306,35 @@ async fn update(ctx: &Context, key: Bytes, update: Update) -> Outcome<i64> {
     match ctx.node.request(op, ctx.request_limit).await? {
         ClientReply::Updated(reply) => Ok(reply),
         _ => Err(unexpected_reply()),
+    }
+}
+
+/// A CRDT update that answers an integer.
+pub async fn update(ctx: &Context, key: Bytes, update: Update) -> Outcome<i64> {
+    let reply = update_reply(ctx, key, update).await?;
+    reply.integer().ok_or_else(unexpected_reply)
+}
+
+/// A CRDT update that answers elements (a pop).
+pub async fn update_elements(ctx: &Context, key: Bytes, update: Update) -> Outcome<Vec<Bytes>> {
+    match update_reply(ctx, key, update).await? {
+        crdt::Reply::Elements(taken) => Ok(taken.into_iter().map(Bytes::from).collect()),
+        crdt::Reply::Integer(_) => Err(unexpected_reply()),
+    }
+}
+
+/// The key's value when `pick` accepts its type: `None` when the key holds
+/// nothing, `WRONGTYPE` when it holds another type.
+pub async fn typed<T>(
+    ctx: &Context,
+    key: &[u8],
+    pick: fn(Value) -> Option<T>,
+) -> Outcome<Option<T>> {
+    match value(ctx, key).await? {
+        None => Ok(None),
+        Some(v) => pick(v)
+            .map(Some)
+            .ok_or_else(|| ClientError::from(CrdtError::WrongType).into()),
     }
 }
 

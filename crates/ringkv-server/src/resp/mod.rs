@@ -9,6 +9,7 @@
 //! since each waits for a quorum (see [`connection`]).
 
 mod client;
+mod collections;
 mod command;
 mod connection;
 mod docs;
@@ -75,7 +76,7 @@ pub struct Load<'a> {
 /// The operations Redis requests are counted under: the commands that
 /// reach the node, `auth`, and `other` for everything else (so a client
 /// cannot make up series).
-pub const OPS: [&str; 32] = [
+pub const OPS: [&str; 47] = [
     "get",
     "set",
     "del",
@@ -107,6 +108,21 @@ pub const OPS: [&str; 32] = [
     "hlen",
     "hexists",
     "hincrby",
+    "lpush",
+    "rpush",
+    "lpop",
+    "rpop",
+    "lrange",
+    "llen",
+    "lindex",
+    "spop",
+    "zadd",
+    "zrem",
+    "zscore",
+    "zcard",
+    "zrange",
+    "zpopmin",
+    "zpopmax",
     "other",
 ];
 

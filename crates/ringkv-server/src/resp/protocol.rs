@@ -58,6 +58,13 @@ pub enum Reply {
     Array(Vec<Reply>),
     /// Members of a set (`SMEMBERS`): an array in RESP2, a set in RESP3.
     Set(Vec<Bytes>),
+    /// A score, as Redis writes it: a bulk string in RESP2, a double in
+    /// RESP3.
+    Double(Bytes),
+    /// A member and its score inside an array: the two items inline in
+    /// RESP2 (`ZRANGE … WITHSCORES` is flat there), an array of two in
+    /// RESP3.
+    Pair(Box<(Reply, Reply)>),
 }
 
 impl From<Resp2> for Reply {
@@ -81,7 +88,9 @@ impl Reply {
     pub fn outcome(&self) -> Outcome {
         match self {
             Reply::Plain(frame) => Outcome::of_resp(frame),
-            Reply::Map(_) | Reply::Array(_) | Reply::Set(_) => Outcome::Ok,
+            Reply::Map(_) | Reply::Array(_) | Reply::Set(_) | Reply::Double(_) | Reply::Pair(_) => {
+                Outcome::Ok
+            }
         }
     }
 
@@ -107,10 +116,22 @@ impl Reply {
                     .flat_map(|(name, value)| [Resp2::BulkString(name), value.into_resp2()])
                     .collect(),
             ),
-            Reply::Array(items) => Resp2::Array(items.into_iter().map(Reply::into_resp2).collect()),
+            Reply::Array(items) => {
+                Resp2::Array(items.into_iter().flat_map(Reply::inline).collect())
+            }
             Reply::Set(members) => {
                 Resp2::Array(members.into_iter().map(Resp2::BulkString).collect())
             }
+            Reply::Double(text) => Resp2::BulkString(text),
+            Reply::Pair(pair) => Resp2::Array(Reply::Pair(pair).inline()),
+        }
+    }
+
+    /// The RESP2 items this reply is inside an array: one, or a pair's two.
+    fn inline(self) -> Vec<Resp2> {
+        match self {
+            Reply::Pair(pair) => vec![pair.0.into_resp2(), pair.1.into_resp2()],
+            other => vec![other.into_resp2()],
         }
     }
 
@@ -130,6 +151,17 @@ impl Reply {
             },
             Reply::Set(members) => Resp3::Set {
                 data: members.into_iter().map(blob).collect(),
+                attributes: None,
+            },
+            Reply::Double(text) => Resp3::Double {
+                data: std::str::from_utf8(&text)
+                    .ok()
+                    .and_then(|t| t.parse().ok())
+                    .unwrap_or(f64::NAN),
+                attributes: None,
+            },
+            Reply::Pair(pair) => Resp3::Array {
+                data: vec![pair.0.into_resp3(), pair.1.into_resp3()],
                 attributes: None,
             },
         }
