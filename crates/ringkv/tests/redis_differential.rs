@@ -461,6 +461,7 @@ const STEPS: &[&[&str]] = &[
     &["ZPOPMAX", "z:a", "2"],
     &["ZPOPMIN", "z:a", "0"],
     &["ZPOPMIN", "z:a", "-1"],
+    &["ZPOPMIN", "z:a", "x"],
     &["ZPOPMIN", "z:missing"],
     &["ZPOPMIN", "z:missing", "2"],
     &["ZCARD", "z:missing"],
@@ -483,6 +484,8 @@ const STEPS: &[&[&str]] = &[
     &["SPOP", "sp:missing"],
     &["SPOP", "sp:missing", "1"],
     &["SPOP", "sp:b", "-1"],
+    &["SPOP", "sp:b", "x"],
+    &["SPOP", "sp:b", "1", "2"],
     &["SPOP", "h:c"],
     // RESP3.
     &["HELLO", "3"],

@@ -173,15 +173,16 @@ pub enum Reply {
     Integer(i64),
     /// What a pop took, in order.
     Elements(Vec<Vec<u8>>),
+    /// A pop of a key that holds nothing (Redis answers nil, not `[]`).
+    Missing,
 }
 
 impl Reply {
-    /// The integer, for updates that answer one (0 for elements: a bug
-    /// the front end reports as an unexpected reply).
+    /// The integer, for updates that answer one.
     pub fn integer(&self) -> Option<i64> {
         match self {
             Reply::Integer(n) => Some(*n),
-            Reply::Elements(_) => None,
+            Reply::Elements(_) | Reply::Missing => None,
         }
     }
 }
@@ -335,7 +336,7 @@ fn set(
 ) -> Result<Applied, CrdtError> {
     let mut set = match current {
         None if matches!(update, Update::SAdd(_)) => OrSet::new(),
-        None if matches!(update, Update::SPop(_)) => return Ok(popped(Vec::new(), None)),
+        None if matches!(update, Update::SPop(_)) => return Ok(missing()),
         None => return Ok(unchanged(0)),
         Some((Value::Set(s), _)) => s,
         Some(_) => return Err(CrdtError::WrongType),
@@ -395,7 +396,7 @@ fn list(
 ) -> Result<Applied, CrdtError> {
     let mut list = match current {
         None if matches!(update, Update::Push(..)) => OrList::new(),
-        None => return Ok(popped(Vec::new(), None)),
+        None => return Ok(missing()),
         Some((Value::List(l), _)) => l,
         Some(_) => return Err(CrdtError::WrongType),
     };
@@ -421,7 +422,7 @@ fn zset(
 ) -> Result<Applied, CrdtError> {
     let mut zset = match current {
         None if matches!(update, Update::ZAdd(_)) => OrZSet::new(),
-        None if matches!(update, Update::ZPop(..)) => return Ok(popped(Vec::new(), None)),
+        None if matches!(update, Update::ZPop(..)) => return Ok(missing()),
         None => return Ok(unchanged(0)),
         Some((Value::ZSet(z), _)) => z,
         Some(_) => return Err(CrdtError::WrongType),
@@ -453,6 +454,14 @@ fn zset(
             Ok(popped(flat, Some(Value::ZSet(zset))))
         }
         _ => unreachable!("zset() takes sorted-set updates only"),
+    }
+}
+
+/// A pop of a key that holds nothing.
+fn missing() -> Applied {
+    Applied {
+        reply: Reply::Missing,
+        write: None,
     }
 }
 

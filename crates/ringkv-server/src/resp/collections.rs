@@ -76,7 +76,8 @@ pub fn parse(name: &[u8], args: &[Bytes]) -> Option<Command> {
         (b"RPOP", [key, count @ ..]) if count.len() <= 1 => {
             return Some(with_count(count, |n| Op::Pop(key.clone(), End::Tail, n)))
         }
-        (b"SPOP", [key, count @ ..]) if count.len() <= 1 => {
+        (b"SPOP", [_, _, _, ..]) => return Some(Command::Reply(error("ERR syntax error").into())),
+        (b"SPOP", [key, count @ ..]) => {
             return Some(with_count(count, |n| Op::SPop(key.clone(), n)))
         }
         (b"ZPOPMIN", [key, count @ ..]) if count.len() <= 1 => {
@@ -112,19 +113,24 @@ fn integer(arg: &Bytes) -> Option<i64> {
     crdt::parse_integer(arg).ok()
 }
 
+const NOT_INTEGER: &str = "ERR value is not an integer or out of range";
+const POSITIVE: &str = "ERR value is out of range, must be positive";
+
 fn not_integer() -> Command {
-    Command::Fail("ERR value is not an integer or out of range".into())
+    Command::Fail(NOT_INTEGER.into())
 }
 
-/// A pop's optional count, read as Redis reads it (positive; 0 allowed).
+/// A pop's optional count, read as Redis reads it: 0 allowed, anything
+/// but a non-negative integer refused as not positive.
 fn with_count(count: &[Bytes], op: impl FnOnce(Option<usize>) -> Op) -> Command {
     let Some(arg) = count.first() else {
         return Command::Collection(op(None));
     };
     match integer(arg) {
-        None => not_integer(),
-        Some(n) if n < 0 => Command::Fail("ERR value is out of range, must be positive".into()),
-        Some(n) => Command::Collection(op(Some(usize::try_from(n).unwrap_or(usize::MAX)))),
+        Some(n) if n >= 0 => {
+            Command::Collection(op(Some(usize::try_from(n).unwrap_or(usize::MAX))))
+        }
+        _ => Command::Fail(POSITIVE.into()),
     }
 }
 
@@ -141,7 +147,7 @@ fn zadd(key: &Bytes, rest: &[Bytes]) -> Command {
             .into(),
         );
     }
-    if rest.len() % 2 != 0 {
+    if !rest.len().is_multiple_of(2) {
         return Command::Reply(error("ERR syntax error").into());
     }
     let mut members = Vec::with_capacity(rest.len() / 2);
@@ -196,14 +202,17 @@ pub async fn run(ctx: &Context, op: Op) -> Outcome<Reply> {
             let taken = exec::update_elements(ctx, key, Update::SPop(count.unwrap_or(1))).await?;
             match count {
                 // Redis answers an empty array for a missing key.
-                Some(_) => Ok(Reply::Set(taken)),
+                Some(_) => Ok(Reply::Set(taken.unwrap_or_default())),
                 None => Ok(popped(taken, false)),
             }
         }
         Op::ZPop(key, min, count) => {
             let taken =
                 exec::update_elements(ctx, key, Update::ZPop(min, count.unwrap_or(1))).await?;
-            Ok(Reply::Array(scored(taken, count.is_some())))
+            Ok(Reply::Array(scored(
+                taken.unwrap_or_default(),
+                count.is_some(),
+            )))
         }
         Op::ZAdd(key, members) => {
             let members = members.into_iter().map(|(s, m)| (s, m.to_vec())).collect();
@@ -270,15 +279,17 @@ fn bulk(bytes: impl AsRef<[u8]>) -> BytesFrame {
 }
 
 /// A pop's reply: the element (nil for none), or with a count the array
-/// of them (nil for a missing key, as Redis).
-fn popped(taken: Vec<Bytes>, counted: bool) -> Reply {
-    match (counted, taken.first()) {
-        (false, first) => first
-            .cloned()
-            .map_or(BytesFrame::Null, BytesFrame::BulkString)
-            .into(),
-        (true, None) => BytesFrame::Null.into(),
-        (true, Some(_)) => {
+/// of them (a nil array for a missing key, as Redis).
+fn popped(taken: Option<Vec<Bytes>>, counted: bool) -> Reply {
+    match (counted, taken) {
+        (false, taken) => {
+            let first = taken.and_then(|t| t.into_iter().next());
+            first
+                .map_or(BytesFrame::Null, BytesFrame::BulkString)
+                .into()
+        }
+        (true, None) => Reply::NilArray,
+        (true, Some(taken)) => {
             BytesFrame::Array(taken.into_iter().map(BytesFrame::BulkString).collect()).into()
         }
     }

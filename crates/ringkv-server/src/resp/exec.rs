@@ -315,10 +315,16 @@ pub async fn update(ctx: &Context, key: Bytes, update: Update) -> Outcome<i64> {
     reply.integer().ok_or_else(unexpected_reply)
 }
 
-/// A CRDT update that answers elements (a pop).
-pub async fn update_elements(ctx: &Context, key: Bytes, update: Update) -> Outcome<Vec<Bytes>> {
+/// A CRDT update that answers elements (a pop); `None` when the key held
+/// nothing.
+pub async fn update_elements(
+    ctx: &Context,
+    key: Bytes,
+    update: Update,
+) -> Outcome<Option<Vec<Bytes>>> {
     match update_reply(ctx, key, update).await? {
-        crdt::Reply::Elements(taken) => Ok(taken.into_iter().map(Bytes::from).collect()),
+        crdt::Reply::Elements(taken) => Ok(Some(taken.into_iter().map(Bytes::from).collect())),
+        crdt::Reply::Missing => Ok(None),
         crdt::Reply::Integer(_) => Err(unexpected_reply()),
     }
 }

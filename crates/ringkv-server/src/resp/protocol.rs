@@ -65,6 +65,10 @@ pub enum Reply {
     /// RESP2 (`ZRANGE … WITHSCORES` is flat there), an array of two in
     /// RESP3.
     Pair(Box<(Reply, Reply)>),
+    /// RESP2's nil array (`*-1`, what `LPOP key count` answers for a
+    /// missing key); RESP3's null. Inside an array RESP2 gets a nil bulk
+    /// string, the one nil `redis-protocol` frames there.
+    NilArray,
 }
 
 impl From<Resp2> for Reply {
@@ -88,9 +92,12 @@ impl Reply {
     pub fn outcome(&self) -> Outcome {
         match self {
             Reply::Plain(frame) => Outcome::of_resp(frame),
-            Reply::Map(_) | Reply::Array(_) | Reply::Set(_) | Reply::Double(_) | Reply::Pair(_) => {
-                Outcome::Ok
-            }
+            Reply::Map(_)
+            | Reply::Array(_)
+            | Reply::Set(_)
+            | Reply::Double(_)
+            | Reply::Pair(_)
+            | Reply::NilArray => Outcome::Ok,
         }
     }
 
@@ -102,6 +109,7 @@ impl Reply {
     /// The reply in `protocol`'s shape.
     pub fn into_wire(self, protocol: Protocol) -> Wire {
         match protocol {
+            Protocol::Resp2 if self == Reply::NilArray => Wire::Raw(Bytes::from_static(b"*-1\r\n")),
             Protocol::Resp2 => Wire::Resp2(self.into_resp2()),
             Protocol::Resp3 => Wire::Resp3(self.into_resp3()),
         }
@@ -124,6 +132,7 @@ impl Reply {
             }
             Reply::Double(text) => Resp2::BulkString(text),
             Reply::Pair(pair) => Resp2::Array(Reply::Pair(pair).inline()),
+            Reply::NilArray => Resp2::Null,
         }
     }
 
@@ -164,6 +173,7 @@ impl Reply {
                 data: vec![pair.0.into_resp3(), pair.1.into_resp3()],
                 attributes: None,
             },
+            Reply::NilArray => Resp3::Null,
         }
     }
 }
@@ -204,6 +214,9 @@ fn resp3_of(frame: Resp2) -> Resp3 {
 pub enum Wire {
     Resp2(Resp2),
     Resp3(Resp3),
+    /// Bytes as they go: RESP2's nil array, which `redis-protocol` cannot
+    /// frame.
+    Raw(Bytes),
 }
 
 /// Writes replies of either version.
@@ -217,6 +230,10 @@ impl Encoder<Wire> for ReplyCodec {
             Wire::Resp2(frame) => redis_protocol::resp2::encode::extend_encode(dst, &frame, false),
             Wire::Resp3(frame) => {
                 redis_protocol::resp3::encode::complete::extend_encode(dst, &frame, false)
+            }
+            Wire::Raw(bytes) => {
+                dst.extend_from_slice(&bytes);
+                Ok(bytes.len())
             }
         }
         .map(|_| ())
