@@ -6,7 +6,7 @@
 //! after a restart or a handoff.
 
 use proptest::prelude::*;
-use ringkv_core::crdt::{OrSet, PnCounter};
+use ringkv_core::crdt::{End, OrList, OrSet, OrZSet, PnCounter};
 use ringkv_core::version::Dot;
 use ringkv_core::NodeId;
 use std::collections::BTreeSet;
@@ -18,6 +18,14 @@ enum Op {
     Incr(usize, i64),
     Add(usize, u8),
     Remove(usize, u8),
+    /// Replica `.0` pushes a new, unique element at `.1`.
+    Push(usize, bool),
+    /// Replica `.0` pops one element at `.1`.
+    Pop(usize, bool),
+    /// Replica `.0` sets member `.1`'s score to `.2`.
+    Score(usize, u8, i8),
+    /// Replica `.0` removes member `.1` of its sorted set.
+    Unscore(usize, u8),
     /// Replica `.0` merges replica `.1`'s state.
     Sync(usize, usize),
     /// Replica `.0` hands its state to the next replica and forgets it
@@ -33,6 +41,10 @@ fn op() -> impl Strategy<Value = Op> {
         (r.clone(), -3i64..=3).prop_map(|(i, d)| Op::Incr(i, d)),
         (r.clone(), 0u8..6).prop_map(|(i, e)| Op::Add(i, e)),
         (r.clone(), 0u8..6).prop_map(|(i, e)| Op::Remove(i, e)),
+        (r.clone(), any::<bool>()).prop_map(|(i, h)| Op::Push(i, h)),
+        (r.clone(), any::<bool>()).prop_map(|(i, h)| Op::Pop(i, h)),
+        (r.clone(), 0u8..4, -3i8..3).prop_map(|(i, m, s)| Op::Score(i, m, s)),
+        (r.clone(), 0u8..4).prop_map(|(i, m)| Op::Unscore(i, m)),
         (r.clone(), r.clone()).prop_map(|(i, j)| Op::Sync(i, j)),
         r.prop_map(Op::Forget),
     ]
@@ -46,6 +58,8 @@ struct Replica {
     floor: u64,
     count: PnCounter,
     set: OrSet,
+    list: OrList,
+    zset: OrZSet,
 }
 
 impl Replica {
@@ -64,6 +78,9 @@ struct Expected {
     /// Adds a remove observed, or a later add of the same element at the
     /// same replica superseded.
     dead: BTreeSet<Dot>,
+    /// Elements pushed (each unique), and those a pop took.
+    pushed: BTreeSet<u32>,
+    popped: BTreeSet<u32>,
 }
 
 struct Run {
@@ -71,6 +88,8 @@ struct Run {
     expected: Expected,
     counters_seen: Vec<PnCounter>,
     sets_seen: Vec<OrSet>,
+    lists_seen: Vec<OrList>,
+    zsets_seen: Vec<OrZSet>,
 }
 
 fn run(ops: &[Op]) -> Run {
@@ -81,6 +100,8 @@ fn run(ops: &[Op]) -> Run {
             floor: 0,
             count: PnCounter::new(),
             set: OrSet::new(),
+            list: OrList::new(),
+            zset: OrZSet::new(),
         })
         .collect();
     let mut run = Run {
@@ -88,12 +109,16 @@ fn run(ops: &[Op]) -> Run {
         expected: Expected::default(),
         counters_seen: Vec::new(),
         sets_seen: Vec::new(),
+        lists_seen: Vec::new(),
+        zsets_seen: Vec::new(),
     };
     for op in ops {
         step(&mut run, op);
         for r in &run.replicas {
             run.counters_seen.push(r.count.clone());
             run.sets_seen.push(r.set.clone());
+            run.lists_seen.push(r.list.clone());
+            run.zsets_seen.push(r.zset.clone());
         }
     }
     run
@@ -124,21 +149,66 @@ fn step(run: &mut Run, op: &Op) {
                 rs[i].set.witness(&dot).expect("a fresh dot");
             }
         }
+        Op::Push(i, head) => {
+            let id = ex.pushed.len() as u32;
+            ex.pushed.insert(id);
+            let dot = rs[i].next_dot();
+            let end = if head { End::Head } else { End::Tail };
+            rs[i]
+                .list
+                .push(&dot, end, &[id.to_be_bytes().to_vec()])
+                .expect("a fresh dot");
+        }
+        Op::Pop(i, head) => {
+            let end = if head { End::Head } else { End::Tail };
+            let taken = rs[i].list.pop(end, 1);
+            if !taken.is_empty() {
+                let dot = rs[i].next_dot();
+                rs[i].list.witness(&dot).expect("a fresh dot");
+            }
+            ex.popped.extend(taken.iter().map(|b| id_of(b)));
+        }
+        Op::Score(i, m, score) => {
+            let dot = rs[i].next_dot();
+            let now = dot.counter;
+            rs[i]
+                .zset
+                .add(&dot, now, &[(f64::from(score), vec![m])])
+                .expect("a fresh dot");
+        }
+        Op::Unscore(i, m) => {
+            if rs[i].zset.remove(&[m]) {
+                let dot = rs[i].next_dot();
+                rs[i].zset.witness(&dot).expect("a fresh dot");
+            }
+        }
         Op::Sync(i, j) => {
             let (count, set) = (rs[j].count.clone(), rs[j].set.clone());
+            let (list, zset) = (rs[j].list.clone(), rs[j].zset.clone());
             rs[i].count.merge(&count);
             rs[i].set.merge(&set);
+            rs[i].list.merge(&list);
+            rs[i].zset.merge(&zset);
         }
         Op::Forget(i) => {
             let (next, after) = ((i + 1) % REPLICAS, (i + 2) % REPLICAS);
             let (count, set) = (rs[i].count.clone(), rs[i].set.clone());
+            let (list, zset) = (rs[i].list.clone(), rs[i].zset.clone());
             rs[next].count.merge(&count);
             rs[next].set.merge(&set);
+            rs[next].list.merge(&list);
+            rs[next].zset.merge(&zset);
             rs[i].count = rs[after].count.clone();
             rs[i].set = rs[after].set.clone();
+            rs[i].list = rs[after].list.clone();
+            rs[i].zset = rs[after].zset.clone();
             rs[i].floor = rs[i].counter + 1_000;
         }
     }
+}
+
+fn id_of(element: &[u8]) -> u32 {
+    u32::from_be_bytes(element.try_into().expect("4-byte ids"))
 }
 
 /// Everything merged into one state.
@@ -179,6 +249,8 @@ proptest! {
         let run = run(&ops);
         join_laws(&run.counters_seen, PnCounter::merge);
         join_laws(&run.sets_seen, OrSet::merge);
+        join_laws(&run.lists_seen, OrList::merge);
+        join_laws(&run.zsets_seen, OrZSet::merge);
     }
 
     #[test]
@@ -197,5 +269,16 @@ proptest! {
             .collect();
         let have: BTreeSet<u8> = set.iter().map(|m| m[0]).collect();
         prop_assert_eq!(have, want);
+
+        // Every pushed element is there unless a pop took it, once.
+        let mut list = OrList::new();
+        for r in &run.replicas {
+            list.merge(&r.list);
+        }
+        let ids: Vec<u32> = list.ordered().into_iter().map(id_of).collect();
+        let distinct: BTreeSet<u32> = ids.iter().copied().collect();
+        prop_assert_eq!(distinct.len(), ids.len(), "an element twice");
+        let want: BTreeSet<u32> = run.expected.pushed.difference(&run.expected.popped).copied().collect();
+        prop_assert_eq!(distinct, want);
     }
 }
