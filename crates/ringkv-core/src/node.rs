@@ -589,11 +589,11 @@ impl<S: Store> Node<S> {
                 pw,
                 ..
             } => {
-                if value.len() > s.max_value_bytes {
+                let size = payload_len(key, value);
+                if size > s.max_value_bytes {
                     return Err(ClientError::Invalid(format!(
-                        "value must be at most {} bytes, got {}",
+                        "value must be at most {} bytes, got {size}",
                         s.max_value_bytes,
-                        value.len()
                     )));
                 }
                 check_context(context, s)?;
@@ -853,7 +853,7 @@ fn unavailable(op: Lost, quorum: &Quorum, answered: usize) -> ClientError {
     let (name, after) = match op {
         Lost::Read(name) => (name, String::new()),
         Lost::Write(name) => (name, "; it was written where acknowledged and will reach the other replicas".to_string()),
-        Lost::Increment(name) => (name, "; it was applied where acknowledged and will reach the other replicas: read the key before retrying, a retry would count it twice".to_string()),
+        Lost::Increment(name) => (name, "; it was applied where acknowledged and will reach the other replicas: read the key before retrying, a retry would apply it twice".to_string()),
     };
     if quorum.short_of_primaries() {
         let rule = if matches!(op, Lost::Read(_)) {
@@ -884,8 +884,17 @@ enum Lost {
     Read(&'static str),
     /// A write that a retry applies once more without harm.
     Write(&'static str),
-    /// A write that a retry would apply twice.
+    /// A write that a retry would apply twice (an increment, an add, a
+    /// push or a pop).
     Increment(&'static str),
+}
+
+/// The bytes of `value` the client sent: a Redis key's value carries one
+/// type tag byte more (see [`crate::crdt::Value`]), which the limit does
+/// not count — a `SET` of exactly `max_value_bytes` fits.
+pub(crate) fn payload_len(key: &[u8], value: &[u8]) -> usize {
+    let tagged = keyspace::policy_of(key) == keyspace::ConflictPolicy::Lww;
+    value.len().saturating_sub(usize::from(tagged))
 }
 
 /// An optional `r`, `w` or `pw` must be within `1..=n`.

@@ -240,6 +240,27 @@ fn bad_requests_get_clear_errors() {
     assert!(err.to_string().contains("value must be at most"), "{err}");
 }
 
+/// A Redis string of exactly `max_value_bytes` fits: its type tag byte is
+/// not the client's, and a refusal names the client's bytes.
+#[test]
+fn the_value_limit_counts_a_redis_value_without_its_type_tag() {
+    use ringkv_core::crdt::Value;
+    use ringkv_core::keyspace::lww_key;
+    let mut net = Net::new(&["n1", "n2", "n3"]);
+    let key = String::from_utf8(lww_key(b"k")).unwrap();
+    let max = 1024 * 1024;
+    for (len, fits) in [(max, true), (max + 1, false)] {
+        let value = Value::String(vec![b'v'; len]).encode();
+        let value = String::from_utf8(value).unwrap();
+        let put = net.put("n1", &key, &value, CausalContext::new(), None);
+        match (fits, put) {
+            (true, Ok(_)) => {}
+            (false, Err(e)) => assert!(e.to_string().ends_with(&format!("got {len}")), "{e}"),
+            (_, other) => panic!("{len} bytes: {other:?}"),
+        }
+    }
+}
+
 #[test]
 fn a_node_that_lost_its_last_writes_never_reuses_their_dots() {
     use ringkv_core::node::Node;

@@ -35,7 +35,7 @@ impl<S: Store> Node<S> {
             return self.finish(origin, Ok(ClientReply::Updated(applied.reply)));
         };
         let bytes = value.map(|v| v.encode());
-        let size = bytes.as_ref().map_or(0, Vec::len);
+        let size = bytes.as_ref().map_or(0, |b| super::payload_len(&key, b));
         if size > self.settings.max_value_bytes {
             let err = ClientError::Refused(format!(
                 "ERR the value would be {size} bytes, over the limit of {} (max_value_bytes)",

@@ -81,11 +81,23 @@ impl Decoder for RequestCodec {
     type Error = ProtocolError;
 
     fn decode(&mut self, src: &mut BytesMut) -> Result<Option<Vec<Bytes>>, ProtocolError> {
-        while src.first().is_some_and(|&b| b != b'*') {
-            match inline_request(src)? {
+        loop {
+            match src.first() {
                 None => return Ok(None),
-                Some(words) if words.is_empty() => continue,
-                Some(words) => return cross_protocol(words).map(Some),
+                Some(b'*') => match length_line(src, 0, b'*')? {
+                    None => return Ok(None),
+                    // `*0` and `*-1` ask nothing: Redis skips them without
+                    // a reply, and so does ringkv.
+                    Some((count, end)) if count <= 0 => {
+                        let _ = src.split_to(end);
+                    }
+                    Some(_) => break,
+                },
+                Some(_) => match inline_request(src)? {
+                    None => return Ok(None),
+                    Some(words) if words.is_empty() => continue,
+                    Some(words) => return cross_protocol(words).map(Some),
+                },
             }
         }
         if request_len(src, &self.limits)?.is_none() {
@@ -268,11 +280,16 @@ mod tests {
             (b"*1\r\n$99999999999\r\n", "invalid bulk length 99999999999"),
             (b"*1\r\n$17\r\n", "at most 16 bytes"),
             (b"*9\r\n", "invalid multibulk length 9"),
-            (b"*0\r\n", "invalid multibulk length 0"),
             (b"*1\r\n$-1\r\n", "invalid bulk length -1"),
             (three_bulks, "request over 64 bytes"),
             (b"*1\r\n$111111111111111111111111111111", "too long"),
         ]);
+    }
+
+    #[test]
+    fn empty_and_null_multibulks_are_skipped_as_redis_does() {
+        let input = b"*0\r\n*-1\r\n*1\r\n$4\r\nPING\r\n*0\r";
+        assert_stream(input, &[&["PING"]], b"*0\r");
     }
 
     #[test]
