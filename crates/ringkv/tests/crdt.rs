@@ -90,6 +90,8 @@ async fn increments_and_adds_on_both_sides_of_a_partition_all_count() {
     let (cart, hits) = (cart.as_str(), hits.as_str());
     let qty = key_on_1_2_3(&c, "qty");
     let qty = qty.as_str();
+    let (list, board) = (key_on_1_2_3(&c, "list"), key_on_1_2_3(&c, "board"));
+    let (list, board) = (list.as_str(), board.as_str());
     let mut n1 = Redis::connect(c.resp_addr(1));
     let mut n2 = Redis::connect(c.resp_addr(2));
     assert_eq!(n1.call(&["SADD", cart, "shared", "removed"]), Reply::Int(2));
@@ -123,6 +125,12 @@ async fn increments_and_adds_on_both_sides_of_a_partition_all_count() {
             n2.call(&["HINCRBY", qty, "sku", "2"]),
             Reply::Int(_)
         ));
+        for (redis, side) in [(&mut n1, "n1"), (&mut n2, "n2")] {
+            let item = format!("{side}-item{i}");
+            assert!(matches!(redis.call(&["RPUSH", list, &item]), Reply::Int(_)));
+            let score = i.to_string();
+            assert_eq!(redis.call(&["ZADD", board, &score, &item]), Reply::Int(1));
+        }
     }
     // A remove on one side of what both saw; a re-add on the other of
     // something removed before the cut would be an add it never observed.
@@ -143,6 +151,42 @@ async fn increments_and_adds_on_both_sides_of_a_partition_all_count() {
         .chain(["shared".to_string()])
         .collect();
     want.sort();
+    // Every push of both sides once, each side's in the order it pushed;
+    // every scored member.
+    for i in 1..=5 {
+        let mut redis = Redis::connect(c.resp_addr(i));
+        eventually(
+            Duration::from_secs(30),
+            "lists and sorted sets merge",
+            async || {
+                let Reply::Array(items) = redis.call(&["LRANGE", list, "0", "-1"]) else {
+                    return Err("LRANGE is not an array".into());
+                };
+                let items: Vec<String> = items
+                    .iter()
+                    .map(|r| match r {
+                        Reply::Bulk(Some(b)) => String::from_utf8_lossy(b).into_owned(),
+                        other => format!("{other:?}"),
+                    })
+                    .collect();
+                let side = |s: &str| -> Vec<String> {
+                    items.iter().filter(|x| x.starts_with(s)).cloned().collect()
+                };
+                let pushed =
+                    |s: &str| -> Vec<String> { (0..10).map(|i| format!("{s}-item{i}")).collect() };
+                let zcard = redis.call(&["ZCARD", board]);
+                if items.len() == 20
+                    && side("n1") == pushed("n1")
+                    && side("n2") == pushed("n2")
+                    && zcard == Reply::Int(20)
+                {
+                    return Ok(());
+                }
+                Err(format!("via n{i}: LRANGE {items:?}, ZCARD {zcard:?}"))
+            },
+        )
+        .await;
+    }
     // Reads through every node answer everything once the healed links
     // carry the other side's versions (hints, read repair of these reads).
     let counted = 100 + tally.acked..=100 + tally.acked + tally.unknown;
