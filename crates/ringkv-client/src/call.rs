@@ -8,6 +8,7 @@ use reqwest::header::HeaderMap;
 use reqwest::{Method, StatusCode};
 use ringkv_core::keyspace::lww_key;
 use serde::Deserialize;
+use std::collections::BTreeMap;
 use std::time::Duration;
 
 pub(crate) const CONTEXT_HEADER: &str = "x-ringkv-context";
@@ -50,6 +51,27 @@ pub(crate) enum Op<'a> {
         member: &'a str,
         w: Option<usize>,
     },
+    /// `GET /hash/{key}`.
+    HGetAll {
+        r: Option<usize>,
+    },
+    /// `PUT /hash/{key}/{field}` with the value.
+    HSet {
+        field: &'a str,
+        value: &'a [u8],
+        w: Option<usize>,
+    },
+    /// `POST /hash/{key}/{field}?by=`: not idempotent, as [`Op::Incr`].
+    HIncrBy {
+        field: &'a str,
+        by: i64,
+        w: Option<usize>,
+    },
+    /// `DELETE /hash/{key}/{field}`.
+    HDel {
+        field: &'a str,
+        w: Option<usize>,
+    },
 }
 
 /// A node's complete answer.
@@ -67,7 +89,7 @@ impl Op<'_> {
     fn is_read(&self) -> bool {
         matches!(
             self,
-            Op::Get { .. } | Op::Counter { .. } | Op::SMembers { .. }
+            Op::Get { .. } | Op::Counter { .. } | Op::SMembers { .. } | Op::HGetAll { .. }
         )
     }
 
@@ -114,7 +136,11 @@ impl Op<'_> {
             | Op::Incr { .. }
             | Op::SMembers { .. }
             | Op::SAdd { .. }
-            | Op::SRem { .. } => lww_key(key.as_bytes()),
+            | Op::SRem { .. }
+            | Op::HGetAll { .. }
+            | Op::HSet { .. }
+            | Op::HIncrBy { .. }
+            | Op::HDel { .. } => lww_key(key.as_bytes()),
         }
     }
 
@@ -141,12 +167,27 @@ impl Op<'_> {
                 let member = encode_key(member);
                 (Method::DELETE, format!("/set/{key}/{member}{}", w(q)))
             }
+            Op::HGetAll { r: q } => (Method::GET, format!("/hash/{key}{}", r(q))),
+            Op::HSet { field, w: q, .. } => {
+                let field = encode_key(field);
+                (Method::PUT, format!("/hash/{key}/{field}{}", w(q)))
+            }
+            Op::HIncrBy { field, by, w: q } => {
+                let field = encode_key(field);
+                let quorum = q.map(|w| format!("&w={w}")).unwrap_or_default();
+                (Method::POST, format!("/hash/{key}/{field}?by={by}{quorum}"))
+            }
+            Op::HDel { field, w: q } => {
+                let field = encode_key(field);
+                (Method::DELETE, format!("/hash/{key}/{field}{}", w(q)))
+            }
         };
         let builder = http.request(method, node, &path);
         match self {
             Op::Get { .. } => builder.header(reqwest::header::ACCEPT, "application/json"),
             Op::Put { value, context, .. } => with_context(builder, context).body(value.to_vec()),
             Op::Delete { context, .. } => with_context(builder, context),
+            Op::HSet { value, .. } => builder.body(value.to_vec()),
             _ => builder,
         }
     }
@@ -311,6 +352,25 @@ impl Answer {
         }
     }
 
+    /// A hash read's answer: field → value, none when the key holds
+    /// nothing. A field or value that is not UTF-8 fails the read.
+    pub fn fields(&self) -> Result<BTreeMap<String, String>, Error> {
+        match self.status {
+            StatusCode::NOT_FOUND => Ok(BTreeMap::new()),
+            StatusCode::OK => {
+                let json = self.json::<FieldsJson>()?;
+                match json.binary_fields.len() {
+                    0 => Ok(json.fields),
+                    n => Err(self.bad(&format!(
+                        "the hash holds {n} field(s) that are not UTF-8 text (written over the \
+                         Redis protocol; read them with HGETALL)"
+                    ))),
+                }
+            }
+            other => Err(self.bad(&format!("status {other} to a hash read"))),
+        }
+    }
+
     /// A set update's answer: whether it changed the set (`field` is
     /// `added` or `removed`).
     pub fn changed(&self, field: &str) -> Result<bool, Error> {
@@ -347,6 +407,13 @@ struct MembersJson {
     members: Vec<String>,
     #[serde(default)]
     binary_members: Vec<String>,
+}
+
+#[derive(Deserialize)]
+struct FieldsJson {
+    fields: BTreeMap<String, String>,
+    #[serde(default)]
+    binary_fields: Vec<[String; 2]>,
 }
 
 #[cfg(test)]

@@ -9,6 +9,7 @@ use crate::refresh::{fetch_topology, refresh_periodically};
 use crate::routing::{self, Health, Routing};
 use crate::topology::Topology;
 use crate::versions::{Context, Version, Versions};
+use std::collections::BTreeMap;
 use std::sync::atomic::{AtomicBool, AtomicUsize, Ordering};
 use std::sync::{Arc, OnceLock, RwLock};
 use std::time::Duration;
@@ -351,6 +352,52 @@ impl Client {
     pub async fn smembers_with(&self, key: &str, options: &Options) -> Result<Vec<String>, Error> {
         let op = Op::SMembers { r: options.r };
         self.call(key, &op, options).await?.members()
+    }
+
+    /// Set `field` of the hash `key` to `value` (Redis's `HSET`; a field
+    /// reads last-write-wins); true when the field was new. Never re-sent
+    /// once a node may have applied it (a second copy could outlive an
+    /// `HDEL` on the other side of a partition).
+    pub async fn hset(&self, key: &str, field: &str, value: &[u8]) -> Result<bool, Error> {
+        let options = Options::default();
+        let op = Op::HSet {
+            field,
+            value,
+            w: options.w,
+        };
+        self.call(key, &op, &options).await?.changed("added")
+    }
+
+    /// Add `by` to `field` of the hash `key` as a PN-counter (Redis's
+    /// `HINCRBY`: concurrent increments all count); the field's new value.
+    /// Never re-sent once a node may have applied it, as [`Client::incr`].
+    pub async fn hincrby(&self, key: &str, field: &str, by: i64) -> Result<i64, Error> {
+        let options = Options::default();
+        let op = Op::HIncrBy {
+            field,
+            by,
+            w: options.w,
+        };
+        self.call(key, &op, &options).await?.incremented()
+    }
+
+    /// Remove `field` from the hash `key` (Redis's `HDEL`); true when it
+    /// was there.
+    pub async fn hdel(&self, key: &str, field: &str) -> Result<bool, Error> {
+        let options = Options::default();
+        let op = Op::HDel {
+            field,
+            w: options.w,
+        };
+        self.call(key, &op, &options).await?.changed("removed")
+    }
+
+    /// Every field of the hash `key` and its value (a counter field as its
+    /// decimal value); none when the key holds nothing.
+    pub async fn hgetall(&self, key: &str) -> Result<BTreeMap<String, String>, Error> {
+        let options = Options::default();
+        let op = Op::HGetAll { r: options.r };
+        self.call(key, &op, &options).await?.fields()
     }
 
     /// Fetch the members and ring again now.

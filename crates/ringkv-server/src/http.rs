@@ -12,10 +12,10 @@
 use crate::auth::{self, Access};
 use crate::console;
 use crate::driver::{fingerprint_text, NodeHandle, NodeReport};
-use crate::http_crdt;
 use crate::metrics::{Frontend, Metrics, Outcome, Scrape};
 use crate::shed::{self, Held, Limits, ShedReport, Shedding};
 use crate::transport::Transport;
+use crate::{http_crdt, http_hash};
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
@@ -79,6 +79,7 @@ pub fn router(api: Api) -> Router {
     let kv = Router::new()
         .route("/kv/{*key}", get(get_key).put(put_key).delete(delete_key))
         .merge(http_crdt::routes())
+        .merge(http_hash::routes())
         .layer(middleware::map_response_with_state(
             api.clone(),
             ring_header,
@@ -179,7 +180,9 @@ async fn count_kv(State(metrics): State<Arc<Metrics>>, request: Request, next: N
             .into_iter()
             .find(|op| request.method().as_str().eq_ignore_ascii_case(op))
             .unwrap_or("other")
-    } else if let Some(op) = http_crdt::op_of(request.method(), path) {
+    } else if let Some(op) = http_crdt::op_of(request.method(), path)
+        .or_else(|| http_hash::op_of(request.method(), path))
+    {
         op
     } else {
         return next.run(request).await;

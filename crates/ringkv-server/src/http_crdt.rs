@@ -73,11 +73,11 @@ pub fn op_of(method: &Method, path: &str) -> Option<&'static str> {
 /// `?by=` (default 1, negative to decrement), `?w=`, `?pw=`.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct IncrQuery {
+pub(crate) struct IncrQuery {
     #[serde(default = "one")]
-    by: i64,
-    w: Option<usize>,
-    pw: Option<usize>,
+    pub by: i64,
+    pub w: Option<usize>,
+    pub pw: Option<usize>,
 }
 
 fn one() -> i64 {
@@ -87,9 +87,9 @@ fn one() -> i64 {
 /// `?w=` and `?pw=` on set updates and deletes.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct UpdateQuorum {
-    w: Option<usize>,
-    pw: Option<usize>,
+pub(crate) struct UpdateQuorum {
+    pub w: Option<usize>,
+    pub pw: Option<usize>,
 }
 
 #[derive(Serialize)]
@@ -200,7 +200,7 @@ async fn srem(
 /// set's observed members are removed (a concurrent add survives), a
 /// counter or string gets a tombstone, whatever the path's type says.
 /// `{"deleted": 1}`, or `0` when the key held nothing.
-async fn delete_key(
+pub(crate) async fn delete_key(
     State(api): State<Api>,
     key: Result<Path<String>, PathRejection>,
     quorum: Result<Query<UpdateQuorum>, QueryRejection>,
@@ -213,7 +213,11 @@ async fn delete_key(
 
 /// The key's value as the siblings an R quorum holds resolve; `None` when
 /// it holds none (or a set emptied by removes).
-async fn read(api: &Api, key: Vec<u8>, q: ReadQuorum) -> Result<Option<Value>, ApiError> {
+pub(crate) async fn read(
+    api: &Api,
+    key: Vec<u8>,
+    q: ReadQuorum,
+) -> Result<Option<Value>, ApiError> {
     let op = ClientOp::Get {
         key,
         r: q.r,
@@ -229,7 +233,7 @@ async fn read(api: &Api, key: Vec<u8>, q: ReadQuorum) -> Result<Option<Value>, A
 }
 
 /// A CRDT update of `key`, applied by its coordinator; its integer reply.
-async fn update(
+pub(crate) async fn update(
     api: &Api,
     key: Vec<u8>,
     update: Update,
@@ -243,18 +247,21 @@ async fn update(
     }
 }
 
-fn refused(e: CrdtError) -> ApiError {
+pub(crate) fn refused(e: CrdtError) -> ApiError {
     ClientError::from(e).into()
 }
 
 /// The internal key of a counter or set key, refused when the keyspace
 /// prefix would take it over the node's key limit.
-fn typed_key(api: &Api, key: Result<Path<String>, PathRejection>) -> Result<Vec<u8>, ApiError> {
+pub(crate) fn typed_key(
+    api: &Api,
+    key: Result<Path<String>, PathRejection>,
+) -> Result<Vec<u8>, ApiError> {
     let Path(key) = key.map_err(not_text)?;
     internal_key(api, key)
 }
 
-fn key_and_member(
+pub(crate) fn key_and_member(
     api: &Api,
     path: Result<Path<(String, String)>, PathRejection>,
 ) -> Result<(Vec<u8>, Vec<u8>), ApiError> {
@@ -285,7 +292,7 @@ fn not_text(e: PathRejection) -> ApiError {
 
 /// Refuse a body: these requests carry everything in the path and query,
 /// and a body (`POST /counter/k` with `5`) would be silently ignored.
-fn no_body(body: &Bytes, hint: &str) -> Result<(), ApiError> {
+pub(crate) fn no_body(body: &Bytes, hint: &str) -> Result<(), ApiError> {
     if body.is_empty() {
         return Ok(());
     }

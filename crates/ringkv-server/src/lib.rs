@@ -10,6 +10,7 @@ pub mod console;
 pub mod driver;
 pub mod http;
 pub mod http_crdt;
+pub mod http_hash;
 pub mod http_serve;
 pub mod local;
 pub mod members_file;

@@ -122,6 +122,7 @@ pub async fn run(
     let metrics = Arc::new(Metrics::new());
     metrics.declare_requests(Frontend::Http, &http::KV_OPS);
     metrics.declare_requests(Frontend::Http, &crate::http_crdt::OPS);
+    metrics.declare_requests(Frontend::Http, &crate::http_hash::OPS);
     let started = driver::now_ms() as f64 / 1000.0;
     let rng_seed = driver::now_ms() ^ u64::from(std::process::id());
     let node = Node::with_membership(settings.clone(), members, store, rng_seed)?;

@@ -1,4 +1,5 @@
-//! Counters and sets over HTTP (`/counter/{key}`, `/set/{key}[/{member}]`)
+//! Counters, sets and hashes over HTTP (`/counter/{key}`,
+//! `/set/{key}[/{member}]`, `/hash/{key}[/{field}]`)
 //! and in the Rust client, against real node processes: they are the
 //! Redis keyspace's own counters and sets (an `INCR` and a `POST` count on
 //! one counter), refuse the wrong type with `409`, count in the request
@@ -147,6 +148,91 @@ async fn an_http_counter_is_the_redis_counter() {
         200,
         json!({"deleted": 0}),
     );
+}
+
+/// `/hash/{key}[/{field}]` is the Redis hash: `HSET` through HTTP reads
+/// back with `HGET`, `HINCRBY` on either side counts on one field, and a
+/// set is refused as the wrong type.
+#[tokio::test]
+async fn an_http_hash_is_the_redis_hash() {
+    let c = Cluster::start(3).await;
+    let mut redis = Redis::connect(c.resp_addr(3));
+    call(&c, 1, Method::GET, "/hash/cart").await.expect(404);
+    let put = c
+        .request(
+            Method::PUT,
+            1,
+            "/hash/cart/note",
+            &[],
+            Some(b"gift wrap".to_vec()),
+        )
+        .await;
+    assert_json(put, 200, json!({"added": 1}));
+    let again = c
+        .request(
+            Method::PUT,
+            2,
+            "/hash/cart/note",
+            &[],
+            Some(b"none".to_vec()),
+        )
+        .await;
+    assert_json(again, 200, json!({"added": 0}));
+    assert_json(
+        call(&c, 2, Method::POST, "/hash/cart/sku42?by=2").await,
+        200,
+        json!({"value": 2}),
+    );
+    assert_eq!(
+        redis.call(&["HINCRBY", "cart", "sku42", "3"]),
+        Reply::Int(5)
+    );
+    assert_eq!(redis.call(&["HGET", "cart", "note"]), bulk("none"));
+    assert_json(
+        call(&c, 3, Method::GET, "/hash/cart/sku42").await,
+        200,
+        json!({"value": "5"}),
+    );
+    call(&c, 3, Method::GET, "/hash/cart/nope")
+        .await
+        .expect(404);
+    assert_json(
+        call(&c, 1, Method::GET, "/hash/cart").await,
+        200,
+        json!({"fields": {"note": "none", "sku42": "5"}}),
+    );
+    assert_json(
+        call(&c, 1, Method::DELETE, "/hash/cart/note").await,
+        200,
+        json!({"removed": 1}),
+    );
+    assert_eq!(redis.call(&["HLEN", "cart"]), Reply::Int(1));
+    let body_on_incr = c
+        .request(
+            Method::POST,
+            1,
+            "/hash/cart/sku42",
+            &[],
+            Some(b"5".to_vec()),
+        )
+        .await;
+    assert_refused(
+        &body_on_incr,
+        400,
+        "this request takes no body: the increment goes in ?by=",
+    );
+    redis.call(&["SADD", "aset", "m"]);
+    assert_refused(
+        &call(&c, 2, Method::GET, "/hash/aset").await,
+        409,
+        WRONGTYPE,
+    );
+    assert_json(
+        call(&c, 2, Method::DELETE, "/hash/cart").await,
+        200,
+        json!({"deleted": 1}),
+    );
+    assert_eq!(redis.call(&["EXISTS", "cart"]), Reply::Int(0));
 }
 
 #[tokio::test]
@@ -400,6 +486,17 @@ async fn the_client_counts_and_sets_through_each_keys_coordinator() {
             client.smembers(&set).await.expect("read"),
             ["a b/c", "z"],
             "{set}"
+        );
+        let hash = format!("h{k}");
+        assert!(client.hgetall(&hash).await.expect("read").is_empty());
+        assert!(client.hset(&hash, "note", b"gift").await.expect("hset"));
+        assert_eq!(client.hincrby(&hash, "qty", k).await.expect("hincrby"), k);
+        assert!(!client.hdel(&hash, "none").await.expect("hdel"));
+        let fields = client.hgetall(&hash).await.expect("read");
+        let want = [("note", "gift".to_string()), ("qty", k.to_string())];
+        assert!(
+            fields.iter().map(|(f, v)| (f.as_str(), v.clone())).eq(want),
+            "{fields:?}"
         );
     }
     assert_eq!(
