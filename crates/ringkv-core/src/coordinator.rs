@@ -244,7 +244,10 @@ pub struct PutOp {
 #[derive(Clone, Debug)]
 pub struct Updated {
     pub name: &'static str,
-    pub idempotent: bool,
+    /// A retry would count it twice (see [`crate::crdt::Update::counts_twice`]).
+    pub applies_twice: bool,
+    /// A pop: answered even short of W (see `conclude_put`).
+    pub pop: bool,
     pub reply: crate::crdt::Reply,
 }
 

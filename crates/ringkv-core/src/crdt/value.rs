@@ -204,6 +204,23 @@ impl Update {
         )
     }
 
+    /// True when applying it twice changes the outcome in a way a reader
+    /// sees: an increment counts twice, a push pushes twice, a pop pops
+    /// two elements. (An add applied twice reads the same.) What a lost
+    /// quorum's error warns of.
+    pub fn counts_twice(&self) -> bool {
+        matches!(
+            self,
+            Update::IncrBy(_) | Update::HIncrBy(..) | Update::Push(..) | Update::SPop(_)
+        ) || self.is_pop()
+    }
+
+    /// `LPOP`, `RPOP`, `SPOP`, `ZPOPMIN`, `ZPOPMAX`: the reply is what it
+    /// took.
+    pub fn is_pop(&self) -> bool {
+        matches!(self, Update::Pop(..) | Update::SPop(_) | Update::ZPop(..))
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             Update::IncrBy(_) => "incrby",

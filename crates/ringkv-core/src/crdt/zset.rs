@@ -112,29 +112,56 @@ fn decode(field: &Field) -> f64 {
     }
 }
 
-/// A score as Redis reads one (`ZADD`): a float, `inf`, `+inf`, `-inf`;
-/// never NaN.
+/// A score as Redis reads one (`ZADD`, C's `strtod`): a float, `inf`,
+/// `+inf`, `-inf`, a hexadecimal integer (`0x10`); never NaN, and not a
+/// number too large or too small for a double (`1e309`, `1e-400`: `strtod`
+/// reports a range error, Redis refuses it).
 pub fn parse_score(bytes: &[u8]) -> Option<f64> {
     let text = std::str::from_utf8(bytes).ok()?;
-    let score = match text.to_ascii_lowercase().as_str() {
-        "inf" | "+inf" | "infinity" | "+infinity" => f64::INFINITY,
-        "-inf" | "-infinity" => f64::NEG_INFINITY,
+    let lower = text.to_ascii_lowercase();
+    match lower.as_str() {
+        "inf" | "+inf" | "infinity" | "+infinity" => return Some(f64::INFINITY),
+        "-inf" | "-infinity" => return Some(f64::NEG_INFINITY),
         t if t.is_empty() || t.trim() != t || t.contains("inf") || t.contains("nan") => {
             return None
         }
-        t => t.parse().ok()?,
+        _ => {}
+    }
+    let (negative, unsigned) = match lower.strip_prefix('-') {
+        Some(rest) => (true, rest),
+        None => (false, lower.strip_prefix('+').unwrap_or(&lower)),
     };
-    (!score.is_nan()).then_some(score)
+    if let Some(hex) = unsigned.strip_prefix("0x") {
+        let value = u64::from_str_radix(hex, 16).ok()? as f64;
+        return Some(if negative { -value } else { value });
+    }
+    let score: f64 = lower.parse().ok()?;
+    let mantissa = unsigned.split('e').next().unwrap_or("");
+    let underflow = score == 0.0 && mantissa.bytes().any(|b| (b'1'..=b'9').contains(&b));
+    (score.is_finite() && !underflow).then_some(score)
 }
 
-/// A score as Redis writes one: integers without a fraction, `inf` and
-/// `-inf`, else the shortest text that reads back the same (Redis 7.2's
-/// `fpconv_dtoa`; Redis 7.0's `%.17g` writes more digits for some).
+/// A score as Redis writes one: `inf` and `-inf`; integers below 10^17
+/// without a fraction; otherwise the shortest text that reads back the
+/// same (Redis 7.2's `fpconv_dtoa`), in `%g`'s exponent form (`1e+308`,
+/// `1e-05`) below 10^-4 and from 10^17 on. Redis 7.0's `%.17g` writes 17
+/// significant digits where fewer read back the same (`0.1` is
+/// `0.10000000000000001` there).
 pub fn format_score(score: f64) -> String {
     if score.is_infinite() {
         return if score > 0.0 { "inf" } else { "-inf" }.into();
     }
-    if score == score.trunc() && score.abs() < 1e17 {
+    let abs = score.abs();
+    if abs != 0.0 && !(1e-4..1e17).contains(&abs) {
+        let text = format!("{score:e}");
+        let (mantissa, exponent) = text.split_once('e').expect("{:e} has an exponent");
+        let (sign, digits) = match exponent.strip_prefix('-') {
+            Some(d) => ('-', d),
+            None => ('+', exponent),
+        };
+        return format!("{mantissa}e{sign}{digits:0>2}");
+    }
+    if score == score.trunc() {
         return format!("{}", score as i64);
     }
     format!("{score}")
@@ -155,6 +182,18 @@ mod tests {
         assert_eq!(format_score(3.0), "3");
         assert_eq!(format_score(-0.5), "-0.5");
         assert_eq!(format_score(f64::INFINITY), "inf");
+        assert_eq!(parse_score(b"1e309"), None);
+        assert_eq!(parse_score(b"-1e309"), None);
+        assert_eq!(parse_score(b"1e-400"), None);
+        assert_eq!(parse_score(b"0e5"), Some(0.0));
+        assert_eq!(parse_score(b"0x10"), Some(16.0));
+        assert_eq!(parse_score(b"-0x10"), Some(-16.0));
+        assert_eq!(format_score(1e308), "1e+308");
+        assert_eq!(format_score(-2.5e-7), "-2.5e-07");
+        assert_eq!(format_score(4.9e-324), "5e-324");
+        assert_eq!(format_score(1e16), "10000000000000000");
+        assert_eq!(format_score(0.0001), "0.0001");
+        assert_eq!(format_score(0.1), "0.1");
     }
 
     #[test]

@@ -127,7 +127,8 @@ impl<S: Store> Node<S> {
             silent_after: Some(now + hedge),
             updated: updated.map(|(_, update, reply)| Updated {
                 name: update.name(),
-                idempotent: update.is_idempotent(),
+                applies_twice: update.counts_twice(),
+                pop: update.is_pop(),
                 reply,
             }),
         };
@@ -329,11 +330,20 @@ impl<S: Store> Node<S> {
                     context: put.returned.clone(),
                 },
             }),
+            // A pop's removal is written here and spreads from here: an
+            // error would lose what it took, since no later read can tell
+            // which element that was. So it answers short of W too (at
+            // worst, should this copy die before spreading, the element
+            // comes back and is popped again: delivered twice, never lost).
+            Verdict::Lost { .. } if put.updated.as_ref().is_some_and(|u| u.pop) => {
+                let reply = put.updated.as_ref().map(|u| u.reply.clone());
+                Ok(ClientReply::Updated(reply.expect("checked above")))
+            }
             Verdict::Lost { answered } => {
                 let lost = match &put.updated {
                     None => Lost::Write("put"),
-                    Some(u) if u.idempotent => Lost::Write(u.name),
-                    Some(u) => Lost::Increment(u.name),
+                    Some(u) if u.applies_twice => Lost::Increment(u.name),
+                    Some(u) => Lost::Write(u.name),
                 };
                 Err(unavailable(lost, &put.quorum, answered))
             }

@@ -76,7 +76,16 @@ pub fn parse(name: &[u8], args: &[Bytes]) -> Option<Command> {
         (b"RPOP", [key, count @ ..]) if count.len() <= 1 => {
             return Some(with_count(count, |n| Op::Pop(key.clone(), End::Tail, n)))
         }
-        (b"SPOP", [_, _, _, ..]) => return Some(Command::Reply(error("ERR syntax error").into())),
+        // Redis checks these when the command runs, so after MULTI they
+        // are queued and fail in EXEC's reply, not at once.
+        (b"LPOP" | b"RPOP", [_, _, _, ..]) => {
+            let name = String::from_utf8_lossy(name).to_lowercase();
+            let line = format!("ERR wrong number of arguments for '{name}' command");
+            return Some(Command::Fail(line));
+        }
+        (b"SPOP" | b"ZPOPMIN" | b"ZPOPMAX", [_, _, _, ..]) => {
+            return Some(Command::Fail("ERR syntax error".into()))
+        }
         (b"SPOP", [key, count @ ..]) => {
             return Some(with_count(count, |n| Op::SPop(key.clone(), n)))
         }
