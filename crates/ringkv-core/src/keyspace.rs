@@ -92,6 +92,20 @@ pub fn lww_value(set: &SiblingSet) -> Option<&[u8]> {
     lww_winner(set)?.value.as_deref()
 }
 
+/// Whether `set` holds nothing a read shows or a merge needs beyond its
+/// context — what tombstone collection ([`crate::gc`]) may remove once
+/// every replica holds it: only tombstones, or in the Redis keyspace only
+/// tombstones and collections emptied by removes. An empty set is not dead
+/// (there is nothing to collect).
+pub fn is_dead(key: &[u8], set: &SiblingSet) -> bool {
+    let typed = policy_of(key) == ConflictPolicy::Lww;
+    !set.is_empty()
+        && set.iter().all(|s| match &s.value {
+            None => true,
+            Some(bytes) => typed && crate::crdt::Value::decode(bytes).is_ok_and(|v| !v.exists()),
+        })
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

@@ -9,6 +9,7 @@ pub mod anti_entropy;
 pub mod context;
 pub mod coordinator;
 pub mod crdt;
+pub mod gc;
 pub mod gossip;
 pub mod hints;
 pub mod keyspace;

@@ -171,6 +171,20 @@ pub enum Message {
     /// not said so (a paused or cut-off one), since a write coordinated
     /// twice leaves a duplicate sibling.
     ForwardAccepted { req: RequestId },
+    /// Tombstone collection (see [`crate::gc`]): do you hold exactly these
+    /// states (a key and its digest), or nothing as a non-replica, and no
+    /// hint of them? Answered with [`Message::GcVotes`].
+    GcProbe {
+        req: RequestId,
+        keys: Vec<crate::gc::Target>,
+    },
+    /// One vote per key of the probe, in its order.
+    GcVotes { req: RequestId, yes: Vec<bool> },
+    /// Every member holds these states: delete each key still in it, and
+    /// drop versions its context covers for a while.
+    GcDelete {
+        keys: Vec<(Vec<u8>, u64, CausalContext)>,
+    },
 }
 
 impl Message {
@@ -192,6 +206,9 @@ impl Message {
             Message::TransferRequest { .. } => "transfer request",
             Message::TransferPage { .. } => "transfer page",
             Message::ForwardAccepted { .. } => "forward accepted",
+            Message::GcProbe { .. } => "gc probe",
+            Message::GcVotes { .. } => "gc votes",
+            Message::GcDelete { .. } => "gc delete",
         }
     }
 
@@ -211,6 +228,7 @@ impl Message {
                 | Message::ForwardAccepted { .. }
                 | Message::HintDeliveryAck { .. }
                 | Message::TransferPage { .. }
+                | Message::GcVotes { .. }
         )
     }
 }

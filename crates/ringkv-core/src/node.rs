@@ -12,6 +12,7 @@ mod counts;
 mod dedup;
 mod exchange;
 mod forward;
+mod gc;
 mod handoff;
 mod hints;
 mod membership;
@@ -68,6 +69,9 @@ pub enum Effect {
 /// (from zero at start-up), so a scraper can take rates of them.
 #[derive(Clone, Debug, Default, PartialEq, Eq, serde::Serialize)]
 pub struct Stats {
+    /// Keys whose tombstone (or emptied collection) this node deleted once
+    /// every member held it (see [`crate::gc`]).
+    pub gc_collected: u64,
     /// Client requests this node sent on to a coordinator (one hop).
     pub forwarded: u64,
     /// Operations this node coordinated.
@@ -164,6 +168,8 @@ pub struct Node<S: Store> {
     handoff: handoff::Handoff,
     /// Replicas kept for other nodes and their delivery.
     hints: hints::HintBook,
+    /// Tombstone collection (see [`crate::gc`]).
+    gc: crate::gc::Gc,
     /// Seeded generator state (splitmix64) for gossip peer choice.
     rng: u64,
     /// Peers the transport refused for their cluster settings, and why.
@@ -249,6 +255,7 @@ impl<S: Store> Node<S> {
             members,
             future,
             handoff: handoff::Handoff::default(),
+            gc: crate::gc::Gc::default(),
             hints,
             rng: rng_seed,
             incompatible: BTreeMap::new(),
@@ -354,6 +361,7 @@ impl<S: Store> Node<S> {
             // back. Its gossip is answered, which tells it it was removed.
             return;
         }
+        let peer = from.clone();
         match msg {
             Message::Replicate { req, key, siblings } => {
                 let result = self
@@ -419,7 +427,11 @@ impl<S: Store> Node<S> {
                 entries,
                 more,
             } => self.on_transfer_page(now, from, range, entries, more),
+            Message::GcProbe { req, keys } => self.on_gc_probe(from, req, keys),
+            Message::GcVotes { req, yes } => self.on_gc_votes(&from, req, yes),
+            Message::GcDelete { keys } => self.on_gc_delete(keys),
         }
+        self.tell_fenced(&peer);
     }
 
     /// The transport could not deliver to `peer`: count it as failed in
@@ -499,6 +511,7 @@ impl<S: Store> Node<S> {
         self.tick_removal(now);
         self.tick_hints(now);
         self.tick_handoff(now);
+        self.tick_gc(now);
     }
 
     /// Load shedding: a new client operation (this node's client's, or
@@ -727,12 +740,15 @@ impl<S: Store> Node<S> {
         }
         self.track_write(key, old, new);
         self.counts.replace(key, old, new);
+        self.gc_note(key, new);
         Ok(())
     }
 
     /// Merge a replica's state into ours; writes only when something
     /// changed, and says whether it did.
     fn merge_local(&mut self, key: &[u8], incoming: &SiblingSet) -> Result<bool, ClientError> {
+        let fenced = self.gc_fenced(key, incoming);
+        let incoming = fenced.as_ref().unwrap_or(incoming);
         let old = self.read_local(key)?;
         let mut set = old.clone();
         let changed = set.merge(incoming);

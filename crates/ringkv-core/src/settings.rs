@@ -93,6 +93,9 @@ pub struct Settings {
     /// Sloppy quorum and hinted handoff (`[hints]` section).
     #[serde(skip)]
     pub hints: HintSettings,
+    /// Tombstone collection (`[gc]` section).
+    #[serde(skip)]
+    pub gc: crate::gc::GcSettings,
     /// Client operations this node takes on at once, as coordinator or
     /// forwarder (`in_flight_ops` of the server's `[limits]` section, which
     /// explains the default). Beyond it a new one is refused at once with
@@ -120,6 +123,7 @@ impl Default for Settings {
             anti_entropy: AntiEntropySettings::default(),
             membership: MembershipSettings::default(),
             hints: HintSettings::default(),
+            gc: crate::gc::GcSettings::default(),
             max_in_flight: DEFAULT_MAX_IN_FLIGHT,
         }
     }

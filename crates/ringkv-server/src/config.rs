@@ -61,6 +61,7 @@ pub use addresses::{BindConfig, Listen};
 use crate::auth::config::{self as client_auth, AuthConfig, ClientTlsConfig};
 use crate::shed::Limits;
 use ringkv_core::anti_entropy::AntiEntropySettings;
+use ringkv_core::gc::GcSettings;
 use ringkv_core::gossip::MembershipSettings;
 use ringkv_core::hints::HintSettings;
 use ringkv_core::settings::Settings;
@@ -89,6 +90,9 @@ pub struct NodeConfig {
     pub membership: MembershipSettings,
     #[serde(default)]
     pub hints: HintSettings,
+    /// Tombstone collection (see `ringkv_core::gc`).
+    #[serde(default)]
+    pub gc: GcSettings,
     /// How much each queue may hold before the node sheds load.
     #[serde(default)]
     pub limits: Limits,
@@ -246,6 +250,7 @@ impl NodeConfig {
             anti_entropy: self.anti_entropy.clone(),
             membership: self.membership.clone(),
             hints: self.hints.clone(),
+            gc: self.gc.clone(),
             max_in_flight: self.limits.in_flight_ops,
             ..self.replication.clone()
         }
@@ -264,6 +269,14 @@ impl NodeConfig {
         let h = &self.hints;
         if h.delivery_interval_ms == 0 || h.delivery_batch == 0 {
             return Err("hints delivery_interval_ms and delivery_batch must be at least 1".into());
+        }
+        let gc = &self.gc;
+        if gc.grace_ms > 0 && (gc.interval_ms == 0 || gc.batch == 0 || gc.fence_ms < gc.grace_ms) {
+            return Err(
+                "gc needs interval_ms >= 1, batch >= 1 and fence_ms >= grace_ms (grace_ms = 0 \
+                 turns collection off)"
+                    .into(),
+            );
         }
         if !self.seeds.is_empty() && self.nodes.len() > 1 {
             return Err("a node joining through seeds lists only itself in [[nodes]]".into());

@@ -101,6 +101,7 @@ pub fn check_with(history: &History, state: &FinalState, promises: Promises) -> 
     if promises.exact_contexts {
         no_resurrection(history, state, &mut verdict);
     }
+    nothing_collected_comes_back(history, state, &mut verdict);
     convergence(state, &mut verdict);
     unique_dots(history, &mut verdict);
     contexts_cover_only_what_was_shown(history, &mut verdict);
@@ -120,6 +121,8 @@ pub struct Ancestry {
     /// Every write's key and all it superseded.
     writes: Vec<(String, CausalContext)>,
     by_version: BTreeMap<(String, Dot), CausalContext>,
+    /// Collected tombstones: key, context, when (see `History::collected`).
+    collected: Vec<(String, CausalContext, ringkv_core::Millis)>,
 }
 
 impl Ancestry {
@@ -132,6 +135,7 @@ impl Ancestry {
         let mut ancestry = Ancestry {
             writes: Vec::new(),
             by_version: BTreeMap::new(),
+            collected: history.collected.clone(),
         };
         for i in order {
             let write = &history.writes[i];
@@ -173,11 +177,23 @@ impl Ancestry {
                 .is_some_and(|all| all.covers(dot))
     }
 
-    /// True when some write of `key` superseded the version `dot`.
+    /// True when some write of `key` superseded the version `dot`, or a
+    /// collected tombstone did (a context-less delete's coverage is known
+    /// only from its tombstone, which collection removes).
     fn superseded(&self, key: &str, dot: &Dot) -> bool {
         self.writes
             .iter()
             .any(|(k, all)| k == key && all.covers(dot))
+            || self.buried(key, dot, ringkv_core::Millis::MAX)
+    }
+
+    /// True when a tombstone collected by `by` covered the version `dot`:
+    /// it may be gone from every replica, and a read then shows nothing
+    /// (or only later versions) in its place.
+    fn buried(&self, key: &str, dot: &Dot, by: ringkv_core::Millis) -> bool {
+        self.collected
+            .iter()
+            .any(|(k, context, at)| k == key && *at <= by && context.covers(dot))
     }
 }
 
@@ -256,9 +272,11 @@ fn reads_see_acknowledged_writes(history: &History, ancestry: &Ancestry, verdict
         for read in later_reads {
             let Ok(set) = &read.result else { continue };
             verdict.reads_checked += 1;
-            if !set
-                .iter()
-                .any(|s| s.dot == dot || ancestry.supersedes(&read.key, s, &dot))
+            let buried = ancestry.buried(&read.key, &dot, read.completed_at);
+            if !buried
+                && !set
+                    .iter()
+                    .any(|s| s.dot == dot || ancestry.supersedes(&read.key, s, &dot))
             {
                 verdict.violations.push(format!(
                     "stale read: key {} read at {} ms returned {} but missed {} (dot {}:{}), \
@@ -376,6 +394,35 @@ fn no_lost_writes(
                 dot.counter,
                 describe(state.reads.get(&write.key)),
             ));
+        }
+    }
+}
+
+/// Rule 2 for collected tombstones (see `ringkv_core::gc`), whatever the
+/// pruning: once every member held a tombstone and its collection began,
+/// no value its context covers may come back — not from a hint, a handoff,
+/// a delayed message. (The tombstone itself may still show where a delete
+/// has not been applied yet: collection finishes there later.)
+fn nothing_collected_comes_back(history: &History, state: &FinalState, verdict: &mut Verdict) {
+    for (key, set) in &state.reads {
+        for sibling in set.iter() {
+            let one: SiblingSet = std::iter::once(sibling.clone()).collect();
+            if ringkv_core::keyspace::is_dead(key.as_bytes(), &one) {
+                continue;
+            }
+            let gone = history
+                .collected
+                .iter()
+                .find(|(k, context, _)| k == key && context.covers(&sibling.dot));
+            if let Some((_, _, at)) = gone {
+                verdict.violations.push(format!(
+                    "resurrected after collection: key {key} version {}:{} ({}) is back \
+                     although a tombstone covering it was collected at {at} ms",
+                    sibling.dot.node,
+                    sibling.dot.counter,
+                    show(sibling.value.as_deref()),
+                ));
+            }
         }
     }
 }

@@ -182,6 +182,11 @@ pub struct History {
     pub reads: Vec<Read>,
     /// CRDT updates of the Redis-keyspace keys.
     pub updates: Vec<Update>,
+    /// Tombstones collected (see `ringkv_core::gc`): a key and the context
+    /// of the dead state a GC leader told the replicas to delete, and when.
+    /// What that context covers may be gone from every replica since: a
+    /// read may show nothing in its place, and it must never come back.
+    pub collected: Vec<(String, CausalContext, Millis)>,
 }
 
 /// The state after faults healed and the cluster quiesced.

@@ -369,6 +369,15 @@ pub fn run(cfg: SimConfig) -> SimReport {
         Sim::converged,
     );
     let converged_after_ms = converged.then(|| sim.now - healed_at);
+    // Collection stops, what is under way ends, and the replicas agree
+    // again before the final state is read.
+    sim.stop_gc();
+    sim.run_until(
+        sim.cfg.settle_ms,
+        CONVERGENCE_CHECK_MS,
+        Activity::Quiet,
+        Sim::converged,
+    );
     let state = sim.final_state();
     let mut verdict = sim.verdict(&state);
     verdict.violations.extend(sim.resolve_siblings(&state));
@@ -415,6 +424,14 @@ impl Sim {
             ..Settings::default()
         };
         settings.anti_entropy.interval_ms = 20;
+        // Tombstones are collected within the run, for the no-resurrection
+        // and convergence rules to attack — where contexts are exact: the
+        // checker knows what a tombstone superseded from its context, which
+        // a pruned one no longer says.
+        let exact = cfg.max_clock_entries >= Settings::default().max_clock_entries;
+        settings.gc.grace_ms = if exact { 400 } else { 0 };
+        settings.gc.interval_ms = 100;
+        settings.gc.fence_ms = 60_000;
         settings.vnodes = cfg.vnodes;
         settings.max_clock_entries = cfg.max_clock_entries;
         settings.young_clock_ms = cfg.young_clock_ms;
@@ -879,6 +896,13 @@ impl Sim {
         for effect in effects.into_iter().chain(released) {
             match effect {
                 Effect::Send { to, msg } => {
+                    if let Message::GcDelete { keys } = &msg {
+                        for (key, _, context) in keys {
+                            let key = String::from_utf8_lossy(key).into_owned();
+                            let entry = (key, context.clone(), self.now);
+                            self.history.collected.push(entry);
+                        }
+                    }
                     let faults = self.faults;
                     let to = membership::route(to);
                     let envelope = (id.clone(), to, msg);
@@ -924,6 +948,14 @@ impl Sim {
             let TooLarge { to, msg, bytes } = too_large;
             self.node_mut(id).on_too_large(now, to, msg, bytes);
             self.collect(id);
+        }
+    }
+
+    fn stop_gc(&mut self) {
+        for sim_node in self.nodes.values_mut() {
+            if let Some(node) = sim_node.node.as_mut() {
+                node.stop_gc();
+            }
         }
     }
 

@@ -53,6 +53,7 @@ fn run_many(first: u64, count: u64) -> Result<(), String> {
     );
     let (mut ops, mut writes_checked, mut faults) = (0, 0, 0u64);
     let (mut joins, mut leaves, mut small, mut full) = (0, 0, 0, 0);
+    let mut collected = 0;
     let mut failed = Vec::new();
     for seed in first..first + count {
         let report = run(SimConfig::for_seed(seed));
@@ -63,6 +64,7 @@ fn run_many(first: u64, count: u64) -> Result<(), String> {
         leaves += usize::from(report.had_leave());
         small += usize::from(report.small.is_some());
         full += usize::from(filled_a_batch(&report));
+        collected += report.history.collected.len();
         if !report.verdict.ok() || report.converged_after_ms.is_none() {
             failed.push(seed);
             bar.println(format!("seed {seed} FAILED: {}", first_problem(&report)));
@@ -74,7 +76,8 @@ fn run_many(first: u64, count: u64) -> Result<(), String> {
     println!(
         "{count} seeds run ({joins} with a join, {leaves} with a leave, {small} with small \
          size limits, {full} sent a message of over 3/4 of its batch budget), {ops} operations, \
-         {writes_checked} acknowledged writes checked, {faults} faults injected, {} failed",
+         {writes_checked} acknowledged writes checked, {collected} tombstone collections \
+         checked, {faults} faults injected, {} failed",
         failed.len()
     );
     if failed.is_empty() {
@@ -131,6 +134,21 @@ fn print_history(r: &SimReport, key: &str) {
         );
         lines.push((read.invoked_at, line));
     }
+    // A Redis key is dumped by its name too (the keyspace prefix added).
+    let typed =
+        String::from_utf8_lossy(&ringkv_core::keyspace::lww_key(key.as_bytes())).into_owned();
+    let ours = |k: &str| k == key || k == typed;
+    for u in r.history.updates.iter().filter(|u| ours(&u.key)) {
+        let line = format!(
+            "{:>6} ms  client {} update {:?}\n            -> at {:?}: {:?}",
+            u.invoked_at, u.client, u.update, u.completed_at, u.outcome
+        );
+        lines.push((u.invoked_at, line));
+    }
+    for (k, context, at) in r.history.collected.iter().filter(|(k, _, _)| ours(k)) {
+        let line = format!("{at:>6} ms  collection of {k:?} decided, covering {context:?}");
+        lines.push((*at, line));
+    }
     lines.sort_by_key(|(at, _)| *at);
     for (_, line) in lines {
         println!("{line}");
@@ -174,6 +192,10 @@ fn print_report(r: &SimReport) {
     if let Some(change) = &r.change {
         println!("  membership: {change}");
     }
+    println!(
+        "  tombstones collected: {} (keys told to delete)",
+        r.history.collected.len()
+    );
     match r.converged_after_ms {
         Some(ms) => println!("  replicas converged {ms} simulated ms after heal"),
         None => println!("  replicas did NOT converge"),

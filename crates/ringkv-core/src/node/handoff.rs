@@ -440,6 +440,20 @@ impl<S: Store> Node<S> {
         self.drop_next_page();
     }
 
+    /// No ring change under way here: the ring is the future one, every
+    /// member holds its share of it, and this node fetches and drops
+    /// nothing (tombstone collection waits for this, see [`crate::gc`]).
+    pub(super) fn ring_is_settled(&self) -> bool {
+        let current = self.ring.fingerprint();
+        let h = &self.handoff;
+        current == self.future.fingerprint()
+            && self.members.me().synced == current
+            && self.others_synced(current)
+            && h.queue.is_empty()
+            && h.active.is_empty()
+            && (h.dropped_for == current && h.dropping.is_empty())
+    }
+
     /// Ranges of the current ring this node does not replicate.
     fn unowned_ranges(&self) -> Vec<TokenRange> {
         let n = self.settings.n;

@@ -1,0 +1,140 @@
+//! Tombstone garbage collection: a deleted key's tombstone (or a Redis
+//! collection emptied by removes) leaves the store once *every node that
+//! could hold a copy of the key is known to hold exactly that state*.
+//!
+//! Collecting a tombstone too early resurrects the value: a replica that
+//! missed the delete (it was down, or cut off) later hands its old version
+//! to the others, which no longer hold the tombstone that would hide it.
+//! Cassandra bounds this by time (`gc_grace_seconds`, which its users must
+//! outrun with repairs); Garage instead pushes the tombstone to every
+//! replica and then deletes "if unchanged" everywhere. ringkv does the
+//! latter, and asks every member rather than only the key's replicas,
+//! since a stand-in may keep a hint of the key and a node leaving a range
+//! may still hold it:
+//!
+//! 1. The key's GC leader (the first node of its preference list) notes a
+//!    dead state when it stores one, and waits [`GcSettings::grace_ms`]
+//!    (writes in flight land first).
+//! 2. It asks every member of the cluster (`GcProbe`, a batch of keys and
+//!    the digest of the state to collect): a member votes yes for a key
+//!    when it holds that exact state as a replica, or nothing as a
+//!    non-replica, keeps no hint of the key, and has no ring change in
+//!    progress. A member that is down, suspected or silent votes no by not
+//!    answering: GC of the key waits until it is back and holds the
+//!    tombstone (anti-entropy and hints bring it there).
+//! 3. On yes from all, it tells the replicas to delete the key if their
+//!    state is still that digest (`GcDelete`); a write that landed
+//!    meanwhile makes the digest differ, and that replica keeps it.
+//! 4. A replica that deletes remembers the tombstone's context for
+//!    [`GcSettings::fence_ms`] (a *fence*): a version the tombstone
+//!    superseded that still arrives — from a message delayed in a queue —
+//!    is dropped instead of stored. And it raises its dot floor, as a
+//!    handoff drop does, so its next dot for the key repeats none that an
+//!    old context covers.
+//!
+//! The same mechanism compacts Redis collections emptied by removes (their
+//! remaining state is only the causal context of what was removed).
+
+use crate::version::CausalContext;
+use crate::Millis;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, BTreeSet};
+
+/// The `[gc]` config section.
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct GcSettings {
+    /// How long a tombstone stays before its collection starts; 0 turns
+    /// collection off.
+    pub grace_ms: Millis,
+    /// How long a replica drops versions a collected tombstone superseded.
+    pub fence_ms: Millis,
+    /// Pause between collection rounds (a round asks about many keys).
+    pub interval_ms: Millis,
+    /// Keys asked about in one round.
+    pub batch: usize,
+}
+
+impl Default for GcSettings {
+    fn default() -> Self {
+        GcSettings {
+            grace_ms: 60_000,
+            fence_ms: 10 * 60_000,
+            interval_ms: 1_000,
+            batch: 256,
+        }
+    }
+}
+
+/// Keys a leader tracks as dead at most; a key beyond it is collected
+/// when it is next written or found by a later round.
+pub const MAX_CANDIDATES: usize = 100_000;
+
+/// Fences a replica keeps at most; collection pauses while they are full.
+pub const MAX_FENCES: usize = 100_000;
+
+/// A key and the digest of the state to collect
+/// ([`crate::merkle::item_hash`]).
+pub type Target = (Vec<u8>, u64);
+
+/// One probe round of a GC leader.
+#[derive(Debug)]
+pub(crate) struct Round {
+    pub req: u64,
+    pub keys: Vec<Target>,
+    /// Members that have not answered yet.
+    pub waiting: BTreeSet<crate::NodeId>,
+    /// Per key: every member answered yes so far.
+    pub yes: Vec<bool>,
+    pub deadline: Millis,
+}
+
+/// A node's collection state (in memory: after a restart, a leader finds
+/// its dead keys again as they are written or repaired).
+#[derive(Debug, Default)]
+pub(crate) struct Gc {
+    /// Dead keys this node leads, and since when they are dead here.
+    pub candidates: BTreeMap<Vec<u8>, Millis>,
+    pub round: Option<Round>,
+    pub next_round_at: Millis,
+    /// Collected keys: the tombstone's context, until when it holds.
+    pub fences: BTreeMap<Vec<u8>, (CausalContext, Millis)>,
+    /// States a peer just sent that a fence dropped whole: the peer missed
+    /// the collection (its delete was lost) and is told to delete them too
+    /// (digest of what it sent, and the fence's context).
+    pub tell: Vec<(Vec<u8>, u64, CausalContext)>,
+}
+
+impl Gc {
+    /// Note `key` as dead (`dead`) or alive in this leader's store.
+    pub fn note(&mut self, key: &[u8], dead: bool, now: Millis) {
+        if !dead {
+            self.candidates.remove(key);
+        } else if self.candidates.len() < MAX_CANDIDATES {
+            self.candidates.entry(key.to_vec()).or_insert(now);
+        }
+        debug_assert!(self.candidates.len() <= MAX_CANDIDATES);
+    }
+
+    /// Up to `batch` keys dead since `ripe` or earlier.
+    pub fn ripe(&self, ripe: Millis, batch: usize) -> Vec<Vec<u8>> {
+        self.candidates
+            .iter()
+            .filter(|(_, since)| **since <= ripe)
+            .map(|(key, _)| key.clone())
+            .take(batch)
+            .collect()
+    }
+
+    /// The fence of `key`, if it still holds at `now`.
+    pub fn fence(&self, key: &[u8], now: Millis) -> Option<&CausalContext> {
+        self.fences
+            .get(key)
+            .filter(|(_, until)| *until > now)
+            .map(|(context, _)| context)
+    }
+
+    pub fn expire_fences(&mut self, now: Millis) {
+        self.fences.retain(|_, (_, until)| *until > now);
+    }
+}
