@@ -77,6 +77,19 @@ pub const MAX_FENCES: usize = 100_000;
 /// ([`crate::merkle::item_hash`]).
 pub type Target = (Vec<u8>, u64);
 
+/// What `/status` shows of collection on a node.
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
+pub struct GcReport {
+    /// Dead keys this node leads and will ask about.
+    pub candidates: usize,
+    /// Collected keys whose superseded versions it still drops.
+    pub fences: usize,
+    /// Keys it deleted so far.
+    pub collected: u64,
+    /// Whether a probe round is waiting for votes.
+    pub round_in_flight: bool,
+}
+
 /// One probe round of a GC leader.
 #[derive(Debug)]
 pub(crate) struct Round {
@@ -114,6 +127,14 @@ impl Gc {
             self.candidates.entry(key.to_vec()).or_insert(now);
         }
         debug_assert!(self.candidates.len() <= MAX_CANDIDATES);
+    }
+
+    /// Ask about `key` again a grace after `now` (a member said no, or did
+    /// not answer), if it is still a candidate.
+    pub fn retry_later(&mut self, key: &[u8], now: Millis) {
+        if let Some(since) = self.candidates.get_mut(key) {
+            *since = now;
+        }
     }
 
     /// Up to `batch` keys dead since `ripe` or earlier.

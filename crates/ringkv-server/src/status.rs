@@ -71,6 +71,8 @@ pub struct MembershipReport {
     /// Members that do not yet hold their share of the ring in progress:
     /// what a removal, leave or drop waits for (empty when none is).
     pub ring_change_waits_for: Vec<String>,
+    /// Tombstone collection here (see `ringkv_core::gc`).
+    pub gc: ringkv_core::gc::GcReport,
 }
 
 #[derive(Clone, Debug, Serialize)]
@@ -127,6 +129,7 @@ impl MembershipReport {
                 .iter()
                 .map(ToString::to_string)
                 .collect(),
+            gc: node.gc_report(),
         }
     }
 }

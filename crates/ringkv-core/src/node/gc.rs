@@ -25,6 +25,15 @@ impl<S: Store> Node<S> {
         self.settings.gc.grace_ms = 0;
     }
 
+    pub fn gc_report(&self) -> crate::gc::GcReport {
+        crate::gc::GcReport {
+            candidates: self.gc.candidates.len(),
+            fences: self.gc.fences.len(),
+            collected: self.stats.gc_collected,
+            round_in_flight: self.gc.round.is_some(),
+        }
+    }
+
     /// Keys this node has collected so far.
     pub fn gc_collected(&self) -> u64 {
         self.stats.gc_collected
@@ -84,7 +93,11 @@ impl<S: Store> Node<S> {
             if round.deadline > now {
                 return;
             }
-            self.gc.round = None;
+            if let Some(round) = self.gc.round.take() {
+                for (key, _) in &round.keys {
+                    self.gc.retry_later(key, now);
+                }
+            }
             self.gc.next_round_at = now + self.settings.gc.interval_ms;
         }
         if now < self.gc.next_round_at || self.gc.candidates.is_empty() {
@@ -177,6 +190,11 @@ impl<S: Store> Node<S> {
             .preference_list(key, self.settings.n)
             .contains(&self.id);
         match set.is_empty() {
+            // A replica holding nothing may yet get a copy the state
+            // superseded (the simulator resurrected values when it voted
+            // yes having collected the key before): no. A peer left
+            // holding the state after everyone else collected it is told
+            // to delete it when it sends it (see `gc_fenced`).
             true => !replica,
             false => item_hash(key, &set) == digest,
         }
@@ -208,14 +226,30 @@ impl<S: Store> Node<S> {
         }
         let round = self.gc.round.take().expect("checked above");
         self.gc.next_round_at = self.now;
+        // A key some member said no to waits another grace before it is
+        // asked about again, so the next round asks about the next keys
+        // rather than the same ones (a member catching up through
+        // anti-entropy says yes to them one range at a time).
+        for ((key, _), yes) in round.keys.iter().zip(&round.yes) {
+            if !yes {
+                self.gc.retry_later(key, self.now);
+            }
+        }
         let mut per_replica: BTreeMap<NodeId, Vec<(Vec<u8>, u64, CausalContext)>> = BTreeMap::new();
         for ((key, digest), yes) in round.keys.into_iter().zip(round.yes) {
             if !yes {
                 continue;
             }
+            // The fence is the context of the state every member voted for:
+            // the leader's own state must still be it (a write landed since
+            // would otherwise be fenced out on the replicas).
             let Ok(set) = self.read_local(&key) else {
                 continue;
             };
+            if item_hash(&key, &set) != digest {
+                self.gc.retry_later(&key, self.now);
+                continue;
+            }
             let context = set.context();
             for replica in self.ring.preference_list(&key, self.settings.n) {
                 let entry = (key.clone(), digest, context.clone());
