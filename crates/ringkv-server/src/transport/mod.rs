@@ -91,8 +91,9 @@ pub use stats::{DropCause, TransportCounts};
 /// sheds load at its bounds); gossip entries carry an incarnation.
 /// Version 6: CRDT updates (`ClientOp::Update`, `ClientReply::Updated`,
 /// two more client errors) and typed Redis values.
-/// Version 7: a lost quorum says what became of the write (`after`), and
-/// counters' entries are `u128`.
+/// Version 7: a lost quorum says what became of the write (`after`),
+/// counters' entries are `u128`, lists and sorted sets and pop replies,
+/// and tombstone collection (`GcProbe`, `GcVotes`, `GcDelete`).
 pub const PROTOCOL_VERSION: u16 = 7;
 
 /// First field of every handshake ("RKV1"). Lets an acceptor tell a ringkv
