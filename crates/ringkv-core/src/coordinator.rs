@@ -49,7 +49,11 @@ pub struct Quorum {
     pub primaries_needed: usize,
     /// The replicas the operation started with.
     primaries: BTreeSet<NodeId>,
-    /// Primaries and stand-ins.
+    /// While a join or leave is pending, the key's preference list in the
+    /// future ring: PW must be met there too, or a strict read on the new
+    /// ring may miss the write (see [`Quorum::with_future_primaries`]).
+    future: Option<BTreeSet<NodeId>>,
+    /// Primaries, pending future replicas and stand-ins.
     replicas: BTreeSet<NodeId>,
     /// Stand-in → the primary whose copy it keeps.
     stand_ins: BTreeMap<NodeId, NodeId>,
@@ -68,6 +72,7 @@ impl Quorum {
             primaries_needed: 0,
             replicas: primaries.clone(),
             primaries,
+            future: None,
             stand_ins: BTreeMap::new(),
             covered: BTreeSet::new(),
             ok: BTreeSet::new(),
@@ -79,6 +84,28 @@ impl Quorum {
     /// Demand `pw` successes from the primaries (PW).
     pub fn with_primaries_needed(mut self, pw: usize) -> Self {
         self.primaries_needed = pw;
+        self
+    }
+
+    /// While the ring is changing, demand PW successes from `future` (the
+    /// key's preference list in the future ring) as well as from the
+    /// current one: the nodes about to replicate the key count only after
+    /// they acknowledged (Cassandra counts pending replicas the same way).
+    /// A copy sent to a pending replica that already fetched its ranges is
+    /// otherwise the only way the write reaches it: if it is lost, a write
+    /// that PW current replicas hold may be on one future replica only,
+    /// and a strict read on the new ring misses it (simulator seed 831).
+    /// Pending replicas get no stand-in: a hint does not count for PW.
+    pub fn with_future_primaries(mut self, future: impl IntoIterator<Item = NodeId>) -> Self {
+        let future: BTreeSet<NodeId> = future.into_iter().collect();
+        if self.primaries_needed == 0 || future == self.primaries {
+            return self;
+        }
+        for pending in future.difference(&self.primaries) {
+            self.replicas.insert(pending.clone());
+            self.covered.insert(pending.clone());
+        }
+        self.future = Some(future);
         self
     }
 
@@ -96,9 +123,14 @@ impl Quorum {
         self.ok.len()
     }
 
-    /// Successes that came from primaries.
+    /// Successes that came from primaries: of the current preference list
+    /// and, while the ring changes, of the future one (the lesser count).
     pub fn primary_successes(&self) -> usize {
-        self.ok.intersection(&self.primaries).count()
+        let now = self.ok.intersection(&self.primaries).count();
+        match &self.future {
+            Some(future) => now.min(self.ok.intersection(future).count()),
+            None => now,
+        }
     }
 
     /// True once the verdict was given.
@@ -180,21 +212,30 @@ impl Quorum {
     /// can no longer be.
     pub fn short_of_primaries(&self) -> bool {
         self.primary_successes() < self.primaries_needed
-            && (self.ok.len() >= self.needed
-                || self.possible(&self.primaries) < self.primaries_needed)
+            && (self.ok.len() >= self.needed || self.possible_primaries() < self.primaries_needed)
     }
 
     fn verdict(&mut self) -> Option<Verdict> {
         if self.ok.len() >= self.needed && self.primary_successes() >= self.primaries_needed {
             self.decide(Verdict::Reached)
         } else if self.possible(&self.replicas) < self.needed
-            || self.possible(&self.primaries) < self.primaries_needed
+            || self.possible_primaries() < self.primaries_needed
         {
             self.decide(Verdict::Lost {
                 answered: self.ok.len(),
             })
         } else {
             None
+        }
+    }
+
+    /// Primary successes still possible, in both lists while the ring
+    /// changes.
+    fn possible_primaries(&self) -> usize {
+        let now = self.possible(&self.primaries);
+        match &self.future {
+            Some(future) => now.min(self.possible(future)),
+            None => now,
         }
     }
 
@@ -469,6 +510,45 @@ mod tests {
             Some(Verdict::Lost { answered: 1 })
         );
         assert!(!q.short_of_primaries());
+    }
+
+    #[test]
+    fn pw_during_a_join_needs_the_future_list_too() {
+        // Seed 831: n4 joins, displacing n2 from the key's list. The write
+        // is acked by n1 and n2 (current list); the pending copy to n4 is
+        // lost. Only n1 of the new list {n1, n3, n4} would hold it.
+        let mut q = Quorum::new(2, nodes(&["n1", "n2", "n3"]))
+            .with_primaries_needed(2)
+            .with_future_primaries(nodes(&["n1", "n3", "n4"]));
+        assert!(!q.needs_stand_in(&"n4".into()), "a hint would not count");
+        q.record(&"n1".into(), true);
+        q.record(&"n3".into(), false);
+        assert_eq!(
+            q.record(&"n2".into(), true),
+            None,
+            "PW met in the old list only"
+        );
+        assert_eq!(q.record(&"n4".into(), true), Some(Verdict::Reached));
+        let mut q = Quorum::new(2, nodes(&["n1", "n2", "n3"]))
+            .with_primaries_needed(2)
+            .with_future_primaries(nodes(&["n1", "n3", "n4"]));
+        q.record(&"n1".into(), true);
+        q.record(&"n3".into(), false);
+        assert_eq!(
+            q.record(&"n4".into(), false),
+            Some(Verdict::Lost { answered: 1 }),
+            "PW can no longer be met in the future list"
+        );
+        assert!(q.short_of_primaries());
+        let mut q = Quorum::new(2, nodes(&["n1", "n2", "n3"]))
+            .with_primaries_needed(2)
+            .with_future_primaries(nodes(&["n1", "n3", "n4"]));
+        q.record(&"n1".into(), true);
+        assert_eq!(
+            q.record(&"n3".into(), true),
+            Some(Verdict::Reached),
+            "in both lists"
+        );
     }
 
     #[test]

@@ -176,7 +176,8 @@ fn a_joining_node_fetches_what_strict_writes_left_on_the_replica_it_displaces() 
             w: Some(2),
             pw: Some(2),
         };
-        assert!(net.request(via, op).is_ok(), "{k}");
+        let r = net.request(via, op);
+        assert!(r.is_ok(), "{k} {r:?}");
         net.down.remove(&id(&lagging));
         net.run_for(1_000, 50);
     }

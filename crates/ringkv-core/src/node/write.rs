@@ -97,8 +97,23 @@ impl<S: Store> Node<S> {
         // context (pruned, or for last-write-wins keys everything stored).
         let mut returned = context;
         returned.add(&dot, now);
+        let pending = self.pending_replicas(&key);
+        // The future list's PW counts only replicas that hold a copy: this
+        // node, if it is only about to replicate the key, keeps a hint.
+        // Only while a ring change is pending (a node's future ring is
+        // empty until its membership first computes one).
+        let changing =
+            !self.future.is_empty() && self.future.fingerprint() != self.ring.fingerprint();
+        let future = match changing {
+            true => self.future.preference_list(&key, self.settings.n),
+            false => replicas.clone(),
+        };
+        let future = future
+            .into_iter()
+            .filter(|n| replicas.contains(n) || (*n != self.id && pending.contains(n)));
         let mut quorum = Quorum::new(acks.w.unwrap_or(self.settings.w), replicas.clone())
-            .with_primaries_needed(acks.pw.unwrap_or(0));
+            .with_primaries_needed(acks.pw.unwrap_or(0))
+            .with_future_primaries(future);
         if let Some(owner) = &keeper {
             quorum.add_stand_in(owner, self.id.clone());
             self.stats.sloppy_coordinated += 1;
@@ -110,7 +125,6 @@ impl<S: Store> Node<S> {
             key: key.clone(),
             siblings: set.clone(),
         };
-        let pending = self.pending_replicas(&key);
         let others: Vec<NodeId> = replicas
             .iter()
             .filter(|r| **r != self.id)
@@ -139,8 +153,15 @@ impl<S: Store> Node<S> {
                 self.replicate(now, req, replica, &msg);
             }
         }
-        // Not counted towards W: they only become replicas after a transfer.
+        // Counted towards PW in the future list (see
+        // `Quorum::with_future_primaries`); one that cannot be sent work
+        // fails at once, so a PW it makes impossible is refused at once.
         self.send_to_others(&pending, msg);
+        for peer in &pending {
+            if *peer != self.id && !self.is_usable(now, peer, true) {
+                self.record_put(req, peer, false);
+            }
+        }
     }
 
     /// Send a preference-list replica its copy. A suspected replica is
