@@ -241,7 +241,7 @@ impl<S: Store> Node<S> {
             settings,
             ring,
             store,
-            next_req: 1,
+            next_req: first_request_id(rng_seed, leased),
             recent_forwards: Default::default(),
             ops: BTreeMap::new(),
             unreachable: BTreeMap::new(),
@@ -860,6 +860,20 @@ impl<S: Store> Node<S> {
         self.next_req += 1;
         req
     }
+}
+
+/// Where this life's request ids start: drawn from the start's random seed
+/// and counter lease, so a restarted node does not reuse its last life's
+/// ids. A peer's late answer to an old request would otherwise be taken
+/// for the answer to a new one (a read merged another key's siblings, the
+/// simulator found: seed 5845 of a helper session), and a forward would be
+/// dropped as a duplicate of an old one.
+fn first_request_id(rng_seed: u64, leased: u64) -> RequestId {
+    let mut z = rng_seed ^ leased.rotate_left(32) ^ 0x9E37_79B9_7F4A_7C15;
+    z = (z ^ (z >> 30)).wrapping_mul(0xBF58_476D_1CE4_E5B9);
+    z = (z ^ (z >> 27)).wrapping_mul(0x94D0_49BB_1331_11EB);
+    // Leave room below 2^63 for a life's requests without wrapping.
+    ((z ^ (z >> 31)) >> 2).max(1)
 }
 
 /// A lost quorum as the client sees it: counted against the preference
