@@ -45,6 +45,11 @@ pub struct AntiEntropySettings {
     pub tree_depth: Level,
     /// An exchange that has not finished by then is abandoned.
     pub exchange_timeout_ms: u64,
+    /// An exchange whose partner sends no step for this long is abandoned
+    /// too: a node runs one exchange at a time, and one lost step would
+    /// otherwise stop all its anti-entropy for `exchange_timeout_ms` (the
+    /// simulator lost writes whose only copy sat on a node stalled so).
+    pub step_timeout_ms: u64,
 }
 
 impl Default for AntiEntropySettings {
@@ -55,6 +60,7 @@ impl Default for AntiEntropySettings {
             keys_per_second: 10_000,
             tree_depth: 8,
             exchange_timeout_ms: 10_000,
+            step_timeout_ms: 2_000,
         }
     }
 }
@@ -147,6 +153,9 @@ pub struct RangeTree {
 pub struct Running {
     pub range: Token,
     pub peer: NodeId,
+    /// When it started; it ends by `started + exchange_timeout_ms`.
+    pub started: Millis,
+    /// When it is abandoned unless a step arrives (see `step_timeout_ms`).
     pub deadline: Millis,
     /// Whether any hash differed (so completion is not "in sync").
     pub diverged: bool,
@@ -275,12 +284,14 @@ impl AntiEntropy {
             .map(|(id, _)| id.clone())
             .collect();
         self.stats.exchanges_timed_out += expired.len() as u64;
-        let timeout = self.settings.exchange_timeout_ms;
         for id in expired {
-            let peer = self.running[&id].peer.clone();
+            let run = &self.running[&id];
+            let (peer, took) = (run.peer.clone(), now.saturating_sub(run.started));
             self.fail_with(
                 &id,
-                format!("the exchange with {peer} timed out after {timeout} ms"),
+                format!(
+                    "the exchange with {peer} timed out after {took} ms (no step for long enough)"
+                ),
             );
         }
     }
@@ -371,10 +382,11 @@ impl AntiEntropy {
         };
         self.next_seq += 1;
         self.stats.exchanges_started += 1;
-        let deadline = now + self.settings.exchange_timeout_ms;
+        let deadline = now + self.step_timeout();
         let running = Running {
             range: planned.range,
             peer: planned.peer,
+            started: now,
             deadline,
             diverged: false,
             progressed: false,
@@ -440,6 +452,22 @@ impl AntiEntropy {
     }
 
     /// Note that exchange `id` moved keys (so another round may find more).
+    fn step_timeout(&self) -> Millis {
+        let s = &self.settings;
+        s.step_timeout_ms.min(s.exchange_timeout_ms).max(1)
+    }
+
+    /// A step of the exchange `id` this node initiated arrived at `now`:
+    /// it may wait `step_timeout_ms` for the next, within its overall
+    /// `exchange_timeout_ms`.
+    pub fn heard(&mut self, id: &ExchangeId, now: Millis) {
+        let step = self.step_timeout();
+        let whole = self.settings.exchange_timeout_ms;
+        if let Some(run) = self.running.get_mut(id) {
+            run.deadline = (now + step).min(run.started + whole);
+        }
+    }
+
     pub fn progressed(&mut self, id: &ExchangeId) {
         if let Some(run) = self.running.get_mut(id) {
             run.progressed = true;
@@ -481,5 +509,49 @@ impl AntiEntropy {
         };
         progress.total += total;
         total
+    }
+}
+
+#[cfg(test)]
+mod step_timeout_tests {
+    use super::*;
+
+    fn running_one(settings: AntiEntropySettings) -> (AntiEntropy, ExchangeId) {
+        let mut ae = AntiEntropy::new(settings);
+        let planned = Planned {
+            range: 7,
+            peer: NodeId::from("n2"),
+            repair: None,
+        };
+        let id = ae.begin(&NodeId::from("n1"), planned, 0);
+        (ae, id)
+    }
+
+    #[test]
+    fn an_exchange_without_steps_ends_after_the_step_timeout_not_the_whole_one() {
+        let (mut ae, id) = running_one(AntiEntropySettings::default());
+        ae.tick(1_999);
+        assert!(ae.running.contains_key(&id));
+        ae.tick(2_000);
+        assert!(
+            !ae.running.contains_key(&id),
+            "one lost step stalls 2 s, not 10"
+        );
+    }
+
+    #[test]
+    fn each_step_buys_another_step_timeout_within_the_whole_one() {
+        let (mut ae, id) = running_one(AntiEntropySettings::default());
+        for at in (1_500..=7_500).step_by(1_500) {
+            ae.heard(&id, at);
+            ae.tick(at + 1_999);
+            assert!(ae.running.contains_key(&id), "at {at}");
+        }
+        ae.heard(&id, 9_500);
+        ae.tick(10_000);
+        assert!(
+            !ae.running.contains_key(&id),
+            "never past exchange_timeout_ms"
+        );
     }
 }

@@ -97,6 +97,9 @@ impl<S: Store> Node<S> {
         range: TokenRange,
         step: AeStep,
     ) {
+        if exchange.initiator == self.id {
+            self.ae.heard(&exchange, now);
+        }
         if matches!(step, AeStep::Digests { .. } | AeStep::Keys { .. }) {
             // Leaves differed (whichever side compared them).
             self.ae.diverged(&exchange);
