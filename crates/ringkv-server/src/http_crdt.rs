@@ -93,6 +93,11 @@ pub(crate) struct UpdateQuorum {
 }
 
 #[derive(Serialize)]
+struct CounterJson {
+    value: i64,
+}
+
+#[derive(Serialize)]
 struct MembersJson {
     /// In byte order, as `SMEMBERS` answers.
     members: Vec<String>,
@@ -112,7 +117,7 @@ async fn read_counter(
     quorum: Result<Query<ReadQuorum>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let key = typed_key(&api, key)?;
-    let q = parse_query(quorum)?;
+    let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
     let value = match read(&api, key, q).await? {
         None => return Ok(not_found()),
         Some(Value::Counter(counter)) => counter.value(),
@@ -120,7 +125,7 @@ async fn read_counter(
         // A set, or any other type.
         Some(_) => return Err(refused(CrdtError::WrongType)),
     };
-    Ok(counted("value", value))
+    Ok(Json(CounterJson { value }).into_response())
 }
 
 /// `POST /counter/{key}?by=N`: `{"value": n}`, the value after adding N.
@@ -131,10 +136,10 @@ async fn incr(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let key = typed_key(&api, key)?;
-    let q = parse_query(query)?;
+    let Query(q) = query.map_err(|e| bad_request(e.body_text()))?;
     no_body(&body, "the increment goes in ?by=")?;
     let value = update(&api, key, Update::IncrBy(q.by), q.w, q.pw).await?;
-    Ok(counted("value", value))
+    Ok(Json(CounterJson { value }).into_response())
 }
 
 /// `GET /set/{key}`: `{"members": [...]}`; `404` when the key holds
@@ -145,7 +150,7 @@ async fn read_set(
     quorum: Result<Query<ReadQuorum>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let key = typed_key(&api, key)?;
-    let q = parse_query(quorum)?;
+    let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
     let set = match read(&api, key, q).await? {
         None => return Ok(not_found()),
         Some(Value::Set(set)) => set,
@@ -172,10 +177,10 @@ async fn sadd(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (key, member) = key_and_member(&api, path)?;
-    let q = parse_query(quorum)?;
+    let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
     no_body(&body, "the member is the last path segment")?;
     let added = update(&api, key, Update::SAdd(vec![member]), q.w, q.pw).await?;
-    Ok(counted("added", added))
+    Ok(Json(serde_json::json!({ "added": added })).into_response())
 }
 
 /// `DELETE /set/{key}/{member}`: `{"removed": 1}`, or `0` when it was not
@@ -186,9 +191,9 @@ async fn srem(
     quorum: Result<Query<UpdateQuorum>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let (key, member) = key_and_member(&api, path)?;
-    let q = parse_query(quorum)?;
+    let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
     let removed = update(&api, key, Update::SRem(vec![member]), q.w, q.pw).await?;
-    Ok(counted("removed", removed))
+    Ok(Json(serde_json::json!({ "removed": removed })).into_response())
 }
 
 /// `DELETE /set/{key}` and `DELETE /counter/{key}`: Redis's `DEL` — a
@@ -201,9 +206,9 @@ pub(crate) async fn delete_key(
     quorum: Result<Query<UpdateQuorum>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let key = typed_key(&api, key)?;
-    let q = parse_query(quorum)?;
+    let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
     let deleted = update(&api, key, Update::Del, q.w, q.pw).await?;
-    Ok(counted("deleted", deleted))
+    Ok(Json(serde_json::json!({ "deleted": deleted })).into_response())
 }
 
 /// The key's value as the siblings an R quorum holds resolve; `None` when
@@ -283,20 +288,6 @@ fn not_text(e: PathRejection) -> ApiError {
         "keys and members are UTF-8 text, one percent-encoded path segment each ({})",
         e.body_text()
     ))
-}
-
-/// A request's query, refused with `400` and the reason when it does not
-/// parse.
-pub(crate) fn parse_query<T>(parsed: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
-    parsed
-        .map(|Query(q)| q)
-        .map_err(|e| bad_request(e.body_text()))
-}
-
-/// An update's answer: `{"<name>": n}` (`added`, `removed`, `value`, …).
-pub(crate) fn counted(name: &str, n: i64) -> Response {
-    let body = serde_json::Map::from_iter([(name.to_string(), n.into())]);
-    Json(body).into_response()
 }
 
 /// Refuse a body: these requests carry everything in the path and query,

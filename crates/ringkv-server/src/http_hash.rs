@@ -11,10 +11,9 @@
 //! | `DELETE /hash/{key}/{field}` | `HDEL` | `{"removed": 1}` or `0` |
 //! | `DELETE /hash/{key}` | `DEL` | `{"deleted": 1}` or `0` |
 
-use crate::http::{not_found, Api, ApiError, ReadQuorum};
+use crate::http::{bad_request, not_found, Api, ApiError, ReadQuorum};
 use crate::http_crdt::{
-    counted, key_and_member, no_body, parse_query, read, refused, typed_key, update, IncrQuery,
-    UpdateQuorum,
+    key_and_member, no_body, read, refused, typed_key, update, IncrQuery, UpdateQuorum,
 };
 use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -87,7 +86,7 @@ async fn hgetall(
     quorum: Result<Query<ReadQuorum>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let key = typed_key(&api, key)?;
-    let q = parse_query(quorum)?;
+    let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
     let Some(hash) = hash(&api, key, q).await? else {
         return Ok(not_found());
     };
@@ -117,7 +116,7 @@ async fn hget(
     quorum: Result<Query<ReadQuorum>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let (key, field) = key_and_member(&api, path)?;
-    let q = parse_query(quorum)?;
+    let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
     let found = hash(&api, key, q).await?.and_then(|h| h.get(&field));
     let Some((value, _, _)) = found else {
         return Ok(not_found());
@@ -134,10 +133,10 @@ async fn hset(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (key, field) = key_and_member(&api, path)?;
-    let q = parse_query(quorum)?;
+    let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
     let pairs = vec![(field, body.to_vec())];
     let added = update(&api, key, Update::HSet(pairs), q.w, q.pw).await?;
-    Ok(counted("added", added))
+    Ok(Json(serde_json::json!({ "added": added })).into_response())
 }
 
 /// `POST /hash/{key}/{field}?by=N`: the field as a PN-counter; never
@@ -149,10 +148,10 @@ async fn hincrby(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (key, field) = key_and_member(&api, path)?;
-    let q = parse_query(query)?;
+    let Query(q) = query.map_err(|e| bad_request(e.body_text()))?;
     no_body(&body, "the increment goes in ?by=")?;
     let value = update(&api, key, Update::HIncrBy(field, q.by), q.w, q.pw).await?;
-    Ok(counted("value", value))
+    Ok(Json(serde_json::json!({ "value": value })).into_response())
 }
 
 /// `DELETE /hash/{key}/{field}`.
@@ -162,9 +161,9 @@ async fn hdel(
     quorum: Result<Query<UpdateQuorum>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let (key, field) = key_and_member(&api, path)?;
-    let q = parse_query(quorum)?;
+    let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
     let removed = update(&api, key, Update::HDel(vec![field]), q.w, q.pw).await?;
-    Ok(counted("removed", removed))
+    Ok(Json(serde_json::json!({ "removed": removed })).into_response())
 }
 
 #[cfg(test)]

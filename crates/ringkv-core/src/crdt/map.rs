@@ -14,7 +14,7 @@
 //! PN-counter join is idempotent. A `HSET` later than an increment resets
 //! the field, as at the top level (see [`super::PnCounter`]).
 
-use super::dots::{join_map, witness, DotFun};
+use super::dots::{fresh, join_map, DotFun};
 use super::{CrdtError, PnCounter};
 use crate::version::{CausalContext, Dot};
 use crate::Millis;
@@ -125,7 +125,9 @@ impl OrMap {
     /// Record `dot`, the write that carries a removal, in the context (see
     /// [`super::OrSet::witness`]: without it each `HDEL` opens a gap).
     pub fn witness(&mut self, dot: &Dot) -> Result<(), CrdtError> {
-        witness(&mut self.context, dot)
+        fresh(&self.context, dot)?;
+        self.context.add(dot, 0);
+        Ok(())
     }
 
     /// Intervals in the causal context.
