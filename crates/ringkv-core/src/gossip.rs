@@ -316,6 +316,9 @@ impl Membership {
         });
         let mine = MemberState {
             generation: 1,
+            // One life per id, the same in every bootstrap (a restart
+            // through `Node::new` is the same life).
+            incarnation: 1,
             zone: ring.member(me).and_then(|m| m.zone.clone()),
             ..MemberState::new(me.clone(), MemberStatus::Member)
         };
@@ -495,8 +498,18 @@ impl Membership {
                 if sender.id != from {
                     return Vec::new();
                 }
+                let known = self.members.get(&from).cloned();
+                let other_life = known
+                    .as_ref()
+                    .is_some_and(|k| Self::lives_differ(k, &sender));
                 self.absorb(now, vec![sender]);
-                let (states, wanted) = self.compare(&digests);
+                let (mut states, wanted) = self.compare(&digests);
+                if let Some(known) = known.filter(|_| other_life) {
+                    // Whatever the stamps say: it must see the life we
+                    // know of its id, and refuse (see `identity`).
+                    states.retain(|s| s.id != from);
+                    states.push(known);
+                }
                 vec![(from, GossipMsg::Ack { states, wanted })]
             }
             GossipMsg::Ack { states, wanted } => {
@@ -618,6 +631,9 @@ impl Membership {
                 tracing::error!("node {}: removed from the cluster by an operator", self.me);
                 self.members.insert(state.id.clone(), state);
                 self.mark_changed();
+                continue;
+            }
+            if state.id != self.me && known.is_some_and(|k| Self::lives_differ(k, &state)) {
                 continue;
             }
             if state.id == self.me {

@@ -90,7 +90,19 @@ async fn wait_settled(c: &Cluster, live: &[usize]) {
             if up != want || seen.len() != want.len() {
                 return Err(format!("n{i} sees {seen:?}"));
             }
-            let handoff = &c.status(i).await["handoff"];
+            let status = c.status(i).await;
+            // A config's placeholder (generation 0) counts as up before
+            // the member was ever heard.
+            let unheard: Vec<&serde_json::Value> = status["members"]
+                .as_array()
+                .into_iter()
+                .flatten()
+                .filter(|m| m["generation"] == 0)
+                .collect();
+            if !unheard.is_empty() {
+                return Err(format!("n{i} has not heard {unheard:?}"));
+            }
+            let handoff = &status["handoff"];
             if !handoff.is_null() {
                 return Err(format!("n{i} is still moving data: {handoff}"));
             }

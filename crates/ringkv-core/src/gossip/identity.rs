@@ -54,6 +54,16 @@ impl Membership {
         true
     }
 
+    /// Whether `incoming` is another life of the member `known` describes
+    /// (both real entries, of different incarnations). Others keep the
+    /// life they knew first and answer the new one with it, so the new
+    /// life refuses whatever the order of their stamps: a new life starts
+    /// at generation 1 and its heartbeats may outrun a short old life's.
+    pub(super) fn lives_differ(known: &MemberState, incoming: &MemberState) -> bool {
+        let real = |m: &MemberState| m.generation > 0 && m.incarnation != 0;
+        real(known) && real(incoming) && known.incarnation != incoming.incarnation
+    }
+
     /// A running node outruns a newer entry of its own id; when that entry
     /// is of another life, say so loudly: a second process uses this id
     /// (one that started on its own copy of this node's data, which the
