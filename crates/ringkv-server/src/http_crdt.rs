@@ -93,11 +93,6 @@ pub(crate) struct UpdateQuorum {
 }
 
 #[derive(Serialize)]
-struct CounterJson {
-    value: i64,
-}
-
-#[derive(Serialize)]
 struct MembersJson {
     /// In byte order, as `SMEMBERS` answers.
     members: Vec<String>,
@@ -117,7 +112,7 @@ async fn read_counter(
     quorum: Result<Query<ReadQuorum>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let key = typed_key(&api, key)?;
-    let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
+    let q = parse_query(quorum)?;
     let value = match read(&api, key, q).await? {
         None => return Ok(not_found()),
         Some(Value::Counter(counter)) => counter.value(),
@@ -125,7 +120,7 @@ async fn read_counter(
         // A set, or any other type.
         Some(_) => return Err(refused(CrdtError::WrongType)),
     };
-    Ok(Json(CounterJson { value }).into_response())
+    Ok(counted("value", value))
 }
 
 /// `POST /counter/{key}?by=N`: `{"value": n}`, the value after adding N.
@@ -136,10 +131,10 @@ async fn incr(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let key = typed_key(&api, key)?;
-    let Query(q) = query.map_err(|e| bad_request(e.body_text()))?;
+    let q = parse_query(query)?;
     no_body(&body, "the increment goes in ?by=")?;
     let value = update(&api, key, Update::IncrBy(q.by), q.w, q.pw).await?;
-    Ok(Json(CounterJson { value }).into_response())
+    Ok(counted("value", value))
 }
 
 /// `GET /set/{key}`: `{"members": [...]}`; `404` when the key holds
@@ -150,7 +145,7 @@ async fn read_set(
     quorum: Result<Query<ReadQuorum>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let key = typed_key(&api, key)?;
-    let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
+    let q = parse_query(quorum)?;
     let set = match read(&api, key, q).await? {
         None => return Ok(not_found()),
         Some(Value::Set(set)) => set,
@@ -177,10 +172,10 @@ async fn sadd(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (key, member) = key_and_member(&api, path)?;
-    let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
+    let q = parse_query(quorum)?;
     no_body(&body, "the member is the last path segment")?;
     let added = update(&api, key, Update::SAdd(vec![member]), q.w, q.pw).await?;
-    Ok(Json(serde_json::json!({ "added": added })).into_response())
+    Ok(counted("added", added))
 }
 
 /// `DELETE /set/{key}/{member}`: `{"removed": 1}`, or `0` when it was not
@@ -191,9 +186,9 @@ async fn srem(
     quorum: Result<Query<UpdateQuorum>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let (key, member) = key_and_member(&api, path)?;
-    let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
+    let q = parse_query(quorum)?;
     let removed = update(&api, key, Update::SRem(vec![member]), q.w, q.pw).await?;
-    Ok(Json(serde_json::json!({ "removed": removed })).into_response())
+    Ok(counted("removed", removed))
 }
 
 /// `DELETE /set/{key}` and `DELETE /counter/{key}`: Redis's `DEL` — a
@@ -206,9 +201,9 @@ pub(crate) async fn delete_key(
     quorum: Result<Query<UpdateQuorum>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let key = typed_key(&api, key)?;
-    let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
+    let q = parse_query(quorum)?;
     let deleted = update(&api, key, Update::Del, q.w, q.pw).await?;
-    Ok(Json(serde_json::json!({ "deleted": deleted })).into_response())
+    Ok(counted("deleted", deleted))
 }
 
 /// The key's value as the siblings an R quorum holds resolve; `None` when
@@ -288,6 +283,20 @@ fn not_text(e: PathRejection) -> ApiError {
         "keys and members are UTF-8 text, one percent-encoded path segment each ({})",
         e.body_text()
     ))
+}
+
+/// A request's query, refused with `400` and the reason when it does not
+/// parse.
+pub(crate) fn parse_query<T>(parsed: Result<Query<T>, QueryRejection>) -> Result<T, ApiError> {
+    parsed
+        .map(|Query(q)| q)
+        .map_err(|e| bad_request(e.body_text()))
+}
+
+/// An update's answer: `{"<name>": n}` (`added`, `removed`, `value`, …).
+pub(crate) fn counted(name: &str, n: i64) -> Response {
+    let body = serde_json::Map::from_iter([(name.to_string(), n.into())]);
+    Json(body).into_response()
 }
 
 /// Refuse a body: these requests carry everything in the path and query,

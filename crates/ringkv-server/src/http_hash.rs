@@ -11,9 +11,10 @@
 //! | `DELETE /hash/{key}/{field}` | `HDEL` | `{"removed": 1}` or `0` |
 //! | `DELETE /hash/{key}` | `DEL` | `{"deleted": 1}` or `0` |
 
-use crate::http::{bad_request, not_found, Api, ApiError, ReadQuorum};
+use crate::http::{not_found, Api, ApiError, ReadQuorum};
 use crate::http_crdt::{
-    key_and_member, no_body, read, refused, typed_key, update, IncrQuery, UpdateQuorum,
+    counted, key_and_member, no_body, parse_query, read, refused, typed_key, update, IncrQuery,
+    UpdateQuorum,
 };
 use axum::body::Bytes;
 use axum::extract::rejection::{PathRejection, QueryRejection};
@@ -86,7 +87,7 @@ async fn hgetall(
     quorum: Result<Query<ReadQuorum>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let key = typed_key(&api, key)?;
-    let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
+    let q = parse_query(quorum)?;
     let Some(hash) = hash(&api, key, q).await? else {
         return Ok(not_found());
     };
@@ -116,7 +117,7 @@ async fn hget(
     quorum: Result<Query<ReadQuorum>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let (key, field) = key_and_member(&api, path)?;
-    let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
+    let q = parse_query(quorum)?;
     let found = hash(&api, key, q).await?.and_then(|h| h.get(&field));
     let Some((value, _, _)) = found else {
         return Ok(not_found());
@@ -133,10 +134,10 @@ async fn hset(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (key, field) = key_and_member(&api, path)?;
-    let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
+    let q = parse_query(quorum)?;
     let pairs = vec![(field, body.to_vec())];
     let added = update(&api, key, Update::HSet(pairs), q.w, q.pw).await?;
-    Ok(Json(serde_json::json!({ "added": added })).into_response())
+    Ok(counted("added", added))
 }
 
 /// `POST /hash/{key}/{field}?by=N`: the field as a PN-counter; never
@@ -148,10 +149,10 @@ async fn hincrby(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let (key, field) = key_and_member(&api, path)?;
-    let Query(q) = query.map_err(|e| bad_request(e.body_text()))?;
+    let q = parse_query(query)?;
     no_body(&body, "the increment goes in ?by=")?;
     let value = update(&api, key, Update::HIncrBy(field, q.by), q.w, q.pw).await?;
-    Ok(Json(serde_json::json!({ "value": value })).into_response())
+    Ok(counted("value", value))
 }
 
 /// `DELETE /hash/{key}/{field}`.
@@ -161,9 +162,9 @@ async fn hdel(
     quorum: Result<Query<UpdateQuorum>, QueryRejection>,
 ) -> Result<Response, ApiError> {
     let (key, field) = key_and_member(&api, path)?;
-    let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
+    let q = parse_query(quorum)?;
     let removed = update(&api, key, Update::HDel(vec![field]), q.w, q.pw).await?;
-    Ok(Json(serde_json::json!({ "removed": removed })).into_response())
+    Ok(counted("removed", removed))
 }
 
 #[cfg(test)]

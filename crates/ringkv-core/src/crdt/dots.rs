@@ -84,6 +84,17 @@ pub fn join_map<V: Clone + PartialEq + std::fmt::Debug>(
     out
 }
 
+/// Record the write `dot` in `context` (fresh: see [`fresh`]). A write
+/// that only removes still took its coordinator's next counter: left out,
+/// every removal would open a gap, and the context of a collection added
+/// to and removed from would grow an interval per cycle instead of staying
+/// one interval per actor.
+pub fn witness(context: &mut CausalContext, dot: &Dot) -> Result<(), super::CrdtError> {
+    fresh(context, dot)?;
+    context.add(dot, 0);
+    Ok(())
+}
+
 /// Check that `dot` is a fresh event for `context`: counters start at 1
 /// and a dot already seen would break "one dot, one value".
 pub fn fresh(context: &CausalContext, dot: &Dot) -> Result<(), super::CrdtError> {

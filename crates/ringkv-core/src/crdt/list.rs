@@ -20,7 +20,7 @@
 //! other may both return the same element — a pop is not a consensus; a
 //! queue that must hand each element to exactly one consumer needs one.
 
-use super::dots::{fresh, join_events};
+use super::dots::{fresh, join_events, witness};
 use super::CrdtError;
 use crate::version::{CausalContext, Dot};
 use serde::{Deserialize, Serialize};
@@ -126,9 +126,7 @@ impl OrList {
     /// Record `dot`, the write that carries a pop (see
     /// [`super::OrSet::witness`]).
     pub fn witness(&mut self, dot: &Dot) -> Result<(), CrdtError> {
-        fresh(&self.context, dot)?;
-        self.context.add(dot, 0);
-        Ok(())
+        witness(&mut self.context, dot)
     }
 
     /// Intervals in the causal context.

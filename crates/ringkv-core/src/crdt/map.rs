@@ -14,7 +14,7 @@
 //! PN-counter join is idempotent. A `HSET` later than an increment resets
 //! the field, as at the top level (see [`super::PnCounter`]).
 
-use super::dots::{fresh, join_map, DotFun};
+use super::dots::{join_map, witness, DotFun};
 use super::{CrdtError, PnCounter};
 use crate::version::{CausalContext, Dot};
 use crate::Millis;
@@ -125,9 +125,7 @@ impl OrMap {
     /// Record `dot`, the write that carries a removal, in the context (see
     /// [`super::OrSet::witness`]: without it each `HDEL` opens a gap).
     pub fn witness(&mut self, dot: &Dot) -> Result<(), CrdtError> {
-        fresh(&self.context, dot)?;
-        self.context.add(dot, 0);
-        Ok(())
+        witness(&mut self.context, dot)
     }
 
     /// Intervals in the causal context.

@@ -12,7 +12,7 @@
 //! remove carries a dot the remover never saw, so it survives the merge
 //! (add wins); an add after a remove is a new dot, so re-adding works.
 
-use super::dots::{fresh, join_map, DotFun};
+use super::dots::{join_map, witness, DotFun};
 use super::CrdtError;
 use crate::version::{CausalContext, Dot};
 use serde::{Deserialize, Serialize};
@@ -46,15 +46,10 @@ impl OrSet {
         Ok(added)
     }
 
-    /// Record `dot`, the write that carries a remove, in the context. A
-    /// remove needs no dot of its own, but its write took the coordinator's
-    /// next counter: left out, every remove would open a gap, and the
-    /// context of a set added to and removed from would grow an interval
-    /// per cycle instead of staying one interval per actor.
+    /// Record `dot`, the write that carries a remove, in the context (see
+    /// [`witness`]).
     pub fn witness(&mut self, dot: &Dot) -> Result<(), CrdtError> {
-        fresh(&self.context, dot)?;
-        self.context.add(dot, 0);
-        Ok(())
+        witness(&mut self.context, dot)
     }
 
     /// Remove `elem` as observed here: its dots leave the store, stay in
