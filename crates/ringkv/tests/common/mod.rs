@@ -364,6 +364,31 @@ pub enum SeedVia {
 }
 
 /// The tail of a log file.
+/// Wait until every thread of process `pid` is stopped: `kill` returns
+/// once the signal is queued, and on a loaded machine a thread still
+/// running could otherwise take in a request sent right after (CI saw a
+/// "paused" node answer an increment).
+fn wait_stopped(pid: u32) {
+    let deadline = Instant::now() + Duration::from_secs(5);
+    let stopped = || -> bool {
+        let Ok(tasks) = std::fs::read_dir(format!("/proc/{pid}/task")) else {
+            return true;
+        };
+        tasks.flatten().all(|task| {
+            let stat = std::fs::read_to_string(task.path().join("stat")).unwrap_or_default();
+            // The state follows the parenthesised command name.
+            let state = stat
+                .rsplit_once(") ")
+                .and_then(|(_, rest)| rest.chars().next());
+            matches!(state, Some('T' | 't') | None)
+        })
+    };
+    while !stopped() {
+        assert!(Instant::now() < deadline, "process {pid} did not stop");
+        std::thread::sleep(Duration::from_millis(5));
+    }
+}
+
 pub fn tail(path: &Path, lines: usize) -> String {
     let text = std::fs::read_to_string(path).unwrap_or_default();
     let all: Vec<&str> = text.lines().collect();
@@ -788,6 +813,9 @@ impl Cluster {
             .status()
             .expect("run kill");
         assert!(status.success(), "kill -{signal} n{i} failed");
+        if signal == "STOP" {
+            wait_stopped(pid);
+        }
     }
 
     /// Wait until node `i`'s process exits by itself (it must not be
