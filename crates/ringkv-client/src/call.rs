@@ -24,7 +24,9 @@ pub(crate) enum Op<'a> {
         value: &'a [u8],
         context: &'a Context,
     },
+    /// `r` is for the read a delete without a context makes.
     Delete {
+        r: Option<usize>,
         w: Option<usize>,
         context: &'a Context,
     },
@@ -152,7 +154,17 @@ impl Op<'_> {
         let (method, path) = match self {
             Op::Get { r: q } => (Method::GET, format!("/kv/{key}{}", r(q))),
             Op::Put { w: q, .. } => (Method::PUT, format!("/kv/{key}{}", w(q))),
-            Op::Delete { w: q, .. } => (Method::DELETE, format!("/kv/{key}{}", w(q))),
+            Op::Delete { r: rq, w: wq, .. } => {
+                let query: Vec<String> = [("r", rq), ("w", wq)]
+                    .into_iter()
+                    .filter_map(|(name, q)| q.map(|q| format!("{name}={q}")))
+                    .collect();
+                let query = match query.is_empty() {
+                    true => String::new(),
+                    false => format!("?{}", query.join("&")),
+                };
+                (Method::DELETE, format!("/kv/{key}{query}"))
+            }
             Op::Counter { r: q } => (Method::GET, format!("/counter/{key}{}", r(q))),
             Op::Incr { by, w: q } => {
                 let quorum = q.map(|w| format!("&w={w}")).unwrap_or_default();

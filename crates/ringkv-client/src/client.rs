@@ -227,7 +227,8 @@ impl Client {
     }
 
     /// Delete what `context` saw; with [`Context::none`] the coordinator
-    /// reads the key first and deletes what it finds.
+    /// reads the key first (with the options' `r`) and deletes what it
+    /// finds.
     pub async fn delete(&self, key: &str, context: &Context) -> Result<Context, Error> {
         self.delete_with(key, context, &Options::default()).await
     }
@@ -239,6 +240,7 @@ impl Client {
         options: &Options,
     ) -> Result<Context, Error> {
         let op = Op::Delete {
+            r: options.r,
             w: options.w,
             context,
         };

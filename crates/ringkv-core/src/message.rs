@@ -256,11 +256,15 @@ pub enum ClientOp {
         pw: Option<usize>,
     },
     /// Write a tombstone. Without a context the coordinator first reads the
-    /// key (R replicas) and deletes what it found, as users of `DELETE`
-    /// expect; with one, it deletes exactly what that context saw.
+    /// key (`r` replicas, `pr` of them from the real preference list, as
+    /// Riak's delete takes) and deletes what it found, as users of `DELETE`
+    /// expect; with one, it deletes exactly what that context saw (`r` and
+    /// `pr` unused).
     Delete {
         key: Vec<u8>,
         context: Option<CausalContext>,
+        r: Option<usize>,
+        pr: Option<usize>,
         w: Option<usize>,
         pw: Option<usize>,
     },

@@ -82,6 +82,9 @@ pub struct Stats {
     pub unavailable: u64,
     /// Stand-ins this node sent a replica to as coordinator (sloppy quorum).
     pub hinted_writes: u64,
+    /// Hints this node kept as coordinator for replicas no stand-in could
+    /// cover (they do not count towards W).
+    pub last_resort_hints: u64,
     /// New hints this node stored as a stand-in (merges into a hint it
     /// already keeps are not counted again).
     pub hints_stored: u64,
@@ -584,17 +587,7 @@ impl<S: Store> Node<S> {
             )));
         }
         let (w, pw) = match op {
-            ClientOp::Get { r, pr, .. } => {
-                check_quorum("r", *r, s.n)?;
-                check_quorum("pr", *pr, s.n)?;
-                let r = r.unwrap_or(s.r);
-                return match pr {
-                    Some(pr) if *pr > r => Err(ClientError::Invalid(format!(
-                        "pr must not exceed r ({r}), got {pr}"
-                    ))),
-                    _ => Ok(()),
-                };
-            }
+            ClientOp::Get { r, pr, .. } => return check_read_quorum(*r, *pr, s),
             ClientOp::Put {
                 value,
                 context,
@@ -612,10 +605,18 @@ impl<S: Store> Node<S> {
                 check_context(context, s)?;
                 (*w, *pw)
             }
-            ClientOp::Delete { context, w, pw, .. } => {
+            ClientOp::Delete {
+                context,
+                r,
+                pr,
+                w,
+                pw,
+                ..
+            } => {
                 if let Some(context) = context {
                     check_context(context, s)?;
                 }
+                check_read_quorum(*r, *pr, s)?;
                 (*w, *pw)
             }
             ClientOp::Update { update, w, pw, .. } => {
@@ -657,15 +658,18 @@ impl<S: Store> Node<S> {
                 context: Some(context),
                 w,
                 pw,
+                ..
             } => self.start_write(now, origin, key, None, context, WriteAcks { w, pw }),
             ClientOp::Delete {
                 key,
                 context: None,
+                r,
+                pr,
                 w,
                 pw,
             } => {
                 let purpose = ReadPurpose::DeleteAfterRead(WriteAcks { w, pw });
-                self.start_read(now, origin, key, (None, None), purpose)
+                self.start_read(now, origin, key, (r, pr), purpose)
             }
             ClientOp::Update { key, update, w, pw } => {
                 let purpose = ReadPurpose::UpdateAfterRead(update, WriteAcks { w, pw });
@@ -882,11 +886,12 @@ fn unavailable(op: Lost, quorum: &Quorum, answered: usize) -> ClientError {
     let replicas = quorum.primaries().len();
     let (name, after) = match op {
         Lost::Read(name) => (name, String::new()),
+        Lost::ReadBeforeDelete => ("the read before the delete", "; a delete without a context reads the key first: lower its r, or send the context of an earlier read".to_string()),
         Lost::Write(name) => (name, "; it was written where acknowledged and will reach the other replicas".to_string()),
         Lost::Increment(name) => (name, "; it was applied where acknowledged and will reach the other replicas: read the key before retrying, a retry would apply it twice".to_string()),
     };
     if quorum.short_of_primaries() {
-        let rule = if matches!(op, Lost::Read(_)) {
+        let rule = if matches!(op, Lost::Read(_) | Lost::ReadBeforeDelete) {
             "pr"
         } else {
             "pw"
@@ -912,6 +917,8 @@ fn unavailable(op: Lost, quorum: &Quorum, answered: usize) -> ClientError {
 #[derive(Clone, Copy)]
 enum Lost {
     Read(&'static str),
+    /// The read a delete without a context makes (its R, not its W).
+    ReadBeforeDelete,
     /// A write that a retry applies once more without harm.
     Write(&'static str),
     /// A write that a retry would apply twice (an increment, an add, a
@@ -932,6 +939,19 @@ fn check_quorum(name: &str, quorum: Option<usize>, n: usize) -> Result<(), Clien
     match quorum {
         Some(q) if q == 0 || q > n => Err(ClientError::Invalid(format!(
             "{name} must be within 1..={n}, got {q}"
+        ))),
+        _ => Ok(()),
+    }
+}
+
+/// An optional `r` and `pr` within `1..=n`, `pr` at most the `r` used.
+fn check_read_quorum(r: Option<usize>, pr: Option<usize>, s: &Settings) -> Result<(), ClientError> {
+    check_quorum("r", r, s.n)?;
+    check_quorum("pr", pr, s.n)?;
+    let r = r.unwrap_or(s.r);
+    match pr {
+        Some(pr) if pr > r => Err(ClientError::Invalid(format!(
+            "pr must not exceed r ({r}), got {pr}"
         ))),
         _ => Ok(()),
     }

@@ -25,6 +25,8 @@ fn delete(key: &str) -> ClientOp {
     ClientOp::Delete {
         key: key.as_bytes().to_vec(),
         context: None,
+        r: None,
+        pr: None,
         w: None,
         pw: None,
     }

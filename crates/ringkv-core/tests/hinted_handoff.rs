@@ -136,6 +136,35 @@ fn with_a_node_down_writes_go_to_stand_ins_and_drain_back_when_it_returns() {
     );
 }
 
+/// With no node left to stand in (three nodes, one down), the coordinator
+/// keeps a hint for the missing replica itself, not counted towards W, so
+/// the copy reaches it when it is back without anti-entropy (off here).
+#[test]
+fn a_replica_no_stand_in_covers_gets_its_copy_from_the_coordinator_s_hint() {
+    let nodes = ["n1", "n2", "n3"];
+    let mut net = net_of(&nodes, settings());
+    net.down.insert(id("n3"));
+    // Long enough for the others to agree n3 is down.
+    net.run_for(8_000, 100);
+    let keys: Vec<String> = (0..20).map(|i| format!("key-{i}")).collect();
+    for k in &keys {
+        let written = net.put("n1", k, k, CausalContext::new(), Some(2));
+        assert!(written.is_ok(), "{k}: {written:?}");
+    }
+    assert_eq!(pending_total(&net), keys.len(), "one hint per key");
+    assert_eq!(stat(&net, |s| s.last_resort_hints), keys.len() as u64);
+    assert_eq!(stat(&net, |s| s.hinted_writes), 0, "no stand-in");
+    // The hint is no third copy: W = 3 is still refused.
+    let w3 = net.put("n1", &keys[0], "w3", CausalContext::new(), Some(3));
+    assert!(is_unavailable(&w3), "{w3:?}");
+    net.down.remove(&id("n3"));
+    net.run_for(15_000, 100);
+    assert_eq!(pending_total(&net), 0, "every hint delivered");
+    for k in &keys {
+        assert!(values(&net.local("n3", k)).contains(k), "{k} on n3");
+    }
+}
+
 #[test]
 fn hints_beyond_max_hints_are_refused_and_counted() {
     let mut s = settings();
@@ -206,6 +235,8 @@ fn pw_is_validated_like_w() {
     let delete = ClientOp::Delete {
         key: "k".into(),
         context: None,
+        r: None,
+        pr: None,
         w: Some(2),
         pw: Some(3),
     };
@@ -232,12 +263,22 @@ fn a_silent_replica_gets_a_stand_in_after_half_the_timeout() {
     assert!(net.now - started < timeout, "before the deadline");
     let stand_in = outsider(&net, "cart");
     assert_eq!(net.nodes[&id(&stand_in)].stats().hints_stored, 1);
-    // The stand-in reaches the owner (only the coordinator's links are cut).
+    // The stand-in reaches the owner (only the coordinator's links are
+    // cut); the other owner, which no stand-in covered, has a hint on the
+    // coordinator, held while its link is cut.
     net.run_for(3_000, 100);
-    assert_eq!(pending_total(&net), 0);
+    let coordinator = net.nodes[&id(&pref[0])].pending_hints();
+    assert_eq!(pending_total(&net), 1, "{coordinator:?}");
+    assert_eq!(coordinator.values().sum::<usize>(), 1);
     let owners = [&pref[1], &pref[2]];
     let holders = owners.iter().filter(|n| !net.local(n, "cart").is_empty());
-    assert_eq!(holders.count(), 1, "the hint's owner has the write");
+    assert_eq!(holders.count(), 1, "the stand-in's owner has the write");
+    net.cut.clear();
+    net.run_for(3_000, 100);
+    assert_eq!(pending_total(&net), 0);
+    for owner in owners {
+        assert!(!net.local(owner, "cart").is_empty(), "{owner}");
+    }
 }
 
 /// A sibling set holding one fresh version written by `by`.

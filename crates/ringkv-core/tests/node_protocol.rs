@@ -172,6 +172,8 @@ fn delete_without_context_removes_what_it_read() {
     let op = ClientOp::Delete {
         key: "k".into(),
         context: None,
+        r: None,
+        pr: None,
         w: None,
         pw: None,
     };

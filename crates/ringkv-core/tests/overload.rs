@@ -93,6 +93,8 @@ fn a_delete_after_read_holds_two_entries_within_the_asserted_bound() {
     let delete = ClientOp::Delete {
         key: key.clone().into_bytes(),
         context: None,
+        r: None,
+        pr: None,
         w: Some(2),
         pw: None,
     };

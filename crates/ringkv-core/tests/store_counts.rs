@@ -40,6 +40,8 @@ fn delete(net: &mut Net, key: &str) {
     let op = ClientOp::Delete {
         key: key.into(),
         context: None,
+        r: None,
+        pr: None,
         w: Some(3),
         pw: None,
     };

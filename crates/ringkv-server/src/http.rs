@@ -12,10 +12,11 @@
 use crate::auth::{self, Access};
 use crate::console;
 use crate::driver::{fingerprint_text, NodeHandle, NodeReport};
+use crate::http_accept::{self, Form};
 use crate::metrics::{Frontend, Metrics, Outcome, Scrape};
 use crate::shed::{self, Held, Limits, ShedReport, Shedding};
 use crate::transport::Transport;
-use crate::{http_crdt, http_hash};
+use crate::{http_conditional, http_crdt, http_hash};
 use axum::body::Bytes;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
@@ -31,7 +32,7 @@ use ringkv_core::gossip::RemoveRefusal;
 use ringkv_core::keyspace;
 use ringkv_core::message::{ClientError, ClientOp, ClientReply, Message};
 use ringkv_core::ring_view::RingView;
-use ringkv_core::siblings::SiblingSet;
+use ringkv_core::siblings::{Sibling, SiblingSet};
 use ringkv_core::version::CausalContext;
 use ringkv_core::NodeId;
 use serde::{Deserialize, Serialize};
@@ -220,6 +221,18 @@ pub(crate) struct ReadQuorum {
     pub pr: Option<usize>,
 }
 
+/// `?r=`, `?pr=` (for the read a delete without a context makes, as
+/// Riak's delete takes them), `?w=` and `?pw=` on deletes; anything else
+/// in the query is refused.
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct DeleteQuorum {
+    r: Option<usize>,
+    pr: Option<usize>,
+    w: Option<usize>,
+    pw: Option<usize>,
+}
+
 /// `?w=` on writes; anything else in the query is refused.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
@@ -247,6 +260,7 @@ pub struct SiblingsJson {
 }
 
 /// A user-facing error: a status and one sentence.
+#[derive(Debug)]
 pub(crate) struct ApiError {
     status: StatusCode,
     message: String,
@@ -259,6 +273,11 @@ pub(crate) struct ApiError {
 }
 
 impl ApiError {
+    #[cfg(test)]
+    pub(crate) fn status(&self) -> StatusCode {
+        self.status
+    }
+
     pub(crate) fn new(status: StatusCode, message: impl Into<String>) -> Self {
         ApiError {
             status,
@@ -344,6 +363,18 @@ async fn get_key(
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
+    let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
+    let json = match http_accept::negotiate(accept) {
+        Form::Raw => false,
+        Form::Json => true,
+        Form::Neither => {
+            return Err(ApiError::new(
+                StatusCode::NOT_ACCEPTABLE,
+                "a value is served as its raw bytes (any media type but application/json) \
+                 or as application/json, and the Accept header takes neither",
+            ))
+        }
+    };
     let op = ClientOp::Get {
         key: user_key(key)?,
         r: q.r,
@@ -353,7 +384,12 @@ async fn get_key(
         ClientReply::Value(set) => set,
         _ => return Err(unexpected_reply()),
     };
-    Ok(render(&siblings, wants_json(&headers)))
+    if http_conditional::not_modified(&headers, &siblings)? {
+        let ctx = siblings.context();
+        let tag = (header::ETAG, http_conditional::etag(&ctx, json));
+        return Ok((StatusCode::NOT_MODIFIED, context_headers(&ctx), [tag]).into_response());
+    }
+    Ok(render(&siblings, json))
 }
 
 async fn put_key(
@@ -364,10 +400,14 @@ async fn put_key(
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
+    let key = user_key(key)?;
+    let precondition = http_conditional::of_write(&headers)?;
+    let context = context_from(&headers)?;
+    let context = precondition.check(&api, &key, context).await?;
     let op = ClientOp::Put {
-        key: user_key(key)?,
+        key,
         value: body.to_vec(),
-        context: context_from(&headers)?.unwrap_or_default(),
+        context: context.unwrap_or_default(),
         w: q.w,
         pw: q.pw,
     };
@@ -377,13 +417,18 @@ async fn put_key(
 async fn delete_key(
     State(api): State<Api>,
     Path(key): Path<String>,
-    quorum: Result<Query<WriteQuorum>, QueryRejection>,
+    quorum: Result<Query<DeleteQuorum>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
+    let key = user_key(key)?;
+    let precondition = http_conditional::of_write(&headers)?;
+    let context = context_from(&headers)?;
     let op = ClientOp::Delete {
-        key: user_key(key)?,
-        context: context_from(&headers)?,
+        context: precondition.check(&api, &key, context).await?,
+        key,
+        r: q.r,
+        pr: q.pr,
         w: q.w,
         pw: q.pw,
     };
@@ -428,21 +473,28 @@ fn context_headers(clock: &CausalContext) -> [(header::HeaderName, HeaderValue);
     [(header::HeaderName::from_static(CONTEXT_HEADER), value)]
 }
 
-fn wants_json(headers: &HeaderMap) -> bool {
-    headers
-        .get(header::ACCEPT)
-        .and_then(|v| v.to_str().ok())
-        .is_some_and(|v| v.contains("application/json"))
-}
-
 /// 404 when nothing live remains, 200 raw bytes for one version, 300 JSON
 /// for siblings (or 200/300 JSON whenever JSON is asked for). Every answer
-/// carries the context, so even a write over a tombstone can supersede it.
+/// carries the context, so even a write over a tombstone can supersede it,
+/// and `Vary: Accept`; a live one its entity tag (see
+/// [`http_conditional`]).
 fn render(siblings: &SiblingSet, json: bool) -> Response {
     let ctx = siblings.context();
     let live: Vec<_> = siblings.live().collect();
-    let headers = context_headers(&ctx);
-    match live.as_slice() {
+    let mut response = render_versions(&ctx, &live, json);
+    let headers = response.headers_mut();
+    headers.insert(header::VARY, HeaderValue::from_static("accept"));
+    if !live.is_empty() {
+        let json = json || live.len() > 1;
+        headers.insert(header::ETAG, http_conditional::etag(&ctx, json));
+    }
+    response
+}
+
+/// The body and status of [`render`].
+fn render_versions(ctx: &CausalContext, live: &[&Sibling], json: bool) -> Response {
+    let headers = context_headers(ctx);
+    match live {
         [] => (StatusCode::NOT_FOUND, headers, "not found\n").into_response(),
         [one] if !json => {
             let body = one.value.clone().unwrap_or_default();
@@ -455,7 +507,7 @@ fn render(siblings: &SiblingSet, json: bool) -> Response {
                 StatusCode::OK
             };
             let body = SiblingsJson {
-                context: context::encode(&ctx),
+                context: context::encode(ctx),
                 siblings: live
                     .iter()
                     .map(|s| SiblingJson {

@@ -9,6 +9,8 @@ pub mod config;
 pub mod console;
 pub mod driver;
 pub mod http;
+mod http_accept;
+mod http_conditional;
 pub mod http_crdt;
 pub mod http_hash;
 pub mod http_serve;

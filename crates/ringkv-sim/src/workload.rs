@@ -310,6 +310,8 @@ impl Client {
             None => ClientOp::Delete {
                 key,
                 context: Some(context),
+                r: None,
+                pr: None,
                 w: None,
                 pw: self.pw(),
             },

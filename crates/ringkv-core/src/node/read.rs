@@ -204,7 +204,7 @@ impl<S: Store> Node<S> {
             (Verdict::Lost { answered }, _) => {
                 let op = match get.purpose {
                     ReadPurpose::Get => Lost::Read("get"),
-                    ReadPurpose::DeleteAfterRead(_) => Lost::Read("delete"),
+                    ReadPurpose::DeleteAfterRead(_) => Lost::ReadBeforeDelete,
                     ReadPurpose::UpdateAfterRead(..) => unreachable!("matched above"),
                 };
                 let err = unavailable(op, &get.quorum, answered);

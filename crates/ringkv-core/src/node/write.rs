@@ -284,15 +284,27 @@ impl<S: Store> Node<S> {
     /// Send `replica`'s copy to the next available node past the preference
     /// list that this write does not use yet, with a hint naming the copy's
     /// owner; this node keeps the hint itself when it is that node. False
-    /// when there is none.
+    /// when there is none: this node then keeps a hint for the owner
+    /// anyway, not counted towards W (as Cassandra's coordinator hints
+    /// every replica it could not reach), so the copy reaches the owner
+    /// when it is back rather than at anti-entropy's next pass over the
+    /// range (CI: with two of five nodes reachable, one replica waited
+    /// over 30 s).
     fn add_stand_in(&mut self, now: Millis, req: RequestId, replica: &NodeId) -> bool {
         let Some(put) = self.put_op(req) else {
             return false;
         };
+        let owner = put.quorum.owner_of(replica);
         let Some(stand_in) = self.pick_stand_in(now, &put.key, put.quorum.replicas(), true) else {
+            if owner != self.id {
+                let (key, siblings) = (put.key.clone(), put.siblings.clone());
+                self.stats.last_resort_hints += 1;
+                // A refusal (the hint book full, the store failed) leaves
+                // the copy to anti-entropy, as before.
+                let _ = self.store_hint(now, &owner, &key, &siblings);
+            }
             return false;
         };
-        let owner = put.quorum.owner_of(replica);
         let (key, siblings) = (put.key.clone(), put.siblings.clone());
         if let Some(OpState::Put(put)) = self.ops.get_mut(&req).map(|op| &mut op.state) {
             put.quorum.add_stand_in(replica, stand_in.clone());

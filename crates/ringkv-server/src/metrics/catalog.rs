@@ -73,6 +73,7 @@ pub const FAMILIES: &[Family] = &[
     counter("ringkv_quorum_failures_total", "Operations answered with a quorum error (unavailable)."),
     counter("ringkv_read_repairs_total", "Stale replicas sent a newer state after a read."),
     counter("ringkv_hinted_writes_total", "Replicas this node sent to stand-ins as coordinator (sloppy quorum)."),
+    counter("ringkv_last_resort_hints_total", "Hints this node kept as coordinator for replicas no stand-in could cover (not counted towards W)."),
     counter("ringkv_hints_stored_total", "New hints this node stored as a stand-in."),
     counter("ringkv_hints_delivered_total", "Hints handed back to their owner and deleted."),
     counter("ringkv_hints_rehomed_total", "Hints of a member that left or was removed, sent to the key's replicas instead and deleted."),

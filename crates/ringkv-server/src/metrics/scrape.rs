@@ -64,6 +64,7 @@ impl Scrape<'_> {
                 ("ringkv_quorum_failures_total", s.unavailable),
                 ("ringkv_read_repairs_total", s.read_repairs),
                 ("ringkv_hinted_writes_total", s.hinted_writes),
+                ("ringkv_last_resort_hints_total", s.last_resort_hints),
             ],
         );
         let version = env!("CARGO_PKG_VERSION");

@@ -134,6 +134,12 @@ impl Resp {
         String::from_utf8_lossy(&self.body).into_owned()
     }
 
+    /// A header's value, when present and text.
+    pub fn header(&self, name: &str) -> Option<String> {
+        let value = self.headers.get(name)?;
+        value.to_str().ok().map(String::from)
+    }
+
     /// The raw causal context header.
     pub fn context(&self) -> Option<String> {
         self.headers
