@@ -15,16 +15,25 @@
 //! 1. The key's GC leader (the first node of its preference list) notes a
 //!    dead state when it stores one, and waits [`GcSettings::grace_ms`]
 //!    (writes in flight land first).
-//! 2. It asks every member of the cluster (`GcProbe`, a batch of keys and
-//!    the digest of the state to collect): a member votes yes for a key
-//!    when it holds that exact state as a replica, or nothing as a
-//!    non-replica, keeps no hint of the key, and has no ring change in
-//!    progress. A member that is down, suspected or silent votes no by not
+//! 2. It asks every member of the cluster (`GcProbe`, a batch of keys with
+//!    the digest and the context of the state to collect): a member votes
+//!    yes for a key when it holds that exact state as a replica, or
+//!    nothing as a non-replica, keeps no hint of the key, and has no ring
+//!    change in progress. A non-replica holding a stray copy (a late
+//!    message after a ring change left it there, where anti-entropy never
+//!    looks) deletes it and votes yes when the context covers it, and
+//!    otherwise sends it to the replicas and votes no: the stray copy
+//!    would hold the collection back for ever (the simulator's liveness
+//!    rule found it), and may hold writes the replicas lack. A member that is down, suspected or silent votes no by not
 //!    answering: GC of the key waits until it is back and holds the
 //!    tombstone (anti-entropy and hints bring it there).
-//! 3. On yes from all, it tells the replicas to delete the key if their
-//!    state is still that digest (`GcDelete`); a write that landed
-//!    meanwhile makes the digest differ, and that replica keeps it.
+//! 3. On yes from all, it tells the replicas to drop every version the
+//!    collected state's context covers (`GcDelete`): that state, or what
+//!    it superseded. A replica left with nothing deletes the key; a write
+//!    that landed meanwhile has a dot the context does not cover and
+//!    stays, alone (the simulator saw the collected tombstone linger beside
+//!    such a write on some replicas and not others when the rule was
+//!    "delete if the digest is unchanged").
 //! 4. A replica that deletes remembers the tombstone's context for
 //!    [`GcSettings::fence_ms`] (a *fence*): a version the tombstone
 //!    superseded that still arrives — from a message delayed in a queue —
@@ -77,6 +86,14 @@ pub const MAX_FENCES: usize = 100_000;
 /// ([`crate::merkle::item_hash`]).
 pub type Target = (Vec<u8>, u64);
 
+/// A key, the digest of the state to collect and that state's causal
+/// context: what a probe asks about.
+pub type Collectable = (Vec<u8>, u64, CausalContext);
+
+/// A collected key and its collected state's context: what a delete
+/// drops, and a fence keeps out.
+pub type Fence = (Vec<u8>, CausalContext);
+
 /// What `/status` shows of collection on a node.
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize)]
 pub struct GcReport {
@@ -102,12 +119,31 @@ pub(crate) struct Round {
     pub deadline: Millis,
 }
 
-/// A node's collection state (in memory: after a restart, a leader finds
-/// its dead keys again as they are written or repaired).
-#[derive(Debug, Default)]
+/// Keys one step of the dead-key sweep examines at most.
+pub const SWEEP_KEYS_PER_STEP: usize = 4096;
+
+/// Where the dead-key sweep goes on: after this token and, within it,
+/// after this key (`None`: from the token's first key).
+pub type SweepCursor = (crate::ring::Token, Option<Vec<u8>>);
+
+/// A node's collection state. In memory: a node finds the dead keys it
+/// leads as they are written, and by a sweep of its store, step by step,
+/// after it starts (a restart forgot them), after its ring changed (it
+/// leads other keys now: the simulator found tombstones handed over by a
+/// leaving node that no one led) and after the candidates overflowed
+/// [`MAX_CANDIDATES`] (keys past it were not noted).
+#[derive(Debug)]
 pub(crate) struct Gc {
     /// Dead keys this node leads, and since when they are dead here.
     pub candidates: BTreeMap<Vec<u8>, Millis>,
+    /// The sweep under way, if any.
+    pub sweep: Option<SweepCursor>,
+    /// A dead key was not noted for want of room: sweep again once the
+    /// sweep under way ends.
+    pub overflowed: bool,
+    pub next_sweep_at: Millis,
+    /// The ring fingerprint the last sweep started under.
+    pub swept_ring: u64,
     pub round: Option<Round>,
     pub next_round_at: Millis,
     /// Collected keys: the tombstone's context, until when it holds.
@@ -115,7 +151,24 @@ pub(crate) struct Gc {
     /// States a peer just sent that a fence dropped whole: the peer missed
     /// the collection (its delete was lost) and is told to delete them too
     /// (digest of what it sent, and the fence's context).
-    pub tell: Vec<(Vec<u8>, u64, CausalContext)>,
+    pub tell: Vec<Fence>,
+}
+
+impl Default for Gc {
+    /// A sweep from the start of the store is due: nothing is noted yet.
+    fn default() -> Self {
+        Gc {
+            candidates: BTreeMap::new(),
+            sweep: Some((0, None)),
+            overflowed: false,
+            next_sweep_at: 0,
+            swept_ring: 0,
+            round: None,
+            next_round_at: 0,
+            fences: BTreeMap::new(),
+            tell: Vec::new(),
+        }
+    }
 }
 
 impl Gc {
@@ -125,6 +178,8 @@ impl Gc {
             self.candidates.remove(key);
         } else if self.candidates.len() < MAX_CANDIDATES {
             self.candidates.entry(key.to_vec()).or_insert(now);
+        } else if !self.candidates.contains_key(key) {
+            self.overflowed = true;
         }
         debug_assert!(self.candidates.len() <= MAX_CANDIDATES);
     }

@@ -176,15 +176,13 @@ pub enum Message {
     /// hint of them? Answered with [`Message::GcVotes`].
     GcProbe {
         req: RequestId,
-        keys: Vec<crate::gc::Target>,
+        keys: Vec<crate::gc::Collectable>,
     },
     /// One vote per key of the probe, in its order.
     GcVotes { req: RequestId, yes: Vec<bool> },
     /// Every member holds these states: delete each key still in it, and
     /// drop versions its context covers for a while.
-    GcDelete {
-        keys: Vec<(Vec<u8>, u64, CausalContext)>,
-    },
+    GcDelete { keys: Vec<crate::gc::Fence> },
 }
 
 impl Message {

@@ -10,6 +10,7 @@
 //! replicas in it agree (at most `settle_ms`); read every key with R = N;
 //! check.
 
+mod collection;
 mod identity;
 mod removal;
 
@@ -369,6 +370,10 @@ pub fn run(cfg: SimConfig) -> SimReport {
         Sim::converged,
     );
     let converged_after_ms = converged.then(|| sim.now - healed_at);
+    let uncollected = match converged {
+        true => sim.uncollected(),
+        false => Vec::new(),
+    };
     // Collection stops, what is under way ends, and the replicas agree
     // again before the final state is read.
     sim.stop_gc();
@@ -380,6 +385,7 @@ pub fn run(cfg: SimConfig) -> SimReport {
     );
     let state = sim.final_state();
     let mut verdict = sim.verdict(&state);
+    verdict.violations.extend(uncollected);
     verdict.violations.extend(sim.resolve_siblings(&state));
     SimReport {
         seed: sim.cfg.seed,
@@ -897,7 +903,7 @@ impl Sim {
             match effect {
                 Effect::Send { to, msg } => {
                     if let Message::GcDelete { keys } = &msg {
-                        for (key, _, context) in keys {
+                        for (key, context) in keys {
                             let key = String::from_utf8_lossy(key).into_owned();
                             let entry = (key, context.clone(), self.now);
                             self.history.collected.push(entry);

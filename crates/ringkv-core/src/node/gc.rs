@@ -2,16 +2,29 @@
 //! dead keys it leads, probe rounds, votes, deletes and fences.
 
 use super::Node;
-use crate::gc::{Round, Target};
+use crate::gc::{Collectable, Fence, Round, SWEEP_KEYS_PER_STEP};
 use crate::gossip::MemberStatus;
 use crate::keyspace;
 use crate::merkle::item_hash;
-use crate::message::{Message, RequestId};
+use crate::message::{encoded_len, Message, RequestId};
+use crate::ring::{Ring, Token};
 use crate::siblings::SiblingSet;
 use crate::store::Store;
 use crate::version::CausalContext;
 use crate::{Millis, NodeId};
-use std::collections::{BTreeMap, BTreeSet};
+use std::collections::BTreeMap;
+
+/// What the leader knows of a candidate key, at the start of a round.
+enum GcState {
+    /// Dead here, in the state of this digest and context, and no hint of
+    /// it kept.
+    Dead(u64, CausalContext),
+    /// Written again: no longer a candidate.
+    Live,
+    /// Dead, but a hint of it is kept here (or the store failed to read):
+    /// asked about again later.
+    NotYet,
+}
 
 impl<S: Store> Node<S> {
     fn gc_enabled(&self) -> bool {
@@ -54,26 +67,20 @@ impl<S: Store> Node<S> {
 
     /// Versions of `key` a collected tombstone superseded are dropped (see
     /// the fences of [`crate::gc`]).
-    /// When a fence drops all of what a peer sent, that peer kept what
+    /// When a fence drops some of what a peer sent, that peer kept what
     /// was collected everywhere else (its delete was lost): it is told to
-    /// delete it too ([`Self::tell_fenced`]) — safe, since the collected
-    /// tombstone superseded every version it holds.
+    /// drop it too ([`Self::tell_fenced`]) — safe, since the collected
+    /// state superseded every version the fence covers.
     pub(super) fn gc_fenced(&mut self, key: &[u8], incoming: &SiblingSet) -> Option<SiblingSet> {
         let fence = self.gc.fence(key, self.now)?.clone();
-        let kept: SiblingSet = incoming
-            .iter()
-            .filter(|s| !fence.covers(&s.dot))
-            .cloned()
-            .collect();
-        if kept.is_empty() && !incoming.is_empty() && self.gc.tell.len() < crate::gc::MAX_FENCES {
-            self.gc
-                .tell
-                .push((key.to_vec(), item_hash(key, incoming), fence));
+        let kept = uncovered(incoming, &fence);
+        if kept.len() < incoming.len() && self.gc.tell.len() < crate::gc::MAX_FENCES {
+            self.gc.tell.push((key.to_vec(), fence));
         }
         Some(kept)
     }
 
-    /// Send `to` the deletes of what it sent that fences dropped whole.
+    /// Send `to` the deletes of what it sent that fences dropped.
     pub(super) fn tell_fenced(&mut self, to: &NodeId) {
         if self.gc.tell.is_empty() || *to == self.id {
             return;
@@ -89,6 +96,7 @@ impl<S: Store> Node<S> {
             return;
         }
         self.gc.expire_fences(now);
+        self.sweep_step(now);
         if let Some(round) = &self.gc.round {
             if round.deadline > now {
                 return;
@@ -107,35 +115,86 @@ impl<S: Store> Node<S> {
         self.start_gc_round(now);
     }
 
+    /// One step of the dead-key sweep (see [`crate::gc::Gc`]): up to
+    /// [`SWEEP_KEYS_PER_STEP`] keys past the cursor, in token order, once
+    /// per collection interval; the dead ones this node leads are noted.
+    fn sweep_step(&mut self, now: Millis) {
+        let ring = self.ring.fingerprint();
+        if self.gc.swept_ring != ring {
+            self.gc.swept_ring = ring;
+            self.gc.sweep = Some((0, None));
+        }
+        if now < self.gc.next_sweep_at {
+            return;
+        }
+        let Some((from, after)) = self.gc.sweep.clone() else {
+            return;
+        };
+        self.gc.next_sweep_at = now + self.settings.gc.interval_ms;
+        let (mut dead, mut seen, mut last) = (Vec::new(), 0, None);
+        let scanned = self.store.scan(from, Token::MAX, &mut |key, set| {
+            let token = Ring::key_token(key);
+            if token == from && after.as_deref().is_some_and(|a| key <= a) {
+                return true;
+            }
+            seen += 1;
+            if keyspace::is_dead(key, set) {
+                dead.push(key.to_vec());
+            }
+            last = Some((token, Some(key.to_vec())));
+            seen < SWEEP_KEYS_PER_STEP
+        });
+        if scanned.is_err() {
+            return; // Tried again next interval.
+        }
+        for key in dead {
+            if self.ring.preference_list(&key, 1).first() == Some(&self.id) {
+                self.gc.note(&key, true, now);
+            }
+        }
+        self.gc.sweep = match seen < SWEEP_KEYS_PER_STEP {
+            true if std::mem::take(&mut self.gc.overflowed) => Some((0, None)),
+            true => None,
+            false => last,
+        };
+    }
+
     fn start_gc_round(&mut self, now: Millis) {
         let Some(others) = self.gc_voters(now) else {
             return;
         };
         let ripe = now.saturating_sub(self.settings.gc.grace_ms);
-        let mut keys: Vec<Target> = Vec::new();
+        let mut keys: Vec<Collectable> = Vec::new();
         let mut bytes = 0;
         for key in self.gc.ripe(ripe, self.settings.gc.batch) {
-            if bytes + key.len() + 16 > self.settings.max_batch_bytes() {
-                break;
-            }
             match self.gc_state(&key) {
-                Some(digest) => {
-                    bytes += key.len() + 16;
-                    keys.push((key, digest));
+                GcState::Dead(digest, context) => {
+                    let size = key.len() + 16 + encoded_len(&context);
+                    if bytes + size > self.settings.max_batch_bytes() {
+                        break;
+                    }
+                    bytes += size;
+                    keys.push((key, digest, context));
                 }
-                None => {
+                // Noted again when it dies again here (`gc_note`), or by
+                // a sweep.
+                GcState::Live => {
                     self.gc.candidates.remove(&key);
                 }
+                // A hint kept here is delivered, a read retried: dropping
+                // the key would leave its tombstone forever (CI: a
+                // coordinator's hint for a node that was down).
+                GcState::NotYet => self.gc.retry_later(&key, now),
             }
         }
         if keys.is_empty() {
             return;
         }
-        let yes = keys.iter().map(|(k, d)| self.gc_vote(k, *d)).collect();
+        let yes = keys.iter().map(|k| self.gc_vote(k)).collect();
         let req = self.next_request();
         self.gc.round = Some(Round {
             req,
-            keys: keys.clone(),
+            keys: keys.iter().map(|(k, d, _)| (k.clone(), *d)).collect(),
             waiting: others.iter().cloned().collect(),
             yes,
             deadline: now + self.settings.request_timeout_ms,
@@ -167,18 +226,27 @@ impl<S: Store> Node<S> {
         Some(others)
     }
 
-    /// The digest of `key`'s state here while it is dead, and no hint of
-    /// it is kept here.
-    fn gc_state(&self, key: &[u8]) -> Option<u64> {
-        let set = self.read_local(key).ok()?;
-        let hints = self.hints_of(key).ok()?;
-        (keyspace::is_dead(key, &set) && hints.is_empty()).then(|| item_hash(key, &set))
+    /// Whether `key` may be collected now, as far as this node (its
+    /// leader) knows.
+    fn gc_state(&self, key: &[u8]) -> GcState {
+        if self.ring.preference_list(key, 1).first() != Some(&self.id) {
+            return GcState::Live; // Led by another node since a ring change.
+        }
+        let (Ok(set), Ok(hints)) = (self.read_local(key), self.hints_of(key)) else {
+            return GcState::NotYet;
+        };
+        match (keyspace::is_dead(key, &set), hints.is_empty()) {
+            (false, _) => GcState::Live,
+            (true, false) => GcState::NotYet,
+            (true, true) => GcState::Dead(item_hash(key, &set), set.context()),
+        }
     }
 
     /// Whether this node holds exactly the state `digest` of `key` (or, not
     /// being a replica of it, nothing), no hint of it, and no ring change
-    /// is under way.
-    fn gc_vote(&self, key: &[u8], digest: u64) -> bool {
+    /// is under way. A non-replica's stray copy is dealt with first (see
+    /// [`Self::clear_stray_copy`]).
+    fn gc_vote(&mut self, (key, digest, context): &Collectable) -> bool {
         if !self.ring_is_settled() || self.hints_of(key).map_or(true, |h| !h.is_empty()) {
             return false;
         }
@@ -189,19 +257,52 @@ impl<S: Store> Node<S> {
             .ring
             .preference_list(key, self.settings.n)
             .contains(&self.id);
-        match set.is_empty() {
+        match (set.is_empty(), replica) {
             // A replica holding nothing may yet get a copy the state
             // superseded (the simulator resurrected values when it voted
             // yes having collected the key before): no. A peer left
             // holding the state after everyone else collected it is told
             // to delete it when it sends it (see `gc_fenced`).
-            true => !replica,
-            false => item_hash(key, &set) == digest,
+            (true, replica) => !replica,
+            (false, true) => item_hash(key, &set) == *digest,
+            (false, false) => self.clear_stray_copy(key, &set, context),
         }
     }
 
-    pub(super) fn on_gc_probe(&mut self, from: NodeId, req: RequestId, keys: Vec<Target>) {
-        let yes = keys.iter().map(|(k, d)| self.gc_vote(k, *d)).collect();
+    /// A copy of `key` on this node, which is not its replica in a settled
+    /// ring, is deleted when the state to collect (of `context`)
+    /// supersedes it — true — and otherwise sent to the replicas, which
+    /// lack some of it: the next round asks again (false).
+    fn clear_stray_copy(&mut self, key: &[u8], set: &SiblingSet, context: &CausalContext) -> bool {
+        if set.iter().all(|s| context.covers(&s.dot)) {
+            let deleted = self.delete_local(key, set).is_ok();
+            // As a handoff drop: new dots start above every counter issued.
+            self.lease.floor = self.lease.until;
+            return deleted;
+        }
+        for replica in self.ring.preference_list(key, self.settings.n) {
+            let msg = Message::Repair {
+                key: key.to_vec(),
+                siblings: set.clone(),
+            };
+            self.send(replica, msg);
+        }
+        false
+    }
+
+    /// Remove `key` (holding `old`) from the store and the counts.
+    fn delete_local(&mut self, key: &[u8], old: &SiblingSet) -> Result<(), ()> {
+        if let Err(e) = self.store.delete(key) {
+            self.store_failed(self.now, &e);
+            return Err(());
+        }
+        self.track_write(key, old, &SiblingSet::new());
+        self.counts.remove(key, old);
+        Ok(())
+    }
+
+    pub(super) fn on_gc_probe(&mut self, from: NodeId, req: RequestId, keys: Vec<Collectable>) {
+        let yes = keys.iter().map(|k| self.gc_vote(k)).collect();
         self.send(from, Message::GcVotes { req, yes });
     }
 
@@ -235,7 +336,7 @@ impl<S: Store> Node<S> {
                 self.gc.retry_later(key, self.now);
             }
         }
-        let mut per_replica: BTreeMap<NodeId, Vec<(Vec<u8>, u64, CausalContext)>> = BTreeMap::new();
+        let mut per_replica: BTreeMap<NodeId, Vec<Fence>> = BTreeMap::new();
         for ((key, digest), yes) in round.keys.into_iter().zip(round.yes) {
             if !yes {
                 continue;
@@ -252,7 +353,7 @@ impl<S: Store> Node<S> {
             }
             let context = set.context();
             for replica in self.ring.preference_list(&key, self.settings.n) {
-                let entry = (key.clone(), digest, context.clone());
+                let entry = (key.clone(), context.clone());
                 per_replica.entry(replica).or_default().push(entry);
             }
         }
@@ -264,36 +365,49 @@ impl<S: Store> Node<S> {
         }
     }
 
-    /// Delete each key still in the state its digest names; fence it.
-    pub(super) fn on_gc_delete(&mut self, keys: Vec<(Vec<u8>, u64, CausalContext)>) {
+    /// Drop every version of each key its collected context covers (the
+    /// key goes when nothing is left); fence it.
+    pub(super) fn on_gc_delete(&mut self, keys: Vec<Fence>) {
         if self.writable().is_err() || self.gc.fences.len() + keys.len() > crate::gc::MAX_FENCES {
             return;
         }
-        let mut deleted = BTreeSet::new();
-        for (key, digest, context) in keys {
+        let mut dropped = false;
+        for (key, context) in keys {
             let Ok(old) = self.read_local(&key) else {
                 continue;
             };
-            if old.is_empty() || item_hash(&key, &old) != digest {
+            let kept = uncovered(&old, &context);
+            if kept.len() == old.len() {
                 continue;
             }
-            if let Err(e) = self.store.delete(&key) {
-                self.store_failed(self.now, &e);
+            let written = match kept.is_empty() {
+                true => self.delete_local(&key, &old),
+                false => self.write_local(&key, &old, &kept).map_err(|_| ()),
+            };
+            if written.is_err() {
                 return;
             }
-            self.track_write(&key, &old, &SiblingSet::new());
-            self.counts.remove(&key, &old);
+            dropped = true;
+            if kept.is_empty() {
+                self.gc.candidates.remove(&key);
+                self.stats.gc_collected += 1;
+            }
             let until = self.now + self.settings.gc.fence_ms;
-            self.gc.fences.insert(key.clone(), (context, until));
-            self.gc.candidates.remove(&key);
-            self.stats.gc_collected += 1;
-            deleted.insert(key);
+            self.gc.fences.insert(key, (context, until));
         }
-        if !deleted.is_empty() {
-            // As a handoff drop: the dots of the deleted keys are gone from
-            // the store, so new ones start above every counter issued.
+        if dropped {
+            // As a handoff drop: the dropped dots are gone from the store,
+            // so new ones start above every counter issued.
             self.lease.floor = self.lease.until;
         }
         debug_assert!(self.gc.fences.len() <= crate::gc::MAX_FENCES);
     }
+}
+
+/// The versions of `set` whose dots `context` does not cover.
+fn uncovered(set: &SiblingSet, context: &CausalContext) -> SiblingSet {
+    set.iter()
+        .filter(|s| !context.covers(&s.dot))
+        .cloned()
+        .collect()
 }
