@@ -98,6 +98,7 @@ pub fn router(api: Api) -> Router {
         .route("/admin/remove/{node}", post(remove))
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
+        .route("/openapi.json", get(crate::openapi::serve))
         .merge(console::routes())
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(body_limit, refuse_declared))

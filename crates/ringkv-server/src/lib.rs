@@ -17,6 +17,7 @@ pub mod http_serve;
 pub mod local;
 pub mod members_file;
 pub mod metrics;
+mod openapi;
 pub mod resp;
 pub mod server;
 pub mod shed;

@@ -193,6 +193,20 @@ async fn redis_clients_authenticate_before_their_commands_run() {
     assert_eq!(redis.call(&["AUTH", "r", &users.reader]), ok());
     let noperm = "NOPERM User r has no permissions to run the 'set' command";
     assert_eq!(redis.call(&["SET", "k", "v"]), Reply::Error(noperm.into()));
+    // Every type's writes, not only strings' (a read token could HSET,
+    // LPUSH and ZADD once).
+    for write in [
+        &["HSET", "h", "f", "v"][..],
+        &["LPUSH", "l", "x"],
+        &["ZADD", "z", "1", "m"],
+        &["SPOP", "s"],
+        &["HINCRBY", "h", "n", "1"],
+    ] {
+        let refused = redis.call(write);
+        let name = write[0].to_lowercase();
+        let noperm = format!("NOPERM User r has no permissions to run the '{name}' command");
+        assert_eq!(refused, Reply::Error(noperm), "{write:?}");
+    }
     assert_eq!(redis.call(&["AUTH", &users.writer]), ok());
     assert_eq!(redis.call(&["SET", "k", "v"]), ok());
     assert_eq!(redis.call(&["GET", "k"]), bulk("v"));

@@ -27,12 +27,16 @@ const HTTP_RULES: &[HttpRule] = &[
     rule(Some("GET"), "/kv/", Some(Role::Read)),
     rule(Some("HEAD"), "/kv/", Some(Role::Read)),
     rule(None, "/kv/", Some(Role::Write)),
-    // Counters and sets (the Redis keyspace's types): reads as GET /kv,
-    // increments, adds, removes and deletes as writes.
+    // Counters, sets and hashes (the Redis keyspace's types): reads as
+    // GET /kv, increments, adds, removes and deletes as writes.
     rule(Some("GET"), "/counter/", Some(Role::Read)),
     rule(None, "/counter/", Some(Role::Write)),
     rule(Some("GET"), "/set/", Some(Role::Read)),
     rule(None, "/set/", Some(Role::Write)),
+    rule(Some("GET"), "/hash/", Some(Role::Read)),
+    rule(None, "/hash/", Some(Role::Write)),
+    // The API's description says nothing about the cluster.
+    rule(Some("GET"), "/openapi.json", None),
     rule(Some("GET"), "/status", Some(Role::Read)),
     // Read, like /status: it names every member's addresses, which a
     // stranger has no business learning; clients send their token anyway.
@@ -51,30 +55,41 @@ const HTTP_RULES: &[HttpRule] = &[
 
 impl HttpRule {
     fn matches(&self, method: &str, path: &str) -> bool {
-        let path_matches = match self.path.strip_suffix('/') {
-            Some(rest) if !rest.is_empty() => path.starts_with(self.path),
-            _ => path == self.path,
-        };
         // HEAD is GET without the body (RFC 9110 §9.3.2): a GET rule covers it.
         let method_matches = |m: &str| m == method || (m == "GET" && method == "HEAD");
-        path_matches && self.method.is_none_or(method_matches)
+        self.matches_path(path) && self.method.is_none_or(method_matches)
+    }
+
+    fn matches_path(&self, path: &str) -> bool {
+        match self.path.strip_suffix('/') {
+            Some(rest) if !rest.is_empty() => path.starts_with(self.path),
+            _ => path == self.path,
+        }
     }
 }
 
-/// The role `method path` needs; `None`: anyone may.
+/// The role `method path` needs; `None`: anyone may. A method no rule
+/// names for a path some rule names needs nothing: no route serves it, so
+/// the router answers `405 Method Not Allowed` with the methods it has, as
+/// HTTP says (schemathesis found `TRACE /status` answered `401`).
 pub fn http_needs(method: &str, path: &str) -> Option<Role> {
-    HTTP_RULES
-        .iter()
-        .find(|rule| rule.matches(method, path))
-        .map_or(Some(Role::Admin), |rule| rule.needs)
+    if let Some(rule) = HTTP_RULES.iter().find(|rule| rule.matches(method, path)) {
+        return rule.needs;
+    }
+    let known_path = HTTP_RULES.iter().any(|rule| rule.matches_path(path));
+    (!known_path).then_some(Role::Admin)
 }
 
 /// Commands a client may send before `AUTH`: authenticating itself, and
 /// the liveness check and goodbye that health probes and clients send.
 const RESP_OPEN: [&[u8]; 4] = [b"AUTH", b"PING", b"QUIT", b"HELLO"];
-/// Commands that change data.
-const RESP_WRITE: [&[u8]; 9] = [
-    b"SET", b"DEL", b"MSET", b"INCR", b"INCRBY", b"DECR", b"DECRBY", b"SADD", b"SREM",
+/// Commands that change data (a unit test holds every command the Redis
+/// front end runs to this list or to its list of reads: a read token could
+/// `HSET`, `LPUSH` and `ZADD` before).
+const RESP_WRITE: [&[u8]; 22] = [
+    b"SET", b"DEL", b"MSET", b"INCR", b"INCRBY", b"DECR", b"DECRBY", b"SADD", b"SREM", b"SPOP",
+    b"HSET", b"HMSET", b"HDEL", b"HINCRBY", b"LPUSH", b"RPUSH", b"LPOP", b"RPOP", b"ZADD", b"ZREM",
+    b"ZPOPMIN", b"ZPOPMAX",
 ];
 
 /// The role a Redis command (its name, any case) needs; `None`: anyone
@@ -115,6 +130,13 @@ mod tests {
             ("PUT", "/set/cart/apple", Some(Role::Write)),
             ("DELETE", "/set/cart/apple", Some(Role::Write)),
             ("DELETE", "/set/cart", Some(Role::Write)),
+            ("GET", "/hash/user", Some(Role::Read)),
+            ("GET", "/hash/user/name", Some(Role::Read)),
+            ("PUT", "/hash/user/name", Some(Role::Write)),
+            ("POST", "/hash/user/visits", Some(Role::Write)),
+            ("DELETE", "/hash/user", Some(Role::Write)),
+            ("GET", "/openapi.json", None),
+            ("PUT", "/openapi.json", None),
             ("GET", "/counter", Some(Role::Admin)),
             ("GET", "/settings", Some(Role::Admin)),
             ("POST", "/admin/leave", Some(Role::Admin)),
@@ -133,8 +155,11 @@ mod tests {
             ("GET", "/ui/console.js", None),
             ("GET", "/ui/console.css", None),
             ("GET", "/", None),
-            ("POST", "/", Some(Role::Admin)),
-            ("POST", "/ui/data", Some(Role::Admin)),
+            // No route: the router answers 405.
+            ("POST", "/", None),
+            ("POST", "/ui/data", None),
+            ("TRACE", "/status", None),
+            ("DELETE", "/ring", None),
             ("GET", "/uix", Some(Role::Admin)),
             ("GET", "/favicon.ico", Some(Role::Admin)),
         ];
@@ -153,8 +178,49 @@ mod tests {
         ] {
             assert_eq!(resp_needs(read.as_bytes()), Some(Role::Read), "{read}");
         }
-        for write in ["SET", "del", "MSET"] {
+        for write in ["SET", "del", "MSET", "hset", "LPUSH", "zadd", "SPOP"] {
             assert_eq!(resp_needs(write.as_bytes()), Some(Role::Write), "{write}");
+        }
+    }
+
+    /// Every command the Redis front end counts is a read or needs write:
+    /// a command added to it without a decision here fails.
+    #[test]
+    fn every_counted_redis_command_is_a_read_or_a_write() {
+        const READS: [&str; 21] = [
+            "get",
+            "exists",
+            "mget",
+            "info",
+            "dbsize",
+            "smembers",
+            "sismember",
+            "smismember",
+            "scard",
+            "type",
+            "scan",
+            "keys",
+            "hget",
+            "hmget",
+            "hgetall",
+            "hlen",
+            "hexists",
+            "lrange",
+            "llen",
+            "lindex",
+            "zscore",
+        ];
+        const MORE_READS: [&str; 2] = ["zcard", "zrange"];
+        for op in crate::resp::OPS {
+            let needs = resp_needs(op.as_bytes());
+            match op {
+                "auth" => assert_eq!(needs, None),
+                "other" => {}
+                op if READS.contains(&op) || MORE_READS.contains(&op) => {
+                    assert_eq!(needs, Some(Role::Read), "{op}")
+                }
+                op => assert_eq!(needs, Some(Role::Write), "{op} changes data"),
+            }
         }
     }
 }

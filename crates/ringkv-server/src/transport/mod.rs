@@ -94,7 +94,8 @@ pub use stats::{DropCause, TransportCounts};
 /// Version 7: a lost quorum says what became of the write (`after`),
 /// counters' entries are `u128`, lists and sorted sets and pop replies,
 /// and tombstone collection (`GcProbe`, `GcVotes`, `GcDelete`).
-/// Version 8: a delete carries the `r` and `pr` of its read.
+/// Version 8: a delete carries the `r` and `pr` of its read; a GC probe
+/// the context of each state it asks about.
 pub const PROTOCOL_VERSION: u16 = 8;
 
 /// First field of every handshake ("RKV1"). Lets an acceptor tell a ringkv
