@@ -23,7 +23,7 @@ use axum::extract::{DefaultBodyLimit, Path, Query, Request, State};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
@@ -79,6 +79,7 @@ pub fn router(api: Api) -> Router {
     let body_limit = api.max_value_bytes + 1;
     let kv = Router::new()
         .route("/kv/{*key}", get(get_key).put(put_key).delete(delete_key))
+        .route("/kv/", any(empty_key))
         .merge(http_crdt::routes())
         .merge(http_hash::routes())
         .layer(middleware::map_response_with_state(
@@ -100,6 +101,8 @@ pub fn router(api: Api) -> Router {
         .route("/health/ready", get(ready))
         .route("/openapi.json", get(crate::openapi::serve))
         .merge(console::routes())
+        .fallback(no_route)
+        .method_not_allowed_fallback(not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(middleware::from_fn_with_state(body_limit, refuse_declared))
         // A refused request reaches no handler.
@@ -113,6 +116,25 @@ pub fn router(api: Api) -> Router {
             count_kv,
         ))
         .with_state(api)
+}
+
+/// `404` for a path no route serves, in one sentence.
+async fn no_route(uri: axum::http::Uri) -> ApiError {
+    let path = uri.path();
+    let message = format!("no endpoint at {path}: GET /openapi.json lists them");
+    ApiError::new(StatusCode::NOT_FOUND, message)
+}
+
+/// `405` for a method a path does not serve (the router adds `Allow`).
+async fn not_allowed(method: axum::http::Method, uri: axum::http::Uri) -> ApiError {
+    let message = format!("{method} is not served at {}", uri.path());
+    ApiError::new(StatusCode::METHOD_NOT_ALLOWED, message)
+}
+
+/// `/kv/` names no key.
+async fn empty_key(State(api): State<Api>) -> ApiError {
+    let limit = api.max_key_bytes;
+    bad_request(format!("key must be 1 to {limit} bytes, got 0"))
 }
 
 /// `413` at once for a request whose `Content-Length` is over `limit`
@@ -222,25 +244,26 @@ pub(crate) struct ReadQuorum {
     pub pr: Option<usize>,
 }
 
-/// `?r=`, `?pr=` (for the read a delete without a context makes, as
-/// Riak's delete takes them), `?w=` and `?pw=` on deletes; anything else
-/// in the query is refused.
+/// `?w=` and `?pw=` on `/kv` writes, and `?r=` and `?pr=` for the read a
+/// write makes first — a delete without a context, a conditional write
+/// (Riak's delete takes them so); anything else in the query is refused.
 #[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
-struct DeleteQuorum {
+struct WriteQuery {
     r: Option<usize>,
     pr: Option<usize>,
     w: Option<usize>,
+    /// Acks that must come from the key's real preference list (Riak's PW).
     pw: Option<usize>,
 }
 
-/// `?w=` on writes; anything else in the query is refused.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct WriteQuorum {
-    w: Option<usize>,
-    /// Acks that must come from the key's real preference list (Riak's PW).
-    pw: Option<usize>,
+impl WriteQuery {
+    fn check_read(&self) -> http_conditional::CheckRead {
+        http_conditional::CheckRead {
+            r: self.r,
+            pr: self.pr,
+        }
+    }
 }
 
 /// One version as JSON (the 300 body and the `Accept: application/json` form).
@@ -369,13 +392,15 @@ async fn get_key(
         Form::Raw => false,
         Form::Json => true,
         Form::Neither => {
-            return Err(ApiError::new(
+            let refusal = ApiError::new(
                 StatusCode::NOT_ACCEPTABLE,
                 "a value is served as its raw bytes (any media type but application/json) \
                  or as application/json, and the Accept header takes neither",
-            ))
+            );
+            return Ok(vary_accept(refusal.into_response()));
         }
     };
+    let preconditions = http_conditional::of(&headers)?;
     let op = ClientOp::Get {
         key: user_key(key)?,
         r: q.r,
@@ -385,26 +410,45 @@ async fn get_key(
         ClientReply::Value(set) => set,
         _ => return Err(unexpected_reply()),
     };
-    if http_conditional::not_modified(&headers, &siblings)? {
+    if preconditions.check_read(&siblings, json)? {
         let ctx = siblings.context();
+        let json = json || siblings.live().nth(1).is_some();
         let tag = (header::ETAG, http_conditional::etag(&ctx, json));
-        return Ok((StatusCode::NOT_MODIFIED, context_headers(&ctx), [tag]).into_response());
+        let response = (StatusCode::NOT_MODIFIED, context_headers(&ctx), [tag]).into_response();
+        return Ok(vary_accept(response));
     }
     Ok(render(&siblings, json))
+}
+
+/// The answer depends on `Accept` (RFC 9110 §12.5.5).
+fn vary_accept(mut response: Response) -> Response {
+    let headers = response.headers_mut();
+    headers.insert(header::VARY, HeaderValue::from_static("accept"));
+    response
 }
 
 async fn put_key(
     State(api): State<Api>,
     Path(key): Path<String>,
-    quorum: Result<Query<WriteQuorum>, QueryRejection>,
+    quorum: Result<Query<WriteQuery>, QueryRejection>,
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
     let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
     let key = user_key(key)?;
-    let precondition = http_conditional::of_write(&headers)?;
+    if body.len() > api.max_value_bytes {
+        let message = format!(
+            "value must be at most {} bytes, got {}",
+            api.max_value_bytes,
+            body.len()
+        );
+        return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message));
+    }
+    let preconditions = http_conditional::of(&headers)?;
     let context = context_from(&headers)?;
-    let context = precondition.check(&api, &key, context).await?;
+    let context = preconditions
+        .check_write(&api, &key, q.check_read(), context)
+        .await?;
     let op = ClientOp::Put {
         key,
         value: body.to_vec(),
@@ -418,15 +462,18 @@ async fn put_key(
 async fn delete_key(
     State(api): State<Api>,
     Path(key): Path<String>,
-    quorum: Result<Query<DeleteQuorum>, QueryRejection>,
+    quorum: Result<Query<WriteQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
     let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
     let key = user_key(key)?;
-    let precondition = http_conditional::of_write(&headers)?;
+    let preconditions = http_conditional::of(&headers)?;
     let context = context_from(&headers)?;
+    let context = preconditions
+        .check_write(&api, &key, q.check_read(), context)
+        .await?;
     let op = ClientOp::Delete {
-        context: precondition.check(&api, &key, context).await?,
+        context,
         key,
         r: q.r,
         pr: q.pr,
@@ -482,9 +529,8 @@ fn context_headers(clock: &CausalContext) -> [(header::HeaderName, HeaderValue);
 fn render(siblings: &SiblingSet, json: bool) -> Response {
     let ctx = siblings.context();
     let live: Vec<_> = siblings.live().collect();
-    let mut response = render_versions(&ctx, &live, json);
+    let mut response = vary_accept(render_versions(&ctx, &live, json));
     let headers = response.headers_mut();
-    headers.insert(header::VARY, HeaderValue::from_static("accept"));
     if !live.is_empty() {
         let json = json || live.len() > 1;
         headers.insert(header::ETAG, http_conditional::etag(&ctx, json));

@@ -7,7 +7,9 @@
 //! it: `text/plain`, `application/octet-stream`, `image/*`, `*/*`. JSON is
 //! accepted by `application/json`, `application/*` and `*/*`, each with
 //! the q of the most specific of those the header names. The ranges are
-//! parsed by the `mime` crate; this module only weighs them.
+//! parsed by the `mime` crate; this module only weighs them. A range that
+//! does not parse, or whose q is not a qvalue (`0` to `1`, at most three
+//! decimals), is ignored, as RFC 9110 lets a server do.
 
 use mime::Mime;
 
@@ -22,18 +24,14 @@ pub(crate) enum Form {
 
 /// The form `accept` (the header's value, `None` when absent) prefers:
 /// JSON only when its q is above zero and above the raw form's, so `*/*`
-/// and an absent header keep the raw bytes. Ranges that do not parse are
-/// ignored, as RFC 9110 lets a server do.
+/// and an absent header keep the raw bytes.
 pub(crate) fn negotiate(accept: Option<&str>) -> Form {
     let Some(accept) = accept.filter(|a| !a.trim().is_empty()) else {
         return Form::Raw;
     };
     let ranges: Vec<(Mime, f32)> = split_list(accept)
         .filter_map(|item| item.trim().parse::<Mime>().ok())
-        .map(|range| {
-            let q = quality(&range);
-            (range, q)
-        })
+        .filter_map(|range| quality(&range).map(|q| (range, q)))
         .collect();
     let json = json_quality(&ranges);
     let raw = ranges
@@ -70,13 +68,16 @@ fn is_json(range: &Mime) -> bool {
     range.type_() == mime::APPLICATION && range.subtype() == mime::JSON && range.suffix().is_none()
 }
 
-/// A range's `q` parameter: 1 when absent, 0 when it does not parse (a
-/// weight the client garbled accepts nothing), clamped to 0..=1.
-fn quality(range: &Mime) -> f32 {
-    match range.get_param("q") {
-        None => 1.0,
-        Some(q) => q.as_str().parse::<f32>().map_or(0.0, |q| q.clamp(0.0, 1.0)),
-    }
+/// A range's `q` parameter: 1 when absent, `None` when it is not a
+/// qvalue (RFC 9110 §12.4.2).
+fn quality(range: &Mime) -> Option<f32> {
+    let Some(q) = range.get_param("q") else {
+        return Some(1.0);
+    };
+    let text = q.as_str();
+    let decimals = text.split_once('.').map_or(0, |(_, d)| d.len());
+    let q = text.parse::<f32>().ok()?;
+    ((0.0..=1.0).contains(&q) && decimals <= 3 && !text.starts_with('+')).then_some(q)
 }
 
 /// The header's comma-separated items, commas inside quoted strings kept.
@@ -119,7 +120,10 @@ mod tests {
             (Some("text/plain;q=0.5, application/json"), Form::Json),
             (Some("application/*;q=0.9, text/plain;q=0.2"), Form::Raw),
             (Some("application/json;q=0"), Form::Neither),
-            (Some("application/json;q=garbage"), Form::Neither),
+            (Some("application/json;q=garbage"), Form::Raw),
+            (Some("application/json;q=1.5, text/plain;q=0.1"), Form::Raw),
+            (Some("application/json;q=0.0001"), Form::Raw),
+            (Some("application/json;q=0.001"), Form::Json),
             (Some("application/json;q=0.5, text/plain;q=0"), Form::Json),
             (
                 Some("text/plain;charset=\"a,b\";q=0, application/json"),

@@ -3,19 +3,29 @@
 //! when the key still holds what the client read, `If-None-Match: *` a
 //! create-only write, and `If-None-Match` on a read a `304`.
 //!
+//! A value has two representations, its raw bytes and the JSON form, with
+//! two tags (the JSON one ends in `.json`). A write's `If-Match` matches
+//! either (strong comparison: a weak tag never matches); a read's
+//! `If-None-Match` matches only the tag of the form it would answer in
+//! (weak comparison), so a cache never revalidates one form with the
+//! other's tag. A tag that does not parse matches nothing (tags are
+//! opaque to clients). Preconditions are evaluated in RFC 9110 §13.2.2's
+//! order: `If-Match`, then `If-None-Match`.
+//!
 //! The store is eventually consistent and has no compare-and-set: the
-//! node checks a precondition with a quorum read (R replies) and then
-//! writes, as Riak's `if_not_modified`/`if_none_match` do. So a
-//! precondition stops a writer that *has been shown* a newer state — the
-//! read reached a replica holding it — but two writers racing between
-//! check and write both succeed, and their writes become siblings:
-//! nothing is lost, and nothing is overwritten that the writer did not see
-//! (a tagged write supersedes only the context its tag carries).
+//! node checks a write's precondition with a quorum read (the request's
+//! `r` and `pr`, default R) and then writes, as Riak's
+//! `if_not_modified`/`if_none_match` do. So a precondition stops a writer
+//! that *has been shown* a newer state — the read reached a replica
+//! holding it — but two writers racing between check and write both
+//! succeed, and their writes become siblings: nothing is lost, and nothing
+//! is overwritten that the writer did not see (a tagged write supersedes
+//! only the versions its tag names).
 
 use crate::http::{bad_request, unexpected_reply, Api, ApiError};
 use axum::http::{header, HeaderMap, HeaderValue, StatusCode};
 use ringkv_core::context;
-use ringkv_core::message::{ClientOp, ClientReply};
+use ringkv_core::message::{ClientError, ClientOp, ClientReply};
 use ringkv_core::siblings::SiblingSet;
 use ringkv_core::version::{CausalContext, Causality};
 
@@ -31,118 +41,177 @@ pub(crate) fn etag(context: &CausalContext, json: bool) -> HeaderValue {
     HeaderValue::from_str(&tag).unwrap_or_else(|_| HeaderValue::from_static("\"\""))
 }
 
-/// A write's preconditions, from its headers.
+/// One precondition header's value.
 #[derive(Debug, PartialEq, Eq)]
-pub(crate) enum Precondition {
-    None,
-    /// `If-Match: *`: the key must hold a live version.
-    Exists,
-    /// `If-Match` with tags: the key must hold exactly one of these
-    /// contexts' versions.
-    Unchanged(Vec<CausalContext>),
-    /// `If-None-Match: *`: the key must hold no live version.
-    Absent,
+enum Tags {
+    /// `*`: any current version.
+    Any,
+    /// The listed tags, as sent.
+    List(Vec<String>),
 }
 
-/// The precondition of a write's headers; `400` for one that does not
-/// parse, or that combines both headers.
-pub(crate) fn of_write(headers: &HeaderMap) -> Result<Precondition, ApiError> {
-    let if_match = list(headers, header::IF_MATCH)?;
-    let if_none_match = list(headers, header::IF_NONE_MATCH)?;
-    match (if_match, if_none_match) {
-        (None, None) => Ok(Precondition::None),
-        (Some(_), Some(_)) => Err(bad_request(
-            "send If-Match or If-None-Match, not both, on a write",
-        )),
-        (Some(tags), None) if tags == ["*"] => Ok(Precondition::Exists),
-        (Some(tags), None) => tags
-            .iter()
-            .map(|t| tag_context(t))
-            .collect::<Result<_, _>>()
-            .map(Precondition::Unchanged),
-        (None, Some(tags)) if tags == ["*"] => Ok(Precondition::Absent),
-        (None, Some(_)) => Err(bad_request(
-            "a write takes If-None-Match: * (create only); tags only make sense on a read",
-        )),
+/// A request's preconditions, from its headers.
+#[derive(Debug, PartialEq, Eq, Default)]
+pub(crate) struct Preconditions {
+    if_match: Option<Tags>,
+    if_none_match: Option<Tags>,
+}
+
+/// The quorum of the read a conditional write makes.
+#[derive(Clone, Copy, Debug, Default)]
+pub(crate) struct CheckRead {
+    pub r: Option<usize>,
+    pub pr: Option<usize>,
+}
+
+/// The preconditions `headers` carry; `400` only for a header that is not
+/// text.
+pub(crate) fn of(headers: &HeaderMap) -> Result<Preconditions, ApiError> {
+    Ok(Preconditions {
+        if_match: tags(headers, header::IF_MATCH)?,
+        if_none_match: tags(headers, header::IF_NONE_MATCH)?,
+    })
+}
+
+impl Preconditions {
+    fn is_empty(&self) -> bool {
+        self.if_match.is_none() && self.if_none_match.is_none()
     }
-}
 
-impl Precondition {
-    /// Check it against the key's current state (a read with the node's
-    /// default R) and give the context the write must carry: the matched
-    /// tag's for `If-Match`, the read's for a create (so it supersedes the
-    /// tombstones it found), the client's otherwise. `412` when it fails.
-    pub(crate) async fn check(
+    /// Check a write's preconditions against the key's current state (a
+    /// quorum read of `read`'s size) and give the context the write must
+    /// carry: the current versions' for a matched `If-Match` or a create
+    /// (so it supersedes the tombstones it found), the client's otherwise.
+    /// `412` when one fails; `503` naming this read when it lacks replicas.
+    pub(crate) async fn check_write(
         &self,
         api: &Api,
         key: &[u8],
+        read: CheckRead,
         client_context: Option<CausalContext>,
     ) -> Result<Option<CausalContext>, ApiError> {
-        if *self == Precondition::None {
+        if self.is_empty() {
             return Ok(client_context);
         }
-        let read = ClientOp::Get {
+        let op = ClientOp::Get {
             key: key.to_vec(),
-            r: None,
-            pr: None,
+            r: read.r,
+            pr: read.pr,
         };
-        let current = match api.node.request(read, api.request_limit).await? {
-            ClientReply::Value(set) => set,
-            _ => return Err(unexpected_reply()),
+        let current = match api.node.request(op, api.request_limit).await {
+            Ok(ClientReply::Value(set)) => set,
+            Ok(_) => return Err(unexpected_reply()),
+            Err(e) => return Err(ApiError::from(name_the_read(e))),
         };
-        self.against(&current, client_context)
+        self.against_write(&current, client_context)
     }
 
-    fn against(
+    fn against_write(
         &self,
         current: &SiblingSet,
         client_context: Option<CausalContext>,
     ) -> Result<Option<CausalContext>, ApiError> {
         let exists = current.live().next().is_some();
         let now = current.context();
-        match self {
-            Precondition::None => Ok(client_context),
-            Precondition::Exists if exists => Ok(client_context),
-            Precondition::Absent if !exists => Ok(Some(client_context.unwrap_or(now))),
-            Precondition::Unchanged(tags) if exists => {
-                let Some(tag) = tags.iter().find(|t| t.compare(&now) == Causality::Equal) else {
-                    return Err(failed(
-                        "the key changed since the read that gave this If-Match tag",
-                    ));
-                };
-                if client_context.is_some_and(|c| c.compare(tag) != Causality::Equal) {
-                    return Err(bad_request(
-                        "X-Ringkv-Context and the If-Match tag name different versions",
-                    ));
+        let matches = |tags: &Tags, weak_ok: bool| {
+            exists
+                && match tags {
+                    Tags::Any => true,
+                    Tags::List(list) => list.iter().any(|t| names(t, &now, None, weak_ok)),
                 }
-                Ok(Some(tag.clone()))
-            }
-            Precondition::Absent => Err(failed("the key exists (If-None-Match: *)")),
-            Precondition::Exists | Precondition::Unchanged(_) => {
-                Err(failed("the key holds no value (If-Match)"))
+        };
+        if let Some(tags) = &self.if_match {
+            if !matches(tags, false) {
+                return Err(failed(match exists {
+                    true => "the key changed since the read that gave this If-Match tag",
+                    false => "the key holds no value (If-Match)",
+                }));
             }
         }
+        if let Some(tags) = &self.if_none_match {
+            if matches(tags, true) {
+                return Err(failed(match tags {
+                    Tags::Any => "the key exists (If-None-Match: *)",
+                    Tags::List(_) => "the key holds the versions If-None-Match names",
+                }));
+            }
+        }
+        let tagged = matches!(&self.if_match, Some(Tags::List(_)));
+        let creating = matches!(&self.if_none_match, Some(Tags::Any));
+        match client_context {
+            Some(c) if tagged && c.compare(&now) != Causality::Equal => Err(bad_request(
+                "X-Ringkv-Context and the If-Match tag name different versions",
+            )),
+            Some(c) => Ok(Some(c)),
+            None if tagged || creating => Ok(Some(now)),
+            None => Ok(None),
+        }
+    }
+
+    /// A read's answer to its preconditions, for the `json` form: `412`
+    /// when `If-Match` fails, `Some(304)`-worthy when `If-None-Match`
+    /// names the current versions in this form.
+    pub(crate) fn check_read(&self, current: &SiblingSet, json: bool) -> Result<bool, ApiError> {
+        let exists = current.live().next().is_some();
+        let now = current.context();
+        let json = json || current.live().nth(1).is_some();
+        if let Some(tags) = &self.if_match {
+            let matched = exists
+                && match tags {
+                    Tags::Any => true,
+                    Tags::List(list) => list.iter().any(|t| names(t, &now, Some(json), false)),
+                };
+            if !matched {
+                return Err(failed("the key does not hold the versions If-Match names"));
+            }
+        }
+        Ok(match &self.if_none_match {
+            None => false,
+            Some(_) if !exists => false,
+            Some(Tags::Any) => true,
+            Some(Tags::List(list)) => list.iter().any(|t| names(t, &now, Some(json), true)),
+        })
     }
 }
 
-/// Whether a read's `If-None-Match` names `context` (or is `*` with a live
-/// version): the read is then answered `304 Not Modified`.
-pub(crate) fn not_modified(headers: &HeaderMap, current: &SiblingSet) -> Result<bool, ApiError> {
-    let Some(tags) = list(headers, header::IF_NONE_MATCH)? else {
-        return Ok(false);
+/// Whether `tag` names the versions of context `now`: in the form `json`
+/// when given, else in either; a weak tag (`W/`) only when `weak_ok`.
+fn names(tag: &str, now: &CausalContext, json: Option<bool>, weak_ok: bool) -> bool {
+    let (weak, tag) = match tag.strip_prefix("W/") {
+        Some(rest) => (true, rest),
+        None => (false, tag),
     };
-    if current.live().next().is_none() {
-        return Ok(false);
+    if weak && !weak_ok {
+        return false;
     }
-    if tags == ["*"] {
-        return Ok(true);
+    let Some(inner) = tag.strip_prefix('"').and_then(|t| t.strip_suffix('"')) else {
+        return false;
+    };
+    let (inner, is_json) = match inner.strip_suffix(JSON_SUFFIX) {
+        Some(rest) => (rest, true),
+        None => (inner, false),
+    };
+    json.is_none_or(|j| j == is_json)
+        && context::decode(inner).is_ok_and(|c| c.compare(now) == Causality::Equal)
+}
+
+/// The read behind a precondition lacked replicas: say so, not "get".
+fn name_the_read(error: ClientError) -> ClientError {
+    match error {
+        ClientError::Unavailable {
+            needed,
+            answered,
+            replicas,
+            ..
+        } => ClientError::Unavailable {
+            op: "the read that checks If-Match/If-None-Match".into(),
+            needed,
+            answered,
+            replicas,
+            after: "; nothing was written: lower its r".into(),
+        },
+        other => other,
     }
-    let now = current.context();
-    // Weak comparison (RFC 9110 §13.1.2): W/ is ignored.
-    Ok(tags
-        .iter()
-        .filter_map(|t| tag_context(t.trim_start_matches("W/")).ok())
-        .any(|t| t.compare(&now) == Causality::Equal))
 }
 
 fn failed(why: &str) -> ApiError {
@@ -152,37 +221,39 @@ fn failed(why: &str) -> ApiError {
     )
 }
 
-/// The header's comma-separated entity tags (or `*`), `None` when absent.
-fn list(headers: &HeaderMap, name: header::HeaderName) -> Result<Option<Vec<String>>, ApiError> {
-    let mut tags = Vec::new();
+/// A precondition header's value, `None` when absent. `*` anywhere in it
+/// is `*`.
+fn tags(headers: &HeaderMap, name: header::HeaderName) -> Result<Option<Tags>, ApiError> {
+    let mut list = Vec::new();
     for value in headers.get_all(&name) {
         let text = value
             .to_str()
             .map_err(|_| bad_request(format!("{name} is not ASCII")))?;
-        tags.extend(
+        list.extend(
             text.split(',')
                 .map(str::trim)
                 .filter(|t| !t.is_empty())
                 .map(String::from),
         );
     }
-    Ok((!tags.is_empty()).then_some(tags))
-}
-
-/// The context a quoted tag carries (either form's tag).
-fn tag_context(tag: &str) -> Result<CausalContext, ApiError> {
-    let inner = tag
-        .strip_prefix('"')
-        .and_then(|t| t.strip_suffix('"'))
-        .ok_or_else(|| bad_request(format!("an entity tag is a quoted string, got {tag}")))?;
-    let inner = inner.strip_suffix(JSON_SUFFIX).unwrap_or(inner);
-    context::decode(inner).map_err(|e| bad_request(format!("entity tag {tag}: {e}")))
+    Ok(match list.is_empty() {
+        true => None,
+        false if list.iter().any(|t| t == "*") => Some(Tags::Any),
+        false => Some(Tags::List(list)),
+    })
 }
 
 #[cfg(test)]
 mod tests {
     use super::*;
     use ringkv_core::siblings::WriteLimits;
+
+    const LIMITS: WriteLimits = WriteLimits {
+        max_siblings: 64,
+        max_clock_entries: 32,
+        young_clock_ms: 20_000,
+        min_counter: 0,
+    };
 
     fn headers(pairs: &[(&'static str, &str)]) -> HeaderMap {
         let mut map = HeaderMap::new();
@@ -192,12 +263,9 @@ mod tests {
         map
     }
 
-    const LIMITS: WriteLimits = WriteLimits {
-        max_siblings: 64,
-        max_clock_entries: 32,
-        young_clock_ms: 20_000,
-        min_counter: 0,
-    };
+    fn pre(pairs: &[(&'static str, &str)]) -> Preconditions {
+        of(&headers(pairs)).unwrap()
+    }
 
     /// A blind write of `value` by `node` on top of `set`.
     fn write_on(mut set: SiblingSet, node: &str, value: &[u8]) -> SiblingSet {
@@ -211,62 +279,104 @@ mod tests {
         write_on(SiblingSet::default(), "n1", value)
     }
 
-    fn tag_of(set: &SiblingSet) -> String {
-        etag(&set.context(), false).to_str().unwrap().to_string()
+    fn tag_of(set: &SiblingSet, json: bool) -> String {
+        etag(&set.context(), json).to_str().unwrap().to_string()
+    }
+
+    fn status(result: Result<impl std::fmt::Debug, ApiError>) -> StatusCode {
+        result.expect_err("refused").status()
     }
 
     #[test]
-    fn if_match_holds_only_for_the_tag_of_the_current_versions() {
+    fn if_match_holds_only_for_a_strong_tag_of_the_current_versions() {
         let first = written(b"a");
-        let tag = tag_of(&first);
-        let cond = of_write(&headers(&[("if-match", &tag)])).unwrap();
-        let context = cond.against(&first, None).unwrap();
-        assert_eq!(context, Some(first.context()));
-        let json_tag = etag(&first.context(), true).to_str().unwrap().to_string();
-        let cond = of_write(&headers(&[("if-match", &json_tag)])).unwrap();
-        assert!(cond.against(&first, None).is_ok());
+        for json in [false, true] {
+            let cond = pre(&[("if-match", &tag_of(&first, json))]);
+            let context = cond.against_write(&first, None).unwrap();
+            assert_eq!(context, Some(first.context()));
+        }
+        let list = format!("\"garbage\", {}", tag_of(&first, false));
+        assert!(pre(&[("if-match", &list)])
+            .against_write(&first, None)
+            .is_ok());
+        let weak = format!("W/{}", tag_of(&first, false));
+        let cond = pre(&[("if-match", &weak)]);
+        assert_eq!(
+            status(cond.against_write(&first, None)),
+            StatusCode::PRECONDITION_FAILED
+        );
 
         let later = write_on(first.clone(), "n2", b"b");
-        let cond = of_write(&headers(&[("if-match", &tag)])).unwrap();
-        let err = cond.against(&later, None).expect_err("changed");
-        assert_eq!(err.status(), StatusCode::PRECONDITION_FAILED);
-        let err = cond
-            .against(&SiblingSet::default(), None)
-            .expect_err("absent");
-        assert_eq!(err.status(), StatusCode::PRECONDITION_FAILED);
-    }
-
-    #[test]
-    fn if_none_match_star_creates_only() {
-        let cond = of_write(&headers(&[("if-none-match", "*")])).unwrap();
-        assert_eq!(cond, Precondition::Absent);
-        assert!(cond.against(&SiblingSet::default(), None).is_ok());
-        let err = cond.against(&written(b"a"), None).expect_err("exists");
-        assert_eq!(err.status(), StatusCode::PRECONDITION_FAILED);
-    }
-
-    #[test]
-    fn malformed_or_combined_preconditions_are_bad_requests() {
-        for pairs in [
-            &[("if-match", "unquoted")][..],
-            &[("if-match", "\"!!\"")],
-            &[("if-match", "*"), ("if-none-match", "*")],
-            &[("if-none-match", "\"abc\"")],
-        ] {
-            let err = of_write(&headers(pairs)).expect_err("refused");
-            assert_eq!(err.status(), StatusCode::BAD_REQUEST, "{pairs:?}");
+        let cond = pre(&[("if-match", &tag_of(&first, false))]);
+        assert_eq!(
+            status(cond.against_write(&later, None)),
+            StatusCode::PRECONDITION_FAILED
+        );
+        let none = SiblingSet::default();
+        assert_eq!(
+            status(cond.against_write(&none, None)),
+            StatusCode::PRECONDITION_FAILED
+        );
+        for garbage in ["unquoted", "\"!!\""] {
+            let cond = pre(&[("if-match", garbage)]);
+            assert_eq!(
+                status(cond.against_write(&first, None)),
+                StatusCode::PRECONDITION_FAILED
+            );
         }
     }
 
     #[test]
-    fn a_read_is_not_modified_only_for_its_own_tag() {
+    fn if_none_match_creates_only_or_refuses_the_named_versions() {
+        let cond = pre(&[("if-none-match", "*")]);
+        assert!(cond.against_write(&SiblingSet::default(), None).is_ok());
         let set = written(b"a");
-        let tag = tag_of(&set);
-        assert!(not_modified(&headers(&[("if-none-match", &tag)]), &set).unwrap());
-        let weak = format!("W/{tag}");
-        assert!(not_modified(&headers(&[("if-none-match", &weak)]), &set).unwrap());
+        assert_eq!(
+            status(cond.against_write(&set, None)),
+            StatusCode::PRECONDITION_FAILED
+        );
+        let named = pre(&[("if-none-match", &tag_of(&set, false))]);
+        assert_eq!(
+            status(named.against_write(&set, None)),
+            StatusCode::PRECONDITION_FAILED
+        );
         let other = write_on(SiblingSet::default(), "n2", b"b");
-        assert!(!not_modified(&headers(&[("if-none-match", &tag)]), &other).unwrap());
-        assert!(!not_modified(&headers(&[]), &set).unwrap());
+        assert!(named.against_write(&other, None).is_ok());
+        // Both: If-Match first, then If-None-Match.
+        let both = pre(&[("if-match", "*"), ("if-none-match", &tag_of(&other, false))]);
+        assert!(both.against_write(&set, None).is_ok());
+    }
+
+    #[test]
+    fn a_read_is_not_modified_only_for_the_tag_of_its_own_form() {
+        let set = written(b"a");
+        let raw = tag_of(&set, false);
+        assert!(pre(&[("if-none-match", &raw)])
+            .check_read(&set, false)
+            .unwrap());
+        let weak = format!("W/{raw}");
+        assert!(pre(&[("if-none-match", &weak)])
+            .check_read(&set, false)
+            .unwrap());
+        assert!(!pre(&[("if-none-match", &raw)])
+            .check_read(&set, true)
+            .unwrap());
+        let json = tag_of(&set, true);
+        assert!(pre(&[("if-none-match", &json)])
+            .check_read(&set, true)
+            .unwrap());
+        assert!(!pre(&[("if-none-match", &json)])
+            .check_read(&set, false)
+            .unwrap());
+        let other = write_on(SiblingSet::default(), "n2", b"b");
+        assert!(!pre(&[("if-none-match", &raw)])
+            .check_read(&other, false)
+            .unwrap());
+        assert!(!pre(&[]).check_read(&set, false).unwrap());
+        let stale = pre(&[("if-match", &tag_of(&other, false))]);
+        assert_eq!(
+            status(stale.check_read(&set, false)),
+            StatusCode::PRECONDITION_FAILED
+        );
     }
 }

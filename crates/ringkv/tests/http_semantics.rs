@@ -25,6 +25,29 @@ async fn a_delete_without_a_context_takes_r_and_names_the_step_that_lacked_repli
             && said.contains("lower its r"),
         "{said:?}"
     );
+    // The write step's own sentence names the delete.
+    let short = c
+        .request(Method::DELETE, 1, "/kv/k?r=1&w=2", &[], None)
+        .await;
+    let said = short.expect(503).text();
+    assert!(
+        said.starts_with("delete needed 2 of 3 replicas"),
+        "{said:?}"
+    );
+    // A conditional write's read takes r too, and says it is that read.
+    let create = [("if-none-match", "*")];
+    let body = Some(b"new".to_vec());
+    let refused = c
+        .request(Method::PUT, 1, "/kv/fresh?w=1", &create, body.clone())
+        .await;
+    let said = refused.expect(503).text();
+    assert!(
+        said.starts_with("the read that checks If-Match/If-None-Match needed 2"),
+        "{said}"
+    );
+    c.request(Method::PUT, 1, "/kv/fresh?r=1&w=1", &create, body)
+        .await
+        .expect(204);
     c.request(Method::DELETE, 1, "/kv/k?r=1&w=1", &[], None)
         .await
         .expect(204);
@@ -135,7 +158,59 @@ async fn entity_tags_make_writes_conditional_and_reads_not_modified() {
         .await
         .expect(204);
     c.get(2, "cart").await.expect(404);
-    let garbage = [("if-match", "not-quoted")];
-    let bad = c.request(Method::PUT, 1, "/kv/cart", &garbage, None).await;
-    assert!(bad.expect(400).text().contains("quoted string"));
+    // Tags are opaque: one that does not parse matches nothing (RFC 9110
+    // §13.1.1), a weak one never matches If-Match (strong comparison).
+    c.put(1, "cart", "again").await.expect(204);
+    let current = c.get(1, "cart").await.expect(200).header("etag").unwrap();
+    for tag in ["not-quoted".to_string(), format!("W/{current}")] {
+        let garbage = [("if-match", tag.as_str())];
+        let refused = c.request(Method::PUT, 1, "/kv/cart", &garbage, None).await;
+        refused.expect(412);
+    }
+    let listed = format!("\"zzz\", {current}");
+    let list = [("if-match", listed.as_str())];
+    c.request(Method::PUT, 1, "/kv/cart", &list, Some(b"listed".to_vec()))
+        .await
+        .expect(204);
+}
+
+/// The raw and JSON forms are two representations with two tags: a 304
+/// answers only the tag of the form asked for, and carries that form's
+/// tag and `Vary`; `If-Match` on a read that names other versions is 412.
+#[tokio::test]
+async fn a_read_revalidates_only_with_the_tag_of_its_own_form() {
+    let c = Cluster::start(3).await;
+    c.put(1, "a", "x").await.expect(204);
+    let raw = c.get(1, "a").await.expect(200).header("etag").unwrap();
+    let json_read = c.get_with(1, "a", None, true).await.expect(200);
+    let json = json_read.header("etag").unwrap();
+    assert_ne!(raw, json);
+    let ask = async |tag: &str, accept: &str| {
+        let headers = [("if-none-match", tag), ("accept", accept)];
+        c.request(Method::GET, 2, "/kv/a", &headers, None).await
+    };
+    let cached = ask(&raw, "*/*").await.expect(304);
+    assert_eq!(cached.header("etag").as_deref(), Some(raw.as_str()));
+    assert_eq!(cached.header("vary").as_deref(), Some("accept"));
+    ask(&raw, "application/json").await.expect(200);
+    ask(&json, "*/*").await.expect(200);
+    let cached = ask(&json, "application/json").await.expect(304);
+    assert_eq!(cached.header("etag").as_deref(), Some(json.as_str()));
+    let other = [("if-match", "\"AgECbjKooteNozQBAQE\"")];
+    c.request(Method::GET, 2, "/kv/a", &other, None)
+        .await
+        .expect(412);
+    let empty = c
+        .request(Method::PUT, 1, "/kv/", &[], Some(b"v".to_vec()))
+        .await;
+    assert_eq!(
+        empty.expect(400).text().trim(),
+        "key must be 1 to 1024 bytes, got 0"
+    );
+    let patch = c.request(Method::PATCH, 1, "/kv/a", &[], None).await;
+    assert!(patch.header("allow").is_some(), "{patch:?}");
+    assert_eq!(
+        patch.expect(405).text().trim(),
+        "PATCH is not served at /kv/a"
+    );
 }

@@ -373,7 +373,13 @@ impl<S: Store> Node<S> {
                 Ok(ClientReply::Updated(reply.expect("checked above")))
             }
             Verdict::Lost { answered } => {
+                // A delete's tombstone is the version with the write's dot.
+                let deleted = put
+                    .siblings
+                    .iter()
+                    .any(|s| s.dot == put.dot && s.is_tombstone());
                 let lost = match &put.updated {
+                    None if deleted => Lost::Write("delete"),
                     None => Lost::Write("put"),
                     Some(u) if u.applies_twice => Lost::Increment(u.name),
                     Some(u) => Lost::Write(u.name),
