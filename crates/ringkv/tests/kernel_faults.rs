@@ -326,3 +326,94 @@ async fn after_a_silent_partition_heals_requests_succeed_again_quickly() {
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
+
+/// Settings for [`a_replica_partitioned_through_deletes_and_collection_resurrects_nothing`]:
+/// a short grace, frequent rounds, and neither hints nor fences: a hint of
+/// a key also holds its collection back, and a fence drops the old value
+/// when it comes back, so either would hide a round that went on without
+/// the cut-off member's vote (tried: collecting on silence passed with
+/// them, fails without; the fence lasts no longer than the grace, far
+/// shorter than the partition). Anti-entropy alone then brings n5 the
+/// tombstones: ten exchanges a second, so its pass over every range fits the bound (at
+/// the default one a second it took over a minute).
+const FAST_GC: &str =
+    "[gc]\ngrace_ms = 500\ninterval_ms = 200\nfence_ms = 500\n\n[hints]\nmax_hints = 0\n\n\
+                       [anti_entropy]\ninterval_ms = 100\n";
+/// Bound on every store emptying once that partition heals.
+const COLLECTION_LIMIT: Duration = Duration::from_secs(60);
+
+/// Issue 17's collection test across a silent partition: n5, cut off by
+/// iptables DROP through 200 deletes and the collection rounds after them,
+/// holds the old values of its keys, so none of those is collected; once
+/// healed, the tombstones reach it, every store empties, and no deleted
+/// value comes back through any node.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_replica_partitioned_through_deletes_and_collection_resurrects_nothing() {
+    let c = NsCluster::start(Path::new(ringkv_bin()), NODES, FAST_GC).await;
+    let keys: Vec<String> = (0..200).map(|i| format!("gone-{i}")).collect();
+    for key in &keys {
+        let put = c.put(1, key, b"old", Some(3), REQUEST_LIMIT).await;
+        assert!(put.ok(), "PUT {key}: {}", put.describe());
+    }
+    let on_n5: Vec<&String> = keys
+        .iter()
+        .filter(|k| preference_list(NODES, k).contains(&5))
+        .collect();
+    assert!(on_n5.len() >= 20, "n5 replicates {} keys", on_n5.len());
+    c.hosts.partition(&[5], &[1, 2, 3, 4]);
+    tokio::time::sleep(AFTER_SUSPICION).await;
+    for key in &keys {
+        let path = format!("/kv/{key}?w=2");
+        let deleted = c
+            .call(reqwest::Method::DELETE, 1, &path, None, REQUEST_LIMIT)
+            .await;
+        assert!(deleted.ok(), "DELETE {key}: {}", deleted.describe());
+    }
+    tokio::time::sleep(Duration::from_secs(5)).await;
+    let held = stored(&c, 5).await;
+    assert_eq!(
+        held,
+        on_n5.len() as u64,
+        "n5, cut off, keeps its old values"
+    );
+    for i in 1..=4 {
+        let kept = stored(&c, i).await;
+        assert!(kept > 0, "n{i} collected its tombstones with n5 away");
+    }
+    c.hosts.heal();
+    let deadline = Instant::now() + COLLECTION_LIMIT;
+    loop {
+        let mut left = Vec::new();
+        for i in 1..=NODES {
+            left.push(stored(&c, i).await);
+        }
+        if left.iter().all(|n| *n == 0) {
+            break;
+        }
+        assert!(
+            Instant::now() < deadline,
+            "{COLLECTION_LIMIT:?} after the heal, the stores still hold {left:?} keys (tombstones \
+             not collected, or deleted values back)"
+        );
+        tokio::time::sleep(Duration::from_millis(500)).await;
+    }
+    for i in 1..=NODES {
+        for key in &keys {
+            let read = c.get(i, key, Some(1), REQUEST_LIMIT).await;
+            assert_eq!(
+                read.status,
+                Some(404),
+                "{key} via n{i}: {}",
+                read.describe()
+            );
+        }
+    }
+}
+
+/// Keys (tombstones included) in node `i`'s store.
+async fn stored(c: &NsCluster, i: usize) -> u64 {
+    let status = c.status(i).await;
+    status["stored_keys"]
+        .as_u64()
+        .expect("stored_keys in /status")
+}
