@@ -279,6 +279,28 @@ impl LocalCluster {
         }
     }
 
+    /// Nodes that exited since the last call, with how (each reported once:
+    /// it is reaped and counts as killed).
+    pub fn exited(&mut self) -> Vec<(usize, std::process::ExitStatus)> {
+        let mut gone = Vec::new();
+        for (i, slot) in (1..).zip(self.children.iter_mut()) {
+            let status = slot
+                .as_mut()
+                .and_then(|child| child.try_wait().ok().flatten());
+            if let Some(status) = status {
+                *slot = None;
+                gone.push((i, status));
+            }
+        }
+        gone
+    }
+
+    /// The command that starts node `i` again by hand.
+    pub fn restart_command(&self, i: usize) -> String {
+        let program = self.program.display();
+        format!("{program} node --config {}", self.config_path(i).display())
+    }
+
     /// Start a killed node `i` again with its config and data; follow with
     /// [`wait_until_up`](Self::wait_until_up).
     pub fn restart(&mut self, i: usize) -> Result<(), LocalError> {

@@ -83,11 +83,36 @@ pub async fn run(args: DevArgs) -> Result<(), String> {
     };
     if !interrupted {
         println!("\nCtrl-C stops the cluster.");
-        stop.await;
+        report_exits_until(&mut cluster, stop).await;
     }
     println!("stopping...");
     drop(cluster);
     Ok(())
+}
+
+/// Wait for `stop`, saying at once when a node process exits (killed,
+/// crashed, refused its config): the others keep running, and the user
+/// learns where its log is and how to start it again.
+async fn report_exits_until(
+    cluster: &mut LocalCluster,
+    stop: impl std::future::Future<Output = ()>,
+) {
+    tokio::pin!(stop);
+    let mut tick = tokio::time::interval(std::time::Duration::from_millis(500));
+    loop {
+        tokio::select! {
+            _ = &mut stop => return,
+            _ = tick.tick() => {}
+        }
+        for (i, status) in cluster.exited() {
+            println!(
+                "n{i} exited ({status}); the others keep running. Its log: {}; start it \
+                 again with: {}",
+                cluster.log_path(i).display(),
+                cluster.restart_command(i)
+            );
+        }
+    }
 }
 
 /// Resolves on the first SIGINT (Ctrl-C) or SIGTERM. The handlers are

@@ -299,6 +299,32 @@ fn ringkv_dev_checks_itself_and_stops_every_node_on_ctrl_c() {
     }
 }
 
+/// A node that dies is reported at once, with its log and the command
+/// that starts it again; the others keep serving.
+#[test]
+fn ringkv_dev_says_when_a_node_dies() {
+    let mut dev = Dev::start();
+    dev.wait_for_line("it works", common::STARTUP_TIMEOUT);
+    dev.record_node_pids();
+    let victim = dev.node_pids[1];
+    let killed = Command::new("kill")
+        .args(["-KILL", &victim.to_string()])
+        .status();
+    assert!(killed.is_ok_and(|s| s.success()), "kill -KILL {victim}");
+    dev.wait_for_line("exited (signal: 9", Duration::from_secs(10));
+    let said = dev.seen.last().cloned().unwrap_or_default();
+    assert!(
+        said.contains(".log") && said.contains("node --config"),
+        "{said}"
+    );
+    let dead: u16 = said[1..2]
+        .parse()
+        .expect("the line starts with the node: n<i>");
+    let alive = if dead == 1 { 2 } else { 1 };
+    let answer = http_get(dev.http_addr(alive), "/kv/dev:check");
+    assert!(answer.ends_with("it works"), "{answer}");
+}
+
 /// A supervisor's SIGTERM stops the nodes too.
 #[test]
 fn ringkv_dev_stops_every_node_on_sigterm() {
