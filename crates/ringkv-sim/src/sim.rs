@@ -375,8 +375,16 @@ pub fn run(cfg: SimConfig) -> SimReport {
         false => Vec::new(),
     };
     // Collection stops, what is under way ends, and the replicas agree
-    // again before the final state is read.
+    // again before the final state is read (seed 6470 read it while a
+    // round begun before the stop was still deleting).
     sim.stop_gc();
+    sim.run_until(
+        sim.cfg.settle_ms,
+        CONVERGENCE_CHECK_MS,
+        Activity::Quiet,
+        |s| s.converged() && s.live().all(|n| !n.gc_report().round_in_flight),
+    );
+    sim.run_for_quiet(CONVERGENCE_CHECK_MS);
     sim.run_until(
         sim.cfg.settle_ms,
         CONVERGENCE_CHECK_MS,
@@ -512,6 +520,13 @@ impl Sim {
             self.step(activity);
         }
         done(self)
+    }
+
+    /// Run `ms` quiet: messages already sent (a round's deletes) land.
+    fn run_for_quiet(&mut self, ms: Millis) {
+        for _ in 0..ms {
+            self.step(Activity::Quiet);
+        }
     }
 
     /// With clients at work, let a join or leave still under way finish
@@ -1060,14 +1075,18 @@ impl Sim {
 
     /// Read every key with R = N through the protocol, and every replica
     /// of the final ring.
+    /// Every replica's state of every key, read at one instant, then a
+    /// quorum read of each (which runs the cluster on).
     fn final_state(&mut self) -> FinalState {
         let mut state = FinalState::default();
         let ring = self.serving_ring().cloned().unwrap_or_default();
         let keys: Vec<String> = self.all_keys().cloned().collect();
-        for key in keys {
+        for key in &keys {
             state
                 .replicas
-                .insert(key.clone(), self.replica_states(&ring, &key));
+                .insert(key.clone(), self.replica_states(&ring, key));
+        }
+        for key in keys {
             if let Some(set) = self.quorum_read(&key) {
                 state.reads.insert(key, set);
             }
