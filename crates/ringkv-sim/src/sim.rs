@@ -860,6 +860,11 @@ impl Sim {
 
     /// Each idle client starts an operation with chance `rate`.
     fn start_client_work(&mut self, rate: f64) {
+        // Every node crashed or paused at once (seed 9328): no operation
+        // starts until one runs again; there is nothing to send it to.
+        if self.running_ids().is_empty() {
+            return;
+        }
         for c in 0..self.clients.len() {
             if self.busy[c] || !self.rng.random_bool(rate) {
                 continue;
@@ -881,6 +886,10 @@ impl Sim {
         // Clients of a paused node would wait for it; the ones here use
         // the others, as the availability goal is about them.
         let live = self.running_ids();
+        assert!(
+            !live.is_empty(),
+            "a request with no node running to take it"
+        );
         let via = live[self.rng.random_range(0..live.len())].clone();
         let id = self.next_request;
         self.next_request += 1;
