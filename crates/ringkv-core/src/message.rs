@@ -310,12 +310,19 @@ impl ClientOp {
         }
     }
 
-    /// False when applying the operation twice would count it twice (an
-    /// increment): such a forward is never hedged, nor retried elsewhere
-    /// once sent; the client is told its outcome is unknown instead.
+    /// False when applying the operation a second time, later, could do
+    /// what the client never asked: an update (see
+    /// [`crate::crdt::Update::is_idempotent`]), or a delete without a
+    /// context, which deletes what its coordinator reads *then* — a value
+    /// written after the client's delete was answered. Such a forward is
+    /// never hedged, nor retried elsewhere once sent; the client is told
+    /// its outcome is unknown instead. (A write with a context supersedes
+    /// exactly that context however often it runs; a blind write run twice
+    /// leaves a duplicate sibling, never a lost value.)
     pub fn is_idempotent(&self) -> bool {
         match self {
             ClientOp::Update { update, .. } => update.is_idempotent(),
+            ClientOp::Delete { context: None, .. } => false,
             _ => true,
         }
     }

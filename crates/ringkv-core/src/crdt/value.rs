@@ -190,18 +190,17 @@ impl Reply {
 impl Update {
     /// False for an update that must not be applied twice: a forward of it
     /// is never hedged or retried once sent (see the node's forwarding).
-    /// Only removals may be: applied by two coordinators, a removal
-    /// removes what each observed. An increment, push or pop counts twice;
-    /// and an add (`SADD`, `HSET`, `ZADD`) gets a second dot, which a
-    /// remove on the other side of a partition may not observe — the
-    /// removed member would then come back, with no client having added it
-    /// again (the crdt e2e test saw it once in ~40 runs when adds were
-    /// hedged).
+    /// None may be. An increment, push or pop counts twice; an add (`SADD`,
+    /// `HSET`, `ZADD`) gets a second dot, which a remove on the other side
+    /// of a partition may not observe — the removed member would then come
+    /// back, with no client having added it again (the crdt e2e test saw it
+    /// once in ~40 runs when adds were hedged); and a removal applied a
+    /// second time, later, removes what *that* coordinator observes then:
+    /// an add acknowledged in between, which no remove invoked after it
+    /// took (simulator seed 9601: an `SREM`'s hedged copy, held while its
+    /// node was down, ran after the client's next `SADD` of the member).
     pub fn is_idempotent(&self) -> bool {
-        matches!(
-            self,
-            Update::SRem(_) | Update::HDel(_) | Update::ZRem(_) | Update::Del
-        )
+        false
     }
 
     /// True when applying it twice changes the outcome in a way a reader
