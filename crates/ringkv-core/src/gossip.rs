@@ -498,13 +498,13 @@ impl Membership {
                 if sender.id != from {
                     return Vec::new();
                 }
-                let known = self.members.get(&from).cloned();
-                let other_life = known
-                    .as_ref()
-                    .is_some_and(|k| Self::lives_differ(k, &sender));
+                let other_life = self.members.get(&from);
+                let other_life = other_life
+                    .filter(|k| Self::lives_differ(k, &sender))
+                    .cloned();
                 self.absorb(now, vec![sender]);
                 let (mut states, wanted) = self.compare(&digests);
-                if let Some(known) = known.filter(|_| other_life) {
+                if let Some(known) = other_life {
                     // Whatever the stamps say: it must see the life we
                     // know of its id, and refuse (see `identity`).
                     states.retain(|s| s.id != from);

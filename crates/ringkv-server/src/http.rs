@@ -258,11 +258,24 @@ struct WriteQuery {
 }
 
 impl WriteQuery {
-    fn check_read(&self) -> http_conditional::CheckRead {
-        http_conditional::CheckRead {
+    /// The context a `/kv` write of `key` carries: the client's
+    /// `X-Ringkv-Context`, or what its preconditions' read settled on
+    /// (see [`http_conditional`]); `412` when one fails.
+    async fn write_context(
+        &self,
+        api: &Api,
+        key: &[u8],
+        headers: &HeaderMap,
+    ) -> Result<Option<CausalContext>, ApiError> {
+        let preconditions = http_conditional::of(headers)?;
+        let read = http_conditional::CheckRead {
             r: self.r,
             pr: self.pr,
-        }
+        };
+        let client_context = context_from(headers)?;
+        preconditions
+            .check_write(api, key, read, client_context)
+            .await
     }
 }
 
@@ -410,9 +423,10 @@ async fn get_key(
         ClientReply::Value(set) => set,
         _ => return Err(unexpected_reply()),
     };
+    // Siblings are only ever answered in JSON (a 300).
+    let json = json || siblings.live().nth(1).is_some();
     if preconditions.check_read(&siblings, json)? {
         let ctx = siblings.context();
-        let json = json || siblings.live().nth(1).is_some();
         let tag = (header::ETAG, http_conditional::etag(&ctx, json));
         let response = (StatusCode::NOT_MODIFIED, context_headers(&ctx), [tag]).into_response();
         return Ok(vary_accept(response));
@@ -444,11 +458,7 @@ async fn put_key(
         );
         return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message));
     }
-    let preconditions = http_conditional::of(&headers)?;
-    let context = context_from(&headers)?;
-    let context = preconditions
-        .check_write(&api, &key, q.check_read(), context)
-        .await?;
+    let context = q.write_context(&api, &key, &headers).await?;
     let op = ClientOp::Put {
         key,
         value: body.to_vec(),
@@ -467,11 +477,7 @@ async fn delete_key(
 ) -> Result<Response, ApiError> {
     let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
     let key = user_key(key)?;
-    let preconditions = http_conditional::of(&headers)?;
-    let context = context_from(&headers)?;
-    let context = preconditions
-        .check_write(&api, &key, q.check_read(), context)
-        .await?;
+    let context = q.write_context(&api, &key, &headers).await?;
     let op = ClientOp::Delete {
         context,
         key,
@@ -522,18 +528,18 @@ fn context_headers(clock: &CausalContext) -> [(header::HeaderName, HeaderValue);
 }
 
 /// 404 when nothing live remains, 200 raw bytes for one version, 300 JSON
-/// for siblings (or 200/300 JSON whenever JSON is asked for). Every answer
-/// carries the context, so even a write over a tombstone can supersede it,
-/// and `Vary: Accept`; a live one its entity tag (see
-/// [`http_conditional`]).
+/// for siblings (or 200/300 JSON whenever JSON is asked for; `json` is
+/// true whenever there are siblings). Every answer carries the context, so
+/// even a write over a tombstone can supersede it, and `Vary: Accept`; a
+/// live one its entity tag (see [`http_conditional`]).
 fn render(siblings: &SiblingSet, json: bool) -> Response {
     let ctx = siblings.context();
     let live: Vec<_> = siblings.live().collect();
+    debug_assert!(json || live.len() <= 1, "siblings are answered in JSON");
     let mut response = vary_accept(render_versions(&ctx, &live, json));
-    let headers = response.headers_mut();
     if !live.is_empty() {
-        let json = json || live.len() > 1;
-        headers.insert(header::ETAG, http_conditional::etag(&ctx, json));
+        let tag = http_conditional::etag(&ctx, json);
+        response.headers_mut().insert(header::ETAG, tag);
     }
     response
 }

@@ -113,13 +113,7 @@ impl Preconditions {
     ) -> Result<Option<CausalContext>, ApiError> {
         let exists = current.live().next().is_some();
         let now = current.context();
-        let matches = |tags: &Tags, weak_ok: bool| {
-            exists
-                && match tags {
-                    Tags::Any => true,
-                    Tags::List(list) => list.iter().any(|t| names(t, &now, None, weak_ok)),
-                }
-        };
+        let matches = |tags: &Tags, weak_ok: bool| tags.match_current(current, None, weak_ok);
         if let Some(tags) = &self.if_match {
             if !matches(tags, false) {
                 return Err(failed(match exists {
@@ -148,29 +142,34 @@ impl Preconditions {
         }
     }
 
-    /// A read's answer to its preconditions, for the `json` form: `412`
-    /// when `If-Match` fails, `Some(304)`-worthy when `If-None-Match`
-    /// names the current versions in this form.
+    /// A read's answer to its preconditions, in the form it answers in
+    /// (`json`): `412` when `If-Match` fails, true (`304`) when
+    /// `If-None-Match` names the current versions in that form.
     pub(crate) fn check_read(&self, current: &SiblingSet, json: bool) -> Result<bool, ApiError> {
-        let exists = current.live().next().is_some();
-        let now = current.context();
-        let json = json || current.live().nth(1).is_some();
         if let Some(tags) = &self.if_match {
-            let matched = exists
-                && match tags {
-                    Tags::Any => true,
-                    Tags::List(list) => list.iter().any(|t| names(t, &now, Some(json), false)),
-                };
-            if !matched {
+            if !tags.match_current(current, Some(json), false) {
                 return Err(failed("the key does not hold the versions If-Match names"));
             }
         }
-        Ok(match &self.if_none_match {
-            None => false,
-            Some(_) if !exists => false,
-            Some(Tags::Any) => true,
-            Some(Tags::List(list)) => list.iter().any(|t| names(t, &now, Some(json), true)),
-        })
+        let not_modified = self.if_none_match.as_ref();
+        Ok(not_modified.is_some_and(|tags| tags.match_current(current, Some(json), true)))
+    }
+}
+
+impl Tags {
+    /// Whether these tags name `current`'s live versions (never when it
+    /// has none): `*` any, a listed tag as [`names`] says.
+    fn match_current(&self, current: &SiblingSet, json: Option<bool>, weak_ok: bool) -> bool {
+        if current.live().next().is_none() {
+            return false;
+        }
+        match self {
+            Tags::Any => true,
+            Tags::List(list) => {
+                let now = current.context();
+                list.iter().any(|t| names(t, &now, json, weak_ok))
+            }
+        }
     }
 }
 
@@ -347,31 +346,26 @@ mod tests {
         assert!(both.against_write(&set, None).is_ok());
     }
 
+    /// Whether a read of `set` in the `json` form with `If-None-Match: tag`
+    /// is `304`.
+    fn revalidates(tag: &str, set: &SiblingSet, json: bool) -> bool {
+        pre(&[("if-none-match", tag)])
+            .check_read(set, json)
+            .unwrap()
+    }
+
     #[test]
     fn a_read_is_not_modified_only_for_the_tag_of_its_own_form() {
         let set = written(b"a");
         let raw = tag_of(&set, false);
-        assert!(pre(&[("if-none-match", &raw)])
-            .check_read(&set, false)
-            .unwrap());
-        let weak = format!("W/{raw}");
-        assert!(pre(&[("if-none-match", &weak)])
-            .check_read(&set, false)
-            .unwrap());
-        assert!(!pre(&[("if-none-match", &raw)])
-            .check_read(&set, true)
-            .unwrap());
+        assert!(revalidates(&raw, &set, false));
+        assert!(revalidates(&format!("W/{raw}"), &set, false));
+        assert!(!revalidates(&raw, &set, true));
         let json = tag_of(&set, true);
-        assert!(pre(&[("if-none-match", &json)])
-            .check_read(&set, true)
-            .unwrap());
-        assert!(!pre(&[("if-none-match", &json)])
-            .check_read(&set, false)
-            .unwrap());
+        assert!(revalidates(&json, &set, true));
+        assert!(!revalidates(&json, &set, false));
         let other = write_on(SiblingSet::default(), "n2", b"b");
-        assert!(!pre(&[("if-none-match", &raw)])
-            .check_read(&other, false)
-            .unwrap());
+        assert!(!revalidates(&raw, &other, false));
         assert!(!pre(&[]).check_read(&set, false).unwrap());
         let stale = pre(&[("if-match", &tag_of(&other, false))]);
         assert_eq!(

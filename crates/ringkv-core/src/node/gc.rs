@@ -27,6 +27,12 @@ enum GcState {
 }
 
 impl<S: Store> Node<S> {
+    /// Whether this node is `key`'s GC leader: the first of its preference
+    /// list in the current ring.
+    fn leads(&self, key: &[u8]) -> bool {
+        self.ring.preference_list(key, 1).first() == Some(&self.id)
+    }
+
     fn gc_enabled(&self) -> bool {
         self.settings.gc.grace_ms > 0
     }
@@ -58,8 +64,7 @@ impl<S: Store> Node<S> {
         if !self.gc_enabled() {
             return;
         }
-        let leads = self.ring.preference_list(key, 1).first() == Some(&self.id);
-        if leads {
+        if self.leads(key) {
             let dead = keyspace::is_dead(key, set);
             self.gc.note(key, dead, self.now);
         }
@@ -148,7 +153,7 @@ impl<S: Store> Node<S> {
             return; // Tried again next interval.
         }
         for key in dead {
-            if self.ring.preference_list(&key, 1).first() == Some(&self.id) {
+            if self.leads(&key) {
                 self.gc.note(&key, true, now);
             }
         }
@@ -229,7 +234,7 @@ impl<S: Store> Node<S> {
     /// Whether `key` may be collected now, as far as this node (its
     /// leader) knows.
     fn gc_state(&self, key: &[u8]) -> GcState {
-        if self.ring.preference_list(key, 1).first() != Some(&self.id) {
+        if !self.leads(key) {
             return GcState::Live; // Led by another node since a ring change.
         }
         let (Ok(set), Ok(hints)) = (self.read_local(key), self.hints_of(key)) else {
