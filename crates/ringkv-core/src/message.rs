@@ -300,6 +300,18 @@ impl ClientOp {
         !matches!(self, ClientOp::Get { .. } | ClientOp::Scan { .. })
     }
 
+    /// True when the operation demands answers from the key's real
+    /// preference list (a PR or PW above zero).
+    pub fn asks_primaries(&self) -> bool {
+        let (pr, pw) = match self {
+            ClientOp::Get { pr, .. } => (*pr, None),
+            ClientOp::Put { pw, .. } | ClientOp::Update { pw, .. } => (None, *pw),
+            ClientOp::Delete { pr, pw, .. } => (*pr, *pw),
+            ClientOp::Scan { .. } => (None, None),
+        };
+        pr.unwrap_or(0) > 0 || pw.unwrap_or(0) > 0
+    }
+
     pub fn name(&self) -> &'static str {
         match self {
             ClientOp::Get { .. } => "get",

@@ -335,8 +335,10 @@ impl<S: Store> Node<S> {
     /// replica coordinate would save that hop, but it spreads one key's
     /// writes over coordinators whose rings may differ during a join, and
     /// the simulator found a strict read missing a strict write that way —
-    /// seed 352 — so one coordinator per key stays the rule for now.) With no candidate at all it answers at once: waiting on
-    /// nodes known to be gone helps nobody.
+    /// seed 352 — so one coordinator per key stays the rule, except for
+    /// the operations of [`Node::coordinates_where_it_lands`].) With no
+    /// candidate at all it answers at once: waiting on nodes known to be
+    /// gone helps nobody.
     pub fn on_client(&mut self, now: Millis, client: ClientId, op: ClientOp) {
         self.now = now;
         if let Err(e) = self.admit().and_then(|()| self.validate(&op)) {
@@ -346,13 +348,27 @@ impl<S: Store> Node<S> {
             ClientOp::Scan { cursor, .. } => self.scan_candidates(now, *cursor),
             _ => self.coordinator_candidates(now, op.key(), op.is_write()),
         };
-        if candidates.first() == Some(&self.id) {
+        if candidates.first() == Some(&self.id) || self.coordinates_where_it_lands(&op, &candidates)
+        {
             self.coordinate(now, Origin::Client(client), op)
         } else if candidates.is_empty() {
             self.finish(Origin::Client(client), Err(no_coordinator(&op, 0)))
         } else {
             self.forward(now, client, op, candidates)
         }
+    }
+
+    /// An operation that must not run twice (see
+    /// [`ClientOp::is_idempotent`]) is coordinated by the node it lands on
+    /// when that node is one of its candidates: forwarded, it could not be
+    /// retried once its coordinator fell silent, and the client would be
+    /// told its outcome is unknown — for every such request reaching a
+    /// replica in the moments after a coordinator dies and before anyone
+    /// knows. Dynamo lets any of the top N coordinate a write, and dotted
+    /// versions make that safe. Not for a strict (PR/PW) operation: see
+    /// [`Node::on_client`] for why those keep one coordinator per key.
+    fn coordinates_where_it_lands(&self, op: &ClientOp, candidates: &[NodeId]) -> bool {
+        !op.is_idempotent() && !op.asks_primaries() && candidates.contains(&self.id)
     }
 
     pub fn on_message(&mut self, now: Millis, from: NodeId, msg: Message) {

@@ -62,3 +62,22 @@ fn a_pop_short_of_its_write_quorum_still_answers_what_it_took() {
         other => panic!("{other:?}"),
     }
 }
+
+/// An increment reaching a replica of its key while the key's first
+/// coordinator has just fallen silent is counted: the replica coordinates
+/// it itself rather than forwarding a request it could never retry (which
+/// would tell the client "may or may not have been applied").
+#[test]
+fn an_increment_landing_on_a_replica_is_coordinated_there_when_the_first_falls_silent() {
+    let mut net = Net::new(&["n1", "n2", "n3"]);
+    let key = key_of_n1(&net);
+    net.cut_link("n1", "n2");
+    net.cut_link("n1", "n3");
+    let incr = net.submit("n2", update(&key, Update::IncrBy(5)));
+    net.run_for(30_000, 1_000);
+    assert_eq!(
+        net.replies.get(&incr),
+        Some(&Ok(ClientReply::Updated(Reply::Integer(5))))
+    );
+    assert_eq!(net.nodes[&common::id("n2")].stats().forwarded, 0);
+}
