@@ -119,6 +119,11 @@ pub(crate) struct Round {
     pub deadline: Millis,
 }
 
+/// How far ahead a leader keeps keys that will expire, ms: those expiring
+/// later wait for the sweep that starts at the earliest such expiry, so
+/// that far-off expiries do not fill [`MAX_CANDIDATES`].
+pub const EXPIRY_HORIZON_MS: Millis = 60_000;
+
 /// Keys one step of the dead-key sweep examines at most.
 pub const SWEEP_KEYS_PER_STEP: usize = 4096;
 
@@ -142,6 +147,9 @@ pub(crate) struct Gc {
     /// sweep under way ends.
     pub overflowed: bool,
     pub next_sweep_at: Millis,
+    /// The earliest expiry past [`EXPIRY_HORIZON_MS`] of a key this node
+    /// leads: a sweep starts then.
+    pub next_expiry: Option<Millis>,
     /// The ring fingerprint the last sweep started under.
     pub swept_ring: u64,
     pub round: Option<Round>,
@@ -162,6 +170,7 @@ impl Default for Gc {
             sweep: Some((0, None)),
             overflowed: false,
             next_sweep_at: 0,
+            next_expiry: None,
             swept_ring: 0,
             round: None,
             next_round_at: 0,
@@ -172,13 +181,25 @@ impl Default for Gc {
 }
 
 impl Gc {
-    /// Note `key` as dead (`dead`) or alive in this leader's store.
-    pub fn note(&mut self, key: &[u8], dead: bool, now: Millis) {
-        if !dead {
+    /// Note `key`, in this leader's store, as dead from `dies_at` (ms
+    /// since the Unix epoch, see [`crate::keyspace::dies_at`]) or never
+    /// (`None`). A key that dies past [`EXPIRY_HORIZON_MS`] is not kept:
+    /// the sweep that starts once it has expired finds it.
+    pub fn note(&mut self, key: &[u8], dies_at: Option<Millis>, now: Millis) {
+        let Some(at) = dies_at else {
             self.candidates.remove(key);
-        } else if self.candidates.len() < MAX_CANDIDATES {
-            self.candidates.entry(key.to_vec()).or_insert(now);
-        } else if !self.candidates.contains_key(key) {
+            return;
+        };
+        if at > now + EXPIRY_HORIZON_MS {
+            self.candidates.remove(key);
+            self.next_expiry = Some(self.next_expiry.map_or(at, |t| t.min(at)));
+        } else if self.candidates.len() < MAX_CANDIDATES || self.candidates.contains_key(key) {
+            if at > now {
+                self.candidates.insert(key.to_vec(), at);
+            } else {
+                self.candidates.entry(key.to_vec()).or_insert(now);
+            }
+        } else {
             self.overflowed = true;
         }
         debug_assert!(self.candidates.len() <= MAX_CANDIDATES);

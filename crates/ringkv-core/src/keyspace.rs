@@ -19,6 +19,7 @@
 
 use crate::siblings::{Sibling, SiblingSet};
 use crate::version::CausalContext;
+use crate::Millis;
 
 /// First byte of every internal keyspace's keys; no user key may start
 /// with it.
@@ -92,18 +93,32 @@ pub fn lww_value(set: &SiblingSet) -> Option<&[u8]> {
     lww_winner(set)?.value.as_deref()
 }
 
-/// Whether `set` holds nothing a read shows or a merge needs beyond its
-/// context — what tombstone collection ([`crate::gc`]) may remove once
-/// every replica holds it: only tombstones, or in the Redis keyspace only
-/// tombstones and collections emptied by removes. An empty set is not dead
-/// (there is nothing to collect).
-pub fn is_dead(key: &[u8], set: &SiblingSet) -> bool {
+/// Whether `set` holds nothing a read at `now` shows or a merge needs
+/// beyond its context — what tombstone collection ([`crate::gc`]) may
+/// remove once every replica holds it: see [`dies_at`].
+pub fn is_dead(key: &[u8], set: &SiblingSet, now: Millis) -> bool {
+    dies_at(key, set).is_some_and(|at| at <= now)
+}
+
+/// From when `set` is dead (ms since the Unix epoch; 0: already), or
+/// `None` while some version lives on with no expiry. Dead versions are
+/// tombstones, values that expired, and in the Redis keyspace collections
+/// emptied by removes. An empty set never dies (there is nothing to
+/// collect).
+pub fn dies_at(key: &[u8], set: &SiblingSet) -> Option<Millis> {
     let typed = policy_of(key) == ConflictPolicy::Lww;
-    !set.is_empty()
-        && set.iter().all(|s| match &s.value {
-            None => true,
-            Some(bytes) => typed && crate::crdt::Value::decode(bytes).is_ok_and(|v| !v.exists()),
-        })
+    let dead_from = |s: &Sibling| match &s.value {
+        None => Some(0),
+        Some(bytes) if typed && crate::crdt::Value::decode(bytes).is_ok_and(|v| !v.exists()) => {
+            Some(0)
+        }
+        Some(_) => s.expires_at,
+    };
+    let mut latest = None;
+    for sibling in set.iter() {
+        latest = latest.max(Some(dead_from(sibling)?));
+    }
+    latest
 }
 
 #[cfg(test)]
@@ -119,6 +134,7 @@ mod tests {
             context: CausalContext::new(),
             timestamp,
             value: value.map(|v| v.as_bytes().to_vec()),
+            expires_at: None,
         }
     }
 

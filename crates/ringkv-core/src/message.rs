@@ -12,7 +12,7 @@ use crate::gossip::GossipMsg;
 use crate::range::TokenRange;
 use crate::siblings::{SiblingSet, WriteError};
 use crate::version::{CausalContext, Dot};
-use crate::NodeId;
+use crate::{Millis, NodeId};
 use serde::{Deserialize, Serialize};
 
 /// The exact number of bytes postcard encodes `value` into — what the
@@ -252,6 +252,10 @@ pub enum ClientOp {
         /// Of the W acks, how many must come from the key's real preference
         /// list rather than stand-ins (Riak's PW); `None`: no such demand.
         pw: Option<usize>,
+        /// Time to live, ms: the value expires this long after its
+        /// coordinator's clock reads the write (see
+        /// [`crate::siblings::Sibling::expires_at`]); `None`: never.
+        ttl_ms: Option<Millis>,
     },
     /// Write a tombstone. Without a context the coordinator first reads the
     /// key (`r` replicas, `pr` of them from the real preference list, as

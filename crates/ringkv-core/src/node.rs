@@ -40,7 +40,7 @@ use crate::latency::Latency;
 use crate::message::{encoded_len, ClientError, ClientOp, ClientResult, Message, RequestId};
 use crate::ring::Ring;
 use crate::settings::Settings;
-use crate::siblings::SiblingSet;
+use crate::siblings::{NewVersion, SiblingSet};
 use crate::store::{Store, StoreError};
 use crate::version::CausalContext;
 use crate::{Millis, NodeId};
@@ -609,8 +609,10 @@ impl<S: Store> Node<S> {
                 context,
                 w,
                 pw,
+                ttl_ms,
                 ..
             } => {
+                check_ttl(*ttl_ms)?;
                 let size = payload_len(key, value);
                 if size > s.max_value_bytes {
                     return Err(ClientError::Invalid(format!(
@@ -636,6 +638,9 @@ impl<S: Store> Node<S> {
                 (*w, *pw)
             }
             ClientOp::Update { update, w, pw, .. } => {
+                if let Update::Expire(ttl) = update {
+                    check_ttl(*ttl)?;
+                }
                 check_update(key, update, s)?;
                 (*w, *pw)
             }
@@ -665,9 +670,12 @@ impl<S: Store> Node<S> {
                 context,
                 w,
                 pw,
+                ttl_ms,
             } => {
                 let acks = WriteAcks { w, pw };
-                self.start_write(now, origin, key, Some(value), context, acks)
+                let version =
+                    NewVersion::new(Some(value), ttl_ms.map(|ttl| now.saturating_add(ttl)));
+                self.start_write(now, origin, key, version, context, acks)
             }
             ClientOp::Delete {
                 key,
@@ -675,7 +683,10 @@ impl<S: Store> Node<S> {
                 w,
                 pw,
                 ..
-            } => self.start_write(now, origin, key, None, context, WriteAcks { w, pw }),
+            } => {
+                let acks = WriteAcks { w, pw };
+                self.start_write(now, origin, key, NewVersion::tombstone(), context, acks)
+            }
             ClientOp::Delete {
                 key,
                 context: None,
@@ -951,6 +962,21 @@ pub(crate) fn payload_len(key: &[u8], value: &[u8]) -> usize {
 }
 
 /// An optional `r`, `w` or `pw` must be within `1..=n`.
+/// A TTL is at least 1 ms (a value that expires as it is written is a
+/// delete: front ends send one instead, as Redis deletes on `EXPIRE k 0`).
+fn check_ttl(ttl_ms: Option<Millis>) -> Result<(), ClientError> {
+    match ttl_ms {
+        Some(0) => Err(ClientError::Invalid(
+            "ttl must be at least 1 ms; to remove a value now, delete it".into(),
+        )),
+        Some(ttl) if ttl > crate::siblings::MAX_TTL_MS => Err(ClientError::Invalid(format!(
+            "ttl must be at most {} ms (100 years), got {ttl}",
+            crate::siblings::MAX_TTL_MS
+        ))),
+        _ => Ok(()),
+    }
+}
+
 fn check_quorum(name: &str, quorum: Option<usize>, n: usize) -> Result<(), ClientError> {
     match quorum {
         Some(q) if q == 0 || q > n => Err(ClientError::Invalid(format!(

@@ -463,6 +463,7 @@ mod frame_tests {
                 context: worst_context(s),
                 timestamp: u64::MAX,
                 value: Some(vec![0xff; s.max_value_bytes]),
+                expires_at: Some(u64::MAX),
             })
             .collect();
         assert_eq!(set.len(), s.max_siblings, "every sibling is kept");
@@ -488,6 +489,7 @@ mod frame_tests {
             context: client_context,
             w: Some(usize::MAX),
             pw: Some(usize::MAX),
+            ttl_ms: Some(u64::MAX),
         };
         let entries = vec![(key.clone(), set.clone())];
         vec![

@@ -28,6 +28,14 @@ pub struct Sibling {
     /// The value; `None` marks a deletion (tombstone), kept so the delete
     /// supersedes older versions on replicas that have not seen it yet.
     pub value: Option<Vec<u8>>,
+    /// When the value expires, ms since the Unix epoch by its coordinator's
+    /// clock (the write's time plus its TTL); `None`: never. From then on
+    /// every read shows this version as a tombstone ([`SiblingSet::visible_at`])
+    /// and tombstone collection removes it: expiry needs no second write,
+    /// so a replica that was down when it expired agrees at once. Clocks
+    /// that disagree by `s` ms make the value vanish up to `s` ms early or
+    /// late, depending on the node asked.
+    pub expires_at: Option<Millis>,
 }
 
 impl Sibling {
@@ -40,6 +48,11 @@ impl Sibling {
 
     pub fn is_tombstone(&self) -> bool {
         self.value.is_none()
+    }
+
+    /// Whether the value has expired by `now` (ms since the Unix epoch).
+    pub fn is_expired(&self, now: Millis) -> bool {
+        self.expires_at.is_some_and(|at| at <= now)
     }
 
     /// Bytes this version occupies, for size limits.
@@ -55,9 +68,34 @@ impl Sibling {
                 .map(|(n, e)| (n.clone(), e.timestamp, e.intervals().to_vec()))
                 .collect::<Vec<_>>()
         };
-        (&self.dot, self.timestamp, &self.value)
-            .cmp(&(&other.dot, other.timestamp, &other.value))
+        (&self.dot, self.timestamp, &self.value, self.expires_at)
+            .cmp(&(&other.dot, other.timestamp, &other.value, other.expires_at))
             .then_with(|| entries(self).cmp(&entries(other)))
+    }
+}
+
+/// The longest time to live a write may ask for, ms (100 years): bounds
+/// `now + ttl` far from overflow, and no user means more.
+pub const MAX_TTL_MS: Millis = 100 * 365 * 24 * 3_600_000;
+
+/// What a coordinator writes: a value (`None`: a tombstone) and when it
+/// expires (ms since the Unix epoch; `None`: never, and always for a
+/// tombstone).
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct NewVersion {
+    pub value: Option<Vec<u8>>,
+    pub expires_at: Option<Millis>,
+}
+
+impl NewVersion {
+    pub fn tombstone() -> NewVersion {
+        NewVersion::default()
+    }
+
+    /// `value`, expiring at `expires_at` (ignored for a tombstone).
+    pub fn new(value: Option<Vec<u8>>, expires_at: Option<Millis>) -> NewVersion {
+        let expires_at = expires_at.filter(|_| value.is_some());
+        NewVersion { value, expires_at }
     }
 }
 
@@ -114,6 +152,31 @@ impl SiblingSet {
         self.siblings.iter().filter(|s| !s.is_tombstone())
     }
 
+    /// What a reader sees at `now`: every version that expired by then is
+    /// shown as a tombstone of the same dot and context, so that front
+    /// ends hide it and a write back with the read's context supersedes
+    /// it. Every client read goes through this; replicas, hints, repair
+    /// and anti-entropy keep and exchange the state as written.
+    pub fn visible_at(&self, now: Millis) -> SiblingSet {
+        let siblings = self
+            .siblings
+            .iter()
+            .map(|s| match s.is_expired(now) {
+                true => Sibling {
+                    value: None,
+                    expires_at: None,
+                    ..s.clone()
+                },
+                false => s.clone(),
+            })
+            .collect();
+        // The map keeps dots and contexts, so the order and the rule that
+        // no sibling supersedes another still hold.
+        let visible = SiblingSet { siblings };
+        debug_assert_eq!(visible.len(), self.len());
+        visible
+    }
+
     /// The causal context to hand a client: these versions and everything
     /// they have seen. Writing back with it supersedes every one of them.
     pub fn context(&self) -> CausalContext {
@@ -161,6 +224,24 @@ impl SiblingSet {
         now: Millis,
         limits: WriteLimits,
     ) -> Result<Dot, WriteError> {
+        self.write_expiring(node, context, value, None, now, limits)
+    }
+
+    /// [`SiblingSet::write`] of a value that expires at `expires_at` (ms
+    /// since the Unix epoch; `None`: never).
+    pub fn write_expiring(
+        &mut self,
+        node: &NodeId,
+        context: &CausalContext,
+        value: Option<Vec<u8>>,
+        expires_at: Option<Millis>,
+        now: Millis,
+        limits: WriteLimits,
+    ) -> Result<Dot, WriteError> {
+        debug_assert!(
+            value.is_some() || expires_at.is_none(),
+            "a tombstone never expires"
+        );
         let (superseded, survivors): (Vec<&Sibling>, Vec<&Sibling>) =
             self.siblings.iter().partition(|s| context.covers(&s.dot));
         if survivors.len() + 1 > limits.max_siblings {
@@ -179,6 +260,7 @@ impl SiblingSet {
             context: written_against,
             timestamp: now,
             value,
+            expires_at,
         });
         self.normalize();
         Ok(dot)

@@ -269,6 +269,7 @@ fn write_while_n3_is_cut_off(net: &mut Net, keys: &[String], value: impl Fn(usiz
             context: CausalContext::new(),
             w: Some(2),
             pw: None,
+            ttl_ms: None,
         };
         assert!(net.request("n1", op).is_ok(), "{k}");
     }

@@ -49,6 +49,7 @@ fn put(
         context: CausalContext::new(),
         w: Some(w),
         pw,
+        ttl_ms: None,
     };
     net.request(via, op)
 }
@@ -85,6 +86,7 @@ fn a_minority_side_write_succeeds_and_its_hint_reaches_the_replicas_after_the_he
             context: CausalContext::new(),
             w: Some(1),
             pw: Some(1),
+            ttl_ms: None,
         },
     );
     assert!(
@@ -152,6 +154,7 @@ fn a_request_hedges_past_a_silent_coordinator() {
         context: CausalContext::new(),
         w: Some(2),
         pw: None,
+        ttl_ms: None,
     };
     let (took, written) = timed(&mut net, "n4", op);
     assert!(written.is_ok(), "{written:?}");

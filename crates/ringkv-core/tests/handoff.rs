@@ -175,6 +175,7 @@ fn a_joining_node_fetches_what_strict_writes_left_on_the_replica_it_displaces() 
             context: CausalContext::new(),
             w: Some(2),
             pw: Some(2),
+            ttl_ms: None,
         };
         let r = net.request(via, op);
         assert!(r.is_ok(), "{k} {r:?}");

@@ -52,6 +52,7 @@ fn put_op(key: &str, value: &str, w: Option<usize>, pw: Option<usize>) -> Client
         context: CausalContext::new(),
         w,
         pw,
+        ttl_ms: None,
     }
 }
 

@@ -113,6 +113,7 @@ fn a_coordinator_down_by_agreement_is_skipped_without_waiting() {
         context: CausalContext::new(),
         w: None,
         pw: None,
+        ttl_ms: None,
     };
     let client = net.submit(via, op);
     let reply = net
@@ -307,6 +308,7 @@ fn a_forward_too_large_for_the_transport_fails_at_once_with_its_cause() {
         context: CausalContext::new(),
         w: None,
         pw: None,
+        ttl_ms: None,
     };
     let client = net.submit("n4", op);
     let err = net
@@ -342,6 +344,7 @@ fn a_causal_context_larger_than_a_full_sibling_set_has_is_refused() {
         context,
         w: None,
         pw: None,
+        ttl_ms: None,
     };
     let err = net.request("n1", op).unwrap_err();
     assert!(

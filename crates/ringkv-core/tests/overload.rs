@@ -36,6 +36,7 @@ fn put(key: &str) -> ClientOp {
         context: CausalContext::new(),
         w: Some(3),
         pw: None,
+        ttl_ms: None,
     }
 }
 

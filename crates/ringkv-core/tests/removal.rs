@@ -179,6 +179,7 @@ fn a_removed_node_that_comes_back_changes_nothing() {
         context: CausalContext::new(),
         w: Some(2),
         pw: None,
+        ttl_ms: None,
     };
     let client = net.submit("n4", write);
     net.run_for(15_000, 50);

@@ -255,9 +255,49 @@ struct WriteQuery {
     w: Option<usize>,
     /// Acks that must come from the key's real preference list (Riak's PW).
     pw: Option<usize>,
+    /// Seconds the value lives (PUT only; `X-Ringkv-TTL` says the same).
+    ttl: Option<u64>,
 }
 
+/// The longest `?ttl=`, seconds.
+const MAX_TTL_SECONDS: u64 = ringkv_core::siblings::MAX_TTL_MS / 1000;
+/// The header that gives a PUT's time to live, in seconds.
+const TTL_HEADER: &str = "x-ringkv-ttl";
+/// The header that says when a read's value expires (ms since the Unix
+/// epoch, by the clock of the node that wrote it).
+const EXPIRES_HEADER: &str = "x-ringkv-expires-at";
+
 impl WriteQuery {
+    /// A PUT's time to live in ms, from `?ttl=` or `X-Ringkv-TTL` (whole
+    /// seconds, at least 1); 400 when it does not parse, is 0, or the two
+    /// disagree.
+    fn ttl_ms(&self, headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+        let header = match headers.get(TTL_HEADER) {
+            None => None,
+            Some(v) => Some(
+                v.to_str()
+                    .ok()
+                    .and_then(|v| v.trim().parse::<u64>().ok())
+                    .ok_or_else(|| bad_request("X-Ringkv-TTL must be a whole number of seconds"))?,
+            ),
+        };
+        let ttl = match (self.ttl, header) {
+            (Some(a), Some(b)) if a != b => {
+                return Err(bad_request("?ttl= and X-Ringkv-TTL disagree; give one"))
+            }
+            (a, b) => a.or(b),
+        };
+        match ttl {
+            Some(0) => Err(bad_request(
+                "ttl must be at least 1 second; to remove a value now, DELETE it",
+            )),
+            Some(seconds) if seconds > MAX_TTL_SECONDS => Err(bad_request(format!(
+                "ttl must be at most {MAX_TTL_SECONDS} seconds (100 years)"
+            ))),
+            ttl => Ok(ttl.map(|seconds| seconds * 1000)),
+        }
+    }
+
     /// The context a `/kv` write of `key` carries: the client's
     /// `X-Ringkv-Context`, or what its preconditions' read settled on
     /// (see [`http_conditional`]); `412` when one fails.
@@ -288,6 +328,9 @@ pub struct SiblingJson {
     pub timestamp: u64,
     /// The write event, `node:counter`.
     pub dot: String,
+    /// When the value expires, ms since the Unix epoch (absent: never).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<u64>,
 }
 
 #[derive(Serialize, Deserialize)]
@@ -458,6 +501,7 @@ async fn put_key(
         );
         return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message));
     }
+    let ttl_ms = q.ttl_ms(&headers)?;
     let context = q.write_context(&api, &key, &headers).await?;
     let op = ClientOp::Put {
         key,
@@ -465,6 +509,7 @@ async fn put_key(
         context: context.unwrap_or_default(),
         w: q.w,
         pw: q.pw,
+        ttl_ms,
     };
     written(api.node.request(op, api.request_limit).await?)
 }
@@ -477,6 +522,9 @@ async fn delete_key(
 ) -> Result<Response, ApiError> {
     let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
     let key = user_key(key)?;
+    if q.ttl.is_some() || headers.contains_key(TTL_HEADER) {
+        return Err(bad_request("a DELETE takes no ttl"));
+    }
     let context = q.write_context(&api, &key, &headers).await?;
     let op = ClientOp::Delete {
         context,
@@ -551,7 +599,12 @@ fn render_versions(ctx: &CausalContext, live: &[&Sibling], json: bool) -> Respon
         [] => (StatusCode::NOT_FOUND, headers, "not found\n").into_response(),
         [one] if !json => {
             let body = one.value.clone().unwrap_or_default();
-            (StatusCode::OK, headers, body).into_response()
+            let mut response = (StatusCode::OK, headers, body).into_response();
+            if let Some(at) = one.expires_at {
+                let name = header::HeaderName::from_static(EXPIRES_HEADER);
+                response.headers_mut().insert(name, HeaderValue::from(at));
+            }
+            response
         }
         _ => {
             let status = if live.len() > 1 {
@@ -567,6 +620,7 @@ fn render_versions(ctx: &CausalContext, live: &[&Sibling], json: bool) -> Respon
                         value: BASE64.encode(s.value.as_deref().unwrap_or_default()),
                         timestamp: s.timestamp,
                         dot: format!("{}:{}", s.dot.node, s.dot.counter),
+                        expires_at: s.expires_at,
                     })
                     .collect(),
             };

@@ -1128,6 +1128,7 @@ impl Sim {
                 context: set.context(),
                 w: None,
                 pw: None,
+                ttl_ms: None,
             };
             self.submit(op, Waiter::Resolve { key: key.clone() });
             self.run_until(10_000, TICK_MS, Activity::Quiet, |s| {

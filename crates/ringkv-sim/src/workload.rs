@@ -306,6 +306,7 @@ impl Client {
                 context,
                 w: None,
                 pw: self.pw(),
+                ttl_ms: None,
             },
             None => ClientOp::Delete {
                 key,

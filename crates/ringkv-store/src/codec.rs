@@ -11,18 +11,20 @@
 //! builds) stored the bare user key; the disk engine records the layout it
 //! writes and refuses a database of another layout (no migration).
 //!
-//! # Values: format [`FORMAT_VERSION`] 2
+//! # Values: format [`FORMAT_VERSION`] 3
 //!
 //! One format-version byte, then the postcard encoding of the key's
 //! [`SiblingSet`]. The version byte lets a later release change the encoding
 //! and still read what an older one wrote. Decoding never panics: an unknown
 //! version, an empty value or bytes postcard cannot parse all give a
-//! [`StoreError`]. Format 1 stored each sibling's context as a plain version
-//! vector; it still decodes, each entry meaning every event up to its
-//! counter (see [`ringkv_core::context`]), and is rewritten as format 2 the
-//! next time the key changes.
+//! [`StoreError`]. Older formats still decode, and are rewritten in format 3
+//! the next time the key changes:
+//! * format 2 had no expiry per sibling (it decodes as "never expires");
+//! * format 1 also stored each sibling's context as a plain version
+//!   vector, each entry meaning every event up to its counter (see
+//!   [`ringkv_core::context`]).
 //!
-//! # Hints: key layout and value format [`HINT_FORMAT_VERSION`] 2
+//! # Hints: key layout and value format [`HINT_FORMAT_VERSION`] 3
 //!
 //! Hints (replicas a stand-in keeps for a down owner) live apart from the
 //! data, under the *hint key* `len ++ owner ++ key` ([`hint_key`]): `len` is
@@ -45,14 +47,17 @@ use serde::Serialize;
 use std::ops::Bound;
 
 /// The value format version this release writes; it also reads
-/// [`LEGACY_FORMAT_VERSION`].
-pub const FORMAT_VERSION: u8 = 2;
+/// [`NO_EXPIRY_FORMAT_VERSION`] and [`LEGACY_FORMAT_VERSION`].
+pub const FORMAT_VERSION: u8 = 3;
 
-/// The hint value format version this release writes; it also reads
-/// [`LEGACY_FORMAT_VERSION`].
-pub const HINT_FORMAT_VERSION: u8 = 2;
+/// The hint value format version this release writes; it also reads the
+/// older ones, as values.
+pub const HINT_FORMAT_VERSION: u8 = 3;
 
-/// Values and hints with contexts as plain version vectors.
+/// Values and hints whose siblings had no expiry.
+pub const NO_EXPIRY_FORMAT_VERSION: u8 = 2;
+
+/// Values and hints with contexts as plain version vectors (and no expiry).
 pub const LEGACY_FORMAT_VERSION: u8 = 1;
 
 /// The key layout this release writes (and the only one it reads): 2, keys
@@ -86,11 +91,19 @@ pub fn encode(siblings: &SiblingSet) -> Result<Vec<u8>, StoreError> {
 /// Decode a stored value written by [`encode`] (or by a release that
 /// wrote format 1).
 pub fn decode(bytes: &[u8]) -> Result<SiblingSet, StoreError> {
-    if bytes.first() == Some(&LEGACY_FORMAT_VERSION) {
-        let legacy: legacy::SiblingSet = decode_versioned(bytes, LEGACY_FORMAT_VERSION, "value")?;
-        return Ok(legacy.upgrade());
+    match bytes.first() {
+        Some(&LEGACY_FORMAT_VERSION) => {
+            let legacy: legacy::SiblingSet =
+                decode_versioned(bytes, LEGACY_FORMAT_VERSION, "value")?;
+            Ok(legacy.upgrade())
+        }
+        Some(&NO_EXPIRY_FORMAT_VERSION) => {
+            let old: no_expiry::SiblingSet =
+                decode_versioned(bytes, NO_EXPIRY_FORMAT_VERSION, "value")?;
+            Ok(old.upgrade())
+        }
+        _ => decode_versioned(bytes, FORMAT_VERSION, "value"),
     }
-    decode_versioned(bytes, FORMAT_VERSION, "value")
 }
 
 /// Encode a hint as a stored hint value.
@@ -101,14 +114,64 @@ pub fn encode_hint(hint: &Hint) -> Result<Vec<u8>, StoreError> {
 /// Decode a stored hint value written by [`encode_hint`] (or by a release
 /// that wrote format 1).
 pub fn decode_hint(bytes: &[u8]) -> Result<Hint, StoreError> {
-    if bytes.first() == Some(&LEGACY_FORMAT_VERSION) {
-        let legacy: legacy::Hint = decode_versioned(bytes, LEGACY_FORMAT_VERSION, "hint")?;
-        return Ok(Hint {
-            stored_at: legacy.stored_at,
-            siblings: legacy.siblings.upgrade(),
-        });
+    match bytes.first() {
+        Some(&LEGACY_FORMAT_VERSION) => {
+            let legacy: legacy::Hint = decode_versioned(bytes, LEGACY_FORMAT_VERSION, "hint")?;
+            Ok(Hint {
+                stored_at: legacy.stored_at,
+                siblings: legacy.siblings.upgrade(),
+            })
+        }
+        Some(&NO_EXPIRY_FORMAT_VERSION) => {
+            let old: no_expiry::Hint = decode_versioned(bytes, NO_EXPIRY_FORMAT_VERSION, "hint")?;
+            Ok(Hint {
+                stored_at: old.stored_at,
+                siblings: old.siblings.upgrade(),
+            })
+        }
+        _ => decode_versioned(bytes, HINT_FORMAT_VERSION, "hint"),
     }
-    decode_versioned(bytes, HINT_FORMAT_VERSION, "hint")
+}
+
+/// The shapes format 2 stored, decoded only to be upgraded: no expiry.
+mod no_expiry {
+    use ringkv_core::version::{CausalContext, Dot};
+    use ringkv_core::Millis;
+    use serde::Deserialize;
+
+    #[derive(Deserialize)]
+    pub struct Sibling {
+        dot: Dot,
+        context: CausalContext,
+        timestamp: Millis,
+        value: Option<Vec<u8>>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct SiblingSet {
+        siblings: Vec<Sibling>,
+    }
+
+    #[derive(Deserialize)]
+    pub struct Hint {
+        pub stored_at: Millis,
+        pub siblings: SiblingSet,
+    }
+
+    impl SiblingSet {
+        pub fn upgrade(self) -> ringkv_core::siblings::SiblingSet {
+            self.siblings
+                .into_iter()
+                .map(|s| ringkv_core::siblings::Sibling {
+                    dot: s.dot,
+                    context: s.context,
+                    timestamp: s.timestamp,
+                    value: s.value,
+                    expires_at: None,
+                })
+                .collect()
+        }
+    }
 }
 
 /// The shapes format 1 stored, decoded only to be upgraded.
@@ -146,6 +209,7 @@ mod legacy {
                     context: s.context.into_context(),
                     timestamp: s.timestamp,
                     value: s.value,
+                    expires_at: None,
                 })
                 .collect()
         }
@@ -422,6 +486,59 @@ mod tests {
         hint.extend(&v1[1..]);
         assert_eq!(decode_hint(&hint).expect("format 1 hint").siblings, set);
         assert_eq!(encode(&set).unwrap()[0], FORMAT_VERSION);
+    }
+
+    /// Format 2 is format 3 without the expiry: written by a release
+    /// before expiry, it reads as never expiring, for values and hints.
+    #[test]
+    fn format_2_values_and_hints_read_as_never_expiring() {
+        #[derive(serde::Serialize)]
+        struct V2<'a> {
+            dot: &'a Dot,
+            context: &'a CausalContext,
+            timestamp: u64,
+            value: &'a Option<Vec<u8>>,
+        }
+        let set = sample();
+        let v2: Vec<V2> = set
+            .iter()
+            .map(|s| V2 {
+                dot: &s.dot,
+                context: &s.context,
+                timestamp: s.timestamp,
+                value: &s.value,
+            })
+            .collect();
+        let bytes = postcard::to_extend(&(v2,), vec![NO_EXPIRY_FORMAT_VERSION]).unwrap();
+        assert_eq!(decode(&bytes).expect("format 2 decodes"), set);
+        let mut hint = vec![NO_EXPIRY_FORMAT_VERSION, 7];
+        hint.extend(&bytes[1..]);
+        assert_eq!(decode_hint(&hint).expect("format 2 hint").siblings, set);
+        // Format 3 keeps the expiry.
+        let mut expiring = SiblingSet::new();
+        let limits = WriteLimits {
+            max_siblings: 8,
+            max_clock_entries: 10,
+            young_clock_ms: 20_000,
+            min_counter: 0,
+        };
+        let (node, ctx) = (NodeId::from("n1"), CausalContext::new());
+        let value = Some(b"cart".to_vec());
+        expiring
+            .write_expiring(
+                &node,
+                &ctx,
+                value,
+                Some(1_700_000_002_000),
+                1_700_000_000_000,
+                limits,
+            )
+            .unwrap();
+        let read = decode(&encode(&expiring).unwrap()).unwrap();
+        assert_eq!(
+            read.iter().next().unwrap().expires_at,
+            Some(1_700_000_002_000)
+        );
     }
 
     #[test]

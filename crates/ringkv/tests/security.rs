@@ -225,6 +225,7 @@ fn every_kind_of_message() -> Vec<Message> {
                 context: CausalContext::default(),
                 w: Some(1),
                 pw: None,
+                ttl_ms: None,
             },
         },
         Message::Replicate {

@@ -165,6 +165,12 @@ pub enum Update {
     /// add survives); a string or counter gets a tombstone. The reply is 1
     /// when the key existed.
     Del,
+    /// `EXPIRE`/`PEXPIRE` (a TTL in ms, above 0) or `PERSIST` (`None`):
+    /// the value is written again unchanged, expiring then or never (the
+    /// node sets [`crate::siblings::Sibling::expires_at`]). The reply is 1
+    /// when the key exists (for `PERSIST`: and had a TTL). Every other
+    /// update keeps the TTL the key has, as in Redis.
+    Expire(Option<Millis>),
 }
 
 /// What an update answers.
@@ -238,6 +244,8 @@ impl Update {
             Update::ZPop(true, _) => "zpopmin",
             Update::ZPop(false, _) => "zpopmax",
             Update::Del => "del",
+            Update::Expire(Some(_)) => "pexpire",
+            Update::Expire(None) => "persist",
         }
     }
 
@@ -254,6 +262,7 @@ impl Update {
             Update::HIncrBy(field, _) => field.len(),
             Update::IncrBy(_)
             | Update::Del
+            | Update::Expire(_)
             | Update::SPop(_)
             | Update::Pop(..)
             | Update::ZPop(..) => 0,
@@ -293,6 +302,10 @@ pub fn apply(
         Update::Push(..) | Update::Pop(..) => list(current, update, writer),
         Update::ZAdd(_) | Update::ZRem(_) | Update::ZPop(..) => zset(current, update, writer),
         Update::Del => del(current, writer),
+        Update::Expire(_) => Ok(match current {
+            None => unchanged(0),
+            Some((value, _)) => changed(1, Some(value)),
+        }),
     }
 }
 

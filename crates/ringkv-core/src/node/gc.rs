@@ -65,8 +65,7 @@ impl<S: Store> Node<S> {
             return;
         }
         if self.leads(key) {
-            let dead = keyspace::is_dead(key, set);
-            self.gc.note(key, dead, self.now);
+            self.gc.note(key, keyspace::dies_at(key, set), self.now);
         }
     }
 
@@ -122,7 +121,10 @@ impl<S: Store> Node<S> {
 
     /// One step of the dead-key sweep (see [`crate::gc::Gc`]): up to
     /// [`SWEEP_KEYS_PER_STEP`] keys past the cursor, in token order, once
-    /// per collection interval; the dead ones this node leads are noted.
+    /// per collection interval; the dead ones this node leads are noted,
+    /// and those that will expire. A sweep runs after a start, a ring
+    /// change, an overflow, and when a key expires that was too far off to
+    /// note ([`crate::gc::EXPIRY_HORIZON_MS`]).
     fn sweep_step(&mut self, now: Millis) {
         let ring = self.ring.fingerprint();
         if self.gc.swept_ring != ring {
@@ -131,6 +133,11 @@ impl<S: Store> Node<S> {
         }
         if now < self.gc.next_sweep_at {
             return;
+        }
+        if self.gc.sweep.is_none() && self.gc.next_expiry.is_some_and(|at| at <= now) {
+            // A key expired that was too far off to note: find it.
+            self.gc.next_expiry = None;
+            self.gc.sweep = Some((0, None));
         }
         let Some((from, after)) = self.gc.sweep.clone() else {
             return;
@@ -143,8 +150,8 @@ impl<S: Store> Node<S> {
                 return true;
             }
             seen += 1;
-            if keyspace::is_dead(key, set) {
-                dead.push(key.to_vec());
+            if let Some(at) = keyspace::dies_at(key, set) {
+                dead.push((key.to_vec(), at));
             }
             last = Some((token, Some(key.to_vec())));
             seen < SWEEP_KEYS_PER_STEP
@@ -152,9 +159,9 @@ impl<S: Store> Node<S> {
         if scanned.is_err() {
             return; // Tried again next interval.
         }
-        for key in dead {
+        for (key, at) in dead {
             if self.leads(&key) {
-                self.gc.note(&key, true, now);
+                self.gc.note(&key, Some(at), now);
             }
         }
         self.gc.sweep = match seen < SWEEP_KEYS_PER_STEP {
@@ -240,7 +247,7 @@ impl<S: Store> Node<S> {
         let (Ok(set), Ok(hints)) = (self.read_local(key), self.hints_of(key)) else {
             return GcState::NotYet;
         };
-        match (keyspace::is_dead(key, &set), hints.is_empty()) {
+        match (keyspace::is_dead(key, &set, self.now), hints.is_empty()) {
             (false, _) => GcState::Live,
             (true, false) => GcState::NotYet,
             (true, true) => GcState::Dead(item_hash(key, &set), set.context()),

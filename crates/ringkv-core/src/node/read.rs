@@ -211,13 +211,14 @@ impl<S: Store> Node<S> {
                 self.finish(origin, Err(err));
             }
             (Verdict::Reached, ReadPurpose::Get) => {
-                let merged = get.merged();
+                let merged = get.merged().visible_at(now);
                 self.observe_siblings(merged.live().count());
                 self.finish(origin, Ok(ClientReply::Value(merged)));
             }
             (Verdict::Reached, ReadPurpose::DeleteAfterRead(acks)) => {
                 let (key, context) = (get.key.clone(), get.merged().context());
-                self.start_write(now, origin, key, None, context, acks);
+                let tombstone = crate::siblings::NewVersion::tombstone();
+                self.start_write(now, origin, key, tombstone, context, acks);
             }
         }
     }

@@ -111,7 +111,7 @@ impl<S: Store> Node<S> {
             let Some(user_key) = key.strip_prefix(&LWW_PREFIX[..]) else {
                 return true;
             };
-            if let Ok(Some((value, _))) = crdt::resolve(set) {
+            if let Ok(Some((value, _))) = crdt::resolve(&set.visible_at(self.now)) {
                 if value.exists() {
                     page.bytes += user_key.len();
                     page.keys

@@ -21,7 +21,7 @@ use crate::crdt::{Reply, Update};
 use crate::keyspace;
 use crate::latency::RequestKind;
 use crate::message::{ClientError, ClientReply, Message, RequestId};
-use crate::siblings::WriteLimits;
+use crate::siblings::{NewVersion, WriteLimits};
 use crate::store::Store;
 use crate::version::{CausalContext, Dot};
 use crate::{Millis, NodeId};
@@ -38,11 +38,11 @@ impl<S: Store> Node<S> {
         now: Millis,
         origin: Origin,
         key: Vec<u8>,
-        value: Option<Vec<u8>>,
+        version: NewVersion,
         context: CausalContext,
         acks: WriteAcks,
     ) {
-        self.write_version(now, origin, key, value, context, acks, None)
+        self.write_version(now, origin, key, version, context, acks, None)
     }
 
     /// [`Node::start_write`], for a CRDT update too: `updated` is the dot
@@ -54,7 +54,7 @@ impl<S: Store> Node<S> {
         now: Millis,
         origin: Origin,
         key: Vec<u8>,
-        value: Option<Vec<u8>>,
+        version: NewVersion,
         context: CausalContext,
         acks: WriteAcks,
         updated: Option<(Dot, &Update, Reply)>,
@@ -73,8 +73,9 @@ impl<S: Store> Node<S> {
         let written = self.read_local(&key).and_then(|old| {
             let mut set = self.local_state(&key)?;
             let stored_context = keyspace::write_context(&key, context.clone(), &set);
+            let NewVersion { value, expires_at } = version;
             let dot = set
-                .write(&self.id, &stored_context, value, now, limits)
+                .write_expiring(&self.id, &stored_context, value, expires_at, now, limits)
                 .map_err(ClientError::from)?;
             if let Some((made_with, ..)) = &updated {
                 assert_eq!(

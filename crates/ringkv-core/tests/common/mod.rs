@@ -222,6 +222,7 @@ impl Net {
             context: ctx,
             w,
             pw: None,
+            ttl_ms: None,
         };
         self.request(via, op)
     }

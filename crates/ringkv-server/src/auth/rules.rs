@@ -86,10 +86,10 @@ const RESP_OPEN: [&[u8]; 4] = [b"AUTH", b"PING", b"QUIT", b"HELLO"];
 /// Commands that change data (a unit test holds every command the Redis
 /// front end runs to this list or to its list of reads: a read token could
 /// `HSET`, `LPUSH` and `ZADD` before).
-const RESP_WRITE: [&[u8]; 22] = [
+const RESP_WRITE: [&[u8]; 27] = [
     b"SET", b"DEL", b"MSET", b"INCR", b"INCRBY", b"DECR", b"DECRBY", b"SADD", b"SREM", b"SPOP",
     b"HSET", b"HMSET", b"HDEL", b"HINCRBY", b"LPUSH", b"RPUSH", b"LPOP", b"RPOP", b"ZADD", b"ZREM",
-    b"ZPOPMIN", b"ZPOPMAX",
+    b"ZPOPMIN", b"ZPOPMAX", b"SETEX", b"PSETEX", b"EXPIRE", b"PEXPIRE", b"PERSIST",
 ];
 
 /// The role a Redis command (its name, any case) needs; `None`: anyone
@@ -187,7 +187,7 @@ mod tests {
     /// a command added to it without a decision here fails.
     #[test]
     fn every_counted_redis_command_is_a_read_or_a_write() {
-        const READS: [&str; 23] = [
+        const READS: [&str; 25] = [
             "get",
             "exists",
             "mget",
@@ -211,6 +211,8 @@ mod tests {
             "zscore",
             "zcard",
             "zrange",
+            "ttl",
+            "pttl",
         ];
         for op in crate::resp::OPS {
             let needs = resp_needs(op.as_bytes());

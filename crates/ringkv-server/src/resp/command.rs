@@ -16,7 +16,8 @@ use redis_protocol::resp2::types::BytesFrame;
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub enum Command {
     Get(Bytes),
-    Set(Bytes, Bytes),
+    /// `SET`, `SETEX`, `PSETEX`: the key, the value and its TTL in ms.
+    Set(Bytes, Bytes, Option<u64>),
     Del(Vec<Bytes>),
     Exists(Vec<Bytes>),
     MGet(Vec<Bytes>),
@@ -53,6 +54,8 @@ pub enum Command {
     Reply(Reply),
     /// A list or sorted-set command, or `SPOP` (see [`super::collections`]).
     Collection(super::collections::Op),
+    /// `EXPIRE`, `PEXPIRE`, `PERSIST`, `TTL`, `PTTL` (see [`super::expiry`]).
+    Expiry(super::expiry::Op),
     /// An error Redis finds only when the command runs (an `INCRBY` whose
     /// increment is not an integer), the line as sent: answered without
     /// the node, but queued after `MULTI` and answered in `EXEC`'s array,
@@ -113,11 +116,7 @@ impl Command {
         };
         match (name.to_ascii_uppercase().as_slice(), args) {
             (b"GET", [key]) => Command::Get(key.clone()),
-            (b"SET", [key, value]) => Command::Set(key.clone(), value.clone()),
-            (b"SET", [_, _, option, ..]) => answer(error(format!(
-                "ERR SET option '{}' is not supported by ringkv",
-                text(option)
-            ))),
+            (b"SET", [key, value, options @ ..]) => super::expiry::set(key, value, options),
             (b"DEL", keys @ [_, ..]) => Command::Del(keys.to_vec()),
             (b"EXISTS", keys @ [_, ..]) => Command::Exists(keys.to_vec()),
             (b"MGET", keys @ [_, ..]) => Command::MGet(keys.to_vec()),
@@ -183,6 +182,13 @@ impl Command {
             (b"CONFIG", [sub, params @ ..]) => Command::Reply(config(sub, params)),
             (b"SELECT", [db]) => answer(select(db)),
             (upper, args)
+                if super::expiry::NAMES
+                    .iter()
+                    .any(|n| n.as_bytes().eq_ignore_ascii_case(upper)) =>
+            {
+                super::expiry::parse(upper, args).unwrap_or_else(|| arity(name))
+            }
+            (upper, args)
                 if super::collections::NAMES
                     .iter()
                     .any(|n| n.as_bytes().eq_ignore_ascii_case(upper)) =>
@@ -198,7 +204,7 @@ impl Command {
     pub fn keys(&self) -> Vec<&Bytes> {
         match self {
             Command::Get(key)
-            | Command::Set(key, _)
+            | Command::Set(key, ..)
             | Command::IncrBy(key, _)
             | Command::SAdd(key, _)
             | Command::SRem(key, _)
@@ -216,6 +222,7 @@ impl Command {
             | Command::HExists(key, _)
             | Command::HIncrBy(key, ..) => vec![key],
             Command::Collection(op) => vec![op.key()],
+            Command::Expiry(op) => vec![op.key()],
             Command::Del(keys) | Command::Exists(keys) | Command::MGet(keys) => {
                 keys.iter().collect()
             }
@@ -357,7 +364,7 @@ mod tests {
     #[test]
     fn data_commands_take_their_keys_in_any_case() {
         assert_eq!(parse("get k"), Command::Get("k".into()));
-        assert_eq!(parse("SeT k v"), Command::Set("k".into(), "v".into()));
+        assert_eq!(parse("SeT k v"), Command::Set("k".into(), "v".into(), None));
         assert_eq!(parse("DEL a b"), Command::Del(vec!["a".into(), "b".into()]));
         assert_eq!(
             parse("exists a a"),
@@ -396,7 +403,45 @@ mod tests {
             error_text("nope a b"),
             "ERR unknown command 'nope', with args beginning with: 'a' 'b' "
         );
-        assert!(error_text("SET k v EX 10").contains("SET option 'EX' is not supported"));
+    }
+
+    #[test]
+    fn expiry_options_parse_as_redis_checks_them() {
+        let fail = |line: &str| match parse(line) {
+            Command::Fail(e) => e,
+            other => panic!("{line:?} parsed as {other:?}"),
+        };
+        let set = |ttl| Command::Set("k".into(), "v".into(), ttl);
+        assert_eq!(parse("SET k v EX 10"), set(Some(10_000)));
+        assert_eq!(parse("set k v px 1500"), set(Some(1_500)));
+        assert_eq!(parse("SETEX k 2 v"), set(Some(2_000)));
+        assert_eq!(parse("PSETEX k 5 v"), set(Some(5)));
+        for line in ["SET k v EX 0", "SET k v PX -1", "SETEX k 0 v"] {
+            assert!(
+                fail(line).starts_with("ERR invalid expire time in"),
+                "{line}"
+            );
+        }
+        assert!(fail("SET k v EX ten").contains("not an integer"));
+        assert!(fail("SET k v NX").contains("SET option 'NX' is not supported"));
+        assert!(fail("SET k v KEEPTTL").contains("is not supported"));
+        assert!(fail("EXPIRE k 10 NX").contains("option 'NX' is not supported"));
+        use super::super::expiry::Op;
+        assert_eq!(
+            parse("EXPIRE k 10"),
+            Command::Expiry(Op::Expire("k".into(), 10_000))
+        );
+        assert_eq!(
+            parse("pexpire k -1"),
+            Command::Expiry(Op::Expire("k".into(), -1))
+        );
+        assert_eq!(parse("TTL k"), Command::Expiry(Op::Ttl("k".into(), false)));
+        assert_eq!(parse("PTTL k"), Command::Expiry(Op::Ttl("k".into(), true)));
+        assert_eq!(parse("PERSIST k"), Command::Expiry(Op::Persist("k".into())));
+        assert_eq!(
+            error_text("TTL"),
+            "ERR wrong number of arguments for 'ttl' command"
+        );
     }
 
     #[test]

@@ -7,7 +7,7 @@
 use super::command::{error, ok, Command};
 use super::protocol::Reply;
 use super::transaction::Queued;
-use super::{collections, info, scan, Context};
+use super::{collections, expiry, info, scan, Context};
 use crate::metrics::{self, Frontend};
 use bytes::Bytes;
 use futures::{stream, StreamExt};
@@ -65,7 +65,9 @@ pub type Outcome<T> = Result<T, Failure>;
 pub async fn run(command: Command, ctx: &Context) -> (Reply, metrics::Outcome) {
     let reply = match command {
         Command::Get(key) => get(ctx, key).await.map(bulk_or_nil),
-        Command::Set(key, value) => set_string(ctx, key, value).await.map(|()| ok()),
+        Command::Set(key, value, ttl_ms) => {
+            set_string(ctx, key, value, ttl_ms).await.map(|()| ok())
+        }
         Command::Del(keys) => del(ctx, keys).await.map(BytesFrame::Integer),
         Command::Exists(keys) => exists(ctx, keys).await.map(BytesFrame::Integer),
         Command::MGet(keys) => each(ctx, keys, get_or_nil)
@@ -140,6 +142,7 @@ pub async fn run(command: Command, ctx: &Context) -> (Reply, metrics::Outcome) {
         }
         Command::Fail(line) => Err(Failure(line, metrics::Outcome::Invalid)),
         Command::Collection(op) => return answered(collections::run(ctx, op).await),
+        Command::Expiry(op) => return answered(expiry::run(ctx, op).await),
     };
     answered(reply.map(Reply::from))
 }
@@ -235,6 +238,19 @@ async fn value(ctx: &Context, key: &[u8]) -> Outcome<Option<Value>> {
     let siblings = read(ctx, key).await?;
     let resolved = crdt::resolve(&siblings).map_err(ClientError::from)?;
     Ok(resolved.map(|(value, _)| value).filter(Value::exists))
+}
+
+/// When `key`'s value expires: `None` when it holds none, `Some(None)`
+/// when it never expires (the expiry of the version that decides its
+/// value, see [`crdt::resolve`]).
+pub async fn expiry(ctx: &Context, key: &[u8]) -> Outcome<Option<Option<u64>>> {
+    let siblings = read(ctx, key).await?;
+    let resolved = crdt::resolve(&siblings).map_err(ClientError::from)?;
+    if !resolved.is_some_and(|(value, _)| value.exists()) {
+        return Ok(None);
+    }
+    let winner = ringkv_core::keyspace::lww_winner(&siblings);
+    Ok(Some(winner.and_then(|w| w.expires_at)))
 }
 
 /// `GET`: a string, a counter's value, or `WRONGTYPE` for a set.
@@ -349,13 +365,15 @@ fn to_vecs(members: Vec<Bytes>) -> Vec<Vec<u8>> {
 }
 
 /// A blind write of a string: the coordinator overwrites whatever it holds.
-async fn set_string(ctx: &Context, key: Bytes, value: Bytes) -> Outcome<()> {
+/// `SET`, living `ttl_ms` (`None`: for ever, whatever TTL the key had).
+async fn set_string(ctx: &Context, key: Bytes, value: Bytes, ttl_ms: Option<u64>) -> Outcome<()> {
     let op = ClientOp::Put {
         key: internal_key(ctx, &key)?,
         value: Value::String(value.to_vec()).encode(),
         context: Default::default(),
         w: None,
         pw: None,
+        ttl_ms,
     };
     write(ctx, op).await
 }
@@ -384,7 +402,10 @@ async fn exists(ctx: &Context, keys: Vec<Bytes>) -> Outcome<i64> {
 /// on an error some pairs may have been written.
 async fn mset(ctx: &Context, pairs: Vec<(Bytes, Bytes)>) -> Outcome<()> {
     let last: BTreeMap<Bytes, Bytes> = pairs.into_iter().collect();
-    each(ctx, last, |ctx, (key, value)| set_string(ctx, key, value)).await?;
+    each(ctx, last, |ctx, (key, value)| {
+        set_string(ctx, key, value, None)
+    })
+    .await?;
     Ok(())
 }
 

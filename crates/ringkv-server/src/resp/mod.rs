@@ -14,6 +14,7 @@ mod command;
 mod connection;
 mod docs;
 mod exec;
+mod expiry;
 mod frame;
 mod hello;
 mod info;
@@ -76,7 +77,7 @@ pub struct Load<'a> {
 /// The operations Redis requests are counted under: the commands that
 /// reach the node, `auth`, and `other` for everything else (so a client
 /// cannot make up series).
-pub const OPS: [&str; 47] = [
+pub const OPS: [&str; 54] = [
     "get",
     "set",
     "del",
@@ -123,6 +124,13 @@ pub const OPS: [&str; 47] = [
     "zrange",
     "zpopmin",
     "zpopmax",
+    "setex",
+    "psetex",
+    "expire",
+    "pexpire",
+    "persist",
+    "ttl",
+    "pttl",
     "other",
 ];
 

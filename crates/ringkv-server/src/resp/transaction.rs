@@ -104,7 +104,7 @@ mod tests {
     use bytes::Bytes;
 
     fn set(k: &str) -> Command {
-        Command::Set(Bytes::from(k.to_string()), "v".into())
+        Command::Set(Bytes::from(k.to_string()), "v".into(), None)
     }
 
     const BOUND: Bound = Bound { count: 2, bytes: 8 };

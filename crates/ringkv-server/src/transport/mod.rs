@@ -96,7 +96,9 @@ pub use stats::{DropCause, TransportCounts};
 /// and tombstone collection (`GcProbe`, `GcVotes`, `GcDelete`).
 /// Version 8: a delete carries the `r` and `pr` of its read; a GC probe
 /// the context of each state it asks about.
-pub const PROTOCOL_VERSION: u16 = 8;
+/// Version 9: expiry — a sibling's `expires_at`, a PUT's `ttl_ms`, the
+/// `Expire` update.
+pub const PROTOCOL_VERSION: u16 = 9;
 
 /// First field of every handshake ("RKV1"). Lets an acceptor tell a ringkv
 /// peer from a stray client (a port scanner, an HTTP request) immediately.

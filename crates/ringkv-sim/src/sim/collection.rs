@@ -53,7 +53,7 @@ impl Sim {
                 let holders: Vec<String> = self
                     .replica_states(ring, key)
                     .into_iter()
-                    .filter(|(_, set)| !set.is_empty() && keyspace::is_dead(key.as_bytes(), set))
+                    .filter(|(_, set)| !set.is_empty() && keyspace::is_dead(key.as_bytes(), set, 0))
                     .map(|(node, _)| node)
                     .collect();
                 (!holders.is_empty()).then(|| (key.clone(), holders))

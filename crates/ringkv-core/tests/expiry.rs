@@ -1,0 +1,133 @@
+//! Expiry (a TTL per write, see `Sibling::expires_at`): an expired value
+//! reads as missing through every node at once — one that was cut off
+//! when it expired included — and leaves every store through tombstone
+//! collection, with no second write; Redis updates keep a key's TTL,
+//! `EXPIRE` sets it and `PERSIST` clears it.
+
+mod common;
+
+use common::Net;
+use ringkv_core::crdt::{Reply, Update};
+use ringkv_core::keyspace::lww_key;
+use ringkv_core::message::{ClientError, ClientOp, ClientReply};
+use ringkv_core::settings::Settings;
+use ringkv_core::version::CausalContext;
+
+const NODES: [&str; 3] = ["n1", "n2", "n3"];
+
+fn net() -> Net {
+    let mut settings = Settings::default();
+    settings.gc.grace_ms = 1_000;
+    settings.gc.interval_ms = 100;
+    settings.anti_entropy.interval_ms = 100;
+    Net::build(&NODES, settings, |_| Default::default())
+}
+
+fn put_for(key: &str, value: &str, ttl_ms: Option<u64>) -> ClientOp {
+    ClientOp::Put {
+        key: key.as_bytes().to_vec(),
+        value: value.as_bytes().to_vec(),
+        context: CausalContext::new(),
+        w: Some(3),
+        pw: None,
+        ttl_ms,
+    }
+}
+
+fn held_anywhere(net: &Net, key: &str) -> Vec<&'static str> {
+    NODES
+        .into_iter()
+        .filter(|n| !net.local(n, key).is_empty())
+        .collect()
+}
+
+fn update(key: &[u8], update: Update) -> ClientOp {
+    ClientOp::Update {
+        key: key.to_vec(),
+        update,
+        w: None,
+        pw: None,
+    }
+}
+
+fn updated(net: &mut Net, via: &str, op: ClientOp) -> Reply {
+    match net.request(via, op) {
+        Ok(ClientReply::Updated(reply)) => reply,
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn an_expired_value_reads_as_missing_everywhere_then_leaves_every_store() {
+    let mut net = net();
+    net.run_for(5_000, 100);
+    net.request("n1", put_for("cart", "apple", Some(2_000)))
+        .unwrap();
+    net.request("n1", put_for("kept", "pear", None)).unwrap();
+    for via in NODES {
+        assert_eq!(common::values(&net.get(via, "cart", Some(1))), ["apple"]);
+    }
+    // n3 is cut off before the value expires, and long enough to call the
+    // others down: it answers alone.
+    net.cut_link("n1", "n3");
+    net.cut_link("n2", "n3");
+    net.run_for(10_000, 100);
+    for via in NODES {
+        assert!(
+            net.get(via, "cart", Some(1)).live().next().is_none(),
+            "expired on {via}"
+        );
+        assert_eq!(common::values(&net.get(via, "kept", Some(1))), ["pear"]);
+    }
+    // Collection waits for n3 (it holds the value, as everyone does).
+    assert_eq!(held_anywhere(&net, "cart"), NODES);
+    net.cut.clear();
+    net.run_for(30_000, 100);
+    assert_eq!(held_anywhere(&net, "cart"), Vec::<&str>::new());
+    assert_eq!(held_anywhere(&net, "kept"), NODES);
+}
+
+#[test]
+fn a_write_over_an_expired_value_starts_afresh_and_a_ttl_of_zero_is_refused() {
+    let mut net = net();
+    net.request("n2", put_for("k", "old", Some(500))).unwrap();
+    net.run_for(1_000, 100);
+    let read = net.get("n1", "k", None);
+    assert!(read.live().next().is_none());
+    // A write with the read's context supersedes the expired version.
+    net.put("n1", "k", "new", read.context(), None).unwrap();
+    let after = net.get("n3", "k", Some(3));
+    assert_eq!(common::values(&after), ["new"]);
+    assert_eq!(after.len(), 1, "no expired sibling left beside it");
+    match net.request("n1", put_for("k", "v", Some(0))) {
+        Err(ClientError::Invalid(e)) => assert!(e.contains("ttl must be at least 1 ms"), "{e}"),
+        other => panic!("{other:?}"),
+    }
+}
+
+#[test]
+fn updates_keep_the_ttl_expire_sets_it_and_persist_clears_it() {
+    let mut net = net();
+    let key = lww_key(b"visits");
+    let incr = |by| update(&key, Update::IncrBy(by));
+    assert_eq!(updated(&mut net, "n1", incr(1)), Reply::Integer(1));
+    let expire = update(&key, Update::Expire(Some(1_000)));
+    assert_eq!(updated(&mut net, "n2", expire.clone()), Reply::Integer(1));
+    // An increment keeps the TTL, as in Redis.
+    assert_eq!(updated(&mut net, "n3", incr(1)), Reply::Integer(2));
+    net.run_for(1_100, 100);
+    // Expired: a new counter starts from nothing, with no TTL.
+    assert_eq!(updated(&mut net, "n1", incr(5)), Reply::Integer(5));
+    net.run_for(2_000, 100);
+    assert_eq!(updated(&mut net, "n2", incr(0)), Reply::Integer(5));
+    // PERSIST clears a TTL (1), and of a key with none does nothing (0).
+    assert_eq!(updated(&mut net, "n2", expire), Reply::Integer(1));
+    let persist = update(&key, Update::Expire(None));
+    assert_eq!(updated(&mut net, "n3", persist.clone()), Reply::Integer(1));
+    assert_eq!(updated(&mut net, "n1", persist), Reply::Integer(0));
+    net.run_for(2_000, 100);
+    assert_eq!(updated(&mut net, "n2", incr(0)), Reply::Integer(5));
+    // Of a missing key, EXPIRE answers 0.
+    let missing = update(&lww_key(b"none"), Update::Expire(Some(1_000)));
+    assert_eq!(updated(&mut net, "n1", missing), Reply::Integer(0));
+}
