@@ -36,6 +36,12 @@
 //!
 //! Rules 8 (every increment counts exactly once) and 9 (no lost add, no
 //! phantom member) check the CRDT updates of Redis keys: see [`crdt`].
+//!
+//! 10. **An expired value stays hidden.** A version expires when its
+//!     coordinator's clock reads its `expires_at`, i.e. at true time
+//!     `expires_at - skew(coordinator)`. No read invoked at or after that
+//!     time plus the largest clock skew may return it: each node hides it
+//!     by its own clock, which is off by at most that much.
 
 mod crdt;
 
@@ -110,7 +116,36 @@ pub fn check_with(history: &History, state: &FinalState, promises: Promises) -> 
         reads_see_acknowledged_writes(history, &ancestry, &mut verdict);
     }
     crdt::check(history, state, &mut verdict);
+    expired_values_stay_hidden(history, &mut verdict);
     verdict
+}
+
+/// Rule 10 (see the module docs).
+fn expired_values_stay_hidden(history: &History, verdict: &mut Verdict) {
+    for read in &history.reads {
+        let Ok(set) = &read.result else { continue };
+        for sibling in set.live() {
+            let Some(expires_at) = sibling.expires_at else {
+                continue;
+            };
+            let skew = history.clock_skews.get(sibling.dot.node.as_str());
+            let Some(skew) = skew else {
+                verdict.violations.push(format!(
+                    "a read of {} returned {:?}, written by a node of unknown clock",
+                    read.key, sibling.dot
+                ));
+                continue;
+            };
+            let expired = expires_at.saturating_sub(*skew);
+            if read.invoked_at >= expired + history.max_clock_skew {
+                verdict.violations.push(format!(
+                    "expired value shown: a read of {} invoked at {} ms returned {:?}, which \
+                     expired at {expired} ms (+ {} ms of skew allowed)",
+                    read.key, read.invoked_at, sibling.dot, history.max_clock_skew
+                ));
+            }
+        }
+    }
 }
 
 /// What each write superseded: its client's context and, transitively,

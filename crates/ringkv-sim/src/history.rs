@@ -187,6 +187,13 @@ pub struct History {
     /// What that context covers may be gone from every replica since: a
     /// read may show nothing in its place, and it must never come back.
     pub collected: Vec<(String, CausalContext, Millis)>,
+    /// Each node's clock skew, ms ahead of the simulation's true time, and
+    /// the most any node may be off: what expiry's rule allows for.
+    pub clock_skews: BTreeMap<String, Millis>,
+    pub max_clock_skew: Millis,
+    /// Writes with a TTL (session keys, see the workload), however they
+    /// ended: not held to the lost-write rules, since they vanish.
+    pub expiring_writes: usize,
 }
 
 /// The state after faults healed and the cluster quiesced.

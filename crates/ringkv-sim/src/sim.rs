@@ -466,7 +466,15 @@ impl Sim {
                     .expect("a memory store always has a lease");
                 (id.clone(), SimNode::up(node, skew, Vec::new()))
             })
-            .collect();
+            .collect::<BTreeMap<NodeId, SimNode>>();
+        let history = History {
+            clock_skews: nodes
+                .iter()
+                .map(|(id, n)| (id.to_string(), n.skew))
+                .collect(),
+            max_clock_skew: cfg.max_clock_skew_ms,
+            ..History::default()
+        };
         Sim {
             keys: (0..cfg.keys).map(|k| format!("key{k}")).collect(),
             crdt_keys: CrdtKeys::default(),
@@ -482,7 +490,7 @@ impl Sim {
             net: Network::new(max_frame_bytes),
             requests: BTreeMap::new(),
             next_request: 1,
-            history: History::default(),
+            history,
             final_reads: BTreeMap::new(),
             resolved: BTreeMap::new(),
             counts: FaultCounts::default(),
@@ -663,6 +671,7 @@ impl Sim {
     /// Start a new node that knows only `seed` (replacing `replaces`).
     fn join(&mut self, id: &NodeId, seed: &NodeId, replaces: Option<&NodeId>) {
         let skew = self.rng.random_range(0..=self.cfg.max_clock_skew_ms);
+        self.history.clock_skews.insert(id.to_string(), skew);
         let node = membership::joiner(id, seed, replaces, &self.settings, self.rng.random());
         let seeds = node.membership().seeds().to_vec();
         self.nodes
@@ -799,7 +808,7 @@ impl Sim {
                         self.history.updates[index].outcome =
                             UpdateOutcome::Indeterminate(why.into())
                     }
-                    Step::Read { .. } | Step::SetRead { .. } => {}
+                    Step::Read { .. } | Step::SetRead { .. } | Step::SessionWrite => {}
                 }
                 self.busy[client] = false;
             }

@@ -51,6 +51,14 @@ pub struct CrdtKeys {
     pub hash: String,
 }
 
+/// Keys written only with a TTL (blind writes living [`SESSION_TTL_MS`])
+/// and read: the expiry rule's keys (see the checker), apart from the
+/// cart keys, whose lost-write rules do not hold for values that vanish.
+pub const SESSION_KEYS: [&str; 2] = ["sess0", "sess1"];
+/// A session write lives this long, ms: around the simulator's clock skew
+/// and its partitions, so values expire mid-fault and mid-skew.
+pub const SESSION_TTL_MS: std::ops::Range<Millis> = 200..4_000;
+
 /// The field of [`CrdtKeys::hash`] the workload increments.
 pub const HASH_FIELD: &[u8] = b"qty";
 
@@ -86,6 +94,8 @@ pub enum Step {
     Update(usize),
     /// A read of the CRDT set, to remove some of the members it shows.
     SetRead { key: String },
+    /// A write of a session key, with a TTL.
+    SessionWrite,
 }
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
@@ -179,6 +189,7 @@ impl Client {
             }
             r if r < 0.75 => Then::AddItem,
             r if r < 0.85 => Then::Delete,
+            r if r < 0.925 => return self.start_session(rng, now, history),
             _ => Then::Nothing,
         };
         let op = ClientOp::Get {
@@ -186,6 +197,36 @@ impl Client {
             r: None,
             pr: self.pr(),
         };
+        (op, Step::Read { key, at: now, then })
+    }
+
+    /// A write of a session key with a TTL, or a read of one.
+    fn start_session(
+        &mut self,
+        rng: &mut ChaCha8Rng,
+        now: Millis,
+        history: &mut History,
+    ) -> (ClientOp, Step) {
+        let key = SESSION_KEYS[rng.random_range(0..SESSION_KEYS.len())].to_string();
+        if rng.random_bool(0.5) {
+            let item = self.next_item();
+            history.expiring_writes += 1;
+            let op = ClientOp::Put {
+                key: key.into_bytes(),
+                value: self.padded(item),
+                context: CausalContext::new(),
+                w: None,
+                pw: None,
+                ttl_ms: Some(rng.random_range(SESSION_TTL_MS)),
+            };
+            return (op, Step::SessionWrite);
+        }
+        let op = ClientOp::Get {
+            key: key.clone().into_bytes(),
+            r: None,
+            pr: None,
+        };
+        let then = Then::Nothing;
         (op, Step::Read { key, at: now, then })
     }
 
@@ -231,6 +272,7 @@ impl Client {
                 };
                 None
             }
+            Step::SessionWrite => None,
             Step::SetRead { key } => {
                 let members = set_members(result)?;
                 let chosen = pick_some(rng, &members);

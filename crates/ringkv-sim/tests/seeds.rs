@@ -13,6 +13,7 @@ const CI_SEEDS: u64 = 100;
 fn no_acknowledged_write_is_lost_and_replicas_converge() {
     let (mut ops, mut faults, mut updates_checked) = (0, 0, 0);
     let (mut joins, mut leaves) = (0, 0);
+    let (mut expiring, mut shown_expiring) = (0, 0);
     let mut nothing_checked = Vec::new();
     for seed in 1..=CI_SEEDS {
         let report = run(SimConfig::for_seed(seed));
@@ -31,6 +32,14 @@ fn no_acknowledged_write_is_lost_and_replicas_converge() {
         ops += report.writes + report.reads + report.updates;
         updates_checked += report.verdict.updates_checked;
         faults += report.faults.partitions + report.faults.crashes + report.faults.net.dropped;
+        expiring += report.history.expiring_writes;
+        shown_expiring += report
+            .history
+            .reads
+            .iter()
+            .filter_map(|r| r.result.as_ref().ok())
+            .filter(|set| set.live().any(|s| s.expires_at.is_some()))
+            .count();
         joins += usize::from(report.had_join());
         leaves += usize::from(report.had_leave());
     }
@@ -39,6 +48,12 @@ fn no_acknowledged_write_is_lost_and_replicas_converge() {
          checked ({updates_checked} acknowledged CRDT updates), {faults} faults injected"
     );
     assert!(joins > 0 && leaves > 0, "the seeds cover joins and leaves");
+    // The expiry rule (checker rule 10) needs values with a TTL that reads
+    // show before they expire.
+    assert!(
+        expiring >= CI_SEEDS as usize && shown_expiring >= CI_SEEDS as usize,
+        "only {expiring} writes with a TTL, {shown_expiring} reads showing one"
+    );
     // Some twenty per seed: fewer than one means the CRDT workload is gone.
     assert!(
         updates_checked >= CI_SEEDS as usize,
