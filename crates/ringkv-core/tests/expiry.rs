@@ -131,3 +131,22 @@ fn updates_keep_the_ttl_expire_sets_it_and_persist_clears_it() {
     let missing = update(&lww_key(b"none"), Update::Expire(Some(1_000)));
     assert_eq!(updated(&mut net, "n1", missing), Reply::Integer(0));
 }
+
+/// A value that expires past the leader's horizon is not noted when
+/// written (notes are bounded); the sweep that starts at its expiry finds
+/// it, and collection follows.
+#[test]
+fn a_far_off_expiry_is_found_by_the_sweep_that_starts_then() {
+    let mut net = net();
+    let ttl = ringkv_core::gc::EXPIRY_HORIZON_MS + 30_000;
+    net.request("n1", put_for("far", "v", Some(ttl))).unwrap();
+    let candidates: usize = NODES
+        .iter()
+        .map(|n| net.node(n).gc_report().candidates)
+        .sum();
+    assert_eq!(candidates, 0, "too far off to note");
+    net.run_for(ttl - 1_000, 1_000);
+    assert_eq!(held_anywhere(&net, "far"), NODES, "not expired yet");
+    net.run_for(10_000, 100);
+    assert_eq!(held_anywhere(&net, "far"), Vec::<&str>::new());
+}

@@ -1,7 +1,8 @@
 //! Tombstone collection must finish, not only be safe. The checker's rule
 //! `nothing_collected_comes_back` attacks its safety; this one its
 //! liveness: once the faults are healed, every member is up and the
-//! replicas agree, each key dead on its replicas (tombstones only, or an
+//! replicas agree, each key dead on its replicas (tombstones only, values
+//! that expired, or an
 //! emptied Redis collection) is collected within a bounded quiet time. CI
 //! found leaders that dropped a dead key for good because a hint of it
 //! was still being delivered.
@@ -19,13 +20,16 @@ impl Sim {
         if self.settings.gc.grace_ms == 0 || !self.everyone_up() {
             return Vec::new();
         }
+        // Values expired by now have expired by every node's clock too
+        // (clocks run ahead of true time here): they are dead as well.
+        let now = self.now;
         self.run_until(
             COLLECTION_LIMIT_MS,
             CONVERGENCE_CHECK_MS,
             Activity::Quiet,
-            |s| s.dead_keys().is_empty(),
+            |s| s.dead_keys(now).is_empty(),
         );
-        self.dead_keys()
+        self.dead_keys(now)
             .into_iter()
             .map(|(key, holders)| {
                 format!(
@@ -43,8 +47,9 @@ impl Sim {
             .all(|n| n.node.is_some() || (n.crashed.is_none() && !n.dead_for_good))
     }
 
-    /// Keys dead on some replica, with the replicas holding them so.
-    fn dead_keys(&self) -> Vec<(String, Vec<String>)> {
+    /// Keys dead at `at` (true time) on some replica, with the replicas
+    /// holding them so.
+    fn dead_keys(&self, at: Millis) -> Vec<(String, Vec<String>)> {
         let Some(ring) = self.serving_ring() else {
             return Vec::new();
         };
@@ -53,7 +58,9 @@ impl Sim {
                 let holders: Vec<String> = self
                     .replica_states(ring, key)
                     .into_iter()
-                    .filter(|(_, set)| !set.is_empty() && keyspace::is_dead(key.as_bytes(), set, 0))
+                    .filter(|(_, set)| {
+                        !set.is_empty() && keyspace::is_dead(key.as_bytes(), set, at)
+                    })
                     .map(|(node, _)| node)
                     .collect();
                 (!holders.is_empty()).then(|| (key.clone(), holders))
