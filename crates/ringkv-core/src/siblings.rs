@@ -78,13 +78,15 @@ impl Sibling {
 /// `now + ttl` far from overflow, and no user means more.
 pub const MAX_TTL_MS: Millis = 100 * 365 * 24 * 3_600_000;
 
-/// What a coordinator writes: a value (`None`: a tombstone) and when it
+/// What a coordinator writes: a value (`None`: a tombstone), when it
 /// expires (ms since the Unix epoch; `None`: never, and always for a
-/// tombstone).
+/// tombstone), and the timestamp it competes with under last-write-wins
+/// (`None`: the write's time).
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
 pub struct NewVersion {
     pub value: Option<Vec<u8>>,
     pub expires_at: Option<Millis>,
+    pub timestamp: Option<Millis>,
 }
 
 impl NewVersion {
@@ -95,7 +97,25 @@ impl NewVersion {
     /// `value`, expiring at `expires_at` (ignored for a tombstone).
     pub fn new(value: Option<Vec<u8>>, expires_at: Option<Millis>) -> NewVersion {
         let expires_at = expires_at.filter(|_| value.is_some());
-        NewVersion { value, expires_at }
+        NewVersion {
+            value,
+            expires_at,
+            timestamp: None,
+        }
+    }
+
+    /// This version stamped `timestamp` rather than with the write's time:
+    /// a write that only re-expires a value (`EXPIRE`, `PERSIST`) keeps
+    /// the stamp of the value it re-expires, so that under last-write-wins
+    /// it never beats a write made meanwhile that did not see it — a `SET`
+    /// or a `DEL` through another node. (Stamped now, a concurrent `DEL`
+    /// lost to a `PERSIST` of the value it deleted, and a `SET` to an
+    /// `EXPIRE` of the value it replaced: a fresh-eyes user saw both.)
+    pub fn stamped(self, timestamp: Millis) -> NewVersion {
+        NewVersion {
+            timestamp: Some(timestamp),
+            ..self
+        }
     }
 }
 
@@ -224,20 +244,24 @@ impl SiblingSet {
         now: Millis,
         limits: WriteLimits,
     ) -> Result<Dot, WriteError> {
-        self.write_expiring(node, context, value, None, now, limits)
+        self.write_version(node, context, NewVersion::new(value, None), now, limits)
     }
 
-    /// [`SiblingSet::write`] of a value that expires at `expires_at` (ms
-    /// since the Unix epoch; `None`: never).
-    pub fn write_expiring(
+    /// [`SiblingSet::write`] of a [`NewVersion`]: a value that may expire
+    /// and may carry a timestamp of its own.
+    pub fn write_version(
         &mut self,
         node: &NodeId,
         context: &CausalContext,
-        value: Option<Vec<u8>>,
-        expires_at: Option<Millis>,
+        version: NewVersion,
         now: Millis,
         limits: WriteLimits,
     ) -> Result<Dot, WriteError> {
+        let NewVersion {
+            value,
+            expires_at,
+            timestamp,
+        } = version;
         debug_assert!(
             value.is_some() || expires_at.is_none(),
             "a tombstone never expires"
@@ -258,7 +282,7 @@ impl SiblingSet {
         self.siblings.push(Sibling {
             dot: dot.clone(),
             context: written_against,
-            timestamp: now,
+            timestamp: timestamp.unwrap_or(now),
             value,
             expires_at,
         });

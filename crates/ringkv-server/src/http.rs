@@ -272,6 +272,11 @@ impl WriteQuery {
     /// seconds, at least 1); 400 when it does not parse, is 0, or the two
     /// disagree.
     fn ttl_ms(&self, headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+        if headers.get_all(TTL_HEADER).iter().count() > 1 {
+            return Err(bad_request(
+                "X-Ringkv-TTL is given more than once; give it once",
+            ));
+        }
         let header = match headers.get(TTL_HEADER) {
             None => None,
             Some(v) => Some(

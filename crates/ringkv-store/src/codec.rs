@@ -440,7 +440,7 @@ where
 #[cfg(test)]
 mod tests {
     use super::*;
-    use ringkv_core::siblings::WriteLimits;
+    use ringkv_core::siblings::{NewVersion, WriteLimits};
     use ringkv_core::version::{CausalContext, Dot};
     use ringkv_core::NodeId;
 
@@ -523,16 +523,9 @@ mod tests {
             min_counter: 0,
         };
         let (node, ctx) = (NodeId::from("n1"), CausalContext::new());
-        let value = Some(b"cart".to_vec());
+        let version = NewVersion::new(Some(b"cart".to_vec()), Some(1_700_000_002_000));
         expiring
-            .write_expiring(
-                &node,
-                &ctx,
-                value,
-                Some(1_700_000_002_000),
-                1_700_000_000_000,
-                limits,
-            )
+            .write_version(&node, &ctx, version, 1_700_000_000_000, limits)
             .unwrap();
         let read = decode(&encode(&expiring).unwrap()).unwrap();
         assert_eq!(

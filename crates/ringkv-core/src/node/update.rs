@@ -26,17 +26,19 @@ impl<S: Store> Node<S> {
         update: Update,
         acks: WriteAcks,
     ) {
-        let prepared = self.prepare_update(now, &key, read, &update);
-        let (applied, context, dot, expires_at) = match prepared {
+        let prepared = match self.prepare_update(now, &key, read, &update) {
             Ok(prepared) => prepared,
             Err(e) => return self.finish(origin, Err(e)),
         };
+        let Prepared {
+            applied,
+            context,
+            dot,
+            existing,
+        } = prepared;
         // PERSIST of a key that never expires changes nothing (Redis: 0).
-        let persist_of_nothing = update == Update::Expire(None) && expires_at.is_none();
-        let expires_at = match update {
-            Update::Expire(ttl) => ttl.map(|ttl| now.saturating_add(ttl)),
-            _ => expires_at,
-        };
+        let persist_of_nothing =
+            update == Update::Expire(None) && existing.is_some_and(|e| e.expires_at.is_none());
         let (Some(value), false) = (applied.write, persist_of_nothing) else {
             let reply = match persist_of_nothing {
                 true => crdt::Reply::Integer(0),
@@ -44,8 +46,11 @@ impl<S: Store> Node<S> {
             };
             return self.finish(origin, Ok(ClientReply::Updated(reply)));
         };
-        let bytes = value.map(|v| v.encode());
-        let size = bytes.as_ref().map_or(0, |b| super::payload_len(&key, b));
+        let version = new_version(now, &update, existing, value);
+        let size = version
+            .value
+            .as_ref()
+            .map_or(0, |b| super::payload_len(&key, b));
         if size > self.settings.max_value_bytes {
             let err = ClientError::Refused(format!(
                 "ERR the value would be {size} bytes, over the limit of {} (max_value_bytes)",
@@ -54,23 +59,18 @@ impl<S: Store> Node<S> {
             return self.finish(origin, Err(err));
         }
         let updated = Some((dot, &update, applied.reply));
-        let version = NewVersion::new(bytes, expires_at);
         self.write_version(now, origin, key, version, context, acks, updated);
     }
 
-    /// The update applied, the context its write covers (all it saw), the
-    /// dot that write will get — computed exactly as [`SiblingSet::write`]
-    /// will, on the same state, so that a set's add and a counter's new
-    /// actor carry the version's own, unique dot — and when the value it
-    /// applied to expires (an update keeps the key's TTL, as in Redis).
-    /// A value that has expired is applied to as missing.
+    /// The update applied to what is known of `key` (a value that has
+    /// expired is applied to as missing), and what its write needs.
     fn prepare_update(
         &self,
         now: Millis,
         key: &[u8],
         read: SiblingSet,
         update: &Update,
-    ) -> Result<(Applied, CausalContext, Dot, Option<Millis>), ClientError> {
+    ) -> Result<Prepared, ClientError> {
         let stored = self.local_state(key)?;
         let mut all = stored.clone();
         all.merge(&read);
@@ -80,7 +80,14 @@ impl<S: Store> Node<S> {
         let dot = stored.next_dot(&self.id, &written_against, floor);
         let visible = all.visible_at(now);
         let current = crdt::resolve(&visible)?;
-        let expires_at = keyspace::lww_winner(&visible).and_then(|w| w.expires_at);
+        let existing =
+            current
+                .as_ref()
+                .filter(|(value, _)| value.exists())
+                .map(|(_, (timestamp, _))| Existing {
+                    timestamp: *timestamp,
+                    expires_at: keyspace::lww_winner(&visible).and_then(|w| w.expires_at),
+                });
         let writer = Writer {
             node: &self.id,
             floor,
@@ -88,6 +95,54 @@ impl<S: Store> Node<S> {
             dot: &dot,
         };
         let applied = crdt::apply(current, update, &writer)?;
-        Ok((applied, context, dot, expires_at))
+        Ok(Prepared {
+            applied,
+            context,
+            dot,
+            existing,
+        })
+    }
+}
+
+/// An update applied, ready to be written.
+struct Prepared {
+    applied: Applied,
+    /// What its write covers: all it saw.
+    context: CausalContext,
+    /// The dot that write will get — computed exactly as
+    /// [`SiblingSet::write`] will, on the same state, so that a set's add
+    /// and a counter's new actor carry the version's own, unique dot.
+    dot: Dot,
+    /// The value it applied to, if the key held one.
+    existing: Option<Existing>,
+}
+
+/// What an update found of the key's value: the stamp and expiry of the
+/// version that decides it (its last-write-wins winner).
+#[derive(Clone, Copy)]
+struct Existing {
+    timestamp: Millis,
+    expires_at: Option<Millis>,
+}
+
+/// The version an update writes: `value` (`None`, a tombstone), expiring
+/// as Redis says — `EXPIRE`/`PERSIST` set the expiry and keep the stamp
+/// of the value they re-expire (see [`NewVersion::stamped`]); any other
+/// update keeps the expiry of the value it found — none when the key held
+/// nothing, an emptied collection included, so a key made anew under the
+/// name of a deleted one gets no TTL, as in Redis.
+fn new_version(
+    now: Millis,
+    update: &Update,
+    existing: Option<Existing>,
+    value: Option<crdt::Value>,
+) -> NewVersion {
+    let bytes = value.map(|v| v.encode());
+    match (update, existing) {
+        (Update::Expire(ttl), Some(found)) => {
+            let expires_at = ttl.map(|ttl| now.saturating_add(ttl));
+            NewVersion::new(bytes, expires_at).stamped(found.timestamp)
+        }
+        _ => NewVersion::new(bytes, existing.and_then(|e| e.expires_at)),
     }
 }

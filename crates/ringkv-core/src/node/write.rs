@@ -73,9 +73,8 @@ impl<S: Store> Node<S> {
         let written = self.read_local(&key).and_then(|old| {
             let mut set = self.local_state(&key)?;
             let stored_context = keyspace::write_context(&key, context.clone(), &set);
-            let NewVersion { value, expires_at } = version;
             let dot = set
-                .write_expiring(&self.id, &stored_context, value, expires_at, now, limits)
+                .write_version(&self.id, &stored_context, version, now, limits)
                 .map_err(ClientError::from)?;
             if let Some((made_with, ..)) = &updated {
                 assert_eq!(

@@ -425,6 +425,29 @@ mod tests {
         assert!(fail("SET k v EX ten").contains("not an integer"));
         assert!(fail("SET k v NX").contains("SET option 'NX' is not supported"));
         assert!(fail("SET k v KEEPTTL").contains("is not supported"));
+        for line in [
+            "SET k v EX",
+            "SET k v EX 1 PX 2",
+            "SET k v PX 1 EX 2",
+            "SET k v FOO",
+        ] {
+            assert_eq!(fail(line), "ERR syntax error", "{line}");
+        }
+        assert_eq!(
+            parse("SET k v EX 1 ex 2"),
+            set(Some(2_000)),
+            "the last counts"
+        );
+        assert!(fail("SET k v EX 4102444800").contains("at most 100 years"));
+        assert_eq!(
+            fail("EXPIRE k 9223372036854775807"),
+            "ERR invalid expire time in 'expire' command"
+        );
+        assert_eq!(
+            fail("EXPIRE k -9223372036854775808"),
+            "ERR invalid expire time in 'expire' command"
+        );
+        assert!(fail("PEXPIRE k 9223372036854775807").contains("at most 100 years"));
         assert!(fail("EXPIRE k 10 NX").contains("option 'NX' is not supported"));
         use super::super::expiry::Op;
         assert_eq!(

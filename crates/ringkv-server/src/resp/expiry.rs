@@ -48,13 +48,8 @@ pub fn parse(name: &[u8], args: &[Bytes]) -> Option<Command> {
     Some(match (name, args) {
         (b"SETEX", [key, seconds, value]) => set_with(key, value, ttl_of(seconds, 1000, "setex")),
         (b"PSETEX", [key, ms, value]) => set_with(key, value, ttl_of(ms, 1, "psetex")),
-        (b"EXPIRE" | b"PEXPIRE", [key, ttl]) => {
-            let unit = if name == b"EXPIRE" { 1000 } else { 1 };
-            match parse_integer(ttl) {
-                Ok(n) => Command::Expiry(Op::Expire(key.clone(), n.saturating_mul(unit))),
-                Err(_) => not_an_integer(),
-            }
-        }
+        (b"EXPIRE", [key, ttl]) => expire_of(key, ttl, 1000, "expire"),
+        (b"PEXPIRE", [key, ttl]) => expire_of(key, ttl, 1, "pexpire"),
         (b"EXPIRE" | b"PEXPIRE", [_, _, option, ..]) => Command::Fail(format!(
             "ERR {} option '{}' is not supported by ringkv",
             String::from_utf8_lossy(name),
@@ -67,21 +62,40 @@ pub fn parse(name: &[u8], args: &[Bytes]) -> Option<Command> {
     })
 }
 
-/// `SET key value [EX seconds | PX ms]`: the TTL in ms, or the error.
+/// `SET key value [EX seconds | PX ms]`: the TTL in ms, or the error as
+/// Redis words it (`EX` without a number, or both `EX` and `PX`: a syntax
+/// error; the last of a repeated one counts).
 pub fn set(key: &Bytes, value: &Bytes, options: &[Bytes]) -> Command {
-    match options {
-        [] => Command::Set(key.clone(), value.clone(), None),
-        [unit, amount] if unit.eq_ignore_ascii_case(b"EX") => {
-            set_with(key, value, ttl_of(amount, 1000, "set"))
+    const REFUSED: [&[u8]; 6] = [b"NX", b"XX", b"GET", b"KEEPTTL", b"EXAT", b"PXAT"];
+    let mut ttl: Option<(u64, &Bytes)> = None;
+    let mut rest = options.iter();
+    while let Some(option) = rest.next() {
+        let upper = option.to_ascii_uppercase();
+        let unit = match upper.as_slice() {
+            b"EX" => 1000,
+            b"PX" => 1,
+            refused if REFUSED.contains(&refused) => {
+                return Command::Fail(format!(
+                    "ERR SET option '{}' is not supported by ringkv (EX and PX are)",
+                    text(option)
+                ))
+            }
+            _ => return syntax_error(),
+        };
+        match (rest.next(), ttl) {
+            (Some(_), Some((seen, _))) if seen != unit => return syntax_error(),
+            (Some(amount), _) => ttl = Some((unit, amount)),
+            (None, _) => return syntax_error(),
         }
-        [unit, amount] if unit.eq_ignore_ascii_case(b"PX") => {
-            set_with(key, value, ttl_of(amount, 1, "set"))
-        }
-        [option, ..] => Command::Fail(format!(
-            "ERR SET option '{}' is not supported by ringkv (EX and PX are)",
-            text(option)
-        )),
     }
+    match ttl {
+        None => Command::Set(key.clone(), value.clone(), None),
+        Some((unit, amount)) => set_with(key, value, ttl_of(amount, unit, "set")),
+    }
+}
+
+fn syntax_error() -> Command {
+    Command::Fail("ERR syntax error".into())
 }
 
 fn set_with(key: &Bytes, value: &Bytes, ttl: Result<u64, Command>) -> Command {
@@ -92,15 +106,40 @@ fn set_with(key: &Bytes, value: &Bytes, ttl: Result<u64, Command>) -> Command {
 }
 
 /// `amount` × `unit` ms, as Redis checks a `SET`/`SETEX` expire time: an
-/// integer above 0 (and here at most 100 years).
+/// integer above 0 — and here at most 100 years ([`MAX_TTL_MS`]).
 fn ttl_of(amount: &Bytes, unit: u64, command: &str) -> Result<u64, Command> {
     let n = parse_integer(amount).map_err(|_| not_an_integer())?;
     let ms = u64::try_from(n).ok().and_then(|n| n.checked_mul(unit));
     match ms {
         Some(ms) if ms > 0 && ms <= MAX_TTL_MS => Ok(ms),
-        _ => Err(Command::Fail(format!(
-            "ERR invalid expire time in '{command}' command"
-        ))),
+        Some(ms) if ms > 0 => Err(too_far(command)),
+        _ => Err(invalid_expire_time(command)),
+    }
+}
+
+fn invalid_expire_time(command: &str) -> Command {
+    Command::Fail(format!("ERR invalid expire time in '{command}' command"))
+}
+
+/// Redis takes TTLs up to its clock's range; ringkv bounds them.
+fn too_far(command: &str) -> Command {
+    Command::Fail(format!(
+        "ERR invalid expire time in '{command}' command: ringkv takes at most 100 years \
+         ({MAX_TTL_MS} ms)"
+    ))
+}
+
+/// `EXPIRE`'s (`unit` 1000) or `PEXPIRE`'s TTL in ms: at most 0 deletes
+/// the key, as in Redis; one whose ms overflow is Redis's invalid expire
+/// time; past 100 years ringkv's.
+fn expire_of(key: &Bytes, ttl: &Bytes, unit: i64, command: &str) -> Command {
+    let Ok(n) = parse_integer(ttl) else {
+        return not_an_integer();
+    };
+    match n.checked_mul(unit) {
+        None => invalid_expire_time(command),
+        Some(ms) if ms > MAX_TTL_MS as i64 => too_far(command),
+        Some(ms) => Command::Expiry(Op::Expire(key.clone(), ms)),
     }
 }
 
@@ -115,8 +154,8 @@ pub async fn run(ctx: &Context, op: Op) -> Outcome<Reply> {
         // Redis deletes at once on a TTL of 0 or less.
         Op::Expire(key, ms) if ms <= 0 => exec::update(ctx, key, Update::Del).await.map(integer),
         Op::Expire(key, ms) => {
-            let ms = (ms as u64).min(MAX_TTL_MS);
-            exec::update(ctx, key, Update::Expire(Some(ms)))
+            debug_assert!(ms as u64 <= MAX_TTL_MS, "checked when parsed");
+            exec::update(ctx, key, Update::Expire(Some(ms as u64)))
                 .await
                 .map(integer)
         }
