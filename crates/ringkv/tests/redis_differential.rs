@@ -7,7 +7,9 @@
 //! errors), sets (`SADD` … `SCARD`), `TYPE`, `WRONGTYPE`, `DEL`/`EXISTS`/
 //! `MGET`/`MSET` over typed values, `MULTI`/`EXEC`, and the same again in
 //! RESP3 after `HELLO 3`, hashes (`HSET` … `HINCRBY`), lists (`LPUSH` …
-//! `LINDEX`), sorted sets (`ZADD` … `ZPOPMAX`) and `SPOP`. `SMEMBERS`,
+//! `LINDEX`), sorted sets (`ZADD` … `ZPOPMAX`), `SPOP` and expiry (`SET
+//! … EX/PX`, `SETEX`, `PSETEX`, `EXPIRE`, `PEXPIRE`, `PERSIST`, `TTL`,
+//! `PTTL`, their errors, and the TTL across updates). `SMEMBERS`,
 //! `SPOP`'s arrays and `HGETALL` are compared sorted (Redis's order is its
 //! own). Replies that cannot be equal by nature are
 //! listed in [`SHAPE_ONLY`] and only their shape is checked.
@@ -38,7 +40,8 @@ use std::time::{Duration, Instant};
 ///   keyspace and tombstones included — an integer.
 ///
 /// Left out of the sequence, since ringkv refuses them by design (README,
-/// "Redis protocol"): `SELECT` of another database, `SET` options, `WATCH`,
+/// "Redis protocol"): `SELECT` of another database, `SET` options other
+/// than `EX` and `PX`, `WATCH`,
 /// `CLIENT` inside `MULTI`, and `CONFIG GET databases` (one, not 16).
 const SHAPE_ONLY: [&str; 6] = [
     "INFO",
@@ -548,10 +551,63 @@ const STEPS: &[&[&str]] = &[
     &["GET", "str:missing"],
     &["INCR", "r3:ctr"],
     &["EXEC"],
+    // Expiry (TTLs far enough off that both count the same seconds).
+    &["SET", "ttl:a", "v", "EX", "1000"],
+    &["TTL", "ttl:a"],
+    &["PERSIST", "ttl:a"],
+    &["TTL", "ttl:a"],
+    &["PERSIST", "ttl:a"],
+    &["EXPIRE", "ttl:a", "500"],
+    &["TTL", "ttl:a"],
+    &["SET", "ttl:a", "w"],
+    &["TTL", "ttl:a"],
+    &["TTL", "ttl:missing"],
+    &["PTTL", "ttl:missing"],
+    &["PERSIST", "ttl:missing"],
+    &["EXPIRE", "ttl:missing", "5"],
+    &["SETEX", "ttl:b", "1000", "v"],
+    &["PSETEX", "ttl:p", "1000000", "v"],
+    &["TTL", "ttl:b"],
+    &["TTL", "ttl:p"],
+    &["SET", "ttl:c", "v", "EX", "0"],
+    &["SET", "ttl:c", "v", "PX", "-5"],
+    &["SET", "ttl:c", "v", "EX"],
+    &["SET", "ttl:c", "v", "EX", "5", "PX", "100"],
+    &["SET", "ttl:c", "v", "EX", "ten"],
+    &["SET", "ttl:c", "v", "EX", "5", "EX", "1000"],
+    &["TTL", "ttl:c"],
+    &["SETEX", "ttl:c", "-1", "v"],
+    &["SETEX", "ttl:c", "v"],
+    &["EXPIRE", "ttl:b", "soon"],
+    &["EXPIRE", "ttl:b", "9223372036854775807"],
+    &["EXPIRE", "ttl:b", "-9223372036854775808"],
+    &["SADD", "ttl:s", "a"],
+    &["EXPIRE", "ttl:s", "1000"],
+    &["SADD", "ttl:s", "b"],
+    &["TTL", "ttl:s"],
+    &["SREM", "ttl:s", "a", "b"],
+    &["SADD", "ttl:s", "c"],
+    &["TTL", "ttl:s"],
+    &["INCR", "ttl:n"],
+    &["EXPIRE", "ttl:n", "1000"],
+    &["INCR", "ttl:n"],
+    &["TTL", "ttl:n"],
+    &["HSET", "ttl:h", "f", "1"],
+    &["PEXPIRE", "ttl:h", "1000000"],
+    &["HINCRBY", "ttl:h", "f", "2"],
+    &["TTL", "ttl:h"],
+    &["EXPIRE", "ttl:n", "0"],
+    &["GET", "ttl:n"],
+    &["EXISTS", "ttl:n"],
+    &["PEXPIRE", "ttl:b", "-1"],
+    &["TYPE", "ttl:b"],
+    &["EXPIRE"],
+    &["TTL", "a", "b"],
     &["HELLO", "2"],
     &["GET", "str:missing"],
     &["MGET", "str:missing", "r3:ctr"],
     &["SMEMBERS", "set:missing"],
+    &["TTL", "ttl:a"],
     &["QUIT"],
 ];
 
