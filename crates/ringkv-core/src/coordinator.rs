@@ -163,6 +163,18 @@ impl Quorum {
         self.stand_ins.get(replica).unwrap_or(replica).clone()
     }
 
+    /// True when `replica` has a stand-in, or needs none (a pending future
+    /// replica, or one whose copy the coordinator already keeps a hint of).
+    pub fn is_covered(&self, replica: &NodeId) -> bool {
+        self.covered.contains(replica)
+    }
+
+    /// `replica`'s copy is taken care of without a stand-in counted for it
+    /// (the coordinator keeps a hint of it).
+    pub fn mark_covered(&mut self, replica: &NodeId) {
+        self.covered.insert(replica.clone());
+    }
+
     /// True when `replica` has not answered, has no stand-in yet and the
     /// verdict is still open: a failure or silence of it calls for one.
     pub fn needs_stand_in(&self, replica: &NodeId) -> bool {

@@ -20,6 +20,7 @@
 use crate::siblings::{Sibling, SiblingSet};
 use crate::version::CausalContext;
 use crate::Millis;
+use serde::{Deserialize, Serialize};
 
 /// First byte of every internal keyspace's keys; no user key may start
 /// with it.
@@ -57,6 +58,25 @@ pub fn policy_of(key: &[u8]) -> ConflictPolicy {
 /// The internal key of a last-write-wins user key.
 pub fn lww_key(user_key: &[u8]) -> Vec<u8> {
     [&LWW_PREFIX[..], user_key].concat()
+}
+
+/// The keyspaces users see, each listed apart (see the node's scan).
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Keyspace {
+    /// HTTP `/kv` keys: siblings, any key without the reserved byte.
+    Kv,
+    /// Redis keys: typed, last-write-wins, under [`LWW_PREFIX`].
+    Redis,
+}
+
+impl Keyspace {
+    /// The user key of the internal `key` if it belongs to this keyspace.
+    pub fn user_key(self, key: &[u8]) -> Option<&[u8]> {
+        match self {
+            Keyspace::Kv => (!is_reserved(key)).then_some(key),
+            Keyspace::Redis => key.strip_prefix(&LWW_PREFIX[..]),
+        }
+    }
 }
 
 /// True when a user key would fall into an internal keyspace.

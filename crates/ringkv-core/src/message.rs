@@ -281,11 +281,15 @@ pub enum ClientOp {
         w: Option<usize>,
         pw: Option<usize>,
     },
-    /// Redis `SCAN`: the Redis keys whose ring token is at least `cursor`,
-    /// from one replica of the range holding it (a coverage query: see
-    /// [`crate::node`]'s `scan`), examining about `count` keys. The reply
-    /// is [`ClientReply::Keys`].
-    Scan { cursor: u64, count: usize },
+    /// Redis `SCAN`, or a listing of `/kv` keys: the keys of `keyspace`
+    /// whose ring token is at least `cursor`, from one replica of the
+    /// range holding it (a coverage query: see [`crate::node`]'s `scan`),
+    /// examining about `count` keys. The reply is [`ClientReply::Keys`].
+    Scan {
+        cursor: u64,
+        count: usize,
+        keyspace: crate::keyspace::Keyspace,
+    },
 }
 
 impl ClientOp {
@@ -354,8 +358,9 @@ pub enum ClientReply {
     Written { dot: Dot, context: CausalContext },
     /// An update's reply (see [`crate::crdt::Update`]).
     Updated(crate::crdt::Reply),
-    /// A scan's page: Redis keys (without the keyspace prefix) with their
-    /// type names, and the cursor to go on from (0: the scan is done).
+    /// A scan's page: user keys (without the keyspace prefix) with their
+    /// type names (`kv` for a `/kv` key), and the cursor to go on from (0:
+    /// the scan is done).
     Keys {
         keys: Vec<(Vec<u8>, String)>,
         cursor: u64,

@@ -702,8 +702,12 @@ impl<S: Store> Node<S> {
                 let purpose = ReadPurpose::UpdateAfterRead(update, WriteAcks { w, pw });
                 self.start_read(now, origin, key, (None, None), purpose)
             }
-            ClientOp::Scan { cursor, count } => {
-                let page = self.scan(cursor, count);
+            ClientOp::Scan {
+                cursor,
+                count,
+                keyspace,
+            } => {
+                let page = self.scan(cursor, count, keyspace);
                 self.finish(origin, page)
             }
         }
@@ -722,6 +726,13 @@ impl<S: Store> Node<S> {
     }
 
     fn expire(&mut self, now: Millis, req: RequestId) {
+        if let Some(OpState::Put(put)) = self.ops.get(&req).map(|op| &op.state) {
+            // Replicas still silent: their copies wait here as hints.
+            let silent: Vec<NodeId> = put.quorum.replicas().iter().cloned().collect();
+            for replica in &silent {
+                self.hint_missed(now, req, replica);
+            }
+        }
         let verdict = match self.ops.get_mut(&req).map(|op| &mut op.state) {
             Some(OpState::Put(p)) => p.quorum.expire(),
             Some(OpState::Get(g)) => g.quorum.expire(),

@@ -166,6 +166,44 @@ fn a_replica_no_stand_in_covers_gets_its_copy_from_the_coordinator_s_hint() {
     }
 }
 
+/// A W = 1 write through a node cut off from all of its key's replicas
+/// (the minority side of a partition) is answered by that node alone,
+/// before any replica could fail: each replica that missed it still gets
+/// a hint, kept by the coordinator or a stand-in, so after the heal every
+/// replica holds it without anti-entropy (off here). CI saw a replica
+/// still without it 30 s after the heal when only the coordinator's own
+/// hint was kept.
+#[test]
+fn every_replica_of_a_w1_write_on_the_minority_side_gets_it_after_the_heal() {
+    let nodes = ["n1", "n2", "n3", "n4", "n5"];
+    let mut net = net_of(&nodes, settings());
+    let key = (0..1000)
+        .map(|i| format!("minority-{i}"))
+        .find(|k| {
+            let list = net.coordinator_of(k);
+            list.iter()
+                .all(|n| ["n1", "n2", "n3"].contains(&n.as_str()))
+        })
+        .unwrap();
+    for a in ["n4", "n5"] {
+        for b in ["n1", "n2", "n3"] {
+            net.cut_link(a, b);
+        }
+    }
+    net.run_for(8_000, 100);
+    let written = net.put("n4", &key, "minority", CausalContext::new(), Some(1));
+    assert!(written.is_ok(), "{written:?}");
+    net.cut.clear();
+    net.run_for(15_000, 100);
+    for replica in net.coordinator_of(&key) {
+        assert_eq!(
+            values(&net.local(&replica, &key)),
+            ["minority"],
+            "{replica}"
+        );
+    }
+}
+
 #[test]
 fn hints_beyond_max_hints_are_refused_and_counted() {
     let mut s = settings();

@@ -34,11 +34,13 @@ fn copies(net: &Net, nodes: &[&str], key: &str) -> usize {
 /// Four members without anti-entropy (only the handoff moves data here):
 /// the first half of the keys on three replicas; each key of the second
 /// half whose replicas include `dead` and `lone` only on those two (the
-/// others were down when it was written, so not even a hint went
-/// elsewhere). Then `dead` dies for good and the others see it down.
+/// others were down when it was written, and hints are off here, so no
+/// copy went elsewhere). Then `dead` dies for good and the others see it
+/// down.
 fn cluster_with_dead(dead: &str, lone: &str) -> Net {
     let mut settings = Settings::default();
     settings.anti_entropy.enabled = false;
+    settings.hints.max_hints = 0;
     let names = ["n1", "n2", "n3", "n4"];
     let mut net = Net::build(&names, settings, |_| MemoryStore::default());
     for i in 0..KEYS / 2 {

@@ -82,6 +82,7 @@ pub fn router(api: Api) -> Router {
         .route("/kv/", any(empty_key))
         .merge(http_crdt::routes())
         .merge(http_hash::routes())
+        .merge(crate::http_keys::routes())
         .layer(middleware::map_response_with_state(
             api.clone(),
             ring_header,

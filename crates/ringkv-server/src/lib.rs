@@ -13,6 +13,7 @@ mod http_accept;
 mod http_conditional;
 pub mod http_crdt;
 pub mod http_hash;
+pub mod http_keys;
 pub mod http_serve;
 pub mod local;
 pub mod members_file;

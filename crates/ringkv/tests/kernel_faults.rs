@@ -196,7 +196,16 @@ async fn a_minority_side_write_succeeds_and_its_hint_reaches_the_replicas_after_
         match hint_delivered(&c, &key, value).await {
             Ok(()) => break,
             Err(last) if Instant::now() > deadline => {
-                panic!("{key} not on every replica within {HINT_LIMIT:?} of the heal: {last}")
+                let mut hints = String::new();
+                for i in 1..=NODES {
+                    let status = c.status(i).await;
+                    hints += &format!(" n{i}: {} {};", status["pending_hints"], status["members"]);
+                }
+                panic!(
+                    "{key} (replicas {:?}) not on every replica within {HINT_LIMIT:?} of the \
+                     heal: {last}; hints kept:{hints}",
+                    preference_list(NODES, &key)
+                )
             }
             Err(_) => tokio::time::sleep(Duration::from_millis(200)).await,
         }

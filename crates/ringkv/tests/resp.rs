@@ -74,8 +74,8 @@ async fn commands_round_trip_through_different_nodes() {
             "ERR wrong number of arguments for 'get' command",
         ),
         (
-            &["SET", "k", "v", "EX", "10"][..],
-            "ERR SET option 'EX' is not supported",
+            &["SET", "k", "v", "NX"][..],
+            "ERR SET option 'NX' is not supported",
         ),
         (&["SELECT", "1"][..], "ERR DB index is out of range"),
     ] {

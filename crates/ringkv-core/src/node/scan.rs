@@ -1,6 +1,7 @@
-//! Redis `SCAN` as a coverage query over the ring: the cursor is a ring
-//! token, and a page is the Redis keys of the ranges from there on that one
-//! replica holds — the node that takes the request scans its own store
+//! Key listing — Redis `SCAN`, and the HTTP listing of `/kv` keys — as a
+//! coverage query over the ring: the cursor is a ring token, and a page is
+//! the keys of one keyspace in the ranges from there on that one replica
+//! holds — the node that takes the request scans its own store
 //! through consecutive ranges it replicates, and stops at the first it
 //! does not (the client's next `SCAN` goes to a replica of that one) or
 //! when it has examined `count` keys. Riak's 2i/list-keys and Cassandra's
@@ -14,9 +15,10 @@
 
 use super::Node;
 use crate::crdt;
-use crate::keyspace::LWW_PREFIX;
+use crate::keyspace::Keyspace;
 use crate::message::{ClientError, ClientReply, ClientResult};
 use crate::ring::{Ring, Token};
+use crate::siblings::SiblingSet;
 use crate::store::Store;
 use crate::{Millis, NodeId};
 
@@ -57,10 +59,10 @@ impl<S: Store> Node<S> {
 
     /// One page from this node's store, from `cursor` on through the
     /// ranges it replicates, examining about `count` keys.
-    pub(super) fn scan(&self, mut cursor: Token, count: usize) -> ClientResult {
+    pub(super) fn scan(&self, mut cursor: Token, count: usize, keyspace: Keyspace) -> ClientResult {
         let mut page = Page::default();
         while let Some(to) = self.span_end(cursor) {
-            let stopped = self.scan_span(cursor, to, count, &mut page)?;
+            let stopped = self.scan_span((cursor, to), count, keyspace, &mut page)?;
             cursor = match stopped {
                 Some(at) => at,
                 None => to.wrapping_add(1),
@@ -89,18 +91,20 @@ impl<S: Store> Node<S> {
     }
 
     /// Scan `from..=to` into `page`; the token it stopped at (its keys not
-    /// taken) when the page is full, `None` when the span is done.
+    /// taken) when the page is full, `None` when the span is done. Every
+    /// key examined counts, of either keyspace: a page's cost is bounded
+    /// whatever it finds.
     fn scan_span(
         &self,
-        from: Token,
-        to: Token,
+        (from, to): (Token, Token),
         count: usize,
+        keyspace: Keyspace,
         page: &mut Page,
     ) -> Result<Option<Token>, ClientError> {
         let mut last = None;
         let mut stopped = None;
         let full = |p: &Page| p.examined >= count || p.bytes >= MAX_PAGE_BYTES;
-        let visit = &mut |key: &[u8], set: &crate::siblings::SiblingSet| {
+        let visit = &mut |key: &[u8], set: &SiblingSet| {
             let token = Ring::key_token(key);
             if full(page) && last != Some(token) {
                 stopped = Some(token);
@@ -108,15 +112,12 @@ impl<S: Store> Node<S> {
             }
             last = Some(token);
             page.examined += 1;
-            let Some(user_key) = key.strip_prefix(&LWW_PREFIX[..]) else {
+            let Some(user_key) = keyspace.user_key(key) else {
                 return true;
             };
-            if let Ok(Some((value, _))) = crdt::resolve(&set.visible_at(self.now)) {
-                if value.exists() {
-                    page.bytes += user_key.len();
-                    page.keys
-                        .push((user_key.to_vec(), value.type_name().into()));
-                }
+            if let Some(type_name) = live_type(keyspace, &set.visible_at(self.now)) {
+                page.bytes += user_key.len();
+                page.keys.push((user_key.to_vec(), type_name.into()));
             }
             true
         };
@@ -124,5 +125,18 @@ impl<S: Store> Node<S> {
             .scan(from, to, visit)
             .map_err(|e| self.storage_error(e))?;
         Ok(stopped)
+    }
+}
+
+/// The type name of a key holding `visible` (expired versions shown as
+/// tombstones) when it holds something a read shows: `kv` for a `/kv` key
+/// with a live version, the Redis type of a Redis key whose value exists.
+fn live_type(keyspace: Keyspace, visible: &SiblingSet) -> Option<&'static str> {
+    match keyspace {
+        Keyspace::Kv => visible.live().next().map(|_| "kv"),
+        Keyspace::Redis => match crdt::resolve(visible) {
+            Ok(Some((value, _))) if value.exists() => Some(value.type_name()),
+            _ => None,
+        },
     }
 }

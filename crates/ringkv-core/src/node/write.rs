@@ -196,8 +196,35 @@ impl<S: Store> Node<S> {
         // process was paused, its transport reports every peer so — and is
         // waited for (found by a paused node's first writes after SIGCONT).
         if replaced || covered || refused || self.is_down_to_me(replica) {
+            self.hint_missed(now, req, replica);
             self.record_put(req, replica, false);
         }
+    }
+
+    /// `replica` missed this write, and no stand-in took its copy — the
+    /// verdict was given already (W = 1 is met by the coordinator alone),
+    /// or none was free: this node keeps a hint of the copy for its owner,
+    /// not counted towards W, as Cassandra's coordinator hints every
+    /// replica it could not reach. So the copy reaches the owner when it
+    /// is back, not at anti-entropy's next pass over the range (CI: after a
+    /// W = 1 write on the minority side of a partition, a replica still
+    /// lacked it 30 s after the heal).
+    pub(super) fn hint_missed(&mut self, now: Millis, req: RequestId, replica: &NodeId) {
+        let Some(put) = self.put_op(req) else {
+            return;
+        };
+        let owner = put.quorum.owner_of(replica);
+        if put.quorum.is_covered(replica) || !put.quorum.awaits(replica) || owner == self.id {
+            return;
+        }
+        let (key, siblings) = (put.key.clone(), put.siblings.clone());
+        if let Some(OpState::Put(put)) = self.ops.get_mut(&req).map(|op| &mut op.state) {
+            put.quorum.mark_covered(replica);
+        }
+        self.stats.last_resort_hints += 1;
+        // A refusal (the hint book full, the store failed) leaves the copy
+        // to anti-entropy.
+        let _ = self.store_hint(now, &owner, &key, &siblings);
     }
 
     /// The first of `replicas` that is not healthy for `write` work (the
@@ -244,6 +271,8 @@ impl<S: Store> Node<S> {
         }
         if replace {
             self.add_stand_in(now, req, from);
+        } else if !ok {
+            self.hint_missed(now, req, from);
         }
         self.record_put(req, from, ok);
     }
@@ -296,13 +325,7 @@ impl<S: Store> Node<S> {
         };
         let owner = put.quorum.owner_of(replica);
         let Some(stand_in) = self.pick_stand_in(now, &put.key, put.quorum.replicas(), true) else {
-            if owner != self.id {
-                let (key, siblings) = (put.key.clone(), put.siblings.clone());
-                self.stats.last_resort_hints += 1;
-                // A refusal (the hint book full, the store failed) leaves
-                // the copy to anti-entropy, as before.
-                let _ = self.store_hint(now, &owner, &key, &siblings);
-            }
+            self.hint_missed(now, req, replica);
             return false;
         };
         let (key, siblings) = (put.key.clone(), put.siblings.clone());

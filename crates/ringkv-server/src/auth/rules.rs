@@ -35,6 +35,8 @@ const HTTP_RULES: &[HttpRule] = &[
     rule(None, "/set/", Some(Role::Write)),
     rule(Some("GET"), "/hash/", Some(Role::Read)),
     rule(None, "/hash/", Some(Role::Write)),
+    // Key listings read keys.
+    rule(Some("GET"), "/buckets/", Some(Role::Read)),
     // The API's description says nothing about the cluster.
     rule(Some("GET"), "/openapi.json", None),
     rule(Some("GET"), "/status", Some(Role::Read)),
@@ -145,6 +147,8 @@ mod tests {
             ("GET", "/metrics", Some(Role::Admin)),
             ("GET", "/statusx", Some(Role::Admin)),
             ("GET", "/kv", Some(Role::Admin)),
+            ("GET", "/buckets/default/keys", Some(Role::Read)),
+            ("DELETE", "/buckets/default/keys", None),
             ("GET", "/healthz", Some(Role::Admin)),
             ("GET", "/ui/data", Some(Role::Read)),
             ("GET", "/ui", None),

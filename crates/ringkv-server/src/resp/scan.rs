@@ -79,7 +79,12 @@ fn count(value: &Bytes) -> Result<usize, BytesFrame> {
 
 /// One page: the next cursor and the keys (with types) it found.
 async fn page(ctx: &Context, cursor: u64, count: usize) -> Outcome<(u64, Vec<(Vec<u8>, String)>)> {
-    let op = ClientOp::Scan { cursor, count };
+    let keyspace = ringkv_core::keyspace::Keyspace::Redis;
+    let op = ClientOp::Scan {
+        cursor,
+        count,
+        keyspace,
+    };
     match ctx.node.request(op, ctx.request_limit).await? {
         ClientReply::Keys { keys, cursor } => Ok((cursor, keys)),
         _ => Err(Failure::unexpected()),
