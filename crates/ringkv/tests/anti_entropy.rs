@@ -18,6 +18,11 @@ const REPAIR_LIMIT: Duration = Duration::from_secs(90);
 /// 384 ranges every node replicates takes about 8 s at `interval_ms = 20`).
 const CONVERGE_LIMIT: Duration = Duration::from_secs(60);
 
+/// Hints off: a coordinator keeps a hint for a replica that stayed silent
+/// through a write, and would hand n3 what it missed; these tests are
+/// about anti-entropy alone.
+const NO_HINTS: &str = "[hints]\nmax_hints = 0";
+
 /// `KEYS` keys that n3 does not coordinate: a write through n1 is then
 /// coordinated by n1 or n2 and never waits out a forward to the cut-off n3
 /// (a cut drops traffic silently, so only the forward timeout notices).
@@ -103,7 +108,7 @@ fn keys_repaired(line: &str) -> Option<u64> {
 /// three replicas of every key hold the identical sibling set.
 #[tokio::test]
 async fn a_replica_that_missed_writes_converges_through_anti_entropy() {
-    let c = Cluster::start_with(3, "[anti_entropy]\nenabled = false").await;
+    let c = Cluster::start_with(3, &format!("[anti_entropy]\nenabled = false\n\n{NO_HINTS}")).await;
     let keys = test_keys("missed:");
     write_while_n3_is_cut_off(&c, &keys).await;
 
@@ -200,7 +205,10 @@ async fn periodic_anti_entropy_heals_without_being_asked() {
         // A short exchange timeout: exchanges a node starts with the cut-off
         // n3 are dropped silently and only end by timing out, and a node
         // runs one exchange at a time.
-        "[anti_entropy]\nenabled = true\ninterval_ms = 20\nexchange_timeout_ms = 1000",
+        &format!(
+            "[anti_entropy]\nenabled = true\ninterval_ms = 20\nexchange_timeout_ms = 1000\n\n\
+             {NO_HINTS}"
+        ),
     )
     .await;
     let keys = test_keys("periodic:");
