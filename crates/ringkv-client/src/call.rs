@@ -23,6 +23,8 @@ pub(crate) enum Op<'a> {
         w: Option<usize>,
         value: &'a [u8],
         context: &'a Context,
+        /// Seconds the value lives (`X-Ringkv-TTL`).
+        ttl: Option<u64>,
     },
     /// `r` is for the read a delete without a context makes.
     Delete {
@@ -52,6 +54,12 @@ pub(crate) enum Op<'a> {
     SRem {
         member: &'a str,
         w: Option<usize>,
+    },
+    /// A page of a bucket's keys (`GET /buckets/{bucket}/keys`).
+    Keys {
+        bucket: &'a str,
+        limit: usize,
+        after: Option<&'a str>,
     },
     /// `GET /hash/{key}`.
     HGetAll {
@@ -91,7 +99,11 @@ impl Op<'_> {
     fn is_read(&self) -> bool {
         matches!(
             self,
-            Op::Get { .. } | Op::Counter { .. } | Op::SMembers { .. } | Op::HGetAll { .. }
+            Op::Get { .. }
+                | Op::Counter { .. }
+                | Op::SMembers { .. }
+                | Op::HGetAll { .. }
+                | Op::Keys { .. }
         )
     }
 
@@ -133,7 +145,9 @@ impl Op<'_> {
     /// (`\0r` then `k`), a `/kv` key itself.
     pub fn routing_key(&self, key: &str) -> Vec<u8> {
         match self {
-            Op::Get { .. } | Op::Put { .. } | Op::Delete { .. } => key.as_bytes().to_vec(),
+            Op::Get { .. } | Op::Put { .. } | Op::Delete { .. } | Op::Keys { .. } => {
+                key.as_bytes().to_vec()
+            }
             Op::Counter { .. }
             | Op::Incr { .. }
             | Op::SMembers { .. }
@@ -180,6 +194,19 @@ impl Op<'_> {
                 (Method::DELETE, format!("/set/{key}/{member}{}", w(q)))
             }
             Op::HGetAll { r: q } => (Method::GET, format!("/hash/{key}{}", r(q))),
+            Op::Keys {
+                bucket,
+                limit,
+                after,
+            } => {
+                let after = after.map(|a| format!("&after={}", encode_key(a)));
+                let path = format!(
+                    "/buckets/{}/keys?limit={limit}{}",
+                    encode_key(bucket),
+                    after.unwrap_or_default()
+                );
+                (Method::GET, path)
+            }
             Op::HSet { field, w: q, .. } => {
                 let field = encode_key(field);
                 (Method::PUT, format!("/hash/{key}/{field}{}", w(q)))
@@ -197,7 +224,18 @@ impl Op<'_> {
         let builder = http.request(method, node, &path);
         match self {
             Op::Get { .. } => builder.header(reqwest::header::ACCEPT, "application/json"),
-            Op::Put { value, context, .. } => with_context(builder, context).body(value.to_vec()),
+            Op::Put {
+                value,
+                context,
+                ttl,
+                ..
+            } => {
+                let builder = match ttl {
+                    Some(seconds) => builder.header("x-ringkv-ttl", seconds.to_string()),
+                    None => builder,
+                };
+                with_context(builder, context).body(value.to_vec())
+            }
             Op::Delete { context, .. } => with_context(builder, context),
             Op::HSet { value, .. } => builder.body(value.to_vec()),
             _ => builder,
@@ -364,6 +402,14 @@ impl Answer {
         }
     }
 
+    /// A key listing's page.
+    pub fn keys(&self) -> Result<KeysPage, Error> {
+        match self.status {
+            StatusCode::OK => self.json::<KeysPage>(),
+            other => Err(self.bad(&format!("status {other} to a key listing"))),
+        }
+    }
+
     /// A hash read's answer: field → value, none when the key holds
     /// nothing. A field or value that is not UTF-8 fails the read.
     pub fn fields(&self) -> Result<BTreeMap<String, String>, Error> {
@@ -421,6 +467,26 @@ struct MembersJson {
     binary_members: Vec<String>,
 }
 
+/// A page of a bucket's keys: the keys, and the cursor to go on from
+/// (`None`: the listing is complete).
+#[derive(Clone, Debug, Default, PartialEq, Eq, Deserialize)]
+pub struct KeysPage {
+    pub keys: Vec<ListedKey>,
+    pub next: Option<String>,
+}
+
+/// One listed key: text, or base64 when it is not UTF-8 (a Redis key),
+/// and its type (`kv` for a `/kv` key, else the Redis type).
+#[derive(Clone, Debug, PartialEq, Eq, Deserialize)]
+pub struct ListedKey {
+    #[serde(default)]
+    pub key: Option<String>,
+    #[serde(default)]
+    pub key_base64: Option<String>,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
 #[derive(Deserialize)]
 struct FieldsJson {
     fields: BTreeMap<String, String>,
@@ -446,6 +512,7 @@ mod tests {
             w: None,
             value: b"v",
             context: &ctx,
+            ttl: None,
         };
         let server = |status| Error::Server {
             node: "n".into(),

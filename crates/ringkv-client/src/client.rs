@@ -2,7 +2,7 @@
 //! the get / put / delete / update API, and counters and sets
 //! (incr / counter / sadd / srem / smembers).
 
-use crate::call::{self, Op};
+use crate::call::{self, KeysPage, Op};
 use crate::error::Error;
 use crate::http::Http;
 use crate::refresh::{fetch_topology, refresh_periodically};
@@ -25,6 +25,10 @@ pub struct Options {
     pub w: Option<usize>,
     /// Bound on each attempt (one node's answer).
     pub timeout: Option<Duration>,
+    /// For a `put`: how long the value lives, in whole seconds (rounded
+    /// up; at least one); it then reads as missing everywhere. `None`:
+    /// for ever.
+    pub ttl: Option<Duration>,
 }
 
 /// Settings of a [`Client`], then [`ClientBuilder::connect`].
@@ -222,6 +226,7 @@ impl Client {
             w: options.w,
             value: value.as_ref(),
             context,
+            ttl: options.ttl.map(whole_seconds),
         };
         self.call(key, &op, options).await?.written()
     }
@@ -402,6 +407,26 @@ impl Client {
         self.call(key, &op, &options).await?.fields()
     }
 
+    /// A page of the keys of `bucket` (`"default"`: the `/kv` keys;
+    /// `"redis"`: the Redis protocol's), at most `limit` (1 to 10,000),
+    /// from `after` (the `next` of the previous page; `None`: from the
+    /// start). A page may hold fewer keys than `limit` while `next` is
+    /// set; the listing is complete when it is `None`. A key present
+    /// throughout a listing comes at least once.
+    pub async fn keys_page(
+        &self,
+        bucket: &str,
+        limit: usize,
+        after: Option<&str>,
+    ) -> Result<KeysPage, Error> {
+        let op = Op::Keys {
+            bucket,
+            limit,
+            after,
+        };
+        self.call("", &op, &Options::default()).await?.keys()
+    }
+
     /// Fetch the members and ring again now.
     pub async fn refresh(&self) -> Result<(), Error> {
         self.inner.refresh().await
@@ -450,4 +475,10 @@ impl Client {
         }
         Err(failure)
     }
+}
+
+/// `ttl` in whole seconds, rounded up, at least one: the server's unit.
+fn whole_seconds(ttl: Duration) -> u64 {
+    let seconds = ttl.as_secs() + u64::from(ttl.subsec_nanos() > 0);
+    seconds.max(1)
 }

@@ -58,7 +58,7 @@ mod routing;
 mod topology;
 mod versions;
 
-pub use call::encode_key;
+pub use call::{encode_key, KeysPage, ListedKey};
 pub use client::{Client, ClientBuilder, Options};
 pub use error::Error;
 pub use http::Http;

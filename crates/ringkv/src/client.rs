@@ -158,15 +158,17 @@ fn write_args(w: Option<usize>, context: Option<String>) -> (Context, Options) {
     (context, options)
 }
 
+/// `ringkv put`: `w` and the TTL in seconds.
 pub async fn put(
     routed: &Routed,
     key: &str,
     value: String,
-    w: Option<usize>,
+    (w, ttl): (Option<usize>, Option<u64>),
     context: Option<String>,
 ) -> Result<(), String> {
     let client = routed.connect().await?;
-    let (context, options) = write_args(w, context);
+    let (context, mut options) = write_args(w, context);
+    options.ttl = ttl.map(std::time::Duration::from_secs);
     let written = client
         .put_with(key, value, &context, &options)
         .await
@@ -222,6 +224,35 @@ pub async fn get(routed: &Routed, key: &str, r: Option<usize>) -> Result<(), Str
     }
     print_context(&versions.context);
     Ok(())
+}
+
+/// `ringkv keys`: every key of `bucket`, one per line (a Redis key with
+/// its type after a tab; one that is not UTF-8 as `base64:…`), asking
+/// `page` keys at a time until the listing is complete.
+pub async fn keys(routed: &Routed, bucket: &str, page: usize) -> Result<(), String> {
+    let client = routed.connect().await?;
+    let mut after: Option<String> = None;
+    loop {
+        let listed = client
+            .keys_page(bucket, page, after.as_deref())
+            .await
+            .map_err(|e| e.to_string())?;
+        for key in &listed.keys {
+            let name = match (&key.key, &key.key_base64) {
+                (Some(text), _) => text.clone(),
+                (None, Some(b64)) => format!("base64:{b64}"),
+                (None, None) => continue,
+            };
+            match bucket {
+                "default" => println!("{name}"),
+                _ => println!("{name}\t{}", key.kind),
+            }
+        }
+        match listed.next {
+            Some(next) => after = Some(next),
+            None => return Ok(()),
+        }
+    }
 }
 
 /// A node's view of the cluster: a member table (or the whole document).

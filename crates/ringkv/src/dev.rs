@@ -181,6 +181,13 @@ async fn self_check(cluster: &LocalCluster) -> Result<(), String> {
         generic: true,
     };
     println!("\nSelf-check: put dev:check via n1, get it via n{last}:");
-    crate::client::put(&through(1), "dev:check", "it works".into(), None, None).await?;
+    crate::client::put(
+        &through(1),
+        "dev:check",
+        "it works".into(),
+        (None, None),
+        None,
+    )
+    .await?;
     crate::client::get(&through(last), "dev:check", None).await
 }

@@ -86,6 +86,22 @@ enum Command {
         /// Causal context from a previous `get` (omit for a blind write).
         #[arg(long)]
         context: Option<String>,
+        /// Seconds the value lives; it then reads as missing everywhere.
+        #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
+        ttl: Option<u64>,
+    },
+    /// List the keys of a bucket, one per line: `default` (the `/kv`
+    /// keys) or `redis` (the Redis protocol's keys, each with its type).
+    /// Reads every key of the cluster once: for administration, not for
+    /// the request path.
+    Keys {
+        #[command(flatten)]
+        routed: client::Routed,
+        #[arg(long, default_value = "default")]
+        bucket: String,
+        /// Keys per request to the cluster.
+        #[arg(long, default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..=10000))]
+        page: u64,
     },
     /// Read a key; prints every sibling when there are several.
     Get {
@@ -183,7 +199,13 @@ fn main() -> ExitCode {
                 routed,
                 w,
                 context,
-            } => client::put(&routed, &key, value, w, context).await,
+                ttl,
+            } => client::put(&routed, &key, value, (w, ttl), context).await,
+            Command::Keys {
+                routed,
+                bucket,
+                page,
+            } => client::keys(&routed, &bucket, page as usize).await,
             Command::Get { key, routed, r } => client::get(&routed, &key, r).await,
             Command::Delete {
                 key,

@@ -37,6 +37,7 @@ const QUORUM: Options = Options {
     r: Some(2),
     w: Some(2),
     timeout: None,
+    ttl: None,
 };
 
 #[tokio::test]

@@ -523,6 +523,7 @@ async fn the_client_counts_and_sets_through_each_keys_coordinator() {
         r: Some(3),
         w: Some(3),
         timeout: None,
+        ttl: None,
     };
     assert_eq!(generic.incr_with("c5", 1, &quorum).await.expect("incr"), 15);
     assert_eq!(

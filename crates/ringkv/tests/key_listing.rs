@@ -108,3 +108,29 @@ async fn listing_pages_through_every_live_key_once_with_its_type() {
             .expect(400);
     }
 }
+
+/// The CLI lists a bucket's keys (through the client library's
+/// `keys_page`), and writes with a TTL.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_cli_lists_keys_and_writes_with_a_ttl() {
+    let c = Cluster::start(3).await;
+    let node = c.http_addr(1).to_string();
+    let limit = Duration::from_secs(30);
+    for i in 0..25 {
+        c.put(2, &format!("k{i}"), "v").await.expect(204);
+    }
+    let mut redis = Redis::connect(c.resp_addr(3));
+    assert_eq!(redis.call(&["SADD", "cart", "apple"]), Reply::Int(1));
+    let listed = common::run_cli(&["keys", "--node", &node, "--page", "4"], limit).await;
+    let mut keys: Vec<&str> = listed.lines().collect();
+    keys.sort();
+    let mut want: Vec<String> = (0..25).map(|i| format!("k{i}")).collect();
+    want.sort();
+    assert_eq!(keys, want);
+    let redis_keys = common::run_cli(&["keys", "--node", &node, "--bucket", "redis"], limit).await;
+    assert_eq!(redis_keys, "cart\tset\n");
+    common::run_cli(&["put", "brief", "v", "--ttl", "1", "--node", &node], limit).await;
+    c.get(3, "brief").await.expect(200);
+    tokio::time::sleep(Duration::from_millis(1_200)).await;
+    c.get(3, "brief").await.expect(404);
+}

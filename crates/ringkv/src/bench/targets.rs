@@ -54,6 +54,7 @@ impl Ringkv {
                 r: args.r,
                 w: args.w,
                 timeout: None,
+                ttl: None,
             },
             contexts: Mutex::new(HashMap::new()),
         })
