@@ -113,6 +113,20 @@ pub fn lww_value(set: &SiblingSet) -> Option<&[u8]> {
     lww_winner(set)?.value.as_deref()
 }
 
+/// What a client reading `key` at `now` sees of `set`: expired versions
+/// as tombstones of the same dot and context. A `/kv` key's versions
+/// expire one by one (each is a sibling its client sees); a Redis key's
+/// all at once, when its value expires ([`crate::crdt::expiry`]).
+pub fn visible_at(key: &[u8], set: &SiblingSet, now: Millis) -> SiblingSet {
+    match policy_of(key) {
+        ConflictPolicy::Siblings => set.visible_at(now),
+        ConflictPolicy::Lww => match crate::crdt::expiry(set) {
+            Some(at) if at <= now => set.hiding(|_| true),
+            _ => set.clone(),
+        },
+    }
+}
+
 /// Whether `set` holds nothing a read at `now` shows or a merge needs
 /// beyond its context — what tombstone collection ([`crate::gc`]) may
 /// remove once every replica holds it: see [`dies_at`].
@@ -122,23 +136,33 @@ pub fn is_dead(key: &[u8], set: &SiblingSet, now: Millis) -> bool {
 
 /// From when `set` is dead (ms since the Unix epoch; 0: already), or
 /// `None` while some version lives on with no expiry. Dead versions are
-/// tombstones, values that expired, and in the Redis keyspace collections
-/// emptied by removes. An empty set never dies (there is nothing to
-/// collect).
+/// tombstones, and in the Redis keyspace collections emptied by removes;
+/// a `/kv` version dies when it expires, a Redis key when its value does
+/// ([`crate::crdt::expiry`]). An empty set never dies (there is nothing
+/// to collect).
 pub fn dies_at(key: &[u8], set: &SiblingSet) -> Option<Millis> {
-    let typed = policy_of(key) == ConflictPolicy::Lww;
-    let dead_from = |s: &Sibling| match &s.value {
-        None => Some(0),
-        Some(bytes) if typed && crate::crdt::Value::decode(bytes).is_ok_and(|v| !v.exists()) => {
-            Some(0)
-        }
-        Some(_) => s.expires_at,
-    };
-    let mut latest = None;
-    for sibling in set.iter() {
-        latest = latest.max(Some(dead_from(sibling)?));
+    if set.is_empty() {
+        return None;
     }
-    latest
+    match policy_of(key) {
+        ConflictPolicy::Siblings => {
+            let mut latest = 0;
+            for sibling in set.iter().filter(|s| !s.is_tombstone()) {
+                latest = latest.max(sibling.expires_at?);
+            }
+            Some(latest)
+        }
+        ConflictPolicy::Lww => {
+            let gone = |s: &Sibling| match &s.value {
+                None => true,
+                Some(bytes) => crate::crdt::Value::decode(bytes).is_ok_and(|v| !v.exists()),
+            };
+            match set.iter().all(gone) {
+                true => Some(0),
+                false => crate::crdt::expiry(set),
+            }
+        }
+    }
 }
 
 #[cfg(test)]

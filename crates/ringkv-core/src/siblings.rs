@@ -175,13 +175,21 @@ impl SiblingSet {
     /// What a reader sees at `now`: every version that expired by then is
     /// shown as a tombstone of the same dot and context, so that front
     /// ends hide it and a write back with the read's context supersedes
-    /// it. Every client read goes through this; replicas, hints, repair
-    /// and anti-entropy keep and exchange the state as written.
+    /// it. (A Redis key expires as a whole: see
+    /// [`crate::keyspace::visible_at`], which every client read goes
+    /// through.) Replicas, hints, repair and anti-entropy keep and
+    /// exchange the state as written.
     pub fn visible_at(&self, now: Millis) -> SiblingSet {
+        self.hiding(|s| s.is_expired(now))
+    }
+
+    /// These versions with every one `hidden` says shown as a tombstone of
+    /// the same dot and context.
+    pub fn hiding(&self, hidden: impl Fn(&Sibling) -> bool) -> SiblingSet {
         let siblings = self
             .siblings
             .iter()
-            .map(|s| match s.is_expired(now) {
+            .map(|s| match hidden(s) {
                 true => Sibling {
                     value: None,
                     expires_at: None,

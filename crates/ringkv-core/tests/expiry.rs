@@ -166,7 +166,7 @@ fn redis_read(net: &mut Net, key: &[u8]) -> Option<(ringkv_core::crdt::Value, Op
     let key = String::from_utf8(key.to_vec()).unwrap();
     let set = net.get("n3", &key, Some(3));
     let (value, _) = ringkv_core::crdt::resolve(&set).unwrap()?;
-    let expires_at = ringkv_core::keyspace::lww_winner(&set).and_then(|w| w.expires_at);
+    let expires_at = ringkv_core::crdt::expiry(&set);
     value.exists().then_some((value, expires_at))
 }
 
@@ -265,4 +265,64 @@ fn a_key_emptied_or_deleted_loses_its_ttl() {
         net.run_for(4_000, 100);
         assert!(redis_read(&mut net, &key).is_some(), "the new member stays");
     }
+}
+
+/// A Redis key's versions expire together, a CRDT with the latest expiry
+/// of its joined versions: an update concurrent with a `PERSIST` cannot
+/// take the data away with the removed TTL, nor one concurrent with a
+/// `DEL` hand an add made meanwhile the deleted key's TTL. (A fresh-eyes
+/// user lost a counter in 21 of 30 such races when the winner's TTL
+/// decided, and an added member in 20 of 30.)
+#[test]
+fn a_key_races_its_ttl_away_never_its_data() {
+    let mut net = net();
+    // PERSIST through n1 while n2 increments: the counter stays, no TTL.
+    let counter = lww_key(b"visits");
+    updated(&mut net, "n1", update(&counter, Update::IncrBy(1)));
+    updated(
+        &mut net,
+        "n1",
+        update(&counter, Update::Expire(Some(60_000))),
+    );
+    net.run_for(100, 10);
+    isolate_all(&mut net);
+    assert_eq!(
+        updated(&mut net, "n1", update_w1(&counter, Update::Expire(None))),
+        Reply::Integer(1)
+    );
+    net.run_for(50, 10);
+    assert_eq!(
+        updated(&mut net, "n2", update_w1(&counter, Update::IncrBy(1))),
+        Reply::Integer(2)
+    );
+    // DEL through n1 while n2 adds a member: the member stays, no TTL.
+    let cart = lww_key(b"cart");
+    net.cut.clear();
+    updated(
+        &mut net,
+        "n1",
+        update(&cart, Update::SAdd(vec![b"a".to_vec()])),
+    );
+    updated(&mut net, "n1", update(&cart, Update::Expire(Some(60_000))));
+    net.run_for(100, 10);
+    isolate_all(&mut net);
+    assert_eq!(
+        updated(&mut net, "n1", update_w1(&cart, Update::Del)),
+        Reply::Integer(1)
+    );
+    net.run_for(50, 10);
+    let add = update_w1(&cart, Update::SAdd(vec![b"b".to_vec()]));
+    assert_eq!(updated(&mut net, "n2", add), Reply::Integer(1));
+    net.cut.clear();
+    net.run_for(10_000, 100);
+    let (value, expires) = redis_read(&mut net, &counter).expect("the counter stays");
+    assert_eq!((value.as_string().unwrap(), expires), (b"2".to_vec(), None));
+    let (value, expires) = redis_read(&mut net, &cart).expect("the added member stays");
+    match value {
+        ringkv_core::crdt::Value::Set(set) => {
+            assert_eq!(set.iter().collect::<Vec<_>>(), [b"b".as_slice()])
+        }
+        other => panic!("{other:?}"),
+    }
+    assert_eq!(expires, None);
 }

@@ -80,9 +80,12 @@ pub fn router(api: Api) -> Router {
     let kv = Router::new()
         .route("/kv/{*key}", get(get_key).put(put_key).delete(delete_key))
         .route("/kv/", any(empty_key))
-        .merge(http_crdt::routes())
-        .merge(http_hash::routes())
-        .merge(crate::http_keys::routes())
+        .merge(
+            http_crdt::routes()
+                .merge(http_hash::routes())
+                .merge(crate::http_keys::routes())
+                .layer(middleware::from_fn(refuse_ttl)),
+        )
         .layer(middleware::map_response_with_state(
             api.clone(),
             ring_header,
@@ -256,8 +259,9 @@ struct WriteQuery {
     w: Option<usize>,
     /// Acks that must come from the key's real preference list (Riak's PW).
     pw: Option<usize>,
-    /// Seconds the value lives (PUT only; `X-Ringkv-TTL` says the same).
-    ttl: Option<u64>,
+    /// Seconds the value lives (PUT only; `X-Ringkv-TTL` says the same),
+    /// as sent: parsed by [`WriteQuery::ttl_ms`] for a clear sentence.
+    ttl: Option<String>,
 }
 
 /// The longest `?ttl=`, seconds.
@@ -278,16 +282,19 @@ impl WriteQuery {
                 "X-Ringkv-TTL is given more than once; give it once",
             ));
         }
+        let seconds = |text: &str, what: &str| {
+            let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
+            digits
+                .then(|| text.parse::<u64>().ok())
+                .flatten()
+                .ok_or_else(|| bad_request(format!("{what} must be a whole number of seconds")))
+        };
+        let query = self.ttl.as_deref().map(|t| seconds(t, "ttl")).transpose()?;
         let header = match headers.get(TTL_HEADER) {
             None => None,
-            Some(v) => Some(
-                v.to_str()
-                    .ok()
-                    .and_then(|v| v.trim().parse::<u64>().ok())
-                    .ok_or_else(|| bad_request("X-Ringkv-TTL must be a whole number of seconds"))?,
-            ),
+            Some(v) => Some(seconds(v.to_str().unwrap_or("").trim(), "X-Ringkv-TTL")?),
         };
-        let ttl = match (self.ttl, header) {
+        let ttl = match (query, header) {
             (Some(a), Some(b)) if a != b => {
                 return Err(bad_request("?ttl= and X-Ringkv-TTL disagree; give one"))
             }
@@ -476,11 +483,21 @@ async fn get_key(
     let json = json || siblings.live().nth(1).is_some();
     if preconditions.check_read(&siblings, json)? {
         let ctx = siblings.context();
-        let tag = (header::ETAG, http_conditional::etag(&ctx, json));
+        let tag = (header::ETAG, http_conditional::etag(&siblings, json));
         let response = (StatusCode::NOT_MODIFIED, context_headers(&ctx), [tag]).into_response();
         return Ok(vary_accept(response));
     }
     Ok(render(&siblings, json))
+}
+
+/// A TTL is for `PUT /kv` only: on the Redis keyspace's routes it is
+/// refused rather than ignored (the key would never expire).
+async fn refuse_ttl(request: Request, next: Next) -> Response {
+    if request.headers().contains_key(TTL_HEADER) {
+        let message = "X-Ringkv-TTL applies to PUT /kv only; give a Redis key a TTL with EXPIRE";
+        return bad_request(message).into_response();
+    }
+    next.run(request).await
 }
 
 /// The answer depends on `Accept` (RFC 9110 §12.5.5).
@@ -592,7 +609,7 @@ fn render(siblings: &SiblingSet, json: bool) -> Response {
     debug_assert!(json || live.len() <= 1, "siblings are answered in JSON");
     let mut response = vary_accept(render_versions(&ctx, &live, json));
     if !live.is_empty() {
-        let tag = http_conditional::etag(&ctx, json);
+        let tag = http_conditional::etag(siblings, json);
         response.headers_mut().insert(header::ETAG, tag);
     }
     response

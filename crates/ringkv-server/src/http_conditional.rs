@@ -33,12 +33,32 @@ use ringkv_core::version::{CausalContext, Causality};
 /// the same versions (`.` is outside base64url, so it cannot clash).
 const JSON_SUFFIX: &str = ".json";
 
-/// The strong entity tag of a read answered in the raw (`json` false) or
-/// JSON form: the versions' context, quoted.
-pub(crate) fn etag(context: &CausalContext, json: bool) -> HeaderValue {
-    let suffix = if json { JSON_SUFFIX } else { "" };
-    let tag = format!("\"{}{suffix}\"", context::encode(context));
+/// Before the count of versions a read shows as tombstones, when there
+/// are any (`.` and `t` cannot end a base64url context).
+const TOMBSTONES_MARK: &str = ".t";
+
+/// The strong entity tag of a read of `visible` (as a client sees it:
+/// expired versions shown as tombstones) answered in the raw (`json`
+/// false) or JSON form: the versions' context and how many of them are
+/// tombstones, quoted. For one context that count only grows, as versions
+/// expire, so the tag changes whenever what a read shows does (with the
+/// context alone, a sibling that expired left the tag as it was, and a
+/// cache was told `304` for an answer that had lost it).
+pub(crate) fn etag(visible: &SiblingSet, json: bool) -> HeaderValue {
+    let mut tag = format!("\"{}", context::encode(&visible.context()));
+    let tombstones = tombstones(visible);
+    if tombstones > 0 {
+        tag += &format!("{TOMBSTONES_MARK}{tombstones}");
+    }
+    if json {
+        tag += JSON_SUFFIX;
+    }
+    tag.push('"');
     HeaderValue::from_str(&tag).unwrap_or_else(|_| HeaderValue::from_static("\"\""))
+}
+
+fn tombstones(set: &SiblingSet) -> usize {
+    set.iter().filter(|s| s.is_tombstone()).count()
 }
 
 /// One precondition header's value.
@@ -165,17 +185,15 @@ impl Tags {
         }
         match self {
             Tags::Any => true,
-            Tags::List(list) => {
-                let now = current.context();
-                list.iter().any(|t| names(t, &now, json, weak_ok))
-            }
+            Tags::List(list) => list.iter().any(|t| names(t, current, json, weak_ok)),
         }
     }
 }
 
-/// Whether `tag` names the versions of context `now`: in the form `json`
-/// when given, else in either; a weak tag (`W/`) only when `weak_ok`.
-fn names(tag: &str, now: &CausalContext, json: Option<bool>, weak_ok: bool) -> bool {
+/// Whether `tag` names the versions `now` shows (see [`etag`]): in the
+/// form `json` when given, else in either; a weak tag (`W/`) only when
+/// `weak_ok`.
+fn names(tag: &str, now: &SiblingSet, json: Option<bool>, weak_ok: bool) -> bool {
     let (weak, tag) = match tag.strip_prefix("W/") {
         Some(rest) => (true, rest),
         None => (false, tag),
@@ -190,8 +208,16 @@ fn names(tag: &str, now: &CausalContext, json: Option<bool>, weak_ok: bool) -> b
         Some(rest) => (rest, true),
         None => (inner, false),
     };
+    let (inner, shown_tombstones) = match inner.rsplit_once(TOMBSTONES_MARK) {
+        Some((context, count)) => match count.parse::<usize>() {
+            Ok(count) if count > 0 => (context, count),
+            _ => return false,
+        },
+        None => (inner, 0),
+    };
     json.is_none_or(|j| j == is_json)
-        && context::decode(inner).is_ok_and(|c| c.compare(now) == Causality::Equal)
+        && shown_tombstones == tombstones(now)
+        && context::decode(inner).is_ok_and(|c| c.compare(&now.context()) == Causality::Equal)
 }
 
 /// The read behind a precondition lacked replicas: say so, not "get".
@@ -279,11 +305,29 @@ mod tests {
     }
 
     fn tag_of(set: &SiblingSet, json: bool) -> String {
-        etag(&set.context(), json).to_str().unwrap().to_string()
+        etag(set, json).to_str().unwrap().to_string()
     }
 
     fn status(result: Result<impl std::fmt::Debug, ApiError>) -> StatusCode {
         result.expect_err("refused").status()
+    }
+
+    /// A sibling that expires changes what a read shows, so the tag: the
+    /// old one no longer revalidates it (no 304) nor matches (412).
+    #[test]
+    fn a_sibling_that_expires_changes_the_tag() {
+        let both = write_on(written(b"a"), "n2", b"b");
+        let one_expired = both.hiding(|s| s.value.as_deref() == Some(b"a".as_slice()));
+        for json in [true, false] {
+            let before = tag_of(&both, json);
+            let after = tag_of(&one_expired, json);
+            assert_ne!(before, after);
+            assert!(names(&after, &one_expired, Some(json), false));
+            assert!(!names(&before, &one_expired, Some(json), true));
+            assert!(!names(&after, &both, Some(json), true));
+        }
+        let garbled = tag_of(&one_expired, false).replace(".t1", ".t0");
+        assert!(!names(&garbled, &one_expired, None, false));
     }
 
     #[test]

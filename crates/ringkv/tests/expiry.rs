@@ -155,4 +155,21 @@ async fn ttl_counts_down_and_persist_expire_and_updates_act_as_in_redis() {
         .request(Method::PUT, 1, &both, &headers, Some(b"v".to_vec()))
         .await;
     assert!(refused.expect(400).text().contains("disagree"));
+    let negative = format!("{}?ttl=-1", key_path("h"));
+    let refused = c
+        .request(Method::PUT, 1, &negative, &[], Some(b"v".to_vec()))
+        .await;
+    let sentence = refused.expect(400).text();
+    assert!(
+        sentence.contains("ttl must be a whole number of seconds"),
+        "{sentence}"
+    );
+    // A TTL header where it does not apply is refused, not ignored.
+    let refused = c
+        .request(Method::POST, 1, "/counter/c", &headers, None)
+        .await;
+    assert!(refused
+        .expect(400)
+        .text()
+        .contains("applies to PUT /kv only"));
 }

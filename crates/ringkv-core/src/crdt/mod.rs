@@ -29,7 +29,9 @@ pub use counter::{Actor, PnCounter};
 pub use list::{index_range, End, OrList, Slot};
 pub use map::{Field, FieldValue, OrMap};
 pub use orset::OrSet;
-pub use value::{apply, parse_integer, resolve, Applied, Reply, Stamp, Update, Value, Writer};
+pub use value::{
+    apply, expiry, parse_integer, resolve, Applied, Reply, Stamp, Update, Value, Writer,
+};
 pub use zset::{format_score, parse_score, OrZSet};
 
 use crate::version::Dot;

@@ -211,7 +211,7 @@ impl<S: Store> Node<S> {
                 self.finish(origin, Err(err));
             }
             (Verdict::Reached, ReadPurpose::Get) => {
-                let merged = get.merged().visible_at(now);
+                let merged = crate::keyspace::visible_at(&get.key, &get.merged(), now);
                 self.observe_siblings(merged.live().count());
                 self.finish(origin, Ok(ClientReply::Value(merged)));
             }

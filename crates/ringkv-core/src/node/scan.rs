@@ -115,7 +115,9 @@ impl<S: Store> Node<S> {
             let Some(user_key) = keyspace.user_key(key) else {
                 return true;
             };
-            if let Some(type_name) = live_type(keyspace, &set.visible_at(self.now)) {
+            if let Some(type_name) =
+                live_type(keyspace, &crate::keyspace::visible_at(key, set, self.now))
+            {
                 page.bytes += user_key.len();
                 page.keys.push((user_key.to_vec(), type_name.into()));
             }

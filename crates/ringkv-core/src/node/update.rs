@@ -78,7 +78,7 @@ impl<S: Store> Node<S> {
         let written_against = keyspace::write_context(key, context.clone(), &stored);
         let floor = self.lease.floor;
         let dot = stored.next_dot(&self.id, &written_against, floor);
-        let visible = all.visible_at(now);
+        let visible = keyspace::visible_at(key, &all, now);
         let current = crdt::resolve(&visible)?;
         let existing =
             current
@@ -86,7 +86,7 @@ impl<S: Store> Node<S> {
                 .filter(|(value, _)| value.exists())
                 .map(|(_, (timestamp, _))| Existing {
                     timestamp: *timestamp,
-                    expires_at: keyspace::lww_winner(&visible).and_then(|w| w.expires_at),
+                    expires_at: crdt::expiry(&visible),
                 });
         let writer = Writer {
             node: &self.id,
@@ -130,19 +130,26 @@ struct Existing {
 /// of the value they re-expire (see [`NewVersion::stamped`]); any other
 /// update keeps the expiry of the value it found — none when the key held
 /// nothing, an emptied collection included, so a key made anew under the
-/// name of a deleted one gets no TTL, as in Redis.
+/// name of a deleted one gets no TTL, as in Redis — and a write that
+/// deletes or empties the key carries none either: joined with an add made
+/// meanwhile through another node, it must not give the new member the
+/// deleted key's TTL (the CRDT's expiry is the latest of its versions').
 fn new_version(
     now: Millis,
     update: &Update,
     existing: Option<Existing>,
     value: Option<crdt::Value>,
 ) -> NewVersion {
+    let exists = value.as_ref().is_some_and(crdt::Value::exists);
     let bytes = value.map(|v| v.encode());
     match (update, existing) {
         (Update::Expire(ttl), Some(found)) => {
             let expires_at = ttl.map(|ttl| now.saturating_add(ttl));
             NewVersion::new(bytes, expires_at).stamped(found.timestamp)
         }
-        _ => NewVersion::new(bytes, existing.and_then(|e| e.expires_at)),
+        _ => {
+            let kept = existing.and_then(|e| e.expires_at).filter(|_| exists);
+            NewVersion::new(bytes, kept)
+        }
     }
 }

@@ -241,16 +241,14 @@ async fn value(ctx: &Context, key: &[u8]) -> Outcome<Option<Value>> {
 }
 
 /// When `key`'s value expires: `None` when it holds none, `Some(None)`
-/// when it never expires (the expiry of the version that decides its
-/// value, see [`crdt::resolve`]).
+/// when it never expires (see [`crdt::expiry`]).
 pub async fn expiry(ctx: &Context, key: &[u8]) -> Outcome<Option<Option<u64>>> {
     let siblings = read(ctx, key).await?;
     let resolved = crdt::resolve(&siblings).map_err(ClientError::from)?;
     if !resolved.is_some_and(|(value, _)| value.exists()) {
         return Ok(None);
     }
-    let winner = ringkv_core::keyspace::lww_winner(&siblings);
-    Ok(Some(winner.and_then(|w| w.expires_at)))
+    Ok(Some(crdt::expiry(&siblings)))
 }
 
 /// `GET`: a string, a counter's value, or `WRONGTYPE` for a set.
