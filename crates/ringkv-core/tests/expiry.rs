@@ -10,17 +10,12 @@ use common::Net;
 use ringkv_core::crdt::{Reply, Update};
 use ringkv_core::keyspace::lww_key;
 use ringkv_core::message::{ClientError, ClientOp, ClientReply};
-use ringkv_core::settings::Settings;
 use ringkv_core::version::CausalContext;
 
 const NODES: [&str; 3] = ["n1", "n2", "n3"];
 
 fn net() -> Net {
-    let mut settings = Settings::default();
-    settings.gc.grace_ms = 1_000;
-    settings.gc.interval_ms = 100;
-    settings.anti_entropy.interval_ms = 100;
-    Net::build(&NODES, settings, |_| Default::default())
+    Net::fast_gc(&NODES)
 }
 
 fn put_for(key: &str, value: &str, ttl_ms: Option<u64>) -> ClientOp {

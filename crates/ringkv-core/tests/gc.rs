@@ -8,17 +8,12 @@ mod common;
 
 use common::Net;
 use ringkv_core::message::ClientOp;
-use ringkv_core::settings::Settings;
 use ringkv_core::version::CausalContext;
 
 const NODES: [&str; 3] = ["n1", "n2", "n3"];
 
 fn net() -> Net {
-    let mut settings = Settings::default();
-    settings.gc.grace_ms = 1_000;
-    settings.gc.interval_ms = 100;
-    settings.anti_entropy.interval_ms = 100;
-    Net::build(&NODES, settings, |_| Default::default())
+    Net::fast_gc(&NODES)
 }
 
 fn delete(key: &str) -> ClientOp {

@@ -185,15 +185,23 @@ impl Tags {
         }
         match self {
             Tags::Any => true,
-            Tags::List(list) => list.iter().any(|t| names(t, current, json, weak_ok)),
+            Tags::List(list) => {
+                let now = (current.context(), tombstones(current));
+                list.iter().any(|t| names(t, &now, json, weak_ok))
+            }
         }
     }
 }
 
-/// Whether `tag` names the versions `now` shows (see [`etag`]): in the
-/// form `json` when given, else in either; a weak tag (`W/`) only when
-/// `weak_ok`.
-fn names(tag: &str, now: &SiblingSet, json: Option<bool>, weak_ok: bool) -> bool {
+/// Whether `tag` names the versions a read shows now — their context and
+/// how many are tombstones (see [`etag`]): in the form `json` when given,
+/// else in either; a weak tag (`W/`) only when `weak_ok`.
+fn names(
+    tag: &str,
+    (context, tombstones): &(CausalContext, usize),
+    json: Option<bool>,
+    weak_ok: bool,
+) -> bool {
     let (weak, tag) = match tag.strip_prefix("W/") {
         Some(rest) => (true, rest),
         None => (false, tag),
@@ -216,8 +224,8 @@ fn names(tag: &str, now: &SiblingSet, json: Option<bool>, weak_ok: bool) -> bool
         None => (inner, 0),
     };
     json.is_none_or(|j| j == is_json)
-        && shown_tombstones == tombstones(now)
-        && context::decode(inner).is_ok_and(|c| c.compare(&now.context()) == Causality::Equal)
+        && shown_tombstones == *tombstones
+        && context::decode(inner).is_ok_and(|c| c.compare(context) == Causality::Equal)
 }
 
 /// The read behind a precondition lacked replicas: say so, not "get".
@@ -322,12 +330,14 @@ mod tests {
             let before = tag_of(&both, json);
             let after = tag_of(&one_expired, json);
             assert_ne!(before, after);
-            assert!(names(&after, &one_expired, Some(json), false));
-            assert!(!names(&before, &one_expired, Some(json), true));
-            assert!(!names(&after, &both, Some(json), true));
+            let shown = |set: &SiblingSet| (set.context(), tombstones(set));
+            assert!(names(&after, &shown(&one_expired), Some(json), false));
+            assert!(!names(&before, &shown(&one_expired), Some(json), true));
+            assert!(!names(&after, &shown(&both), Some(json), true));
         }
         let garbled = tag_of(&one_expired, false).replace(".t1", ".t0");
-        assert!(!names(&garbled, &one_expired, None, false));
+        let shown = (one_expired.context(), tombstones(&one_expired));
+        assert!(!names(&garbled, &shown, None, false));
     }
 
     #[test]

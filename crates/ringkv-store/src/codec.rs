@@ -38,9 +38,11 @@
 //!
 //! [`Store::scan_hints`]: ringkv_core::store::Store::scan_hints
 
+use ringkv_core::context::VersionVector;
 use ringkv_core::ring::{Ring, Token};
 use ringkv_core::siblings::SiblingSet;
 use ringkv_core::store::{Hint, StoreError};
+use ringkv_core::version::CausalContext;
 use ringkv_core::NodeId;
 use serde::de::DeserializeOwned;
 use serde::Serialize;
@@ -93,12 +95,12 @@ pub fn encode(siblings: &SiblingSet) -> Result<Vec<u8>, StoreError> {
 pub fn decode(bytes: &[u8]) -> Result<SiblingSet, StoreError> {
     match bytes.first() {
         Some(&LEGACY_FORMAT_VERSION) => {
-            let legacy: legacy::SiblingSet =
+            let old: old::SiblingSet<VersionVector> =
                 decode_versioned(bytes, LEGACY_FORMAT_VERSION, "value")?;
-            Ok(legacy.upgrade())
+            Ok(old.upgrade())
         }
         Some(&NO_EXPIRY_FORMAT_VERSION) => {
-            let old: no_expiry::SiblingSet =
+            let old: old::SiblingSet<CausalContext> =
                 decode_versioned(bytes, NO_EXPIRY_FORMAT_VERSION, "value")?;
             Ok(old.upgrade())
         }
@@ -112,59 +114,74 @@ pub fn encode_hint(hint: &Hint) -> Result<Vec<u8>, StoreError> {
 }
 
 /// Decode a stored hint value written by [`encode_hint`] (or by a release
-/// that wrote format 1).
+/// that wrote an older format).
 pub fn decode_hint(bytes: &[u8]) -> Result<Hint, StoreError> {
     match bytes.first() {
         Some(&LEGACY_FORMAT_VERSION) => {
-            let legacy: legacy::Hint = decode_versioned(bytes, LEGACY_FORMAT_VERSION, "hint")?;
-            Ok(Hint {
-                stored_at: legacy.stored_at,
-                siblings: legacy.siblings.upgrade(),
-            })
+            let old: old::Hint<VersionVector> =
+                decode_versioned(bytes, LEGACY_FORMAT_VERSION, "hint")?;
+            Ok(old.upgrade())
         }
         Some(&NO_EXPIRY_FORMAT_VERSION) => {
-            let old: no_expiry::Hint = decode_versioned(bytes, NO_EXPIRY_FORMAT_VERSION, "hint")?;
-            Ok(Hint {
-                stored_at: old.stored_at,
-                siblings: old.siblings.upgrade(),
-            })
+            let old: old::Hint<CausalContext> =
+                decode_versioned(bytes, NO_EXPIRY_FORMAT_VERSION, "hint")?;
+            Ok(old.upgrade())
         }
         _ => decode_versioned(bytes, HINT_FORMAT_VERSION, "hint"),
     }
 }
 
-/// The shapes format 2 stored, decoded only to be upgraded: no expiry.
-mod no_expiry {
+/// The shapes formats 1 and 2 stored, decoded only to be upgraded: no
+/// expiry, and in format 1 each context a plain version vector (`C`).
+mod old {
+    use ringkv_core::context::VersionVector;
     use ringkv_core::version::{CausalContext, Dot};
     use ringkv_core::Millis;
     use serde::Deserialize;
 
+    /// A context as an older format stored it.
+    pub trait OldContext {
+        fn upgrade(self) -> CausalContext;
+    }
+
+    impl OldContext for VersionVector {
+        fn upgrade(self) -> CausalContext {
+            self.into_context()
+        }
+    }
+
+    impl OldContext for CausalContext {
+        fn upgrade(self) -> CausalContext {
+            self
+        }
+    }
+
     #[derive(Deserialize)]
-    pub struct Sibling {
+    pub struct Sibling<C> {
         dot: Dot,
-        context: CausalContext,
+        context: C,
         timestamp: Millis,
         value: Option<Vec<u8>>,
     }
 
     #[derive(Deserialize)]
-    pub struct SiblingSet {
-        siblings: Vec<Sibling>,
+    pub struct SiblingSet<C> {
+        siblings: Vec<Sibling<C>>,
     }
 
     #[derive(Deserialize)]
-    pub struct Hint {
-        pub stored_at: Millis,
-        pub siblings: SiblingSet,
+    pub struct Hint<C> {
+        stored_at: Millis,
+        siblings: SiblingSet<C>,
     }
 
-    impl SiblingSet {
+    impl<C: OldContext> SiblingSet<C> {
         pub fn upgrade(self) -> ringkv_core::siblings::SiblingSet {
             self.siblings
                 .into_iter()
                 .map(|s| ringkv_core::siblings::Sibling {
                     dot: s.dot,
-                    context: s.context,
+                    context: s.context.upgrade(),
                     timestamp: s.timestamp,
                     value: s.value,
                     expires_at: None,
@@ -172,46 +189,13 @@ mod no_expiry {
                 .collect()
         }
     }
-}
 
-/// The shapes format 1 stored, decoded only to be upgraded.
-mod legacy {
-    use ringkv_core::context::VersionVector;
-    use ringkv_core::version::Dot;
-    use ringkv_core::Millis;
-    use serde::Deserialize;
-
-    #[derive(Deserialize)]
-    pub struct Sibling {
-        dot: Dot,
-        context: VersionVector,
-        timestamp: Millis,
-        value: Option<Vec<u8>>,
-    }
-
-    #[derive(Deserialize)]
-    pub struct SiblingSet {
-        siblings: Vec<Sibling>,
-    }
-
-    #[derive(Deserialize)]
-    pub struct Hint {
-        pub stored_at: Millis,
-        pub siblings: SiblingSet,
-    }
-
-    impl SiblingSet {
-        pub fn upgrade(self) -> ringkv_core::siblings::SiblingSet {
-            self.siblings
-                .into_iter()
-                .map(|s| ringkv_core::siblings::Sibling {
-                    dot: s.dot,
-                    context: s.context.into_context(),
-                    timestamp: s.timestamp,
-                    value: s.value,
-                    expires_at: None,
-                })
-                .collect()
+    impl<C: OldContext> Hint<C> {
+        pub fn upgrade(self) -> ringkv_core::store::Hint {
+            ringkv_core::store::Hint {
+                stored_at: self.stored_at,
+                siblings: self.siblings.upgrade(),
+            }
         }
     }
 }

@@ -30,7 +30,8 @@ pub use list::{index_range, End, OrList, Slot};
 pub use map::{Field, FieldValue, OrMap};
 pub use orset::OrSet;
 pub use value::{
-    apply, expiry, parse_integer, resolve, Applied, Reply, Stamp, Update, Value, Writer,
+    apply, expiry, parse_integer, resolve, resolve_expiring, Applied, Reply, Stamp, Update, Value,
+    Writer,
 };
 pub use zset::{format_score, parse_score, OrZSet};
 

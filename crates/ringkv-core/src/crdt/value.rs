@@ -117,6 +117,21 @@ impl Value {
 /// sibling of the same type is joined into it. The same on every replica
 /// for the same siblings, whatever their order.
 pub fn resolve(set: &SiblingSet) -> Result<Option<(Value, Stamp)>, CrdtError> {
+    Ok(resolve_expiring(set)?.map(|(value, stamp, _)| (value, stamp)))
+}
+
+/// [`resolve`], and when that value expires (ms since the Unix epoch;
+/// `None`: never). A Redis key's versions expire together, as one key: a
+/// string with the version that decides it (the last-write-wins winner,
+/// whose `SET` chose its TTL), a CRDT with the *latest* expiry of the
+/// versions joined into it — never, if one of them never expires. So an
+/// update concurrent with an `EXPIRE` through another node keeps the data
+/// alive (the `EXPIRE` may be lost), and one concurrent with a `PERSIST`
+/// cannot make the data vanish with the TTL the `PERSIST` removed (a
+/// fresh-eyes user lost a counter that way when the winner's TTL decided).
+pub fn resolve_expiring(
+    set: &SiblingSet,
+) -> Result<Option<(Value, Stamp, Option<Millis>)>, CrdtError> {
     let Some(winner) = lww_winner(set) else {
         return Ok(None);
     };
@@ -124,38 +139,21 @@ pub fn resolve(set: &SiblingSet) -> Result<Option<(Value, Stamp)>, CrdtError> {
         return Ok(None);
     };
     let mut value = Value::decode(bytes)?;
+    let mut expires_at = winner.expires_at;
     for sibling in set.live().filter(|s| s.dot != winner.dot) {
         let other = Value::decode(sibling.value.as_deref().unwrap_or_default())?;
-        value.join(&other);
-    }
-    Ok(Some((value, (winner.timestamp, winner.dot.clone()))))
-}
-
-/// When the value [`resolve`] gives `set` expires (ms since the Unix
-/// epoch; `None`: never, or nothing to expire). A Redis key's versions
-/// expire together, as one key: a string with the version that decides it
-/// (the last-write-wins winner, whose `SET` chose its TTL), a CRDT with the
-/// *latest* expiry of the versions joined into it — never, if one of them
-/// never expires. So an update concurrent with an `EXPIRE` through another
-/// node keeps the data alive (the `EXPIRE` may be lost), and one
-/// concurrent with a `PERSIST` cannot make the data vanish with the TTL
-/// the `PERSIST` removed (a fresh-eyes user lost a counter that way when
-/// the winner's TTL decided).
-pub fn expiry(set: &SiblingSet) -> Option<Millis> {
-    let winner = lww_winner(set)?;
-    let value = Value::decode(winner.value.as_deref()?).ok()?;
-    if matches!(value, Value::String(_)) {
-        return winner.expires_at;
-    }
-    let mut latest = winner.expires_at?;
-    for sibling in set.live().filter(|s| s.dot != winner.dot) {
-        let joined = Value::decode(sibling.value.as_deref().unwrap_or_default())
-            .is_ok_and(|other| std::mem::discriminant(&other) == std::mem::discriminant(&value));
-        if joined {
-            latest = latest.max(sibling.expires_at?);
+        if value.join(&other) {
+            expires_at = expires_at.zip(sibling.expires_at).map(|(a, b)| a.max(b));
         }
     }
-    Some(latest)
+    let stamp = (winner.timestamp, winner.dot.clone());
+    Ok(Some((value, stamp, expires_at)))
+}
+
+/// When the value of `set` expires: see [`resolve_expiring`] (`None` also
+/// when it holds nothing, or nothing that decodes).
+pub fn expiry(set: &SiblingSet) -> Option<Millis> {
+    resolve_expiring(set).ok().flatten()?.2
 }
 
 /// A change a coordinator makes to a key's value.

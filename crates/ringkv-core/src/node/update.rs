@@ -79,15 +79,14 @@ impl<S: Store> Node<S> {
         let floor = self.lease.floor;
         let dot = stored.next_dot(&self.id, &written_against, floor);
         let visible = keyspace::visible_at(key, &all, now);
-        let current = crdt::resolve(&visible)?;
-        let existing =
-            current
-                .as_ref()
-                .filter(|(value, _)| value.exists())
-                .map(|(_, (timestamp, _))| Existing {
-                    timestamp: *timestamp,
-                    expires_at: crdt::expiry(&visible),
-                });
+        let resolved = crdt::resolve_expiring(&visible)?;
+        let existing = resolved.as_ref().filter(|(value, ..)| value.exists()).map(
+            |(_, (timestamp, _), expires_at)| Existing {
+                timestamp: *timestamp,
+                expires_at: *expires_at,
+            },
+        );
+        let current = resolved.map(|(value, stamp, _)| (value, stamp));
         let writer = Writer {
             node: &self.id,
             floor,

@@ -44,6 +44,16 @@ pub fn id(s: &str) -> NodeId {
 }
 
 impl Net {
+    /// Members `names` with collection a second after a key dies and
+    /// anti-entropy every 100 ms: the tombstone and expiry tests' cluster.
+    pub fn fast_gc(names: &[&str]) -> Net {
+        let mut settings = Settings::default();
+        settings.gc.grace_ms = 1_000;
+        settings.gc.interval_ms = 100;
+        settings.anti_entropy.interval_ms = 100;
+        Net::build(names, settings, |_| Default::default())
+    }
+
     pub fn new(names: &[&str]) -> Net {
         Net::build(names, Settings::default(), |_| MemoryStore::default())
     }

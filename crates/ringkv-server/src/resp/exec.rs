@@ -241,14 +241,13 @@ async fn value(ctx: &Context, key: &[u8]) -> Outcome<Option<Value>> {
 }
 
 /// When `key`'s value expires: `None` when it holds none, `Some(None)`
-/// when it never expires (see [`crdt::expiry`]).
+/// when it never expires (see [`crdt::resolve_expiring`]).
 pub async fn expiry(ctx: &Context, key: &[u8]) -> Outcome<Option<Option<u64>>> {
     let siblings = read(ctx, key).await?;
-    let resolved = crdt::resolve(&siblings).map_err(ClientError::from)?;
-    if !resolved.is_some_and(|(value, _)| value.exists()) {
-        return Ok(None);
-    }
-    Ok(Some(crdt::expiry(&siblings)))
+    let resolved = crdt::resolve_expiring(&siblings).map_err(ClientError::from)?;
+    Ok(resolved
+        .filter(|(value, ..)| value.exists())
+        .map(|(.., expires_at)| expires_at))
 }
 
 /// `GET`: a string, a counter's value, or `WRONGTYPE` for a set.
