@@ -20,6 +20,7 @@
 //! this node itself considers alive suspect it, so a single broken link
 //! never gets a healthy node declared down.
 
+use crate::bucket::{self, BucketProps, BucketTable};
 use crate::message::{fill_batch, BatchLimits};
 use crate::ring::Ring;
 use crate::{Millis, NodeId};
@@ -187,15 +188,21 @@ pub enum GossipMsg {
     Syn {
         digests: Vec<Digest>,
         sender: MemberState,
+        /// [`BucketTable::digest`] of the sender's bucket table.
+        buckets: u64,
     },
-    /// Entries newer here than in your digests, and ids I want from you.
+    /// Entries newer here than in your digests, and ids I want from you;
+    /// my bucket table when its digest differs from yours.
     Ack {
         states: Vec<MemberState>,
         wanted: Vec<NodeId>,
+        buckets: Option<BucketTable>,
     },
-    /// The entries you asked for (also used to announce a departure).
+    /// The entries you asked for (also used to announce a departure); my
+    /// bucket table when yours lacked some of it.
     Ack2 {
         states: Vec<MemberState>,
+        buckets: Option<BucketTable>,
     },
     /// Direct liveness probe of an idle member.
     Ping,
@@ -213,16 +220,28 @@ impl GossipMsg {
     /// order, up to `limits` (never fewer than one).
     pub fn within(self, limits: BatchLimits) -> GossipMsg {
         match self {
-            GossipMsg::Syn { digests, sender } => GossipMsg::Syn {
+            GossipMsg::Syn {
+                digests,
+                sender,
+                buckets,
+            } => GossipMsg::Syn {
                 digests: fill_batch(digests, limits),
                 sender,
+                buckets,
             },
-            GossipMsg::Ack { states, wanted } => GossipMsg::Ack {
+            // A table is at most `MAX_BUCKETS` small entries: it fits.
+            GossipMsg::Ack {
+                states,
+                wanted,
+                buckets,
+            } => GossipMsg::Ack {
                 states: fill_batch(states, limits),
                 wanted: fill_batch(wanted, limits),
+                buckets,
             },
-            GossipMsg::Ack2 { states } => GossipMsg::Ack2 {
+            GossipMsg::Ack2 { states, buckets } => GossipMsg::Ack2 {
                 states: fill_batch(states, limits),
+                buckets,
             },
             other => other,
         }
@@ -263,6 +282,8 @@ pub struct Membership {
     first_life: bool,
     /// Why this node may not use its id, once gossip showed it taken.
     identity_conflict: Option<String>,
+    /// The cluster's buckets (see [`crate::bucket`]), spread with rounds.
+    buckets: BucketTable,
 }
 
 /// The id under which a seed address is contacted before its real id is
@@ -304,6 +325,38 @@ impl Membership {
             departure_seen_by: BTreeSet::new(),
             first_life: false,
             identity_conflict: None,
+            buckets: BucketTable::default(),
+        }
+    }
+
+    /// The bucket table remembered from before (see `members.json`).
+    pub fn with_buckets(mut self, buckets: BucketTable) -> Self {
+        self.buckets = buckets;
+        self
+    }
+
+    pub fn buckets(&self) -> &BucketTable {
+        &self.buckets
+    }
+
+    /// Create or change a bucket here; gossip spreads it. `now` stamps it.
+    pub fn define_bucket(
+        &mut self,
+        now: Millis,
+        name: &str,
+        props: BucketProps,
+        limits: &bucket::Limits,
+    ) -> Result<(), bucket::Refusal> {
+        self.buckets
+            .define(name, props, limits, (now, self.me.clone()))?;
+        self.mark_changed();
+        Ok(())
+    }
+
+    /// Take a peer's newer bucket entries; a change is saved like any.
+    fn absorb_buckets(&mut self, theirs: Option<BucketTable>) {
+        if theirs.is_some_and(|t| self.buckets.merge(&t)) {
+            self.mark_changed();
         }
     }
 
@@ -472,6 +525,7 @@ impl Membership {
                 GossipMsg::Syn {
                     digests: self.digests(),
                     sender: self.me().clone(),
+                    buckets: self.buckets.digest(),
                 },
             ));
         }
@@ -489,7 +543,11 @@ impl Membership {
             return Vec::new();
         }
         match msg {
-            GossipMsg::Syn { digests, sender } => {
+            GossipMsg::Syn {
+                digests,
+                sender,
+                buckets,
+            } => {
                 // A node introduces only itself: `from` is the identity
                 // its connection authenticated (the transport binds it to
                 // the peer's certificate), so an entry claiming another
@@ -510,23 +568,41 @@ impl Membership {
                     states.retain(|s| s.id != from);
                     states.push(known);
                 }
-                vec![(from, GossipMsg::Ack { states, wanted })]
+                let buckets = (buckets != self.buckets.digest()).then(|| self.buckets.clone());
+                let ack = GossipMsg::Ack {
+                    states,
+                    wanted,
+                    buckets,
+                };
+                vec![(from, ack)]
             }
-            GossipMsg::Ack { states, wanted } => {
+            GossipMsg::Ack {
+                states,
+                wanted,
+                buckets,
+            } => {
                 if self.me().status == MemberStatus::Left && !wanted.contains(&self.me) {
                     // It answered a round carrying our departure without
                     // asking for our entry: it holds it.
                     self.departure_seen_by.insert(from.clone());
                 }
                 self.absorb(now, states);
+                // The peer sent its table because it differed from ours:
+                // what we have that it lacked goes back.
+                let theirs = buckets.as_ref().map(BucketTable::digest);
+                self.absorb_buckets(buckets);
+                let buckets = theirs
+                    .filter(|t| *t != self.buckets.digest())
+                    .map(|_| self.buckets.clone());
                 let states = wanted
                     .iter()
                     .filter_map(|id| self.members.get(id).cloned())
                     .collect();
-                vec![(from, GossipMsg::Ack2 { states })]
+                vec![(from, GossipMsg::Ack2 { states, buckets })]
             }
-            GossipMsg::Ack2 { states } => {
+            GossipMsg::Ack2 { states, buckets } => {
                 self.absorb(now, states);
+                self.absorb_buckets(buckets);
                 Vec::new()
             }
             GossipMsg::Ping => vec![(from, GossipMsg::Pong)],
@@ -543,6 +619,7 @@ impl Membership {
                 let syn = GossipMsg::Syn {
                     digests: self.digests(),
                     sender: self.me().clone(),
+                    buckets: self.buckets.digest(),
                 };
                 (peer, syn)
             })
@@ -571,6 +648,7 @@ impl Membership {
                     m.id.clone(),
                     GossipMsg::Ack2 {
                         states: states.clone(),
+                        buckets: None,
                     },
                 )
             })

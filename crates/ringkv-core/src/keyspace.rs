@@ -16,6 +16,11 @@
 //! untagged strings; version 2 moved the Redis keyspace to the prefix
 //! `\0r`, so an older store's Redis keys are not read (never misread) by
 //! this release.
+//!
+//! Keyspaces are buckets (see [`crate::bucket`]): `/kv` keys are the
+//! `default` bucket, Redis keys the `redis` bucket, and a named bucket's
+//! keys carry its policy and N in their prefix, so a key's policy is a
+//! function of its bytes on every node.
 
 use crate::siblings::{Sibling, SiblingSet};
 use crate::version::CausalContext;
@@ -29,52 +34,97 @@ pub const RESERVED: u8 = 0x00;
 /// holding typed values since keyspace version 2).
 pub const LWW_PREFIX: [u8; 2] = [RESERVED, b'r'];
 
-/// Version of the keyspace rule: the reserved prefix and which keys it
-/// makes last-write-wins. Part of the cluster settings fingerprint
-/// ([`crate::settings::ClusterSettings`]): replicas that resolved the same
-/// key by different policies would disagree on its value. Bump it with any
-/// change to the prefixes or to [`policy_of`].
-pub const POLICY_VERSION: u32 = 2;
+/// Version of the keyspace rule: the reserved prefixes and which keys
+/// they make last-write-wins or typed. Part of the cluster settings
+/// fingerprint ([`crate::settings::ClusterSettings`]): replicas that
+/// resolved the same key by different policies would disagree on its
+/// value. Bump it with any change to the prefixes or to [`policy_of`].
+/// Version 3 added named buckets (see [`crate::bucket::prefix`]).
+pub const POLICY_VERSION: u32 = 3;
 
 /// How the versions of a key that no write superseded are resolved.
-#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
 pub enum ConflictPolicy {
     /// Kept as siblings until a client writes back with their context.
     Siblings,
     /// The latest by timestamp wins; writes overwrite what their
-    /// coordinator holds.
+    /// coordinator holds. Values are plain bytes.
     Lww,
+    /// Values carry their CRDT type (see [`crate::crdt::Value`]), as the
+    /// Redis front end's keys: last-write-wins picks the type, versions of
+    /// a CRDT type are joined.
+    Typed,
 }
 
-/// The conflict policy of an internal key.
-pub fn policy_of(key: &[u8]) -> ConflictPolicy {
-    if key.starts_with(&LWW_PREFIX) {
-        ConflictPolicy::Lww
-    } else {
-        ConflictPolicy::Siblings
+impl ConflictPolicy {
+    /// The byte a named bucket's key prefix carries for this policy.
+    pub fn tag(self) -> u8 {
+        match self {
+            ConflictPolicy::Siblings => b's',
+            ConflictPolicy::Lww => b'l',
+            ConflictPolicy::Typed => b't',
+        }
+    }
+
+    /// The name admins and docs use.
+    pub fn name(self) -> &'static str {
+        match self {
+            ConflictPolicy::Siblings => "siblings",
+            ConflictPolicy::Lww => "lww",
+            ConflictPolicy::Typed => "typed",
+        }
+    }
+
+    /// Whether writes overwrite what their coordinator holds.
+    pub fn overwrites(self) -> bool {
+        self != ConflictPolicy::Siblings
     }
 }
 
-/// The internal key of a last-write-wins user key.
+/// The conflict policy of an internal key, from its bytes alone: a named
+/// bucket's key carries it (see [`crate::bucket::prefix`]); the Redis
+/// prefix is typed; every other key is a `/kv` key with siblings. An
+/// unknown policy byte keeps siblings, the policy that loses nothing.
+pub fn policy_of(key: &[u8]) -> ConflictPolicy {
+    if key.starts_with(&LWW_PREFIX) {
+        return ConflictPolicy::Typed;
+    }
+    match key {
+        [RESERVED, crate::bucket::BUCKET_TAG, b'l', ..] => ConflictPolicy::Lww,
+        [RESERVED, crate::bucket::BUCKET_TAG, b't', ..] => ConflictPolicy::Typed,
+        _ => ConflictPolicy::Siblings,
+    }
+}
+
+/// The internal key of a Redis-bucket user key.
 pub fn lww_key(user_key: &[u8]) -> Vec<u8> {
     [&LWW_PREFIX[..], user_key].concat()
 }
 
-/// The keyspaces users see, each listed apart (see the node's scan).
-#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+/// The keys users list, one bucket at a time (see the node's scan).
+#[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Keyspace {
-    /// HTTP `/kv` keys: siblings, any key without the reserved byte.
+    /// HTTP `/kv` keys (the default bucket): any key without the reserved byte.
     Kv,
-    /// Redis keys: typed, last-write-wins, under [`LWW_PREFIX`].
-    Redis,
+    /// Keys under a bucket's prefix (the Redis bucket's is [`LWW_PREFIX`]).
+    Prefixed(Vec<u8>),
 }
 
 impl Keyspace {
+    /// The keyspace of bucket `name` with `props`.
+    pub fn of_bucket(name: &str, props: &crate::bucket::BucketProps) -> Keyspace {
+        match crate::bucket::prefix(name, props) {
+            p if p.is_empty() => Keyspace::Kv,
+            p => Keyspace::Prefixed(p),
+        }
+    }
+
     /// The user key of the internal `key` if it belongs to this keyspace.
-    pub fn user_key(self, key: &[u8]) -> Option<&[u8]> {
+    pub fn user_key<'k>(&self, key: &'k [u8]) -> Option<&'k [u8]> {
         match self {
             Keyspace::Kv => (!is_reserved(key)).then_some(key),
-            Keyspace::Redis => key.strip_prefix(&LWW_PREFIX[..]),
+            Keyspace::Prefixed(prefix) => key.strip_prefix(&prefix[..]),
         }
     }
 }
@@ -91,7 +141,7 @@ pub fn is_reserved(user_key: &[u8]) -> bool {
 pub fn write_context(key: &[u8], given: CausalContext, stored: &SiblingSet) -> CausalContext {
     match policy_of(key) {
         ConflictPolicy::Siblings => given,
-        ConflictPolicy::Lww => {
+        ConflictPolicy::Lww | ConflictPolicy::Typed => {
             let mut context = given;
             context.merge(&stored.context());
             context
@@ -120,10 +170,16 @@ pub fn lww_value(set: &SiblingSet) -> Option<&[u8]> {
 pub fn visible_at(key: &[u8], set: &SiblingSet, now: Millis) -> SiblingSet {
     match policy_of(key) {
         ConflictPolicy::Siblings => set.visible_at(now),
+        // A plain last-write-wins key expires with its winner: hiding only
+        // that version would show an older one again.
+        ConflictPolicy::Lww => match lww_winner(set) {
+            Some(w) if w.is_expired(now) => set.hiding(|_| true),
+            _ => set.clone(),
+        },
         // Only a version that has expired can make its key expire: no
         // value is decoded on the reads (nearly all) without one.
-        ConflictPolicy::Lww if !set.iter().any(|s| s.is_expired(now)) => set.clone(),
-        ConflictPolicy::Lww => match crate::crdt::expiry(set) {
+        ConflictPolicy::Typed if !set.iter().any(|s| s.is_expired(now)) => set.clone(),
+        ConflictPolicy::Typed => match crate::crdt::expiry(set) {
             Some(at) if at <= now => set.hiding(|_| true),
             _ => set.clone(),
         },
@@ -155,7 +211,16 @@ pub fn dies_at(key: &[u8], set: &SiblingSet) -> Option<Millis> {
             }
             Some(latest)
         }
+        // Reads show nothing once the winner is a tombstone, whatever
+        // older versions it beat.
         ConflictPolicy::Lww => {
+            let winner = lww_winner(set).expect("the set is not empty");
+            match winner.is_tombstone() {
+                true => Some(0),
+                false => winner.expires_at,
+            }
+        }
+        ConflictPolicy::Typed => {
             let gone = |s: &Sibling| match &s.value {
                 None => true,
                 Some(bytes) => crate::crdt::Value::decode(bytes).is_ok_and(|v| !v.exists()),
@@ -192,8 +257,8 @@ mod tests {
     fn keyspaces_are_disjoint() {
         assert_eq!(lww_key(b"foo"), b"\0rfoo");
         assert_ne!(lww_key(b"foo"), b"foo");
-        assert_eq!(policy_of(&lww_key(b"foo")), ConflictPolicy::Lww);
-        assert_eq!(policy_of(&lww_key(b"")), ConflictPolicy::Lww);
+        assert_eq!(policy_of(&lww_key(b"foo")), ConflictPolicy::Typed);
+        assert_eq!(policy_of(&lww_key(b"")), ConflictPolicy::Typed);
         assert_eq!(policy_of(b"foo"), ConflictPolicy::Siblings);
         assert_eq!(policy_of(b"rfoo"), ConflictPolicy::Siblings);
         assert_eq!(policy_of(b"\0lfoo"), ConflictPolicy::Siblings);

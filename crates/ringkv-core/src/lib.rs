@@ -6,6 +6,7 @@
 //! simulator drive exactly the same code.
 
 pub mod anti_entropy;
+pub mod bucket;
 pub mod context;
 pub mod coordinator;
 pub mod crdt;

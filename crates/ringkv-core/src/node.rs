@@ -707,7 +707,7 @@ impl<S: Store> Node<S> {
                 count,
                 keyspace,
             } => {
-                let page = self.scan(cursor, count, keyspace);
+                let page = self.scan(cursor, count, &keyspace);
                 self.finish(origin, page)
             }
         }
@@ -968,7 +968,7 @@ enum Lost {
 /// type tag byte more (see [`crate::crdt::Value`]), which the limit does
 /// not count — a `SET` of exactly `max_value_bytes` fits.
 pub(crate) fn payload_len(key: &[u8], value: &[u8]) -> usize {
-    let tagged = keyspace::policy_of(key) == keyspace::ConflictPolicy::Lww;
+    let tagged = keyspace::policy_of(key) == keyspace::ConflictPolicy::Typed;
     value.len().saturating_sub(usize::from(tagged))
 }
 
@@ -1038,9 +1038,9 @@ fn no_coordinator(op: &ClientOp, replicas: usize) -> ClientError {
 /// An update applies to the Redis keyspace only (sibling keys have no
 /// type), and carries at most a value's worth of members.
 fn check_update(key: &[u8], update: &Update, s: &Settings) -> Result<(), ClientError> {
-    if keyspace::policy_of(key) != keyspace::ConflictPolicy::Lww {
+    if keyspace::policy_of(key) != keyspace::ConflictPolicy::Typed {
         return Err(ClientError::Invalid(
-            "typed updates (counters, sets) apply to Redis keys only".into(),
+            "typed updates (counters, sets) apply to keys of typed buckets only".into(),
         ));
     }
     if update.size() > s.max_value_bytes {

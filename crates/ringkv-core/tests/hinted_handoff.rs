@@ -418,6 +418,7 @@ fn hints_for_a_departed_member_go_to_the_current_replicas() {
     for n in ["n1", "n2", "n3"] {
         let msg = Message::Gossip(GossipMsg::Ack2 {
             states: vec![left.clone()],
+            buckets: None,
         });
         net.queue.push_back((id("n4"), id(n), msg));
     }

@@ -105,6 +105,11 @@ pub struct NodeConfig {
     /// exactly that member's ranges. A start option, not a setting.
     #[serde(skip)]
     pub replace: Option<String>,
+    /// The bucket the Redis port serves (a `typed` one; see
+    /// `ringkv_core::bucket`). It may be created after the node starts:
+    /// until it exists, commands answer that it does not.
+    #[serde(default = "default_redis_bucket")]
+    pub redis_bucket: String,
     /// Enables `POST /admin/links/{peer}/{cut|heal}`, a switch that silently
     /// drops traffic to and from a peer. For fault tests only.
     #[serde(default)]
@@ -158,6 +163,10 @@ pub struct MemberConfig {
     pub resp: Option<SocketAddr>,
     #[serde(default)]
     pub zone: Option<String>,
+}
+
+fn default_redis_bucket() -> String {
+    ringkv_core::bucket::REDIS.to_string()
 }
 
 fn default_cluster() -> String {
@@ -258,6 +267,8 @@ impl NodeConfig {
 
     fn validate(&self) -> Result<(), String> {
         self.replication.validate()?;
+        ringkv_core::bucket::check_name(&self.redis_bucket)
+            .map_err(|e| format!("redis_bucket {:?}: {e}", self.redis_bucket))?;
         let ae = &self.anti_entropy;
         if ae.interval_ms == 0 || ae.keys_per_second == 0 || ae.tree_depth > 16 {
             return Err(

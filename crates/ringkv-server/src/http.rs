@@ -29,7 +29,9 @@ use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
 use ringkv_core::context;
 use ringkv_core::gossip::RemoveRefusal;
-use ringkv_core::keyspace;
+use crate::http_buckets::Bucket;
+use ringkv_core::bucket::{self, BucketProps};
+use ringkv_core::keyspace::{self, ConflictPolicy};
 use ringkv_core::message::{ClientError, ClientOp, ClientReply, Message};
 use ringkv_core::ring_view::RingView;
 use ringkv_core::siblings::{Sibling, SiblingSet};
@@ -80,6 +82,12 @@ pub fn router(api: Api) -> Router {
     let kv = Router::new()
         .route("/kv/{*key}", get(get_key).put(put_key).delete(delete_key))
         .route("/kv/", any(empty_key))
+        .route(
+            "/buckets/{bucket}/keys/{*key}",
+            get(get_bucket_key)
+                .put(put_bucket_key)
+                .delete(delete_bucket_key),
+        )
         .merge(
             http_crdt::routes()
                 .merge(http_hash::routes())
@@ -101,6 +109,7 @@ pub fn router(api: Api) -> Router {
         .route("/admin/replica/{*key}", get(read_replica))
         .route("/admin/leave", post(leave))
         .route("/admin/remove/{node}", post(remove))
+        .merge(crate::http_buckets::routes())
         .route("/health/live", get(live))
         .route("/health/ready", get(ready))
         .route("/openapi.json", get(crate::openapi::serve))
@@ -273,6 +282,16 @@ const TTL_HEADER: &str = "x-ringkv-ttl";
 const EXPIRES_HEADER: &str = "x-ringkv-expires-at";
 
 impl WriteQuery {
+    /// The bucket's quorums where the request gives none.
+    fn with_defaults(self, props: &BucketProps) -> WriteQuery {
+        WriteQuery {
+            r: self.r.or(props.r),
+            w: self.w.or(props.w),
+            pw: self.pw.or(props.pw),
+            ..self
+        }
+    }
+
     /// A PUT's time to live in ms, from `?ttl=` or `X-Ringkv-TTL` (whole
     /// seconds, at least 1); 400 when it does not parse, is 0, or the two
     /// disagree.
@@ -455,6 +474,30 @@ async fn get_key(
     quorum: Result<Query<ReadQuorum>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let bucket = Bucket::resolve(&api, bucket::DEFAULT)?;
+    get_in(api, bucket, key, quorum, headers).await
+}
+
+async fn get_bucket_key(
+    State(api): State<Api>,
+    Path((bucket, key)): Path<(String, String)>,
+    quorum: Result<Query<ReadQuorum>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let bucket = Bucket::resolve(&api, &bucket)?;
+    get_in(api, bucket, key, quorum, headers).await
+}
+
+/// A read of `key` in `bucket`: the bucket's R and PR unless the query
+/// gives them; a last-write-wins bucket shows its winner alone.
+async fn get_in(
+    api: Api,
+    bucket: Bucket,
+    key: String,
+    quorum: Result<Query<ReadQuorum>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    bucket.check_plain()?;
     let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
     let accept = headers.get(header::ACCEPT).and_then(|v| v.to_str().ok());
     let json = match http_accept::negotiate(accept) {
@@ -471,11 +514,12 @@ async fn get_key(
     };
     let preconditions = http_conditional::of(&headers)?;
     let op = ClientOp::Get {
-        key: user_key(key)?,
-        r: q.r,
+        key: bucket.key(&api, key)?,
+        r: q.r.or(bucket.props.r),
         pr: q.pr,
     };
     let siblings = match api.node.request(op, api.request_limit).await? {
+        ClientReply::Value(set) if bucket.props.policy == ConflictPolicy::Lww => winner_only(&set),
         ClientReply::Value(set) => set,
         _ => return Err(unexpected_reply()),
     };
@@ -488,6 +532,19 @@ async fn get_key(
         return Ok(vary_accept(response));
     }
     Ok(render(&siblings, json))
+}
+
+/// A last-write-wins key as its reader sees it: the versions its winner
+/// beat hidden (tombstones of the same dots, so the context still covers
+/// them), nothing live when the winner is a tombstone.
+fn winner_only(set: &SiblingSet) -> SiblingSet {
+    match keyspace::lww_winner(set) {
+        Some(winner) => {
+            let dot = winner.dot.clone();
+            set.hiding(|s| s.dot != dot)
+        }
+        None => set.clone(),
+    }
 }
 
 /// A TTL is for `PUT /kv` only: on the Redis keyspace's routes it is
@@ -514,17 +571,48 @@ async fn put_key(
     headers: HeaderMap,
     body: Bytes,
 ) -> Result<Response, ApiError> {
+    let bucket = Bucket::resolve(&api, bucket::DEFAULT)?;
+    put_in(api, bucket, key, quorum, headers, body).await
+}
+
+async fn put_bucket_key(
+    State(api): State<Api>,
+    Path((bucket, key)): Path<(String, String)>,
+    quorum: Result<Query<WriteQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    let bucket = Bucket::resolve(&api, &bucket)?;
+    put_in(api, bucket, key, quorum, headers, body).await
+}
+
+/// A write of `key` in `bucket`: the bucket's W, PW, R (for a
+/// precondition's read), TTL and value limit unless the request gives its own.
+async fn put_in(
+    api: Api,
+    bucket: Bucket,
+    key: String,
+    quorum: Result<Query<WriteQuery>, QueryRejection>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Result<Response, ApiError> {
+    bucket.check_plain()?;
     let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
-    let key = user_key(key)?;
-    if body.len() > api.max_value_bytes {
-        let message = format!(
-            "value must be at most {} bytes, got {}",
-            api.max_value_bytes,
-            body.len()
-        );
+    let q = q.with_defaults(&bucket.props);
+    let key = bucket.key(&api, key)?;
+    let limit = bucket.max_value_bytes(&api);
+    if body.len() > limit {
+        let message = match limit == api.max_value_bytes {
+            true => format!("value must be at most {limit} bytes, got {}", body.len()),
+            false => format!(
+                "value must be at most {limit} bytes in bucket {}, got {}",
+                bucket.name,
+                body.len()
+            ),
+        };
         return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message));
     }
-    let ttl_ms = q.ttl_ms(&headers)?;
+    let ttl_ms = q.ttl_ms(&headers)?.or(bucket.default_ttl_ms());
     let context = q.write_context(&api, &key, &headers).await?;
     let op = ClientOp::Put {
         key,
@@ -543,8 +631,31 @@ async fn delete_key(
     quorum: Result<Query<WriteQuery>, QueryRejection>,
     headers: HeaderMap,
 ) -> Result<Response, ApiError> {
+    let bucket = Bucket::resolve(&api, bucket::DEFAULT)?;
+    delete_in(api, bucket, key, quorum, headers).await
+}
+
+async fn delete_bucket_key(
+    State(api): State<Api>,
+    Path((bucket, key)): Path<(String, String)>,
+    quorum: Result<Query<WriteQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    let bucket = Bucket::resolve(&api, &bucket)?;
+    delete_in(api, bucket, key, quorum, headers).await
+}
+
+async fn delete_in(
+    api: Api,
+    bucket: Bucket,
+    key: String,
+    quorum: Result<Query<WriteQuery>, QueryRejection>,
+    headers: HeaderMap,
+) -> Result<Response, ApiError> {
+    bucket.check_plain()?;
     let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
-    let key = user_key(key)?;
+    let q = q.with_defaults(&bucket.props);
+    let key = bucket.key(&api, key)?;
     if q.ttl.is_some() || headers.contains_key(TTL_HEADER) {
         return Err(bad_request("a DELETE takes no ttl"));
     }
@@ -558,17 +669,6 @@ async fn delete_key(
         pw: q.pw,
     };
     written(api.node.request(op, api.request_limit).await?)
-}
-
-/// A `/kv` key as stored: refused when it would fall into an internal
-/// keyspace (the Redis protocol's last-write-wins keys live there).
-fn user_key(key: String) -> Result<Vec<u8>, ApiError> {
-    if keyspace::is_reserved(key.as_bytes()) {
-        return Err(bad_request(
-            "keys starting with the byte 0x00 are reserved for internal keyspaces",
-        ));
-    }
-    Ok(key.into_bytes())
 }
 
 /// `204 No Content` carrying the next context: the one the client sent

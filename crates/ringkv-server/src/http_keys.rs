@@ -1,6 +1,6 @@
 //! Key listing over HTTP: `GET /buckets/{bucket}/keys?limit=N&after=C`,
-//! Riak's path, for the two keyspaces there are so far — `default` (the
-//! `/kv` keys) and `redis` (the Redis protocol's keys, with their types).
+//! Riak's path, for any bucket — `default` holds the `/kv` keys, `redis`
+//! the Redis protocol's keys (with their types).
 //!
 //! The listing is the coverage query of Redis `SCAN` (see
 //! `ringkv_core::node`'s scan): keys in ring-token order, each range asked
@@ -15,16 +15,15 @@
 //! bytes) comes as `key_base64` instead of `key`.
 
 use crate::http::{bad_request, unexpected_reply, Api, ApiError};
+use crate::http_buckets::Bucket;
 use crate::http_crdt::parse_query;
 use axum::extract::rejection::QueryRejection;
 use axum::extract::{Path, Query, State};
-use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
-use ringkv_core::keyspace::Keyspace;
 use ringkv_core::message::{ClientOp, ClientReply};
 use ringkv_core::node::SCAN_MAX_COUNT;
 use serde::{Deserialize, Serialize};
@@ -80,27 +79,12 @@ impl ListedKey {
     }
 }
 
-/// The keyspace a bucket name stands for; 404 with a sentence for others.
-fn keyspace_of(bucket: &str) -> Result<Keyspace, ApiError> {
-    match bucket {
-        "default" => Ok(Keyspace::Kv),
-        "redis" => Ok(Keyspace::Redis),
-        other => Err(ApiError::new(
-            StatusCode::NOT_FOUND,
-            format!(
-                "no bucket named {other:?}: the buckets are \"default\" (the /kv keys) and \
-                 \"redis\" (the Redis protocol's keys)"
-            ),
-        )),
-    }
-}
-
 async fn list(
     State(api): State<Api>,
     Path(bucket): Path<String>,
     query: Result<Query<ListQuery>, QueryRejection>,
 ) -> Result<Response, ApiError> {
-    let keyspace = keyspace_of(&bucket)?;
+    let keyspace = Bucket::resolve(&api, &bucket)?.keyspace();
     let q = parse_query(query)?;
     let limit = q.limit.unwrap_or(DEFAULT_LIMIT);
     if !(1..=SCAN_MAX_COUNT).contains(&limit) {
@@ -124,7 +108,7 @@ async fn list(
         let op = ClientOp::Scan {
             cursor,
             count,
-            keyspace,
+            keyspace: keyspace.clone(),
         };
         let ClientReply::Keys {
             keys: page,

@@ -10,6 +10,7 @@ pub mod console;
 pub mod driver;
 pub mod http;
 mod http_accept;
+mod http_buckets;
 mod http_conditional;
 pub mod http_crdt;
 pub mod http_hash;

@@ -13,6 +13,7 @@
 //! cluster is not supported.
 
 use crate::config::NodeConfig;
+use ringkv_core::bucket::BucketTable;
 use ringkv_core::gossip::{MemberState, MemberStatus, Membership};
 use ringkv_core::settings::{ClusterSettings, SettingDiff};
 use ringkv_core::NodeId;
@@ -34,6 +35,10 @@ struct Saved {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     vnodes: Option<u32>,
     members: Vec<MemberState>,
+    /// The cluster's buckets (cluster data that gossip spreads; kept here
+    /// so a restart, even of a whole cluster, remembers them).
+    #[serde(default)]
+    buckets: BucketTable,
 }
 
 #[derive(Debug, thiserror::Error)]
@@ -69,12 +74,14 @@ pub fn start(config: &NodeConfig) -> Result<Membership, MembersFileError> {
     let cluster = settings.cluster();
     let saved = load(&path)?;
     let first_life = saved.is_none();
+    let buckets = saved.as_ref().map(|s| s.buckets.clone()).unwrap_or_default();
     let (me, known) = match saved {
         Some(saved) => restored(config, &path, saved, &cluster)?,
         None => first_start(config),
     };
     let seeds = config.seeds.iter().map(ToString::to_string).collect();
-    let mut members = Membership::new(me, known, seeds, settings.membership);
+    let mut members =
+        Membership::new(me, known, seeds, settings.membership).with_buckets(buckets);
     if first_life {
         members = members.first_life();
     }
@@ -95,6 +102,7 @@ pub fn save(
         settings: Some(settings.clone()),
         vnodes: None,
         members: members.members().cloned().collect(),
+        buckets: members.buckets().clone(),
     };
     let io = |e: std::io::Error| MembersFileError::Io {
         path: path.clone(),

@@ -223,7 +223,7 @@ async fn start_resp(
         limits: &config.limits,
         shedding,
     };
-    let ctx = resp::Context::new(
+    let mut ctx = resp::Context::new(
         node.clone(),
         config.cluster.clone(),
         &settings,
@@ -232,6 +232,7 @@ async fn start_resp(
         (access, metrics),
         load,
     );
+    ctx.bucket = config.redis_bucket.clone();
     Ok(tokio::spawn(resp::serve(bind(addr).await?, ctx, tls)))
 }
 

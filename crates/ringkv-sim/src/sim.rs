@@ -1127,7 +1127,7 @@ impl Sim {
     fn resolve_siblings(&mut self, state: &FinalState) -> Vec<String> {
         let mut problems = Vec::new();
         for (key, set) in &state.reads {
-            let lww = keyspace::policy_of(key.as_bytes()) == keyspace::ConflictPolicy::Lww;
+            let lww = keyspace::policy_of(key.as_bytes()).overwrites();
             if set.len() < 2 || lww {
                 continue;
             }

@@ -244,6 +244,7 @@ fn a_syn_introducing_another_node_than_its_sender_is_ignored() {
     let msg = GossipMsg::Syn {
         digests: Vec::new(),
         sender: forged.clone(),
+        buckets: 0,
     };
     assert!(a.on_gossip(c.now, id("c"), msg).is_empty());
     assert_eq!(
@@ -254,10 +255,45 @@ fn a_syn_introducing_another_node_than_its_sender_is_ignored() {
     let msg = GossipMsg::Syn {
         digests: Vec::new(),
         sender: forged,
+        buckets: 0,
     };
     assert!(!a.on_gossip(c.now, id("b"), msg).is_empty());
     assert_eq!(
         a.members.get(&id("b")).unwrap().addr.as_deref(),
         Some("addr-mallory")
     );
+}
+
+#[test]
+fn buckets_defined_on_different_nodes_reach_every_node_and_agree() {
+    use crate::bucket::{BucketProps, Limits};
+    use crate::keyspace::ConflictPolicy;
+    let mut c = Cluster::from_one_seed(&["a", "b", "c", "d"]);
+    for _ in 0..30 {
+        c.step(100);
+    }
+    let limits = Limits {
+        cluster_n: 3,
+        max_value_bytes: 1024,
+    };
+    let lww = BucketProps::new(3, ConflictPolicy::Lww);
+    let carts = BucketProps::new(3, ConflictPolicy::Siblings);
+    let a = c.nodes.get_mut(&id("a")).unwrap();
+    a.define_bucket(c.now, "sessions", lww.clone(), &limits).unwrap();
+    let d = c.nodes.get_mut(&id("d")).unwrap();
+    d.define_bucket(c.now, "carts", carts.clone(), &limits).unwrap();
+    // A later change on c of the bucket a created wins everywhere.
+    let faster = BucketProps { w: Some(1), ..lww };
+    c.step(100);
+    let cn = c.nodes.get_mut(&id("c")).unwrap();
+    cn.define_bucket(c.now + 1, "sessions", faster, &limits).unwrap();
+    for _ in 0..40 {
+        c.step(100);
+    }
+    let tables: Vec<&crate::bucket::BucketTable> = c.nodes.values().map(|m| m.buckets()).collect();
+    for table in &tables {
+        assert_eq!(*table, tables[0]);
+        assert_eq!(table.get("sessions", 3).unwrap().w, Some(1));
+        assert_eq!(table.get("carts", 3), Some(carts.clone()));
+    }
 }

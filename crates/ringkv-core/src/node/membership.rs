@@ -4,6 +4,7 @@
 
 use super::{Effect, Node};
 use crate::gossip::{seed_id, GossipMsg, Liveness, MemberStatus, Membership, MEMBERS_PER_MESSAGE};
+use crate::bucket::BucketProps;
 use crate::message::Message;
 use crate::store::Store;
 use crate::{Millis, NodeId};
@@ -15,6 +16,27 @@ pub const MAX_LINGER_AFTER_LEAVING_MS: Millis = 60_000;
 impl<S: Store> Node<S> {
     pub fn membership(&self) -> &Membership {
         &self.members
+    }
+
+    /// Create or change bucket `name` (see [`crate::bucket`]); gossip
+    /// spreads it. `Err` is one sentence saying what was refused.
+    pub fn define_bucket(
+        &mut self,
+        now: Millis,
+        name: &str,
+        props: BucketProps,
+    ) -> Result<(), String> {
+        let limits = crate::bucket::Limits {
+            cluster_n: self.settings.n,
+            max_value_bytes: self.settings.max_value_bytes,
+        };
+        self.members.define_bucket(now, name, props, &limits)
+    }
+
+    /// The properties of bucket `name`, `None` when the cluster has none
+    /// by that name (or this node has not heard of it yet).
+    pub fn bucket(&self, name: &str) -> Option<BucketProps> {
+        self.members.buckets().get(name, self.settings.n)
     }
 
     /// True when this node has left the cluster for good.

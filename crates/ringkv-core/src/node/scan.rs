@@ -15,7 +15,7 @@
 
 use super::Node;
 use crate::crdt;
-use crate::keyspace::Keyspace;
+use crate::keyspace::{ConflictPolicy, Keyspace};
 use crate::message::{ClientError, ClientReply, ClientResult};
 use crate::ring::{Ring, Token};
 use crate::siblings::SiblingSet;
@@ -59,7 +59,7 @@ impl<S: Store> Node<S> {
 
     /// One page from this node's store, from `cursor` on through the
     /// ranges it replicates, examining about `count` keys.
-    pub(super) fn scan(&self, mut cursor: Token, count: usize, keyspace: Keyspace) -> ClientResult {
+    pub(super) fn scan(&self, mut cursor: Token, count: usize, keyspace: &Keyspace) -> ClientResult {
         let mut page = Page::default();
         while let Some(to) = self.span_end(cursor) {
             let stopped = self.scan_span((cursor, to), count, keyspace, &mut page)?;
@@ -98,7 +98,7 @@ impl<S: Store> Node<S> {
         &self,
         (from, to): (Token, Token),
         count: usize,
-        keyspace: Keyspace,
+        keyspace: &Keyspace,
         page: &mut Page,
     ) -> Result<Option<Token>, ClientError> {
         let mut last = None;
@@ -115,8 +115,7 @@ impl<S: Store> Node<S> {
             let Some(user_key) = keyspace.user_key(key) else {
                 return true;
             };
-            if let Some(type_name) =
-                live_type(keyspace, &crate::keyspace::visible_at(key, set, self.now))
+            if let Some(type_name) = live_type(key, &crate::keyspace::visible_at(key, set, self.now))
             {
                 page.bytes += user_key.len();
                 page.keys.push((user_key.to_vec(), type_name.into()));
@@ -130,13 +129,15 @@ impl<S: Store> Node<S> {
     }
 }
 
-/// The type name of a key holding `visible` (expired versions shown as
-/// tombstones) when it holds something a read shows: `kv` for a `/kv` key
-/// with a live version, the Redis type of a Redis key whose value exists.
-fn live_type(keyspace: Keyspace, visible: &SiblingSet) -> Option<&'static str> {
-    match keyspace {
-        Keyspace::Kv => visible.live().next().map(|_| "kv"),
-        Keyspace::Redis => match crdt::resolve(visible) {
+/// The type name of `key` holding `visible` (expired versions shown as
+/// tombstones) when it holds something a read shows: `kv` for a sibling
+/// key with a live version or a last-write-wins key whose winner lives,
+/// the CRDT type of a typed key whose value exists.
+fn live_type(key: &[u8], visible: &SiblingSet) -> Option<&'static str> {
+    match crate::keyspace::policy_of(key) {
+        ConflictPolicy::Siblings => visible.live().next().map(|_| "kv"),
+        ConflictPolicy::Lww => crate::keyspace::lww_value(visible).map(|_| "kv"),
+        ConflictPolicy::Typed => match crdt::resolve(visible) {
             Ok(Some((value, _))) if value.exists() => Some(value.type_name()),
             _ => None,
         },

@@ -35,8 +35,10 @@ const HTTP_RULES: &[HttpRule] = &[
     rule(None, "/set/", Some(Role::Write)),
     rule(Some("GET"), "/hash/", Some(Role::Read)),
     rule(None, "/hash/", Some(Role::Write)),
-    // Key listings read keys.
+    // Bucket keys as /kv keys; key listings and bucket properties read.
     rule(Some("GET"), "/buckets/", Some(Role::Read)),
+    rule(Some("GET"), "/buckets", Some(Role::Read)),
+    rule(None, "/buckets/", Some(Role::Write)),
     // The API's description says nothing about the cluster.
     rule(Some("GET"), "/openapi.json", None),
     rule(Some("GET"), "/status", Some(Role::Read)),
@@ -148,7 +150,11 @@ mod tests {
             ("GET", "/statusx", Some(Role::Admin)),
             ("GET", "/kv", Some(Role::Admin)),
             ("GET", "/buckets/default/keys", Some(Role::Read)),
-            ("DELETE", "/buckets/default/keys", None),
+            ("DELETE", "/buckets/default/keys", Some(Role::Write)),
+            ("PUT", "/buckets/carts/keys/k", Some(Role::Write)),
+            ("GET", "/buckets/carts/keys/k", Some(Role::Read)),
+            ("GET", "/buckets", Some(Role::Read)),
+            ("PUT", "/admin/buckets/carts", Some(Role::Admin)),
             ("GET", "/healthz", Some(Role::Admin)),
             ("GET", "/ui/data", Some(Role::Read)),
             ("GET", "/ui", None),

@@ -18,6 +18,7 @@ use crate::status::{self, MembershipReport, VnodeAt};
 use crate::transport::{Inbound, Transport};
 use queue::{Queued, Sender};
 use ringkv_core::anti_entropy::{AeStats, RepairProgress};
+use ringkv_core::bucket::{BucketProps, BucketTable};
 use ringkv_core::coordinator::ClientId;
 use ringkv_core::gossip::{MemberStatus, RemoveRefusal};
 use ringkv_core::message::{encoded_len, ClientError, ClientOp, ClientResult, Message};
@@ -30,7 +31,7 @@ use serde::Serialize;
 use std::collections::BTreeMap;
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{mpsc, Arc};
+use std::sync::{mpsc, Arc, RwLock};
 use std::thread::JoinHandle;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use tokio::sync::{oneshot, watch};
@@ -69,8 +70,16 @@ pub enum Event {
         rebuild: bool,
         reply: oneshot::Sender<usize>,
     },
+    /// The bucket table as the node holds it now.
+    Buckets(oneshot::Sender<BucketTable>),
     /// Start leaving the cluster (the node stops once it has left).
     Leave(oneshot::Sender<()>),
+    /// Create or change a bucket; answers why not, in one sentence.
+    DefineBucket {
+        name: String,
+        props: BucketProps,
+        reply: oneshot::Sender<Result<(), String>>,
+    },
     /// Remove a dead member for good (`force`: even if it is up); answers
     /// its new status, or why not.
     Remove {
@@ -146,6 +155,11 @@ pub struct NodeHandle {
     /// thread after every batch, so HTTP answers can carry it without a
     /// round trip to that thread.
     ring: Arc<AtomicU64>,
+    /// The cluster's bucket table, published by the node thread when it
+    /// changes, so every request finds its bucket without a round trip.
+    buckets: Arc<RwLock<BucketTable>>,
+    /// The cluster's replication factor (the built-in buckets' N).
+    cluster_n: usize,
     /// Set once the node stops by itself.
     ended: watch::Receiver<Option<Ending>>,
 }
@@ -212,6 +226,47 @@ impl NodeHandle {
             reply,
         };
         self.ask(event, answer).await
+    }
+
+    /// The properties of bucket `name`, as this node knows them now.
+    pub fn bucket(&self, name: &str) -> Option<BucketProps> {
+        let table = self.buckets.read().unwrap_or_else(|e| e.into_inner());
+        table.get(name, self.cluster_n)
+    }
+
+    /// The cluster's replication factor.
+    pub fn cluster_n(&self) -> usize {
+        self.cluster_n
+    }
+
+    /// Every bucket this node knows, built-in ones first.
+    pub fn buckets(&self) -> Vec<(String, BucketProps)> {
+        let table = self.buckets.read().unwrap_or_else(|e| e.into_inner());
+        table.list(self.cluster_n)
+    }
+
+    /// See [`Event::DefineBucket`]; `None` when the node is shutting down.
+    pub async fn define_bucket(
+        &self,
+        name: String,
+        props: BucketProps,
+    ) -> Option<Result<(), String>> {
+        let (reply, answer) = oneshot::channel();
+        let event = Event::DefineBucket { name, props, reply };
+        let answer = self.ask(event, answer).await;
+        if answer.as_ref().is_some_and(Result::is_ok) {
+            // The node thread publishes after its batch; a client that
+            // defines and then writes must find the bucket at once.
+            self.refresh_buckets().await;
+        }
+        answer
+    }
+
+    async fn refresh_buckets(&self) {
+        let (tx, rx) = oneshot::channel();
+        if let Some(table) = self.ask(Event::Buckets(tx), rx).await {
+            *self.buckets.write().unwrap_or_else(|e| e.into_inner()) = table;
+        }
     }
 
     pub async fn leave(&self) -> Option<()> {
@@ -304,6 +359,9 @@ pub fn spawn(
     let (ended_tx, ended) = watch::channel(None);
     let name = format!("node-{}", node.id());
     let published = ring.clone();
+    let cluster_n = node.settings().n;
+    let buckets = Arc::new(RwLock::new(node.membership().buckets().clone()));
+    let published_buckets = buckets.clone();
     let thread = std::thread::Builder::new().name(name).spawn(move || {
         let _guard = runtime.enter();
         Driver {
@@ -313,6 +371,8 @@ pub fn spawn(
             waiting: BTreeMap::new(),
             next_client: 1,
             ring: published,
+            buckets: published_buckets,
+            buckets_published: u64::MAX,
             data_dir,
             ended: ended_tx,
             metrics,
@@ -323,6 +383,8 @@ pub fn spawn(
     let handle = NodeHandle {
         tx: sender,
         ring,
+        buckets,
+        cluster_n,
         ended,
     };
     Ok((handle, thread))
@@ -334,6 +396,9 @@ struct Driver {
     waiting: BTreeMap<ClientId, oneshot::Sender<ClientResult>>,
     next_client: ClientId,
     ring: Arc<AtomicU64>,
+    buckets: Arc<RwLock<BucketTable>>,
+    /// The member-list change count whose bucket table was published.
+    buckets_published: u64,
     data_dir: PathBuf,
     /// The member-list change count last saved to disk.
     saved_changes: u64,
@@ -370,6 +435,7 @@ impl Driver {
             // The protocol may replace the ring while handling events.
             self.ring
                 .store(self.node.ring().fingerprint(), Ordering::Relaxed);
+            self.publish_buckets();
             self.save_members();
             self.signal_departure(now);
             let shed = self.node.stats().shed_ops;
@@ -425,6 +491,12 @@ impl Driver {
                 }
                 let _ = reply.send(self.node.start_repair(token));
             }
+            Event::DefineBucket { name, props, reply } => {
+                let _ = reply.send(self.node.define_bucket(now, &name, props));
+            }
+            Event::Buckets(reply) => {
+                let _ = reply.send(self.node.membership().buckets().clone());
+            }
             Event::Leave(reply) => {
                 self.node.leave(now);
                 let _ = reply.send(());
@@ -435,6 +507,18 @@ impl Driver {
             Event::Stop => return true,
         }
         false
+    }
+
+    /// Publish the bucket table when the member list changed (a bucket
+    /// change counts as one).
+    fn publish_buckets(&mut self) {
+        let changes = self.node.membership().changes();
+        if changes == self.buckets_published {
+            return;
+        }
+        let table = self.node.membership().buckets().clone();
+        *self.buckets.write().unwrap_or_else(|e| e.into_inner()) = table;
+        self.buckets_published = changes;
     }
 
     /// Save the member list when it changed, so a restart remembers it.

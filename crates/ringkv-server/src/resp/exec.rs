@@ -1,5 +1,6 @@
-//! Running data commands against the node, in the Redis keyspace: every
-//! Redis key `k` is the internal key [`lww_key`]`(k)`, holding a typed
+//! Running data commands against the node, in the bucket the port serves
+//! (`redis_bucket`, by default `redis`): every Redis key `k` is the
+//! internal key of `k` in that bucket, holding a typed
 //! [`Value`]; a read answers what [`crdt::resolve`] makes of the siblings
 //! the quorum returned, and counters and sets change by CRDT updates
 //! ([`ClientOp::Update`]) that the coordinator applies.
@@ -13,7 +14,8 @@ use bytes::Bytes;
 use futures::{stream, StreamExt};
 use redis_protocol::resp2::types::BytesFrame;
 use ringkv_core::crdt::{self, CrdtError, Update, Value};
-use ringkv_core::keyspace::{lww_key, LWW_PREFIX};
+use ringkv_core::bucket::{self, BucketProps};
+use ringkv_core::keyspace::ConflictPolicy;
 use ringkv_core::message::{ClientError, ClientOp, ClientReply};
 use ringkv_core::siblings::SiblingSet;
 use std::collections::{BTreeMap, BTreeSet};
@@ -181,27 +183,47 @@ fn bulk_or_nil(value: Option<Bytes>) -> BytesFrame {
     value.map_or(BytesFrame::Null, BytesFrame::BulkString)
 }
 
-/// The internal key of a Redis key, refused when the keyspace prefix would
+/// The bucket this port serves, as the node knows it now; refused unless
+/// it exists and is typed.
+pub fn bucket(ctx: &Context) -> Outcome<BucketProps> {
+    let name = &ctx.bucket;
+    match ctx.node.bucket(name) {
+        Some(props) if props.policy == ConflictPolicy::Typed => Ok(props),
+        Some(props) => Err(Failure::invalid(format!(
+            "bucket {name} (redis_bucket) resolves conflicts by {}; the Redis port serves a \
+             typed bucket",
+            props.policy.name()
+        ))),
+        None => Err(Failure::invalid(format!(
+            "no bucket named {name} (redis_bucket) yet; create it with `ringkv bucket create \
+             {name} --policy typed`"
+        ))),
+    }
+}
+
+/// The internal key of a Redis key, refused when the bucket's prefix would
 /// take it over the node's key limit.
 fn internal_key(ctx: &Context, key: &[u8]) -> Outcome<Vec<u8>> {
-    let limit = ctx.max_key_bytes - LWW_PREFIX.len();
+    let prefix = bucket::prefix(&ctx.bucket, &bucket(ctx)?);
+    let limit = ctx.max_key_bytes - prefix.len();
     if key.len() > limit {
         return Err(Failure::invalid(format!(
             "key is {} bytes; Redis keys may be at most {limit} bytes (max_key_bytes {} \
-             minus the {}-byte keyspace prefix)",
+             minus the {}-byte prefix of bucket {})",
             key.len(),
             ctx.max_key_bytes,
-            LWW_PREFIX.len()
+            prefix.len(),
+            ctx.bucket
         )));
     }
-    Ok(lww_key(key))
+    Ok([&prefix[..], key].concat())
 }
 
 /// What an R quorum holds for `key`, every sibling.
 async fn read(ctx: &Context, key: &[u8]) -> Outcome<SiblingSet> {
     let op = ClientOp::Get {
         key: internal_key(ctx, key)?,
-        r: None,
+        r: bucket(ctx)?.r,
         pr: None,
     };
     match ctx.node.request(op, ctx.request_limit).await? {
@@ -310,11 +332,12 @@ async fn hgetall(ctx: &Context, key: Bytes) -> Outcome<Reply> {
 
 /// A CRDT update of `key`, applied by its coordinator; its reply.
 async fn update_reply(ctx: &Context, key: Bytes, update: Update) -> Outcome<crdt::Reply> {
+    let props = bucket(ctx)?;
     let op = ClientOp::Update {
         key: internal_key(ctx, &key)?,
         update,
-        w: None,
-        pw: None,
+        w: props.w,
+        pw: props.pw,
     };
     match ctx.node.request(op, ctx.request_limit).await? {
         ClientReply::Updated(reply) => Ok(reply),
@@ -363,14 +386,23 @@ fn to_vecs(members: Vec<Bytes>) -> Vec<Vec<u8>> {
 
 /// A blind write of a string: the coordinator overwrites whatever it holds.
 /// `SET`, living `ttl_ms` (`None`: for ever, whatever TTL the key had).
+/// The bucket's TTL and value limit apply (see [`ringkv_core::bucket`]).
 async fn set_string(ctx: &Context, key: Bytes, value: Bytes, ttl_ms: Option<u64>) -> Outcome<()> {
+    let props = bucket(ctx)?;
+    if let Some(limit) = props.max_value_bytes.filter(|m| value.len() > *m) {
+        return Err(Failure::invalid(format!(
+            "value is {} bytes; bucket {} takes at most {limit}",
+            value.len(),
+            ctx.bucket
+        )));
+    }
     let op = ClientOp::Put {
         key: internal_key(ctx, &key)?,
         value: Value::String(value.to_vec()).encode(),
         context: Default::default(),
-        w: None,
-        pw: None,
-        ttl_ms,
+        w: props.w,
+        pw: props.pw,
+        ttl_ms: ttl_ms.or(props.ttl_seconds.map(|s| s * 1000)),
     };
     write(ctx, op).await
 }

@@ -61,6 +61,8 @@ pub struct Context {
     pub shedding: Arc<Shedding>,
     /// Connection ids and the count of open connections.
     pub clients: Arc<Clients>,
+    /// The bucket this port serves (`redis_bucket`).
+    pub bucket: String,
 }
 
 /// The Redis version ringkv answers as (`INFO`'s `redis_version`,
@@ -165,6 +167,7 @@ impl Context {
             pipeline: load.limits.resp_pipeline(),
             shedding: load.shedding,
             clients: Arc::default(),
+            bucket: ringkv_core::bucket::REDIS.to_string(),
         }
     }
 }

@@ -79,7 +79,8 @@ fn count(value: &Bytes) -> Result<usize, BytesFrame> {
 
 /// One page: the next cursor and the keys (with types) it found.
 async fn page(ctx: &Context, cursor: u64, count: usize) -> Outcome<(u64, Vec<(Vec<u8>, String)>)> {
-    let keyspace = ringkv_core::keyspace::Keyspace::Redis;
+    let props = super::exec::bucket(ctx)?;
+    let keyspace = ringkv_core::keyspace::Keyspace::of_bucket(&ctx.bucket, &props);
     let op = ClientOp::Scan {
         cursor,
         count,

@@ -48,6 +48,7 @@ impl Sim {
         let msg = Message::Gossip(GossipMsg::Syn {
             digests: Vec::new(),
             sender: forged,
+            buckets: 0,
         });
         let now = self.clock(&target);
         self.node_mut(&target).on_message(now, liar, msg);
