@@ -1,6 +1,7 @@
 //! One operation on the wire: the HTTP request for each attempt, which
 //! failures may be retried on another node, and decoding the answer.
 
+use crate::bucket::{Bucket, BucketList};
 use crate::error::Error;
 use crate::http::Http;
 use crate::versions::{Context, Versions};
@@ -16,10 +17,13 @@ pub(crate) const RING_HEADER: &str = "x-ringkv-ring";
 
 /// An operation on one key.
 pub(crate) enum Op<'a> {
+    /// `bucket`: a key of that bucket; `None`, a `/kv` key.
     Get {
         r: Option<usize>,
+        bucket: Option<&'a Bucket>,
     },
     Put {
+        bucket: Option<&'a Bucket>,
         w: Option<usize>,
         value: &'a [u8],
         context: &'a Context,
@@ -28,33 +32,21 @@ pub(crate) enum Op<'a> {
     },
     /// `r` is for the read a delete without a context makes.
     Delete {
+        bucket: Option<&'a Bucket>,
         r: Option<usize>,
         w: Option<usize>,
         context: &'a Context,
     },
     /// `GET /counter/{key}`.
-    Counter {
-        r: Option<usize>,
-    },
+    Counter { r: Option<usize> },
     /// `POST /counter/{key}?by=`: not idempotent, see [`Op::may_retry`].
-    Incr {
-        by: i64,
-        w: Option<usize>,
-    },
+    Incr { by: i64, w: Option<usize> },
     /// `GET /set/{key}`.
-    SMembers {
-        r: Option<usize>,
-    },
+    SMembers { r: Option<usize> },
     /// `PUT /set/{key}/{member}`.
-    SAdd {
-        member: &'a str,
-        w: Option<usize>,
-    },
+    SAdd { member: &'a str, w: Option<usize> },
     /// `DELETE /set/{key}/{member}`.
-    SRem {
-        member: &'a str,
-        w: Option<usize>,
-    },
+    SRem { member: &'a str, w: Option<usize> },
     /// A page of a bucket's keys (`GET /buckets/{bucket}/keys`).
     Keys {
         bucket: &'a str,
@@ -62,9 +54,7 @@ pub(crate) enum Op<'a> {
         after: Option<&'a str>,
     },
     /// `GET /hash/{key}`.
-    HGetAll {
-        r: Option<usize>,
-    },
+    HGetAll { r: Option<usize> },
     /// `PUT /hash/{key}/{field}` with the value.
     HSet {
         field: &'a str,
@@ -78,10 +68,13 @@ pub(crate) enum Op<'a> {
         w: Option<usize>,
     },
     /// `DELETE /hash/{key}/{field}`.
-    HDel {
-        field: &'a str,
-        w: Option<usize>,
-    },
+    HDel { field: &'a str, w: Option<usize> },
+    /// `GET /buckets/{key}` (the key is the bucket's name).
+    Bucket,
+    /// `GET /buckets`.
+    Buckets,
+    /// `PUT /admin/buckets/{key}` with the definition as JSON.
+    DefineBucket { body: Vec<u8> },
 }
 
 /// A node's complete answer.
@@ -104,6 +97,8 @@ impl Op<'_> {
                 | Op::SMembers { .. }
                 | Op::HGetAll { .. }
                 | Op::Keys { .. }
+                | Op::Bucket
+                | Op::Buckets
         )
     }
 
@@ -145,9 +140,22 @@ impl Op<'_> {
     /// (`\0r` then `k`), a `/kv` key itself.
     pub fn routing_key(&self, key: &str) -> Vec<u8> {
         match self {
-            Op::Get { .. } | Op::Put { .. } | Op::Delete { .. } | Op::Keys { .. } => {
-                key.as_bytes().to_vec()
+            Op::Get {
+                bucket: Some(b), ..
             }
+            | Op::Put {
+                bucket: Some(b), ..
+            }
+            | Op::Delete {
+                bucket: Some(b), ..
+            } => b.routing_key(key),
+            Op::Get { .. }
+            | Op::Put { .. }
+            | Op::Delete { .. }
+            | Op::Keys { .. }
+            | Op::Bucket
+            | Op::Buckets
+            | Op::DefineBucket { .. } => key.as_bytes().to_vec(),
             Op::Counter { .. }
             | Op::Incr { .. }
             | Op::SMembers { .. }
@@ -165,10 +173,22 @@ impl Op<'_> {
         let r = |r: &Option<usize>| r.map(|r| format!("?r={r}")).unwrap_or_default();
         let w = |w: &Option<usize>| w.map(|w| format!("?w={w}")).unwrap_or_default();
         let key = encode_key(key);
+        let at = |bucket: &Option<&Bucket>| match bucket {
+            Some(b) => format!("/buckets/{}/keys/{key}", encode_key(&b.name)),
+            None => format!("/kv/{key}"),
+        };
         let (method, path) = match self {
-            Op::Get { r: q } => (Method::GET, format!("/kv/{key}{}", r(q))),
-            Op::Put { w: q, .. } => (Method::PUT, format!("/kv/{key}{}", w(q))),
-            Op::Delete { r: rq, w: wq, .. } => {
+            Op::Get { r: q, bucket } => (Method::GET, format!("{}{}", at(bucket), r(q))),
+            Op::Put { w: q, bucket, .. } => (Method::PUT, format!("{}{}", at(bucket), w(q))),
+            Op::Bucket => (Method::GET, format!("/buckets/{key}")),
+            Op::Buckets => (Method::GET, "/buckets".to_string()),
+            Op::DefineBucket { .. } => (Method::PUT, format!("/admin/buckets/{key}")),
+            Op::Delete {
+                r: rq,
+                w: wq,
+                bucket,
+                ..
+            } => {
                 let query: Vec<String> = [("r", rq), ("w", wq)]
                     .into_iter()
                     .filter_map(|(name, q)| q.map(|q| format!("{name}={q}")))
@@ -177,7 +197,7 @@ impl Op<'_> {
                     true => String::new(),
                     false => format!("?{}", query.join("&")),
                 };
-                (Method::DELETE, format!("/kv/{key}{query}"))
+                (Method::DELETE, format!("{}{query}", at(bucket)))
             }
             Op::Counter { r: q } => (Method::GET, format!("/counter/{key}{}", r(q))),
             Op::Incr { by, w: q } => {
@@ -238,6 +258,9 @@ impl Op<'_> {
             }
             Op::Delete { context, .. } => with_context(builder, context),
             Op::HSet { value, .. } => builder.body(value.to_vec()),
+            Op::DefineBucket { body } => builder
+                .header(reqwest::header::CONTENT_TYPE, "application/json")
+                .body(body.clone()),
             _ => builder,
         }
     }
@@ -399,6 +422,27 @@ impl Answer {
                 }
             }
             other => Err(self.bad(&format!("status {other} to a set read"))),
+        }
+    }
+
+    /// A bucket's properties (`GET /buckets/{b}`, or a definition's answer).
+    pub fn bucket(&self) -> Result<Bucket, Error> {
+        match self.status {
+            StatusCode::OK | StatusCode::CREATED => self.json::<Bucket>(),
+            StatusCode::NOT_FOUND => Err(Error::Server {
+                node: self.node.clone(),
+                status: 404,
+                message: String::from_utf8_lossy(&self.body).trim().to_string(),
+            }),
+            other => Err(self.bad(&format!("status {other} to a bucket request"))),
+        }
+    }
+
+    /// Every bucket (`GET /buckets`).
+    pub fn buckets(&self) -> Result<Vec<Bucket>, Error> {
+        match self.status {
+            StatusCode::OK => Ok(self.json::<BucketList>()?.buckets),
+            other => Err(self.bad(&format!("status {other} to a bucket listing"))),
         }
     }
 

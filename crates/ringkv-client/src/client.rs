@@ -2,6 +2,7 @@
 //! the get / put / delete / update API, and counters and sets
 //! (incr / counter / sadd / srem / smembers).
 
+use crate::bucket::{Bucket, BucketDefinition};
 use crate::call::{self, KeysPage, Op};
 use crate::error::Error;
 use crate::http::Http;
@@ -199,7 +200,21 @@ impl Client {
     }
 
     pub async fn get_with(&self, key: &str, options: &Options) -> Result<Versions, Error> {
-        let op = Op::Get { r: options.r };
+        self.get_in(None, key, options).await
+    }
+
+    /// [`Client::get_with`] of a key of `bucket` (`None`: a `/kv` key).
+    /// A `lww` bucket's read holds one version at most.
+    pub async fn get_in(
+        &self,
+        bucket: Option<&Bucket>,
+        key: &str,
+        options: &Options,
+    ) -> Result<Versions, Error> {
+        let op = Op::Get {
+            r: options.r,
+            bucket,
+        };
         self.call(key, &op, options).await?.versions()
     }
 
@@ -222,7 +237,21 @@ impl Client {
         context: &Context,
         options: &Options,
     ) -> Result<Context, Error> {
+        self.put_in(None, key, value, context, options).await
+    }
+
+    /// [`Client::put_with`] of a key of `bucket` (`None`: a `/kv` key);
+    /// the bucket's W and TTL apply unless `options` give their own.
+    pub async fn put_in(
+        &self,
+        bucket: Option<&Bucket>,
+        key: &str,
+        value: impl AsRef<[u8]>,
+        context: &Context,
+        options: &Options,
+    ) -> Result<Context, Error> {
         let op = Op::Put {
+            bucket,
             w: options.w,
             value: value.as_ref(),
             context,
@@ -244,7 +273,19 @@ impl Client {
         context: &Context,
         options: &Options,
     ) -> Result<Context, Error> {
+        self.delete_in(None, key, context, options).await
+    }
+
+    /// [`Client::delete_with`] of a key of `bucket` (`None`: a `/kv` key).
+    pub async fn delete_in(
+        &self,
+        bucket: Option<&Bucket>,
+        key: &str,
+        context: &Context,
+        options: &Options,
+    ) -> Result<Context, Error> {
         let op = Op::Delete {
+            bucket,
             r: options.r,
             w: options.w,
             context,
@@ -425,6 +466,33 @@ impl Client {
             after,
         };
         self.call("", &op, &Options::default()).await?.keys()
+    }
+
+    /// Bucket `name` and its properties; [`Error::Server`] with status 404
+    /// when the node knows none by that name.
+    pub async fn bucket(&self, name: &str) -> Result<Bucket, Error> {
+        self.call(name, &Op::Bucket, &Options::default())
+            .await?
+            .bucket()
+    }
+
+    /// Every bucket of the cluster, built-in ones (`default`, `redis`) first.
+    pub async fn buckets(&self) -> Result<Vec<Bucket>, Error> {
+        self.call("", &Op::Buckets, &Options::default())
+            .await?
+            .buckets()
+    }
+
+    /// Create or change bucket `name` (needs an admin token); the bucket
+    /// as the node took it. Refusals are [`Error::Server`] with one sentence.
+    pub async fn define_bucket(
+        &self,
+        name: &str,
+        definition: &BucketDefinition,
+    ) -> Result<Bucket, Error> {
+        let body = serde_json::to_vec(definition).expect("a definition serializes");
+        let op = Op::DefineBucket { body };
+        self.call(name, &op, &Options::default()).await?.bucket()
     }
 
     /// Fetch the members and ring again now.

@@ -47,6 +47,7 @@
 //! # }
 //! ```
 
+mod bucket;
 mod call;
 mod client;
 mod error;
@@ -58,6 +59,7 @@ mod routing;
 mod topology;
 mod versions;
 
+pub use bucket::{Bucket, BucketDefinition};
 pub use call::{encode_key, KeysPage, ListedKey};
 pub use client::{Client, ClientBuilder, Options};
 pub use error::Error;

@@ -44,24 +44,26 @@ pub const MAX_NAME_BYTES: usize = 64;
 pub const BUCKET_TAG: u8 = b'b';
 
 /// A bucket's properties, as an admin gives them and the table keeps them.
-/// `None` quorums and limits mean the node's defaults.
+/// `None` quorums and limits mean the node's defaults. (No field may be
+/// skipped when serialized: gossip encodes the table with postcard, which
+/// is not self-describing.)
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BucketProps {
     /// Replicas of each key. Fixed at creation (it is part of every key).
     pub n: usize,
     /// How versions no write superseded resolve. Fixed at creation.
     pub policy: ConflictPolicy,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub r: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub w: Option<usize>,
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub pw: Option<usize>,
     /// Time to live of a write that gives none, seconds.
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub ttl_seconds: Option<u64>,
     /// Largest value a write may carry, bytes (at most the node's limit).
-    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[serde(default)]
     pub max_value_bytes: Option<usize>,
 }
 
@@ -128,7 +130,13 @@ pub fn prefix(name: &str, props: &BucketProps) -> Vec<u8> {
         _ => {
             assert!(name.len() <= MAX_NAME_BYTES, "names are checked");
             let n = u8::try_from(props.n).expect("n is checked to fit a byte");
-            let mut p = vec![RESERVED, BUCKET_TAG, props.policy.tag(), n, name.len() as u8];
+            let mut p = vec![
+                RESERVED,
+                BUCKET_TAG,
+                props.policy.tag(),
+                n,
+                name.len() as u8,
+            ];
             p.extend_from_slice(name.as_bytes());
             p
         }
@@ -152,7 +160,10 @@ impl BucketTable {
             .into_iter()
             .filter(|b| !self.entries.contains_key(*b))
             .filter_map(|b| Some((b.to_string(), builtin(b, cluster_n)?)));
-        let defined = self.entries.iter().map(|(k, e)| (k.clone(), e.props.clone()));
+        let defined = self
+            .entries
+            .iter()
+            .map(|(k, e)| (k.clone(), e.props.clone()));
         builtins.chain(defined).collect()
     }
 

@@ -13,6 +13,7 @@ use crate::auth::{self, Access};
 use crate::console;
 use crate::driver::{fingerprint_text, NodeHandle, NodeReport};
 use crate::http_accept::{self, Form};
+use crate::http_buckets::Bucket;
 use crate::metrics::{Frontend, Metrics, Outcome, Scrape};
 use crate::shed::{self, Held, Limits, ShedReport, Shedding};
 use crate::transport::Transport;
@@ -27,10 +28,9 @@ use axum::routing::{any, get, post};
 use axum::{Json, Router};
 use base64::engine::general_purpose::STANDARD as BASE64;
 use base64::Engine;
+use ringkv_core::bucket::{self, BucketProps};
 use ringkv_core::context;
 use ringkv_core::gossip::RemoveRefusal;
-use crate::http_buckets::Bucket;
-use ringkv_core::bucket::{self, BucketProps};
 use ringkv_core::keyspace::{self, ConflictPolicy};
 use ringkv_core::message::{ClientError, ClientOp, ClientReply, Message};
 use ringkv_core::ring_view::RingView;
@@ -921,15 +921,24 @@ async fn repair(
 /// inspect one replica (e.g. after anti-entropy): its full stored state as
 /// JSON, every sibling with its dot, context, timestamp and value bytes,
 /// tombstones included (`{"siblings": []}` when it holds nothing).
+/// `?bucket=` on `/admin/replica/{key}`: whose key it is (default: a `/kv` key).
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReplicaQuery {
+    bucket: Option<String>,
+}
+
 async fn read_replica(
     State(api): State<Api>,
     Path(key): Path<String>,
+    query: Result<Query<ReplicaQuery>, QueryRejection>,
 ) -> Result<Json<SiblingSet>, ApiError> {
-    let found = api
-        .node
-        .read_replica(key.into_bytes())
-        .await
-        .ok_or_else(shutting_down)?;
+    let Query(q) = query.map_err(|e| bad_request(e.body_text()))?;
+    let key = match q.bucket {
+        Some(name) => Bucket::resolve(&api, &name)?.key(&api, key)?,
+        None => key.into_bytes(),
+    };
+    let found = api.node.read_replica(key).await.ok_or_else(shutting_down)?;
     found
         .map(Json)
         .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, e))

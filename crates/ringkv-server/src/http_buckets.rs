@@ -168,7 +168,9 @@ async fn define(
     })?;
     let before = api.node.bucket(&name);
     let props = BucketProps {
-        n: d.n.or(before.as_ref().map(|b| b.n)).unwrap_or(api.node.cluster_n()),
+        n: d.n
+            .or(before.as_ref().map(|b| b.n))
+            .unwrap_or(api.node.cluster_n()),
         policy: d
             .policy
             .or(before.as_ref().map(|b| b.policy))

@@ -74,14 +74,16 @@ pub fn start(config: &NodeConfig) -> Result<Membership, MembersFileError> {
     let cluster = settings.cluster();
     let saved = load(&path)?;
     let first_life = saved.is_none();
-    let buckets = saved.as_ref().map(|s| s.buckets.clone()).unwrap_or_default();
+    let buckets = saved
+        .as_ref()
+        .map(|s| s.buckets.clone())
+        .unwrap_or_default();
     let (me, known) = match saved {
         Some(saved) => restored(config, &path, saved, &cluster)?,
         None => first_start(config),
     };
     let seeds = config.seeds.iter().map(ToString::to_string).collect();
-    let mut members =
-        Membership::new(me, known, seeds, settings.membership).with_buckets(buckets);
+    let mut members = Membership::new(me, known, seeds, settings.membership).with_buckets(buckets);
     if first_life {
         members = members.first_life();
     }

@@ -7,7 +7,7 @@
 //! `--generic`. `status` and `repair` talk to `--node` itself.
 
 use reqwest::{Method, RequestBuilder, Response, StatusCode};
-use ringkv_client::{Client, ClientBuilder, Context, Http, Options, Routing};
+use ringkv_client::{Bucket, Client, ClientBuilder, Context, Http, Options, Routing};
 use ringkv_core::anti_entropy::RepairProgress;
 use ringkv_server::http::RepairStarted;
 use std::path::PathBuf;
@@ -113,8 +113,30 @@ pub struct Routed {
     pub generic: bool,
 }
 
+/// Which bucket a key operation is in.
+#[derive(clap::Args)]
+pub struct InBucket {
+    /// The key's bucket (`ringkv bucket list`); without it, a `/kv` key.
+    #[arg(long)]
+    pub bucket: Option<String>,
+}
+
+impl InBucket {
+    /// The bucket, fetched from the cluster, if one is named.
+    async fn fetch(&self, client: &Client) -> Result<Option<Bucket>, String> {
+        match &self.bucket {
+            None => Ok(None),
+            Some(name) => client
+                .bucket(name)
+                .await
+                .map(Some)
+                .map_err(|e| e.to_string()),
+        }
+    }
+}
+
 impl Routed {
-    async fn connect(&self) -> Result<Client, String> {
+    pub async fn connect(&self) -> Result<Client, String> {
         let routing = if self.generic {
             Routing::Generic
         } else {
@@ -161,16 +183,17 @@ fn write_args(w: Option<usize>, context: Option<String>) -> (Context, Options) {
 /// `ringkv put`: `w` and the TTL in seconds.
 pub async fn put(
     routed: &Routed,
-    key: &str,
-    value: String,
+    bucket: &InBucket,
+    (key, value): (&str, String),
     (w, ttl): (Option<usize>, Option<u64>),
     context: Option<String>,
 ) -> Result<(), String> {
     let client = routed.connect().await?;
+    let bucket = bucket.fetch(&client).await?;
     let (context, mut options) = write_args(w, context);
     options.ttl = ttl.map(std::time::Duration::from_secs);
     let written = client
-        .put_with(key, value, &context, &options)
+        .put_in(bucket.as_ref(), key, value, &context, &options)
         .await
         .map_err(|e| e.to_string())?;
     print_context(&written);
@@ -179,28 +202,36 @@ pub async fn put(
 
 pub async fn delete(
     routed: &Routed,
+    bucket: &InBucket,
     key: &str,
     w: Option<usize>,
     context: Option<String>,
 ) -> Result<(), String> {
     let client = routed.connect().await?;
+    let bucket = bucket.fetch(&client).await?;
     let (context, options) = write_args(w, context);
     let written = client
-        .delete_with(key, &context, &options)
+        .delete_in(bucket.as_ref(), key, &context, &options)
         .await
         .map_err(|e| e.to_string())?;
     print_context(&written);
     Ok(())
 }
 
-pub async fn get(routed: &Routed, key: &str, r: Option<usize>) -> Result<(), String> {
+pub async fn get(
+    routed: &Routed,
+    bucket: &InBucket,
+    key: &str,
+    r: Option<usize>,
+) -> Result<(), String> {
     let client = routed.connect().await?;
+    let bucket = bucket.fetch(&client).await?;
     let options = Options {
         r,
         ..Options::default()
     };
     let versions = client
-        .get_with(key, &options)
+        .get_in(bucket.as_ref(), key, &options)
         .await
         .map_err(|e| e.to_string())?;
     if versions.is_empty() {

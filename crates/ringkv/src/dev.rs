@@ -181,13 +181,14 @@ async fn self_check(cluster: &LocalCluster) -> Result<(), String> {
         generic: true,
     };
     println!("\nSelf-check: put dev:check via n1, get it via n{last}:");
+    let kv = crate::client::InBucket { bucket: None };
     crate::client::put(
         &through(1),
-        "dev:check",
-        "it works".into(),
+        &kv,
+        ("dev:check", "it works".into()),
         (None, None),
         None,
     )
     .await?;
-    crate::client::get(&through(last), "dev:check", None).await
+    crate::client::get(&through(last), &kv, "dev:check", None).await
 }

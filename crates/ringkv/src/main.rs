@@ -1,6 +1,7 @@
 //! `ringkv`: run a node, a local dev cluster, or talk to a cluster.
 
 mod bench;
+mod bucket;
 mod cert;
 mod client;
 mod dev;
@@ -75,12 +76,19 @@ enum Command {
     /// Start a local cluster of node processes on loopback, check that it
     /// works, and keep it running until Ctrl-C.
     Dev(dev::DevArgs),
+    /// Create, change and list buckets.
+    Bucket {
+        #[command(subcommand)]
+        command: bucket::BucketCommand,
+    },
     /// Write a value.
     Put {
         key: String,
         value: String,
         #[command(flatten)]
         routed: client::Routed,
+        #[command(flatten)]
+        bucket: client::InBucket,
         #[arg(long)]
         w: Option<usize>,
         /// Causal context from a previous `get` (omit for a blind write).
@@ -108,6 +116,8 @@ enum Command {
         key: String,
         #[command(flatten)]
         routed: client::Routed,
+        #[command(flatten)]
+        bucket: client::InBucket,
         #[arg(long)]
         r: Option<usize>,
     },
@@ -116,6 +126,8 @@ enum Command {
         key: String,
         #[command(flatten)]
         routed: client::Routed,
+        #[command(flatten)]
+        bucket: client::InBucket,
         #[arg(long)]
         w: Option<usize>,
         #[arg(long)]
@@ -197,22 +209,30 @@ fn main() -> ExitCode {
                 key,
                 value,
                 routed,
+                bucket,
                 w,
                 context,
                 ttl,
-            } => client::put(&routed, &key, value, (w, ttl), context).await,
+            } => client::put(&routed, &bucket, (&key, value), (w, ttl), context).await,
+            Command::Bucket { command } => bucket::run(command).await,
             Command::Keys {
                 routed,
                 bucket,
                 page,
             } => client::keys(&routed, &bucket, page as usize).await,
-            Command::Get { key, routed, r } => client::get(&routed, &key, r).await,
+            Command::Get {
+                key,
+                routed,
+                bucket,
+                r,
+            } => client::get(&routed, &bucket, &key, r).await,
             Command::Delete {
                 key,
                 routed,
+                bucket,
                 w,
                 context,
-            } => client::delete(&routed, &key, w, context).await,
+            } => client::delete(&routed, &bucket, &key, w, context).await,
             Command::Repair {
                 target,
                 range,

@@ -279,14 +279,17 @@ fn buckets_defined_on_different_nodes_reach_every_node_and_agree() {
     let lww = BucketProps::new(3, ConflictPolicy::Lww);
     let carts = BucketProps::new(3, ConflictPolicy::Siblings);
     let a = c.nodes.get_mut(&id("a")).unwrap();
-    a.define_bucket(c.now, "sessions", lww.clone(), &limits).unwrap();
+    a.define_bucket(c.now, "sessions", lww.clone(), &limits)
+        .unwrap();
     let d = c.nodes.get_mut(&id("d")).unwrap();
-    d.define_bucket(c.now, "carts", carts.clone(), &limits).unwrap();
+    d.define_bucket(c.now, "carts", carts.clone(), &limits)
+        .unwrap();
     // A later change on c of the bucket a created wins everywhere.
     let faster = BucketProps { w: Some(1), ..lww };
     c.step(100);
     let cn = c.nodes.get_mut(&id("c")).unwrap();
-    cn.define_bucket(c.now + 1, "sessions", faster, &limits).unwrap();
+    cn.define_bucket(c.now + 1, "sessions", faster, &limits)
+        .unwrap();
     for _ in 0..40 {
         c.step(100);
     }

@@ -3,8 +3,8 @@
 //! share of the data has been handed over.
 
 use super::{Effect, Node};
-use crate::gossip::{seed_id, GossipMsg, Liveness, MemberStatus, Membership, MEMBERS_PER_MESSAGE};
 use crate::bucket::BucketProps;
+use crate::gossip::{seed_id, GossipMsg, Liveness, MemberStatus, Membership, MEMBERS_PER_MESSAGE};
 use crate::message::Message;
 use crate::store::Store;
 use crate::{Millis, NodeId};

@@ -59,7 +59,12 @@ impl<S: Store> Node<S> {
 
     /// One page from this node's store, from `cursor` on through the
     /// ranges it replicates, examining about `count` keys.
-    pub(super) fn scan(&self, mut cursor: Token, count: usize, keyspace: &Keyspace) -> ClientResult {
+    pub(super) fn scan(
+        &self,
+        mut cursor: Token,
+        count: usize,
+        keyspace: &Keyspace,
+    ) -> ClientResult {
         let mut page = Page::default();
         while let Some(to) = self.span_end(cursor) {
             let stopped = self.scan_span((cursor, to), count, keyspace, &mut page)?;
@@ -115,7 +120,8 @@ impl<S: Store> Node<S> {
             let Some(user_key) = keyspace.user_key(key) else {
                 return true;
             };
-            if let Some(type_name) = live_type(key, &crate::keyspace::visible_at(key, set, self.now))
+            if let Some(type_name) =
+                live_type(key, &crate::keyspace::visible_at(key, set, self.now))
             {
                 page.bytes += user_key.len();
                 page.keys.push((user_key.to_vec(), type_name.into()));
