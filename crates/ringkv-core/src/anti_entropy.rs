@@ -65,11 +65,16 @@ impl Default for AntiEntropySettings {
     }
 }
 
-/// Names one exchange on both sides.
+/// Names one exchange on both sides, and says which keys it compares.
 #[derive(Clone, Debug, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 pub struct ExchangeId {
     pub initiator: NodeId,
     pub seq: u64,
+    /// The exchange compares the keys whose N (see
+    /// [`crate::keyspace::n_of`]) is at least this: those both partners
+    /// hold. The partners at positions `p` and `q` of the range's
+    /// preference list hold the keys of N above `max(p, q)`.
+    pub min_n: u8,
 }
 
 /// One step of an exchange (see the module docs).
@@ -139,13 +144,38 @@ pub struct AeStats {
     pub bytes_sent: u64,
 }
 
-/// A range this node replicates, with its tree and its peers.
+/// A range this node replicates, with its trees and its peers.
+///
+/// Keys of a bucket with a smaller N than the cluster's live on a prefix
+/// of the range's preference list only, so replicas compare only the keys
+/// both hold: one tree per `min_n` this node exchanges with (the keys of
+/// N at least that), e.g. at position 0 of three, `min_n` 2 with the
+/// second replica and 3 with the third. A write updates the trees of every
+/// `min_n` up to its key's N.
 #[derive(Clone, Debug)]
 pub struct RangeTree {
-    pub tree: MerkleTree,
-    /// The other replicas of the range.
-    pub peers: Vec<NodeId>,
+    pub trees: BTreeMap<u8, MerkleTree>,
+    /// The other replicas of the range, each with the `min_n` of an
+    /// exchange with it.
+    pub peers: Vec<(NodeId, u8)>,
     pub last_sync: Option<Millis>,
+}
+
+impl RangeTree {
+    pub fn range(&self) -> TokenRange {
+        self.trees
+            .values()
+            .next()
+            .expect("a replicated range has a tree")
+            .range()
+    }
+
+    /// Account for `key` of N `n` changing from `old` to `new`.
+    pub fn update(&mut self, key: &[u8], n: usize, old: &SiblingSet, new: &SiblingSet) {
+        for (_, tree) in self.trees.range_mut(..=n.min(255) as u8) {
+            tree.update(key, old, new);
+        }
+    }
 }
 
 /// An exchange this node initiated and is waiting on.
@@ -183,6 +213,8 @@ pub struct Planned {
     pub range: Token,
     pub peer: NodeId,
     pub repair: Option<RepairJob>,
+    /// See [`ExchangeId::min_n`].
+    pub min_n: u8,
 }
 
 /// Progress of a forced repair (`ringkv repair`): every queued (range, peer)
@@ -241,34 +273,51 @@ impl AntiEntropy {
         }
     }
 
-    /// Empty trees for every range of `ring` that `me` replicates (the
-    /// caller then feeds in every stored key).
+    /// Empty trees for every range of `ring` that `me` replicates, `n`
+    /// being the cluster's N (the caller then feeds in every stored key).
     pub fn reset(&mut self, ring: &Ring, me: &NodeId, n: usize) {
         self.trees.clear();
         self.running.clear();
         for range in ring.ranges() {
             let replicas = ring.preference_list_for_token(range.end, n);
-            if replicas.contains(me) {
-                let peers = replicas.into_iter().filter(|p| p != me).collect();
-                let tree = MerkleTree::new(range, self.settings.tree_depth);
-                self.trees.insert(
-                    range.end,
-                    RangeTree {
-                        tree,
-                        peers,
-                        last_sync: None,
-                    },
-                );
+            let Some(mine) = replicas.iter().position(|p| p == me) else {
+                continue;
+            };
+            let peers: Vec<(NodeId, u8)> = replicas
+                .into_iter()
+                .enumerate()
+                .filter(|(q, _)| *q != mine)
+                .map(|(q, p)| (p, (mine.max(q) + 1) as u8))
+                .collect();
+            let mut trees = BTreeMap::new();
+            for &(_, min_n) in &peers {
+                trees.insert(min_n, MerkleTree::new(range, self.settings.tree_depth));
             }
+            if trees.is_empty() {
+                // A lone replica exchanges with nobody; its tree still
+                // names the range it replicates.
+                trees.insert(1, MerkleTree::new(range, self.settings.tree_depth));
+            }
+            let tree = RangeTree {
+                trees,
+                peers,
+                last_sync: None,
+            };
+            self.trees.insert(range.end, tree);
         }
     }
 
-    /// The tree of exactly `range`, if this node replicates it.
-    pub fn tree_mut(&mut self, range: &TokenRange) -> Option<&mut MerkleTree> {
+    /// The trees of exactly `range`, if this node replicates it.
+    pub fn range_mut(&mut self, range: &TokenRange) -> Option<&mut RangeTree> {
         self.trees
             .get_mut(&range.end)
-            .map(|t| &mut t.tree)
             .filter(|t| t.range() == *range)
+    }
+
+    /// The tree of exactly `range` for keys of N at least `min_n`, if this
+    /// node replicates the range and exchanges such keys.
+    pub fn tree_mut(&mut self, range: &TokenRange, min_n: u8) -> Option<&mut MerkleTree> {
+        self.range_mut(range)?.trees.get_mut(&min_n)
     }
 
     /// Refill the rate-limit bucket and drop exchanges that timed out.
@@ -342,13 +391,26 @@ impl AntiEntropy {
         if !self.running.is_empty() {
             return None;
         }
-        if let Some(job) = self.repairs.pop_front() {
+        while let Some(job) = self.repairs.pop_front() {
             let (range, peer) = (job.range, job.peer.clone());
+            // The ring may have changed since the job was queued.
+            let min_n = self
+                .trees
+                .get(&range)
+                .and_then(|t| t.peers.iter().find(|(p, _)| *p == peer))
+                .map(|(_, m)| *m);
+            let Some(min_n) = min_n else {
+                self.repair_failed(format!(
+                    "{peer} no longer replicates a range with this node"
+                ));
+                continue;
+            };
             let repair = Some(job);
             return Some(Planned {
                 range,
                 peer,
                 repair,
+                min_n,
             });
         }
         if !self.settings.enabled || now < self.next_start || self.budget < 1.0 {
@@ -366,11 +428,12 @@ impl AntiEntropy {
             return None;
         }
         let cycle = self.round / self.trees.len().max(1);
-        let peer = range.peers[cycle % range.peers.len()].clone();
+        let (peer, min_n) = range.peers[cycle % range.peers.len()].clone();
         Some(Planned {
             range: end,
             peer,
             repair: None,
+            min_n,
         })
     }
 
@@ -379,6 +442,7 @@ impl AntiEntropy {
         let id = ExchangeId {
             initiator: me.clone(),
             seq: self.next_seq,
+            min_n: planned.min_n,
         };
         self.next_seq += 1;
         self.stats.exchanges_started += 1;
@@ -491,9 +555,9 @@ impl AntiEntropy {
         let jobs: Vec<RepairJob> = self
             .trees
             .iter()
-            .filter(|(_, t)| token.is_none_or(|tok| t.tree.range().contains(tok)))
+            .filter(|(_, t)| token.is_none_or(|tok| t.range().contains(tok)))
             .flat_map(|(&end, t)| {
-                t.peers.iter().map(move |p| RepairJob {
+                t.peers.iter().map(move |(p, _)| RepairJob {
                     range: end,
                     peer: p.clone(),
                     rounds: 0,
@@ -522,6 +586,7 @@ mod step_timeout_tests {
             range: 7,
             peer: NodeId::from("n2"),
             repair: None,
+            min_n: 2,
         };
         let id = ae.begin(&NodeId::from("n1"), planned, 0);
         (ae, id)

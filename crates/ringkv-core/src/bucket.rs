@@ -246,11 +246,11 @@ fn builtin(name: &str, cluster_n: usize) -> Option<BucketProps> {
     }
 }
 
-/// What a definition must satisfy: a valid name; an `n` equal to the
-/// cluster's (per-bucket N needs range handoff and anti-entropy per N,
-/// not built yet); quorums within `1..=n`; a value limit within the
-/// node's; and — for a bucket that exists — the same `n` and policy, which
-/// its keys carry.
+/// What a definition must satisfy: a valid name; an `n` within
+/// `1..=` the cluster's (a bucket's keys live on a prefix of the cluster's
+/// preference lists, see [`crate::keyspace::n_of`]); quorums within
+/// `1..=n`; a value limit within the node's; and — for a bucket that
+/// exists — the same `n` and policy, which its keys carry.
 fn check(
     name: &str,
     props: &BucketProps,
@@ -274,11 +274,10 @@ fn check(
             ));
         }
     }
-    if props.n != limits.cluster_n {
+    if props.n == 0 || props.n > limits.cluster_n {
         return Err(format!(
-            "n must be the cluster's n ({}) in this release: a bucket with its own n is not \
-             supported yet",
-            limits.cluster_n
+            "n must be within 1..={} (the cluster's n), got {}",
+            limits.cluster_n, props.n
         ));
     }
     for (what, q) in [("r", props.r), ("w", props.w), ("pw", props.pw)] {

@@ -97,6 +97,19 @@ pub fn policy_of(key: &[u8]) -> ConflictPolicy {
     }
 }
 
+/// How many replicas hold `key`: its bucket's N, from its bytes (see
+/// [`crate::bucket::prefix`]), at most the cluster's `cluster_n`; every
+/// other key has the cluster's. A key of N = c is held by the first c
+/// nodes of its range's preference list — a prefix of the cluster's list
+/// (see [`crate::ring::Ring::preference_list_for_token`]), so range
+/// machinery walks the cluster's lists and filters keys by their N.
+pub fn n_of(key: &[u8], cluster_n: usize) -> usize {
+    match key {
+        [RESERVED, crate::bucket::BUCKET_TAG, _, n, ..] => usize::from(*n).clamp(1, cluster_n),
+        _ => cluster_n,
+    }
+}
+
 /// The internal key of a Redis-bucket user key.
 pub fn lww_key(user_key: &[u8]) -> Vec<u8> {
     [&LWW_PREFIX[..], user_key].concat()
@@ -117,6 +130,14 @@ impl Keyspace {
         match crate::bucket::prefix(name, props) {
             p if p.is_empty() => Keyspace::Kv,
             p => Keyspace::Prefixed(p),
+        }
+    }
+
+    /// How many replicas hold this keyspace's keys (see [`n_of`]).
+    pub fn n(&self, cluster_n: usize) -> usize {
+        match self {
+            Keyspace::Kv => cluster_n,
+            Keyspace::Prefixed(prefix) => n_of(prefix, cluster_n),
         }
     }
 

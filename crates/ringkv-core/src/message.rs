@@ -154,17 +154,21 @@ pub enum Message {
         req: RequestId,
         result: Result<(), String>,
     },
-    /// Ownership handoff: send me the keys of `range` after `after` (a key
-    /// of that range; `None` from its start), one page at a time.
+    /// Ownership handoff: send me the keys of `range` whose N is `n` (see
+    /// [`crate::keyspace::n_of`]) after `after` (a key of that range;
+    /// `None` from its start), one page at a time.
     TransferRequest {
         range: TokenRange,
+        n: u8,
         after: Option<Vec<u8>>,
     },
-    /// One page of a range; `more` is false on the last page.
+    /// One page of a range's keys of N `n`; `next` is where the next page
+    /// starts (after that key), `None` on the last page.
     TransferPage {
         range: TokenRange,
+        n: u8,
         entries: Vec<(Vec<u8>, SiblingSet)>,
-        more: bool,
+        next: Option<Vec<u8>>,
     },
     /// "Your forward `req` reached me and I am coordinating it", sent at
     /// once: a forwarder hedges a *write* only with a coordinator that has

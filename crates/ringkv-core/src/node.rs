@@ -28,6 +28,7 @@ mod write;
 
 pub use counts::StoreCounts;
 pub use handoff::HandoffProgress;
+use handoff::Part;
 pub use observations::{Observations, MAX_OBSERVATIONS};
 pub use ready::{Persisted, Ready, StoreFault};
 
@@ -345,7 +346,9 @@ impl<S: Store> Node<S> {
             return self.finish(Origin::Client(client), Err(e));
         }
         let candidates = match &op {
-            ClientOp::Scan { cursor, .. } => self.scan_candidates(now, *cursor),
+            ClientOp::Scan {
+                cursor, keyspace, ..
+            } => self.scan_candidates(now, *cursor, keyspace.n(self.settings.n)),
             _ => self.coordinator_candidates(now, op.key(), op.is_write()),
         };
         if candidates.first() == Some(&self.id) || self.coordinates_where_it_lands(&op, &candidates)
@@ -438,14 +441,15 @@ impl<S: Store> Node<S> {
             Message::HintDeliveryAck { req, result } => {
                 self.on_hint_delivery_ack(now, from, req, result)
             }
-            Message::TransferRequest { range, after } => {
-                self.on_transfer_request(from, range, after)
+            Message::TransferRequest { range, n, after } => {
+                self.on_transfer_request(from, Part { range, n }, after)
             }
             Message::TransferPage {
                 range,
+                n,
                 entries,
-                more,
-            } => self.on_transfer_page(now, from, range, entries, more),
+                next,
+            } => self.on_transfer_page(now, from, Part { range, n }, entries, next),
             Message::GcProbe { req, keys } => self.on_gc_probe(from, req, keys),
             Message::GcVotes { req, yes } => self.on_gc_votes(&from, req, yes),
             Message::GcDelete { keys } => self.on_gc_delete(keys),
@@ -588,6 +592,22 @@ impl<S: Store> Node<S> {
         }
     }
 
+    /// How many replicas hold `key` (its bucket's N, see [`keyspace::n_of`]).
+    pub(crate) fn n_of(&self, key: &[u8]) -> usize {
+        keyspace::n_of(key, self.settings.n)
+    }
+
+    /// The R a read of `key` waits for without one of its own: the node's,
+    /// at most the key's N.
+    pub(crate) fn default_r(&self, key: &[u8]) -> usize {
+        self.settings.r.min(self.n_of(key))
+    }
+
+    /// The W of a write of `key` without one of its own (as [`Node::default_r`]).
+    pub(crate) fn default_w(&self, key: &[u8]) -> usize {
+        self.settings.w.min(self.n_of(key))
+    }
+
     fn validate(&self, op: &ClientOp) -> Result<(), ClientError> {
         let s = &self.settings;
         if let ClientOp::Scan { count, .. } = op {
@@ -603,7 +623,7 @@ impl<S: Store> Node<S> {
             )));
         }
         let (w, pw) = match op {
-            ClientOp::Get { r, pr, .. } => return check_read_quorum(*r, *pr, s),
+            ClientOp::Get { r, pr, .. } => return self.check_read_quorum(key, *r, *pr),
             ClientOp::Put {
                 value,
                 context,
@@ -634,7 +654,7 @@ impl<S: Store> Node<S> {
                 if let Some(context) = context {
                     check_context(context, s)?;
                 }
-                check_read_quorum(*r, *pr, s)?;
+                self.check_read_quorum(key, *r, *pr)?;
                 (*w, *pw)
             }
             ClientOp::Update { update, w, pw, .. } => {
@@ -647,9 +667,10 @@ impl<S: Store> Node<S> {
             // Checked first: a scan has no key.
             ClientOp::Scan { count, .. } => return scan::check_count(*count),
         };
-        check_quorum("w", w, s.n)?;
-        check_quorum("pw", pw, s.n)?;
-        let w = w.unwrap_or(s.w);
+        let n = self.n_of(key);
+        check_quorum("w", w, n)?;
+        check_quorum("pw", pw, n)?;
+        let w = w.unwrap_or(self.default_w(key));
         match pw {
             Some(pw) if pw > w => Err(ClientError::Invalid(format!(
                 "pw must not exceed w ({w}), got {pw}"
@@ -997,16 +1018,25 @@ fn check_quorum(name: &str, quorum: Option<usize>, n: usize) -> Result<(), Clien
     }
 }
 
-/// An optional `r` and `pr` within `1..=n`, `pr` at most the `r` used.
-fn check_read_quorum(r: Option<usize>, pr: Option<usize>, s: &Settings) -> Result<(), ClientError> {
-    check_quorum("r", r, s.n)?;
-    check_quorum("pr", pr, s.n)?;
-    let r = r.unwrap_or(s.r);
-    match pr {
-        Some(pr) if pr > r => Err(ClientError::Invalid(format!(
-            "pr must not exceed r ({r}), got {pr}"
-        ))),
-        _ => Ok(()),
+impl<S: Store> Node<S> {
+    /// An optional `r` and `pr` within `1..=n` of `key`, `pr` at most the
+    /// `r` used.
+    fn check_read_quorum(
+        &self,
+        key: &[u8],
+        r: Option<usize>,
+        pr: Option<usize>,
+    ) -> Result<(), ClientError> {
+        let n = self.n_of(key);
+        check_quorum("r", r, n)?;
+        check_quorum("pr", pr, n)?;
+        let r = r.unwrap_or(self.default_r(key));
+        match pr {
+            Some(pr) if pr > r => Err(ClientError::Invalid(format!(
+                "pr must not exceed r ({r}), got {pr}"
+            ))),
+            _ => Ok(()),
+        }
     }
 }
 

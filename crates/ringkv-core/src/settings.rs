@@ -478,6 +478,7 @@ mod frame_tests {
         let exchange = ExchangeId {
             initiator: long_id('i', 0),
             seq: u64::MAX,
+            min_n: u8::MAX,
         };
         let mut client_context = CausalContext::new();
         for i in 0..s.max_siblings * s.max_clock_entries {
@@ -526,8 +527,9 @@ mod frame_tests {
             },
             Message::TransferPage {
                 range: TokenRange::new(u64::MAX, u64::MAX - 1),
+                n: u8::MAX,
                 entries: entries.clone(),
-                more: true,
+                next: Some(key.clone()),
             },
             Message::AntiEntropy {
                 exchange,

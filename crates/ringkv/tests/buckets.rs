@@ -154,7 +154,7 @@ async fn bad_bucket_definitions_and_unknown_buckets_get_one_sentence() {
     let cases = [
         ("carts", r#"{"policy":"lww"}"#, 409, "cannot change"),
         ("Carts", r#"{}"#, 400, "lowercase"),
-        ("small", r#"{"n":2}"#, 400, "cluster's n (3)"),
+        ("small", r#"{"n":4}"#, 400, "n must be within 1..=3"),
         ("small", r#"{"r":4}"#, 400, "r must be within 1..=3"),
         (
             "small",

@@ -91,8 +91,21 @@ fn bad_definitions_get_one_sentence() {
         ("", lww(), "lowercase"),
         (
             "carts",
-            BucketProps::new(2, ConflictPolicy::Lww),
-            "cluster's n (3)",
+            BucketProps::new(4, ConflictPolicy::Lww),
+            "n must be within 1..=3",
+        ),
+        (
+            "carts",
+            BucketProps::new(0, ConflictPolicy::Lww),
+            "n must be within 1..=3",
+        ),
+        (
+            "carts",
+            BucketProps {
+                r: Some(3),
+                ..BucketProps::new(2, ConflictPolicy::Lww)
+            },
+            "r must be within 1..=2",
         ),
         (
             "carts",

@@ -20,13 +20,14 @@ impl<S: Store> Node<S> {
     pub fn rebuild_trees(&mut self) {
         self.ae.reset(&self.ring, &self.id, self.settings.n);
         let (ae, store, ring) = (&mut self.ae, &self.store, &self.ring);
+        let cluster_n = self.settings.n;
         let empty = SiblingSet::new();
         let mut counts = StoreCounts::default();
         let scanned = store.scan(0, Token::MAX, &mut |key, set| {
             counts.add(key, set);
             if let Some(range) = ring.range_of(Ring::key_token(key)) {
-                if let Some(tree) = ae.tree_mut(&range) {
-                    tree.update(key, &empty, set);
+                if let Some(trees) = ae.range_mut(&range) {
+                    trees.update(key, crate::keyspace::n_of(key, cluster_n), &empty, set);
                 }
             }
             true
@@ -41,9 +42,10 @@ impl<S: Store> Node<S> {
 
     /// Keep the key's range tree in step with a store write.
     pub(super) fn track_write(&mut self, key: &[u8], old: &SiblingSet, new: &SiblingSet) {
+        let n = self.n_of(key);
         if let Some(range) = self.ring.range_of(Ring::key_token(key)) {
-            if let Some(tree) = self.ae.tree_mut(&range) {
-                tree.update(key, old, new);
+            if let Some(trees) = self.ae.range_mut(&range) {
+                trees.update(key, n, old, new);
             }
         }
     }
@@ -54,7 +56,8 @@ impl<S: Store> Node<S> {
         let Some(planned) = self.ae.next_exchange(now) else {
             return;
         };
-        let Some(tree) = self.ae.trees.get_mut(&planned.range).map(|t| &mut t.tree) else {
+        let tree = self.ae.trees.get_mut(&planned.range);
+        let Some(tree) = tree.and_then(|t| t.trees.get_mut(&planned.min_n)) else {
             return;
         };
         let (range, root) = (tree.range(), tree.root());
@@ -81,7 +84,7 @@ impl<S: Store> Node<S> {
         self.ae
             .trees
             .values()
-            .map(|t| (t.tree.range(), t.last_sync))
+            .map(|t| (t.range(), t.last_sync))
             .collect()
     }
 
@@ -144,7 +147,7 @@ impl<S: Store> Node<S> {
         nodes: Vec<(u32, u64)>,
     ) {
         let limits = self.settings.batch_limits(HASHES_PER_STEP);
-        let Some(tree) = self.ae.tree_mut(&range) else {
+        let Some(tree) = self.ae.tree_mut(&range, exchange.min_n) else {
             return self.conclude(now, from, exchange, range);
         };
         let depth = tree.depth();
@@ -158,7 +161,7 @@ impl<S: Store> Node<S> {
         }
         let step = if level >= depth {
             self.ae.stats.differing_leaves += differing.len() as u64;
-            self.digest_step(&range, &differing, exchange.seq)
+            self.digest_step(&range, &differing, &exchange)
         } else {
             let children = differing
                 .iter()
@@ -177,12 +180,12 @@ impl<S: Store> Node<S> {
     /// they fit one batch; when the first alone does not, one window of it
     /// (the `seq`-th of its windows, spread so that successive exchanges
     /// visit them all).
-    fn digest_step(&self, range: &TokenRange, leaves: &[u32], seq: u64) -> AeStep {
+    fn digest_step(&self, range: &TokenRange, leaves: &[u32], exchange: &ExchangeId) -> AeStep {
         let limits = self.settings.batch_limits(DIGESTS_PER_STEP);
         let (mut listed, mut digests) = (Vec::new(), Vec::new());
         let mut bytes = 0;
         for &leaf in leaves {
-            let found = self.leaf_digests(range, leaf, None);
+            let found = self.leaf_digests(range, exchange.min_n, leaf, None);
             let size = encoded_len(&leaf) + found.iter().map(encoded_len).sum::<usize>();
             let count = digests.len() + found.len();
             if size.saturating_add(bytes) <= limits.bytes && count <= limits.count {
@@ -190,7 +193,7 @@ impl<S: Store> Node<S> {
                 listed.push(leaf);
                 digests.extend(found);
             } else if listed.is_empty() {
-                return window_of(leaf, found, limits, seq);
+                return window_of(leaf, found, limits, exchange.seq);
             } else {
                 break;
             }
@@ -213,15 +216,20 @@ impl<S: Store> Node<S> {
         range: TokenRange,
         theirs: Listing,
     ) {
-        if self.ae.tree_mut(&range).is_none() {
+        if self.ae.tree_mut(&range, exchange.min_n).is_none() {
             return self.conclude(now, from, exchange, range);
         }
+        let min_n = exchange.min_n;
         let mine: BTreeMap<Vec<u8>, u64> = theirs
             .leaves
             .iter()
-            .flat_map(|&leaf| self.leaf_digests(&range, leaf, theirs.window))
+            .flat_map(|&leaf| self.leaf_digests(&range, min_n, leaf, theirs.window))
             .collect();
-        let their_digests: BTreeMap<Vec<u8>, u64> = theirs.digests.into_iter().collect();
+        let their_digests: BTreeMap<Vec<u8>, u64> = theirs
+            .digests
+            .into_iter()
+            .filter(|(k, _)| self.compared_in(k, min_n))
+            .collect();
         let want = their_digests
             .iter()
             .filter(|(k, d)| mine.get(*k) != Some(*d))
@@ -277,17 +285,17 @@ impl<S: Store> Node<S> {
         if !entries.is_empty() || !want.is_empty() {
             self.ae.progressed(&exchange);
         }
-        for (key, set) in entries
-            .iter()
-            .filter(|(k, _)| range.contains(Ring::key_token(k)))
-        {
+        let min_n = exchange.min_n;
+        let ours = |k: &Vec<u8>| range.contains(Ring::key_token(k)) && self.compared_in(k, min_n);
+        let entries: Vec<_> = entries.into_iter().filter(|(k, _)| ours(k)).collect();
+        let want: Vec<_> = want.into_iter().filter(|k| ours(k)).collect();
+        for (key, set) in &entries {
             if let Ok(true) = self.merge_local(key, set) {
                 self.ae.stats.keys_repaired += 1;
             }
         }
         let found = want
             .into_iter()
-            .filter(|k| range.contains(Ring::key_token(k)))
             .filter_map(|k| self.stored(&k).map(|set| (k, set)));
         let back = fill_batch(found, self.settings.batch_limits(KEYS_PER_STEP));
         if back.is_empty() {
@@ -298,6 +306,11 @@ impl<S: Store> Node<S> {
             want: Vec::new(),
         };
         self.send_step(from, exchange, range, step);
+    }
+
+    /// Whether an exchange of keys of N at least `min_n` compares `key`.
+    fn compared_in(&self, key: &[u8], min_n: u8) -> bool {
+        self.n_of(key) >= usize::from(min_n)
     }
 
     /// This node's stored sibling set of `key`, if it holds one.
@@ -321,16 +334,19 @@ impl<S: Store> Node<S> {
     fn leaf_digests(
         &self,
         range: &TokenRange,
+        min_n: u8,
         leaf: u32,
         window: Option<TokenWindow>,
     ) -> Vec<(Vec<u8>, u64)> {
         let mut found = Vec::new();
-        let Some(tree) = self.ae.trees.get(&range.end).map(|t| &t.tree) else {
+        let tree = self.ae.trees.get(&range.end);
+        let Some(tree) = tree.and_then(|t| t.trees.get(&min_n)) else {
             return found;
         };
         for (from, to) in tree.leaf_spans(leaf) {
             let scanned = self.store.scan(from, to, &mut |key, set| {
-                if window.is_none_or(|w| w.contains(range, Ring::key_token(key))) {
+                let windowed = window.is_none_or(|w| w.contains(range, Ring::key_token(key)));
+                if windowed && self.compared_in(key, min_n) {
                     found.push((key.to_vec(), item_hash(key, set)));
                 }
                 true

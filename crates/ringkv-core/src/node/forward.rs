@@ -51,7 +51,7 @@ impl<S: Store> Node<S> {
         key: &[u8],
         write: bool,
     ) -> Vec<NodeId> {
-        self.candidates_for_token(now, Ring::key_token(key), write)
+        self.candidates_for_token(now, Ring::key_token(key), self.n_of(key), write)
     }
 
     /// [`Node::coordinator_candidates`] for the keys of `token`.
@@ -59,9 +59,9 @@ impl<S: Store> Node<S> {
         &self,
         now: Millis,
         token: Token,
+        n: usize,
         write: bool,
     ) -> Vec<NodeId> {
-        let n = self.settings.n;
         let extended = self.ring.preference_list_for_token(token, self.ring.len());
         let (pref, beyond) = extended.split_at(n.min(extended.len()));
         let mut candidates: Vec<NodeId> = pref
@@ -178,7 +178,7 @@ impl<S: Store> Node<S> {
             return self.finish(Origin::Client(fwd.client), Err(err));
         }
         if fwd.fallbacks.is_empty() {
-            let err = no_coordinator(&fwd.op, self.settings.n);
+            let err = no_coordinator(&fwd.op, self.n_of(fwd.op.key()));
             return self.finish(Origin::Client(fwd.client), Err(err));
         }
         if fwd.fallbacks[0] == self.id {

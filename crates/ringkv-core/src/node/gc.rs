@@ -267,7 +267,7 @@ impl<S: Store> Node<S> {
         };
         let replica = self
             .ring
-            .preference_list(key, self.settings.n)
+            .preference_list(key, self.n_of(key))
             .contains(&self.id);
         match (set.is_empty(), replica) {
             // A replica holding nothing may yet get a copy the state
@@ -292,7 +292,7 @@ impl<S: Store> Node<S> {
             self.lease.floor = self.lease.until;
             return deleted;
         }
-        for replica in self.ring.preference_list(key, self.settings.n) {
+        for replica in self.ring.preference_list(key, self.n_of(key)) {
             let msg = Message::Repair {
                 key: key.to_vec(),
                 siblings: set.clone(),
@@ -364,7 +364,7 @@ impl<S: Store> Node<S> {
                 continue;
             }
             let context = set.context();
-            for replica in self.ring.preference_list(&key, self.settings.n) {
+            for replica in self.ring.preference_list(&key, self.n_of(&key)) {
                 let entry = (key.clone(), context.clone());
                 per_replica.entry(replica).or_default().push(entry);
             }

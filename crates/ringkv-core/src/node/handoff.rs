@@ -20,6 +20,18 @@
 //! come from every surviving current replica: one that is down meanwhile
 //! is waited for, never skipped, or a write whose other copies were on the
 //! removed node and that one would be missed.
+//!
+//! **Buckets with a smaller N.** A key of N = c is held by the first c
+//! nodes of its range's preference list (see [`crate::keyspace::n_of`]).
+//! So the unit of handoff is a [`Part`]: the keys of one range with one N.
+//! A node gains part (range, c) when it is among the first c of the
+//! range's future list but not of its current one (a node moving up the
+//! list, say from third to second when the first leaves, gains the N = 2
+//! keys), and the rules above apply to the lists cut at c: the replica the
+//! part displaces is the one among the current first c that is not among
+//! the future first c. Parts are planned for the N of every bucket the
+//! node knows (and the cluster's); a node drops a key once it is not among
+//! the first N of the key's list.
 
 use super::Node;
 use crate::gossip::MemberStatus;
@@ -35,6 +47,16 @@ use std::collections::{BTreeMap, BTreeSet, VecDeque};
 /// Keys per transfer page at most (its bytes are held to the batch budget,
 /// [`Settings::max_batch_bytes`](crate::settings::Settings::max_batch_bytes)).
 const PAGE_KEYS: usize = 256;
+/// Keys one page examines at most (a page of one N's keys skips the
+/// others'): a node's step stays short however few keys a page keeps.
+const PAGE_EXAMINED: usize = 16 * PAGE_KEYS;
+
+/// The keys of one range whose N is `n`: the unit of handoff.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord)]
+pub(crate) struct Part {
+    pub range: TokenRange,
+    pub n: u8,
+}
 /// Ranges fetched at the same time.
 const PARALLEL_FETCHES: usize = 4;
 /// A source that sends no page for this long is replaced by the next one.
@@ -63,12 +85,10 @@ impl HandoffProgress {
     }
 }
 
-/// One range being fetched.
+/// One part being fetched.
 #[derive(Debug)]
 struct Fetch {
     source: NodeId,
-    /// The last key received from `source` (its next page starts after it).
-    after: Option<Vec<u8>>,
     deadline: Millis,
     /// Sources tried so far, to rotate through the replicas.
     attempts: usize,
@@ -80,15 +100,25 @@ struct Fetch {
 pub(crate) struct Handoff {
     /// The future ring this plan is for.
     target: u64,
-    /// Ranges waiting for a source, with the sources they came from
+    /// Parts waiting for a source, with the sources they came from
     /// already.
-    queue: VecDeque<(TokenRange, BTreeSet<NodeId>)>,
-    active: BTreeMap<TokenRange, Fetch>,
+    queue: VecDeque<(Part, BTreeSet<NodeId>)>,
+    active: BTreeMap<Part, Fetch>,
     progress: HandoffProgress,
     /// The ring whose no-longer-replicated keys are (being) dropped.
     dropped_for: u64,
-    /// Ranges of that ring whose keys are still to drop.
-    dropping: VecDeque<TokenRange>,
+    /// Ranges of that ring whose keys of N up to the given one are still
+    /// to drop, and where the next page starts.
+    dropping: VecDeque<Dropping>,
+}
+
+/// Keys of `range` this node no longer holds: those of N at most `max_n`
+/// (its position in the range's list; all of them when it is not in it).
+#[derive(Debug)]
+struct Dropping {
+    range: TokenRange,
+    max_n: usize,
+    after: Option<Vec<u8>>,
 }
 
 impl<S: Store> Node<S> {
@@ -107,10 +137,10 @@ impl<S: Store> Node<S> {
             self.handoff = Handoff::default();
             return;
         }
-        let gains = self.gained_ranges();
+        let gains = self.gained_parts();
         if !gains.is_empty() {
             tracing::info!(
-                "node {}: {} ranges to fetch for the new ring",
+                "node {}: {} ranges (by N) to fetch for the new ring",
                 self.id,
                 gains.len()
             );
@@ -129,22 +159,33 @@ impl<S: Store> Node<S> {
         self.finish_handoff_if_done();
     }
 
-    /// Ranges whose future preference list holds this node while the
-    /// current one does not, cut along both rings' boundaries.
-    fn gained_ranges(&self) -> Vec<TokenRange> {
+    /// Parts whose future preference list (cut at their N) holds this
+    /// node while the current one does not, cut along both rings'
+    /// boundaries (see the module docs).
+    fn gained_parts(&self) -> Vec<Part> {
         let n = self.settings.n;
-        common_ranges(&self.ring, &self.future)
-            .into_iter()
-            .filter(|r| {
-                self.future
-                    .preference_list_for_token(r.end, n)
-                    .contains(&self.id)
-                    && !self
-                        .ring
-                        .preference_list_for_token(r.end, n)
-                        .contains(&self.id)
-            })
-            .collect()
+        let ns = self.bucket_ns();
+        let mut parts = Vec::new();
+        for range in common_ranges(&self.ring, &self.future) {
+            let position = |ring: &Ring| {
+                let list = ring.preference_list_for_token(range.end, n);
+                list.iter().position(|m| *m == self.id).unwrap_or(n)
+            };
+            let (now, then) = (position(&self.ring), position(&self.future));
+            for &c in ns.iter().filter(|c| then < **c && **c <= now) {
+                parts.push(Part { range, n: c as u8 });
+            }
+        }
+        parts
+    }
+
+    /// Every N keys may have here: the cluster's and that of every bucket
+    /// this node knows (at most the cluster's).
+    pub(super) fn bucket_ns(&self) -> BTreeSet<usize> {
+        let n = self.settings.n;
+        let buckets = self.members.buckets().list(n);
+        let ns = buckets.into_iter().map(|(_, b)| b.n.clamp(1, n));
+        ns.chain([n]).collect()
     }
 
     pub(super) fn tick_handoff(&mut self, now: Millis) {
@@ -160,8 +201,8 @@ impl<S: Store> Node<S> {
             if self.handoff.active.len() >= PARALLEL_FETCHES {
                 break;
             }
-            let (range, done) = self.handoff.queue.pop_front().expect("counted");
-            self.start_or_finish(now, range, 0, done);
+            let (part, done) = self.handoff.queue.pop_front().expect("counted");
+            self.start_or_finish(now, part, 0, done);
         }
     }
 
@@ -170,68 +211,69 @@ impl<S: Store> Node<S> {
     fn start_or_finish(
         &mut self,
         now: Millis,
-        range: TokenRange,
+        part: Part,
         attempts: usize,
         done: BTreeSet<NodeId>,
     ) {
-        match self.fetch_sources(now, range, &done) {
-            Sources::Ask(sources) => self.start_fetch(now, range, attempts, done, sources),
-            Sources::Wait => self.handoff.queue.push_back((range, done)),
+        match self.fetch_sources(now, part, &done) {
+            Sources::Ask(sources) => self.start_fetch(now, part, attempts, done, sources),
+            Sources::Wait => self.handoff.queue.push_back((part, done)),
             Sources::Complete => self.range_fetched(),
         }
     }
 
     fn retry_stalled_fetches(&mut self, now: Millis) {
-        let stalled: Vec<TokenRange> = self
+        let stalled: Vec<Part> = self
             .handoff
             .active
             .iter()
             .filter(|(_, f)| f.deadline <= now)
             .map(|(r, _)| *r)
             .collect();
-        for range in stalled {
-            let fetch = self.handoff.active.remove(&range).expect("listed above");
+        for part in stalled {
+            let fetch = self.handoff.active.remove(&part).expect("listed above");
             tracing::warn!(
                 "node {}: {} sent no transfer page in time, trying another replica",
                 self.id,
                 fetch.source
             );
-            self.start_or_finish(now, range, fetch.attempts + 1, fetch.done);
+            self.start_or_finish(now, part, fetch.attempts + 1, fetch.done);
         }
     }
 
     /// Ask one of `sources` (rotating with `attempts`) for the first page
-    /// of `range`.
+    /// of `part`.
     fn start_fetch(
         &mut self,
         now: Millis,
-        range: TokenRange,
+        part: Part,
         attempts: usize,
         done: BTreeSet<NodeId>,
         sources: Vec<NodeId>,
     ) {
         assert!(!sources.is_empty(), "a fetch needs a source");
         let source = sources[attempts % sources.len()].clone();
-        self.send(
-            source.clone(),
-            Message::TransferRequest { range, after: None },
-        );
+        let request = Message::TransferRequest {
+            range: part.range,
+            n: part.n,
+            after: None,
+        };
+        self.send(source.clone(), request);
         let fetch = Fetch {
             source,
-            after: None,
             deadline: now + FETCH_TIMEOUT_MS,
             attempts,
             done,
         };
-        self.handoff.active.insert(range, fetch);
+        self.handoff.active.insert(part, fetch);
     }
 
-    /// Where `range` must still come from, `done` left out (see the module
+    /// Where `part` must still come from, `done` left out (see the module
     /// docs): the displaced replica when it is available; every surviving
     /// replica when it was removed (waiting for any that is down);
     /// otherwise every available current replica.
-    fn fetch_sources(&self, now: Millis, range: TokenRange, done: &BTreeSet<NodeId>) -> Sources {
-        let n = self.settings.n;
+    fn fetch_sources(&self, now: Millis, part: Part, done: &BTreeSet<NodeId>) -> Sources {
+        let (range, n) = (part.range, usize::from(part.n));
         let future = self.future.preference_list_for_token(range.end, n);
         let current: Vec<NodeId> = self
             .ring
@@ -271,44 +313,43 @@ impl<S: Store> Node<S> {
         Sources::of(sources, done.is_empty())
     }
 
-    /// A peer fetches `range` from us: send the page after `after`.
-    pub(super) fn on_transfer_request(
-        &mut self,
-        from: NodeId,
-        range: TokenRange,
-        after: Option<Vec<u8>>,
-    ) {
-        match self.read_page(range, after.as_deref()) {
-            Ok((entries, more)) => {
+    /// A peer fetches `part` from us: send the page after `after`.
+    pub(super) fn on_transfer_request(&mut self, from: NodeId, part: Part, after: Option<Vec<u8>>) {
+        let of_part = |key: &[u8]| self.n_of(key) == usize::from(part.n);
+        match self.read_page(part.range, after.as_deref(), of_part) {
+            Ok((entries, next)) => {
                 self.stats.handoff_keys_sent += entries.len() as u64;
                 self.stats.handoff_bytes_sent +=
                     entries.iter().map(encoded_len).sum::<usize>() as u64;
-                self.send(
-                    from,
-                    Message::TransferPage {
-                        range,
-                        entries,
-                        more,
-                    },
-                )
+                let page = Message::TransferPage {
+                    range: part.range,
+                    n: part.n,
+                    entries,
+                    next,
+                };
+                self.send(from, page)
             }
             // The fetcher times out and asks another replica.
             Err(e) => tracing::warn!("node {}: cannot read transfer page: {e}", self.id),
         }
     }
 
-    /// Up to a page of `range`'s entries after key `after`, in scan order,
-    /// and whether more follow.
+    /// Up to a page of `range`'s entries that `keep` takes, after key
+    /// `after`, in scan order, and the key the next page starts after
+    /// (`None`: the range is done). A page examines at most
+    /// [`PAGE_EXAMINED`] keys, so it may hold none and still not be the last.
     fn read_page(
         &self,
         range: TokenRange,
         after: Option<&[u8]>,
-    ) -> Result<(Entries, bool), StoreError> {
+        keep: impl Fn(&[u8]) -> bool,
+    ) -> Result<(Entries, Option<Vec<u8>>), StoreError> {
         let cursor = after.map(|k| (Ring::key_token(k), k));
         let mut page = Batch::new(self.settings.batch_limits(PAGE_KEYS));
-        let (mut entries, mut more) = (Vec::new(), false);
+        let (mut entries, mut next, mut examined) = (Vec::new(), None, 0);
+        let mut last: Option<Vec<u8>> = None;
         for (lo, hi) in range.spans() {
-            if more {
+            if next.is_some() {
                 break;
             }
             let from = match cursor {
@@ -320,34 +361,51 @@ impl<S: Store> Node<S> {
                 if cursor.is_some_and(|(t, k)| Ring::key_token(key) == t && key <= k) {
                     return true;
                 }
-                if !page.admit_entry(&(key, set)) {
-                    more = true;
+                let full =
+                    examined >= PAGE_EXAMINED || (keep(key) && !page.admit_entry(&(key, set)));
+                if full {
+                    // The first key examined always fits a page.
+                    next = Some(last.clone().expect("a page stops after a key"));
                     return false;
                 }
-                entries.push((key.to_vec(), set.clone()));
+                examined += 1;
+                if keep(key) {
+                    entries.push((key.to_vec(), set.clone()));
+                }
+                last = Some(key.to_vec());
                 true
             })?;
         }
-        Ok((entries, more))
+        Ok((entries, next))
     }
 
     pub(super) fn on_transfer_page(
         &mut self,
         now: Millis,
         from: NodeId,
-        range: TokenRange,
+        part: Part,
         entries: Vec<(Vec<u8>, SiblingSet)>,
-        more: bool,
+        next: Option<Vec<u8>>,
     ) {
         if self
             .handoff
             .active
-            .get(&range)
+            .get(&part)
             .is_none_or(|f| f.source != from)
         {
             return;
         }
-        let mut last = None;
+        let (range, n) = (part.range, usize::from(part.n));
+        let foreign = |(key, _): &&(Vec<u8>, SiblingSet)| {
+            !range.contains(Ring::key_token(key)) || self.n_of(key) != n
+        };
+        if let Some((key, _)) = entries.iter().find(foreign) {
+            tracing::warn!(
+                "node {}: {from} sent key {key:?} outside the part it was asked for; ignored",
+                self.id
+            );
+            return;
+        }
         for (key, set) in &entries {
             if let Err(e) = self.merge_local(key, set) {
                 // Keep the range active: it is asked again at its deadline.
@@ -359,28 +417,24 @@ impl<S: Store> Node<S> {
             self.handoff.progress.bytes += bytes;
             self.stats.handoff_keys_received += 1;
             self.stats.handoff_bytes_received += bytes;
-            last = Some(key.clone());
         }
-        let mut fetch = self.handoff.active.remove(&range).expect("checked above");
-        if more {
-            let after = last.or(fetch.after);
-            self.send(
-                from,
-                Message::TransferRequest {
-                    range,
-                    after: after.clone(),
-                },
-            );
+        let mut fetch = self.handoff.active.remove(&part).expect("checked above");
+        if let Some(after) = next {
+            let request = Message::TransferRequest {
+                range,
+                n: part.n,
+                after: Some(after),
+            };
+            self.send(from, request);
             let next = Fetch {
-                after,
                 deadline: now + FETCH_TIMEOUT_MS,
                 ..fetch
             };
-            self.handoff.active.insert(range, next);
+            self.handoff.active.insert(part, next);
             return;
         }
         fetch.done.insert(from);
-        self.start_or_finish(now, range, 0, fetch.done);
+        self.start_or_finish(now, part, 0, fetch.done);
         self.start_fetches(now);
     }
 
@@ -435,7 +489,7 @@ impl<S: Store> Node<S> {
             && !self.ring.is_empty();
         if settled && self.handoff.dropped_for != current {
             self.handoff.dropped_for = current;
-            self.handoff.dropping = self.unowned_ranges().into();
+            self.handoff.dropping = self.unowned().into();
         }
         self.drop_next_page();
     }
@@ -454,13 +508,30 @@ impl<S: Store> Node<S> {
             && (h.dropped_for == current && h.dropping.is_empty())
     }
 
-    /// Ranges of the current ring this node does not replicate.
-    fn unowned_ranges(&self) -> Vec<TokenRange> {
+    /// What of each range of the current ring this node does not hold:
+    /// every key of a range whose list it is not in; in one it is p-th of
+    /// (from 0), the keys of N up to p, if any bucket has such an N.
+    fn unowned(&self) -> Vec<Dropping> {
         let n = self.settings.n;
+        let smallest = self.bucket_ns().first().copied().unwrap_or(n);
         let ring = &self.ring;
+        let position = |r: &TokenRange| {
+            let list = ring.preference_list_for_token(r.end, n);
+            list.iter().position(|m| *m == self.id).unwrap_or(n)
+        };
         ring.ranges()
             .into_iter()
-            .filter(|r| !ring.preference_list_for_token(r.end, n).contains(&self.id))
+            .map(|range| Dropping {
+                max_n: position(&range),
+                range,
+                after: None,
+            })
+            .filter(|d| d.max_n >= n || d.max_n >= smallest)
+            .map(|d| Dropping {
+                // Not in the list: every key, whatever N it says.
+                max_n: if d.max_n >= n { usize::MAX } else { d.max_n },
+                ..d
+            })
             .collect()
     }
 
@@ -471,18 +542,23 @@ impl<S: Store> Node<S> {
             self.handoff.dropping.clear();
         }
         let before = self.handoff.progress.keys_dropped;
-        while let Some(&range) = self.handoff.dropping.front() {
-            if self.handoff.progress.keys_dropped - before >= PAGE_KEYS as u64 {
+        let mut pages = 0;
+        while let Some(dropping) = self.handoff.dropping.pop_front() {
+            if self.handoff.progress.keys_dropped - before >= PAGE_KEYS as u64 || pages >= 4 {
+                self.handoff.dropping.push_front(dropping);
                 return;
             }
-            match self.drop_page(range) {
-                Ok(true) => {}
-                Ok(false) => {
-                    self.handoff.dropping.pop_front();
-                }
+            pages += 1;
+            match self.drop_page(&dropping) {
+                Ok(Some(after)) => self.handoff.dropping.push_front(Dropping {
+                    after: Some(after),
+                    ..dropping
+                }),
+                Ok(None) => {}
                 Err(e) => {
                     // Tried again next tick.
                     tracing::warn!("node {}: cannot drop handed-off keys: {e}", self.id);
+                    self.handoff.dropping.push_front(dropping);
                     return;
                 }
             }
@@ -497,13 +573,12 @@ impl<S: Store> Node<S> {
         }
     }
 
-    /// Drop one page of `range`'s keys; true when more remain. Dropped keys
-    /// leave the store, so every page starts from the range's beginning.
-    fn drop_page(&mut self, range: TokenRange) -> Result<bool, StoreError> {
-        let replicas = self
-            .ring
-            .preference_list_for_token(range.end, self.settings.n);
-        let (entries, more) = self.read_page(range, None)?;
+    /// Drop one page of the keys `dropping` names; where the next page
+    /// starts (`None`: done).
+    fn drop_page(&mut self, dropping: &Dropping) -> Result<Option<Vec<u8>>, StoreError> {
+        let unowned = |key: &[u8]| self.n_of(key) <= dropping.max_n;
+        let after = dropping.after.as_deref();
+        let (entries, next) = self.read_page(dropping.range, after, unowned)?;
         if !entries.is_empty() {
             // The counters of dropped keys are gone from the store; should a
             // stale peer still send this node a write for one, its dot must
@@ -516,9 +591,10 @@ impl<S: Store> Node<S> {
             self.counts.remove(&key, &siblings);
             self.handoff.progress.keys_dropped += 1;
             self.stats.handoff_keys_dropped += 1;
+            let replicas = self.ring.preference_list(&key, self.n_of(&key));
             self.send_to_others(&replicas, Message::Repair { key, siblings });
         }
-        Ok(more)
+        Ok(next)
     }
 }
 

@@ -337,7 +337,7 @@ impl<S: Store> Node<S> {
     /// The replicas of `key` in the current and the future ring that are
     /// live members: where a departed member's hint goes instead.
     fn heirs(&self, key: &[u8]) -> Vec<NodeId> {
-        let n = self.settings.n;
+        let n = self.n_of(key);
         let mut heirs = self.ring.preference_list(key, n);
         heirs.extend(self.future.preference_list(key, n));
         heirs.sort();

@@ -137,9 +137,10 @@ impl<S: Store> Node<S> {
         if self.future.fingerprint() == self.ring.fingerprint() {
             return Vec::new();
         }
-        let now = self.ring.preference_list(key, self.settings.n);
+        let n = self.n_of(key);
+        let now = self.ring.preference_list(key, n);
         self.future
-            .preference_list(key, self.settings.n)
+            .preference_list(key, n)
             .into_iter()
             .filter(|n| !now.contains(n) && !self.is_incompatible(n))
             .collect()

@@ -31,8 +31,8 @@ impl<S: Store> Node<S> {
         purpose: ReadPurpose,
     ) {
         let (r, pr) = quorum;
-        let replicas = self.ring.preference_list(&key, self.settings.n);
-        let mut quorum = Quorum::new(r.unwrap_or(self.settings.r), replicas.iter().cloned())
+        let replicas = self.ring.preference_list(&key, self.n_of(&key));
+        let mut quorum = Quorum::new(r.unwrap_or(self.default_r(&key)), replicas.iter().cloned())
             .with_primaries_needed(pr.unwrap_or(0));
         if !replicas.contains(&self.id) {
             // No replica was healthy: this node stands in for the first.

@@ -50,9 +50,9 @@ struct Page {
 impl<S: Store> Node<S> {
     /// The nodes that may answer a scan from `cursor`: the healthy
     /// replicas of the range holding it, best first.
-    pub(super) fn scan_candidates(&self, now: Millis, cursor: Token) -> Vec<NodeId> {
+    pub(super) fn scan_candidates(&self, now: Millis, cursor: Token, n: usize) -> Vec<NodeId> {
         match self.ring.range_of(cursor) {
-            Some(range) => self.candidates_for_token(now, range.end, false),
+            Some(range) => self.candidates_for_token(now, range.end, n, false),
             None => Vec::new(),
         }
     }
@@ -72,7 +72,8 @@ impl<S: Store> Node<S> {
                 Some(at) => at,
                 None => to.wrapping_add(1),
             };
-            let replica = |c| self.ring.preference_list_for_token(c, self.settings.n);
+            let n = keyspace.n(self.settings.n);
+            let replica = |c| self.ring.preference_list_for_token(c, n);
             if stopped.is_some() || cursor == 0 || !replica(cursor).contains(&self.id) {
                 break;
             }

@@ -65,7 +65,7 @@ impl<S: Store> Node<S> {
             young_clock_ms: self.settings.young_clock_ms,
             min_counter: self.lease.floor,
         };
-        let replicas = self.ring.preference_list(&key, self.settings.n);
+        let replicas = self.ring.preference_list(&key, self.n_of(&key));
         // Outside the list, this node keeps its version as a hint for the
         // first replica that is not healthy.
         let keeper =
@@ -105,13 +105,13 @@ impl<S: Store> Node<S> {
         let changing =
             !self.future.is_empty() && self.future.fingerprint() != self.ring.fingerprint();
         let future = match changing {
-            true => self.future.preference_list(&key, self.settings.n),
+            true => self.future.preference_list(&key, self.n_of(&key)),
             false => replicas.clone(),
         };
         let future = future
             .into_iter()
             .filter(|n| replicas.contains(n) || (*n != self.id && pending.contains(n)));
-        let mut quorum = Quorum::new(acks.w.unwrap_or(self.settings.w), replicas.clone())
+        let mut quorum = Quorum::new(acks.w.unwrap_or(self.default_w(&key)), replicas.clone())
             .with_primaries_needed(acks.pw.unwrap_or(0))
             .with_future_primaries(future);
         if let Some(owner) = &keeper {
@@ -360,7 +360,7 @@ impl<S: Store> Node<S> {
         self.ring
             .preference_list(key, self.ring.len())
             .into_iter()
-            .skip(self.settings.n)
+            .skip(self.n_of(key))
             .find(|c| !used.contains(c) && self.is_healthy(now, c, write))
     }
 
