@@ -541,6 +541,7 @@ struct FieldsJson {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use ringkv_core::keyspace::ConflictPolicy;
 
     #[test]
     fn keys_become_one_path_segment() {
@@ -551,8 +552,12 @@ mod tests {
     #[test]
     fn only_reads_and_undelivered_writes_are_retried() {
         let ctx = Context::none();
-        let get = Op::Get { r: None };
+        let get = Op::Get {
+            r: None,
+            bucket: None,
+        };
         let put = Op::Put {
+            bucket: None,
             w: None,
             value: b"v",
             context: &ctx,
@@ -614,7 +619,15 @@ mod tests {
     fn typed_keys_route_by_their_internal_key() {
         let incr = Op::Incr { by: 1, w: None };
         assert_eq!(incr.routing_key("hits"), b"\0rhits");
-        assert_eq!(Op::Get { r: None }.routing_key("hits"), b"hits");
+        let get = |bucket| Op::Get { r: None, bucket };
+        assert_eq!(get(None).routing_key("hits"), b"hits");
+        let carts = Bucket {
+            name: "carts".into(),
+            props: ringkv_core::bucket::BucketProps::new(2, ConflictPolicy::Lww),
+        };
+        let mut internal = vec![0, b'b', b'l', 2, 5];
+        internal.extend_from_slice(b"cartshits");
+        assert_eq!(get(Some(&carts)).routing_key("hits"), internal);
     }
 
     #[test]
