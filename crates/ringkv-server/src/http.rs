@@ -600,6 +600,10 @@ async fn put_in(
     let Query(q) = quorum.map_err(|e| bad_request(e.body_text()))?;
     let q = q.with_defaults(&bucket.props);
     let key = bucket.key(&api, key)?;
+    // A request that is wrong in itself is a 400 whatever its size.
+    let ttl_ms = q.ttl_ms(&headers)?.or(bucket.default_ttl_ms());
+    context_from(&headers)?;
+    http_conditional::of(&headers)?;
     let limit = bucket.max_value_bytes(&api);
     if body.len() > limit {
         let message = match limit == api.max_value_bytes {
@@ -612,7 +616,6 @@ async fn put_in(
         };
         return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message));
     }
-    let ttl_ms = q.ttl_ms(&headers)?.or(bucket.default_ttl_ms());
     let context = q.write_context(&api, &key, &headers).await?;
     let op = ClientOp::Put {
         key,

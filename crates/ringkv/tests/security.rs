@@ -241,6 +241,7 @@ fn every_kind_of_message() -> Vec<Message> {
             exchange: ExchangeId {
                 initiator: NodeId::new("n4"),
                 seq: 1,
+                min_n: 2,
             },
             range: TokenRange {
                 start: 0,
