@@ -329,3 +329,45 @@ async fn the_cli_creates_lists_and_writes_to_buckets() {
     let stderr = String::from_utf8_lossy(&refused.stderr);
     assert!(stderr.contains("no bucket named"), "{stderr}");
 }
+
+/// The issue's own case: a bucket of N = 2 that is last-write-wins and one
+/// of N = 3 that keeps siblings, in one cluster of four.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn an_n2_lww_bucket_and_an_n3_siblings_bucket_keep_2_and_3_copies() {
+    let c = Cluster::start(4).await;
+    define(&c, 1, "sessions", r#"{"n":2,"policy":"lww"}"#).await.expect(201);
+    define(&c, 1, "carts", r#"{"n":3,"policy":"siblings"}"#).await.expect(201);
+    for i in 1..=4 {
+        known_at(&c, i, "sessions").await;
+        known_at(&c, i, "carts").await;
+    }
+    for k in 0..10 {
+        for (i, value) in [(1, "a"), (2, "b"), (3, "c")] {
+            for bucket in ["sessions", "carts"] {
+                let path = bucket_key(bucket, &format!("k{k}"));
+                c.request(Method::PUT, i, &path, &[], Some(value.into()))
+                    .await
+                    .expect(204);
+            }
+        }
+    }
+    for k in 0..10 {
+        for (bucket, copies, versions) in [("sessions", 2, 1), ("carts", 3, 3)] {
+            let key = format!("k{k}");
+            let mut holders = 0;
+            for i in 1..=4 {
+                let path = format!("/admin/replica/{key}?bucket={bucket}");
+                let copy = c.request(Method::GET, i, &path, &[], None).await.expect(200);
+                holders += usize::from(copy.text().contains("dot"));
+            }
+            assert_eq!(holders, copies, "{bucket}/{key} copies");
+            let read = c.request(Method::GET, 4, &bucket_key(bucket, &key), &[], None).await;
+            let live = match read.status {
+                200 => 1,
+                300 => read.siblings().len(),
+                other => panic!("{bucket}/{key}: {other} {}", read.text()),
+            };
+            assert_eq!(live, versions, "{bucket}/{key} versions read");
+        }
+    }
+}
