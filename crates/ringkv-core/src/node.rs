@@ -818,6 +818,7 @@ impl<S: Store> Node<S> {
         if changed {
             self.write_local(key, &old, &set)?;
             self.keep_counters_above(&old, &set);
+            self.note_if_stray(key);
         }
         Ok(changed)
     }

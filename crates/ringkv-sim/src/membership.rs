@@ -8,6 +8,7 @@
 use crate::disk::SimDisk;
 use rand::rngs::ChaCha8Rng;
 use rand::RngExt;
+use ringkv_core::bucket::BucketTable;
 use ringkv_core::gossip::{seed_id, MemberState, MemberStatus, Membership};
 use ringkv_core::node::Node;
 use ringkv_core::settings::Settings;
@@ -172,7 +173,8 @@ pub fn joiner(
         ..MemberState::new(id.clone(), MemberStatus::Joining)
     };
     let seeds = vec![seed.to_string()];
-    build(me, Vec::new(), seeds, settings, SimDisk::new(), rng_seed)
+    let known = (me, Vec::new(), BucketTable::default());
+    build(known, seeds, settings, SimDisk::new(), rng_seed)
 }
 
 /// A restart, as the server's `members_file::restored` does it: the member
@@ -180,7 +182,7 @@ pub fn joiner(
 /// generation, version 0, no suspicions, nothing synced yet).
 pub fn restored(
     id: &NodeId,
-    remembered: Vec<MemberState>,
+    (remembered, buckets): (Vec<MemberState>, BucketTable),
     seeds: Vec<String>,
     settings: &Settings,
     store: SimDisk,
@@ -200,18 +202,18 @@ pub fn restored(
             before.map_or(MemberStatus::Member, |m| m.status),
         )
     };
-    build(me, others, seeds, settings, store, rng_seed)
+    build((me, others, buckets), seeds, settings, store, rng_seed)
 }
 
 fn build(
-    me: MemberState,
-    known: Vec<MemberState>,
+    (me, known, buckets): (MemberState, Vec<MemberState>, BucketTable),
     seeds: Vec<String>,
     settings: &Settings,
     store: SimDisk,
     rng_seed: u64,
 ) -> Node<SimDisk> {
-    let members = Membership::new(me, known, seeds, settings.membership.clone());
+    let members =
+        Membership::new(me, known, seeds, settings.membership.clone()).with_buckets(buckets);
     Node::with_membership(settings.clone(), members, store, rng_seed)
         .expect("a memory store always has a lease")
 }

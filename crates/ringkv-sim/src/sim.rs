@@ -19,9 +19,10 @@ use crate::disk::{DiskFault, SimDisk, FSYNC_MS};
 use crate::history::{FinalState, History, UpdateOutcome, WriteOutcome};
 use crate::membership::{self, MembershipChange};
 use crate::network::{Faults, NetStats, Network, TooLarge};
-use crate::workload::{Client, CrdtKeys, Step};
+use crate::workload::{self, Client, CrdtKeys, Step};
 use rand::rngs::ChaCha8Rng;
 use rand::{RngExt, SeedableRng};
+use ringkv_core::bucket::BucketTable;
 use ringkv_core::coordinator::ClientId;
 use ringkv_core::gossip::MemberState;
 use ringkv_core::keyspace;
@@ -268,8 +269,10 @@ impl SimNode {
 struct Crashed {
     store: SimDisk,
     /// The member list, which the server keeps in `members.json` (fsynced
-    /// on every change, so a power loss keeps it too).
+    /// on every change, so a power loss keeps it too), and the bucket
+    /// table it keeps there.
     members: Vec<MemberState>,
+    buckets: BucketTable,
     restart_at: Millis,
 }
 
@@ -391,8 +394,21 @@ pub fn run(cfg: SimConfig) -> SimReport {
         Activity::Quiet,
         Sim::converged,
     );
+    // Once every node holds its share of the ring and dropped the rest, no
+    // key may be held outside the first N of its list (N its bucket's).
+    let settled = sim.run_until(
+        sim.cfg.settle_ms,
+        CONVERGENCE_CHECK_MS,
+        Activity::Quiet,
+        |s| s.live().all(Node::ring_is_settled),
+    );
+    let strays = match settled {
+        true => sim.stray_copies(),
+        false => Vec::new(),
+    };
     let state = sim.final_state();
     let mut verdict = sim.verdict(&state);
+    verdict.violations.extend(strays);
     verdict.violations.extend(uncollected);
     verdict.violations.extend(sim.resolve_siblings(&state));
     SimReport {
@@ -462,8 +478,15 @@ impl Sim {
             .iter()
             .map(|id| {
                 let skew = rng.random_range(0..=cfg.max_clock_skew_ms);
-                let node = Node::new(id.clone(), settings.clone(), ring.clone(), SimDisk::new())
-                    .expect("a memory store always has a lease");
+                let mut node =
+                    Node::new(id.clone(), settings.clone(), ring.clone(), SimDisk::new())
+                        .expect("a memory store always has a lease");
+                // Every node starts knowing the buckets, as after a
+                // definition gossip spread (see `workload::BUCKETS`).
+                for (name, props) in workload::buckets(settings.n) {
+                    node.define_bucket(0, name.as_str(), props)
+                        .expect("a valid bucket");
+                }
                 (id.clone(), SimNode::up(node, skew, Vec::new()))
             })
             .collect::<BTreeMap<NodeId, SimNode>>();
@@ -476,7 +499,7 @@ impl Sim {
             ..History::default()
         };
         Sim {
-            keys: (0..cfg.keys).map(|k| format!("key{k}")).collect(),
+            keys: (0..cfg.keys).map(workload::cart_key).collect(),
             crdt_keys: CrdtKeys::default(),
             clients: (0..cfg.clients).map(|c| Client::new(c, pad_to)).collect(),
             busy: vec![false; cfg.clients],
@@ -744,10 +767,12 @@ impl Sim {
         let sim_node = self.nodes.get_mut(id).expect("node");
         if let Some(node) = sim_node.node.take() {
             let members = node.membership().members().cloned().collect();
+            let buckets = node.membership().buckets().clone();
             let store = node.into_store().after_crash(power_loss, &mut self.rng);
             sim_node.crashed = Some(Crashed {
                 store,
                 members,
+                buckets,
                 restart_at,
             });
         }
@@ -840,7 +865,7 @@ impl Sim {
         let rng_seed = self.rng.random();
         let node = membership::restored(
             id,
-            crashed.members,
+            (crashed.members, crashed.buckets),
             seeds,
             &self.settings,
             crashed.store,
@@ -1038,7 +1063,8 @@ impl Sim {
     }
 
     fn replica_states(&self, ring: &Ring, key: &str) -> BTreeMap<String, SiblingSet> {
-        ring.preference_list(key.as_bytes(), self.settings.n)
+        let n = keyspace::n_of(key.as_bytes(), self.settings.n);
+        ring.preference_list(key.as_bytes(), n)
             .into_iter()
             .filter_map(|id| {
                 let node = self.nodes[&id].node.as_ref()?;
@@ -1113,6 +1139,35 @@ impl Sim {
     }
 
     /// Every key the workload uses: the plain ones, then the CRDT ones.
+    /// Copies of keys on live nodes outside the first N of the key's
+    /// preference list: handoff, anti-entropy or drops that do not honour
+    /// a bucket's N (or lost a key's copies' way home). One line per key.
+    fn stray_copies(&self) -> Vec<String> {
+        let Some(ring) = self.serving_ring() else {
+            return Vec::new();
+        };
+        let mut found = Vec::new();
+        for key in self.all_keys() {
+            let n = keyspace::n_of(key.as_bytes(), self.settings.n);
+            let replicas = ring.preference_list(key.as_bytes(), n);
+            let holders: Vec<String> = self
+                .live()
+                .filter(|node| !replicas.contains(node.id()))
+                .filter(|node| {
+                    let stored = node.store().get(key.as_bytes()).ok().flatten();
+                    stored.is_some_and(|set| !set.is_empty())
+                })
+                .map(|node| node.id().to_string())
+                .collect();
+            if !holders.is_empty() {
+                found.push(format!(
+                    "key {key:?} (N = {n}) is held by {holders:?} outside its replicas {replicas:?}"
+                ));
+            }
+        }
+        found
+    }
+
     fn all_keys(&self) -> impl Iterator<Item = &String> {
         self.keys.iter().chain(self.crdt_keys.all())
     }
@@ -1169,7 +1224,7 @@ impl Sim {
         for _ in 0..5 {
             let op = ClientOp::Get {
                 key: key.as_bytes().to_vec(),
-                r: Some(self.settings.n),
+                r: Some(keyspace::n_of(key.as_bytes(), self.settings.n)),
                 pr: None,
             };
             self.submit(

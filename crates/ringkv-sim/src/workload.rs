@@ -21,8 +21,9 @@
 use crate::history::{History, Read, Update, UpdateOutcome, Write, WriteOutcome};
 use rand::rngs::ChaCha8Rng;
 use rand::RngExt;
+use ringkv_core::bucket::BucketProps;
 use ringkv_core::crdt::{self, Reply, Value};
-use ringkv_core::keyspace;
+use ringkv_core::keyspace::{self, ConflictPolicy};
 use ringkv_core::message::{ClientOp, ClientReply, ClientResult};
 use ringkv_core::siblings::SiblingSet;
 use ringkv_core::version::CausalContext;
@@ -58,6 +59,27 @@ pub const SESSION_KEYS: [&str; 2] = ["sess0", "sess1"];
 /// A session write lives this long, ms: around the simulator's clock skew
 /// and its partitions, so values expire mid-fault and mid-skew.
 pub const SESSION_TTL_MS: std::ops::Range<Millis> = 200..4_000;
+
+/// The named buckets every simulated cluster has (the cluster's N is at
+/// least 2): every third cart key is in `pair`, whose N is 2 and which
+/// keeps siblings like the default bucket, so handoff, anti-entropy, hints
+/// and collection all move keys that live on only part of their list.
+pub fn buckets(cluster_n: usize) -> Vec<(String, BucketProps)> {
+    let n = 2.min(cluster_n);
+    vec![("pair".into(), BucketProps::new(n, ConflictPolicy::Siblings))]
+}
+
+/// The `k`-th cart key: in bucket `pair` when `k % 3 == 2`, otherwise a
+/// `/kv` key (internal keys: a bucket's prefix is ASCII).
+pub fn cart_key(k: usize) -> String {
+    let user = format!("key{k}");
+    if k % 3 != 2 {
+        return user;
+    }
+    let (name, props) = buckets(3).remove(0);
+    let prefix = ringkv_core::bucket::prefix(&name, &props);
+    String::from_utf8([prefix, user.into_bytes()].concat()).expect("an ASCII prefix")
+}
 
 /// The field of [`CrdtKeys::hash`] the workload increments.
 pub const HASH_FIELD: &[u8] = b"qty";

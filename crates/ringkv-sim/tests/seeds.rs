@@ -1,6 +1,8 @@
 //! Seeded simulations run in every CI build. A failure prints its seed;
 //! `ringkv sim --seed S` replays it step for step.
 
+use ringkv_core::keyspace;
+use ringkv_sim::history::WriteOutcome;
 use ringkv_sim::{run, SimConfig};
 
 /// Seeds run on every build (each a few hundred simulated operations under
@@ -14,6 +16,7 @@ fn no_acknowledged_write_is_lost_and_replicas_converge() {
     let (mut ops, mut faults, mut updates_checked) = (0, 0, 0);
     let (mut joins, mut leaves) = (0, 0);
     let (mut expiring, mut shown_expiring) = (0, 0);
+    let mut small_n_acked = 0;
     let mut nothing_checked = Vec::new();
     for seed in 1..=CI_SEEDS {
         let report = run(SimConfig::for_seed(seed));
@@ -40,6 +43,13 @@ fn no_acknowledged_write_is_lost_and_replicas_converge() {
             .filter_map(|r| r.result.as_ref().ok())
             .filter(|set| set.live().any(|s| s.expires_at.is_some()))
             .count();
+        small_n_acked += report
+            .history
+            .writes
+            .iter()
+            .filter(|w| keyspace::n_of(w.key.as_bytes(), usize::MAX) == 2)
+            .filter(|w| matches!(w.outcome, WriteOutcome::Acked { .. }))
+            .count();
         joins += usize::from(report.had_join());
         leaves += usize::from(report.had_leave());
     }
@@ -53,6 +63,11 @@ fn no_acknowledged_write_is_lost_and_replicas_converge() {
     assert!(
         expiring >= CI_SEEDS as usize && shown_expiring >= CI_SEEDS as usize,
         "only {expiring} writes with a TTL, {shown_expiring} reads showing one"
+    );
+    // Every third cart key is in a bucket of N = 2 (see workload::cart_key).
+    assert!(
+        small_n_acked >= CI_SEEDS as usize,
+        "only {small_n_acked} acknowledged writes to keys of N = 2"
     );
     // Some twenty per seed: fewer than one means the CRDT workload is gone.
     assert!(

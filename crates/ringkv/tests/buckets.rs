@@ -335,8 +335,12 @@ async fn the_cli_creates_lists_and_writes_to_buckets() {
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn an_n2_lww_bucket_and_an_n3_siblings_bucket_keep_2_and_3_copies() {
     let c = Cluster::start(4).await;
-    define(&c, 1, "sessions", r#"{"n":2,"policy":"lww"}"#).await.expect(201);
-    define(&c, 1, "carts", r#"{"n":3,"policy":"siblings"}"#).await.expect(201);
+    define(&c, 1, "sessions", r#"{"n":2,"policy":"lww"}"#)
+        .await
+        .expect(201);
+    define(&c, 1, "carts", r#"{"n":3,"policy":"siblings"}"#)
+        .await
+        .expect(201);
     for i in 1..=4 {
         known_at(&c, i, "sessions").await;
         known_at(&c, i, "carts").await;
@@ -357,11 +361,16 @@ async fn an_n2_lww_bucket_and_an_n3_siblings_bucket_keep_2_and_3_copies() {
             let mut holders = 0;
             for i in 1..=4 {
                 let path = format!("/admin/replica/{key}?bucket={bucket}");
-                let copy = c.request(Method::GET, i, &path, &[], None).await.expect(200);
+                let copy = c
+                    .request(Method::GET, i, &path, &[], None)
+                    .await
+                    .expect(200);
                 holders += usize::from(copy.text().contains("dot"));
             }
             assert_eq!(holders, copies, "{bucket}/{key} copies");
-            let read = c.request(Method::GET, 4, &bucket_key(bucket, &key), &[], None).await;
+            let read = c
+                .request(Method::GET, 4, &bucket_key(bucket, &key), &[], None)
+                .await;
             let live = match read.status {
                 200 => 1,
                 300 => read.siblings().len(),

@@ -110,7 +110,15 @@ pub(crate) struct Handoff {
     /// Ranges of that ring whose keys of N up to the given one are still
     /// to drop, and where the next page starts.
     dropping: VecDeque<Dropping>,
+    /// Keys a peer sent this node after it dropped what it does not
+    /// replicate (a coordinator whose ring was older, a hint for a range
+    /// that moved): dropped the same way (at most [`MAX_STRAYS`] noted).
+    strays: BTreeSet<Vec<u8>>,
 }
+
+/// Stray keys noted for dropping at most; beyond, tombstone collection's
+/// stray handling or the next ring change's drop finds them.
+const MAX_STRAYS: usize = 10_000;
 
 /// Keys of `range` this node no longer holds: those of N at most `max_n`
 /// (its position in the range's list; all of them when it is not in it).
@@ -155,6 +163,7 @@ impl<S: Store> Node<S> {
             active: BTreeMap::new(),
             dropped_for: self.handoff.dropped_for,
             dropping: std::mem::take(&mut self.handoff.dropping),
+            strays: std::mem::take(&mut self.handoff.strays),
         };
         self.finish_handoff_if_done();
     }
@@ -497,7 +506,7 @@ impl<S: Store> Node<S> {
     /// No ring change under way here: the ring is the future one, every
     /// member holds its share of it, and this node fetches and drops
     /// nothing (tombstone collection waits for this, see [`crate::gc`]).
-    pub(super) fn ring_is_settled(&self) -> bool {
+    pub fn ring_is_settled(&self) -> bool {
         let current = self.ring.fingerprint();
         let h = &self.handoff;
         current == self.future.fingerprint()
@@ -535,11 +544,54 @@ impl<S: Store> Node<S> {
             .collect()
     }
 
+    /// A key this node just stored: noted as stray when the drop for the
+    /// current ring has begun and the key's list (cut at its N) does not
+    /// hold this node in either ring.
+    pub(super) fn note_if_stray(&mut self, key: &[u8]) {
+        let h = &self.handoff;
+        if h.dropped_for != self.ring.fingerprint() || h.strays.len() >= MAX_STRAYS {
+            return;
+        }
+        let n = self.n_of(key);
+        let holds = |ring: &Ring| ring.preference_list(key, n).contains(&self.id);
+        if !holds(&self.ring) && !holds(&self.future) {
+            self.handoff.strays.insert(key.to_vec());
+        }
+    }
+
+    /// Send each stray key's state to its replicas, then delete it (as
+    /// [`Node::drop_page`] does), a page at a time.
+    fn drop_strays(&mut self) -> Result<(), StoreError> {
+        for _ in 0..PAGE_KEYS {
+            let Some(key) = self.handoff.strays.pop_first() else {
+                return Ok(());
+            };
+            let n = self.n_of(&key);
+            let replicas = self.ring.preference_list(&key, n);
+            if replicas.contains(&self.id) {
+                continue;
+            }
+            let Some(siblings) = self.store.get(&key)? else {
+                continue;
+            };
+            self.lease.floor = self.lease.until;
+            self.store.delete(&key)?;
+            self.counts.remove(&key, &siblings);
+            self.handoff.progress.keys_dropped += 1;
+            self.stats.handoff_keys_dropped += 1;
+            self.send_to_others(&replicas, Message::Repair { key, siblings });
+        }
+        Ok(())
+    }
+
     /// Drop about a page of keys (more ranges while the budget lasts).
     fn drop_next_page(&mut self) {
         if self.handoff.dropped_for != self.ring.fingerprint() {
             // Ranges listed for an earlier ring may be this node's again.
             self.handoff.dropping.clear();
+            self.handoff.strays.clear();
+        } else if let Err(e) = self.drop_strays() {
+            tracing::warn!("node {}: cannot drop stray keys: {e}", self.id);
         }
         let before = self.handoff.progress.keys_dropped;
         let mut pages = 0;
