@@ -99,7 +99,8 @@ enum Command {
         ttl: Option<u64>,
     },
     /// List the keys of a bucket, one per line: `default` (the `/kv`
-    /// keys) or `redis` (the Redis protocol's keys, each with its type).
+    /// keys), `redis` (the Redis protocol's keys, each with its type) or
+    /// any bucket `ringkv bucket list` shows.
     /// Reads every key of the cluster once: for administration, not for
     /// the request path.
     Keys {
