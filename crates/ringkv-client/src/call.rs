@@ -450,6 +450,11 @@ impl Answer {
     pub fn keys(&self) -> Result<KeysPage, Error> {
         match self.status {
             StatusCode::OK => self.json::<KeysPage>(),
+            StatusCode::NOT_FOUND => Err(Error::Server {
+                node: self.node.clone(),
+                status: 404,
+                message: String::from_utf8_lossy(&self.body).trim().to_string(),
+            }),
             other => Err(self.bad(&format!("status {other} to a key listing"))),
         }
     }

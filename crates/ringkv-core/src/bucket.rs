@@ -107,6 +107,12 @@ pub struct BucketTable {
 /// Why a bucket definition was refused, as one sentence.
 pub type Refusal = String;
 
+/// The key whose coordinator decides the definitions of bucket `name`
+/// (see [`crate::message::ClientOp::DefineBucket`]); no data lives there.
+pub fn definition_key(name: &str) -> Vec<u8> {
+    [&[RESERVED, b'B'][..], name.as_bytes()].concat()
+}
+
 /// Whether `name` may name a bucket: 1 to [`MAX_NAME_BYTES`] bytes of
 /// lowercase ASCII letters, digits, `-` and `_` (it appears in URLs,
 /// Redis configs and keys).
@@ -235,6 +241,8 @@ impl BucketTable {
 pub struct Limits {
     pub cluster_n: usize,
     pub max_value_bytes: usize,
+    /// The node's W, which a bucket without `w` writes with (at most its N).
+    pub default_w: usize,
 }
 
 /// The built-in buckets' default properties.
@@ -285,10 +293,16 @@ fn check(
             return Err(format!("{what} must be within 1..={}, got {q}", props.n));
         }
     }
-    if let (Some(pw), Some(w)) = (props.pw, props.w) {
-        if pw > w {
-            return Err(format!("pw must not exceed w ({w}), got {pw}"));
-        }
+    let w = props.w.unwrap_or(limits.default_w.min(props.n));
+    if let Some(pw) = props.pw.filter(|pw| *pw > w) {
+        return Err(format!(
+            "pw must not exceed w ({w}{}), got {pw}",
+            if props.w.is_none() {
+                ", the node's"
+            } else {
+                ""
+            }
+        ));
     }
     match props.ttl_seconds {
         Some(0) => return Err("ttl_seconds must be at least 1".into()),

@@ -355,7 +355,14 @@ impl Membership {
 
     /// Take a peer's newer bucket entries; a change is saved like any.
     fn absorb_buckets(&mut self, theirs: Option<BucketTable>) {
-        if theirs.is_some_and(|t| self.buckets.merge(&t)) {
+        if let Some(table) = theirs {
+            self.merge_buckets(&table);
+        }
+    }
+
+    /// Take the newer entries of `table` (a peer's); saved like any change.
+    pub fn merge_buckets(&mut self, table: &BucketTable) {
+        if self.buckets.merge(table) {
             self.mark_changed();
         }
     }

@@ -294,6 +294,17 @@ pub enum ClientOp {
         count: usize,
         keyspace: crate::keyspace::Keyspace,
     },
+    /// Create or change bucket `name` (see [`crate::bucket`]). It is
+    /// coordinated, as a key's write is, by the first healthy node of the
+    /// list of `key` ([`crate::bucket::definition_key`]), so two
+    /// definitions of one bucket through two nodes are decided by one node
+    /// (the second create of a name with another N or policy is refused)
+    /// while that node is up. The reply is [`ClientReply::BucketDefined`].
+    DefineBucket {
+        key: Vec<u8>,
+        name: String,
+        props: crate::bucket::BucketProps,
+    },
 }
 
 impl ClientOp {
@@ -302,7 +313,8 @@ impl ClientOp {
             ClientOp::Get { key, .. }
             | ClientOp::Put { key, .. }
             | ClientOp::Delete { key, .. }
-            | ClientOp::Update { key, .. } => key,
+            | ClientOp::Update { key, .. }
+            | ClientOp::DefineBucket { key, .. } => key,
             ClientOp::Scan { .. } => &[],
         }
     }
@@ -319,7 +331,7 @@ impl ClientOp {
             ClientOp::Get { pr, .. } => (*pr, None),
             ClientOp::Put { pw, .. } | ClientOp::Update { pw, .. } => (None, *pw),
             ClientOp::Delete { pr, pw, .. } => (*pr, *pw),
-            ClientOp::Scan { .. } => (None, None),
+            ClientOp::Scan { .. } | ClientOp::DefineBucket { .. } => (None, None),
         };
         pr.unwrap_or(0) > 0 || pw.unwrap_or(0) > 0
     }
@@ -331,6 +343,7 @@ impl ClientOp {
             ClientOp::Delete { .. } => "delete",
             ClientOp::Update { update, .. } => update.name(),
             ClientOp::Scan { .. } => "scan",
+            ClientOp::DefineBucket { .. } => "define bucket",
         }
     }
 
@@ -369,6 +382,9 @@ pub enum ClientReply {
         keys: Vec<(Vec<u8>, String)>,
         cursor: u64,
     },
+    /// A bucket definition took effect on its coordinator, whose table
+    /// this is (the node the client asked merges it at once).
+    BucketDefined(crate::bucket::BucketTable),
 }
 
 /// Why a client operation failed — each is one sentence for the user.

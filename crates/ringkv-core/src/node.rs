@@ -38,7 +38,9 @@ use crate::crdt::Update;
 use crate::gossip::Membership;
 use crate::keyspace;
 use crate::latency::Latency;
-use crate::message::{encoded_len, ClientError, ClientOp, ClientResult, Message, RequestId};
+use crate::message::{
+    encoded_len, ClientError, ClientOp, ClientReply, ClientResult, Message, RequestId,
+};
 use crate::ring::Ring;
 use crate::settings::Settings;
 use crate::siblings::{NewVersion, SiblingSet};
@@ -355,7 +357,11 @@ impl<S: Store> Node<S> {
         {
             self.coordinate(now, Origin::Client(client), op)
         } else if candidates.is_empty() {
-            self.finish(Origin::Client(client), Err(no_coordinator(&op, 0)))
+            let replicas = match &op {
+                ClientOp::Scan { keyspace, .. } => keyspace.n(self.settings.n),
+                _ => self.n_of(op.key()),
+            };
+            self.finish(Origin::Client(client), Err(no_coordinator(&op, replicas)))
         } else {
             self.forward(now, client, op, candidates)
         }
@@ -613,6 +619,9 @@ impl<S: Store> Node<S> {
         if let ClientOp::Scan { count, .. } = op {
             return scan::check_count(*count);
         }
+        if let ClientOp::DefineBucket { name, .. } = op {
+            return crate::bucket::check_name(name).map_err(ClientError::Invalid);
+        }
 
         let key = op.key();
         if key.is_empty() || key.len() > s.max_key_bytes {
@@ -666,6 +675,7 @@ impl<S: Store> Node<S> {
             }
             // Checked first: a scan has no key.
             ClientOp::Scan { count, .. } => return scan::check_count(*count),
+            ClientOp::DefineBucket { .. } => return Ok(()),
         };
         let n = self.n_of(key);
         check_quorum("w", w, n)?;
@@ -730,6 +740,11 @@ impl<S: Store> Node<S> {
             } => {
                 let page = self.scan(cursor, count, &keyspace);
                 self.finish(origin, page)
+            }
+            ClientOp::DefineBucket { name, props, .. } => {
+                let defined = self.define_bucket(now, &name, props);
+                let table = self.members.buckets().clone();
+                self.finish(origin, defined.map(|()| ClientReply::BucketDefined(table)))
             }
         }
     }

@@ -224,3 +224,44 @@ fn a_leave_moves_each_keys_copies_up_its_list() {
     net.down.insert(id("n1"));
     assert_readable(&mut net, "n3");
 }
+
+/// A listing never passes off a stand-in's empty page as a range's: with
+/// the only replica of some N = 1 keys down, a scan through the ring fails
+/// instead of answering without them.
+#[test]
+fn a_scan_with_no_live_replica_of_a_range_fails_instead_of_skipping_it() {
+    use ringkv_core::keyspace::Keyspace;
+    use ringkv_core::message::{ClientError, ClientOp, ClientReply};
+    let names = ["n1", "n2", "n3", "n4"];
+    let mut net = Net::new(&names);
+    define_buckets(&mut net, "n1");
+    write_all(&mut net, "n1");
+    net.down.insert(id("n4"));
+    net.run_for(20_000, 100);
+    let props = BucketProps::new(1, ConflictPolicy::Siblings);
+    let keyspace = Keyspace::of_bucket("one", &props);
+    let mut cursor = 0;
+    let mut listed = 0;
+    for _ in 0..10_000 {
+        let op = ClientOp::Scan {
+            cursor,
+            count: 1_000,
+            keyspace: keyspace.clone(),
+        };
+        match net.request("n1", op) {
+            Ok(ClientReply::Keys { keys, cursor: next }) => {
+                listed += keys.len();
+                if next == 0 {
+                    panic!("the scan ended having listed {listed} of {KEYS} keys, n4 down");
+                }
+                cursor = next;
+            }
+            Err(ClientError::Unavailable { op, .. }) => {
+                assert_eq!(op, "scan");
+                return;
+            }
+            other => panic!("{other:?}"),
+        }
+    }
+    panic!("the scan never ended");
+}

@@ -283,11 +283,13 @@ const EXPIRES_HEADER: &str = "x-ringkv-expires-at";
 
 impl WriteQuery {
     /// The bucket's quorums where the request gives none.
+    /// A bucket's PW applies only within the request's own W.
     fn with_defaults(self, props: &BucketProps) -> WriteQuery {
+        let within_w = |pw: &usize| self.w.is_none_or(|w| *pw <= w);
         WriteQuery {
             r: self.r.or(props.r),
             w: self.w.or(props.w),
-            pw: self.pw.or(props.pw),
+            pw: self.pw.or(props.pw.filter(within_w)),
             ..self
         }
     }

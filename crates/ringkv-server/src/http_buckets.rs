@@ -14,7 +14,7 @@
 //!   and are served by the Redis port (`redis_bucket`), and for the
 //!   `redis` bucket by `/counter`, `/set` and `/hash`.
 
-use crate::http::{bad_request, shutting_down, Api, ApiError};
+use crate::http::{bad_request, unexpected_reply, Api, ApiError};
 use axum::extract::rejection::JsonRejection;
 use axum::extract::{Path, State};
 use axum::http::StatusCode;
@@ -23,6 +23,7 @@ use axum::routing::{get, put};
 use axum::{Json, Router};
 use ringkv_core::bucket::{self, BucketProps};
 use ringkv_core::keyspace::{self, ConflictPolicy, Keyspace};
+use ringkv_core::message::{ClientOp, ClientReply};
 use ringkv_core::Millis;
 use serde::{Deserialize, Serialize};
 
@@ -181,19 +182,23 @@ async fn define(
         ttl_seconds: d.ttl_seconds,
         max_value_bytes: d.max_value_bytes,
     };
-    let conflict = before
-        .as_ref()
-        .is_some_and(|b| b.n != props.n || b.policy != props.policy);
-    let defined = api.node.define_bucket(name.clone(), props.clone()).await;
-    match defined.ok_or_else(shutting_down)? {
-        Ok(()) => {
+    let op = ClientOp::DefineBucket {
+        key: bucket::definition_key(&name),
+        name: name.clone(),
+        props: props.clone(),
+    };
+    match api.node.request(op, api.request_limit).await? {
+        ClientReply::BucketDefined(table) => {
+            api.node.refresh_buckets().await;
+            // Created, unless the deciding node knew the bucket already
+            // (this node may not have heard of it yet).
             let status = match before {
                 None => StatusCode::CREATED,
                 Some(_) => StatusCode::OK,
             };
+            let props = table.get(&name, api.node.cluster_n()).unwrap_or(props);
             Ok((status, Json(Shown { name, props })).into_response())
         }
-        Err(sentence) if conflict => Err(ApiError::new(StatusCode::CONFLICT, sentence)),
-        Err(sentence) => Err(bad_request(sentence)),
+        _ => Err(unexpected_reply()),
     }
 }

@@ -15,7 +15,8 @@ pub enum BucketCommand {
         name: String,
         #[command(flatten)]
         routed: Routed,
-        /// Replicas of each key (the cluster's n; fixed at creation).
+        /// Replicas of each key, 1 to the cluster's n (default: the
+        /// cluster's; fixed at creation).
         #[arg(long)]
         n: Option<usize>,
         /// siblings (concurrent writes kept for the client to merge), lww
@@ -28,7 +29,8 @@ pub enum BucketCommand {
         w: Option<usize>,
         #[arg(long)]
         pw: Option<usize>,
-        /// Seconds a value written without its own TTL lives.
+        /// Seconds a value written without its own TTL lives (HTTP PUT,
+        /// Redis SET; Redis counters and collections take EXPIRE).
         #[arg(long, value_parser = clap::value_parser!(u64).range(1..))]
         ttl: Option<u64>,
         /// The largest value a write may carry, bytes.

@@ -158,6 +158,12 @@ async fn bad_bucket_definitions_and_unknown_buckets_get_one_sentence() {
         ("small", r#"{"r":4}"#, 400, "r must be within 1..=3"),
         (
             "small",
+            r#"{"pw":3}"#,
+            400,
+            "pw must not exceed w (2, the node's)",
+        ),
+        (
+            "small",
             r#"{"policy":"maybe"}"#,
             400,
             "siblings, lww or typed",
@@ -378,5 +384,24 @@ async fn an_n2_lww_bucket_and_an_n3_siblings_bucket_keep_2_and_3_copies() {
             };
             assert_eq!(live, versions, "{bucket}/{key} versions read");
         }
+    }
+}
+
+/// Two creates of one name with different policies through two nodes at
+/// once: one node decides both, so one is created and the other refused —
+/// never two 201s of which one loses its keys (a helper's run lost five
+/// acknowledged writes so).
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn racing_creates_of_one_bucket_through_two_nodes_are_decided_by_one() {
+    let c = Cluster::start(3).await;
+    for round in 0..5 {
+        let name = format!("race{round}");
+        let (a, b) = tokio::join!(
+            define(&c, 1, &name, r#"{"n":1,"policy":"lww"}"#),
+            define(&c, 3, &name, r#"{"n":3,"policy":"siblings"}"#),
+        );
+        let mut statuses = [a.status, b.status];
+        statuses.sort();
+        assert_eq!(statuses, [201, 409], "{name}: {} / {}", a.text(), b.text());
     }
 }

@@ -4,6 +4,7 @@ use crate::keyspace::{policy_of, Keyspace};
 const LIMITS: Limits = Limits {
     cluster_n: 3,
     max_value_bytes: 1 << 20,
+    default_w: 2,
 };
 
 fn at(ms: Millis, node: &str) -> (Millis, NodeId) {

@@ -275,6 +275,7 @@ fn buckets_defined_on_different_nodes_reach_every_node_and_agree() {
     let limits = Limits {
         cluster_n: 3,
         max_value_bytes: 1024,
+        default_w: 2,
     };
     let lww = BucketProps::new(3, ConflictPolicy::Lww);
     let carts = BucketProps::new(3, ConflictPolicy::Siblings);

@@ -19,7 +19,7 @@
 use super::{no_coordinator, Node};
 use crate::coordinator::{ClientId, ForwardOp, InFlight, OpState, Origin};
 use crate::latency::RequestKind;
-use crate::message::{ClientError, ClientOp, ClientResult, Message, RequestId};
+use crate::message::{ClientError, ClientOp, ClientReply, ClientResult, Message, RequestId};
 use crate::ring::{Ring, Token};
 use crate::store::Store;
 use crate::{Millis, NodeId};
@@ -272,6 +272,10 @@ impl<S: Store> Node<S> {
         }
         let client = f.client;
         self.ops.remove(&req);
+        if let Ok(ClientReply::BucketDefined(table)) = &result {
+            // So the client's next request through this node finds it.
+            self.merge_buckets(table);
+        }
         self.finish(Origin::Client(client), result);
     }
 }

@@ -5,6 +5,7 @@
 use super::{Effect, Node};
 use crate::bucket::BucketProps;
 use crate::gossip::{seed_id, GossipMsg, Liveness, MemberStatus, Membership, MEMBERS_PER_MESSAGE};
+use crate::message::ClientError;
 use crate::message::Message;
 use crate::store::Store;
 use crate::{Millis, NodeId};
@@ -18,19 +19,36 @@ impl<S: Store> Node<S> {
         &self.members
     }
 
-    /// Create or change bucket `name` (see [`crate::bucket`]); gossip
-    /// spreads it. `Err` is one sentence saying what was refused.
+    /// Create or change bucket `name` here (see [`crate::bucket`]);
+    /// gossip spreads it. Clients go through
+    /// [`ClientOp::DefineBucket`](crate::message::ClientOp::DefineBucket),
+    /// which one node decides. A change of an existing bucket's N or
+    /// policy is a [`ClientError::Conflict`], anything else refused
+    /// [`ClientError::Invalid`]: one sentence each.
     pub fn define_bucket(
         &mut self,
         now: Millis,
         name: &str,
         props: BucketProps,
-    ) -> Result<(), String> {
+    ) -> Result<(), ClientError> {
         let limits = crate::bucket::Limits {
             cluster_n: self.settings.n,
             max_value_bytes: self.settings.max_value_bytes,
+            default_w: self.settings.w,
         };
-        self.members.define_bucket(now, name, props, &limits)
+        let conflict = self
+            .bucket(name)
+            .is_some_and(|b| b.n != props.n || b.policy != props.policy);
+        let defined = self.members.define_bucket(now, name, props, &limits);
+        defined.map_err(|e| match conflict {
+            true => ClientError::Conflict(e),
+            false => ClientError::Invalid(e),
+        })
+    }
+
+    /// Take the newer entries of a coordinator's bucket table.
+    pub(super) fn merge_buckets(&mut self, table: &crate::bucket::BucketTable) {
+        self.members.merge_buckets(table);
     }
 
     /// The properties of bucket `name`, `None` when the cluster has none

@@ -50,11 +50,17 @@ struct Page {
 impl<S: Store> Node<S> {
     /// The nodes that may answer a scan from `cursor`: the healthy
     /// replicas of the range holding it, best first.
+    /// Never a stand-in: it holds none of the range's keys, and a page
+    /// from it would look complete (a listing of an N = 1 bucket with its
+    /// node down left keys out that way). With no replica, the scan fails.
     pub(super) fn scan_candidates(&self, now: Millis, cursor: Token, n: usize) -> Vec<NodeId> {
-        match self.ring.range_of(cursor) {
-            Some(range) => self.candidates_for_token(now, range.end, n, false),
-            None => Vec::new(),
-        }
+        let Some(range) = self.ring.range_of(cursor) else {
+            return Vec::new();
+        };
+        let replicas = self.ring.preference_list_for_token(range.end, n);
+        let mut candidates = self.candidates_for_token(now, range.end, n, false);
+        candidates.retain(|c| replicas.contains(c));
+        candidates
     }
 
     /// One page from this node's store, from `cursor` on through the

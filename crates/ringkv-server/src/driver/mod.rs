@@ -74,12 +74,6 @@ pub enum Event {
     Buckets(oneshot::Sender<BucketTable>),
     /// Start leaving the cluster (the node stops once it has left).
     Leave(oneshot::Sender<()>),
-    /// Create or change a bucket; answers why not, in one sentence.
-    DefineBucket {
-        name: String,
-        props: BucketProps,
-        reply: oneshot::Sender<Result<(), String>>,
-    },
     /// Remove a dead member for good (`force`: even if it is up); answers
     /// its new status, or why not.
     Remove {
@@ -245,24 +239,10 @@ impl NodeHandle {
         table.list(self.cluster_n)
     }
 
-    /// See [`Event::DefineBucket`]; `None` when the node is shutting down.
-    pub async fn define_bucket(
-        &self,
-        name: String,
-        props: BucketProps,
-    ) -> Option<Result<(), String>> {
-        let (reply, answer) = oneshot::channel();
-        let event = Event::DefineBucket { name, props, reply };
-        let answer = self.ask(event, answer).await;
-        if answer.as_ref().is_some_and(Result::is_ok) {
-            // The node thread publishes after its batch; a client that
-            // defines and then writes must find the bucket at once.
-            self.refresh_buckets().await;
-        }
-        answer
-    }
-
-    async fn refresh_buckets(&self) {
+    /// Publish the node's bucket table now (it is published after every
+    /// batch anyway): a client that defines a bucket and then writes to it
+    /// must find it at once.
+    pub async fn refresh_buckets(&self) {
         let (tx, rx) = oneshot::channel();
         if let Some(table) = self.ask(Event::Buckets(tx), rx).await {
             *self.buckets.write().unwrap_or_else(|e| e.into_inner()) = table;
@@ -490,9 +470,6 @@ impl Driver {
                     self.node.rebuild_trees();
                 }
                 let _ = reply.send(self.node.start_repair(token));
-            }
-            Event::DefineBucket { name, props, reply } => {
-                let _ = reply.send(self.node.define_bucket(now, &name, props));
             }
             Event::Buckets(reply) => {
                 let _ = reply.send(self.node.membership().buckets().clone());

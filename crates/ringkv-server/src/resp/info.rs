@@ -104,6 +104,9 @@ fn ringkv(ctx: &Context, report: &NodeReport) -> Vec<String> {
         format!("ring_fingerprint:{}", report.ring_fingerprint),
         format!("stored_keys:{}", report.membership.stored_keys),
         format!("stored_bytes:{}", report.membership.stored_bytes),
-        "conflict_policy:lww".into(),
+        // The bucket this port serves is typed: last-write-wins picks the
+        // type, versions of a CRDT type are joined.
+        format!("bucket:{}", ctx.bucket),
+        "conflict_policy:typed".into(),
     ]
 }
