@@ -83,6 +83,50 @@ impl BucketProps {
     }
 }
 
+/// What an admin sends to create or change a bucket (the JSON body of
+/// `PUT /admin/buckets/{bucket}`), every field optional: it replaces the
+/// bucket's quorums, TTL and value limit (left out: the node defaults);
+/// `n` and `policy` left out keep the bucket's, or for a new bucket are
+/// the cluster's N and `siblings`. (A missing field is `None`; no
+/// `#[serde(default)]`, which would take a JSON array of fewer values.)
+#[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct BucketDefinition {
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub n: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub policy: Option<ConflictPolicy>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub r: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub w: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub pw: Option<usize>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ttl_seconds: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub max_value_bytes: Option<usize>,
+}
+
+impl BucketDefinition {
+    /// The properties this definition gives a bucket that has `before`
+    /// (`None`: a new one) in a cluster of N `cluster_n`.
+    pub fn props(&self, before: Option<&BucketProps>, cluster_n: usize) -> BucketProps {
+        BucketProps {
+            n: self.n.or(before.map(|b| b.n)).unwrap_or(cluster_n),
+            policy: self
+                .policy
+                .or(before.map(|b| b.policy))
+                .unwrap_or(ConflictPolicy::Siblings),
+            r: self.r,
+            w: self.w,
+            pw: self.pw,
+            ttl_seconds: self.ttl_seconds,
+            max_value_bytes: self.max_value_bytes,
+        }
+    }
+}
+
 /// One bucket in the table, with what orders concurrent changes of it.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 pub struct BucketEntry {
@@ -105,7 +149,15 @@ pub struct BucketTable {
 }
 
 /// Why a bucket definition was refused, as one sentence.
-pub type Refusal = String;
+#[derive(Clone, Debug, PartialEq, Eq, thiserror::Error)]
+pub enum Refusal {
+    /// A name or a value out of bounds.
+    #[error("{0}")]
+    Invalid(String),
+    /// A change of what an existing bucket's keys carry (`n`, `policy`).
+    #[error("{0}")]
+    Conflict(String),
+}
 
 /// The key whose coordinator decides the definitions of bucket `name`
 /// (see [`crate::message::ClientOp::DefineBucket`]); no data lives there.
@@ -116,7 +168,7 @@ pub fn definition_key(name: &str) -> Vec<u8> {
 /// Whether `name` may name a bucket: 1 to [`MAX_NAME_BYTES`] bytes of
 /// lowercase ASCII letters, digits, `-` and `_` (it appears in URLs,
 /// Redis configs and keys).
-pub fn check_name(name: &str) -> Result<(), Refusal> {
+pub fn check_name(name: &str) -> Result<(), String> {
     let allowed = |b: u8| b.is_ascii_lowercase() || b.is_ascii_digit() || b == b'-' || b == b'_';
     if name.is_empty() || name.len() > MAX_NAME_BYTES || !name.bytes().all(allowed) {
         return Err(format!(
@@ -192,9 +244,14 @@ impl BucketTable {
         stamp: (Millis, NodeId),
     ) -> Result<(), Refusal> {
         let before = self.get(name, limits.cluster_n);
-        check(name, &props, before.as_ref(), limits)?;
+        check_name(name).map_err(Refusal::Invalid)?;
+        if let Some(before) = &before {
+            check_unchanged(name, &props, before).map_err(Refusal::Conflict)?;
+        }
+        check_values(&props, limits).map_err(Refusal::Invalid)?;
         if before.is_none() && self.entries.len() >= MAX_BUCKETS {
-            return Err(format!("a cluster holds at most {MAX_BUCKETS} buckets"));
+            let full = format!("a cluster holds at most {MAX_BUCKETS} buckets");
+            return Err(Refusal::Invalid(full));
         }
         // A change always wins over what this node knew, even against a
         // clock that runs behind the last change's.
@@ -254,34 +311,30 @@ fn builtin(name: &str, cluster_n: usize) -> Option<BucketProps> {
     }
 }
 
-/// What a definition must satisfy: a valid name; an `n` within
-/// `1..=` the cluster's (a bucket's keys live on a prefix of the cluster's
-/// preference lists, see [`crate::keyspace::n_of`]); quorums within
-/// `1..=n`; a value limit within the node's; and — for a bucket that
-/// exists — the same `n` and policy, which its keys carry.
-fn check(
-    name: &str,
-    props: &BucketProps,
-    before: Option<&BucketProps>,
-    limits: &Limits,
-) -> Result<(), Refusal> {
-    check_name(name)?;
-    if let Some(old) = before {
-        if old.policy != props.policy {
-            return Err(format!(
-                "bucket {name} resolves conflicts by {}; a bucket's policy is part of its keys \
-                 and cannot change: create a new bucket and copy the data",
-                old.policy.name()
-            ));
-        }
-        if old.n != props.n {
-            return Err(format!(
-                "bucket {name} keeps {} replicas; a bucket's n is part of its keys and cannot \
-                 change: create a new bucket and copy the data",
-                old.n
-            ));
-        }
+/// A bucket that exists keeps its `n` and policy, which its keys carry.
+fn check_unchanged(name: &str, props: &BucketProps, old: &BucketProps) -> Result<(), String> {
+    if old.policy != props.policy {
+        return Err(format!(
+            "bucket {name} resolves conflicts by {}; a bucket's policy is part of its keys \
+             and cannot change: create a new bucket and copy the data",
+            old.policy.name()
+        ));
     }
+    if old.n != props.n {
+        return Err(format!(
+            "bucket {name} keeps {} replicas; a bucket's n is part of its keys and cannot \
+             change: create a new bucket and copy the data",
+            old.n
+        ));
+    }
+    Ok(())
+}
+
+/// What a definition's values must satisfy: an `n` within `1..=` the
+/// cluster's (a bucket's keys live on a prefix of the cluster's preference
+/// lists, see [`crate::keyspace::n_of`]); quorums within `1..=n`, `pw`
+/// within the W it writes with; a TTL and value limit within bounds.
+fn check_values(props: &BucketProps, limits: &Limits) -> Result<(), String> {
     if props.n == 0 || props.n > limits.cluster_n {
         return Err(format!(
             "n must be within 1..={} (the cluster's n), got {}",

@@ -339,18 +339,24 @@ impl WriteQuery {
         &self,
         api: &Api,
         key: &[u8],
-        headers: &HeaderMap,
+        (preconditions, client_context): CausalHeaders,
     ) -> Result<Option<CausalContext>, ApiError> {
-        let preconditions = http_conditional::of(headers)?;
         let read = http_conditional::CheckRead {
             r: self.r,
             pr: self.pr,
         };
-        let client_context = context_from(headers)?;
         preconditions
             .check_write(api, key, read, client_context)
             .await
     }
+}
+
+/// A write's preconditions and `X-Ringkv-Context`, parsed once.
+type CausalHeaders = (http_conditional::Preconditions, Option<CausalContext>);
+
+/// `400` when a write's preconditions or context do not parse.
+fn causal_headers(headers: &HeaderMap) -> Result<CausalHeaders, ApiError> {
+    Ok((http_conditional::of(headers)?, context_from(headers)?))
 }
 
 /// One version as JSON (the 300 body and the `Accept: application/json` form).
@@ -604,8 +610,7 @@ async fn put_in(
     let key = bucket.key(&api, key)?;
     // A request that is wrong in itself is a 400 whatever its size.
     let ttl_ms = q.ttl_ms(&headers)?.or(bucket.default_ttl_ms());
-    context_from(&headers)?;
-    http_conditional::of(&headers)?;
+    let causal = causal_headers(&headers)?;
     let limit = bucket.max_value_bytes(&api);
     if body.len() > limit {
         let message = match limit == api.max_value_bytes {
@@ -618,7 +623,7 @@ async fn put_in(
         };
         return Err(ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message));
     }
-    let context = q.write_context(&api, &key, &headers).await?;
+    let context = q.write_context(&api, &key, causal).await?;
     let op = ClientOp::Put {
         key,
         value: body.to_vec(),
@@ -664,7 +669,9 @@ async fn delete_in(
     if q.ttl.is_some() || headers.contains_key(TTL_HEADER) {
         return Err(bad_request("a DELETE takes no ttl"));
     }
-    let context = q.write_context(&api, &key, &headers).await?;
+    let context = q
+        .write_context(&api, &key, causal_headers(&headers)?)
+        .await?;
     let op = ClientOp::Delete {
         context,
         key,

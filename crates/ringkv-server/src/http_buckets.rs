@@ -21,11 +21,11 @@ use axum::http::StatusCode;
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, put};
 use axum::{Json, Router};
-use ringkv_core::bucket::{self, BucketProps};
+use ringkv_core::bucket::{self, BucketDefinition, BucketProps};
 use ringkv_core::keyspace::{self, ConflictPolicy, Keyspace};
 use ringkv_core::message::{ClientOp, ClientReply};
 use ringkv_core::Millis;
-use serde::{Deserialize, Serialize};
+use serde::Serialize;
 
 /// A bucket a request names, as this node knows it now.
 pub(crate) struct Bucket {
@@ -142,23 +142,10 @@ async fn show(State(api): State<Api>, Path(name): Path<String>) -> Result<Respon
     Ok(Json(shown).into_response())
 }
 
-/// The body of `PUT /admin/buckets/{bucket}`.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct Definition {
-    n: Option<usize>,
-    policy: Option<ConflictPolicy>,
-    r: Option<usize>,
-    w: Option<usize>,
-    pw: Option<usize>,
-    ttl_seconds: Option<u64>,
-    max_value_bytes: Option<usize>,
-}
-
 async fn define(
     State(api): State<Api>,
     Path(name): Path<String>,
-    body: Result<Json<Definition>, JsonRejection>,
+    body: Result<Json<BucketDefinition>, JsonRejection>,
 ) -> Result<Response, ApiError> {
     let Json(d) = body.map_err(|e| {
         bad_request(format!(
@@ -168,20 +155,7 @@ async fn define(
         ))
     })?;
     let before = api.node.bucket(&name);
-    let props = BucketProps {
-        n: d.n
-            .or(before.as_ref().map(|b| b.n))
-            .unwrap_or(api.node.cluster_n()),
-        policy: d
-            .policy
-            .or(before.as_ref().map(|b| b.policy))
-            .unwrap_or(ConflictPolicy::Siblings),
-        r: d.r,
-        w: d.w,
-        pw: d.pw,
-        ttl_seconds: d.ttl_seconds,
-        max_value_bytes: d.max_value_bytes,
-    };
+    let props = d.props(before.as_ref(), api.node.cluster_n());
     let op = ClientOp::DefineBucket {
         key: bucket::definition_key(&name),
         name: name.clone(),

@@ -174,20 +174,32 @@ impl<S: Store> Node<S> {
     /// node while the current one does not, cut along both rings'
     /// boundaries (see the module docs).
     fn gained_parts(&self) -> Vec<Part> {
-        let n = self.settings.n;
         let ns = self.bucket_ns();
         let mut parts = Vec::new();
         for range in common_ranges(&self.ring, &self.future) {
-            let position = |ring: &Ring| {
-                let list = ring.preference_list_for_token(range.end, n);
-                list.iter().position(|m| *m == self.id).unwrap_or(n)
-            };
-            let (now, then) = (position(&self.ring), position(&self.future));
+            let now = self.position(&self.ring, range);
+            let then = self.position(&self.future, range);
             for &c in ns.iter().filter(|c| then < **c && **c <= now) {
                 parts.push(Part { range, n: c as u8 });
             }
         }
         parts
+    }
+
+    /// This node's place in `range`'s preference list in `ring`, from 0;
+    /// the cluster's N when it is not in the list.
+    fn position(&self, ring: &Ring, range: TokenRange) -> usize {
+        let n = self.settings.n;
+        let list = ring.preference_list_for_token(range.end, n);
+        list.iter().position(|m| *m == self.id).unwrap_or(n)
+    }
+
+    /// Whether `key` (cut at its N) has this node among its replicas in
+    /// the current or the future ring.
+    fn replicates_in_either_ring(&self, key: &[u8]) -> bool {
+        let n = self.n_of(key);
+        let holds = |ring: &Ring| ring.preference_list(key, n).contains(&self.id);
+        holds(&self.ring) || holds(&self.future)
     }
 
     /// Every N keys may have here: the cluster's and that of every bucket
@@ -372,15 +384,15 @@ impl<S: Store> Node<S> {
                 if cursor.is_some_and(|(t, k)| Ring::key_token(key) == t && key <= k) {
                     return true;
                 }
-                let full =
-                    examined >= PAGE_EXAMINED || (keep(key) && !page.admit_entry(&(key, set)));
+                let kept = keep(key);
+                let full = examined >= PAGE_EXAMINED || (kept && !page.admit_entry(&(key, set)));
                 if full {
                     // The first key examined always fits a page.
                     next = Some(last.clone().expect("a page stops after a key"));
                     return false;
                 }
                 examined += 1;
-                if keep(key) {
+                if kept {
                     entries.push((key.to_vec(), set.clone()));
                 }
                 last = Some(key.to_vec());
@@ -525,24 +537,23 @@ impl<S: Store> Node<S> {
     fn unowned(&self) -> Vec<Dropping> {
         let n = self.settings.n;
         let smallest = self.bucket_ns().first().copied().unwrap_or(n);
-        let ring = &self.ring;
-        let position = |r: &TokenRange| {
-            let list = ring.preference_list_for_token(r.end, n);
-            list.iter().position(|m| *m == self.id).unwrap_or(n)
-        };
-        ring.ranges()
-            .into_iter()
-            .map(|range| Dropping {
-                max_n: position(&range),
+        let dropping = |range: TokenRange| {
+            let max_n = match self.position(&self.ring, range) {
+                // Not in the list: every key, whatever N it says.
+                p if p >= n => usize::MAX,
+                p if p >= smallest => p,
+                _ => return None,
+            };
+            Some(Dropping {
                 range,
+                max_n,
                 after: None,
             })
-            .filter(|d| d.max_n >= n || d.max_n >= smallest)
-            .map(|d| Dropping {
-                // Not in the list: every key, whatever N it says.
-                max_n: if d.max_n >= n { usize::MAX } else { d.max_n },
-                ..d
-            })
+        };
+        self.ring
+            .ranges()
+            .into_iter()
+            .filter_map(dropping)
             .collect()
     }
 
@@ -556,9 +567,7 @@ impl<S: Store> Node<S> {
         if h.dropped_for != current || changing || h.strays.len() >= MAX_STRAYS {
             return;
         }
-        let n = self.n_of(key);
-        let holds = |ring: &Ring| ring.preference_list(key, n).contains(&self.id);
-        if !holds(&self.ring) && !holds(&self.future) {
+        if !self.replicates_in_either_ring(key) {
             self.handoff.strays.insert(key.to_vec());
         }
     }
@@ -576,22 +585,12 @@ impl<S: Store> Node<S> {
             let Some(key) = self.handoff.strays.pop_first() else {
                 return Ok(());
             };
-            let n = self.n_of(&key);
-            let replicas = self.ring.preference_list(&key, n);
-            if replicas.contains(&self.id)
-                || self.future.preference_list(&key, n).contains(&self.id)
-            {
+            if self.replicates_in_either_ring(&key) {
                 continue;
             }
-            let Some(siblings) = self.store.get(&key)? else {
-                continue;
-            };
-            self.lease.floor = self.lease.until;
-            self.store.delete(&key)?;
-            self.counts.remove(&key, &siblings);
-            self.handoff.progress.keys_dropped += 1;
-            self.stats.handoff_keys_dropped += 1;
-            self.send_to_others(&replicas, Message::Repair { key, siblings });
+            if let Some(siblings) = self.store.get(&key)? {
+                self.drop_key(key, siblings)?;
+            }
         }
         Ok(())
     }
@@ -653,22 +652,28 @@ impl<S: Store> Node<S> {
         };
         let after = dropping.after.as_deref();
         let (entries, next) = self.read_page(dropping.range, after, unowned)?;
-        if !entries.is_empty() {
-            // The counters of dropped keys are gone from the store; should a
-            // stale peer still send this node a write for one, its dot must
-            // not repeat one issued before (the simulator found a leaving
-            // node doing so). Every counter issued so far is below the lease.
-            self.lease.floor = self.lease.until;
-        }
         for (key, siblings) in entries {
-            self.store.delete(&key)?;
-            self.counts.remove(&key, &siblings);
-            self.handoff.progress.keys_dropped += 1;
-            self.stats.handoff_keys_dropped += 1;
-            let replicas = self.ring.preference_list(&key, self.n_of(&key));
-            self.send_to_others(&replicas, Message::Repair { key, siblings });
+            self.drop_key(key, siblings)?;
         }
         Ok(next)
+    }
+
+    /// Delete `key`, which this node no longer replicates, after sending
+    /// its state to its replicas (a write may have reached this node after
+    /// they fetched it).
+    fn drop_key(&mut self, key: Vec<u8>, siblings: SiblingSet) -> Result<(), StoreError> {
+        // The counters of dropped keys are gone from the store; should a
+        // stale peer still send this node a write for one, its dot must
+        // not repeat one issued before (the simulator found a leaving
+        // node doing so). Every counter issued so far is below the lease.
+        self.lease.floor = self.lease.until;
+        self.store.delete(&key)?;
+        self.counts.remove(&key, &siblings);
+        self.handoff.progress.keys_dropped += 1;
+        self.stats.handoff_keys_dropped += 1;
+        let replicas = self.ring.preference_list(&key, self.n_of(&key));
+        self.send_to_others(&replicas, Message::Repair { key, siblings });
+        Ok(())
     }
 }
 

@@ -3,7 +3,7 @@
 //! share of the data has been handed over.
 
 use super::{Effect, Node};
-use crate::bucket::BucketProps;
+use crate::bucket::{BucketProps, Refusal};
 use crate::gossip::{seed_id, GossipMsg, Liveness, MemberStatus, Membership, MEMBERS_PER_MESSAGE};
 use crate::message::ClientError;
 use crate::message::Message;
@@ -36,13 +36,10 @@ impl<S: Store> Node<S> {
             max_value_bytes: self.settings.max_value_bytes,
             default_w: self.settings.w,
         };
-        let conflict = self
-            .bucket(name)
-            .is_some_and(|b| b.n != props.n || b.policy != props.policy);
         let defined = self.members.define_bucket(now, name, props, &limits);
-        defined.map_err(|e| match conflict {
-            true => ClientError::Conflict(e),
-            false => ClientError::Invalid(e),
+        defined.map_err(|refusal| match refusal {
+            Refusal::Invalid(sentence) => ClientError::Invalid(sentence),
+            Refusal::Conflict(sentence) => ClientError::Conflict(sentence),
         })
     }
 

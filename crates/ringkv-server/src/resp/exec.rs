@@ -201,10 +201,11 @@ pub fn bucket(ctx: &Context) -> Outcome<BucketProps> {
     }
 }
 
-/// The internal key of a Redis key, refused when the bucket's prefix would
-/// take it over the node's key limit.
-fn internal_key(ctx: &Context, key: &[u8]) -> Outcome<Vec<u8>> {
-    let prefix = bucket::prefix(&ctx.bucket, &bucket(ctx)?);
+/// The internal key of a Redis key in the bucket of `props` (see
+/// [`bucket`]), refused when the bucket's prefix would take it over the
+/// node's key limit.
+fn internal_key(ctx: &Context, props: &BucketProps, key: &[u8]) -> Outcome<Vec<u8>> {
+    let prefix = bucket::prefix(&ctx.bucket, props);
     let limit = ctx.max_key_bytes - prefix.len();
     if key.len() > limit {
         return Err(Failure::invalid(format!(
@@ -221,9 +222,10 @@ fn internal_key(ctx: &Context, key: &[u8]) -> Outcome<Vec<u8>> {
 
 /// What an R quorum holds for `key`, every sibling.
 async fn read(ctx: &Context, key: &[u8]) -> Outcome<SiblingSet> {
+    let props = bucket(ctx)?;
     let op = ClientOp::Get {
-        key: internal_key(ctx, key)?,
-        r: bucket(ctx)?.r,
+        key: internal_key(ctx, &props, key)?,
+        r: props.r,
         pr: None,
     };
     match ctx.node.request(op, ctx.request_limit).await? {
@@ -334,7 +336,7 @@ async fn hgetall(ctx: &Context, key: Bytes) -> Outcome<Reply> {
 async fn update_reply(ctx: &Context, key: Bytes, update: Update) -> Outcome<crdt::Reply> {
     let props = bucket(ctx)?;
     let op = ClientOp::Update {
-        key: internal_key(ctx, &key)?,
+        key: internal_key(ctx, &props, &key)?,
         update,
         w: props.w,
         pw: props.pw,
@@ -397,7 +399,7 @@ async fn set_string(ctx: &Context, key: Bytes, value: Bytes, ttl_ms: Option<u64>
         )));
     }
     let op = ClientOp::Put {
-        key: internal_key(ctx, &key)?,
+        key: internal_key(ctx, &props, &key)?,
         value: Value::String(value.to_vec()).encode(),
         context: Default::default(),
         w: props.w,
