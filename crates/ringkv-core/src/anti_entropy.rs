@@ -172,8 +172,9 @@ impl RangeTree {
 
     /// Account for `key` of N `n` changing from `old` to `new`.
     pub fn update(&mut self, key: &[u8], n: usize, old: &SiblingSet, new: &SiblingSet) {
+        let change = crate::merkle::change_hash(key, old, new);
         for (_, tree) in self.trees.range_mut(..=n.min(255) as u8) {
-            tree.update(key, old, new);
+            tree.apply(key, change);
         }
     }
 }

@@ -249,6 +249,8 @@ pub enum ClientOp {
     },
     Put {
         key: Vec<u8>,
+        /// One byte string on the wire (see [`crate::siblings::Sibling::value`]).
+        #[serde(with = "serde_bytes")]
         value: Vec<u8>,
         /// The causal context from an earlier read; empty for a blind write.
         context: CausalContext,

@@ -27,6 +27,10 @@ pub struct Sibling {
     pub timestamp: Millis,
     /// The value; `None` marks a deletion (tombstone), kept so the delete
     /// supersedes older versions on replicas that have not seen it yet.
+    /// Encoded as one byte string (`serde_bytes`), not a sequence of
+    /// bytes: the same postcard bytes, without a serializer call per byte
+    /// (which made a 1 MiB value cost milliseconds per encode).
+    #[serde(with = "serde_bytes")]
     pub value: Option<Vec<u8>>,
     /// When the value expires, ms since the Unix epoch by its coordinator's
     /// clock (the write's time plus its TTL); `None`: never. From then on
@@ -351,6 +355,34 @@ mod tests {
         young_clock_ms: 20_000,
         min_counter: 0,
     };
+
+    /// A value is encoded as one byte string (`serde_bytes`), which in
+    /// postcard is the same bytes as the sequence of `u8` it was before:
+    /// stores and peers of either encoding read each other.
+    #[test]
+    fn a_value_encodes_as_it_did_as_a_sequence_of_bytes() {
+        #[derive(Serialize)]
+        struct Before<'a> {
+            dot: &'a Dot,
+            context: &'a CausalContext,
+            timestamp: Millis,
+            value: &'a Option<Vec<u8>>,
+            expires_at: Option<Millis>,
+        }
+        let mut set = SiblingSet::new();
+        put(&mut set, "n1", &CausalContext::new(), &"x".repeat(300), 5);
+        let s = set.iter().next().unwrap();
+        let before = Before {
+            dot: &s.dot,
+            context: &s.context,
+            timestamp: s.timestamp,
+            value: &s.value,
+            expires_at: s.expires_at,
+        };
+        let bytes = postcard::to_stdvec(s).unwrap();
+        assert_eq!(bytes, postcard::to_stdvec(&before).unwrap());
+        assert_eq!(&postcard::from_bytes::<Sibling>(&bytes).unwrap(), s);
+    }
 
     fn put(set: &mut SiblingSet, node: &str, ctx: &CausalContext, v: &str, t: Millis) -> Dot {
         set.write(&node.into(), ctx, Some(v.into()), t, LIMITS)

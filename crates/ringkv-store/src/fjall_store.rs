@@ -56,7 +56,7 @@
 
 use crate::codec;
 use crate::Durability;
-use fjall::{Database, Keyspace, KeyspaceCreateOptions, PersistMode};
+use fjall::{Database, Keyspace, KeyspaceCreateOptions, KvSeparationOptions, PersistMode};
 use ringkv_core::ring::Token;
 use ringkv_core::siblings::SiblingSet;
 use ringkv_core::store::{Hint, Store, StoreError};
@@ -79,6 +79,30 @@ pub(crate) const META_KEYSPACE: &str = "meta";
 pub(crate) const LAYOUT_KEY: &[u8] = b"key_layout";
 /// The key, in [`META_KEYSPACE`], of the node's counter lease (u64, big-endian).
 const COUNTER_LEASE_KEY: &[u8] = b"counter_lease";
+/// fjall's background threads (flushes and compactions). One, not fjall's
+/// default of one per core (up to 4): with more than one, worker 0 leaves
+/// compactions to the others by putting each `Compact` message it receives
+/// back on the queue (fjall 3.1 `worker_pool.rs`, `worker_tick`) and takes
+/// it again at once, so while another worker compacts it spins — a whole
+/// core, measured as 16% of all CPU samples (plus 7% in the channel's
+/// `send`) of a 3-node cluster taking 1 MiB writes. One worker flushes and
+/// compacts in turn; a flush waiting on a compaction is covered by the
+/// memtables fjall keeps sealed before it halts writes.
+const BACKGROUND_WORKERS: usize = 1;
+
+/// How a keyspace is created (an existing one keeps the options it was
+/// created with). The journal is persisted by [`Store::sync`], not by
+/// every insert. Values above 1 KiB (fjall's default threshold) live in
+/// blob files, apart from the LSM tree (WiscKey's key-value separation):
+/// without it every flush and compaction rewrote each large value again —
+/// with 1 MiB values, 37% of all CPU samples of a 3-node cluster went to
+/// fjall's flushes and compactions. Sibling sets of small values stay
+/// inline.
+fn keyspace_options() -> KeyspaceCreateOptions {
+    KeyspaceCreateOptions::default()
+        .manual_journal_persist(true)
+        .with_kv_separation(Some(KvSeparationOptions::default()))
+}
 
 /// A [`Store`] on disk, in a fjall database. See the [module docs](self) for
 /// what [`Store::sync`] guarantees.
@@ -128,20 +152,17 @@ impl FjallStore {
             ));
         }
         let db = Database::builder(&path)
+            .worker_threads(BACKGROUND_WORKERS)
             .open()
             .map_err(|e| open_error(&path, e))?;
         let kv_existed = db.keyspace_exists(KEYSPACE);
         let kv = db
-            .keyspace(KEYSPACE, || {
-                KeyspaceCreateOptions::default().manual_journal_persist(true)
-            })
+            .keyspace(KEYSPACE, keyspace_options)
             .map_err(|e| open_error(&path, e))?;
         let meta = check_layout(&db, &kv, kv_existed, &path)?;
         // Created on demand: databases from before hints have no `hints`.
         let hints = db
-            .keyspace(HINTS_KEYSPACE, || {
-                KeyspaceCreateOptions::default().manual_journal_persist(true)
-            })
+            .keyspace(HINTS_KEYSPACE, keyspace_options)
             .map_err(|e| open_error(&path, e))?;
         let fsyncer = match durability {
             Durability::Always => None,
