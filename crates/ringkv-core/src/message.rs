@@ -171,7 +171,8 @@ pub enum Message {
         next: Option<Vec<u8>>,
     },
     /// "Your forward `req` reached me and I am coordinating it", sent at
-    /// once: a forwarder hedges a *write* only with a coordinator that has
+    /// once for a write (never for a read, which may be hedged freely): a
+    /// forwarder hedges a *write* only with a coordinator that has
     /// not said so (a paused or cut-off one), since a write coordinated
     /// twice leaves a duplicate sibling.
     ForwardAccepted { req: RequestId },

@@ -333,15 +333,11 @@ impl<S: Store> Node<S> {
     }
 
     /// A front end's request. The node coordinates it itself when it is
-    /// the best of the [candidates](Self::coordinator_candidates),
-    /// otherwise it forwards it one hop and relays the answer. (Letting any
-    /// replica coordinate would save that hop, but it spreads one key's
-    /// writes over coordinators whose rings may differ during a join, and
-    /// the simulator found a strict read missing a strict write that way —
-    /// seed 352 — so one coordinator per key stays the rule, except for
-    /// the operations of [`Node::coordinates_where_it_lands`].) With no
-    /// candidate at all it answers at once: waiting on nodes known to be
-    /// gone helps nobody.
+    /// the best of the [candidates](Self::coordinator_candidates), or one
+    /// of them and the operation may be coordinated by any (see
+    /// [`Node::coordinates_where_it_lands`]); otherwise it forwards it one
+    /// hop and relays the answer. With no candidate at all it answers at
+    /// once: waiting on nodes known to be gone helps nobody.
     pub fn on_client(&mut self, now: Millis, client: ClientId, op: ClientOp) {
         self.now = now;
         if let Err(e) = self.admit().and_then(|()| self.validate(&op)) {
@@ -367,17 +363,33 @@ impl<S: Store> Node<S> {
         }
     }
 
-    /// An operation that must not run twice (see
-    /// [`ClientOp::is_idempotent`]) is coordinated by the node it lands on
-    /// when that node is one of its candidates: forwarded, it could not be
-    /// retried once its coordinator fell silent, and the client would be
-    /// told its outcome is unknown — for every such request reaching a
-    /// replica in the moments after a coordinator dies and before anyone
-    /// knows. Dynamo lets any of the top N coordinate a write, and dotted
-    /// versions make that safe. Not for a strict (PR/PW) operation: see
-    /// [`Node::on_client`] for why those keep one coordinator per key.
+    /// Whether the node coordinates `op` itself because it is one of its
+    /// `candidates`, saving the forwarding hop (Dynamo lets any of the top
+    /// N coordinate; dotted versions make that safe). That holds for
+    /// - a read: it makes no version, and its quorum is the same from any
+    ///   replica;
+    /// - a write of a key with siblings: its dot is this node's, and what
+    ///   it supersedes is its context, not the coordinator's copy;
+    /// - an operation that must not run twice (see
+    ///   [`ClientOp::is_idempotent`]): forwarded, it could not be retried
+    ///   once its coordinator fell silent, and the client would be told
+    ///   its outcome is unknown.
+    ///
+    /// A blind write of a last-write-wins key (`lww` and `typed` buckets:
+    /// a Redis `SET`) keeps one coordinator per key: its timestamp is its
+    /// coordinator's clock and it overwrites what that coordinator holds,
+    /// so a `SET` through a node whose clock lags, or that has not yet
+    /// received the `SET` acknowledged before it, would lose to the older
+    /// one. A strict (PR/PW) operation keeps one coordinator too: spread
+    /// over coordinators whose rings differed during a join, the
+    /// simulator found a strict read missing a strict write (seed 352).
     fn coordinates_where_it_lands(&self, op: &ClientOp, candidates: &[NodeId]) -> bool {
-        !op.is_idempotent() && !op.asks_primaries() && candidates.contains(&self.id)
+        let anywhere = match op {
+            ClientOp::Get { .. } => true,
+            ClientOp::Scan { .. } | ClientOp::DefineBucket { .. } => false,
+            _ => !op.is_idempotent() || !keyspace::policy_of(op.key()).overwrites(),
+        };
+        anywhere && !op.asks_primaries() && candidates.contains(&self.id)
     }
 
     pub fn on_message(&mut self, now: Millis, from: NodeId, msg: Message) {
@@ -419,7 +431,12 @@ impl<S: Store> Node<S> {
                 if let Err(e) = self.admit() {
                     return self.finish(origin, Err(e));
                 }
-                self.send(from, Message::ForwardAccepted { req });
+                if op.is_write() {
+                    // Only a write's forwarder uses it (to hold back a
+                    // hedge that could duplicate it): one message fewer
+                    // per forwarded read.
+                    self.send(from, Message::ForwardAccepted { req });
+                }
                 match self.validate(&op) {
                     Ok(()) => self.coordinate(now, origin, op),
                     Err(e) => self.finish(origin, Err(e)),

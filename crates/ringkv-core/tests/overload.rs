@@ -7,6 +7,7 @@ mod common;
 
 use common::Net;
 use ringkv_core::coordinator::ClientId;
+use ringkv_core::keyspace::lww_key;
 use ringkv_core::message::{ClientError, ClientOp};
 use ringkv_core::settings::Settings;
 use ringkv_core::version::CausalContext;
@@ -22,8 +23,13 @@ fn net(limit: usize) -> Net {
 
 /// The first `count` keys `key-{i}` that n1 coordinates.
 fn keys_of_n1(net: &Net, count: usize) -> Vec<String> {
+    keys_of_n1_named(net, count, |i| format!("key-{i}"))
+}
+
+/// The first `count` keys named `name(i)` that n1 coordinates.
+fn keys_of_n1_named(net: &Net, count: usize, name: impl Fn(usize) -> String) -> Vec<String> {
     (0..10_000)
-        .map(|i| format!("key-{i}"))
+        .map(name)
         .filter(|k| net.coordinator_of(k)[0] == "n1")
         .take(count)
         .collect()
@@ -67,8 +73,12 @@ fn operations_beyond_the_in_flight_limit_are_refused_at_once_and_the_node_recove
     assert_eq!(net.node("n1").stats().shed_ops, 1);
     assert!(net.local("n1", &keys[2]).is_empty(), "nothing was written");
 
-    // A forward reaching n1 at its limit is refused too, and n2 relays it.
-    let forwarded = net.submit("n2", put(&keys[3]));
+    // A forward reaching n1 at its limit is refused too, and n2 relays it
+    // (a last-write-wins key's write goes to its first replica).
+    let lww = keys_of_n1_named(&net, 1, |i| {
+        String::from_utf8(lww_key(format!("key-{i}").as_bytes())).unwrap()
+    });
+    let forwarded = net.submit("n2", put(&lww[0]));
     assert_overloaded(&net, forwarded);
     assert_eq!(net.node("n1").stats().shed_ops, 2);
 
