@@ -22,7 +22,7 @@
 //! keys carry its policy and N in their prefix, so a key's policy is a
 //! function of its bytes on every node.
 
-use crate::siblings::{Sibling, SiblingSet};
+use crate::siblings::{NewVersion, Sibling, SiblingSet};
 use crate::version::CausalContext;
 use crate::Millis;
 use serde::{Deserialize, Serialize};
@@ -168,6 +168,27 @@ pub fn write_context(key: &[u8], given: CausalContext, stored: &SiblingSet) -> C
             context
         }
     }
+}
+
+/// `version` stamped for a last-write-wins write: above every version the
+/// coordinator's `stored` state holds (Lamport's rule), not merely its
+/// clock's `now`. A coordinator whose clock reads the same millisecond as
+/// the version it replaces (or lags behind the node that wrote it) would
+/// otherwise make a tie broken by dots, or a loss, against any copy of
+/// that older version it has not seen yet. A version with a stamp of its
+/// own (`EXPIRE`: see [`NewVersion::stamped`]) keeps it; sibling keys use
+/// no stamps.
+pub fn stamp_version(
+    key: &[u8],
+    version: NewVersion,
+    stored: &SiblingSet,
+    now: Millis,
+) -> NewVersion {
+    if version.timestamp.is_some() || !policy_of(key).overwrites() {
+        return version;
+    }
+    let above = stored.iter().map(|s| s.timestamp.saturating_add(1)).max();
+    version.stamped(above.unwrap_or(0).max(now))
 }
 
 /// The last-write-wins version of a key: the greatest (timestamp, dot)
@@ -322,6 +343,35 @@ mod tests {
             .collect();
         assert!(lww_winner(&set).is_some_and(Sibling::is_tombstone));
         assert_eq!(lww_value(&set), None);
+    }
+
+    #[test]
+    fn a_last_write_wins_write_is_stamped_above_what_it_replaces() {
+        let key = lww_key(b"k");
+        let mut held = SiblingSet::new();
+        let limits = crate::siblings::WriteLimits {
+            max_siblings: 4,
+            max_clock_entries: 4,
+            young_clock_ms: 0,
+            min_counter: 0,
+        };
+        let blind = CausalContext::new();
+        held.write(&"n2".into(), &blind, Some(b"a".to_vec()), 1_000, limits)
+            .unwrap();
+        let plain = NewVersion::new(Some(b"b".to_vec()), None);
+        // A clock reading the same millisecond, or behind.
+        for now in [1_000, 400] {
+            let stamped = stamp_version(&key, plain.clone(), &held, now);
+            assert_eq!(stamped.timestamp, Some(1_001), "now {now}");
+        }
+        assert_eq!(
+            stamp_version(&key, plain.clone(), &held, 5_000).timestamp,
+            Some(5_000)
+        );
+        // An EXPIRE keeps its own stamp; a sibling key is not stamped.
+        let own = plain.clone().stamped(7);
+        assert_eq!(stamp_version(&key, own, &held, 5_000).timestamp, Some(7));
+        assert_eq!(stamp_version(b"k", plain, &held, 400).timestamp, None);
     }
 
     #[test]

@@ -368,26 +368,29 @@ impl<S: Store> Node<S> {
     /// N coordinate; dotted versions make that safe). That holds for
     /// - a read: it makes no version, and its quorum is the same from any
     ///   replica;
-    /// - a write of a key with siblings: its dot is this node's, and what
-    ///   it supersedes is its context, not the coordinator's copy;
     /// - an operation that must not run twice (see
     ///   [`ClientOp::is_idempotent`]): forwarded, it could not be retried
     ///   once its coordinator fell silent, and the client would be told
     ///   its outcome is unknown.
     ///
-    /// A blind write of a last-write-wins key (`lww` and `typed` buckets:
-    /// a Redis `SET`) keeps one coordinator per key: its timestamp is its
-    /// coordinator's clock and it overwrites what that coordinator holds,
-    /// so a `SET` through a node whose clock lags, or that has not yet
+    /// Other writes keep one coordinator per key. A last-write-wins write
+    /// ([`ClientOp::overwrites`]: a Redis `SET`) is stamped with its
+    /// coordinator's clock and overwrites what that coordinator holds, so
+    /// a `SET` through a node whose clock lags, or that has not yet
     /// received the `SET` acknowledged before it, would lose to the older
-    /// one. A strict (PR/PW) operation keeps one coordinator too: spread
-    /// over coordinators whose rings differed during a join, the
-    /// simulator found a strict read missing a strict write (seed 352).
+    /// one. A blind write of a key with siblings is refused beyond
+    /// `max_siblings` by its coordinator, which bounds a key's versions
+    /// (and the frames that carry them) only while one node coordinates
+    /// them: spread over the replicas, concurrent writes each passed the
+    /// check and merged into more, and the simulator saw a read reply
+    /// outgrow `max_frame_bytes` (seeds 3341, 4169). A strict (PR/PW)
+    /// operation keeps one coordinator too: spread over coordinators whose
+    /// rings differed during a join, the simulator found a strict read
+    /// missing a strict write (seed 352).
     fn coordinates_where_it_lands(&self, op: &ClientOp, candidates: &[NodeId]) -> bool {
         let anywhere = match op {
             ClientOp::Get { .. } => true,
-            ClientOp::Scan { .. } | ClientOp::DefineBucket { .. } => false,
-            _ => !op.is_idempotent() || !keyspace::policy_of(op.key()).overwrites(),
+            _ => !op.is_idempotent(),
         };
         anywhere && !op.asks_primaries() && candidates.contains(&self.id)
     }

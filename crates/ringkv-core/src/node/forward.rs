@@ -7,6 +7,9 @@
 //! ([`Message::ForwardAccepted`], sent on receipt): a slow but live
 //! coordinator would otherwise apply it too, leaving a duplicate sibling.
 //!
+//! A last-write-wins write is never hedged either (see
+//! [`ClientOp::may_hedge`]), but moves on like any idempotent operation.
+//!
 //! An operation that must not be applied twice (an increment: see
 //! [`ClientOp::is_idempotent`]) is never hedged, and once sent it is not
 //! retried elsewhere unless its coordinator said it did nothing (a
@@ -121,7 +124,7 @@ impl<S: Store> Node<S> {
             .filter(|(_, op)| match &op.state {
                 OpState::Forward(f) => {
                     f.hedge_at <= now
-                        && f.op.is_idempotent()
+                        && f.op.may_hedge()
                         && f.fallbacks.iter().any(|n| *n != self.id)
                 }
                 _ => false,

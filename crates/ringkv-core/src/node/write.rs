@@ -73,6 +73,7 @@ impl<S: Store> Node<S> {
         let written = self.read_local(&key).and_then(|old| {
             let mut set = self.local_state(&key)?;
             let stored_context = keyspace::write_context(&key, context.clone(), &set);
+            let version = keyspace::stamp_version(&key, version, &set, now);
             let dot = set
                 .write_version(&self.id, &stored_context, version, now, limits)
                 .map_err(ClientError::from)?;
