@@ -151,19 +151,36 @@ async fn empty_key(State(api): State<Api>) -> ApiError {
 }
 
 /// `413` at once for a request whose `Content-Length` is over `limit`
-/// (the body limit). `DefaultBodyLimit` refuses a body only once it has
-/// read past the limit, so a client that declared terabytes and sent
-/// nothing held its connection and a `/kv` slot waiting for the body.
+/// (the body limit: one byte more than a value may have, so that a value
+/// one byte too long reaches its handler and is refused in its terms).
+/// `DefaultBodyLimit` refuses a body only once it has read past the
+/// limit, so a client that declared terabytes and sent nothing held its
+/// connection and a `/kv` slot waiting for the body. A body sent without
+/// a length (chunked) is cut by `DefaultBodyLimit`, whose own answer is
+/// axum's text; it gets this node's sentence instead.
 async fn refuse_declared(State(limit): State<usize>, request: Request, next: Next) -> Response {
+    let most = limit.saturating_sub(1);
     let declared = axum::body::HttpBody::size_hint(request.body()).lower();
     if declared > limit as u64 {
         let message = format!(
-            "the request declares a body of {declared} bytes, more than this node takes ({limit})"
+            "the request declares a body of {declared} bytes, more than the {most} bytes \
+             this node takes"
         );
         return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
     }
-    next.run(request).await
+    let response = next.run(request).await;
+    if response.status() == StatusCode::PAYLOAD_TOO_LARGE
+        && response.extensions().get::<OwnAnswer>().is_none()
+    {
+        let message = format!("the request body is more than the {most} bytes this node takes");
+        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
+    }
+    response
 }
+
+/// Marks an answer this node wrote itself (see [`refuse_declared`]).
+#[derive(Clone, Copy)]
+struct OwnAnswer;
 
 /// Liveness for probes and load balancers: the process serves HTTP. Open
 /// to anyone, and says nothing else.
@@ -415,6 +432,7 @@ impl IntoResponse for ApiError {
         } else {
             (self.status, format!("{}\n", self.message)).into_response()
         };
+        response.extensions_mut().insert(OwnAnswer);
         if let Some(outcome) = self.outcome {
             response.extensions_mut().insert(outcome);
         }
