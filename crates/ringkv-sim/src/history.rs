@@ -191,6 +191,9 @@ pub struct History {
     /// the most any node may be off: what expiry's rule allows for.
     pub clock_skews: BTreeMap<String, Millis>,
     pub max_clock_skew: Millis,
+    /// When a disk lost acknowledged writes: a power loss (its un-fsynced
+    /// writes) or a member's death, sim time in ms (see checker rule 1).
+    pub disk_losses: Vec<Millis>,
     /// Writes with a TTL (session keys, see the workload), however they
     /// ended: not held to the lost-write rules, since they vanish.
     pub expiring_writes: usize,

@@ -763,6 +763,9 @@ impl Sim {
     fn crash(&mut self, id: &NodeId, power_loss: bool) {
         self.counts.crashes += 1;
         self.counts.power_losses += u64::from(power_loss);
+        if power_loss {
+            self.history.disk_losses.push(self.now);
+        }
         let restart_at = self.now + self.rng.random_range(500..=4_000);
         let sim_node = self.nodes.get_mut(id).expect("node");
         if let Some(node) = sim_node.node.take() {
@@ -1088,6 +1091,7 @@ impl Sim {
         let promises = Promises {
             intersecting_quorums: self.counts.power_losses == 0,
             exact_contexts: !self.pruning(),
+            cluster_n: self.settings.n,
         };
         let mut verdict = check_with(&self.history, state, promises);
         verdict

@@ -28,6 +28,7 @@ impl Sim {
     /// then removed by the operator (`Remove`), or by its replacement.
     pub(super) fn kill_for_good(&mut self, id: &NodeId) {
         self.crash(id, false);
+        self.history.disk_losses.push(self.now);
         self.nodes.get_mut(id).expect("node").dead_for_good = true;
         if matches!(self.cfg.change, Some(MembershipChange::Remove { .. })) {
             self.removal.pending = Some(id.clone());
