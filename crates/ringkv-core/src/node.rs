@@ -383,7 +383,7 @@ impl<S: Store> Node<S> {
     /// (and the frames that carry them) only while one node coordinates
     /// them: spread over the replicas, concurrent writes each passed the
     /// check and merged into more, and the simulator saw a read reply
-    /// outgrow `max_frame_bytes` (seeds 3341, 4169). A strict (PR/PW)
+    /// outgrow `max_frame_bytes` (seed 3341). A strict (PR/PW)
     /// operation keeps one coordinator too: spread over coordinators whose
     /// rings differed during a join, the simulator found a strict read
     /// missing a strict write (seed 352).
