@@ -267,6 +267,15 @@ async fn bad_input_gets_an_error_or_a_close_and_the_node_keeps_serving() {
         );
     }
 
+    // A NUL ends an inline line, as in Redis: a TLS `ClientHello` or a
+    // stray NUL once made the node loop, growing until it was killed.
+    let answer = raw_exchange(addr, b"PING \x00junk\r\n\x16\x03\x01\x00\xa5\r\n");
+    let answer = String::from_utf8_lossy(&answer).into_owned();
+    assert!(
+        answer.starts_with("+PONG\r\n-ERR unknown command"),
+        "a NUL in an inline line: {answer:?}"
+    );
+
     // A key over the limit is refused, and the connection carries on.
     let mut redis = Redis::connect(addr);
     let long_key = "k".repeat(1023);

@@ -300,6 +300,18 @@ mod tests {
         assert!(decode(&long).unwrap().is_none(), "a line may still end");
     }
 
+    /// `openssl s_client` on the Redis port: the start of a TLS
+    /// `ClientHello` (NUL bytes, a newline among random bytes) is split
+    /// into lines like any garbage, each ending at its first NUL, and the
+    /// decoder moves on (it once looped on the NUL, growing without
+    /// bound).
+    #[test]
+    fn a_tls_client_hello_decodes_as_short_lines() {
+        let hello =
+            b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03\x0a\x00\x00\x0d\r\nPING \x00x\r\n\x00";
+        assert_stream(hello, &[&["\x16\x03\x01\x02"], &["PING"]], b"\x00");
+    }
+
     #[test]
     fn garbage_and_nesting_are_protocol_errors() {
         assert_refused(&[

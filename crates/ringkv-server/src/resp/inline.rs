@@ -7,7 +7,9 @@
 //! and `\xHH` escapes, single quotes with only `\'`, and a closing quote
 //! that must end its word. An empty line is no command at all and is
 //! skipped, which is how Redis ignores the bare CRLF that `redis-cli
-//! --pipe` sends before its closing `ECHO`.
+//! --pipe` sends before its closing `ECHO`. A NUL byte ends the line, as
+//! it ends the C string `sdssplitargs` reads: a TLS `ClientHello` or other
+//! binary garbage is split like any line, never looped on.
 
 /// The longest inline line, as in Redis (`PROTO_INLINE_MAX_SIZE`).
 pub const MAX_INLINE: usize = 64 * 1024;
@@ -16,8 +18,10 @@ pub const MAX_INLINE: usize = 64 * 1024;
 #[derive(Debug, PartialEq, Eq)]
 pub struct Unbalanced;
 
-/// The words of `line` (its CRLF already removed).
+/// The words of `line` (its CRLF already removed): at most one per byte,
+/// so no line makes more than itself.
 pub fn split(line: &[u8]) -> Result<Vec<Vec<u8>>, Unbalanced> {
+    let line = &line[..line.iter().position(|&b| b == 0).unwrap_or(line.len())];
     let mut words = Vec::new();
     let mut at = 0;
     loop {
@@ -28,6 +32,7 @@ pub fn split(line: &[u8]) -> Result<Vec<Vec<u8>>, Unbalanced> {
             return Ok(words);
         }
         let (word, next) = word(line, at)?;
+        assert!(next > at, "a word is at least one byte of the line");
         words.push(word);
         at = next;
     }
@@ -43,7 +48,7 @@ fn word(line: &[u8], mut at: usize) -> Result<(Vec<u8>, usize), Unbalanced> {
     let mut word = Vec::new();
     while let Some(&b) = line.get(at) {
         at = match b {
-            b' ' | b'\n' | b'\r' | b'\t' | 0 => break,
+            b' ' | b'\n' | b'\r' | b'\t' => break,
             b'"' => double_quoted(line, at + 1, &mut word)?,
             b'\'' => single_quoted(line, at + 1, &mut word)?,
             _ => {
@@ -144,6 +149,44 @@ mod tests {
         assert_eq!(words(r"ECHO 'it\'s' '\n'"), ["ECHO", "it's", "\\n"]);
         assert_eq!(words(r#"ECHO a"b c" d"#), ["ECHO", "ab c", "d"]);
         assert_eq!(words(r#"ECHO """#), ["ECHO", ""]);
+    }
+
+    /// A NUL made `word` return an empty word without moving on, and
+    /// `split` pushed empty words until the node ran out of memory (a
+    /// fresh-eyes test: `PING \0`, or `openssl s_client` on the Redis
+    /// port, grew a node by 300 MB a second until the kernel killed it).
+    #[test]
+    fn a_nul_byte_ends_an_inline_line_as_in_redis() {
+        assert_eq!(words("PING \0"), ["PING"]);
+        assert_eq!(words("\0"), Vec::<String>::new());
+        assert_eq!(words("abc\0def ghi"), ["abc"]);
+        assert_eq!(split(b"ECHO \"a\0b\""), Err(Unbalanced));
+        assert_eq!(split(b"ECHO 'a\0b'"), Err(Unbalanced));
+    }
+
+    /// Every line of up to four bytes from the bytes that steer the
+    /// splitter: it ends, with no more words, nor word bytes, than the
+    /// line has bytes.
+    #[test]
+    fn every_short_line_splits_into_no_more_than_itself() {
+        let alphabet = [0u8, b' ', b'\t', b'"', b'\'', b'\\', b'x', b'4', b'a', 0xff];
+        let mut lines: Vec<Vec<u8>> = vec![Vec::new()];
+        for _ in 0..4 {
+            let longer: Vec<Vec<u8>> = lines
+                .iter()
+                .filter(|l| l.len() == lines.last().map_or(0, Vec::len))
+                .flat_map(|l| alphabet.iter().map(move |&b| [l.as_slice(), &[b]].concat()))
+                .collect();
+            lines.extend(longer);
+        }
+        assert_eq!(lines.len(), 1 + 10 + 100 + 1_000 + 10_000);
+        for line in &lines {
+            if let Ok(words) = split(line) {
+                assert!(words.len() <= line.len(), "{line:?} gave {words:?}");
+                let bytes: usize = words.iter().map(Vec::len).sum();
+                assert!(bytes <= line.len(), "{line:?} gave {words:?}");
+            }
+        }
     }
 
     #[test]
