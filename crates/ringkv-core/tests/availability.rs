@@ -209,6 +209,57 @@ fn a_last_write_wins_write_is_never_hedged_to_a_second_coordinator() {
     }
 }
 
+/// Every write of a Redis (typed) key, and of an `lww` bucket's key, goes
+/// to the key's first replica wherever it lands — `DEL` and `INCR` too,
+/// which may not be retried elsewhere: two coordinators order their
+/// stamps only by their clocks, and a fresh-eyes user's `SET`, sent after
+/// a `DEL` through another node was acknowledged, lost to it on a tie.
+#[test]
+fn every_write_of_a_last_write_wins_key_is_coordinated_by_its_first_replica() {
+    let mut net = Net::new(&["n1", "n2", "n3"]);
+    let lww_bucket = ringkv_core::bucket::prefix(
+        "last",
+        &ringkv_core::bucket::BucketProps::new(3, ringkv_core::keyspace::ConflictPolicy::Lww),
+    );
+    for (i, prefix) in [lww_key(b""), lww_bucket].into_iter().enumerate() {
+        let key = String::from_utf8([prefix, format!("t{i}").into_bytes()].concat()).unwrap();
+        let coordinator = net.coordinator_of(&key)[0].clone();
+        let others: Vec<String> = net.coordinator_of(&key)[1..].to_vec();
+        let ops = [
+            blind_put(&key, "10", 2, None),
+            ClientOp::Delete {
+                key: key.clone().into(),
+                context: None,
+                r: None,
+                pr: None,
+                w: None,
+                pw: None,
+            },
+            ClientOp::Update {
+                key: key.clone().into(),
+                update: ringkv_core::crdt::Update::IncrBy(1),
+                w: None,
+                pw: None,
+            },
+        ];
+        for (op, via) in ops.into_iter().zip(others.iter().cycle()) {
+            let what = op.name();
+            let reply = net.request(via, op);
+            if i == 1 && what == "incrby" {
+                continue; // an `lww` bucket takes no typed updates
+            }
+            assert!(reply.is_ok(), "{what} via {via}: {reply:?}");
+            let held = net.local(&coordinator, &key);
+            let newest = ringkv_core::keyspace::lww_winner(&held).unwrap();
+            assert_eq!(
+                newest.dot.node.to_string(),
+                coordinator,
+                "{what} of {key:?} via {via} was coordinated elsewhere: {held:?}"
+            );
+        }
+    }
+}
+
 #[test]
 fn with_two_of_three_replicas_gone_reads_use_the_stand_ins_that_took_the_writes() {
     let mut net = Net::new(&ALL);

@@ -171,6 +171,13 @@ fn isolate_all(net: &mut Net) {
     net.cut_link("n2", "n3");
 }
 
+/// Long enough cut off for each node to call the others down, so that it
+/// coordinates a Redis key's writes itself (while a key's first
+/// coordinator is merely silent, its writes wait for it).
+fn suspect_the_others(net: &mut Net) {
+    net.run_for(10_000, 100);
+}
+
 /// A `PERSIST` or `EXPIRE` that did not see a `DEL` (or a `SET`) made
 /// through another node, even a later one, never undoes it: re-expiring
 /// keeps the stamp of the value re-expired. (Stamped with its own time, a
@@ -193,6 +200,7 @@ fn re_expiring_never_undoes_a_concurrent_delete_or_set() {
         net.request("n1", set).unwrap();
         net.run_for(100, 10);
         isolate_all(&mut net);
+        suspect_the_others(&mut net);
         updated(&mut net, "n1", update_w1(&key, Update::Del));
         net.run_for(50, 10);
         let re_expire = Update::Expire((!persist).then_some(50_000));
@@ -221,6 +229,7 @@ fn re_expiring_never_undoes_a_concurrent_delete_or_set() {
     net.request("n1", put("v1", 3)).unwrap();
     net.run_for(100, 10);
     isolate_all(&mut net);
+    suspect_the_others(&mut net);
     net.request("n1", put("v2", 1)).unwrap();
     net.run_for(50, 10);
     let expire = update_w1(&key, Update::Expire(Some(50_000)));
