@@ -117,6 +117,10 @@ pub fn router(api: Api) -> Router {
         .fallback(no_route)
         .method_not_allowed_fallback(not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
+        .layer(middleware::from_fn_with_state(
+            (body_limit, api.limits.http_body_timeout()),
+            read_body_within,
+        ))
         .layer(middleware::from_fn_with_state(body_limit, refuse_declared))
         // A refused request reaches no handler.
         .layer(middleware::from_fn_with_state(
@@ -176,6 +180,54 @@ async fn refuse_declared(State(limit): State<usize>, request: Request, next: Nex
         return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
     }
     response
+}
+
+/// Read a request's body whole (at most `limit` bytes) within `within` of
+/// its head, before its handler — and before a data request takes one of
+/// the `http_requests` slots: a body that stalls gets `408` and its
+/// connection closed, rather than holding a slot for ever (1,024 stalled
+/// `PUT`s locked every client out of `/kv`). A body over `limit` gets the
+/// `413` of [`refuse_declared`].
+async fn read_body_within(
+    State((limit, within)): State<(usize, std::time::Duration)>,
+    request: Request,
+    next: Next,
+) -> Response {
+    let (parts, body) = request.into_parts();
+    let bytes = match tokio::time::timeout(within, axum::body::to_bytes(body, limit)).await {
+        Ok(Ok(bytes)) => bytes,
+        Ok(Err(e)) if is_too_long(&e) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+        Ok(Err(e)) => {
+            let message = format!("the request body could not be read: {e}");
+            return ApiError::new(StatusCode::BAD_REQUEST, message).into_response();
+        }
+        Err(_) => {
+            let message = format!(
+                "the request body did not arrive within {} ms of its head",
+                within.as_millis()
+            );
+            let mut response = ApiError::new(StatusCode::REQUEST_TIMEOUT, message).into_response();
+            let close = axum::http::HeaderValue::from_static("close");
+            response
+                .headers_mut()
+                .insert(axum::http::header::CONNECTION, close);
+            return response;
+        }
+    };
+    next.run(Request::from_parts(parts, axum::body::Body::from(bytes)))
+        .await
+}
+
+/// Whether reading a body failed on its length limit.
+fn is_too_long(e: &axum::Error) -> bool {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = Some(e);
+    while let Some(err) = source {
+        if err.is::<http_body_util::LengthLimitError>() {
+            return true;
+        }
+        source = err.source();
+    }
+    false
 }
 
 /// Marks an answer this node wrote itself (see [`refuse_declared`]).

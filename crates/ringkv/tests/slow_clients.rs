@@ -144,3 +144,41 @@ async fn idle_connections_are_closed_and_an_oversize_body_is_refused_unsent() {
         "{answer}"
     );
 }
+
+/// A `PUT` that declares 100 bytes and sends 3, then nothing.
+async fn stalled_put(addr: SocketAddr) -> TcpStream {
+    let mut stream = TcpStream::connect(addr).await.expect("connect");
+    let put = "PUT /kv/stalled HTTP/1.1\r\nHost: a\r\nContent-Length: 100\r\n\r\nabc";
+    stream.write_all(put.as_bytes()).await.expect("send");
+    stream
+}
+
+/// A body that stalls holds no `http_requests` slot while it is awaited,
+/// and gets `408` and a closed connection after `http_body_timeout_ms`.
+/// (It held its slot for ever: 1,024 of them locked every client out of
+/// `/kv`, a fresh-eyes test.)
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stalled_body_holds_no_request_slot_and_gets_408() {
+    let waiting = "[limits]\nhttp_requests = 2\nhttp_body_timeout_ms = 600000\n";
+    let cluster = Cluster::start_with(1, waiting).await;
+    let addr = cluster.http_addr(1);
+    let mut stalled = Vec::new();
+    for _ in 0..3 {
+        stalled.push(stalled_put(addr).await);
+    }
+    let answer = get(addr, "/kv/x").await;
+    assert!(answer.starts_with("HTTP/1.1 404 "), "{answer}");
+    drop(stalled);
+    drop(cluster);
+
+    let cluster = Cluster::start_with(1, "[limits]\nhttp_body_timeout_ms = 500\n").await;
+    let mut stream = stalled_put(cluster.http_addr(1)).await;
+    let answer = until_closed(&mut stream)
+        .await
+        .expect("closed after the 408");
+    assert!(answer.starts_with("HTTP/1.1 408 "), "{answer}");
+    assert!(
+        answer.contains("the request body did not arrive within 500 ms of its head"),
+        "{answer}"
+    );
+}

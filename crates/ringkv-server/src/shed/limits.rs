@@ -89,6 +89,14 @@ pub struct Limits {
     /// Default 10,000 (10 s): a client anywhere sends a head well within
     /// it, and a keep-alive pool reconnects when its idle connection goes.
     pub http_header_timeout_ms: u64,
+    /// Milliseconds a request's body has to arrive whole, counted from
+    /// when its head did; a request whose body has not gets `408` and its
+    /// connection is closed. Without it a body that stalls held its
+    /// request for ever — 1,024 of them locked every client out of `/kv`
+    /// (a fresh-eyes test). Bodies are read before a request takes an
+    /// `http_requests` slot. Default 30,000 (30 s: a 1 MiB value at
+    /// 35 KB/s), in the spirit of nginx's `client_body_timeout`.
+    pub http_body_timeout_ms: u64,
 }
 
 impl Default for Limits {
@@ -105,6 +113,7 @@ impl Default for Limits {
             http_connections: 4096,
             http_requests: 1024,
             http_header_timeout_ms: 10_000,
+            http_body_timeout_ms: 30_000,
         }
     }
 }
@@ -140,12 +149,17 @@ impl Limits {
                 ));
             }
         }
-        let timeout = self.http_header_timeout_ms;
-        if !(MIN_TIMEOUT_MS..=MAX_TIMEOUT_MS).contains(&timeout) {
-            return Err(format!(
-                "limits http_header_timeout_ms = {timeout} must be within \
-                 {MIN_TIMEOUT_MS}..={MAX_TIMEOUT_MS} ms"
-            ));
+        let timeouts = [
+            ("http_header_timeout_ms", self.http_header_timeout_ms),
+            ("http_body_timeout_ms", self.http_body_timeout_ms),
+        ];
+        for (name, timeout) in timeouts {
+            if !(MIN_TIMEOUT_MS..=MAX_TIMEOUT_MS).contains(&timeout) {
+                return Err(format!(
+                    "limits {name} = {timeout} must be within \
+                     {MIN_TIMEOUT_MS}..={MAX_TIMEOUT_MS} ms"
+                ));
+            }
         }
         Ok(())
     }
@@ -153,6 +167,11 @@ impl Limits {
     /// How long an HTTP connection may take to send a request's head.
     pub fn http_header_timeout(&self) -> Duration {
         Duration::from_millis(self.http_header_timeout_ms)
+    }
+
+    /// How long a request's body may take to arrive after its head.
+    pub fn http_body_timeout(&self) -> Duration {
+        Duration::from_millis(self.http_body_timeout_ms)
     }
 
     /// The node thread's queue.
