@@ -366,6 +366,10 @@ pub struct ForwardOp {
     /// A coordinator asked said it is at work on it (a write is then not
     /// hedged: it would be applied twice).
     pub accepted: bool,
+    /// Until when a coordinator asked may still start it, allowing for
+    /// clock skew (see `Node::forward`): a last-write-wins write moves on
+    /// to another coordinator only after this.
+    pub fenced_until: Millis,
 }
 
 impl ForwardOp {

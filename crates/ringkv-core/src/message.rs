@@ -122,8 +122,16 @@ pub enum Message {
     /// Read repair: merge this newer state of `key`; no answer expected.
     Repair { key: Vec<u8>, siblings: SiblingSet },
     /// Coordinate this client operation for me (the one-hop forward of a
-    /// node that is not the key's coordinator).
-    Forward { req: RequestId, op: ClientOp },
+    /// node that is not the key's coordinator). A write of a Redis or
+    /// `lww` key ([`ClientOp::is_fenced`]) is started only while the
+    /// coordinator's clock reads at most `start_by` (the forwarder's clock
+    /// when it sent it, plus [`crate::node::FORWARD_START_WITHIN_MS`]);
+    /// later it is refused with [`ClientError::TooLate`], unapplied.
+    Forward {
+        req: RequestId,
+        op: ClientOp,
+        start_by: Millis,
+    },
     ForwardReply {
         req: RequestId,
         result: ClientResult,
@@ -365,6 +373,18 @@ impl ClientOp {
         write && crate::keyspace::policy_of(self.key()).overwrites()
     }
 
+    /// Whether a coordinator starts the operation, forwarded, only by its
+    /// forward's start-by time: a write of a last-write-wins or typed key
+    /// (a Redis key), which, started late, would be stamped after writes
+    /// made since through another coordinator and win over them (see
+    /// `node::forward`). Writes of keys with siblings are not fenced: a
+    /// late one is a concurrent sibling, never a lost write, and a fence
+    /// would make them fail between nodes whose clocks are more than
+    /// [`crate::node::FORWARD_START_WITHIN_MS`] apart.
+    pub fn is_fenced(&self) -> bool {
+        self.is_write() && crate::keyspace::policy_of(self.key()).overwrites()
+    }
+
     /// Whether a forward of the operation may also go to a second
     /// coordinator while the first may still be applying it (a hedge):
     /// only an idempotent one that is not a last-write-wins write. Two
@@ -450,6 +470,12 @@ pub enum ClientError {
          restarted, and nothing was written"
     )]
     ReadOnly { node: String, reason: String },
+    /// A forwarded write reached its coordinator (or was read off its
+    /// socket, after a pause) past the forward's `start_by`: by then the
+    /// forwarder may have moved on to another coordinator, so it was not
+    /// started — nothing was written, and the forwarder moves on.
+    #[error("{node} got the forwarded write too late to start it, and did nothing")]
+    TooLate { node: String },
     /// The node shed the operation before doing anything with it: `what`
     /// (one of its queues or its operations in flight) was at its limit.
     /// Nothing was written, so the client may retry — after a pause, since

@@ -12,6 +12,7 @@ mod counts;
 mod dedup;
 mod exchange;
 mod forward;
+pub use forward::{FORWARD_FENCE_SKEW_MS, FORWARD_START_WITHIN_MS};
 mod gc;
 mod handoff;
 mod hints;
@@ -107,6 +108,9 @@ pub struct Stats {
     pub hedged_forwards: u64,
     /// Forwards of increments received twice and dropped (see `dedup`).
     pub duplicate_forwards: u64,
+    /// Forwarded writes refused unapplied: read past their start-by time
+    /// (see [`FORWARD_START_WITHIN_MS`]).
+    pub late_forwards: u64,
     /// Operations this node coordinated although it is not in the key's
     /// preference list (no replica was healthy: sloppy quorum).
     pub sloppy_coordinated: u64,
@@ -429,7 +433,7 @@ impl<S: Store> Node<S> {
                 let result = self.local_state(&key).map_err(|e| e.to_string());
                 self.send(from, Message::ReadReply { req, result });
             }
-            Message::Forward { req, op } => {
+            Message::Forward { req, op, start_by } => {
                 if !op.is_idempotent() && !self.recent_forwards.first(&from, req) {
                     self.stats.duplicate_forwards += 1;
                     return;
@@ -438,6 +442,12 @@ impl<S: Store> Node<S> {
                     node: from.clone(),
                     req,
                 };
+                if op.is_fenced() && now > start_by {
+                    // Its forwarder may have moved on (see `forward`).
+                    self.stats.late_forwards += 1;
+                    let node = self.id.to_string();
+                    return self.finish(origin, Err(ClientError::TooLate { node }));
+                }
                 if let Err(e) = self.admit() {
                     return self.finish(origin, Err(e));
                 }

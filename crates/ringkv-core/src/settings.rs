@@ -510,6 +510,7 @@ mod frame_tests {
             Message::Forward {
                 req: u64::MAX,
                 op: put,
+                start_by: u64::MAX,
             },
             Message::ForwardReply {
                 req: u64::MAX,

@@ -260,6 +260,64 @@ fn every_write_of_a_last_write_wins_key_is_coordinated_by_its_first_replica() {
     }
 }
 
+/// A forwarded `SET A` whose coordinator pauses with the forward unread
+/// in its socket moves on to another coordinator; the client then sets
+/// `B`. When the paused coordinator resumes and reads the old forward, it
+/// must not start it: stamped then, `A` would win over `B` for ever (a
+/// fresh-eyes user: 8 of 11 tries with a 1 s pause). Fails without the
+/// start-by fence.
+#[test]
+fn a_forward_read_after_a_pause_is_not_started_and_the_later_set_stays() {
+    let mut net = Net::new(&["n1", "n2", "n3"]);
+    let key = String::from_utf8(lww_key(b"s0")).unwrap();
+    let order = net.coordinator_of(&key);
+    let (paused, entry, other) = (order[0].clone(), order[1].clone(), order[2].clone());
+    put(&mut net, &entry, &key, "v0", 2, None).unwrap();
+    net.run_for(1_000, 100);
+
+    // `SET A` through `entry`: its forward to `paused` is held unread.
+    let client = net.next_client;
+    net.next_client += 1;
+    let now = net.now;
+    net.node(&entry)
+        .on_client(now, client, blind_put(&key, "A", 2, None));
+    net.collect(&id(&entry));
+    let held: Vec<_> = net.queue.drain(..).collect();
+    assert!(
+        held.iter()
+            .any(|(_, to, m)| *to == id(&paused) && m.kind() == "forward"),
+        "{held:?}"
+    );
+    net.down.insert(id(&paused));
+    // The transport calls the silent coordinator unreachable after 1 s.
+    net.run_for(1_000, 10);
+    let now = net.now;
+    net.node(&entry).on_unreachable(now, id(&paused));
+    net.collect(&id(&entry));
+    while !net.replies.contains_key(&client) {
+        net.advance(10);
+    }
+    assert!(net.replies[&client].is_ok(), "{:?}", net.replies[&client]);
+    assert!(put(&mut net, &other, &key, "B", 2, None).is_ok());
+
+    // `paused` resumes and reads the old forward first.
+    net.run_for(1_000, 100);
+    net.down.clear();
+    for (from, to, msg) in held {
+        let now = net.now;
+        net.node(to.as_str()).on_message(now, from, msg);
+        net.collect(&to);
+    }
+    net.settle();
+    net.run_for(5_000, 100);
+    for node in ["n1", "n2", "n3"] {
+        let held = net.local(node, &key);
+        let value = ringkv_core::keyspace::lww_value(&held);
+        assert_eq!(value, Some(&b"B"[..]), "{node}: {held:?}");
+    }
+    assert_eq!(net.nodes[&id(&paused)].stats().late_forwards, 1);
+}
+
 #[test]
 fn with_two_of_three_replicas_gone_reads_use_the_stand_ins_that_took_the_writes() {
     let mut net = Net::new(&ALL);

@@ -502,6 +502,7 @@ impl From<ClientError> for ApiError {
             ClientError::Indeterminate { .. } => StatusCode::GATEWAY_TIMEOUT,
             ClientError::Unavailable { .. }
             | ClientError::ReadOnly { .. }
+            | ClientError::TooLate { .. }
             | ClientError::Overloaded { .. } => StatusCode::SERVICE_UNAVAILABLE,
             ClientError::Storage { .. } => StatusCode::INTERNAL_SERVER_ERROR,
         };

@@ -124,6 +124,7 @@ impl UpdateOutcome {
             ClientError::Invalid(_) => true,
             ClientError::Overloaded { .. }
             | ClientError::ReadOnly { .. }
+            | ClientError::TooLate { .. }
             | ClientError::Refused(_) => !idempotent,
             _ => false,
         };

@@ -227,6 +227,7 @@ fn every_kind_of_message() -> Vec<Message> {
                 pw: None,
                 ttl_ms: None,
             },
+            start_by: u64::MAX,
         },
         Message::Replicate {
             req: 2,

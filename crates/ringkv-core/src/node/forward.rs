@@ -8,7 +8,17 @@
 //! coordinator would otherwise apply it too, leaving a duplicate sibling.
 //!
 //! A last-write-wins write is never hedged either (see
-//! [`ClientOp::may_hedge`]), but moves on like any idempotent operation.
+//! [`ClientOp::may_hedge`]), but moves on like any idempotent operation —
+//! only once no coordinator asked can still start it. Every forward of a
+//! write carries a start-by time ([`FORWARD_START_WITHIN_MS`] past its
+//! sending, by the forwarder's clock), and a coordinator that reads it
+//! later (a paused process resuming with the forward in its socket) refuses
+//! it unapplied ([`ClientError::TooLate`]). A late start would stamp the
+//! write after a newer one its client made meanwhile through the next
+//! coordinator, and win over it: a fresh-eyes user's `SET A` (moved on
+//! after a 1 s pause of its coordinator), then `SET B`, read `A` for ever
+//! once the coordinator resumed, in 8 of 11 tries. Cassandra drops
+//! messages past their timeout the same way (`cross_node_timeout`).
 //!
 //! An operation that must not be applied twice (an increment: see
 //! [`ClientOp::is_idempotent`]) is never hedged, and once sent it is not
@@ -26,6 +36,17 @@ use crate::message::{ClientError, ClientOp, ClientReply, ClientResult, Message, 
 use crate::ring::{Ring, Token};
 use crate::store::Store;
 use crate::{Millis, NodeId};
+
+/// How long after a forwarder sends a write its coordinator may still
+/// start it, ms by the coordinator's clock against the forwarder's: half of
+/// the 1 s in which the transport calls a silent peer unreachable.
+pub const FORWARD_START_WITHIN_MS: Millis = 500;
+/// The clock skew between nodes the start-by fence allows for, ms: a
+/// last-write-wins write moves on from a silent coordinator only
+/// `FORWARD_START_WITHIN_MS` + this after asking it, so that (with clocks
+/// within this of each other) the silent one can no longer start it. The
+/// same bound last-write-wins ordering itself rests on.
+pub const FORWARD_FENCE_SKEW_MS: Millis = 500;
 
 /// The shortest wait before a write is hedged, ms (see `hedge_after`).
 const MIN_WRITE_HEDGE_MS: Millis = 60;
@@ -100,6 +121,7 @@ impl<S: Store> Node<S> {
         let msg = Message::Forward {
             req,
             op: op.clone(),
+            start_by: now + FORWARD_START_WITHIN_MS,
         };
         self.send(target.clone(), msg);
         let hedge_at = now + self.hedge_after(&target, &op);
@@ -110,6 +132,7 @@ impl<S: Store> Node<S> {
             asked: vec![(target, now)],
             fallbacks: candidates,
             accepted: false,
+            fenced_until: now + FORWARD_START_WITHIN_MS + FORWARD_FENCE_SKEW_MS,
         };
         let deadline = now + self.settings.forward_timeout_ms();
         self.track(now, deadline, req, OpState::Forward(forward));
@@ -143,13 +166,15 @@ impl<S: Store> Node<S> {
             };
             let next = f.fallbacks.remove(i);
             f.asked.push((next.clone(), now));
+            f.fenced_until = now + FORWARD_START_WITHIN_MS + FORWARD_FENCE_SKEW_MS;
             let op = f.op.clone();
             let wait = self.hedge_after(&next, &op);
             if let Some(OpState::Forward(f)) = self.ops.get_mut(&req).map(|op| &mut op.state) {
                 f.hedge_at = now + wait;
             }
             self.stats.hedged_forwards += 1;
-            self.send(next, Message::Forward { req, op });
+            let start_by = now + FORWARD_START_WITHIN_MS;
+            self.send(next, Message::Forward { req, op, start_by });
         }
     }
 
@@ -168,11 +193,19 @@ impl<S: Store> Node<S> {
     ) {
         let Some(InFlight {
             state: OpState::Forward(mut fwd),
+            started,
             ..
         }) = self.ops.remove(&req)
         else {
             return;
         };
+        if maybe_applied.is_some() && fwd.op.overwrites() && now < fwd.fenced_until {
+            // A silent coordinator may still start it: wait until it
+            // cannot (the op's deadline is then this; see the module docs).
+            let until = fwd.fenced_until;
+            fwd.asked.clear();
+            return self.track(started, until, req, OpState::Forward(fwd));
+        }
         if let (Some(node), false) = (maybe_applied, fwd.op.is_idempotent()) {
             let err = ClientError::Indeterminate {
                 op: fwd.op.name().into(),
@@ -251,8 +284,9 @@ impl<S: Store> Node<S> {
     }
 
     /// A coordinator answered. A success, or the last outstanding answer,
-    /// goes to the client; a refusal from a read-only node (it wrote
-    /// nothing) moves on to the next candidate.
+    /// goes to the client; a refusal that wrote nothing (a read-only node,
+    /// or a forward read too late to start) moves on to the next
+    /// candidate.
     pub(super) fn on_forward_reply(
         &mut self,
         now: Millis,
@@ -267,11 +301,14 @@ impl<S: Store> Node<S> {
             return;
         };
         let others_asked = f.asked.len() > 1;
-        let read_only = matches!(result, Err(ClientError::ReadOnly { .. }));
+        let did_nothing = matches!(
+            result,
+            Err(ClientError::ReadOnly { .. } | ClientError::TooLate { .. })
+        );
         self.latency
             .observe(from, RequestKind::Forward, now.saturating_sub(asked_at));
-        if read_only || (result.is_err() && others_asked) {
-            return self.forward_target_failed(now, req, from, read_only);
+        if did_nothing || (result.is_err() && others_asked) {
+            return self.forward_target_failed(now, req, from, did_nothing);
         }
         let client = f.client;
         self.ops.remove(&req);

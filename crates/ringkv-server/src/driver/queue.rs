@@ -317,6 +317,7 @@ mod tests {
                 r: None,
                 pr: None,
             },
+            start_by: 0,
         };
         assert!(sink.deliver(peer(forward), 10));
         assert_eq!(shedding.get(Queue::NodeClients, Cause::Count), 1);

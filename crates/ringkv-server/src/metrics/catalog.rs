@@ -70,6 +70,7 @@ pub const FAMILIES: &[Family] = &[
     counter("ringkv_sloppy_coordinated_total", "Operations this node coordinated from outside the key's preference list (no replica was healthy)."),
     counter("ringkv_forwards_total", "Client requests this node sent on to a coordinator."),
     counter("ringkv_hedged_forwards_total", "Forwards also sent to the next candidate because the first was late."),
+    counter("ringkv_late_forwards_total", "Forwarded writes refused unapplied because they were read past their start-by time."),
     counter("ringkv_quorum_failures_total", "Operations answered with a quorum error (unavailable)."),
     counter("ringkv_read_repairs_total", "Stale replicas sent a newer state after a read."),
     counter("ringkv_hinted_writes_total", "Replicas this node sent to stand-ins as coordinator (sloppy quorum)."),

@@ -71,6 +71,7 @@ impl Outcome {
             ClientError::Conflict(_) => Outcome::Conflict,
             ClientError::Unavailable { .. }
             | ClientError::ReadOnly { .. }
+            | ClientError::TooLate { .. }
             | ClientError::Indeterminate { .. } => Outcome::Unavailable,
             ClientError::Storage { .. } => Outcome::Error,
             ClientError::Overloaded { .. } => Outcome::Overloaded,

@@ -61,6 +61,7 @@ impl Scrape<'_> {
                 ("ringkv_sloppy_coordinated_total", s.sloppy_coordinated),
                 ("ringkv_forwards_total", s.forwarded),
                 ("ringkv_hedged_forwards_total", s.hedged_forwards),
+                ("ringkv_late_forwards_total", s.late_forwards),
                 ("ringkv_quorum_failures_total", s.unavailable),
                 ("ringkv_read_repairs_total", s.read_repairs),
                 ("ringkv_hinted_writes_total", s.hinted_writes),

@@ -98,7 +98,9 @@ pub use stats::{DropCause, TransportCounts};
 /// the context of each state it asks about.
 /// Version 9: expiry — a sibling's `expires_at`, a PUT's `ttl_ms`, the
 /// `Expire` update.
-pub const PROTOCOL_VERSION: u16 = 9;
+/// Version 10: a forward carries its write's start-by time, and a
+/// coordinator may refuse it as too late (`ClientError::TooLate`).
+pub const PROTOCOL_VERSION: u16 = 10;
 
 /// First field of every handshake ("RKV1"). Lets an acceptor tell a ringkv
 /// peer from a stray client (a port scanner, an HTTP request) immediately.
