@@ -136,9 +136,10 @@ impl Preconditions {
         let matches = |tags: &Tags, weak_ok: bool| tags.match_current(current, None, weak_ok);
         if let Some(tags) = &self.if_match {
             if !matches(tags, false) {
-                return Err(failed(match exists {
-                    true => "the key changed since the read that gave this If-Match tag",
-                    false => "the key holds no value (If-Match)",
+                return Err(failed(match (exists, tags.any_parses()) {
+                    (_, false) => "If-Match names no tag this node gives (the ETag of a read)",
+                    (true, true) => "the key changed since the read that gave this If-Match tag",
+                    (false, true) => "the key holds no value (If-Match)",
                 }));
             }
         }
@@ -177,6 +178,23 @@ impl Preconditions {
 }
 
 impl Tags {
+    /// Whether `*` or some listed tag has the shape of a tag this node
+    /// gives: a garbage `If-Match` fails as any stale tag does (RFC 9110),
+    /// but is not told "the key changed".
+    fn any_parses(&self) -> bool {
+        let parses = |tag: &str| {
+            let tag = tag.strip_prefix("W/").unwrap_or(tag);
+            let inner = tag.strip_prefix('"').and_then(|t| t.strip_suffix('"'));
+            let inner = inner.map(|i| i.strip_suffix(JSON_SUFFIX).unwrap_or(i));
+            let inner = inner.map(|i| i.rsplit_once(TOMBSTONES_MARK).map_or(i, |(c, _)| c));
+            inner.is_some_and(|i| context::decode(i).is_ok())
+        };
+        match self {
+            Tags::Any => true,
+            Tags::List(list) => list.iter().any(|t| parses(t)),
+        }
+    }
+
     /// Whether these tags name `current`'s live versions (never when it
     /// has none): `*` any, a listed tag as [`names`] says.
     fn match_current(&self, current: &SiblingSet, json: Option<bool>, weak_ok: bool) -> bool {

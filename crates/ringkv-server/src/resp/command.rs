@@ -281,7 +281,20 @@ fn unknown(name: &[u8], args: &[Bytes]) -> BytesFrame {
         &quoted,
     ]
     .concat();
-    error(String::from_utf8_lossy(&line).replace(['\r', '\n'], " "))
+    error(escaped(&line).replace(['\r', '\n'], " "))
+}
+
+/// `bytes` as text, each byte that is not UTF-8 as `\xHH` (an error line
+/// is text; replacing such bytes with U+FFFD hid what the client sent).
+fn escaped(bytes: &[u8]) -> String {
+    let mut text = String::with_capacity(bytes.len());
+    for chunk in bytes.utf8_chunks() {
+        text.push_str(chunk.valid());
+        for b in chunk.invalid() {
+            text.push_str(&format!("\\x{b:02x}"));
+        }
+    }
+    text
 }
 
 /// A command answered at once with `frame`.
@@ -403,6 +416,17 @@ mod tests {
             error_text("nope a b"),
             "ERR unknown command 'nope', with args beginning with: 'a' 'b' "
         );
+        let binary = [
+            Bytes::from_static(b"\xffno\xc3"),
+            Bytes::from_static(b"\xe9t\xc3\xa9"),
+        ];
+        match Command::parse(&binary) {
+            Command::Reply(Reply::Plain(BytesFrame::Error(e))) => assert_eq!(
+                e.to_string(),
+                "ERR unknown command '\\xffno\\xc3', with args beginning with: '\\xe9t\u{e9}' "
+            ),
+            other => panic!("{other:?}"),
+        }
     }
 
     #[test]
