@@ -395,9 +395,11 @@ impl ClientOp {
     /// a restart, when the forwarder knew no coordinator's pace). Such a
     /// write still moves on to the next coordinator once the first is
     /// unreachable or silent past the forward timeout: availability, at
-    /// the price of that race when the first had applied it.
+    /// the price of that race when the first had applied it. No fenced
+    /// write is hedged (see [`ClientOp::is_fenced`]): a hedge asks a second
+    /// coordinator while the first may still start it.
     pub fn may_hedge(&self) -> bool {
-        self.is_idempotent() && !self.overwrites()
+        self.is_idempotent() && !self.is_fenced()
     }
 
     /// False when applying the operation a second time, later, could do
@@ -408,11 +410,22 @@ impl ClientOp {
     /// never hedged, nor retried elsewhere once sent; the client is told
     /// its outcome is unknown instead. (A write with a context supersedes
     /// exactly that context however often it runs; a blind write run twice
-    /// leaves a duplicate sibling, never a lost value.)
+    /// leaves a duplicate sibling, never a lost value.) A delete of a Redis
+    /// or `lww` key — Redis `DEL`, a context-less `DELETE` — is fenced
+    /// ([`ClientOp::is_fenced`]): no coordinator starts it after its
+    /// forwarder moved on, so a second copy runs only before the client is
+    /// answered, and it may move on like a `SET` (a fresh-eyes user's `DEL`
+    /// answered "may or may not have been applied" while a `SET` of the
+    /// same key through the same node failed over). An increment or a push
+    /// counts twice however early, and stays unretried.
     pub fn is_idempotent(&self) -> bool {
         match self {
+            ClientOp::Update {
+                update: crate::crdt::Update::Del,
+                ..
+            } => self.is_fenced(),
             ClientOp::Update { update, .. } => update.is_idempotent(),
-            ClientOp::Delete { context: None, .. } => false,
+            ClientOp::Delete { context: None, .. } => self.is_fenced(),
             _ => true,
         }
     }

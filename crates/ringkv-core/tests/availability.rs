@@ -318,6 +318,52 @@ fn a_forward_read_after_a_pause_is_not_started_and_the_later_set_stays() {
     assert_eq!(net.nodes[&id(&paused)].stats().late_forwards, 1);
 }
 
+/// A Redis `DEL` (and an `lww` key's context-less `DELETE`) whose
+/// coordinator falls silent moves on to the next one, as a `SET` does:
+/// the start-by fence keeps the silent one from running it later, so a
+/// second copy can only run before the client is answered. (It answered
+/// "may or may not have been applied" — a fresh-eyes user.) An increment
+/// still does not move on.
+#[test]
+fn a_delete_of_a_redis_key_moves_on_from_a_silent_coordinator() {
+    let mut net = Net::new(&["n1", "n2", "n3"]);
+    let key = String::from_utf8(lww_key(b"d0")).unwrap();
+    let order = net.coordinator_of(&key);
+    let (silent, entry) = (order[0].clone(), order[1].clone());
+    let set = ClientOp::Put {
+        key: key.clone().into(),
+        value: ringkv_core::crdt::Value::String(b"v0".to_vec()).encode(),
+        context: CausalContext::new(),
+        w: Some(2),
+        pw: None,
+        ttl_ms: None,
+    };
+    net.request(&entry, set).unwrap();
+    net.run_for(1_000, 100);
+    for other in &order[1..] {
+        net.cut_link(&silent, other);
+    }
+    let del = ClientOp::Update {
+        key: key.clone().into(),
+        update: ringkv_core::crdt::Update::Del,
+        w: None,
+        pw: None,
+    };
+    let (_, deleted) = timed(&mut net, &entry, del);
+    assert!(deleted.is_ok(), "{deleted:?}");
+    let incr = ClientOp::Update {
+        key: key.clone().into(),
+        update: ringkv_core::crdt::Update::IncrBy(1),
+        w: None,
+        pw: None,
+    };
+    let (_, counted) = timed(&mut net, &order[2], incr);
+    assert!(
+        matches!(counted, Err(ClientError::Indeterminate { .. })),
+        "{counted:?}"
+    );
+}
+
 #[test]
 fn with_two_of_three_replicas_gone_reads_use_the_stand_ins_that_took_the_writes() {
     let mut net = Net::new(&ALL);

@@ -199,7 +199,8 @@ impl<S: Store> Node<S> {
         else {
             return;
         };
-        if maybe_applied.is_some() && fwd.op.overwrites() && now < fwd.fenced_until {
+        let moves_on = fwd.op.is_fenced() && fwd.op.is_idempotent();
+        if maybe_applied.is_some() && moves_on && now < fwd.fenced_until {
             // A silent coordinator may still start it: wait until it
             // cannot (the op's deadline is then this; see the module docs).
             let until = fwd.fenced_until;
