@@ -372,11 +372,11 @@ impl WriteQuery {
                 "X-Ringkv-TTL is given more than once; give it once",
             ));
         }
+        // Digits past `u64` are simply too many seconds (told as such below).
         let seconds = |text: &str, what: &str| {
             let digits = !text.is_empty() && text.bytes().all(|b| b.is_ascii_digit());
             digits
-                .then(|| text.parse::<u64>().ok())
-                .flatten()
+                .then(|| text.parse::<u64>().unwrap_or(u64::MAX))
                 .ok_or_else(|| bad_request(format!("{what} must be a whole number of seconds")))
         };
         let query = self.ttl.as_deref().map(|t| seconds(t, "ttl")).transpose()?;

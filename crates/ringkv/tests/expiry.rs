@@ -178,6 +178,13 @@ async fn ttl_counts_down_and_persist_expire_and_updates_act_as_in_redis() {
         sentence.contains("ttl must be a whole number of seconds"),
         "{sentence}"
     );
+    // Digits past u64 are too many seconds, not "not a whole number".
+    let huge = format!("{}?ttl=99999999999999999999", key_path("h"));
+    let refused = c
+        .request(Method::PUT, 1, &huge, &[], Some(b"v".to_vec()))
+        .await;
+    let sentence = refused.expect(400).text();
+    assert!(sentence.contains("ttl must be at most"), "{sentence}");
     // A TTL header where it does not apply is refused, not ignored.
     let refused = c
         .request(Method::POST, 1, "/counter/c", &headers, None)
