@@ -1,6 +1,7 @@
 //! Outbound side: one writer task per peer, owning the only connection this
 //! node writes to that peer, and checking that the peer keeps reading it.
 
+use std::collections::VecDeque;
 use std::io;
 use std::sync::Arc;
 
@@ -57,6 +58,17 @@ enum LinkEvent {
     PingDue,
 }
 
+/// Frames up to this many bytes are *small* (acks, gossip, `ForwardAccepted`,
+/// writes of small values): they go out ahead of larger frames queued
+/// before them, so a few 1 MiB values do not hold up the acknowledgements
+/// and small requests behind them (flow control per peer). The protocol
+/// takes messages in any order: the simulator delays and reorders them.
+pub(super) const SMALL_FRAME_BYTES: usize = 64 * 1024;
+/// A batch carries large frames up to about this many bytes (at least one
+/// when any waits), so a small frame queued meanwhile waits for about this
+/// much at most.
+pub(super) const LARGE_BATCH_BYTES: usize = 1024 * 1024;
+
 /// Owns the connection to one peer and writes everything queued for it.
 pub(super) struct PeerWriter<M> {
     shared: Arc<Shared<M>>,
@@ -68,6 +80,11 @@ pub(super) struct PeerWriter<M> {
     retry_at: Option<Instant>,
     /// Whether this writer had a connection before (the next is a reconnect).
     connected_before: bool,
+    /// Frames taken off `queue` and not yet written, small and large (see
+    /// [`SMALL_FRAME_BYTES`]); bounded with the queue by its budget, whose
+    /// permits they hold.
+    small: VecDeque<Queued>,
+    large: VecDeque<Queued>,
 }
 
 impl<M> PeerWriter<M> {
@@ -83,6 +100,8 @@ impl<M> PeerWriter<M> {
             conn: None,
             retry_at: None,
             connected_before: false,
+            small: VecDeque::new(),
+            large: VecDeque::new(),
         }
     }
 
@@ -91,18 +110,25 @@ impl<M> PeerWriter<M> {
     pub(super) async fn run(mut self) {
         let shutdown = self.shared.shutdown.clone();
         loop {
-            let first = tokio::select! {
-                _ = shutdown.cancelled() => return,
-                event = watch(&mut self.conn) => {
-                    self.on_link_event(event).await;
-                    continue;
-                }
-                next = self.queue.recv() => match next {
-                    Some(queued) => self.take(queued),
-                    None => return,
-                },
-            };
-            let batch = self.drain_batch(first);
+            if self.small.is_empty() && self.large.is_empty() {
+                let first = tokio::select! {
+                    _ = shutdown.cancelled() => return,
+                    event = watch(&mut self.conn) => {
+                        self.on_link_event(event).await;
+                        continue;
+                    }
+                    next = self.queue.recv() => match next {
+                        Some(queued) => queued,
+                        None => return,
+                    },
+                };
+                self.hold(first);
+            }
+            while let Ok(queued) = self.queue.try_recv() {
+                self.hold(queued);
+            }
+            let batch = compose(&mut self.small, &mut self.large, |q| q.frame.len());
+            self.shared.stats.queued(-(batch.len() as i64));
             tokio::select! {
                 _ = shutdown.cancelled() => return,
                 _ = self.deliver(batch) => {}
@@ -125,23 +151,12 @@ impl<M> PeerWriter<M> {
         }
     }
 
-    /// A frame leaves the queue (for the queued-frames gauge).
-    fn take(&self, queued: Queued) -> Queued {
-        self.shared.stats.queued(-1);
-        queued
-    }
-
-    /// Takes whatever else is already queued, so a burst of small messages is
-    /// written with one flush (few syscalls, few TCP segments).
-    fn drain_batch(&mut self, first: Queued) -> Vec<Queued> {
-        let mut batch = vec![first];
-        while batch.len() < MAX_BATCH {
-            match self.queue.try_recv() {
-                Ok(queued) => batch.push(self.take(queued)),
-                Err(_) => break,
-            }
+    /// Keep a frame taken off the queue until it is written.
+    fn hold(&mut self, queued: Queued) {
+        match queued.frame.len() <= SMALL_FRAME_BYTES {
+            true => self.small.push_back(queued),
+            false => self.large.push_back(queued),
         }
-        batch
     }
 
     /// Writes a batch, connecting first if needed (after the backoff of a
@@ -266,6 +281,32 @@ impl<M> PeerWriter<M> {
     }
 }
 
+/// The next batch to write, so a burst of small messages goes with one
+/// flush (few syscalls, few TCP segments): every small frame first (up to
+/// [`MAX_BATCH`]), then large ones up to [`LARGE_BATCH_BYTES`] — at least
+/// one when any waits, so a stream of small frames never starves them.
+fn compose<T>(
+    small: &mut VecDeque<T>,
+    large: &mut VecDeque<T>,
+    len: impl Fn(&T) -> usize,
+) -> Vec<T> {
+    let room = MAX_BATCH - usize::from(!large.is_empty());
+    let mut batch: Vec<T> = small.drain(..small.len().min(room)).collect();
+    let mut large_bytes = 0;
+    while batch.len() < MAX_BATCH && large_bytes < LARGE_BATCH_BYTES {
+        let Some(frame) = large.pop_front() else {
+            break;
+        };
+        large_bytes += len(&frame);
+        batch.push(frame);
+    }
+    assert!(
+        batch.len() <= MAX_BATCH,
+        "a batch is at most MAX_BATCH frames"
+    );
+    batch
+}
+
 /// Feeds every frame into the codec's buffer and flushes once.
 async fn write_batch(
     frames: &mut FramedWrite<WriteHalf<PeerStream>, LengthDelimitedCodec>,
@@ -339,5 +380,38 @@ fn apply(progress: &mut Progress, event: LinkEvent) -> Result<(), String> {
             progress.unacked()
         )),
         LinkEvent::PingDue => Ok(()),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Frames as their sizes, in queue order.
+    fn split(sizes: &[usize]) -> (VecDeque<usize>, VecDeque<usize>) {
+        sizes.iter().partition(|&&s| s <= SMALL_FRAME_BYTES)
+    }
+
+    #[test]
+    fn small_frames_go_ahead_of_large_ones_and_large_ones_are_never_starved() {
+        let mib = 1024 * 1024;
+        // Three 1 MiB values queued before two acks: the acks go first,
+        // then one value; the next batch takes the next value.
+        let (mut small, mut large) = split(&[mib, mib + 1, mib + 2, 40, 50]);
+        let batch = compose(&mut small, &mut large, |s| *s);
+        assert_eq!(batch, [40, 50, mib]);
+        let batch = compose(&mut small, &mut large, |s| *s);
+        assert_eq!(batch, [mib + 1]);
+        // Large frames fill a batch up to LARGE_BATCH_BYTES.
+        let (mut small, mut large) = split(&[300_000; 5]);
+        assert_eq!(compose(&mut small, &mut large, |s| *s).len(), 4);
+        // A flood of small frames leaves room for one large frame.
+        let mut sizes = vec![10; 2 * MAX_BATCH];
+        sizes.insert(0, mib);
+        let (mut small, mut large) = split(&sizes);
+        let batch = compose(&mut small, &mut large, |s| *s);
+        assert_eq!(batch.len(), MAX_BATCH);
+        assert_eq!(batch.last(), Some(&mib));
+        assert_eq!(small.len(), MAX_BATCH + 1);
     }
 }
