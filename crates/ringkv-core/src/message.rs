@@ -358,21 +358,6 @@ impl ClientOp {
         }
     }
 
-    /// True for a write that replaces what its coordinator holds, ordered
-    /// by its coordinator's clock: a PUT, or a DELETE with a context, of a
-    /// last-write-wins key (`lww` and `typed` buckets: a Redis `SET`).
-    pub fn overwrites(&self) -> bool {
-        let write = matches!(
-            self,
-            ClientOp::Put { .. }
-                | ClientOp::Delete {
-                    context: Some(_),
-                    ..
-                }
-        );
-        write && crate::keyspace::policy_of(self.key()).overwrites()
-    }
-
     /// Whether a coordinator starts the operation, forwarded, only by its
     /// forward's start-by time: a write of a last-write-wins or typed key
     /// (a Redis key), which, started late, would be stamped after writes
@@ -387,17 +372,18 @@ impl ClientOp {
 
     /// Whether a forward of the operation may also go to a second
     /// coordinator while the first may still be applying it (a hedge):
-    /// only an idempotent one that is not a last-write-wins write. Two
+    /// only an idempotent one that is not fenced (a write of a Redis or
+    /// `lww` key: see [`ClientOp::is_fenced`]). Two
     /// coordinators of one `SET` stamp it with two clocks, and the second
     /// may stamp it after a newer `SET` it has not received yet, which then
     /// loses: a fresh-eyes user lost an acknowledged `SET` that way, to a
     /// hedged duplicate of the `SET` before it (2 rounds in 940, just after
     /// a restart, when the forwarder knew no coordinator's pace). Such a
     /// write still moves on to the next coordinator once the first is
-    /// unreachable or silent past the forward timeout: availability, at
-    /// the price of that race when the first had applied it. No fenced
-    /// write is hedged (see [`ClientOp::is_fenced`]): a hedge asks a second
-    /// coordinator while the first may still start it.
+    /// unreachable or silent past the forward timeout (availability), but
+    /// only once the forward's start-by fence keeps the first from
+    /// starting it (see `node::forward`); a hedge, sent while the first
+    /// may still start it, would reopen that race.
     pub fn may_hedge(&self) -> bool {
         self.is_idempotent() && !self.is_fenced()
     }

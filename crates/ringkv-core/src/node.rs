@@ -389,8 +389,9 @@ impl<S: Store> Node<S> {
     /// the dot: a fresh-eyes user's `SET`, acknowledged after a `DEL` (or
     /// an `INCR`) through another node, read as deleted on every node, in
     /// 11 of 1,500 rounds under load, when `DEL` and `INCR` were
-    /// coordinated where they landed. A blind write of a key with siblings is refused beyond
-    /// `max_siblings` by its coordinator, which bounds a key's versions
+    /// coordinated where they landed. A blind write of a key with siblings
+    /// is refused beyond `max_siblings` by its coordinator, which bounds a
+    /// key's versions
     /// (and the frames that carry them) only while one node coordinates
     /// them: spread over the replicas, concurrent writes each passed the
     /// check and merged into more, and the simulator saw a read reply
@@ -401,7 +402,7 @@ impl<S: Store> Node<S> {
     fn coordinates_where_it_lands(&self, op: &ClientOp, candidates: &[NodeId]) -> bool {
         let anywhere = match op {
             ClientOp::Get { .. } => true,
-            _ => !op.is_idempotent() && !keyspace::policy_of(op.key()).overwrites(),
+            _ => !op.is_idempotent() && !op.is_fenced(),
         };
         anywhere && !op.asks_primaries() && candidates.contains(&self.id)
     }

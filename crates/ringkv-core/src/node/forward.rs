@@ -47,6 +47,8 @@ pub const FORWARD_START_WITHIN_MS: Millis = 500;
 /// within this of each other) the silent one can no longer start it. The
 /// same bound last-write-wins ordering itself rests on.
 pub const FORWARD_FENCE_SKEW_MS: Millis = 500;
+/// How long after asking a coordinator a fenced write may move on from it.
+const MOVE_ON_AFTER_MS: Millis = FORWARD_START_WITHIN_MS + FORWARD_FENCE_SKEW_MS;
 
 /// The shortest wait before a write is hedged, ms (see `hedge_after`).
 const MIN_WRITE_HEDGE_MS: Millis = 60;
@@ -132,7 +134,7 @@ impl<S: Store> Node<S> {
             asked: vec![(target, now)],
             fallbacks: candidates,
             accepted: false,
-            fenced_until: now + FORWARD_START_WITHIN_MS + FORWARD_FENCE_SKEW_MS,
+            fenced_until: now + MOVE_ON_AFTER_MS,
         };
         let deadline = now + self.settings.forward_timeout_ms();
         self.track(now, deadline, req, OpState::Forward(forward));
@@ -166,7 +168,7 @@ impl<S: Store> Node<S> {
             };
             let next = f.fallbacks.remove(i);
             f.asked.push((next.clone(), now));
-            f.fenced_until = now + FORWARD_START_WITHIN_MS + FORWARD_FENCE_SKEW_MS;
+            f.fenced_until = now + MOVE_ON_AFTER_MS;
             let op = f.op.clone();
             let wait = self.hedge_after(&next, &op);
             if let Some(OpState::Forward(f)) = self.ops.get_mut(&req).map(|op| &mut op.state) {
