@@ -182,16 +182,9 @@ impl Tags {
     /// gives: a garbage `If-Match` fails as any stale tag does (RFC 9110),
     /// but is not told "the key changed".
     fn any_parses(&self) -> bool {
-        let parses = |tag: &str| {
-            let tag = tag.strip_prefix("W/").unwrap_or(tag);
-            let inner = tag.strip_prefix('"').and_then(|t| t.strip_suffix('"'));
-            let inner = inner.map(|i| i.strip_suffix(JSON_SUFFIX).unwrap_or(i));
-            let inner = inner.map(|i| i.rsplit_once(TOMBSTONES_MARK).map_or(i, |(c, _)| c));
-            inner.is_some_and(|i| context::decode(i).is_ok())
-        };
         match self {
             Tags::Any => true,
-            Tags::List(list) => list.iter().any(|t| parses(t)),
+            Tags::List(list) => list.iter().any(|t| Tag::parse(t).is_some()),
         }
     }
 
@@ -211,6 +204,41 @@ impl Tags {
     }
 }
 
+/// A tag as this node gives it (see [`etag`]), taken apart.
+struct Tag {
+    weak: bool,
+    json: bool,
+    /// How many of the versions it names are tombstones.
+    tombstones: usize,
+    context: CausalContext,
+}
+
+impl Tag {
+    /// `None` for a tag this node never gives.
+    fn parse(tag: &str) -> Option<Tag> {
+        let (weak, tag) = match tag.strip_prefix("W/") {
+            Some(rest) => (true, rest),
+            None => (false, tag),
+        };
+        let inner = tag.strip_prefix('"')?.strip_suffix('"')?;
+        let (inner, json) = match inner.strip_suffix(JSON_SUFFIX) {
+            Some(rest) => (rest, true),
+            None => (inner, false),
+        };
+        let (inner, tombstones) = match inner.rsplit_once(TOMBSTONES_MARK) {
+            Some((context, count)) => (context, count.parse().ok().filter(|&n| n > 0)?),
+            None => (inner, 0),
+        };
+        let context = context::decode(inner).ok()?;
+        Some(Tag {
+            weak,
+            json,
+            tombstones,
+            context,
+        })
+    }
+}
+
 /// Whether `tag` names the versions a read shows now — their context and
 /// how many are tombstones (see [`etag`]): in the form `json` when given,
 /// else in either; a weak tag (`W/`) only when `weak_ok`.
@@ -220,30 +248,13 @@ fn names(
     json: Option<bool>,
     weak_ok: bool,
 ) -> bool {
-    let (weak, tag) = match tag.strip_prefix("W/") {
-        Some(rest) => (true, rest),
-        None => (false, tag),
-    };
-    if weak && !weak_ok {
-        return false;
-    }
-    let Some(inner) = tag.strip_prefix('"').and_then(|t| t.strip_suffix('"')) else {
+    let Some(tag) = Tag::parse(tag) else {
         return false;
     };
-    let (inner, is_json) = match inner.strip_suffix(JSON_SUFFIX) {
-        Some(rest) => (rest, true),
-        None => (inner, false),
-    };
-    let (inner, shown_tombstones) = match inner.rsplit_once(TOMBSTONES_MARK) {
-        Some((context, count)) => match count.parse::<usize>() {
-            Ok(count) if count > 0 => (context, count),
-            _ => return false,
-        },
-        None => (inner, 0),
-    };
-    json.is_none_or(|j| j == is_json)
-        && shown_tombstones == *tombstones
-        && context::decode(inner).is_ok_and(|c| c.compare(context) == Causality::Equal)
+    (weak_ok || !tag.weak)
+        && json.is_none_or(|j| j == tag.json)
+        && tag.tombstones == *tombstones
+        && tag.context.compare(context) == Causality::Equal
 }
 
 /// The read behind a precondition lacked replicas: say so, not "get".
