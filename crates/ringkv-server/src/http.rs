@@ -160,34 +160,28 @@ async fn empty_key(State(api): State<Api>) -> ApiError {
 /// `DefaultBodyLimit` refuses a body only once it has read past the
 /// limit, so a client that declared terabytes and sent nothing held its
 /// connection and a `/kv` slot waiting for the body. A body sent without
-/// a length (chunked) is cut by `DefaultBodyLimit`, whose own answer is
-/// axum's text; it gets this node's sentence instead.
+/// a length (chunked) is cut where it passes the limit, by
+/// [`read_body_within`].
 async fn refuse_declared(State(limit): State<usize>, request: Request, next: Next) -> Response {
-    let most = limit.saturating_sub(1);
     let declared = axum::body::HttpBody::size_hint(request.body()).lower();
     if declared > limit as u64 {
+        let most = limit.saturating_sub(1);
         let message = format!(
             "the request declares a body of {declared} bytes, more than the {most} bytes \
              this node takes"
         );
         return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
     }
-    let response = next.run(request).await;
-    if response.status() == StatusCode::PAYLOAD_TOO_LARGE
-        && response.extensions().get::<OwnAnswer>().is_none()
-    {
-        let message = format!("the request body is more than the {most} bytes this node takes");
-        return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
-    }
-    response
+    next.run(request).await
 }
 
 /// Read a request's body whole (at most `limit` bytes) within `within` of
 /// its head, before its handler — and before a data request takes one of
 /// the `http_requests` slots: a body that stalls gets `408` and its
 /// connection closed, rather than holding a slot for ever (1,024 stalled
-/// `PUT`s locked every client out of `/kv`). A body over `limit` gets the
-/// `413` of [`refuse_declared`].
+/// `PUT`s locked every client out of `/kv`). A body over `limit` (sent
+/// without a length: a declared one is refused by [`refuse_declared`])
+/// gets `413` in this node's words, not axum's.
 async fn read_body_within(
     State((limit, within)): State<(usize, std::time::Duration)>,
     request: Request,
@@ -196,7 +190,11 @@ async fn read_body_within(
     let (parts, body) = request.into_parts();
     let bytes = match tokio::time::timeout(within, axum::body::to_bytes(body, limit)).await {
         Ok(Ok(bytes)) => bytes,
-        Ok(Err(e)) if is_too_long(&e) => return StatusCode::PAYLOAD_TOO_LARGE.into_response(),
+        Ok(Err(e)) if is_too_long(&e) => {
+            let most = limit.saturating_sub(1);
+            let message = format!("the request body is more than the {most} bytes this node takes");
+            return ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, message).into_response();
+        }
         Ok(Err(e)) => {
             let message = format!("the request body could not be read: {e}");
             return ApiError::new(StatusCode::BAD_REQUEST, message).into_response();
@@ -229,10 +227,6 @@ fn is_too_long(e: &axum::Error) -> bool {
     }
     false
 }
-
-/// Marks an answer this node wrote itself (see [`refuse_declared`]).
-#[derive(Clone, Copy)]
-struct OwnAnswer;
 
 /// Liveness for probes and load balancers: the process serves HTTP. Open
 /// to anyone, and says nothing else.
@@ -484,7 +478,6 @@ impl IntoResponse for ApiError {
         } else {
             (self.status, format!("{}\n", self.message)).into_response()
         };
-        response.extensions_mut().insert(OwnAnswer);
         if let Some(outcome) = self.outcome {
             response.extensions_mut().insert(outcome);
         }
