@@ -7,12 +7,8 @@
 #   bench/duplicate-siblings.sh target/release/ringkv
 #
 # Environment: BASE (first port of three ranges, as in put-cpu.sh).
-BIN=$1; BASE=${BASE:-26101}
-DIR=$(mktemp -d)
-"$BIN" dev --data-dir "$DIR" --resp-base-port "$BASE" --peer-base-port $((BASE + 1000)) --http-base-port $((BASE + 2000)) >"$DIR/dev.log" 2>&1 &
-DEV=$!
-trap 'kill -INT $DEV 2>/dev/null; wait $DEV 2>/dev/null || true; rm -rf "$DIR"' EXIT
-for _ in $(seq 100); do grep -q "Ctrl-C" "$DIR/dev.log" && break; sleep 0.2; done
+BIN=$1
+. "$(dirname "$0")/dev-cluster.sh"
 H=$((BASE+2000))
 for i in 1 2 3 4 5 6; do head -c 1048000 /dev/urandom > $DIR/v$i; done
 out=""

@@ -14,15 +14,8 @@ set -euo pipefail
 BIN=$1
 LABEL=$2
 N=${N:-100000}
-BASE=${BASE:-26101}
 command -v redis-benchmark >/dev/null || { echo "needs redis-benchmark (Debian: redis-tools)" >&2; exit 1; }
-DIR=$(mktemp -d)
-"$BIN" dev --data-dir "$DIR" --resp-base-port "$BASE" \
-  --peer-base-port $((BASE + 1000)) --http-base-port $((BASE + 2000)) >"$DIR/dev.log" 2>&1 &
-DEV=$!
-trap 'kill -INT $DEV 2>/dev/null; wait $DEV 2>/dev/null || true; rm -rf "$DIR"' EXIT
-for _ in $(seq 100); do grep -q "Ctrl-C" "$DIR/dev.log" && break; sleep 0.2; done
-grep -q "Ctrl-C" "$DIR/dev.log" || { tail "$DIR/dev.log" >&2; exit 1; }
+. "$(dirname "$0")/dev-cluster.sh"
 pids=$(pgrep -f "node --config $DIR/")
 cpu_ticks() {
   local total=0 fields

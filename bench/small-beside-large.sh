@@ -10,12 +10,8 @@
 # load's ops/s and p99. Alternate two binaries for a before/after: this
 # machine's run-to-run noise is ±20%.
 # Environment: BASE (first port of three ranges, as in put-cpu.sh).
-BIN=$1; BASE=${BASE:-26101}
-DIR=$(mktemp -d)
-"$BIN" dev --data-dir "$DIR" --resp-base-port "$BASE" --peer-base-port $((BASE + 1000)) --http-base-port $((BASE + 2000)) >"$DIR/dev.log" 2>&1 &
-DEV=$!
-trap 'kill -INT $DEV 2>/dev/null; wait $DEV 2>/dev/null || true; rm -rf "$DIR"' EXIT
-for _ in $(seq 100); do grep -q "Ctrl-C" "$DIR/dev.log" && break; sleep 0.2; done
+BIN=$1
+. "$(dirname "$0")/dev-cluster.sh"
 NODES=127.0.0.1:$((BASE+2000)),127.0.0.1:$((BASE+2001)),127.0.0.1:$((BASE+2002))
 small() { redis-benchmark -p $((BASE+${1:-0})) -t set,get -d 100 -c 4 -n ${2:-3000} -r 1000 --csv 2>/dev/null | tr -d '"' | awk -F, 'NR>1 {printf "  %s %s/s p50 %s p99 %s max %s ms\n", $1, $2, $5, $7, $8}'; }
 echo "alone:"; small 0 3000
